@@ -1,0 +1,147 @@
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::context::RequestContext;
+use crate::principal::Principal;
+use crate::tenant::TenantId;
+
+/// The decision or outcome an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    /// Access was granted.
+    Allow,
+    /// Access was refused.
+    Deny,
+    /// An operation succeeded (a login, a refresh).
+    Success,
+    /// An operation failed on the caller's side (wrong password, bad token).
+    Failure,
+    /// An operation failed on the server's side (backend unavailable).
+    Error,
+}
+
+/// How urgently a human should look at the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSeverity {
+    /// Routine.
+    #[default]
+    Info,
+    /// Worth a look (repeated failures, refused access).
+    Warning,
+    /// Likely an attack or a compromise (refresh-token reuse).
+    Critical,
+}
+
+/// One audit record. Serialised as one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// When it happened (UTC).
+    pub time: Timestamp,
+    /// Who acted (a subject or a normalised username), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The tenant it happened in, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
+    /// What was attempted, as `area.verb` (`auth.login`, `access.check`).
+    pub action: Cow<'static, str>,
+    /// What it was attempted on (a route, a permission, a resource id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The decision.
+    pub decision: AuditDecision,
+    /// How urgent.
+    #[serde(default)]
+    pub severity: AuditSeverity,
+    /// Why: the rule or check that decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Cow<'static, str>>,
+    /// The request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<IpAddr>,
+}
+
+impl AuditEvent {
+    /// An event happening now.
+    pub fn new(action: impl Into<Cow<'static, str>>, decision: AuditDecision) -> Self {
+        Self {
+            time: Timestamp::now(),
+            actor: None,
+            tenant: None,
+            action: action.into(),
+            resource: None,
+            decision,
+            severity: AuditSeverity::default(),
+            reason: None,
+            request_id: None,
+            client_ip: None,
+        }
+    }
+
+    /// Sets the time (normally from the deciding code's `Clock`).
+    #[must_use]
+    pub fn at(mut self, time: Timestamp) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Sets the actor.
+    #[must_use]
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Sets the tenant.
+    #[must_use]
+    pub fn tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// Sets the resource.
+    #[must_use]
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Sets the severity.
+    #[must_use]
+    pub fn severity(mut self, severity: AuditSeverity) -> Self {
+        self.severity = severity;
+        self
+    }
+
+    /// Sets the reason.
+    #[must_use]
+    pub fn reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Copies the request id and client IP from a request context.
+    #[must_use]
+    pub fn context(mut self, ctx: &RequestContext) -> Self {
+        self.request_id = Some(ctx.request_id().to_string());
+        self.client_ip = Some(ctx.client_ip());
+        self
+    }
+
+    /// Copies the actor and tenant from a principal.
+    #[must_use]
+    pub fn principal(mut self, principal: &Principal) -> Self {
+        self.actor = Some(principal.subject().to_owned());
+        self.tenant = principal.tenant().cloned();
+        self
+    }
+}

@@ -1,0 +1,118 @@
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::tenant::TenantId;
+
+use super::{AuditError, AuditEvent, AuditSink};
+
+/// Keeps events in memory, for tests and for an embedded deployment that
+/// answers audit queries without a database.
+///
+/// Unbounded by default. With [`MemoryAuditSink::with_capacity`] it keeps the
+/// newest `n` events and counts what it let go in
+/// [`evicted`](MemoryAuditSink::evicted) — pair it with a durable sink when
+/// the trail must be complete.
+#[derive(Debug, Default)]
+pub struct MemoryAuditSink {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: VecDeque<AuditEvent>,
+    capacity: Option<usize>,
+    evicted: u64,
+}
+
+impl MemoryAuditSink {
+    /// An unbounded sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sink holding at most `capacity` (at least 1) newest events.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                capacity: Some(capacity.max(1)),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// All held events, oldest first.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.lock().events.iter().cloned().collect()
+    }
+
+    /// Up to `limit` events of `tenant`, newest first.
+    pub fn query(&self, tenant: &TenantId, limit: usize) -> Vec<AuditEvent> {
+        self.lock()
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.tenant.as_ref() == Some(tenant))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// How many events were let go because of the capacity.
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
+    }
+}
+
+#[async_trait]
+impl AuditSink for MemoryAuditSink {
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let mut inner = self.lock();
+        if inner.capacity.is_some_and(|cap| inner.events.len() >= cap) {
+            inner.events.pop_front();
+            inner.evicted += 1;
+        }
+        inner.events.push_back(event);
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditDecision;
+
+    #[tokio::test]
+    async fn query_is_tenant_scoped_and_newest_first() {
+        let sink = MemoryAuditSink::new();
+        let acme = TenantId::new("acme").unwrap();
+        let globex = TenantId::new("globex").unwrap();
+        for (i, t) in [&acme, &globex, &acme].into_iter().enumerate() {
+            sink.record(AuditEvent::new("x", AuditDecision::Allow).tenant(t.clone()).resource(i.to_string()))
+                .await
+                .unwrap();
+        }
+        let got: Vec<_> = sink.query(&acme, 10).into_iter().map(|e| e.resource.unwrap()).collect();
+        assert_eq!(got, ["2", "0"]);
+    }
+
+    #[tokio::test]
+    async fn capacity_keeps_the_newest_and_counts_evictions() {
+        let sink = MemoryAuditSink::with_capacity(2);
+        for i in 0..3 {
+            sink.record(AuditEvent::new("x", AuditDecision::Allow).resource(i.to_string())).await.unwrap();
+        }
+        let kept: Vec<_> = sink.events().into_iter().map(|e| e.resource.unwrap()).collect();
+        assert_eq!(kept, ["1", "2"]);
+        assert_eq!(sink.evicted(), 1);
+    }
+}

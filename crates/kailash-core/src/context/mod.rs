@@ -1,0 +1,102 @@
+//! Per-request context: a request id and the client's real IP address.
+//!
+//! [`RequestContextLayer`] runs first in a stack. It gives every request a
+//! [`RequestContext`] in its extensions — a request id (generated, or taken
+//! from a trusted proxy's `X-Request-Id`) and the client IP resolved by a
+//! [`TrustedProxies`] policy — and echoes the id in the response's
+//! `X-Request-Id` header. Later layers (rate limiting, audit, tracing) read
+//! the context instead of re-parsing headers.
+//!
+//! Why a policy: `X-Forwarded-For` is written by whoever sends the request.
+//! Only hops appended by proxies you run can be believed, so the client is
+//! the rightmost address that is *not* one of your proxies; when the peer
+//! itself is not a trusted proxy, the header is ignored and the peer is the
+//! client. Trusting the leftmost entry, as many libraries do, lets any client
+//! pick its own rate-limit key.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use http::{Request, Response};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use kailash_core::context::{PeerAddr, RequestContext, RequestContextLayer, TrustedProxies};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(RequestContextLayer::new().trusted_proxies(proxies))
+//!     .service_fn(|req: Request<()>| async move {
+//!         let ctx = req.extensions().get::<RequestContext>().unwrap();
+//!         Ok::<_, std::convert::Infallible>(Response::new(ctx.client_ip().to_string()))
+//!     });
+//!
+//! let mut req = Request::new(());
+//! req.extensions_mut().insert(PeerAddr("10.1.2.3:4567".parse::<SocketAddr>().unwrap()));
+//! req.headers_mut().insert("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().unwrap());
+//! let res = svc.ready().await.unwrap().call(req).await.unwrap();
+//! // 10.0.0.2 is our proxy; 203.0.113.9 is the first hop we did not add.
+//! assert_eq!(res.body(), "203.0.113.9");
+//! assert!(res.headers().contains_key("x-request-id"));
+//! # });
+//! ```
+
+mod layer;
+mod proxy;
+mod request_id;
+mod service;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+pub use layer::{IncomingRequestId, RequestContextLayer};
+pub use proxy::TrustedProxies;
+pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdGenerator};
+pub use service::{RequestContextFuture, RequestContextService};
+
+/// The address of the TCP peer, inserted into request extensions by the
+/// server (kailash's own server does; with axum, `ConnectInfo<SocketAddr>` is
+/// read too when the `axum` feature is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What [`RequestContextLayer`] knows about a request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    request_id: RequestId,
+    client_ip: IpAddr,
+    received_at: Timestamp,
+}
+
+impl RequestContext {
+    /// A context (normally built by the layer; public for tests and custom stacks).
+    pub fn new(request_id: RequestId, client_ip: IpAddr, received_at: Timestamp) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                request_id,
+                client_ip,
+                received_at,
+            }),
+        }
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> &RequestId {
+        &self.inner.request_id
+    }
+
+    /// The client's IP address as resolved by the trusted-proxy policy.
+    pub fn client_ip(&self) -> IpAddr {
+        self.inner.client_ip
+    }
+
+    /// When the request was received.
+    pub fn received_at(&self) -> Timestamp {
+        self.inner.received_at
+    }
+}

@@ -1,0 +1,144 @@
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::layer::{IncomingRequestId, Shared};
+use super::{PeerAddr, REQUEST_ID_HEADER, RequestContext, RequestId};
+
+/// The service of [`RequestContextLayer`](super::RequestContextLayer).
+#[derive(Debug, Clone)]
+pub struct RequestContextService<S> {
+    pub(super) inner: S,
+    pub(super) shared: Arc<Shared>,
+}
+
+fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
+    if let Some(PeerAddr(addr)) = req.extensions().get::<PeerAddr>() {
+        return Some(addr.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(info.0.ip());
+    }
+    None
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContextService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &*self.shared;
+        // Without a peer address (a misconfigured server) every request shares
+        // the unspecified address: limits stay in force rather than vanish.
+        let peer = peer_ip(&req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let trusted_peer = shared.proxies.is_trusted(peer);
+        let client_ip = shared.proxies.client_ip(peer, req.headers());
+        let keep_incoming = match shared.incoming {
+            IncomingRequestId::Never => false,
+            IncomingRequestId::FromTrustedProxies => trusted_peer,
+            IncomingRequestId::Always => true,
+        };
+        let request_id = keep_incoming
+            .then(|| req.headers().get(REQUEST_ID_HEADER).and_then(RequestId::parse))
+            .flatten()
+            .unwrap_or_else(|| shared.ids.next_id());
+        let header = request_id.header_value().clone();
+        let ctx = RequestContext::new(request_id, client_ip, shared.clock.now());
+        req.extensions_mut().insert(ctx);
+        RequestContextFuture {
+            inner: self.inner.call(req),
+            request_id: Some(header),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`RequestContextService`].
+    pub struct RequestContextFuture<F> {
+        #[pin]
+        inner: F,
+        request_id: Option<HeaderValue>,
+    }
+}
+
+impl<F, ResBody, E> Future for RequestContextFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        if let Some(id) = this.request_id.take() {
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::context::{RequestContextLayer, TrustedProxies};
+
+    async fn call(layer: RequestContextLayer, peer: &str, incoming: Option<&str>) -> (String, String) {
+        let svc = layer.layer(service_fn(|req: Request<()>| async move {
+            let ctx = req.extensions().get::<RequestContext>().cloned().unwrap();
+            Ok::<_, std::convert::Infallible>(Response::new(ctx.request_id().to_string()))
+        }));
+        let mut req = Request::new(());
+        req.extensions_mut().insert(PeerAddr(peer.parse::<SocketAddr>().unwrap()));
+        if let Some(id) = incoming {
+            req.headers_mut().insert(REQUEST_ID_HEADER, id.parse().unwrap());
+        }
+        let res = svc.oneshot(req).await.unwrap();
+        let header = res.headers()[REQUEST_ID_HEADER].to_str().unwrap().to_owned();
+        (res.into_body(), header)
+    }
+
+    #[tokio::test]
+    async fn incoming_ids_are_kept_only_from_trusted_proxies() {
+        let layer = RequestContextLayer::new()
+            .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
+        let (seen, echoed) = call(layer.clone(), "10.0.0.1:1", Some("lb-123")).await;
+        assert_eq!((seen.as_str(), echoed.as_str()), ("lb-123", "lb-123"));
+        let (seen, echoed) = call(layer.clone(), "192.0.2.1:1", Some("spoofed")).await;
+        assert_ne!(seen, "spoofed");
+        assert_eq!(seen, echoed);
+        let (seen, _) = call(layer, "10.0.0.1:1", Some("bad id with spaces")).await;
+        assert_ne!(seen, "bad id with spaces");
+    }
+
+    #[tokio::test]
+    async fn policy_always_and_never() {
+        let always = RequestContextLayer::new().incoming_request_id(IncomingRequestId::Always);
+        assert_eq!(call(always, "192.0.2.1:1", Some("abc")).await.0, "abc");
+        let never = RequestContextLayer::new()
+            .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]))
+            .incoming_request_id(IncomingRequestId::Never);
+        assert_ne!(call(never, "10.0.0.1:1", Some("abc")).await.0, "abc");
+    }
+}

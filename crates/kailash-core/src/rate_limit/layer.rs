@@ -1,0 +1,100 @@
+use std::sync::Arc;
+
+use tower::Layer;
+
+use crate::state::{RateLimiter, RateQuota};
+
+use super::RateLimit;
+
+/// What a layer does when its state backend cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Let the request through (logged at `warn`).
+    #[default]
+    Open,
+    /// Refuse with 503 problem+json.
+    Closed,
+}
+
+/// Limits request rates per client IP, user and tenant. See the
+/// [module docs](super).
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    pub(super) config: Arc<Config>,
+}
+
+#[derive(Clone)]
+pub(super) struct Config {
+    pub(super) limiter: Arc<dyn RateLimiter>,
+    pub(super) per_ip: Option<RateQuota>,
+    pub(super) per_user: Option<RateQuota>,
+    pub(super) per_tenant: Option<RateQuota>,
+    pub(super) fail_mode: FailMode,
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("per_ip", &self.config.per_ip)
+            .field("per_user", &self.config.per_user)
+            .field("per_tenant", &self.config.per_tenant)
+            .field("fail_mode", &self.config.fail_mode)
+            .finish()
+    }
+}
+
+impl RateLimitLayer {
+    /// A layer over `limiter` with no buckets yet (add at least one).
+    pub fn new(limiter: Arc<dyn RateLimiter>) -> Self {
+        Self {
+            config: Arc::new(Config {
+                limiter,
+                per_ip: None,
+                per_user: None,
+                per_tenant: None,
+                fail_mode: FailMode::default(),
+            }),
+        }
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        self
+    }
+
+    /// Limits each client IP.
+    #[must_use]
+    pub fn per_ip(self, quota: RateQuota) -> Self {
+        self.update(|c| c.per_ip = Some(quota))
+    }
+
+    /// Limits each authenticated user.
+    #[must_use]
+    pub fn per_user(self, quota: RateQuota) -> Self {
+        self.update(|c| c.per_user = Some(quota))
+    }
+
+    /// Limits each tenant as a whole.
+    #[must_use]
+    pub fn per_tenant(self, quota: RateQuota) -> Self {
+        self.update(|c| c.per_tenant = Some(quota))
+    }
+
+    /// Sets the behaviour when the backend cannot answer.
+    #[must_use]
+    pub fn fail_mode(self, mode: FailMode) -> Self {
+        self.update(|c| c.fail_mode = mode)
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

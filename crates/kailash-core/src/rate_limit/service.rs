@@ -1,0 +1,212 @@
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+
+use crate::context::RequestContext;
+use crate::principal::Principal;
+use crate::problem::{Problem, ResponseBody};
+use crate::state::{Namespace, RateQuota, StateError, StateKey};
+
+use super::layer::{Config, FailMode};
+
+const NS_IP: Namespace = Namespace::new("rl.ip");
+const NS_USER: Namespace = Namespace::new("rl.user");
+const NS_TENANT: Namespace = Namespace::new("rl.tenant");
+
+/// The service of [`RateLimitLayer`](super::RateLimitLayer).
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    pub(super) inner: S,
+    pub(super) config: Arc<Config>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+enum Verdict {
+    Pass,
+    Refuse(Problem),
+}
+
+async fn decide(config: &Config, buckets: Vec<(StateKey, RateQuota, &'static str)>) -> Verdict {
+    for (key, quota, name) in buckets {
+        match config.limiter.check(&key, &quota, 1).await {
+            Ok(d) if d.allowed => {}
+            Ok(d) => {
+                return Verdict::Refuse(
+                    Problem::too_many_requests(d.retry_after)
+                        .with_detail(format!("the {name} rate limit is exhausted"))
+                        .with_extension("limit", name),
+                );
+            }
+            Err(e) => return on_backend_error(config.fail_mode, &e),
+        }
+    }
+    Verdict::Pass
+}
+
+fn on_backend_error(mode: FailMode, error: &StateError) -> Verdict {
+    match mode {
+        FailMode::Open => {
+            tracing::warn!(%error, "rate limit state unavailable; failing open");
+            Verdict::Pass
+        }
+        FailMode::Closed => {
+            tracing::warn!(%error, "rate limit state unavailable; failing closed");
+            Verdict::Refuse(Problem::service_unavailable("rate limiting is temporarily unavailable"))
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RateLimit<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = self.config.clone();
+        // The clone is the not-yet-ready one; keep the ready service for this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+
+        let mut buckets = Vec::with_capacity(3);
+        if let Some(quota) = config.per_ip {
+            let ip = req
+                .extensions()
+                .get::<RequestContext>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), RequestContext::client_ip);
+            buckets.push((StateKey::global(NS_IP, &ip.to_string()), quota, "ip"));
+        }
+        if let Some(principal) = req.extensions().get::<Principal>() {
+            if let Some(quota) = config.per_user {
+                let key = match principal.tenant() {
+                    Some(t) => StateKey::tenant(t, NS_USER, principal.subject()),
+                    None => StateKey::global(NS_USER, principal.subject()),
+                };
+                buckets.push((key, quota, "user"));
+            }
+            if let (Some(quota), Some(tenant)) = (config.per_tenant, principal.tenant()) {
+                buckets.push((StateKey::tenant(tenant, NS_TENANT, ""), quota, "tenant"));
+            }
+        }
+
+        Box::pin(async move {
+            if !buckets.is_empty() {
+                if let Verdict::Refuse(problem) = decide(&config, buckets).await {
+                    return Ok(problem.to_response());
+                }
+            }
+            inner.call(req).await.map(|r| r.map(ResponseBody::new))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use http::StatusCode;
+    use http_body_util::Empty;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::TenantId;
+    use crate::clock::ManualClock;
+    use crate::rate_limit::RateLimitLayer;
+    use crate::state::{RateDecision, RateLimiter, SharedState};
+
+    fn ok_service() -> impl tower::Service<Request<()>, Response = Response<Empty<bytes::Bytes>>, Error = std::convert::Infallible, Future = impl Send> + Clone + Send + 'static {
+        service_fn(|_req: Request<()>| async { Ok(Response::new(Empty::new())) })
+    }
+
+    fn request(ip: &str, principal: Option<Principal>) -> Request<()> {
+        let mut req = Request::new(());
+        let ctx = RequestContext::new(
+            crate::context::RequestIdGenerator::new().next_id(),
+            ip.parse().unwrap(),
+            jiff::Timestamp::now(),
+        );
+        req.extensions_mut().insert(ctx);
+        if let Some(p) = principal {
+            req.extensions_mut().insert(p);
+        }
+        req
+    }
+
+    #[tokio::test]
+    async fn each_ip_has_its_own_bucket() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = SharedState::memory(clock.clone());
+        let layer = RateLimitLayer::new(state.rate.clone()).per_ip(RateQuota::per_minute(1).unwrap());
+        let svc = layer.layer(ok_service());
+        assert_eq!(svc.clone().oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+        let refused = svc.clone().oneshot(request("192.0.2.1", None)).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "60");
+        assert_eq!(svc.clone().oneshot(request("192.0.2.2", None)).await.unwrap().status(), StatusCode::OK);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(svc.oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn user_and_tenant_buckets_follow_the_principal() {
+        let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
+        let layer = RateLimitLayer::new(state.rate.clone())
+            .per_user(RateQuota::per_minute(2).unwrap())
+            .per_tenant(RateQuota::per_minute(3).unwrap());
+        let svc = layer.layer(ok_service());
+        let acme = TenantId::new("acme").unwrap();
+        let alice = Principal::builder("alice").tenant(acme.clone()).build();
+        let bob = Principal::builder("bob").tenant(acme).build();
+        let mut statuses = Vec::new();
+        for p in [&alice, &alice, &alice, &bob, &bob] {
+            statuses.push(svc.clone().oneshot(request("192.0.2.1", Some(p.clone()))).await.unwrap().status().as_u16());
+        }
+        // alice's third hits her user limit; bob's second hits the tenant's 3.
+        assert_eq!(statuses, [200, 200, 429, 200, 429]);
+        // Anonymous requests are not charged to any user or tenant.
+        assert_eq!(svc.oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[derive(Debug)]
+    struct Down;
+    #[async_trait]
+    impl RateLimiter for Down {
+        async fn check(&self, _: &StateKey, _: &RateQuota, _: u32) -> Result<RateDecision, StateError> {
+            Err(StateError::Unavailable("connection refused".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn backend_failure_follows_the_fail_mode() {
+        let quota = RateQuota::per_minute(1).unwrap();
+        let open = RateLimitLayer::new(Arc::new(Down)).per_ip(quota).layer(ok_service());
+        assert_eq!(open.oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+        let closed = RateLimitLayer::new(Arc::new(Down))
+            .per_ip(quota)
+            .fail_mode(FailMode::Closed)
+            .layer(ok_service());
+        assert_eq!(
+            closed.oneshot(request("192.0.2.1", None)).await.unwrap().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

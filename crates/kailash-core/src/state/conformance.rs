@@ -1,0 +1,353 @@
+//! The conformance suite every state backend passes.
+//!
+//! Each check is a public async function taking a [`Harness`]; the
+//! [`state_conformance_tests!`](crate::state_conformance_tests) macro expands
+//! to one `#[tokio::test]` per check for a backend factory. The in-memory
+//! backend runs it in this crate; `kailash-redis` runs it against a real
+//! Redis. Checks use keys unique to the harness, so several runs may share a
+//! server, and move the harness's manual clock instead of sleeping.
+//!
+//! ```ignore
+//! async fn redis_harness() -> Option<kailash_core::state::conformance::Harness> { /* … */ }
+//! kailash_core::state_conformance_tests!(redis_harness);
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::clock::{Clock, ManualClock};
+
+use super::{
+    BoundedAdd, Namespace, RateQuota, SharedState, StateError, StateKey, WhenFull,
+};
+
+const NS: Namespace = Namespace::new("conformance");
+
+/// A backend under test, the manual clock it decides expiry with, and a
+/// run id that keeps this run's keys apart from any other's.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    /// The backend.
+    pub state: SharedState,
+    /// The clock given to the backend.
+    pub clock: Arc<ManualClock>,
+    /// A prefix unique to this harness.
+    pub run_id: String,
+}
+
+impl Harness {
+    /// A harness with a fresh random run id.
+    pub fn new(state: SharedState, clock: Arc<ManualClock>) -> Self {
+        let mut bytes = [0u8; 8];
+        // Uniqueness only; a failure to read randomness falls back to time.
+        let id = match getrandom::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => clock.now().as_nanosecond() as u64,
+        };
+        Self {
+            state,
+            clock,
+            run_id: format!("{id:016x}"),
+        }
+    }
+
+    /// A key unique to this run.
+    pub fn key(&self, name: &str) -> StateKey {
+        StateKey::global(NS, &format!("{}:{name}", self.run_id))
+    }
+}
+
+fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// get/set/delete/set_if_absent and expiry.
+pub async fn kv_basics(h: &Harness) {
+    let kv = &h.state.kv;
+    let k = h.key("kv");
+    assert_eq!(kv.get(&k).await.unwrap(), None);
+    kv.set(&k, b("one"), None).await.unwrap();
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("one")));
+    kv.set(&k, b("two"), None).await.unwrap();
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("two")));
+    assert!(!kv.set_if_absent(&k, b("three"), None).await.unwrap());
+    assert!(kv.delete(&k).await.unwrap());
+    assert!(!kv.delete(&k).await.unwrap());
+    assert!(kv.set_if_absent(&k, b("three"), Some(MIN)).await.unwrap());
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("three")));
+
+    // Expiry follows the backend's clock.
+    h.clock.advance(Duration::from_secs(59));
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("three")));
+    assert!(kv.expire(&k, MIN).await.unwrap(), "expire refreshes a live key");
+    h.clock.advance(Duration::from_secs(59));
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("three")), "expire moved the deadline");
+    h.clock.advance(Duration::from_secs(2));
+    assert_eq!(kv.get(&k).await.unwrap(), None, "expired");
+    assert!(!kv.expire(&k, MIN).await.unwrap(), "an expired key cannot be refreshed");
+    assert!(kv.set_if_absent(&k, b("again"), None).await.unwrap(), "expired counts as absent");
+
+    assert_eq!(
+        kv.set(&k, b("x"), Some(Duration::ZERO)).await,
+        Err(StateError::InvalidArgument("ttl must be positive"))
+    );
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("again")), "a refused call changes nothing");
+    kv.ping().await.unwrap();
+}
+
+/// compare_and_swap semantics.
+pub async fn kv_compare_and_swap(h: &Harness) {
+    let kv = &h.state.kv;
+    let k = h.key("cas");
+    assert!(!kv.compare_and_swap(&k, Some(b"x"), Some(b("y")), None).await.unwrap());
+    assert!(kv.compare_and_swap(&k, None, Some(b("v1")), None).await.unwrap());
+    assert!(!kv.compare_and_swap(&k, None, Some(b("v2")), None).await.unwrap());
+    assert!(!kv.compare_and_swap(&k, Some(b"v0"), Some(b("v2")), None).await.unwrap());
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("v1")));
+    assert!(kv.compare_and_swap(&k, Some(b"v1"), Some(b("v2")), Some(MIN)).await.unwrap());
+    assert_eq!(kv.get(&k).await.unwrap(), Some(b("v2")));
+    h.clock.advance(MIN);
+    assert!(
+        kv.compare_and_swap(&k, None, Some(b("v3")), None).await.unwrap(),
+        "an expired value counts as absent"
+    );
+    assert!(kv.compare_and_swap(&k, Some(b"v3"), None, None).await.unwrap(), "None deletes");
+    assert_eq!(kv.get(&k).await.unwrap(), None);
+    // Binary values survive unchanged.
+    let raw = Bytes::from(vec![0u8, 255, 10, 13, 0]);
+    kv.set(&k, raw.clone(), None).await.unwrap();
+    assert_eq!(kv.get(&k).await.unwrap(), Some(raw));
+}
+
+/// take consumes once, also under contention; concurrent CAS has one winner.
+pub async fn kv_races(h: &Harness) {
+    let k = h.key("race-take");
+    h.state.kv.set(&k, b("token"), Some(MIN)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (state, k) = (h.state.clone(), k.clone());
+        tasks.push(tokio::spawn(async move { state.kv.take(&k).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "a taken value is consumed exactly once");
+
+    let k = h.key("race-cas");
+    h.state.kv.set(&k, b("gen-0"), None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (state, k) = (h.state.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            state
+                .kv
+                .compare_and_swap(&k, Some(b"gen-0"), Some(Bytes::from(format!("next-{i}"))), None)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one compare-and-swap wins");
+}
+
+/// Counters: windows, negative deltas, reset.
+pub async fn counter_windows(h: &Harness) {
+    let c = &h.state.counters;
+    let k = h.key("counter");
+    assert_eq!(c.get(&k).await.unwrap().value, 0);
+    let v = c.add(&k, 1, Some(MIN)).await.unwrap();
+    assert_eq!(v.value, 1);
+    let ttl = v.expires_in.expect("windowed counter expires");
+    assert!(ttl <= MIN && ttl >= Duration::from_secs(59), "{ttl:?}");
+    h.clock.advance(Duration::from_secs(30));
+    let v = c.add(&k, 2, Some(MIN)).await.unwrap();
+    assert_eq!(v.value, 3);
+    let ttl = v.expires_in.expect("still windowed");
+    assert!(ttl <= Duration::from_secs(30), "the window does not restart: {ttl:?}");
+    assert_eq!(c.add(&k, -1, Some(MIN)).await.unwrap().value, 2);
+    h.clock.advance(Duration::from_secs(30));
+    assert_eq!(c.get(&k).await.unwrap().value, 0, "window over");
+    assert_eq!(c.add(&k, 5, None).await.unwrap().value, 5, "a new counter after expiry");
+    assert_eq!(c.get(&k).await.unwrap().expires_in, None);
+    c.reset(&k).await.unwrap();
+    assert_eq!(c.get(&k).await.unwrap().value, 0);
+}
+
+/// add_within never passes the limit, also under contention.
+pub async fn counter_bounded(h: &Harness) {
+    let c = &h.state.counters;
+    let k = h.key("bounded");
+    for expected in 1..=3 {
+        match c.add_within(&k, 1, 3, Some(MIN)).await.unwrap() {
+            BoundedAdd::Applied(v) => assert_eq!(v.value, expected),
+            BoundedAdd::Refused(v) => panic!("refused at {v:?}"),
+        }
+    }
+    match c.add_within(&k, 1, 3, Some(MIN)).await.unwrap() {
+        BoundedAdd::Refused(v) => {
+            assert_eq!(v.value, 3);
+            assert!(v.expires_in.is_some(), "a refusal says when the window resets");
+        }
+        BoundedAdd::Applied(v) => panic!("applied past the limit: {v:?}"),
+    }
+    assert_eq!(c.get(&k).await.unwrap().value, 3, "a refusal changes nothing");
+    assert!(matches!(c.add_within(&k, -2, 3, None).await.unwrap(), BoundedAdd::Applied(v) if v.value == 1));
+
+    let k = h.key("bounded-race");
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (state, k) = (h.state.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            state.counters.add_within(&k, 1, 10, Some(MIN)).await.unwrap()
+        }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), BoundedAdd::Applied(_)) {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 10, "exactly the limit is admitted");
+    assert_eq!(c.get(&k).await.unwrap().value, 10);
+}
+
+/// GCRA: burst, pacing, retry-after, independent keys, exact under contention.
+pub async fn rate_limiter(h: &Harness) {
+    let rl = &h.state.rate;
+    let quota = RateQuota::new(2, Duration::from_secs(1), 3).unwrap();
+    let k = h.key("rate");
+    for _ in 0..3 {
+        assert!(rl.check(&k, &quota, 1).await.unwrap().allowed);
+    }
+    let denied = rl.check(&k, &quota, 1).await.unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.remaining, 0);
+    assert!(denied.retry_after > Duration::ZERO && denied.retry_after <= Duration::from_millis(500));
+    assert!(
+        rl.check(&h.key("rate-other"), &quota, 1).await.unwrap().allowed,
+        "keys are independent"
+    );
+    h.clock.advance(denied.retry_after);
+    assert!(rl.check(&k, &quota, 1).await.unwrap().allowed, "allowed after retry_after");
+    assert!(!rl.check(&k, &quota, 1).await.unwrap().allowed);
+    h.clock.advance(Duration::from_secs(2));
+    let fresh = rl.check(&k, &quota, 1).await.unwrap();
+    assert!(fresh.allowed);
+    assert_eq!(fresh.remaining, 2, "fully replenished");
+
+    let k = h.key("rate-race");
+    let quota = RateQuota::new(1, Duration::from_secs(60), 5).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (state, k) = (h.state.clone(), k.clone());
+        tasks.push(tokio::spawn(async move { state.rate.check(&k, &quota, 1).await.unwrap() }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        if t.await.unwrap().allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5, "exactly the burst is admitted");
+}
+
+/// Bounded sets: cap, eviction order, reject policy, expiry, removal.
+pub async fn bounded_sets(h: &Harness) {
+    let sets = &h.state.sets;
+    let owner = h.key("sessions");
+    let now = h.clock.now();
+    let at = |secs: i64| now + jiff::SignedDuration::from_secs(secs);
+    for (m, secs) in [("s1", 100), ("s2", 200), ("s3", 300)] {
+        let r = sets.insert(&owner, m, at(secs), 3, WhenFull::EvictOldest).await.unwrap();
+        assert!(r.inserted && r.evicted.is_empty());
+    }
+    let r = sets.insert(&owner, "s4", at(400), 3, WhenFull::EvictOldest).await.unwrap();
+    assert_eq!((r.inserted, r.evicted), (true, vec!["s1".to_owned()]));
+    let r = sets.insert(&owner, "s5", at(500), 3, WhenFull::Reject).await.unwrap();
+    assert_eq!((r.inserted, r.evicted.len()), (false, 0));
+    let r = sets.insert(&owner, "s2", at(600), 3, WhenFull::Reject).await.unwrap();
+    assert!(r.inserted, "re-inserting a member only moves its expiry");
+    let names: Vec<_> = sets.members(&owner).await.unwrap().into_iter().map(|m| m.member).collect();
+    assert_eq!(names, ["s3", "s4", "s2"], "soonest-expiring first");
+    assert!(sets.contains(&owner, "s3").await.unwrap());
+
+    h.clock.advance(Duration::from_secs(301));
+    assert!(!sets.contains(&owner, "s3").await.unwrap(), "expired members leave");
+    let r = sets.insert(&owner, "s6", at(700), 3, WhenFull::Reject).await.unwrap();
+    assert!(r.inserted, "expired members do not count against the cap");
+
+    assert!(sets.remove(&owner, "s4").await.unwrap());
+    assert!(!sets.remove(&owner, "s4").await.unwrap());
+    let mut left = sets.clear(&owner).await.unwrap();
+    left.sort();
+    assert_eq!(left, ["s2", "s6"]);
+    assert!(sets.members(&owner).await.unwrap().is_empty());
+    assert_eq!(
+        sets.insert(&owner, "x", at(-1), 3, WhenFull::EvictOldest).await,
+        Err(StateError::InvalidArgument("member expiry must be in the future"))
+    );
+    assert_eq!(
+        sets.insert(&owner, "x", at(10), 0, WhenFull::EvictOldest).await,
+        Err(StateError::InvalidArgument("set cap must be at least 1"))
+    );
+}
+
+/// Publish/subscribe delivers to subscribers of the topic only.
+pub async fn pubsub(h: &Harness) {
+    let ps = &h.state.pubsub;
+    let topic = h.key("topic");
+    let other = h.key("topic-other");
+    // Publishing with nobody listening is fine.
+    ps.publish(&topic, b("lost")).await.unwrap();
+    let mut a = ps.subscribe(&topic).await.unwrap();
+    let mut b2 = ps.subscribe(&topic).await.unwrap();
+    let mut c = ps.subscribe(&other).await.unwrap();
+    ps.publish(&topic, b("hello")).await.unwrap();
+    ps.publish(&topic, b("world")).await.unwrap();
+    let wait = Duration::from_secs(5);
+    for sub in [&mut a, &mut b2] {
+        assert_eq!(tokio::time::timeout(wait, sub.recv()).await.unwrap().unwrap(), b("hello"));
+        assert_eq!(tokio::time::timeout(wait, sub.recv()).await.unwrap().unwrap(), b("world"));
+    }
+    ps.publish(&other, b("for-c")).await.unwrap();
+    assert_eq!(tokio::time::timeout(wait, c.recv()).await.unwrap().unwrap(), b("for-c"));
+    drop(a);
+    ps.publish(&topic, b("after-drop")).await.unwrap();
+    assert_eq!(tokio::time::timeout(wait, b2.recv()).await.unwrap().unwrap(), b("after-drop"));
+}
+
+/// Expands to one `#[tokio::test]` per conformance check for a backend.
+///
+/// `$factory` is an async function returning `Option<Harness>`; `None` skips
+/// the tests (for example when `KAILASH_TEST_REDIS_URL` is unset), printing why.
+#[macro_export]
+macro_rules! state_conformance_tests {
+    ($factory:path) => {
+        $crate::state_conformance_tests!(@cases $factory;
+            kv_basics, kv_compare_and_swap, kv_races, counter_windows, counter_bounded,
+            rate_limiter, bounded_sets, pubsub);
+    };
+    (@cases $factory:path; $($case:ident),*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                match $factory().await {
+                    Some(harness) => $crate::state::conformance::$case(&harness).await,
+                    None => eprintln!(concat!("skipped conformance::", stringify!($case), ": backend not configured")),
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,557 @@
+//! The embedded in-memory backend.
+//!
+//! One [`MemoryState`] implements all five primitives for a single process.
+//! Maps are sharded behind short-held mutexes (never held across an
+//! `.await`), expired entries are dropped when touched and swept periodically,
+//! and the rate limiter's key space is capped so a flood of distinct keys
+//! cannot grow memory without bound.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jiff::Timestamp;
+use tokio::sync::broadcast;
+
+use crate::clock::{Clock, duration_millis};
+
+use super::{
+    BoundedAdd, BoundedSetStore, CounterStore, CounterValue, KeyValueStore, PubSub, RateDecision,
+    RateLimiter, RateQuota, SetInsert, SetMember, StateError, StateKey, Subscription, WhenFull,
+};
+
+const SHARDS: usize = 32;
+/// Writes to a shard between two sweeps of its expired entries.
+const SWEEP_EVERY: u32 = 1024;
+
+/// Limits of the in-memory backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// The most rate-limiter keys held at once. When full, expired keys are
+    /// dropped first, then the key closest to replenishment is evicted (which
+    /// can only make that one key's limit more lenient, never stricter).
+    pub max_rate_keys: usize,
+    /// Messages buffered per topic for slow subscribers before they lag.
+    pub topic_capacity: usize,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        Self {
+            max_rate_keys: 100_000,
+            topic_capacity: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    value: T,
+    expires_at_ms: Option<i64>,
+}
+
+impl<T> Entry<T> {
+    fn live(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_none_or(|at| at > now_ms)
+    }
+    fn expires_in(&self, now_ms: i64) -> Option<Duration> {
+        self.expires_at_ms
+            .map(|at| Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0)))
+    }
+}
+
+/// Something that can tell whether it is expired at `now_ms`.
+trait Expiring {
+    fn expired(&self, now_ms: i64) -> bool;
+}
+impl<T> Expiring for Entry<T> {
+    fn expired(&self, now_ms: i64) -> bool {
+        !self.live(now_ms)
+    }
+}
+impl Expiring for Vec<(String, i64)> {
+    fn expired(&self, now_ms: i64) -> bool {
+        self.iter().all(|(_, at)| *at <= now_ms)
+    }
+}
+/// A rate limiter entry: the theoretical arrival time in microseconds.
+impl Expiring for i64 {
+    fn expired(&self, now_ms: i64) -> bool {
+        *self <= now_ms.saturating_mul(1000)
+    }
+}
+
+struct Shard<V> {
+    map: HashMap<StateKey, V>,
+    writes: u32,
+}
+
+struct Sharded<V> {
+    shards: Box<[Mutex<Shard<V>>]>,
+    hasher: RandomState,
+}
+
+impl<V: Expiring> Sharded<V> {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::new(),
+                        writes: 0,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Locks the shard of `key`, sweeping it when due. A poisoned lock only
+    /// means another thread panicked mid-operation on plain data; the data is
+    /// still consistent per entry, so keep serving.
+    fn shard(&self, key: &StateKey, now_ms: i64) -> MutexGuard<'_, Shard<V>> {
+        let idx = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let mut guard = self.shards[idx].lock().unwrap_or_else(|p| p.into_inner());
+        guard.writes += 1;
+        if guard.writes >= SWEEP_EVERY {
+            guard.writes = 0;
+            guard.map.retain(|_, v| !v.expired(now_ms));
+        }
+        guard
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .sum()
+    }
+}
+
+/// All five state primitives in process memory.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use kailash_core::clock::ManualClock;
+/// use kailash_core::state::{CounterStore, MemoryState, Namespace, StateKey};
+///
+/// const FAILS: Namespace = Namespace::new("login.fail");
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let clock = Arc::new(ManualClock::starting_now());
+/// let state = MemoryState::new(clock.clone());
+/// let key = StateKey::global(FAILS, "alice");
+/// state.add(&key, 1, Some(Duration::from_secs(900))).await?;
+/// assert_eq!(state.get(&key).await?.value, 1);
+/// clock.advance(Duration::from_secs(900));
+/// assert_eq!(state.get(&key).await?.value, 0); // the window ended
+/// # Ok::<(), kailash_core::state::StateError>(())
+/// # }).unwrap();
+/// ```
+pub struct MemoryState {
+    clock: Arc<dyn Clock>,
+    limits: MemoryLimits,
+    kv: Sharded<Entry<Bytes>>,
+    counters: Sharded<Entry<i64>>,
+    rates: Sharded<i64>,
+    sets: Sharded<Vec<(String, i64)>>,
+    topics: Mutex<HashMap<StateKey, broadcast::Sender<Bytes>>>,
+}
+
+impl std::fmt::Debug for MemoryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryState")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryState {
+    /// A backend with default [`MemoryLimits`].
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self::with_limits(clock, MemoryLimits::default())
+    }
+
+    /// A backend with explicit limits.
+    pub fn with_limits(clock: Arc<dyn Clock>, limits: MemoryLimits) -> Self {
+        Self {
+            clock,
+            limits: MemoryLimits {
+                max_rate_keys: limits.max_rate_keys.max(SHARDS),
+                topic_capacity: limits.topic_capacity.max(1),
+            },
+            kv: Sharded::new(),
+            counters: Sharded::new(),
+            rates: Sharded::new(),
+            sets: Sharded::new(),
+            topics: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many rate-limiter keys are held (for tests and metrics).
+    pub fn rate_key_count(&self) -> usize {
+        self.rates.len()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_millis()
+    }
+}
+
+fn deadline(now_ms: i64, ttl: Option<Duration>) -> Result<Option<i64>, StateError> {
+    match ttl {
+        None => Ok(None),
+        Some(d) if d.is_zero() => Err(StateError::InvalidArgument("ttl must be positive")),
+        Some(d) => Ok(Some(now_ms.saturating_add(duration_millis(d)))),
+    }
+}
+
+#[async_trait]
+impl KeyValueStore for MemoryState {
+    async fn get(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
+        let now = self.now_ms();
+        let shard = self.kv.shard(key, now);
+        Ok(shard.map.get(key).filter(|e| e.live(now)).map(|e| e.value.clone()))
+    }
+
+    async fn set(&self, key: &StateKey, value: Bytes, ttl: Option<Duration>) -> Result<(), StateError> {
+        let now = self.now_ms();
+        let expires_at_ms = deadline(now, ttl)?;
+        let mut shard = self.kv.shard(key, now);
+        shard.map.insert(key.clone(), Entry { value, expires_at_ms });
+        Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &StateKey,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        self.compare_and_swap(key, None, Some(value), ttl).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &StateKey,
+        expected: Option<&[u8]>,
+        new: Option<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        let now = self.now_ms();
+        let expires_at_ms = deadline(now, ttl)?;
+        let mut shard = self.kv.shard(key, now);
+        let current = shard.map.get(key).filter(|e| e.live(now)).map(|e| &e.value[..]);
+        if current != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(value) => {
+                shard.map.insert(key.clone(), Entry { value, expires_at_ms });
+            }
+            None => {
+                shard.map.remove(key);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn take(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
+        let now = self.now_ms();
+        let mut shard = self.kv.shard(key, now);
+        Ok(shard.map.remove(key).filter(|e| e.live(now)).map(|e| e.value))
+    }
+
+    async fn delete(&self, key: &StateKey) -> Result<bool, StateError> {
+        let now = self.now_ms();
+        let mut shard = self.kv.shard(key, now);
+        Ok(shard.map.remove(key).is_some_and(|e| e.live(now)))
+    }
+
+    async fn expire(&self, key: &StateKey, ttl: Duration) -> Result<bool, StateError> {
+        let now = self.now_ms();
+        let at = deadline(now, Some(ttl))?;
+        let mut shard = self.kv.shard(key, now);
+        match shard.map.get_mut(key).filter(|e| e.live(now)) {
+            Some(entry) => {
+                entry.expires_at_ms = at;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+impl MemoryState {
+    fn counter_add(
+        &self,
+        key: &StateKey,
+        delta: i64,
+        limit: Option<i64>,
+        window: Option<Duration>,
+    ) -> Result<BoundedAdd, StateError> {
+        let now = self.now_ms();
+        let fresh_deadline = deadline(now, window)?;
+        let mut shard = self.counters.shard(key, now);
+        let (current, expires_at_ms) = match shard.map.get(key).filter(|e| e.live(now)) {
+            Some(e) => (e.value, e.expires_at_ms),
+            None => (0, fresh_deadline),
+        };
+        let next = current.saturating_add(delta);
+        let value_of = |value, at: Option<i64>| CounterValue {
+            value,
+            expires_in: at.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))),
+        };
+        if limit.is_some_and(|limit| next > limit) {
+            return Ok(BoundedAdd::Refused(value_of(current, expires_at_ms)));
+        }
+        shard.map.insert(
+            key.clone(),
+            Entry {
+                value: next,
+                expires_at_ms,
+            },
+        );
+        Ok(BoundedAdd::Applied(value_of(next, expires_at_ms)))
+    }
+}
+
+#[async_trait]
+impl CounterStore for MemoryState {
+    async fn add(
+        &self,
+        key: &StateKey,
+        delta: i64,
+        window: Option<Duration>,
+    ) -> Result<CounterValue, StateError> {
+        match self.counter_add(key, delta, None, window)? {
+            BoundedAdd::Applied(v) | BoundedAdd::Refused(v) => Ok(v),
+        }
+    }
+
+    async fn add_within(
+        &self,
+        key: &StateKey,
+        delta: i64,
+        limit: i64,
+        window: Option<Duration>,
+    ) -> Result<BoundedAdd, StateError> {
+        self.counter_add(key, delta, Some(limit), window)
+    }
+
+    async fn get(&self, key: &StateKey) -> Result<CounterValue, StateError> {
+        let now = self.now_ms();
+        let shard = self.counters.shard(key, now);
+        Ok(match shard.map.get(key).filter(|e| e.live(now)) {
+            Some(e) => CounterValue {
+                value: e.value,
+                expires_in: e.expires_in(now),
+            },
+            None => CounterValue {
+                value: 0,
+                expires_in: None,
+            },
+        })
+    }
+
+    async fn reset(&self, key: &StateKey) -> Result<(), StateError> {
+        let now = self.now_ms();
+        self.counters.shard(key, now).map.remove(key);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryState {
+    async fn check(
+        &self,
+        key: &StateKey,
+        quota: &RateQuota,
+        cost: u32,
+    ) -> Result<RateDecision, StateError> {
+        let now_us = self.clock.now().as_microsecond();
+        let now_ms = now_us / 1000;
+        let per_shard_cap = self.limits.max_rate_keys / SHARDS;
+        let mut shard = self.rates.shard(key, now_ms);
+        let stored = shard.map.get(key).copied();
+        let (decision, new_tat) = quota.decide(now_us, stored, cost);
+        if let Some(tat) = new_tat {
+            if stored.is_none() && shard.map.len() >= per_shard_cap {
+                shard.map.retain(|_, tat| !tat.expired(now_ms));
+                if shard.map.len() >= per_shard_cap {
+                    let victim = shard
+                        .map
+                        .iter()
+                        .min_by_key(|(_, tat)| **tat)
+                        .map(|(k, _)| k.clone());
+                    if let Some(victim) = victim {
+                        shard.map.remove(&victim);
+                    }
+                }
+            }
+            shard.map.insert(key.clone(), tat);
+        }
+        Ok(decision)
+    }
+}
+
+fn set_members(entries: &[(String, i64)]) -> Vec<SetMember> {
+    let mut members: Vec<SetMember> = entries
+        .iter()
+        .map(|(m, at)| SetMember {
+            member: m.clone(),
+            expires_at: Timestamp::from_millisecond(*at).unwrap_or(Timestamp::MAX),
+        })
+        .collect();
+    members.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.member.cmp(&b.member)));
+    members
+}
+
+#[async_trait]
+impl BoundedSetStore for MemoryState {
+    async fn insert(
+        &self,
+        owner: &StateKey,
+        member: &str,
+        expires_at: Timestamp,
+        cap: usize,
+        when_full: WhenFull,
+    ) -> Result<SetInsert, StateError> {
+        if cap == 0 {
+            return Err(StateError::InvalidArgument("set cap must be at least 1"));
+        }
+        let now = self.now_ms();
+        let at = expires_at.as_millisecond();
+        if at <= now {
+            return Err(StateError::InvalidArgument("member expiry must be in the future"));
+        }
+        let mut shard = self.sets.shard(owner, now);
+        let entries = shard.map.entry(owner.clone()).or_default();
+        entries.retain(|(_, exp)| *exp > now);
+        if let Some(existing) = entries.iter_mut().find(|(m, _)| m == member) {
+            existing.1 = at;
+            return Ok(SetInsert {
+                inserted: true,
+                evicted: Vec::new(),
+            });
+        }
+        let mut evicted = Vec::new();
+        if entries.len() >= cap {
+            if when_full == WhenFull::Reject {
+                return Ok(SetInsert {
+                    inserted: false,
+                    evicted,
+                });
+            }
+            entries.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            let excess = entries.len() + 1 - cap;
+            evicted.extend(entries.drain(..excess).map(|(m, _)| m));
+        }
+        entries.push((member.to_owned(), at));
+        Ok(SetInsert {
+            inserted: true,
+            evicted,
+        })
+    }
+
+    async fn remove(&self, owner: &StateKey, member: &str) -> Result<bool, StateError> {
+        let now = self.now_ms();
+        let mut shard = self.sets.shard(owner, now);
+        let Some(entries) = shard.map.get_mut(owner) else {
+            return Ok(false);
+        };
+        let before = entries.iter().any(|(m, at)| m == member && *at > now);
+        entries.retain(|(m, at)| m != member && *at > now);
+        if entries.is_empty() {
+            shard.map.remove(owner);
+        }
+        Ok(before)
+    }
+
+    async fn members(&self, owner: &StateKey) -> Result<Vec<SetMember>, StateError> {
+        let now = self.now_ms();
+        let shard = self.sets.shard(owner, now);
+        Ok(shard
+            .map
+            .get(owner)
+            .map(|entries| {
+                let live: Vec<_> = entries.iter().filter(|(_, at)| *at > now).cloned().collect();
+                set_members(&live)
+            })
+            .unwrap_or_default())
+    }
+
+    async fn contains(&self, owner: &StateKey, member: &str) -> Result<bool, StateError> {
+        let now = self.now_ms();
+        let shard = self.sets.shard(owner, now);
+        Ok(shard
+            .map
+            .get(owner)
+            .is_some_and(|e| e.iter().any(|(m, at)| m == member && *at > now)))
+    }
+
+    async fn clear(&self, owner: &StateKey) -> Result<Vec<String>, StateError> {
+        let now = self.now_ms();
+        let mut shard = self.sets.shard(owner, now);
+        let entries = shard.map.remove(owner).unwrap_or_default();
+        let live: Vec<_> = entries.into_iter().filter(|(_, at)| *at > now).collect();
+        Ok(set_members(&live).into_iter().map(|m| m.member).collect())
+    }
+}
+
+#[async_trait]
+impl PubSub for MemoryState {
+    async fn publish(&self, topic: &StateKey, payload: Bytes) -> Result<(), StateError> {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = topics.get(topic) {
+            if sender.send(payload).is_err() {
+                // Nobody listens any more; forget the topic.
+                topics.remove(topic);
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, topic: &StateKey) -> Result<Subscription, StateError> {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = topics
+            .entry(topic.clone())
+            .or_insert_with(|| broadcast::channel(self.limits.topic_capacity).0);
+        Ok(Subscription::from_receiver(sender.subscribe()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::state::Namespace;
+
+    const RL: Namespace = Namespace::new("rl");
+
+    #[tokio::test]
+    async fn rate_key_space_stays_bounded_under_a_flood_of_keys() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = MemoryState::with_limits(
+            clock,
+            MemoryLimits {
+                max_rate_keys: 640,
+                ..MemoryLimits::default()
+            },
+        );
+        let quota = RateQuota::per_minute(10).unwrap();
+        for i in 0..20_000u32 {
+            let key = StateKey::global(RL, &i.to_string());
+            let d = state.check(&key, &quota, 1).await.unwrap();
+            assert!(d.allowed);
+        }
+        assert!(state.rate_key_count() <= 640, "{}", state.rate_key_count());
+    }
+}

@@ -143,6 +143,16 @@ impl AuditSink for JsonLinesAuditSink {
             Err(_) => Err(AuditError::Closed),
         }
     }
+
+    fn health(&self) -> Result<(), AuditError> {
+        if self.tx.is_closed() {
+            Err(AuditError::Closed)
+        } else if self.is_failing() {
+            Err(AuditError::Io("the last write to the audit file failed".into()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 struct Writer {

@@ -65,6 +65,11 @@ pub trait AuditSink: Send + Sync + 'static {
 
     /// Waits until every accepted event is durably written.
     async fn flush(&self) -> Result<(), AuditError>;
+
+    /// Whether the sink is currently able to write (for readiness checks).
+    fn health(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -74,5 +79,8 @@ impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
     }
     async fn flush(&self) -> Result<(), AuditError> {
         (**self).flush().await
+    }
+    fn health(&self) -> Result<(), AuditError> {
+        (**self).health()
     }
 }

@@ -1,0 +1,244 @@
+//! Liveness and readiness.
+//!
+//! A [`HealthRegistry`] holds named checks, each *required* (its failure
+//! makes the service not ready: `/health/ready` answers 503) or *optional*
+//! (reported, but the service stays ready — the report says `degraded`).
+//! Checks run concurrently, each bounded by a timeout, so one hung
+//! dependency cannot hang the probe.
+//!
+//! ```
+//! use kailash_monitoring::health::{HealthRegistry, from_fn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let registry = HealthRegistry::new()
+//!     .required("state", from_fn(|| async { Ok(()) }))
+//!     .optional("mail", from_fn(|| async { Err("smtp relay refused".to_owned()) }));
+//! let report = registry.report().await;
+//! assert!(report.is_ready());
+//! assert_eq!(report.status, "degraded");
+//! # });
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// One dependency check.
+#[async_trait]
+pub trait HealthCheck: Send + Sync + 'static {
+    /// `Ok` when healthy; otherwise a short reason (shown in the readiness
+    /// report, so keep secrets and connection strings out of it).
+    async fn check(&self) -> Result<(), String>;
+}
+
+struct FnCheck<F>(F);
+
+#[async_trait]
+impl<F, Fut> HealthCheck for FnCheck<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    async fn check(&self) -> Result<(), String> {
+        (self.0)().await
+    }
+}
+
+/// A check from an async closure.
+pub fn from_fn<F, Fut>(f: F) -> impl HealthCheck
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    FnCheck(f)
+}
+
+#[derive(Clone)]
+struct Registered {
+    name: Arc<str>,
+    required: bool,
+    check: Arc<dyn HealthCheck>,
+}
+
+/// The registered checks; cheap to clone.
+#[derive(Clone)]
+pub struct HealthRegistry {
+    checks: Arc<[Registered]>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HealthRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.checks.iter().map(|c| &*c.name).collect();
+        f.debug_struct("HealthRegistry")
+            .field("checks", &names)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Default for HealthRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// Whether the check gates readiness.
+    pub required: bool,
+    /// `pass` or `fail`.
+    pub status: &'static str,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The outcome of every check.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HealthReport {
+    /// `ok` (all pass), `degraded` (an optional check fails) or `fail` (a required check fails).
+    pub status: &'static str,
+    /// Each check.
+    pub checks: Vec<CheckResult>,
+}
+
+impl HealthReport {
+    /// Whether every required check passed.
+    pub fn is_ready(&self) -> bool {
+        self.status != "fail"
+    }
+}
+
+impl HealthRegistry {
+    /// No checks; a 2 s timeout per check.
+    pub fn new() -> Self {
+        Self {
+            checks: Arc::from(Vec::new()),
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn with(self, name: &str, required: bool, check: impl HealthCheck) -> Self {
+        let mut checks: Vec<Registered> = self.checks.iter().cloned().collect();
+        checks.retain(|c| &*c.name != name);
+        checks.push(Registered {
+            name: Arc::from(name),
+            required,
+            check: Arc::new(check),
+        });
+        Self {
+            checks: checks.into(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// Adds (or replaces) a check whose failure makes the service not ready.
+    #[must_use]
+    pub fn required(self, name: &str, check: impl HealthCheck) -> Self {
+        self.with(name, true, check)
+    }
+
+    /// Adds (or replaces) a check that is reported but does not gate readiness.
+    #[must_use]
+    pub fn optional(self, name: &str, check: impl HealthCheck) -> Self {
+        self.with(name, false, check)
+    }
+
+    /// Sets the per-check timeout (a check that takes longer fails).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The names of the registered checks.
+    pub fn names(&self) -> Vec<&str> {
+        self.checks.iter().map(|c| &*c.name).collect()
+    }
+
+    /// Runs every check concurrently.
+    pub async fn report(&self) -> HealthReport {
+        let mut set = tokio::task::JoinSet::new();
+        for (index, reg) in self.checks.iter().enumerate() {
+            let (check, timeout) = (reg.check.clone(), self.timeout);
+            set.spawn(async move {
+                let start = Instant::now();
+                let outcome = match tokio::time::timeout(timeout, check.check()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
+                };
+                (index, outcome, start.elapsed())
+            });
+        }
+        let mut outcomes: Vec<Option<(Result<(), String>, Duration)>> = vec![None; self.checks.len()];
+        while let Some(joined) = set.join_next().await {
+            if let Ok((index, outcome, elapsed)) = joined {
+                outcomes[index] = Some((outcome, elapsed));
+            }
+        }
+        let mut status = "ok";
+        let checks = self
+            .checks
+            .iter()
+            .zip(outcomes)
+            .map(|(reg, outcome)| {
+                // A check that panicked counts as failed.
+                let (result, elapsed) =
+                    outcome.unwrap_or((Err("check panicked".to_owned()), Duration::ZERO));
+                if let Err(_) = &result {
+                    status = if reg.required { "fail" } else if status == "ok" { "degraded" } else { status };
+                }
+                CheckResult {
+                    name: reg.name.to_string(),
+                    required: reg.required,
+                    status: if result.is_ok() { "pass" } else { "fail" },
+                    duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    error: result.err(),
+                }
+            })
+            .collect();
+        HealthReport { status, checks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_required_check_fails_readiness_and_is_named() {
+        let r = HealthRegistry::new()
+            .required("state", from_fn(|| async { Err("connection refused".to_owned()) }))
+            .optional("mail", from_fn(|| async { Ok(()) }));
+        let report = r.report().await;
+        assert!(!report.is_ready());
+        assert_eq!(report.status, "fail");
+        assert_eq!(report.checks[0].name, "state");
+        assert_eq!(report.checks[0].error.as_deref(), Some("connection refused"));
+        assert_eq!(report.checks[1].status, "pass");
+    }
+
+    #[tokio::test]
+    async fn a_hung_check_times_out() {
+        let r = HealthRegistry::new()
+            .timeout(Duration::from_millis(50))
+            .required("hung", from_fn(|| std::future::pending()));
+        let report = r.report().await;
+        assert_eq!(report.status, "fail");
+        assert!(report.checks[0].error.as_deref().unwrap().starts_with("timed out"));
+    }
+
+    #[tokio::test]
+    async fn no_checks_is_ready() {
+        assert!(HealthRegistry::new().report().await.is_ready());
+    }
+}

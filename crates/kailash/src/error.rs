@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+
+/// Why a gateway could not be built or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A CORS setting is invalid.
+    #[error("invalid CORS configuration: {0}")]
+    Cors(String),
+    /// A connection or request limit is invalid.
+    #[error("invalid limit: {0}")]
+    Limit(&'static str),
+    /// A rate limit is invalid.
+    #[error("invalid rate limit: {0}")]
+    RateLimit(String),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The audit file could not be opened.
+    #[error("cannot open audit file {path}: {source}")]
+    Audit {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The state backend could not be set up.
+    #[error("state backend: {0}")]
+    State(String),
+    /// The listener could not be bound or failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,183 @@
+//! The built gateway: an axum `Router` with the whole stack, plus the server
+//! that runs it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use kailash_core::audit::AuditSink;
+use kailash_core::clock::Clock;
+use kailash_core::state::SharedState;
+use tokio::net::TcpListener;
+
+use crate::builder::lifecycle_event;
+use crate::{GatewayBuilder, GatewayError, server};
+
+/// Connection-level settings of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerSettings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) max_connections: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        let c = crate::config::ServerConfig::default();
+        Self {
+            listen: c.listen,
+            max_connections: c.max_connections,
+            max_header_bytes: c.max_header_bytes,
+            max_headers: c.max_headers,
+            header_read_timeout: c.header_read_timeout.0,
+            shutdown_grace: c.shutdown_grace.0,
+        }
+    }
+}
+
+/// A composed gateway, ready to serve. Build one with [`Gateway::builder`].
+///
+/// [`Gateway::router`] gives the composed stack as a plain axum `Router`
+/// (for tests, or to serve it yourself); [`Gateway::serve`] and
+/// [`Gateway::run`] serve it with the connection limits, TLS and graceful
+/// shutdown the builder configured.
+pub struct Gateway {
+    router: Router,
+    settings: ServerSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    audit: Option<Arc<dyn AuditSink>>,
+    state: SharedState,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("settings", &self.settings)
+            .field("tls", &self.tls.is_some())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Starts a builder with secure defaults.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::new()
+    }
+
+    pub(crate) fn new(
+        router: Router,
+        settings: ServerSettings,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        audit: Option<Arc<dyn AuditSink>>,
+        state: SharedState,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            router,
+            settings,
+            tls,
+            audit,
+            state,
+            clock,
+        }
+    }
+
+    /// The composed stack as an axum `Router`.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The shared state backend.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// The address [`run`](Self::run) binds.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.settings.listen
+    }
+
+    /// Whether the gateway serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Binds the configured address and serves until SIGINT or SIGTERM, then
+    /// shuts down gracefully.
+    pub async fn run(self) -> Result<(), GatewayError> {
+        let addr = self.settings.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Listen { addr, source })?;
+        self.serve(listener, shutdown_signal()).await
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops accepting,
+    /// lets in-flight requests finish (up to the grace period), and flushes
+    /// the audit trail.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), GatewayError> {
+        let addr = listener.local_addr().unwrap_or(self.settings.listen);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, state = self.state.backend_name(), "gateway listening");
+        self.audit_lifecycle("gateway.start", format!("{scheme}://{addr}")).await;
+
+        server::serve(listener, self.router.clone(), &self.settings, self.tls.clone(), shutdown).await;
+
+        self.audit_lifecycle("gateway.stop", format!("{scheme}://{addr}")).await;
+        if let Some(audit) = &self.audit {
+            if let Err(error) = audit.flush().await {
+                tracing::error!(%error, "audit trail could not be flushed at shutdown");
+            }
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+
+    async fn audit_lifecycle(&self, action: &'static str, resource: String) {
+        if let Some(audit) = &self.audit {
+            let event = lifecycle_event(action, resource).at(self.clock.now());
+            if let Err(error) = audit.record(event).await {
+                tracing::error!(%error, action, "audit event could not be recorded");
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,219 @@
+//! Operational routes: health, metrics, OpenAPI and its documentation page.
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kailash_monitoring::health::HealthRegistry;
+use kailash_monitoring::metrics::MetricsRegistry;
+use serde_json::json;
+
+const DOCS_HTML: &str = include_str!("assets/docs.html");
+const DOCS_JS: &str = include_str!("assets/docs.js");
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub(crate) fn health_routes(registry: HealthRegistry) -> Router {
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/health/ready",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let report = registry.report().await;
+                    let status = if report.is_ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    let mut res = (status, axum::Json(report)).into_response();
+                    res.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    res
+                }
+            }),
+        )
+}
+
+pub(crate) fn metrics_route(registry: MetricsRegistry) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    registry.render(),
+                )
+            }
+        }),
+    )
+}
+
+pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
+    // Serialise once; the document does not change after build.
+    let body = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    Router::new()
+        .route(
+            "/openapi.json",
+            get(move || {
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .route("/docs", get(|| async { page(DOCS_HTML, "text/html; charset=utf-8") }))
+        .route("/docs/app.js", get(|| async { page(DOCS_JS, "text/javascript; charset=utf-8") }))
+}
+
+fn page(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn problem_responses(codes: &[u16]) -> serde_json::Map<String, serde_json::Value> {
+    codes
+        .iter()
+        .map(|code| {
+            let reason = StatusCode::from_u16(*code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Error");
+            (
+                code.to_string(),
+                json!({
+                    "description": reason,
+                    "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+                }),
+            )
+        })
+        .collect()
+}
+
+/// The OpenAPI 3.1 document of the built-in routes, merged with the user's.
+pub(crate) fn openapi_document(
+    title: &str,
+    version: &str,
+    description: Option<&str>,
+    health: bool,
+    metrics: bool,
+    user: Option<utoipa::openapi::OpenApi>,
+) -> utoipa::openapi::OpenApi {
+    let mut paths = serde_json::Map::new();
+    let common = problem_responses(&[429, 503]);
+    let with = |mut base: serde_json::Map<String, serde_json::Value>| {
+        for (k, v) in &common {
+            base.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        serde_json::Value::Object(base)
+    };
+    if health {
+        paths.insert(
+            "/health/live".into(),
+            json!({ "get": {
+                "tags": ["operations"], "operationId": "health_live",
+                "summary": "Liveness: the process is up and serving",
+                "responses": with(serde_json::from_value(json!({
+                    "200": { "description": "Alive", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": { "status": { "type": "string", "const": "ok" } } } } } }
+                })).unwrap_or_default())
+            }}),
+        );
+        paths.insert(
+            "/health/ready".into(),
+            json!({ "get": {
+                "tags": ["operations"], "operationId": "health_ready",
+                "summary": "Readiness: every required dependency check passes",
+                "responses": {
+                    "200": { "description": "Ready", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HealthReport" } } } },
+                    "503": { "description": "A required check fails; the report names it", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HealthReport" } } } }
+                }
+            }}),
+        );
+    }
+    if metrics {
+        paths.insert(
+            "/metrics".into(),
+            json!({ "get": {
+                "tags": ["operations"], "operationId": "metrics",
+                "summary": "Prometheus text exposition of request metrics",
+                "responses": { "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            }}),
+        );
+    }
+    paths.insert(
+        "/openapi.json".into(),
+        json!({ "get": {
+            "tags": ["operations"], "operationId": "openapi",
+            "summary": "This OpenAPI 3.1 document",
+            "responses": { "200": { "description": "The document", "content": { "application/json": { "schema": { "type": "object" } } } } }
+        }}),
+    );
+    paths.insert(
+        "/docs".into(),
+        json!({ "get": {
+            "tags": ["operations"], "operationId": "docs",
+            "summary": "A page that renders this document",
+            "responses": { "200": { "description": "HTML page", "content": { "text/html": { "schema": { "type": "string" } } } } }
+        }}),
+    );
+    let mut info = json!({ "title": title, "version": version });
+    if let Some(d) = description {
+        info["description"] = json!(d);
+    }
+    let doc = json!({
+        "openapi": "3.1.0",
+        "info": info,
+        "paths": paths,
+        "components": { "schemas": {
+            "Problem": {
+                "type": "object",
+                "description": "RFC 9457 problem details",
+                "required": ["type", "title", "status"],
+                "properties": {
+                    "type": { "type": "string", "format": "uri-reference" },
+                    "title": { "type": "string" },
+                    "status": { "type": "integer" },
+                    "detail": { "type": "string" },
+                    "retry_after": { "type": "integer", "description": "Seconds to wait before retrying" }
+                }
+            },
+            "HealthReport": {
+                "type": "object",
+                "required": ["status", "checks"],
+                "properties": {
+                    "status": { "type": "string", "enum": ["ok", "degraded", "fail"] },
+                    "checks": { "type": "array", "items": {
+                        "type": "object",
+                        "required": ["name", "required", "status", "duration_ms"],
+                        "properties": {
+                            "name": { "type": "string" },
+                            "required": { "type": "boolean" },
+                            "status": { "type": "string", "enum": ["pass", "fail"] },
+                            "duration_ms": { "type": "integer" },
+                            "error": { "type": "string" }
+                        }
+                    } }
+                }
+            }
+        } }
+    });
+    // The literal above is a valid document; a failure here is a bug caught by tests.
+    let mut doc: utoipa::openapi::OpenApi = serde_json::from_value(doc).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "built-in OpenAPI document did not parse");
+        utoipa::openapi::OpenApi::default()
+    });
+    if let Some(user) = user {
+        doc.merge(user);
+    }
+    doc
+}

@@ -1,0 +1,388 @@
+//! End-to-end behaviour of the gateway over real TCP connections.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{self, post};
+use kailash::audit::{AuditEvent, AuditSink, MemoryAuditSink};
+use kailash::context::{RequestContext, TrustedProxies};
+use kailash::health::from_fn;
+use kailash::state::RateQuota;
+use kailash::{Gateway, Principal, RateLimits};
+use support::{get, request, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn app() -> Router {
+    Router::new()
+        .route("/hello", routing::get(|| async { "hello" }))
+        .route("/echo", post(|body: axum::body::Bytes| async move { body }))
+        .route("/big", routing::get(|| async { "x".repeat(64 * 1024) }))
+        .route(
+            "/slow",
+            routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "done"
+            }),
+        )
+        .route("/hang", routing::get(|| std::future::pending::<&'static str>()))
+        .route("/ip", routing::get(|ctx: RequestContext| async move { ctx.client_ip().to_string() }))
+        .route("/me", routing::get(|p: Principal| async move { p.subject().to_owned() }))
+}
+
+#[tokio::test]
+async fn operational_routes_answer() {
+    let gw = start(Gateway::builder().title("Test API").version("9.9.9").routes(app())).await;
+    let live = get(gw.addr, "/health/live").await;
+    assert_eq!(live.status, 200);
+    assert_eq!(live.json()["status"], "ok");
+    let ready = get(gw.addr, "/health/ready").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["status"], "ok");
+
+    assert_eq!(get(gw.addr, "/hello").await.text(), "hello");
+    let metrics = get(gw.addr, "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = metrics.text();
+    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/hello\",status=\"2xx\"} 1"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/health/ready\""));
+
+    let doc = get(gw.addr, "/openapi.json").await.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "Test API");
+    assert_eq!(doc["info"]["version"], "9.9.9");
+    for path in ["/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs"] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let page = get(gw.addr, "/docs").await;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.header("content-security-policy").unwrap().contains("default-src 'none'"));
+    assert!(page.text().contains("docs/app.js"));
+    let js = get(gw.addr, "/docs/app.js").await;
+    assert!(js.text().contains("openapi.json"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn user_openapi_is_merged() {
+    let user: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
+        "openapi": "3.1.0", "info": { "title": "x", "version": "1" },
+        "paths": { "/hello": { "get": { "summary": "Say hello", "responses": { "200": { "description": "ok" } } } } }
+    }))
+    .unwrap();
+    let gw = start(Gateway::builder().routes(app()).openapi(user)).await;
+    let doc = get(gw.addr, "/openapi.json").await.json();
+    assert_eq!(doc["paths"]["/hello"]["get"]["summary"], "Say hello");
+    assert!(doc["paths"]["/metrics"].is_object());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_required_check_makes_ready_503_and_names_it() {
+    let gw = start(
+        Gateway::builder()
+            .required_check("database", from_fn(|| async { Err("connection refused".to_owned()) }))
+            .optional_check("mailer", from_fn(|| async { Ok(()) })),
+    )
+    .await;
+    let ready = get(gw.addr, "/health/ready").await;
+    assert_eq!(ready.status, 503);
+    let report = ready.json();
+    assert_eq!(report["status"], "fail");
+    assert_eq!(report["checks"][0]["name"], "database");
+    assert_eq!(report["checks"][0]["error"], "connection refused");
+    assert_eq!(get(gw.addr, "/health/live").await.status, 200, "liveness is unaffected");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_are_problems() {
+    let gw = start(Gateway::builder().routes(app())).await;
+    let r = get(gw.addr, "/no/such/route").await;
+    r.assert_problem(404);
+    assert_eq!(r.header("x-request-id").map(str::len), Some(32));
+    request(gw.addr, "DELETE /hello HTTP/1.1\nHost: x", b"").await.assert_problem(405);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413_whether_declared_or_streamed() {
+    let gw = start(Gateway::builder().routes(app()).max_body_bytes(1024)).await;
+    let ok = request(gw.addr, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 5", b"hello").await;
+    assert_eq!((ok.status, ok.text().as_str()), (200, "hello"));
+
+    let big = vec![b'a'; 4096];
+    let declared = request(gw.addr, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 4096", &big).await;
+    declared.assert_problem(413);
+
+    let mut chunked = Vec::new();
+    for _ in 0..4 {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&[b'b'; 1024]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let streamed = request(gw.addr, "POST /echo HTTP/1.1\nHost: x\nTransfer-Encoding: chunked", &chunked).await;
+    streamed.assert_problem(413);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_and_too_many_headers_get_431() {
+    let gw = start(Gateway::builder().routes(app()).max_header_bytes(8192).max_headers(20)).await;
+    let long = format!("GET /hello HTTP/1.1\nHost: x\nX-Big: {}", "a".repeat(10_000));
+    assert_eq!(request(gw.addr, &long, b"").await.status, 431);
+    let mut many = String::from("GET /hello HTTP/1.1\nHost: x");
+    for i in 0..30 {
+        many.push_str(&format!("\nX-H{i}: v"));
+    }
+    assert_eq!(request(gw.addr, &many, b"").await.status, 431);
+    assert_eq!(get(gw.addr, "/hello").await.status, 200, "the server keeps serving");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_client_is_disconnected_after_the_header_read_timeout() {
+    let gw = start(Gateway::builder().routes(app()).header_read_timeout(Duration::from_millis(300))).await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut buf = Vec::new();
+    // The server must end the connection by itself, long before this bound.
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "connection still open after 10 s");
+    assert_eq!(get(gw.addr, "/hello").await.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_at_once() {
+    let gw = start(Gateway::builder().routes(app()).max_connections(2)).await;
+    let held_a = TcpStream::connect(gw.addr).await.unwrap();
+    let held_b = TcpStream::connect(gw.addr).await.unwrap();
+    // Let the server accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = tokio::time::timeout(Duration::from_secs(5), get(gw.addr, "/hello"))
+        .await
+        .expect("refused quickly, not queued");
+    let body = refused.assert_problem(503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(body["detail"].as_str().unwrap().contains("connection limit"));
+    drop(held_a);
+    drop(held_b);
+    let mut served = false;
+    for _ in 0..50 {
+        if get(gw.addr, "/hello").await.status == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed slot serves again");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn slow_handlers_time_out_with_504() {
+    let gw = start(Gateway::builder().routes(app()).request_timeout(Duration::from_millis(200))).await;
+    get(gw.addr, "/hang").await.assert_problem(504);
+    let metrics = get(gw.addr, "/metrics").await.text();
+    assert!(metrics.contains("route=\"/hang\",status=\"5xx\"} 1"), "{metrics}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn per_ip_rate_limit_answers_429_with_retry_after_but_spares_health() {
+    let limits = RateLimits {
+        per_ip: Some(RateQuota::per_minute(2).unwrap()),
+        ..RateLimits::default()
+    };
+    let gw = start(Gateway::builder().routes(app()).rate_limits(limits)).await;
+    assert_eq!(get(gw.addr, "/hello").await.status, 200);
+    assert_eq!(get(gw.addr, "/hello").await.status, 200);
+    let limited = get(gw.addr, "/hello").await;
+    let body = limited.assert_problem(429);
+    assert_eq!(body["limit"], "ip");
+    assert_eq!(limited.header("retry-after"), Some("30"));
+    for _ in 0..5 {
+        assert_eq!(get(gw.addr, "/health/ready").await.status, 200, "probes are never limited");
+    }
+    gw.stop().await;
+}
+
+/// A stand-in authentication layer: `X-Test-User: name@tenant` becomes a Principal.
+#[derive(Clone)]
+struct TestAuth;
+impl<S> tower::Layer<S> for TestAuth {
+    type Service = TestAuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TestAuthService(inner)
+    }
+}
+#[derive(Clone)]
+struct TestAuthService<S>(S);
+impl<S, B> tower::Service<http::Request<B>> for TestAuthService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        let who = req.headers().get("x-test-user").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some((user, tenant)) = who.as_deref().and_then(|w| w.split_once('@')) {
+            let p = Principal::builder(user).tenant(tenant.parse().unwrap()).build();
+            req.extensions_mut().insert(p);
+        }
+        self.0.call(req)
+    }
+}
+
+#[tokio::test]
+async fn per_user_and_per_tenant_limits_apply_after_the_principal_layer() {
+    let limits = RateLimits {
+        per_user: Some(RateQuota::per_minute(2).unwrap()),
+        per_tenant: Some(RateQuota::per_minute(3).unwrap()),
+        ..RateLimits::default()
+    };
+    let gw = start(Gateway::builder().routes(app()).principal_layer(TestAuth).rate_limits(limits)).await;
+    let call = |who: &'static str| {
+        let addr = gw.addr;
+        async move { request(addr, &format!("GET /me HTTP/1.1\nHost: x\nX-Test-User: {who}"), b"").await }
+    };
+    assert_eq!(call("alice@acme").await.text(), "alice");
+    assert_eq!(call("alice@acme").await.status, 200);
+    assert_eq!(call("alice@acme").await.assert_problem(429)["limit"], "user");
+    assert_eq!(call("bob@acme").await.status, 200);
+    assert_eq!(call("bob@acme").await.assert_problem(429)["limit"], "tenant");
+    assert_eq!(call("carol@globex").await.status, 200, "other tenants are unaffected");
+    get(gw.addr, "/me").await.assert_problem(401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn compression_is_negotiated_and_can_be_switched_off() {
+    let gw = start(Gateway::builder().routes(app())).await;
+    for encoding in ["gzip", "br", "zstd"] {
+        let r = request(gw.addr, &format!("GET /big HTTP/1.1\nHost: x\nAccept-Encoding: {encoding}"), b"").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some(encoding));
+        assert!(r.body.len() < 64 * 1024 / 10, "{encoding}: {} bytes", r.body.len());
+    }
+    let plain = get(gw.addr, "/big").await;
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.body.len(), 64 * 1024);
+    gw.stop().await;
+
+    let off = start(Gateway::builder().routes(app()).compression(false)).await;
+    let r = request(off.addr, "GET /big HTTP/1.1\nHost: x\nAccept-Encoding: gzip", b"").await;
+    assert_eq!(r.header("content-encoding"), None);
+    off.stop().await;
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .cors_origins(["https://app.example.com"])
+            .cors_allow_credentials(true),
+    )
+    .await;
+    let preflight = "OPTIONS /hello HTTP/1.1\nHost: x\nAccess-Control-Request-Method: GET";
+    let ok = request(gw.addr, &format!("{preflight}\nOrigin: https://app.example.com"), b"").await;
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    let evil = request(gw.addr, &format!("{preflight}\nOrigin: https://evil.example"), b"").await;
+    assert_eq!(evil.header("access-control-allow-origin"), None);
+    gw.stop().await;
+
+    let no_cors = start(Gateway::builder().routes(app())).await;
+    let r = request(no_cors.addr, "GET /hello HTTP/1.1\nHost: x\nOrigin: https://app.example.com", b"").await;
+    assert_eq!(r.header("access-control-allow-origin"), None, "no CORS unless configured");
+    no_cors.stop().await;
+}
+
+#[test]
+fn invalid_cors_settings_stop_the_build() {
+    let wildcard_credentials = Gateway::builder().cors_origins(["*"]).cors_allow_credentials(true).build();
+    assert!(matches!(wildcard_credentials, Err(kailash::GatewayError::Cors(_))));
+    let with_path = Gateway::builder().cors_origins(["https://a.example/app"]).build();
+    assert!(matches!(with_path, Err(kailash::GatewayError::Cors(_))));
+    assert!(matches!(
+        Gateway::builder().max_header_bytes(1024).build(),
+        Err(kailash::GatewayError::Limit(_))
+    ));
+}
+
+#[tokio::test]
+async fn switches_remove_their_routes() {
+    let gw = start(Gateway::builder().metrics(false).docs(false).health(false)).await;
+    for path in ["/metrics", "/openapi.json", "/docs", "/health/live", "/health/ready"] {
+        get(gw.addr, path).await.assert_problem(404);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn client_ip_follows_the_trusted_proxy_policy() {
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .trusted_proxies(TrustedProxies::new(["127.0.0.0/8".parse().unwrap()])),
+    )
+    .await;
+    let r = request(gw.addr, "GET /ip HTTP/1.1\nHost: x\nX-Forwarded-For: 6.6.6.6, 203.0.113.7", b"").await;
+    assert_eq!(r.text(), "203.0.113.7");
+    gw.stop().await;
+
+    let untrusting = start(Gateway::builder().routes(app())).await;
+    let r = request(untrusting.addr, "GET /ip HTTP/1.1\nHost: x\nX-Forwarded-For: 203.0.113.7", b"").await;
+    assert_eq!(r.text(), "127.0.0.1", "a spoofed header is ignored");
+    untrusting.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests_and_flushes_audit() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let mut gw = start(Gateway::builder().routes(app()).audit(audit.clone())).await;
+    let addr = gw.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "/slow").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.trigger_stop();
+    let finished = in_flight.await.unwrap();
+    assert_eq!((finished.status, finished.text().as_str()), (200, "done"));
+    gw.stop().await;
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    let actions: Vec<_> = audit.events().into_iter().map(|e| e.action.into_owned()).collect();
+    assert_eq!(actions, ["gateway.start", "gateway.stop"]);
+}
+
+#[tokio::test]
+async fn an_audit_sink_that_cannot_write_fails_readiness() {
+    struct Broken;
+    #[async_trait::async_trait]
+    impl AuditSink for Broken {
+        async fn record(&self, _: AuditEvent) -> Result<(), kailash::audit::AuditError> {
+            Err(kailash::audit::AuditError::Closed)
+        }
+        async fn flush(&self) -> Result<(), kailash::audit::AuditError> {
+            Err(kailash::audit::AuditError::Closed)
+        }
+        fn health(&self) -> Result<(), kailash::audit::AuditError> {
+            Err(kailash::audit::AuditError::Closed)
+        }
+    }
+    let gw = start(Gateway::builder().audit(Arc::new(Broken))).await;
+    let ready = get(gw.addr, "/health/ready").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["checks"][0]["name"], "audit");
+    gw.stop().await;
+}

@@ -43,7 +43,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Principal>().cloned())
     }
 }
@@ -51,10 +54,14 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<RequestContext>().cloned().ok_or_else(|| {
-            tracing::error!("RequestContext extractor used without RequestContextLayer");
-            Problem::internal()
-        })
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| {
+                tracing::error!("RequestContext extractor used without RequestContextLayer");
+                Problem::internal()
+            })
     }
 }
 
@@ -66,7 +73,12 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantId {
         parts
             .extensions
             .get::<TenantId>()
-            .or_else(|| parts.extensions.get::<Principal>().and_then(Principal::tenant))
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<Principal>()
+                    .and_then(Principal::tenant)
+            })
             .cloned()
             .ok_or_else(|| Problem::bad_request("the request carries no tenant"))
     }
@@ -84,10 +96,15 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .route("/me", get(|p: Principal| async move { p.subject().to_owned() }))
+            .route(
+                "/me",
+                get(|p: Principal| async move { p.subject().to_owned() }),
+            )
             .route(
                 "/maybe",
-                get(|p: Option<Principal>| async move { p.map_or("anonymous".to_owned(), |p| p.subject().to_owned()) }),
+                get(|p: Option<Principal>| async move {
+                    p.map_or("anonymous".to_owned(), |p| p.subject().to_owned())
+                }),
             )
             .route("/tenant", get(|t: TenantId| async move { t.to_string() }))
     }
@@ -99,7 +116,11 @@ mod tests {
         }
         let res = app().oneshot(req).await.unwrap();
         let status = res.status();
-        let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         (status, ct)
     }
 
@@ -114,7 +135,9 @@ mod tests {
 
     #[tokio::test]
     async fn tenant_falls_back_to_the_principal() {
-        let p = Principal::builder("carol").tenant(TenantId::new("globex").unwrap()).build();
+        let p = Principal::builder("carol")
+            .tenant(TenantId::new("globex").unwrap())
+            .build();
         assert_eq!(get_status("/tenant", Some(p)).await.0, StatusCode::OK);
         assert_eq!(get_status("/tenant", None).await.0, StatusCode::BAD_REQUEST);
     }

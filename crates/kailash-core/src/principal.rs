@@ -50,10 +50,11 @@ pub enum AttributeValue {
 impl AttributeValue {
     /// Looks up a dotted path (`"location.country"`) inside nested maps.
     pub fn get_path(&self, path: &str) -> Option<&AttributeValue> {
-        path.split('.').try_fold(self, |value, segment| match value {
-            AttributeValue::Map(map) => map.get(segment),
-            _ => None,
-        })
+        path.split('.')
+            .try_fold(self, |value, segment| match value {
+                AttributeValue::Map(map) => map.get(segment),
+                _ => None,
+            })
     }
 
     /// The value as a string slice, when it is a string.
@@ -270,7 +271,11 @@ mod tests {
         let p = Principal::builder("dave")
             .attribute("location", location)
             .build();
-        assert_eq!(p.attribute("location.country").and_then(AttributeValue::as_str), Some("GB"));
+        assert_eq!(
+            p.attribute("location.country")
+                .and_then(AttributeValue::as_str),
+            Some("GB")
+        );
         assert_eq!(p.attribute("location.city"), None);
         assert_eq!(p.attribute("nope.country"), None);
     }

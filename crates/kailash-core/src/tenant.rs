@@ -140,12 +140,30 @@ mod tests {
             TenantId::new(&"a".repeat(MAX_TENANT_ID_LEN + 1)),
             Err(TenantIdError::TooLong)
         );
-        assert_eq!(TenantId::new("Acme"), Err(TenantIdError::InvalidCharacter(0)));
-        assert_eq!(TenantId::new("ac me"), Err(TenantIdError::InvalidCharacter(2)));
-        assert_eq!(TenantId::new("acme\n"), Err(TenantIdError::InvalidCharacter(4)));
-        assert_eq!(TenantId::new("a:b"), Err(TenantIdError::InvalidCharacter(1)));
-        assert_eq!(TenantId::new("a.b"), Err(TenantIdError::InvalidCharacter(1)));
-        assert_eq!(TenantId::new("ácme"), Err(TenantIdError::InvalidCharacter(0)));
+        assert_eq!(
+            TenantId::new("Acme"),
+            Err(TenantIdError::InvalidCharacter(0))
+        );
+        assert_eq!(
+            TenantId::new("ac me"),
+            Err(TenantIdError::InvalidCharacter(2))
+        );
+        assert_eq!(
+            TenantId::new("acme\n"),
+            Err(TenantIdError::InvalidCharacter(4))
+        );
+        assert_eq!(
+            TenantId::new("a:b"),
+            Err(TenantIdError::InvalidCharacter(1))
+        );
+        assert_eq!(
+            TenantId::new("a.b"),
+            Err(TenantIdError::InvalidCharacter(1))
+        );
+        assert_eq!(
+            TenantId::new("ácme"),
+            Err(TenantIdError::InvalidCharacter(0))
+        );
         assert_eq!(TenantId::new("-acme"), Err(TenantIdError::InvalidStart));
     }
 

@@ -24,10 +24,7 @@ pub(crate) async fn state_from_config(
         }
         #[cfg(feature = "redis")]
         Some(url) => {
-            let options = kailash_redis::RedisOptions {
-                key_prefix: config.key_prefix.clone(),
-                ..kailash_redis::RedisOptions::default()
-            };
+            let options = kailash_redis::RedisOptions::default().with_key_prefix(config.key_prefix.clone());
             let redis = kailash_redis::RedisState::connect(url, clock.clone(), options)
                 .await
                 .map_err(|e| GatewayError::State(e.to_string()))?;

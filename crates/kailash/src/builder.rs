@@ -132,13 +132,18 @@ impl std::fmt::Debug for GatewayBuilder {
 
 /// Validates CORS origins: explicit `scheme://host[:port]` values, or `*`
 /// alone and never with credentials.
-pub(crate) fn cors_origins(origins: &[String], credentials: bool) -> Result<Option<AllowOrigin>, GatewayError> {
+pub(crate) fn cors_origins(
+    origins: &[String],
+    credentials: bool,
+) -> Result<Option<AllowOrigin>, GatewayError> {
     if origins.is_empty() {
         return Ok(None);
     }
     if origins.iter().any(|o| o == "*") {
         if origins.len() > 1 {
-            return Err(GatewayError::Cors("`*` cannot be combined with explicit origins".into()));
+            return Err(GatewayError::Cors(
+                "`*` cannot be combined with explicit origins".into(),
+            ));
         }
         if credentials {
             return Err(GatewayError::Cors(
@@ -154,17 +159,18 @@ pub(crate) fn cors_origins(origins: &[String], credentials: bool) -> Result<Opti
             .map_err(|_| GatewayError::Cors(format!("origin {origin:?} is not a URL")))?;
         let well_formed = matches!(uri.scheme_str(), Some("http" | "https"))
             && uri.host().is_some()
-            && uri.path_and_query().is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
+            && uri
+                .path_and_query()
+                .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty())
             && !origin.ends_with('/');
         if !well_formed {
             return Err(GatewayError::Cors(format!(
                 "origin {origin:?} must be scheme://host[:port] with no path"
             )));
         }
-        values.push(
-            HeaderValue::from_str(origin)
-                .map_err(|_| GatewayError::Cors(format!("origin {origin:?} is not a valid header value")))?,
-        );
+        values.push(HeaderValue::from_str(origin).map_err(|_| {
+            GatewayError::Cors(format!("origin {origin:?} is not a valid header value"))
+        })?);
     }
     Ok(Some(AllowOrigin::list(values)))
 }
@@ -179,11 +185,15 @@ impl GatewayBuilder {
     /// and audit sink, which [`GatewayBuilder::from_config_with_backends`]
     /// also sets up).
     pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
-        let quota = |r: &Option<crate::config::RateConfig>| -> Result<Option<RateQuota>, GatewayError> {
-            r.as_ref()
-                .map(|r| r.quota().map_err(|e| GatewayError::RateLimit(e.to_string())))
-                .transpose()
-        };
+        let quota =
+            |r: &Option<crate::config::RateConfig>| -> Result<Option<RateQuota>, GatewayError> {
+                r.as_ref()
+                    .map(|r| {
+                        r.quota()
+                            .map_err(|e| GatewayError::RateLimit(e.to_string()))
+                    })
+                    .transpose()
+            };
         let s = &config.server;
         let g = &config.gateway;
         let mut b = Self::new()
@@ -240,11 +250,15 @@ impl GatewayBuilder {
         } else {
             data_dir.join(&config.audit.file)
         };
-        let audit = JsonLinesAuditSink::open(&audit_path).map_err(|source| GatewayError::Audit {
-            path: audit_path.clone(),
-            source,
-        })?;
-        Ok(Self::from_config(config)?.clock(clock).state(state).audit(Arc::new(audit)))
+        let audit =
+            JsonLinesAuditSink::open(&audit_path).map_err(|source| GatewayError::Audit {
+                path: audit_path.clone(),
+                source,
+            })?;
+        Ok(Self::from_config(config)?
+            .clock(clock)
+            .state(state)
+            .audit(Arc::new(audit)))
     }
 
     /// OpenAPI `info.title`.
@@ -462,13 +476,24 @@ impl GatewayBuilder {
             return Err(GatewayError::Limit("max_connections must be at least 1"));
         }
         if self.server.max_header_bytes < 8192 {
-            return Err(GatewayError::Limit("max_header_bytes must be at least 8192"));
+            return Err(GatewayError::Limit(
+                "max_header_bytes must be at least 8192",
+            ));
         }
         if self.server.max_headers == 0 {
             return Err(GatewayError::Limit("max_headers must be at least 1"));
         }
         if self.request_timeout.is_zero() || self.server.header_read_timeout.is_zero() {
             return Err(GatewayError::Limit("timeouts must be positive"));
+        }
+        if (self.rate_limits.per_user.is_some() || self.rate_limits.per_tenant.is_some())
+            && self.principal_layer.is_none()
+        {
+            // Without a layer that inserts a Principal these limits could never apply.
+            return Err(GatewayError::RateLimit(
+                "per-user and per-tenant limits need an authentication layer (principal_layer)"
+                    .into(),
+            ));
         }
         let cors = cors_origins(&self.cors_origins, self.cors_credentials)?;
         let tls = self.tls.as_ref().map(tls::server_config).transpose()?;
@@ -517,7 +542,11 @@ impl GatewayBuilder {
             app = principal_layer(app);
         }
         if let Some(q) = limits.per_ip {
-            app = app.layer(RateLimitLayer::new(state.rate.clone()).per_ip(q).fail_mode(limits.fail_mode));
+            app = app.layer(
+                RateLimitLayer::new(state.rate.clone())
+                    .per_ip(q)
+                    .fail_mode(limits.fail_mode),
+            );
         }
 
         // Operational routes.
@@ -546,7 +575,10 @@ impl GatewayBuilder {
             .merge(ops)
             .layer(DefaultBodyLimit::disable())
             .layer(RequestBodyLimitLayer::new(self.max_body_bytes))
-            .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, self.request_timeout));
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::GATEWAY_TIMEOUT,
+                self.request_timeout,
+            ));
         if let Some(registry) = &metrics {
             router = router.layer(MetricsLayer::new(registry.clone()));
         }
@@ -599,11 +631,21 @@ impl GatewayBuilder {
             )
             .layer(ProblemJsonLayer::new());
 
-        Ok(Gateway::new(router, self.server, tls, self.audit, state, self.clock))
+        Ok(Gateway::new(
+            router,
+            self.server,
+            tls,
+            self.audit,
+            state,
+            self.clock,
+        ))
     }
 }
 
 /// An audit event about the gateway itself.
-pub(crate) fn lifecycle_event(action: &'static str, resource: String) -> kailash_core::audit::AuditEvent {
+pub(crate) fn lifecycle_event(
+    action: &'static str,
+    resource: String,
+) -> kailash_core::audit::AuditEvent {
     kailash_core::audit::AuditEvent::new(action, AuditDecision::Success).resource(resource)
 }

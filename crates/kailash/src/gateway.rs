@@ -130,15 +130,24 @@ impl Gateway {
         let addr = listener.local_addr().unwrap_or(self.settings.listen);
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, state = self.state.backend_name(), "gateway listening");
-        self.audit_lifecycle("gateway.start", format!("{scheme}://{addr}")).await;
+        self.audit_lifecycle("gateway.start", format!("{scheme}://{addr}"))
+            .await;
 
-        server::serve(listener, self.router.clone(), &self.settings, self.tls.clone(), shutdown).await;
+        server::serve(
+            listener,
+            self.router.clone(),
+            &self.settings,
+            self.tls.clone(),
+            shutdown,
+        )
+        .await;
 
-        self.audit_lifecycle("gateway.stop", format!("{scheme}://{addr}")).await;
-        if let Some(audit) = &self.audit {
-            if let Err(error) = audit.flush().await {
-                tracing::error!(%error, "audit trail could not be flushed at shutdown");
-            }
+        self.audit_lifecycle("gateway.stop", format!("{scheme}://{addr}"))
+            .await;
+        if let Some(audit) = &self.audit
+            && let Err(error) = audit.flush().await
+        {
+            tracing::error!(%error, "audit trail could not be flushed at shutdown");
         }
         tracing::info!("gateway stopped");
         Ok(())

@@ -1,4 +1,6 @@
 #![forbid(unsafe_code)]
+// Library code must not panic on input; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
 mod backends;
@@ -21,3 +23,8 @@ pub use kailash_core::{
 pub use kailash_monitoring::{health, metrics};
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;
+
+/// The workspace README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;

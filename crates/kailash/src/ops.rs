@@ -45,7 +45,10 @@ pub(crate) fn metrics_route(registry: MetricsRegistry) -> Router {
             let registry = registry.clone();
             async move {
                 (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
                     registry.render(),
                 )
             }
@@ -64,8 +67,14 @@ pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
                 async move { ([(header::CONTENT_TYPE, "application/json")], body) }
             }),
         )
-        .route("/docs", get(|| async { page(DOCS_HTML, "text/html; charset=utf-8") }))
-        .route("/docs/app.js", get(|| async { page(DOCS_JS, "text/javascript; charset=utf-8") }))
+        .route(
+            "/docs",
+            get(|| async { page(DOCS_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/docs/app.js",
+            get(|| async { page(DOCS_JS, "text/javascript; charset=utf-8") }),
+        )
 }
 
 fn page(body: &'static str, content_type: &'static str) -> Response {

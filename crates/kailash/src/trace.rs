@@ -24,5 +24,9 @@ pub(crate) fn make_span<B>(req: &Request<B>) -> Span {
 }
 
 pub(crate) fn on_response<B>(res: &Response<B>, latency: Duration, _span: &Span) {
-    tracing::info!(status = res.status().as_u16(), latency_us = latency.as_micros() as u64, "response");
+    tracing::info!(
+        status = res.status().as_u16(),
+        latency_us = latency.as_micros() as u64,
+        "response"
+    );
 }

@@ -28,14 +28,26 @@ fn app() -> Router {
                 "done"
             }),
         )
-        .route("/hang", routing::get(|| std::future::pending::<&'static str>()))
-        .route("/ip", routing::get(|ctx: RequestContext| async move { ctx.client_ip().to_string() }))
-        .route("/me", routing::get(|p: Principal| async move { p.subject().to_owned() }))
+        .route("/hang", routing::get(std::future::pending::<&'static str>))
+        .route(
+            "/ip",
+            routing::get(|ctx: RequestContext| async move { ctx.client_ip().to_string() }),
+        )
+        .route(
+            "/me",
+            routing::get(|p: Principal| async move { p.subject().to_owned() }),
+        )
 }
 
 #[tokio::test]
 async fn operational_routes_answer() {
-    let gw = start(Gateway::builder().title("Test API").version("9.9.9").routes(app())).await;
+    let gw = start(
+        Gateway::builder()
+            .title("Test API")
+            .version("9.9.9")
+            .routes(app()),
+    )
+    .await;
     let live = get(gw.addr, "/health/live").await;
     assert_eq!(live.status, 200);
     assert_eq!(live.json()["status"], "ok");
@@ -46,22 +58,48 @@ async fn operational_routes_answer() {
     assert_eq!(get(gw.addr, "/hello").await.text(), "hello");
     let metrics = get(gw.addr, "/metrics").await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = metrics.text();
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/hello\",status=\"2xx\"} 1"), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/health/ready\""));
+    assert!(
+        text.contains("http_requests_total{method=\"GET\",route=\"/hello\",status=\"2xx\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "http_request_duration_seconds_bucket{method=\"GET\",route=\"/health/ready\""
+        )
+    );
 
     let doc = get(gw.addr, "/openapi.json").await.json();
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["info"]["title"], "Test API");
     assert_eq!(doc["info"]["version"], "9.9.9");
-    for path in ["/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs"] {
+    for path in [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
     let page = get(gw.addr, "/docs").await;
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap().starts_with("text/html"));
-    assert!(page.header("content-security-policy").unwrap().contains("default-src 'none'"));
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
     assert!(page.text().contains("docs/app.js"));
     let js = get(gw.addr, "/docs/app.js").await;
     assert!(js.text().contains("openapi.json"));
@@ -86,7 +124,10 @@ async fn user_openapi_is_merged() {
 async fn a_failing_required_check_makes_ready_503_and_names_it() {
     let gw = start(
         Gateway::builder()
-            .required_check("database", from_fn(|| async { Err("connection refused".to_owned()) }))
+            .required_check(
+                "database",
+                from_fn(|| async { Err("connection refused".to_owned()) }),
+            )
             .optional_check("mailer", from_fn(|| async { Ok(()) })),
     )
     .await;
@@ -96,7 +137,11 @@ async fn a_failing_required_check_makes_ready_503_and_names_it() {
     assert_eq!(report["status"], "fail");
     assert_eq!(report["checks"][0]["name"], "database");
     assert_eq!(report["checks"][0]["error"], "connection refused");
-    assert_eq!(get(gw.addr, "/health/live").await.status, 200, "liveness is unaffected");
+    assert_eq!(
+        get(gw.addr, "/health/live").await.status,
+        200,
+        "liveness is unaffected"
+    );
     gw.stop().await;
 }
 
@@ -106,18 +151,30 @@ async fn unknown_routes_and_wrong_methods_are_problems() {
     let r = get(gw.addr, "/no/such/route").await;
     r.assert_problem(404);
     assert_eq!(r.header("x-request-id").map(str::len), Some(32));
-    request(gw.addr, "DELETE /hello HTTP/1.1\nHost: x", b"").await.assert_problem(405);
+    request(gw.addr, "DELETE /hello HTTP/1.1\nHost: x", b"")
+        .await
+        .assert_problem(405);
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn oversize_bodies_get_413_whether_declared_or_streamed() {
     let gw = start(Gateway::builder().routes(app()).max_body_bytes(1024)).await;
-    let ok = request(gw.addr, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 5", b"hello").await;
+    let ok = request(
+        gw.addr,
+        "POST /echo HTTP/1.1\nHost: x\nContent-Length: 5",
+        b"hello",
+    )
+    .await;
     assert_eq!((ok.status, ok.text().as_str()), (200, "hello"));
 
     let big = vec![b'a'; 4096];
-    let declared = request(gw.addr, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 4096", &big).await;
+    let declared = request(
+        gw.addr,
+        "POST /echo HTTP/1.1\nHost: x\nContent-Length: 4096",
+        &big,
+    )
+    .await;
     declared.assert_problem(413);
 
     let mut chunked = Vec::new();
@@ -127,30 +184,56 @@ async fn oversize_bodies_get_413_whether_declared_or_streamed() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let streamed = request(gw.addr, "POST /echo HTTP/1.1\nHost: x\nTransfer-Encoding: chunked", &chunked).await;
+    let streamed = request(
+        gw.addr,
+        "POST /echo HTTP/1.1\nHost: x\nTransfer-Encoding: chunked",
+        &chunked,
+    )
+    .await;
     streamed.assert_problem(413);
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn oversize_and_too_many_headers_get_431() {
-    let gw = start(Gateway::builder().routes(app()).max_header_bytes(8192).max_headers(20)).await;
-    let long = format!("GET /hello HTTP/1.1\nHost: x\nX-Big: {}", "a".repeat(10_000));
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .max_header_bytes(8192)
+            .max_headers(20),
+    )
+    .await;
+    let long = format!(
+        "GET /hello HTTP/1.1\nHost: x\nX-Big: {}",
+        "a".repeat(10_000)
+    );
     assert_eq!(request(gw.addr, &long, b"").await.status, 431);
     let mut many = String::from("GET /hello HTTP/1.1\nHost: x");
     for i in 0..30 {
         many.push_str(&format!("\nX-H{i}: v"));
     }
     assert_eq!(request(gw.addr, &many, b"").await.status, 431);
-    assert_eq!(get(gw.addr, "/hello").await.status, 200, "the server keeps serving");
+    assert_eq!(
+        get(gw.addr, "/hello").await.status,
+        200,
+        "the server keeps serving"
+    );
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn a_slow_client_is_disconnected_after_the_header_read_timeout() {
-    let gw = start(Gateway::builder().routes(app()).header_read_timeout(Duration::from_millis(300))).await;
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .header_read_timeout(Duration::from_millis(300)),
+    )
+    .await;
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
-    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     // The server must end the connection by itself, long before this bound.
     let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
@@ -171,7 +254,12 @@ async fn connections_over_the_cap_are_refused_at_once() {
         .expect("refused quickly, not queued");
     let body = refused.assert_problem(503);
     assert_eq!(refused.header("retry-after"), Some("1"));
-    assert!(body["detail"].as_str().unwrap().contains("connection limit"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("connection limit")
+    );
     drop(held_a);
     drop(held_b);
     let mut served = false;
@@ -188,10 +276,18 @@ async fn connections_over_the_cap_are_refused_at_once() {
 
 #[tokio::test]
 async fn slow_handlers_time_out_with_504() {
-    let gw = start(Gateway::builder().routes(app()).request_timeout(Duration::from_millis(200))).await;
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .request_timeout(Duration::from_millis(200)),
+    )
+    .await;
     get(gw.addr, "/hang").await.assert_problem(504);
     let metrics = get(gw.addr, "/metrics").await.text();
-    assert!(metrics.contains("route=\"/hang\",status=\"5xx\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("route=\"/hang\",status=\"5xx\"} 1"),
+        "{metrics}"
+    );
     gw.stop().await;
 }
 
@@ -209,7 +305,11 @@ async fn per_ip_rate_limit_answers_429_with_retry_after_but_spares_health() {
     assert_eq!(body["limit"], "ip");
     assert_eq!(limited.header("retry-after"), Some("30"));
     for _ in 0..5 {
-        assert_eq!(get(gw.addr, "/health/ready").await.status, 200, "probes are never limited");
+        assert_eq!(
+            get(gw.addr, "/health/ready").await.status,
+            200,
+            "probes are never limited"
+        );
     }
     gw.stop().await;
 }
@@ -232,13 +332,22 @@ where
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
         self.0.poll_ready(cx)
     }
     fn call(&mut self, mut req: http::Request<B>) -> S::Future {
-        let who = req.headers().get("x-test-user").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let who = req
+            .headers()
+            .get("x-test-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if let Some((user, tenant)) = who.as_deref().and_then(|w| w.split_once('@')) {
-            let p = Principal::builder(user).tenant(tenant.parse().unwrap()).build();
+            let p = Principal::builder(user)
+                .tenant(tenant.parse().unwrap())
+                .build();
             req.extensions_mut().insert(p);
         }
         self.0.call(req)
@@ -252,17 +361,40 @@ async fn per_user_and_per_tenant_limits_apply_after_the_principal_layer() {
         per_tenant: Some(RateQuota::per_minute(3).unwrap()),
         ..RateLimits::default()
     };
-    let gw = start(Gateway::builder().routes(app()).principal_layer(TestAuth).rate_limits(limits)).await;
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .principal_layer(TestAuth)
+            .rate_limits(limits),
+    )
+    .await;
     let call = |who: &'static str| {
         let addr = gw.addr;
-        async move { request(addr, &format!("GET /me HTTP/1.1\nHost: x\nX-Test-User: {who}"), b"").await }
+        async move {
+            request(
+                addr,
+                &format!("GET /me HTTP/1.1\nHost: x\nX-Test-User: {who}"),
+                b"",
+            )
+            .await
+        }
     };
     assert_eq!(call("alice@acme").await.text(), "alice");
     assert_eq!(call("alice@acme").await.status, 200);
-    assert_eq!(call("alice@acme").await.assert_problem(429)["limit"], "user");
+    assert_eq!(
+        call("alice@acme").await.assert_problem(429)["limit"],
+        "user"
+    );
     assert_eq!(call("bob@acme").await.status, 200);
-    assert_eq!(call("bob@acme").await.assert_problem(429)["limit"], "tenant");
-    assert_eq!(call("carol@globex").await.status, 200, "other tenants are unaffected");
+    assert_eq!(
+        call("bob@acme").await.assert_problem(429)["limit"],
+        "tenant"
+    );
+    assert_eq!(
+        call("carol@globex").await.status,
+        200,
+        "other tenants are unaffected"
+    );
     get(gw.addr, "/me").await.assert_problem(401);
     gw.stop().await;
 }
@@ -271,10 +403,19 @@ async fn per_user_and_per_tenant_limits_apply_after_the_principal_layer() {
 async fn compression_is_negotiated_and_can_be_switched_off() {
     let gw = start(Gateway::builder().routes(app())).await;
     for encoding in ["gzip", "br", "zstd"] {
-        let r = request(gw.addr, &format!("GET /big HTTP/1.1\nHost: x\nAccept-Encoding: {encoding}"), b"").await;
+        let r = request(
+            gw.addr,
+            &format!("GET /big HTTP/1.1\nHost: x\nAccept-Encoding: {encoding}"),
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-encoding"), Some(encoding));
-        assert!(r.body.len() < 64 * 1024 / 10, "{encoding}: {} bytes", r.body.len());
+        assert!(
+            r.body.len() < 64 * 1024 / 10,
+            "{encoding}: {} bytes",
+            r.body.len()
+        );
     }
     let plain = get(gw.addr, "/big").await;
     assert_eq!(plain.header("content-encoding"), None);
@@ -282,7 +423,12 @@ async fn compression_is_negotiated_and_can_be_switched_off() {
     gw.stop().await;
 
     let off = start(Gateway::builder().routes(app()).compression(false)).await;
-    let r = request(off.addr, "GET /big HTTP/1.1\nHost: x\nAccept-Encoding: gzip", b"").await;
+    let r = request(
+        off.addr,
+        "GET /big HTTP/1.1\nHost: x\nAccept-Encoding: gzip",
+        b"",
+    )
+    .await;
     assert_eq!(r.header("content-encoding"), None);
     off.stop().await;
 }
@@ -297,24 +443,54 @@ async fn cors_allows_only_configured_origins() {
     )
     .await;
     let preflight = "OPTIONS /hello HTTP/1.1\nHost: x\nAccess-Control-Request-Method: GET";
-    let ok = request(gw.addr, &format!("{preflight}\nOrigin: https://app.example.com"), b"").await;
-    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.example.com"));
+    let ok = request(
+        gw.addr,
+        &format!("{preflight}\nOrigin: https://app.example.com"),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
-    let evil = request(gw.addr, &format!("{preflight}\nOrigin: https://evil.example"), b"").await;
+    let evil = request(
+        gw.addr,
+        &format!("{preflight}\nOrigin: https://evil.example"),
+        b"",
+    )
+    .await;
     assert_eq!(evil.header("access-control-allow-origin"), None);
     gw.stop().await;
 
     let no_cors = start(Gateway::builder().routes(app())).await;
-    let r = request(no_cors.addr, "GET /hello HTTP/1.1\nHost: x\nOrigin: https://app.example.com", b"").await;
-    assert_eq!(r.header("access-control-allow-origin"), None, "no CORS unless configured");
+    let r = request(
+        no_cors.addr,
+        "GET /hello HTTP/1.1\nHost: x\nOrigin: https://app.example.com",
+        b"",
+    )
+    .await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "no CORS unless configured"
+    );
     no_cors.stop().await;
 }
 
 #[test]
 fn invalid_cors_settings_stop_the_build() {
-    let wildcard_credentials = Gateway::builder().cors_origins(["*"]).cors_allow_credentials(true).build();
-    assert!(matches!(wildcard_credentials, Err(kailash::GatewayError::Cors(_))));
-    let with_path = Gateway::builder().cors_origins(["https://a.example/app"]).build();
+    let wildcard_credentials = Gateway::builder()
+        .cors_origins(["*"])
+        .cors_allow_credentials(true)
+        .build();
+    assert!(matches!(
+        wildcard_credentials,
+        Err(kailash::GatewayError::Cors(_))
+    ));
+    let with_path = Gateway::builder()
+        .cors_origins(["https://a.example/app"])
+        .build();
     assert!(matches!(with_path, Err(kailash::GatewayError::Cors(_))));
     assert!(matches!(
         Gateway::builder().max_header_bytes(1024).build(),
@@ -325,7 +501,13 @@ fn invalid_cors_settings_stop_the_build() {
 #[tokio::test]
 async fn switches_remove_their_routes() {
     let gw = start(Gateway::builder().metrics(false).docs(false).health(false)).await;
-    for path in ["/metrics", "/openapi.json", "/docs", "/health/live", "/health/ready"] {
+    for path in [
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/health/live",
+        "/health/ready",
+    ] {
         get(gw.addr, path).await.assert_problem(404);
     }
     gw.stop().await;
@@ -339,12 +521,22 @@ async fn client_ip_follows_the_trusted_proxy_policy() {
             .trusted_proxies(TrustedProxies::new(["127.0.0.0/8".parse().unwrap()])),
     )
     .await;
-    let r = request(gw.addr, "GET /ip HTTP/1.1\nHost: x\nX-Forwarded-For: 6.6.6.6, 203.0.113.7", b"").await;
+    let r = request(
+        gw.addr,
+        "GET /ip HTTP/1.1\nHost: x\nX-Forwarded-For: 6.6.6.6, 203.0.113.7",
+        b"",
+    )
+    .await;
     assert_eq!(r.text(), "203.0.113.7");
     gw.stop().await;
 
     let untrusting = start(Gateway::builder().routes(app())).await;
-    let r = request(untrusting.addr, "GET /ip HTTP/1.1\nHost: x\nX-Forwarded-For: 203.0.113.7", b"").await;
+    let r = request(
+        untrusting.addr,
+        "GET /ip HTTP/1.1\nHost: x\nX-Forwarded-For: 203.0.113.7",
+        b"",
+    )
+    .await;
     assert_eq!(r.text(), "127.0.0.1", "a spoofed header is ignored");
     untrusting.stop().await;
 }
@@ -360,8 +552,15 @@ async fn graceful_shutdown_finishes_in_flight_requests_and_flushes_audit() {
     let finished = in_flight.await.unwrap();
     assert_eq!((finished.status, finished.text().as_str()), (200, "done"));
     gw.stop().await;
-    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
-    let actions: Vec<_> = audit.events().into_iter().map(|e| e.action.into_owned()).collect();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+    let actions: Vec<_> = audit
+        .events()
+        .into_iter()
+        .map(|e| e.action.into_owned())
+        .collect();
     assert_eq!(actions, ["gateway.start", "gateway.stop"]);
 }
 
@@ -385,4 +584,18 @@ async fn an_audit_sink_that_cannot_write_fails_readiness() {
     assert_eq!(ready.status, 503);
     assert_eq!(ready.json()["checks"][0]["name"], "audit");
     gw.stop().await;
+}
+
+#[test]
+fn user_limits_without_an_authentication_layer_are_refused() {
+    let limits = RateLimits {
+        per_user: Some(RateQuota::per_minute(10).unwrap()),
+        ..RateLimits::default()
+    };
+    let err = Gateway::builder()
+        .rate_limits(limits)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("authentication layer"), "{err}");
 }

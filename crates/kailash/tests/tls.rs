@@ -12,7 +12,9 @@ use support::{request_on, start};
 use tokio::net::TcpStream;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn settings(tls13_only: bool) -> TlsSettings {
@@ -28,11 +30,13 @@ fn client(versions: &[&'static rustls::SupportedProtocolVersion]) -> tokio_rustl
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(fixture("test-ca.pem")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -63,7 +67,10 @@ async fn tls13_only_refuses_tls12() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS 1.3 handshake");
-    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
     let r = request_on(tls, "GET /health/ready HTTP/1.1\nHost: localhost", b"").await;
     assert_eq!(r.status, 200);
     gw.stop().await;
@@ -75,23 +82,38 @@ fn unreadable_or_mismatched_material_stops_the_build() {
         cert: fixture("missing.pem"),
         ..settings(false)
     };
-    let err = Gateway::builder().tls(missing).build().unwrap_err().to_string();
+    let err = Gateway::builder()
+        .tls(missing)
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.pem"), "{err}");
 
     let key_as_cert = TlsSettings {
         cert: fixture("test-key.pem"),
         ..settings(false)
     };
-    let err = Gateway::builder().tls(key_as_cert).build().unwrap_err().to_string();
+    let err = Gateway::builder()
+        .tls(key_as_cert)
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("TLS:"), "{err}");
 
     let cert_as_key = TlsSettings {
         key: fixture("test-cert.pem"),
         ..settings(false)
     };
-    let err = Gateway::builder().tls(cert_as_key).build().unwrap_err().to_string();
+    let err = Gateway::builder()
+        .tls(cert_as_key)
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no usable private key"), "{err}");
     let key_text = std::fs::read_to_string(fixture("test-key.pem")).unwrap();
     let key_body = key_text.lines().nth(1).unwrap();
-    assert!(!err.contains(key_body), "key material never appears in errors");
+    assert!(
+        !err.contains(key_body),
+        "key material never appears in errors"
+    );
 }

@@ -1,1 +1,173 @@
-fn main() {}
+//! The kailash-rs reference deployment.
+//!
+//! ```text
+//! enterprise_gateway [--config PATH] [--listen HOST:PORT] [--data-dir DIR]
+//! ```
+//!
+//! Without `--config` it runs the demo configuration built into the binary
+//! (`examples/config/enterprise.toml`). Precedence for the listen address:
+//! `--listen`, then `KAILASH_LISTEN`, then the file. `KAILASH_REDIS_URL`
+//! moves all shared state to Redis. Logs go to stderr; `RUST_LOG` takes
+//! `level` or `target=level,…` directives (default `info`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kailash::GatewayBuilder;
+use kailash::config::GatewayConfig;
+
+const DEMO_CONFIG: &str = include_str!("../../config/enterprise.toml");
+const USAGE: &str =
+    "usage: enterprise_gateway [--config PATH] [--listen HOST:PORT] [--data-dir DIR]
+
+  --config PATH       TOML configuration (default: the built-in demo config)
+  --listen HOST:PORT  address to listen on (overrides KAILASH_LISTEN and the file)
+  --data-dir DIR      where the audit trail is written (default ./data, env KAILASH_DATA_DIR)
+";
+
+#[derive(Debug, Default)]
+struct Args {
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args::default();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or(format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--config" => parsed.config = Some(PathBuf::from(value()?)),
+            "--listen" => {
+                let v = value()?;
+                parsed.listen = Some(
+                    v.parse()
+                        .map_err(|_| format!("--listen: {v:?} is not HOST:PORT"))?,
+                );
+            }
+            "--data-dir" => parsed.data_dir = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter: Targets = directives.parse().unwrap_or_else(|e| {
+        eprintln!("RUST_LOG={directives:?} is not valid ({e}); using info");
+        Targets::new().with_default(tracing::Level::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => GatewayConfig::load(path),
+        None => GatewayConfig::from_toml_with_env(
+            DEMO_CONFIG,
+            "examples/config/enterprise.toml (built in)",
+            std::env::vars(),
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let data_dir = args
+        .data_dir
+        .or_else(|| std::env::var_os("KAILASH_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+
+    let gateway = GatewayBuilder::from_config_with_backends(&config, &data_dir)
+        .await
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        state = gateway.state().backend_name(),
+        "reference deployment ready: GET /health/ready, /metrics, /openapi.json, /docs"
+    );
+    gateway.run().await.map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_flags_in_both_forms() {
+        let a = args(&[
+            "--config",
+            "x.toml",
+            "--listen=127.0.0.1:9000",
+            "--data-dir",
+            "/tmp/d",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.config, Some(PathBuf::from("x.toml")));
+        assert_eq!(a.listen.unwrap().port(), 9000);
+        assert_eq!(a.data_dir, Some(PathBuf::from("/tmp/d")));
+        assert!(args(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn refuses_bad_arguments() {
+        assert!(args(&["--listen", "nowhere"]).is_err());
+        assert!(args(&["--config"]).is_err());
+        assert!(args(&["--verbose"]).is_err());
+    }
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        let c = GatewayConfig::from_toml_str(DEMO_CONFIG, "demo").unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8000");
+        assert!(c.rate_limit.per_ip.is_some());
+    }
+}

@@ -148,7 +148,9 @@ impl AuditSink for JsonLinesAuditSink {
         if self.tx.is_closed() {
             Err(AuditError::Closed)
         } else if self.is_failing() {
-            Err(AuditError::Io("the last write to the audit file failed".into()))
+            Err(AuditError::Io(
+                "the last write to the audit file failed".into(),
+            ))
         } else {
             Ok(())
         }
@@ -268,7 +270,14 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut seen: Vec<u32> = text
             .lines()
-            .map(|l| serde_json::from_str::<AuditEvent>(l).unwrap().resource.unwrap().parse().unwrap())
+            .map(|l| {
+                serde_json::from_str::<AuditEvent>(l)
+                    .unwrap()
+                    .resource
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..500).collect::<Vec<_>>());
@@ -280,7 +289,9 @@ mod tests {
         let path = temp_path("b.jsonl");
         for who in ["first", "second"] {
             let sink = JsonLinesAuditSink::open(&path).unwrap();
-            sink.record(AuditEvent::new("t", AuditDecision::Allow).actor(who)).await.unwrap();
+            sink.record(AuditEvent::new("t", AuditDecision::Allow).actor(who))
+                .await
+                .unwrap();
             sink.flush().await.unwrap();
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);

@@ -97,11 +97,19 @@ mod tests {
         let acme = TenantId::new("acme").unwrap();
         let globex = TenantId::new("globex").unwrap();
         for (i, t) in [&acme, &globex, &acme].into_iter().enumerate() {
-            sink.record(AuditEvent::new("x", AuditDecision::Allow).tenant(t.clone()).resource(i.to_string()))
-                .await
-                .unwrap();
+            sink.record(
+                AuditEvent::new("x", AuditDecision::Allow)
+                    .tenant(t.clone())
+                    .resource(i.to_string()),
+            )
+            .await
+            .unwrap();
         }
-        let got: Vec<_> = sink.query(&acme, 10).into_iter().map(|e| e.resource.unwrap()).collect();
+        let got: Vec<_> = sink
+            .query(&acme, 10)
+            .into_iter()
+            .map(|e| e.resource.unwrap())
+            .collect();
         assert_eq!(got, ["2", "0"]);
     }
 
@@ -109,9 +117,15 @@ mod tests {
     async fn capacity_keeps_the_newest_and_counts_evictions() {
         let sink = MemoryAuditSink::with_capacity(2);
         for i in 0..3 {
-            sink.record(AuditEvent::new("x", AuditDecision::Allow).resource(i.to_string())).await.unwrap();
+            sink.record(AuditEvent::new("x", AuditDecision::Allow).resource(i.to_string()))
+                .await
+                .unwrap();
         }
-        let kept: Vec<_> = sink.events().into_iter().map(|e| e.resource.unwrap()).collect();
+        let kept: Vec<_> = sink
+            .events()
+            .into_iter()
+            .map(|e| e.resource.unwrap())
+            .collect();
         assert_eq!(kept, ["1", "2"]);
         assert_eq!(sink.evicted(), 1);
     }

@@ -112,8 +112,14 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
         let h = headers(&["1.1.1.1"]);
-        assert_eq!(proxies().client_ip(ip("198.51.100.7"), &h), ip("198.51.100.7"));
-        assert_eq!(TrustedProxies::none().client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(
+            proxies().client_ip(ip("198.51.100.7"), &h),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            TrustedProxies::none().client_ip(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -146,12 +152,21 @@ mod tests {
     #[test]
     fn ports_and_mapped_addresses_are_normalised() {
         let h = headers(&["203.0.113.5:4711", "[fd00::1]:80"]);
-        assert_eq!(proxies().client_ip(ip("::ffff:10.0.0.1"), &h), ip("203.0.113.5"));
-        assert_eq!(TrustedProxies::none().client_ip(ip("::ffff:192.0.2.1"), &HeaderMap::new()), ip("192.0.2.1"));
+        assert_eq!(
+            proxies().client_ip(ip("::ffff:10.0.0.1"), &h),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            TrustedProxies::none().client_ip(ip("::ffff:192.0.2.1"), &HeaderMap::new()),
+            ip("192.0.2.1")
+        );
     }
 
     #[test]
     fn missing_header_means_the_peer() {
-        assert_eq!(proxies().client_ip(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
+        assert_eq!(
+            proxies().client_ip(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
     }
 }

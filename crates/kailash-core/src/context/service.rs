@@ -57,7 +57,11 @@ where
             IncomingRequestId::Always => true,
         };
         let request_id = keep_incoming
-            .then(|| req.headers().get(REQUEST_ID_HEADER).and_then(RequestId::parse))
+            .then(|| {
+                req.headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(RequestId::parse)
+            })
             .flatten()
             .unwrap_or_else(|| shared.ids.next_id());
         let header = request_id.header_value().clone();
@@ -104,18 +108,27 @@ mod tests {
     use super::*;
     use crate::context::{RequestContextLayer, TrustedProxies};
 
-    async fn call(layer: RequestContextLayer, peer: &str, incoming: Option<&str>) -> (String, String) {
+    async fn call(
+        layer: RequestContextLayer,
+        peer: &str,
+        incoming: Option<&str>,
+    ) -> (String, String) {
         let svc = layer.layer(service_fn(|req: Request<()>| async move {
             let ctx = req.extensions().get::<RequestContext>().cloned().unwrap();
             Ok::<_, std::convert::Infallible>(Response::new(ctx.request_id().to_string()))
         }));
         let mut req = Request::new(());
-        req.extensions_mut().insert(PeerAddr(peer.parse::<SocketAddr>().unwrap()));
+        req.extensions_mut()
+            .insert(PeerAddr(peer.parse::<SocketAddr>().unwrap()));
         if let Some(id) = incoming {
-            req.headers_mut().insert(REQUEST_ID_HEADER, id.parse().unwrap());
+            req.headers_mut()
+                .insert(REQUEST_ID_HEADER, id.parse().unwrap());
         }
         let res = svc.oneshot(req).await.unwrap();
-        let header = res.headers()[REQUEST_ID_HEADER].to_str().unwrap().to_owned();
+        let header = res.headers()[REQUEST_ID_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
         (res.into_body(), header)
     }
 

@@ -110,7 +110,10 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use tower::{ServiceExt, service_fn};
 
-    async fn run(status: StatusCode, content_type: Option<&'static str>) -> (StatusCode, String, String) {
+    async fn run(
+        status: StatusCode,
+        content_type: Option<&'static str>,
+    ) -> (StatusCode, String, String) {
         let svc = ProblemJsonLayer::new().layer(service_fn(move |_req: Request<()>| async move {
             let mut r = Response::new(Full::new(bytes::Bytes::from_static(b"internal text")));
             *r.status_mut() = status;
@@ -120,7 +123,11 @@ mod tests {
             Ok::<_, std::convert::Infallible>(r)
         }));
         let r = svc.oneshot(Request::new(())).await.unwrap();
-        let ct = r.headers().get(CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let ct = r
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         let status = r.status();
         let body = r.into_body().collect().await.unwrap().to_bytes();
         (status, ct, String::from_utf8(body.to_vec()).unwrap())
@@ -132,9 +139,16 @@ mod tests {
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(ct, "application/problem+json");
         assert!(body.contains("\"status\":404"));
-        let (_, ct, body) = run(StatusCode::PAYLOAD_TOO_LARGE, Some("text/plain; charset=utf-8")).await;
+        let (_, ct, body) = run(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some("text/plain; charset=utf-8"),
+        )
+        .await;
         assert_eq!(ct, "application/problem+json");
-        assert!(!body.contains("internal text"), "plain text is not copied: {body}");
+        assert!(
+            !body.contains("internal text"),
+            "plain text is not copied: {body}"
+        );
     }
 
     #[tokio::test]
@@ -142,6 +156,9 @@ mod tests {
         let (_, ct, body) = run(StatusCode::OK, None).await;
         assert_eq!((ct.as_str(), body.as_str()), ("", "internal text"));
         let (_, ct, body) = run(StatusCode::BAD_REQUEST, Some("application/json")).await;
-        assert_eq!((ct.as_str(), body.as_str()), ("application/json", "internal text"));
+        assert_eq!(
+            (ct.as_str(), body.as_str()),
+            ("application/json", "internal text")
+        );
     }
 }

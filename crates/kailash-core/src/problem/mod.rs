@@ -144,14 +144,24 @@ impl Problem {
 
     /// 413: the body is larger than the configured limit.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload Too Large")
-            .with_detail(format!("the request body exceeds the limit of {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload Too Large",
+        )
+        .with_detail(format!(
+            "the request body exceeds the limit of {limit} bytes"
+        ))
     }
 
     /// 429 with `Retry-After`.
     pub fn too_many_requests(retry_after: Duration) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too Many Requests")
-            .with_retry_after(retry_after)
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too Many Requests",
+        )
+        .with_retry_after(retry_after)
     }
 
     /// 423 with `Retry-After` (an account lockout).
@@ -161,13 +171,22 @@ impl Problem {
 
     /// 503: a backend the request needs is unavailable.
     pub fn service_unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service Unavailable")
-            .with_detail(detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service Unavailable",
+        )
+        .with_detail(detail)
     }
 
     /// 504: the request did not finish within the configured time.
     pub fn timeout(limit: Duration) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", "Request Timeout").with_detail(format!(
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway-timeout",
+            "Gateway Timeout",
+        )
+        .with_detail(format!(
             "the request did not complete within {} ms",
             limit.as_millis()
         ))
@@ -175,7 +194,11 @@ impl Problem {
 
     /// 500 with no detail: the cause goes to the log, never to the client.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal Server Error",
+        )
     }
 
     /// Sets the human-readable detail.
@@ -230,7 +253,11 @@ impl Problem {
     fn retry_after_secs(&self) -> Option<u64> {
         self.retry_after.map(|d| {
             let secs = d.as_secs();
-            if d.subsec_nanos() > 0 { secs + 1 } else { secs.max(1) }
+            if d.subsec_nanos() > 0 {
+                secs + 1
+            } else {
+                secs.max(1)
+            }
         })
     }
 
@@ -317,14 +344,20 @@ mod tests {
         assert_eq!(r.headers()[RETRY_AFTER], "1");
         let r = Problem::locked(Duration::from_secs(900)).to_response::<()>();
         assert_eq!(r.headers()[RETRY_AFTER], "900");
-        assert_eq!(json(&Problem::locked(Duration::from_secs(900)))["retry_after"], 900);
+        assert_eq!(
+            json(&Problem::locked(Duration::from_secs(900)))["retry_after"],
+            900
+        );
     }
 
     #[test]
     fn unauthorized_carries_a_bearer_challenge() {
         let r = Problem::unauthorized(Some("invalid_token")).to_response::<()>();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
         let r = Problem::unauthorized(None).to_response::<()>();
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
     }

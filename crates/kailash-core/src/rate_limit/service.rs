@@ -26,7 +26,9 @@ pub struct RateLimit<S> {
 
 impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimit").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +62,9 @@ fn on_backend_error(mode: FailMode, error: &StateError) -> Verdict {
         }
         FailMode::Closed => {
             tracing::warn!(%error, "rate limit state unavailable; failing closed");
-            Verdict::Refuse(Problem::service_unavailable("rate limiting is temporarily unavailable"))
+            Verdict::Refuse(Problem::service_unavailable(
+                "rate limiting is temporarily unavailable",
+            ))
         }
     }
 }
@@ -108,10 +112,10 @@ where
         }
 
         Box::pin(async move {
-            if !buckets.is_empty() {
-                if let Verdict::Refuse(problem) = decide(&config, buckets).await {
-                    return Ok(problem.to_response());
-                }
+            if !buckets.is_empty()
+                && let Verdict::Refuse(problem) = decide(&config, buckets).await
+            {
+                return Ok(problem.to_response());
             }
             inner.call(req).await.map(|r| r.map(ResponseBody::new))
         })
@@ -133,7 +137,14 @@ mod tests {
     use crate::rate_limit::RateLimitLayer;
     use crate::state::{RateDecision, RateLimiter, SharedState};
 
-    fn ok_service() -> impl tower::Service<Request<()>, Response = Response<Empty<bytes::Bytes>>, Error = std::convert::Infallible, Future = impl Send> + Clone + Send + 'static {
+    fn ok_service() -> impl tower::Service<
+        Request<()>,
+        Response = Response<Empty<bytes::Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
         service_fn(|_req: Request<()>| async { Ok(Response::new(Empty::new())) })
     }
 
@@ -155,15 +166,40 @@ mod tests {
     async fn each_ip_has_its_own_bucket() {
         let clock = Arc::new(ManualClock::starting_now());
         let state = SharedState::memory(clock.clone());
-        let layer = RateLimitLayer::new(state.rate.clone()).per_ip(RateQuota::per_minute(1).unwrap());
+        let layer =
+            RateLimitLayer::new(state.rate.clone()).per_ip(RateQuota::per_minute(1).unwrap());
         let svc = layer.layer(ok_service());
-        assert_eq!(svc.clone().oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
-        let refused = svc.clone().oneshot(request("192.0.2.1", None)).await.unwrap();
+        assert_eq!(
+            svc.clone()
+                .oneshot(request("192.0.2.1", None))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        let refused = svc
+            .clone()
+            .oneshot(request("192.0.2.1", None))
+            .await
+            .unwrap();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.headers()["retry-after"], "60");
-        assert_eq!(svc.clone().oneshot(request("192.0.2.2", None)).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            svc.clone()
+                .oneshot(request("192.0.2.2", None))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
         clock.advance(Duration::from_secs(60));
-        assert_eq!(svc.oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            svc.oneshot(request("192.0.2.1", None))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]
@@ -178,19 +214,37 @@ mod tests {
         let bob = Principal::builder("bob").tenant(acme).build();
         let mut statuses = Vec::new();
         for p in [&alice, &alice, &alice, &bob, &bob] {
-            statuses.push(svc.clone().oneshot(request("192.0.2.1", Some(p.clone()))).await.unwrap().status().as_u16());
+            statuses.push(
+                svc.clone()
+                    .oneshot(request("192.0.2.1", Some(p.clone())))
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            );
         }
         // alice's third hits her user limit; bob's second hits the tenant's 3.
         assert_eq!(statuses, [200, 200, 429, 200, 429]);
         // Anonymous requests are not charged to any user or tenant.
-        assert_eq!(svc.oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            svc.oneshot(request("192.0.2.1", None))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
     }
 
     #[derive(Debug)]
     struct Down;
     #[async_trait]
     impl RateLimiter for Down {
-        async fn check(&self, _: &StateKey, _: &RateQuota, _: u32) -> Result<RateDecision, StateError> {
+        async fn check(
+            &self,
+            _: &StateKey,
+            _: &RateQuota,
+            _: u32,
+        ) -> Result<RateDecision, StateError> {
             Err(StateError::Unavailable("connection refused".into()))
         }
     }
@@ -198,14 +252,26 @@ mod tests {
     #[tokio::test]
     async fn backend_failure_follows_the_fail_mode() {
         let quota = RateQuota::per_minute(1).unwrap();
-        let open = RateLimitLayer::new(Arc::new(Down)).per_ip(quota).layer(ok_service());
-        assert_eq!(open.oneshot(request("192.0.2.1", None)).await.unwrap().status(), StatusCode::OK);
+        let open = RateLimitLayer::new(Arc::new(Down))
+            .per_ip(quota)
+            .layer(ok_service());
+        assert_eq!(
+            open.oneshot(request("192.0.2.1", None))
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
         let closed = RateLimitLayer::new(Arc::new(Down))
             .per_ip(quota)
             .fail_mode(FailMode::Closed)
             .layer(ok_service());
         assert_eq!(
-            closed.oneshot(request("192.0.2.1", None)).await.unwrap().status(),
+            closed
+                .oneshot(request("192.0.2.1", None))
+                .await
+                .unwrap()
+                .status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

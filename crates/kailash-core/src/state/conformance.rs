@@ -12,6 +12,9 @@
 //! kailash_core::state_conformance_tests!(redis_harness);
 //! ```
 
+// A test suite: panicking on an unexpected error is how a check fails.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,9 +22,7 @@ use bytes::Bytes;
 
 use crate::clock::{Clock, ManualClock};
 
-use super::{
-    BoundedAdd, Namespace, RateQuota, SharedState, StateError, StateKey, WhenFull,
-};
+use super::{BoundedAdd, Namespace, RateQuota, SharedState, StateError, StateKey, WhenFull};
 
 const NS: Namespace = Namespace::new("conformance");
 
@@ -83,19 +84,36 @@ pub async fn kv_basics(h: &Harness) {
     // Expiry follows the backend's clock.
     h.clock.advance(Duration::from_secs(59));
     assert_eq!(kv.get(&k).await.unwrap(), Some(b("three")));
-    assert!(kv.expire(&k, MIN).await.unwrap(), "expire refreshes a live key");
+    assert!(
+        kv.expire(&k, MIN).await.unwrap(),
+        "expire refreshes a live key"
+    );
     h.clock.advance(Duration::from_secs(59));
-    assert_eq!(kv.get(&k).await.unwrap(), Some(b("three")), "expire moved the deadline");
+    assert_eq!(
+        kv.get(&k).await.unwrap(),
+        Some(b("three")),
+        "expire moved the deadline"
+    );
     h.clock.advance(Duration::from_secs(2));
     assert_eq!(kv.get(&k).await.unwrap(), None, "expired");
-    assert!(!kv.expire(&k, MIN).await.unwrap(), "an expired key cannot be refreshed");
-    assert!(kv.set_if_absent(&k, b("again"), None).await.unwrap(), "expired counts as absent");
+    assert!(
+        !kv.expire(&k, MIN).await.unwrap(),
+        "an expired key cannot be refreshed"
+    );
+    assert!(
+        kv.set_if_absent(&k, b("again"), None).await.unwrap(),
+        "expired counts as absent"
+    );
 
     assert_eq!(
         kv.set(&k, b("x"), Some(Duration::ZERO)).await,
         Err(StateError::InvalidArgument("ttl must be positive"))
     );
-    assert_eq!(kv.get(&k).await.unwrap(), Some(b("again")), "a refused call changes nothing");
+    assert_eq!(
+        kv.get(&k).await.unwrap(),
+        Some(b("again")),
+        "a refused call changes nothing"
+    );
     kv.ping().await.unwrap();
 }
 
@@ -103,19 +121,46 @@ pub async fn kv_basics(h: &Harness) {
 pub async fn kv_compare_and_swap(h: &Harness) {
     let kv = &h.state.kv;
     let k = h.key("cas");
-    assert!(!kv.compare_and_swap(&k, Some(b"x"), Some(b("y")), None).await.unwrap());
-    assert!(kv.compare_and_swap(&k, None, Some(b("v1")), None).await.unwrap());
-    assert!(!kv.compare_and_swap(&k, None, Some(b("v2")), None).await.unwrap());
-    assert!(!kv.compare_and_swap(&k, Some(b"v0"), Some(b("v2")), None).await.unwrap());
+    assert!(
+        !kv.compare_and_swap(&k, Some(b"x"), Some(b("y")), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        kv.compare_and_swap(&k, None, Some(b("v1")), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !kv.compare_and_swap(&k, None, Some(b("v2")), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !kv.compare_and_swap(&k, Some(b"v0"), Some(b("v2")), None)
+            .await
+            .unwrap()
+    );
     assert_eq!(kv.get(&k).await.unwrap(), Some(b("v1")));
-    assert!(kv.compare_and_swap(&k, Some(b"v1"), Some(b("v2")), Some(MIN)).await.unwrap());
+    assert!(
+        kv.compare_and_swap(&k, Some(b"v1"), Some(b("v2")), Some(MIN))
+            .await
+            .unwrap()
+    );
     assert_eq!(kv.get(&k).await.unwrap(), Some(b("v2")));
     h.clock.advance(MIN);
     assert!(
-        kv.compare_and_swap(&k, None, Some(b("v3")), None).await.unwrap(),
+        kv.compare_and_swap(&k, None, Some(b("v3")), None)
+            .await
+            .unwrap(),
         "an expired value counts as absent"
     );
-    assert!(kv.compare_and_swap(&k, Some(b"v3"), None, None).await.unwrap(), "None deletes");
+    assert!(
+        kv.compare_and_swap(&k, Some(b"v3"), None, None)
+            .await
+            .unwrap(),
+        "None deletes"
+    );
     assert_eq!(kv.get(&k).await.unwrap(), None);
     // Binary values survive unchanged.
     let raw = Bytes::from(vec![0u8, 255, 10, 13, 0]);
@@ -130,7 +175,9 @@ pub async fn kv_races(h: &Harness) {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (state, k) = (h.state.clone(), k.clone());
-        tasks.push(tokio::spawn(async move { state.kv.take(&k).await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { state.kv.take(&k).await.unwrap() },
+        ));
     }
     let mut winners = 0;
     for t in tasks {
@@ -148,7 +195,12 @@ pub async fn kv_races(h: &Harness) {
         tasks.push(tokio::spawn(async move {
             state
                 .kv
-                .compare_and_swap(&k, Some(b"gen-0"), Some(Bytes::from(format!("next-{i}"))), None)
+                .compare_and_swap(
+                    &k,
+                    Some(b"gen-0"),
+                    Some(Bytes::from(format!("next-{i}"))),
+                    None,
+                )
                 .await
                 .unwrap()
         }));
@@ -175,11 +227,18 @@ pub async fn counter_windows(h: &Harness) {
     let v = c.add(&k, 2, Some(MIN)).await.unwrap();
     assert_eq!(v.value, 3);
     let ttl = v.expires_in.expect("still windowed");
-    assert!(ttl <= Duration::from_secs(30), "the window does not restart: {ttl:?}");
+    assert!(
+        ttl <= Duration::from_secs(30),
+        "the window does not restart: {ttl:?}"
+    );
     assert_eq!(c.add(&k, -1, Some(MIN)).await.unwrap().value, 2);
     h.clock.advance(Duration::from_secs(30));
     assert_eq!(c.get(&k).await.unwrap().value, 0, "window over");
-    assert_eq!(c.add(&k, 5, None).await.unwrap().value, 5, "a new counter after expiry");
+    assert_eq!(
+        c.add(&k, 5, None).await.unwrap().value,
+        5,
+        "a new counter after expiry"
+    );
     assert_eq!(c.get(&k).await.unwrap().expires_in, None);
     c.reset(&k).await.unwrap();
     assert_eq!(c.get(&k).await.unwrap().value, 0);
@@ -198,19 +257,32 @@ pub async fn counter_bounded(h: &Harness) {
     match c.add_within(&k, 1, 3, Some(MIN)).await.unwrap() {
         BoundedAdd::Refused(v) => {
             assert_eq!(v.value, 3);
-            assert!(v.expires_in.is_some(), "a refusal says when the window resets");
+            assert!(
+                v.expires_in.is_some(),
+                "a refusal says when the window resets"
+            );
         }
         BoundedAdd::Applied(v) => panic!("applied past the limit: {v:?}"),
     }
-    assert_eq!(c.get(&k).await.unwrap().value, 3, "a refusal changes nothing");
-    assert!(matches!(c.add_within(&k, -2, 3, None).await.unwrap(), BoundedAdd::Applied(v) if v.value == 1));
+    assert_eq!(
+        c.get(&k).await.unwrap().value,
+        3,
+        "a refusal changes nothing"
+    );
+    assert!(
+        matches!(c.add_within(&k, -2, 3, None).await.unwrap(), BoundedAdd::Applied(v) if v.value == 1)
+    );
 
     let k = h.key("bounded-race");
     let mut tasks = Vec::new();
     for _ in 0..40 {
         let (state, k) = (h.state.clone(), k.clone());
         tasks.push(tokio::spawn(async move {
-            state.counters.add_within(&k, 1, 10, Some(MIN)).await.unwrap()
+            state
+                .counters
+                .add_within(&k, 1, 10, Some(MIN))
+                .await
+                .unwrap()
         }));
     }
     let mut applied = 0;
@@ -234,13 +306,21 @@ pub async fn rate_limiter(h: &Harness) {
     let denied = rl.check(&k, &quota, 1).await.unwrap();
     assert!(!denied.allowed);
     assert_eq!(denied.remaining, 0);
-    assert!(denied.retry_after > Duration::ZERO && denied.retry_after <= Duration::from_millis(500));
     assert!(
-        rl.check(&h.key("rate-other"), &quota, 1).await.unwrap().allowed,
+        denied.retry_after > Duration::ZERO && denied.retry_after <= Duration::from_millis(500)
+    );
+    assert!(
+        rl.check(&h.key("rate-other"), &quota, 1)
+            .await
+            .unwrap()
+            .allowed,
         "keys are independent"
     );
     h.clock.advance(denied.retry_after);
-    assert!(rl.check(&k, &quota, 1).await.unwrap().allowed, "allowed after retry_after");
+    assert!(
+        rl.check(&k, &quota, 1).await.unwrap().allowed,
+        "allowed after retry_after"
+    );
     assert!(!rl.check(&k, &quota, 1).await.unwrap().allowed);
     h.clock.advance(Duration::from_secs(2));
     let fresh = rl.check(&k, &quota, 1).await.unwrap();
@@ -252,7 +332,9 @@ pub async fn rate_limiter(h: &Harness) {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (state, k) = (h.state.clone(), k.clone());
-        tasks.push(tokio::spawn(async move { state.rate.check(&k, &quota, 1).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            state.rate.check(&k, &quota, 1).await.unwrap()
+        }));
     }
     let mut allowed = 0;
     for t in tasks {
@@ -270,22 +352,46 @@ pub async fn bounded_sets(h: &Harness) {
     let now = h.clock.now();
     let at = |secs: i64| now + jiff::SignedDuration::from_secs(secs);
     for (m, secs) in [("s1", 100), ("s2", 200), ("s3", 300)] {
-        let r = sets.insert(&owner, m, at(secs), 3, WhenFull::EvictOldest).await.unwrap();
+        let r = sets
+            .insert(&owner, m, at(secs), 3, WhenFull::EvictOldest)
+            .await
+            .unwrap();
         assert!(r.inserted && r.evicted.is_empty());
     }
-    let r = sets.insert(&owner, "s4", at(400), 3, WhenFull::EvictOldest).await.unwrap();
+    let r = sets
+        .insert(&owner, "s4", at(400), 3, WhenFull::EvictOldest)
+        .await
+        .unwrap();
     assert_eq!((r.inserted, r.evicted), (true, vec!["s1".to_owned()]));
-    let r = sets.insert(&owner, "s5", at(500), 3, WhenFull::Reject).await.unwrap();
+    let r = sets
+        .insert(&owner, "s5", at(500), 3, WhenFull::Reject)
+        .await
+        .unwrap();
     assert_eq!((r.inserted, r.evicted.len()), (false, 0));
-    let r = sets.insert(&owner, "s2", at(600), 3, WhenFull::Reject).await.unwrap();
+    let r = sets
+        .insert(&owner, "s2", at(600), 3, WhenFull::Reject)
+        .await
+        .unwrap();
     assert!(r.inserted, "re-inserting a member only moves its expiry");
-    let names: Vec<_> = sets.members(&owner).await.unwrap().into_iter().map(|m| m.member).collect();
+    let names: Vec<_> = sets
+        .members(&owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.member)
+        .collect();
     assert_eq!(names, ["s3", "s4", "s2"], "soonest-expiring first");
     assert!(sets.contains(&owner, "s3").await.unwrap());
 
     h.clock.advance(Duration::from_secs(301));
-    assert!(!sets.contains(&owner, "s3").await.unwrap(), "expired members leave");
-    let r = sets.insert(&owner, "s6", at(700), 3, WhenFull::Reject).await.unwrap();
+    assert!(
+        !sets.contains(&owner, "s3").await.unwrap(),
+        "expired members leave"
+    );
+    let r = sets
+        .insert(&owner, "s6", at(700), 3, WhenFull::Reject)
+        .await
+        .unwrap();
     assert!(r.inserted, "expired members do not count against the cap");
 
     assert!(sets.remove(&owner, "s4").await.unwrap());
@@ -295,11 +401,15 @@ pub async fn bounded_sets(h: &Harness) {
     assert_eq!(left, ["s2", "s6"]);
     assert!(sets.members(&owner).await.unwrap().is_empty());
     assert_eq!(
-        sets.insert(&owner, "x", at(-1), 3, WhenFull::EvictOldest).await,
-        Err(StateError::InvalidArgument("member expiry must be in the future"))
+        sets.insert(&owner, "x", at(-1), 3, WhenFull::EvictOldest)
+            .await,
+        Err(StateError::InvalidArgument(
+            "member expiry must be in the future"
+        ))
     );
     assert_eq!(
-        sets.insert(&owner, "x", at(10), 0, WhenFull::EvictOldest).await,
+        sets.insert(&owner, "x", at(10), 0, WhenFull::EvictOldest)
+            .await,
         Err(StateError::InvalidArgument("set cap must be at least 1"))
     );
 }
@@ -318,14 +428,35 @@ pub async fn pubsub(h: &Harness) {
     ps.publish(&topic, b("world")).await.unwrap();
     let wait = Duration::from_secs(5);
     for sub in [&mut a, &mut b2] {
-        assert_eq!(tokio::time::timeout(wait, sub.recv()).await.unwrap().unwrap(), b("hello"));
-        assert_eq!(tokio::time::timeout(wait, sub.recv()).await.unwrap().unwrap(), b("world"));
+        assert_eq!(
+            tokio::time::timeout(wait, sub.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+            b("hello")
+        );
+        assert_eq!(
+            tokio::time::timeout(wait, sub.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+            b("world")
+        );
     }
     ps.publish(&other, b("for-c")).await.unwrap();
-    assert_eq!(tokio::time::timeout(wait, c.recv()).await.unwrap().unwrap(), b("for-c"));
+    assert_eq!(
+        tokio::time::timeout(wait, c.recv()).await.unwrap().unwrap(),
+        b("for-c")
+    );
     drop(a);
     ps.publish(&topic, b("after-drop")).await.unwrap();
-    assert_eq!(tokio::time::timeout(wait, b2.recv()).await.unwrap().unwrap(), b("after-drop"));
+    assert_eq!(
+        tokio::time::timeout(wait, b2.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        b("after-drop")
+    );
 }
 
 /// Expands to one `#[tokio::test]` per conformance check for a backend.

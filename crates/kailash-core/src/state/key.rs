@@ -24,11 +24,15 @@ impl Namespace {
     /// A namespace; a malformed literal fails to compile when used in a `const`.
     pub const fn new(name: &'static str) -> Self {
         let bytes = name.as_bytes();
-        assert!(!bytes.is_empty() && bytes.len() <= 32, "namespace must be 1-32 bytes");
+        assert!(
+            !bytes.is_empty() && bytes.len() <= 32,
+            "namespace must be 1-32 bytes"
+        );
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            let ok = b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-';
+            let ok =
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-';
             assert!(ok, "namespace may only contain [a-z0-9_.-]");
             i += 1;
         }
@@ -84,7 +88,9 @@ impl StateKey {
 
     /// The tenant part, for tenant keys.
     pub fn tenant_id(&self) -> Option<&str> {
-        self.0.strip_prefix("t:").and_then(|rest| rest.split(':').next())
+        self.0
+            .strip_prefix("t:")
+            .and_then(|rest| rest.split(':').next())
     }
 }
 

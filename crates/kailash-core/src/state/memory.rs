@@ -214,14 +214,29 @@ impl KeyValueStore for MemoryState {
     async fn get(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
         let now = self.now_ms();
         let shard = self.kv.shard(key, now);
-        Ok(shard.map.get(key).filter(|e| e.live(now)).map(|e| e.value.clone()))
+        Ok(shard
+            .map
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone()))
     }
 
-    async fn set(&self, key: &StateKey, value: Bytes, ttl: Option<Duration>) -> Result<(), StateError> {
+    async fn set(
+        &self,
+        key: &StateKey,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
         let now = self.now_ms();
         let expires_at_ms = deadline(now, ttl)?;
         let mut shard = self.kv.shard(key, now);
-        shard.map.insert(key.clone(), Entry { value, expires_at_ms });
+        shard.map.insert(
+            key.clone(),
+            Entry {
+                value,
+                expires_at_ms,
+            },
+        );
         Ok(())
     }
 
@@ -244,13 +259,23 @@ impl KeyValueStore for MemoryState {
         let now = self.now_ms();
         let expires_at_ms = deadline(now, ttl)?;
         let mut shard = self.kv.shard(key, now);
-        let current = shard.map.get(key).filter(|e| e.live(now)).map(|e| &e.value[..]);
+        let current = shard
+            .map
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| &e.value[..]);
         if current != expected {
             return Ok(false);
         }
         match new {
             Some(value) => {
-                shard.map.insert(key.clone(), Entry { value, expires_at_ms });
+                shard.map.insert(
+                    key.clone(),
+                    Entry {
+                        value,
+                        expires_at_ms,
+                    },
+                );
             }
             None => {
                 shard.map.remove(key);
@@ -262,7 +287,11 @@ impl KeyValueStore for MemoryState {
     async fn take(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
         let now = self.now_ms();
         let mut shard = self.kv.shard(key, now);
-        Ok(shard.map.remove(key).filter(|e| e.live(now)).map(|e| e.value))
+        Ok(shard
+            .map
+            .remove(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value))
     }
 
     async fn delete(&self, key: &StateKey) -> Result<bool, StateError> {
@@ -410,7 +439,11 @@ fn set_members(entries: &[(String, i64)]) -> Vec<SetMember> {
             expires_at: Timestamp::from_millisecond(*at).unwrap_or(Timestamp::MAX),
         })
         .collect();
-    members.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.member.cmp(&b.member)));
+    members.sort_by(|a, b| {
+        a.expires_at
+            .cmp(&b.expires_at)
+            .then_with(|| a.member.cmp(&b.member))
+    });
     members
 }
 
@@ -430,7 +463,9 @@ impl BoundedSetStore for MemoryState {
         let now = self.now_ms();
         let at = expires_at.as_millisecond();
         if at <= now {
-            return Err(StateError::InvalidArgument("member expiry must be in the future"));
+            return Err(StateError::InvalidArgument(
+                "member expiry must be in the future",
+            ));
         }
         let mut shard = self.sets.shard(owner, now);
         let entries = shard.map.entry(owner.clone()).or_default();
@@ -482,7 +517,11 @@ impl BoundedSetStore for MemoryState {
             .map
             .get(owner)
             .map(|entries| {
-                let live: Vec<_> = entries.iter().filter(|(_, at)| *at > now).cloned().collect();
+                let live: Vec<_> = entries
+                    .iter()
+                    .filter(|(_, at)| *at > now)
+                    .cloned()
+                    .collect();
                 set_members(&live)
             })
             .unwrap_or_default())
@@ -510,11 +549,11 @@ impl BoundedSetStore for MemoryState {
 impl PubSub for MemoryState {
     async fn publish(&self, topic: &StateKey, payload: Bytes) -> Result<(), StateError> {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = topics.get(topic) {
-            if sender.send(payload).is_err() {
-                // Nobody listens any more; forget the topic.
-                topics.remove(topic);
-            }
+        // Nobody listens any more: forget the topic.
+        if let Some(sender) = topics.get(topic)
+            && sender.send(payload).is_err()
+        {
+            topics.remove(topic);
         }
         Ok(())
     }

@@ -88,7 +88,12 @@ pub trait KeyValueStore: Send + Sync + 'static {
     async fn get(&self, key: &StateKey) -> Result<Option<Bytes>, StateError>;
 
     /// Stores `value`, replacing any previous value; `ttl` of `None` means no expiry.
-    async fn set(&self, key: &StateKey, value: Bytes, ttl: Option<Duration>) -> Result<(), StateError>;
+    async fn set(
+        &self,
+        key: &StateKey,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError>;
 
     /// Stores `value` only if `key` is absent (or expired). Returns whether it stored.
     async fn set_if_absent(
@@ -191,7 +196,9 @@ impl RateQuota {
     /// microseconds.
     pub fn new(rate: u32, period: Duration, burst: u32) -> Result<Self, StateError> {
         if rate == 0 || burst == 0 {
-            return Err(StateError::InvalidArgument("rate and burst must be positive"));
+            return Err(StateError::InvalidArgument(
+                "rate and burst must be positive",
+            ));
         }
         let period_us = u64::try_from(period.as_micros()).unwrap_or(u64::MAX);
         let emission_interval_us = period_us / u64::from(rate);

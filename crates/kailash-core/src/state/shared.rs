@@ -65,6 +65,8 @@ impl SharedState {
 
 impl fmt::Debug for SharedState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedState").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("SharedState")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }

@@ -179,7 +179,8 @@ impl HealthRegistry {
                 (index, outcome, start.elapsed())
             });
         }
-        let mut outcomes: Vec<Option<(Result<(), String>, Duration)>> = vec![None; self.checks.len()];
+        let mut outcomes: Vec<Option<(Result<(), String>, Duration)>> =
+            vec![None; self.checks.len()];
         while let Some(joined) = set.join_next().await {
             if let Ok((index, outcome, elapsed)) = joined {
                 outcomes[index] = Some((outcome, elapsed));
@@ -194,8 +195,14 @@ impl HealthRegistry {
                 // A check that panicked counts as failed.
                 let (result, elapsed) =
                     outcome.unwrap_or((Err("check panicked".to_owned()), Duration::ZERO));
-                if let Err(_) = &result {
-                    status = if reg.required { "fail" } else if status == "ok" { "degraded" } else { status };
+                if result.is_err() {
+                    status = if reg.required {
+                        "fail"
+                    } else if status == "ok" {
+                        "degraded"
+                    } else {
+                        status
+                    };
                 }
                 CheckResult {
                     name: reg.name.to_string(),
@@ -217,13 +224,19 @@ mod tests {
     #[tokio::test]
     async fn a_failing_required_check_fails_readiness_and_is_named() {
         let r = HealthRegistry::new()
-            .required("state", from_fn(|| async { Err("connection refused".to_owned()) }))
+            .required(
+                "state",
+                from_fn(|| async { Err("connection refused".to_owned()) }),
+            )
             .optional("mail", from_fn(|| async { Ok(()) }));
         let report = r.report().await;
         assert!(!report.is_ready());
         assert_eq!(report.status, "fail");
         assert_eq!(report.checks[0].name, "state");
-        assert_eq!(report.checks[0].error.as_deref(), Some("connection refused"));
+        assert_eq!(
+            report.checks[0].error.as_deref(),
+            Some("connection refused")
+        );
         assert_eq!(report.checks[1].status, "pass");
     }
 
@@ -231,10 +244,16 @@ mod tests {
     async fn a_hung_check_times_out() {
         let r = HealthRegistry::new()
             .timeout(Duration::from_millis(50))
-            .required("hung", from_fn(|| std::future::pending()));
+            .required("hung", from_fn(std::future::pending));
         let report = r.report().await;
         assert_eq!(report.status, "fail");
-        assert!(report.checks[0].error.as_deref().unwrap().starts_with("timed out"));
+        assert!(
+            report.checks[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("timed out")
+        );
     }
 
     #[tokio::test]

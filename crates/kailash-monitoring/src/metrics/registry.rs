@@ -11,8 +11,8 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 const BUCKET_MICROS: [u64; 12] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 10_000_000,
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000,
 ];
 const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
@@ -118,7 +118,11 @@ impl MetricsRegistry {
         out.push_str("# HELP http_requests_total Requests answered, by method, route template and status class.\n");
         out.push_str("# TYPE http_requests_total counter\n");
         for_each_series(&routes, |labels, s| {
-            let _ = writeln!(out, "http_requests_total{{{labels}}} {}", s.count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "http_requests_total{{{labels}}} {}",
+                s.count.load(Ordering::Relaxed)
+            );
         });
         out.push_str("# HELP http_request_duration_seconds Time to the response head.\n");
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
@@ -132,14 +136,25 @@ impl MetricsRegistry {
                 );
             }
             cumulative += s.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
+            );
             let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {}", s.count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_count{{{labels}}} {}",
+                s.count.load(Ordering::Relaxed)
+            );
         });
         out.push_str("# HELP http_requests_in_flight Requests being handled now.\n");
         out.push_str("# TYPE http_requests_in_flight gauge\n");
-        let _ = writeln!(out, "http_requests_in_flight {}", self.inner.in_flight.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "http_requests_in_flight {}",
+            self.inner.in_flight.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -150,7 +165,10 @@ pub(crate) fn record_into(route: &RouteSeries, method: usize, status: u16, elaps
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     s.count.fetch_add(1, Ordering::Relaxed);
     s.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    let bucket = BUCKET_MICROS.iter().position(|&b| micros <= b).unwrap_or(BUCKETS.len());
+    let bucket = BUCKET_MICROS
+        .iter()
+        .position(|&b| micros <= b)
+        .unwrap_or(BUCKETS.len());
     s.buckets[bucket].fetch_add(1, Ordering::Relaxed);
 }
 
@@ -191,12 +209,34 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let r = MetricsRegistry::new();
-        r.record(&Method::GET, "/api/data/{id}", 200, Duration::from_millis(3));
-        r.record(&Method::GET, "/api/data/{id}", 204, Duration::from_millis(30));
-        r.record(&Method::from_bytes(b"BREW").unwrap(), "unmatched", 404, Duration::from_secs(20));
+        r.record(
+            &Method::GET,
+            "/api/data/{id}",
+            200,
+            Duration::from_millis(3),
+        );
+        r.record(
+            &Method::GET,
+            "/api/data/{id}",
+            204,
+            Duration::from_millis(30),
+        );
+        r.record(
+            &Method::from_bytes(b"BREW").unwrap(),
+            "unmatched",
+            404,
+            Duration::from_secs(20),
+        );
         let text = r.render();
-        assert!(text.contains("http_requests_total{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\"} 2"), "{text}");
-        assert!(text.contains("http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"4xx\"} 1"));
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"4xx\"} 1"
+        ));
         assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\",le=\"0.005\"} 1"));
         assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\",le=\"0.05\"} 2"));
         assert!(text.contains("http_request_duration_seconds_bucket{method=\"OTHER\",route=\"unmatched\",status=\"4xx\",le=\"10\"} 0"));

@@ -123,8 +123,18 @@ mod tests {
             app.clone().oneshot(req).await.unwrap();
         }
         let text = registry.render();
-        assert!(text.contains("http_requests_total{method=\"GET\",route=\"/items/{id}\",status=\"2xx\"} 2"), "{text}");
-        assert!(text.contains("http_requests_total{method=\"GET\",route=\"unmatched\",status=\"4xx\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"GET\",route=\"/items/{id}\",status=\"2xx\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"4xx\"} 1"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("secret-user-42") && !text.contains("/nope/7"));
         assert!(text.contains("http_requests_in_flight 0"));
     }

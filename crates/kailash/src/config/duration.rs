@@ -18,8 +18,13 @@ impl fmt::Debug for ConfigDuration {
 impl fmt::Display for ConfigDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-            if ms >= size && ms % size == 0 {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
+            if ms >= size && ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }
@@ -43,7 +48,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        other => return Err(format!("duration unit {other:?} is not one of ms, s, m, h, d")),
+        other => {
+            return Err(format!(
+                "duration unit {other:?} is not one of ms, s, m, h, d"
+            ));
+        }
     };
     n.checked_mul(ms_per)
         .map(Duration::from_millis)
@@ -53,7 +62,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_duration(&text).map(ConfigDuration).map_err(serde::de::Error::custom)
+        parse_duration(&text)
+            .map(ConfigDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -78,7 +89,16 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "10", "s", "1.5s", "-1s", "10 sec", "10y", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 sec",
+            "10y",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -86,6 +106,9 @@ mod tests {
     #[test]
     fn displays_in_the_largest_exact_unit() {
         assert_eq!(ConfigDuration(Duration::from_secs(900)).to_string(), "15m");
-        assert_eq!(ConfigDuration(Duration::from_millis(1500)).to_string(), "1500ms");
+        assert_eq!(
+            ConfigDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
     }
 }

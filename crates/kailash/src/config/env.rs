@@ -19,7 +19,11 @@ impl Overrides {
     pub(super) fn origin_of(&self, key: &str) -> Option<String> {
         self.0
             .iter()
-            .find(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}[")))
+            .find(|(k, _)| {
+                key == k.as_str()
+                    || key.starts_with(&format!("{k}."))
+                    || key.starts_with(&format!("{k}["))
+            })
             .map(|(_, var)| format!("environment variable {var}"))
     }
 }
@@ -33,13 +37,14 @@ pub(super) fn apply(
     let mut vars: Vec<(String, String)> = vars.into_iter().collect();
     vars.sort();
     for (name, raw) in vars {
-        let path: Vec<String> = if let Some((_, key)) = SHORTCUTS.iter().find(|(var, _)| *var == name) {
-            key.split('.').map(str::to_owned).collect()
-        } else if let Some(rest) = name.strip_prefix(PREFIX).filter(|r| r.contains("__")) {
-            rest.split("__").map(str::to_ascii_lowercase).collect()
-        } else {
-            continue;
-        };
+        let path: Vec<String> =
+            if let Some((_, key)) = SHORTCUTS.iter().find(|(var, _)| *var == name) {
+                key.split('.').map(str::to_owned).collect()
+            } else if let Some(rest) = name.strip_prefix(PREFIX).filter(|r| r.contains("__")) {
+                rest.split("__").map(str::to_ascii_lowercase).collect()
+            } else {
+                continue;
+            };
         let dotted = path.join(".");
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::Invalid {

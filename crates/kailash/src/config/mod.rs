@@ -313,26 +313,34 @@ impl GatewayConfig {
         origin: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?;
         let overrides = env::apply(&mut table, vars)?;
-        let config: GatewayConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let config: GatewayConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
-                let origin = overrides.origin_of(&key).unwrap_or_else(|| origin.to_owned());
+                let origin = overrides
+                    .origin_of(&key)
+                    .unwrap_or_else(|| origin.to_owned());
                 ConfigError::Invalid {
                     origin,
                     key,
                     message: e.into_inner().to_string(),
                 }
             })?;
-        config.validate().map_err(|(key, message)| ConfigError::Invalid {
-            origin: overrides.origin_of(key).unwrap_or_else(|| origin.to_owned()),
-            key: key.to_owned(),
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: overrides
+                    .origin_of(key)
+                    .unwrap_or_else(|| origin.to_owned()),
+                key: key.to_owned(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -414,7 +422,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_the_key_and_the_file() {
-        let e = load("[gateway]\ncompresion = true\n", &[]).unwrap_err().to_string();
+        let e = load("[gateway]\ncompresion = true\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("test.toml: key `gateway.compresion`"), "{e}");
         let e = load("[nope]\n", &[]).unwrap_err().to_string();
         assert!(e.contains("`nope`"), "{e}");
@@ -422,17 +432,32 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_key() {
-        let e = load("[server]\nmax_connections = \"many\"\n", &[]).unwrap_err().to_string();
+        let e = load("[server]\nmax_connections = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `server.max_connections`"), "{e}");
-        let e = load("[gateway]\nrequest_timeout = \"30 seconds\"\n", &[]).unwrap_err().to_string();
+        let e = load("[gateway]\nrequest_timeout = \"30 seconds\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `gateway.request_timeout`"), "{e}");
-        let e = load("[server]\nmax_header_bytes = 100\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("key `server.max_header_bytes`: must be at least 8192"), "{e}");
-        let e = load("[cors]\norigins = [\"*\"]\nallow_credentials = true\n", &[]).unwrap_err().to_string();
+        let e = load("[server]\nmax_header_bytes = 100\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `server.max_header_bytes`: must be at least 8192"),
+            "{e}"
+        );
+        let e = load("[cors]\norigins = [\"*\"]\nallow_credentials = true\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `cors.origins`"), "{e}");
-        let e = load("[rate_limit.per_ip]\nrate = 0\nper = \"1s\"\n", &[]).unwrap_err().to_string();
+        let e = load("[rate_limit.per_ip]\nrate = 0\nper = \"1s\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `rate_limit.per_ip`"), "{e}");
-        let e = load("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[]).unwrap_err().to_string();
+        let e = load("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `server.trusted_proxies"), "{e}");
     }
 
@@ -459,9 +484,21 @@ mod tests {
         assert!(!c.gateway.compression);
         assert_eq!(c.server.trusted_proxies.len(), 1);
 
-        let e = load("", &[("KAILASH_SERVER__MAX_CONECTIONS", "5")]).unwrap_err().to_string();
-        assert!(e.starts_with("environment variable KAILASH_SERVER__MAX_CONECTIONS: key `server.max_conections`"), "{e}");
-        let e = load("", &[("KAILASH_LISTEN", "not-an-address")]).unwrap_err().to_string();
-        assert!(e.starts_with("environment variable KAILASH_LISTEN: key `server.listen`"), "{e}");
+        let e = load("", &[("KAILASH_SERVER__MAX_CONECTIONS", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "environment variable KAILASH_SERVER__MAX_CONECTIONS: key `server.max_conections`"
+            ),
+            "{e}"
+        );
+        let e = load("", &[("KAILASH_LISTEN", "not-an-address")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("environment variable KAILASH_LISTEN: key `server.listen`"),
+            "{e}"
+        );
     }
 }

@@ -77,7 +77,9 @@ pub(crate) async fn serve(
         match acceptor.clone() {
             None => {
                 tokio::spawn(async move {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
                     if let Err(error) = watcher.watch(conn).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
@@ -86,7 +88,12 @@ pub(crate) async fn serve(
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
-                    let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    let tls_stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => s,
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -97,7 +104,9 @@ pub(crate) async fn serve(
                             return;
                         }
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls_stream), service)
+                        .into_owned();
                     if let Err(error) = watcher.watch(conn).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
@@ -108,7 +117,10 @@ pub(crate) async fn serve(
     }
 
     drop(listener);
-    tracing::info!(grace_ms = settings.shutdown_grace.as_millis() as u64, "draining connections");
+    tracing::info!(
+        grace_ms = settings.shutdown_grace.as_millis() as u64,
+        "draining connections"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(settings.shutdown_grace) => {

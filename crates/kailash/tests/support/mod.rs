@@ -72,14 +72,24 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn assert_problem(&self, status: u16) -> serde_json::Value {
         assert_eq!(self.status, status, "{}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
         let v = self.json();
         assert_eq!(v["status"], status);
-        assert!(v["type"].as_str().unwrap().starts_with("urn:kailash:problem:"));
+        assert!(
+            v["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:kailash:problem:")
+        );
         v
     }
 }
@@ -91,7 +101,11 @@ pub async fn request(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
     request_on(stream, head, body).await
 }
 
-pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, head: &str, body: &[u8]) -> Resp {
+pub async fn request_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head: &str,
+    body: &[u8],
+) -> Resp {
     let mut msg = head.trim_end().replace('\n', "\r\n");
     msg.push_str("\r\nConnection: close\r\n\r\n");
     stream.write_all(msg.as_bytes()).await.unwrap();
@@ -115,24 +129,38 @@ pub fn parse(raw: &[u8]) -> Resp {
         .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }

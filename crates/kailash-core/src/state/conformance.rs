@@ -7,9 +7,20 @@
 //! Redis. Checks use keys unique to the harness, so several runs may share a
 //! server, and move the harness's manual clock instead of sleeping.
 //!
-//! ```ignore
-//! async fn redis_harness() -> Option<kailash_core::state::conformance::Harness> { /* … */ }
-//! kailash_core::state_conformance_tests!(redis_harness);
+//! ```no_run
+//! use std::sync::Arc;
+//! use kailash_core::clock::ManualClock;
+//! use kailash_core::state::SharedState;
+//! use kailash_core::state::conformance::Harness;
+//!
+//! // Return None (e.g. when a server URL is not configured) to skip.
+//! async fn my_backend() -> Option<Harness> {
+//!     let clock = Arc::new(ManualClock::starting_now());
+//!     Some(Harness::new(SharedState::memory(clock.clone()), clock))
+//! }
+//!
+//! kailash_core::state_conformance_tests!(my_backend);
+//! # fn main() {}
 //! ```
 
 // A test suite: panicking on an unexpected error is how a check fails.

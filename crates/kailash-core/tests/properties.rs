@@ -1,0 +1,77 @@
+//! Property tests of the parsers and the rate-limit algorithm: no input
+//! makes them panic, and what they accept or decide obeys their contract.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use kailash_core::TenantId;
+use kailash_core::context::TrustedProxies;
+use kailash_core::state::RateQuota;
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn tenant_ids_are_accepted_only_in_their_alphabet(s in "\\PC{0,70}") {
+        match TenantId::new(&s) {
+            Ok(t) => {
+                prop_assert_eq!(t.as_str(), s.as_str());
+                prop_assert!(!s.is_empty() && s.len() <= 63);
+                prop_assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'));
+                prop_assert!(!s.starts_with(['-', '_']));
+            }
+            Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn client_ip_is_the_peer_or_a_forwarded_hop(
+        peer in any::<[u8; 4]>(),
+        trusted_bits in 0u8..=32,
+        hops in prop::collection::vec(prop_oneof![
+            any::<[u8; 4]>().prop_map(|o| IpAddr::from(o).to_string()),
+            "[ -~]{0,20}",
+        ], 0..40),
+    ) {
+        let peer = IpAddr::from(peer);
+        let net = ipnet::IpNet::new(peer, trusted_bits).unwrap().trunc();
+        let proxies = TrustedProxies::new([net]);
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&hops.join(",")) {
+            headers.insert("x-forwarded-for", v);
+        }
+        let client = proxies.client_ip(peer, &headers);
+        let candidates: Vec<IpAddr> = hops.iter().filter_map(|h| h.trim().parse().ok()).collect();
+        prop_assert!(client == peer || candidates.contains(&client));
+        // Nobody trusted: always the peer.
+        prop_assert_eq!(TrustedProxies::none().client_ip(peer, &headers), peer);
+    }
+
+    /// Over any schedule, GCRA admits at most `burst + elapsed / interval` requests.
+    #[test]
+    fn gcra_never_admits_more_than_burst_plus_rate(
+        rate in 1u32..1000,
+        burst in 1u32..50,
+        steps in prop::collection::vec((0u64..2_000_000, 1u32..4), 1..200),
+    ) {
+        let quota = RateQuota::new(rate, Duration::from_secs(1), burst).unwrap();
+        let interval = quota.emission_interval_micros();
+        let start = 1_700_000_000_000_000i64;
+        let (mut now, mut tat, mut admitted) = (start, None, 0u64);
+        for (advance, cost) in steps {
+            now += advance as i64;
+            let (decision, new_tat) = quota.decide(now, tat, cost);
+            prop_assert_eq!(decision.allowed, new_tat.is_some());
+            if decision.allowed {
+                prop_assert_eq!(decision.retry_after, Duration::ZERO);
+                admitted += u64::from(cost);
+                tat = new_tat;
+            } else {
+                prop_assert!(decision.retry_after > Duration::ZERO);
+            }
+            let elapsed = u64::try_from(now - start).unwrap();
+            prop_assert!(admitted <= u64::from(burst) + elapsed / interval,
+                "admitted {} > burst {} + {} intervals", admitted, burst, elapsed / interval);
+        }
+    }
+}

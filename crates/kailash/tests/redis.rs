@@ -1,0 +1,260 @@
+//! The gateway on Redis: limits shared exactly across instances, and the
+//! documented behaviour when Redis goes away and comes back.
+//!
+//! Needs `KAILASH_TEST_REDIS_URL` (and, for the outage test, a `redis-server`
+//! binary, which the test runs on a spare port and stops by PID).
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use kailash::clock::SystemClock;
+use kailash::rate_limit::FailMode;
+use kailash::redis::{RedisOptions, RedisState};
+use kailash::state::{RateQuota, SharedState};
+use kailash::{Gateway, RateLimits};
+use support::{get as http_get, start};
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("KAILASH_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("skipped: KAILASH_TEST_REDIS_URL is not set");
+    }
+    url
+}
+
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("kailash-test-{nanos}-{}:", std::process::id())
+}
+
+async fn redis_state(url: &str, prefix: &str) -> SharedState {
+    RedisState::connect(
+        url,
+        Arc::new(SystemClock),
+        RedisOptions::default().with_key_prefix(prefix),
+    )
+    .await
+    .expect("connect")
+    .into_shared()
+}
+
+fn app() -> Router {
+    Router::new().route("/hello", get(|| async { "hello" }))
+}
+
+#[tokio::test]
+async fn per_ip_limit_is_exact_across_two_instances() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let limits = RateLimits {
+        per_ip: Some(RateQuota::new(5, Duration::from_secs(3600), 5).unwrap()),
+        ..RateLimits::default()
+    };
+    let a = start(
+        Gateway::builder()
+            .routes(app())
+            .rate_limits(limits)
+            .state(redis_state(&url, &prefix).await),
+    )
+    .await;
+    let b = start(
+        Gateway::builder()
+            .routes(app())
+            .rate_limits(limits)
+            .state(redis_state(&url, &prefix).await),
+    )
+    .await;
+    let mut allowed = 0;
+    for i in 0..12 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        if http_get(addr, "/hello").await.status == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5, "one budget shared by both instances");
+    let ready = http_get(a.addr, "/health/ready").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["checks"][0]["name"], "state");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A redis-server child process on a spare loopback port, stopped on drop.
+struct TestRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    fn spawn(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let me = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(me);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until `check` holds, for at most `limit`; returns whether it did.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn redis_outage_fails_closed_when_asked_and_recovers_by_itself() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = spare_port();
+    let Some(mut redis) = TestRedis::spawn(port) else {
+        eprintln!("skipped: cannot run redis-server");
+        return;
+    };
+    let limits = RateLimits {
+        per_ip: Some(RateQuota::per_second(1000).unwrap()),
+        fail_mode: FailMode::Closed,
+        ..RateLimits::default()
+    };
+    let state = redis_state(&redis.url(), &unique_prefix()).await;
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .rate_limits(limits)
+            .state(state),
+    )
+    .await;
+    assert_eq!(http_get(gw.addr, "/hello").await.status, 200);
+
+    redis.stop();
+    let refused = http_get(gw.addr, "/hello").await;
+    let body = refused.assert_problem(503);
+    assert!(body["detail"].as_str().unwrap().contains("rate limiting"));
+    let ready = http_get(gw.addr, "/health/ready").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["checks"][0]["name"], "state");
+    assert_eq!(
+        http_get(gw.addr, "/health/live").await.status,
+        200,
+        "the process keeps serving"
+    );
+
+    let _redis = TestRedis::spawn(port).expect("redis restarts");
+    let addr = gw.addr;
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            http_get(addr, "/hello").await.status == 200
+        })
+        .await,
+        "requests pass again once Redis is back"
+    );
+    assert_eq!(http_get(gw.addr, "/health/ready").await.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_gateway_started_while_redis_is_down_serves_and_reports_not_ready() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = spare_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let limits = RateLimits {
+        per_ip: Some(RateQuota::per_second(1000).unwrap()),
+        ..RateLimits::default() // fail open
+    };
+    let gw = start(
+        Gateway::builder()
+            .routes(app())
+            .rate_limits(limits)
+            .state(redis_state(&url, &unique_prefix()).await),
+    )
+    .await;
+    assert_eq!(
+        http_get(gw.addr, "/hello").await.status,
+        200,
+        "rate limits fail open by default"
+    );
+    assert_eq!(http_get(gw.addr, "/health/ready").await.status, 503);
+    let Some(_redis) = TestRedis::spawn(port) else {
+        eprintln!("skipped the recovery half: cannot run redis-server");
+        gw.stop().await;
+        return;
+    };
+    let addr = gw.addr;
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            http_get(addr, "/health/ready").await.status == 200
+        })
+        .await,
+        "ready once Redis appears"
+    );
+    gw.stop().await;
+}

@@ -1,0 +1,240 @@
+//! The Lua scripts behind every read-modify-write operation.
+//!
+//! Each script touches exactly one key, runs atomically inside Redis and is
+//! sent with `EVALSHA` (the `redis` crate loads it again after a Redis
+//! restart). Time never comes from Redis: the caller passes `now` (from its
+//! [`Clock`](kailash_core::clock::Clock)) and the deadline it computed, and
+//! the scripts compare against those. Redis's own expiry is only garbage
+//! collection, set relative (`PEXPIRE`) to at least the logical remaining
+//! time plus a grace period, so it never removes a live value.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Shared helpers: reading a `{v, e}` hash as live or absent.
+macro_rules! prelude {
+    () => {
+        r#"
+local function corrupt(what)
+  error({err = 'KAILASH_CORRUPT ' .. what})
+end
+-- The live value of a {v, e} hash at `now`, or false.
+local function live_value(key, now, field)
+  local cur = redis.call('HMGET', key, field, 'e')
+  local v, e = cur[1], cur[2]
+  if not v then return false, false end
+  if e then
+    local at = tonumber(e)
+    if not at then corrupt('unreadable deadline') end
+    if at <= now then return false, false end
+  end
+  return v, e
+end
+-- Replaces the hash with {field = value, e = deadline}; '' means no deadline.
+local function store(key, field, value, deadline, gc_ms)
+  redis.call('DEL', key)
+  if deadline == '' then
+    redis.call('HSET', key, field, value)
+  else
+    redis.call('HSET', key, field, value, 'e', deadline)
+    redis.call('PEXPIRE', key, gc_ms)
+  end
+end
+"#
+    };
+}
+
+/// `KEYS[1]` value hash. `ARGV`: value, deadline ms (`''` = none), gc ms.
+pub(crate) static KV_SET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+store(KEYS[1], 'v', ARGV[1], ARGV[2], ARGV[3])
+return 1
+"#
+    ))
+});
+
+/// `KEYS[1]` value hash. `ARGV`: now ms, has expected (`0`/`1`), expected,
+/// has new (`0`/`1`), new, deadline ms (`''` = none), gc ms. Returns 1 when swapped.
+pub(crate) static KV_CAS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local v = live_value(KEYS[1], tonumber(ARGV[1]), 'v')
+if ARGV[2] == '1' then
+  if v ~= ARGV[3] then return 0 end
+elseif v then
+  return 0
+end
+if ARGV[4] == '1' then
+  store(KEYS[1], 'v', ARGV[5], ARGV[6], ARGV[7])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"#
+    ))
+});
+
+/// `KEYS[1]` value hash. `ARGV`: now ms. Returns the live value (or nil) and deletes the key.
+pub(crate) static KV_TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local v = live_value(KEYS[1], tonumber(ARGV[1]), 'v')
+redis.call('DEL', KEYS[1])
+return v
+"#
+    ))
+});
+
+/// `KEYS[1]` value hash. `ARGV`: now ms. Deletes; returns 1 when a live value was there.
+pub(crate) static KV_DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local v = live_value(KEYS[1], tonumber(ARGV[1]), 'v')
+redis.call('DEL', KEYS[1])
+if v then return 1 end
+return 0
+"#
+    ))
+});
+
+/// `KEYS[1]` value hash. `ARGV`: now ms, new deadline ms, gc ms. Returns 1 when the key was live.
+pub(crate) static KV_EXPIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local v = live_value(KEYS[1], tonumber(ARGV[1]), 'v')
+if not v then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#
+    ))
+});
+
+/// `KEYS[1]` counter hash `{n, e}`. `ARGV`: now ms, delta, limit (`''` =
+/// none), deadline ms for a fresh counter (`''` = none), gc ms.
+///
+/// Returns `{applied (0/1), value, deadline ms or ''}`. An absent or expired
+/// counter starts at zero with the fresh deadline; a live one keeps its own.
+pub(crate) static COUNTER_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local n, e = live_value(KEYS[1], tonumber(ARGV[1]), 'n')
+local fresh = not n
+local current = 0
+if fresh then
+  if ARGV[4] ~= '' then e = ARGV[4] end
+else
+  current = tonumber(n)
+  if not current then corrupt('unreadable counter') end
+end
+if ARGV[3] ~= '' and current + tonumber(ARGV[2]) > tonumber(ARGV[3]) then
+  return {0, fresh and '0' or n, e or ''}
+end
+if fresh then
+  store(KEYS[1], 'n', ARGV[2], e or '', ARGV[5])
+  return {1, ARGV[2], e or ''}
+end
+local next = redis.call('HINCRBY', KEYS[1], 'n', ARGV[2])
+return {1, next, e or ''}
+"#
+    ))
+});
+
+/// GCRA. `KEYS[1]` holds the theoretical arrival time (µs since the epoch)
+/// as a decimal string. `ARGV`: now µs, increment µs (emission interval ×
+/// cost), tau µs (emission interval × burst), grace ms.
+///
+/// Exactly [`RateQuota::decide`](kailash_core::state::RateQuota::decide):
+/// `tat = max(stored, now)`, `new = tat + increment`, allowed iff
+/// `new - tau <= now`; when allowed the new TAT is stored and the key expires
+/// when it passes. Returns `{allowed (0/1), stored TAT or ''}` so the caller
+/// derives the full decision with the shared Rust code.
+pub(crate) static RATE_CHECK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(ARGV[1])
+local inc = tonumber(ARGV[2])
+local tau = tonumber(ARGV[3])
+local raw = redis.call('GET', KEYS[1])
+local tat = now
+if raw then
+  local stored = tonumber(raw)
+  if not stored then error({err = 'KAILASH_CORRUPT unreadable rate state'}) end
+  if stored > now then tat = stored end
+end
+local new_tat = tat + inc
+if new_tat - tau <= now then
+  local ttl_ms = math.ceil((new_tat - now) / 1000)
+  if ttl_ms > 0 then
+    redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms + tonumber(ARGV[4])))
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return {1, raw or ''}
+end
+return {0, raw or ''}
+"#,
+    )
+});
+
+/// Bounded set insert. `KEYS[1]` sorted set scored by expiry ms. `ARGV`:
+/// now ms, member, expiry ms, cap, reject when full (`0`/`1`), grace ms.
+///
+/// Drops members with score <= now; an existing member only gets the new
+/// expiry; at the cap either refuses or evicts the lowest scores (ties by
+/// member). Returns `{inserted (0/1), evicted...}`.
+pub(crate) static SET_INSERT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local result = {1}
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  local cap = tonumber(ARGV[4])
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= cap then
+    if ARGV[5] == '1' then return {0} end
+    local excess = n + 1 - cap
+    local evicted = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+    for i = 1, #evicted do result[i + 1] = evicted[i] end
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local keep = math.ceil(tonumber(top[2]) - now) + tonumber(ARGV[6])
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', keep))
+return result
+"#,
+    )
+});
+
+/// `KEYS[1]` sorted set. `ARGV`: now ms, member. Returns 1 when the member was live.
+pub(crate) static SET_REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[2])
+"#,
+    )
+});
+
+/// `KEYS[1]` sorted set. `ARGV`: now ms. Deletes the set, returning its live
+/// members soonest-expiring first.
+pub(crate) static SET_CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+redis.call('DEL', KEYS[1])
+return live
+"#,
+    )
+});

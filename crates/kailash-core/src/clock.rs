@@ -82,12 +82,6 @@ impl Clock for ManualClock {
     }
 }
 
-/// A `Duration` as whole milliseconds, saturating, at least 1 for a non-zero duration.
-pub(crate) fn duration_millis(d: Duration) -> i64 {
-    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    if ms == 0 && !d.is_zero() { 1 } else { ms }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,12 +94,5 @@ mod tests {
         assert_eq!(c.now_millis(), 1500);
         c.set(Timestamp::from_second(10).unwrap());
         assert_eq!(c.now_millis(), 10_000);
-    }
-
-    #[test]
-    fn millis_round_up_sub_millisecond_durations() {
-        assert_eq!(duration_millis(Duration::ZERO), 0);
-        assert_eq!(duration_millis(Duration::from_micros(10)), 1);
-        assert_eq!(duration_millis(Duration::from_secs(2)), 2000);
     }
 }

@@ -12,7 +12,7 @@ use kailash_core::clock::Clock;
 use kailash_core::state::{
     BoundedAdd, BoundedSetStore, CounterStore, CounterValue, KeyValueStore, PubSub, RateDecision,
     RateLimiter, RateQuota, SetInsert, SetMember, SharedState, StateError, StateKey, Subscription,
-    WhenFull,
+    WhenFull, validate,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Value};
@@ -243,10 +243,7 @@ impl RedisState {
 /// A relative time to live as whole milliseconds (at least 1) and the
 /// deadline it gives from `now_ms`; zero is refused like the memory backend.
 fn ttl_deadline(now_ms: i64, ttl: Duration) -> Result<(i64, i64), StateError> {
-    if ttl.is_zero() {
-        return Err(StateError::InvalidArgument("ttl must be positive"));
-    }
-    let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    let ms = validate::ttl_millis(ttl)?;
     Ok((ms, now_ms.saturating_add(ms)))
 }
 
@@ -360,15 +357,6 @@ impl KeyValueStore for RedisState {
         )
         .await
         .map(drop)
-    }
-
-    async fn set_if_absent(
-        &self,
-        key: &StateKey,
-        value: Bytes,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StateError> {
-        self.compare_and_swap(key, None, Some(value), ttl).await
     }
 
     async fn compare_and_swap(
@@ -597,16 +585,8 @@ impl BoundedSetStore for RedisState {
         cap: usize,
         when_full: WhenFull,
     ) -> Result<SetInsert, StateError> {
-        if cap == 0 {
-            return Err(StateError::InvalidArgument("set cap must be at least 1"));
-        }
         let now = self.now_ms();
-        let at = expires_at.as_millisecond();
-        if at <= now {
-            return Err(StateError::InvalidArgument(
-                "member expiry must be in the future",
-            ));
-        }
+        let at = validate::set_insert(cap, expires_at, now)?;
         let (now_s, at, cap, grace) = (
             now.to_string(),
             at.to_string(),

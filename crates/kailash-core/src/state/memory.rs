@@ -16,11 +16,12 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use tokio::sync::broadcast;
 
-use crate::clock::{Clock, duration_millis};
+use crate::clock::Clock;
 
 use super::{
     BoundedAdd, BoundedSetStore, CounterStore, CounterValue, KeyValueStore, PubSub, RateDecision,
     RateLimiter, RateQuota, SetInsert, SetMember, StateError, StateKey, Subscription, WhenFull,
+    validate,
 };
 
 const SHARDS: usize = 32;
@@ -202,11 +203,8 @@ impl MemoryState {
 }
 
 fn deadline(now_ms: i64, ttl: Option<Duration>) -> Result<Option<i64>, StateError> {
-    match ttl {
-        None => Ok(None),
-        Some(d) if d.is_zero() => Err(StateError::InvalidArgument("ttl must be positive")),
-        Some(d) => Ok(Some(now_ms.saturating_add(duration_millis(d)))),
-    }
+    ttl.map(|d| validate::ttl_millis(d).map(|ms| now_ms.saturating_add(ms)))
+        .transpose()
 }
 
 #[async_trait]
@@ -238,15 +236,6 @@ impl KeyValueStore for MemoryState {
             },
         );
         Ok(())
-    }
-
-    async fn set_if_absent(
-        &self,
-        key: &StateKey,
-        value: Bytes,
-        ttl: Option<Duration>,
-    ) -> Result<bool, StateError> {
-        self.compare_and_swap(key, None, Some(value), ttl).await
     }
 
     async fn compare_and_swap(
@@ -457,16 +446,8 @@ impl BoundedSetStore for MemoryState {
         cap: usize,
         when_full: WhenFull,
     ) -> Result<SetInsert, StateError> {
-        if cap == 0 {
-            return Err(StateError::InvalidArgument("set cap must be at least 1"));
-        }
         let now = self.now_ms();
-        let at = expires_at.as_millisecond();
-        if at <= now {
-            return Err(StateError::InvalidArgument(
-                "member expiry must be in the future",
-            ));
-        }
+        let at = validate::set_insert(cap, expires_at, now)?;
         let mut shard = self.sets.shard(owner, now);
         let entries = shard.map.entry(owner.clone()).or_default();
         entries.retain(|(_, exp)| *exp > now);

@@ -48,6 +48,7 @@
 mod key;
 pub mod memory;
 mod shared;
+pub mod validate;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -101,7 +102,9 @@ pub trait KeyValueStore: Send + Sync + 'static {
         key: &StateKey,
         value: Bytes,
         ttl: Option<Duration>,
-    ) -> Result<bool, StateError>;
+    ) -> Result<bool, StateError> {
+        self.compare_and_swap(key, None, Some(value), ttl).await
+    }
 
     /// Atomically replaces the value when the current one equals `expected`.
     ///

@@ -85,7 +85,9 @@ where
         let (mut parts, _dropped) = response.into_parts();
         let problem = Problem::from_status(parts.status).to_response::<ResBody>();
         let (problem_parts, body) = problem.into_parts();
+        // The new body is neither the old length nor in the old encoding.
         parts.headers.remove(http::header::CONTENT_LENGTH);
+        parts.headers.remove(http::header::CONTENT_ENCODING);
         for (name, value) in &problem_parts.headers {
             parts.headers.insert(name, value.clone());
         }
@@ -123,6 +125,12 @@ mod tests {
             Ok::<_, std::convert::Infallible>(r)
         }));
         let r = svc.oneshot(Request::new(())).await.unwrap();
+        if r.headers().get(CONTENT_TYPE).is_some_and(|v| v == "application/problem+json") {
+            assert!(
+                !r.headers().contains_key(http::header::CONTENT_ENCODING),
+                "stale encoding kept"
+            );
+        }
         let ct = r
             .headers()
             .get(CONTENT_TYPE)

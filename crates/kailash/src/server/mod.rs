@@ -49,6 +49,12 @@ pub(crate) async fn serve(
     let builder = http_builder(settings);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    // Answering refused connections is itself bounded: past this many at
+    // once, a refused connection is simply closed.
+    let refusals = Refusals {
+        writers: Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS)),
+        log: RefusalLog::default(),
+    };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshake_timeout = settings.header_read_timeout;
     tokio::pin!(shutdown);
@@ -67,7 +73,7 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(stream, acceptor.is_some());
+            refuse(stream, acceptor.is_some(), &refusals);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -144,16 +150,60 @@ fn connection_service(
     })
 }
 
+/// Refused connections answered with a 503 at the same time.
+const MAX_CONCURRENT_REFUSALS: usize = 64;
+
+struct Refusals {
+    writers: Arc<Semaphore>,
+    log: RefusalLog,
+}
+
+/// Logs refusals at most once a second, with how many there were, so a
+/// connection flood cannot also flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    window_start: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalLog {
+    fn note(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let count = self.count.fetch_add(1, Relaxed) + 1;
+        let start = self.window_start.load(Relaxed);
+        if now > start
+            && self
+                .window_start
+                .compare_exchange(start, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.count.store(0, Relaxed);
+            tracing::warn!(
+                refused = count,
+                "connection limit reached; refusing connections"
+            );
+        }
+    }
+}
+
 /// Answers a connection over the cap and closes it, without reading the
 /// request: 503 problem+json for plain HTTP, a bare close for TLS (no
-/// handshake is spent on it).
-fn refuse(mut stream: TcpStream, tls: bool) {
-    tracing::warn!("connection limit reached; refusing a connection");
-    if tls {
-        drop(stream);
-        return;
-    }
+/// handshake is spent on it) or when too many refusals are already being
+/// written.
+fn refuse(mut stream: TcpStream, tls: bool, refusals: &Refusals) {
+    refusals.log.note();
+    let permit = match refusals.writers.clone().try_acquire_owned() {
+        Ok(permit) if !tls => permit,
+        _ => {
+            drop(stream);
+            return;
+        }
+    };
     tokio::spawn(async move {
+        let _permit = permit;
         let body = Problem::service_unavailable("the server is at its connection limit")
             .with_retry_after(Duration::from_secs(1))
             .to_json();

@@ -92,6 +92,9 @@ Targets (all by default, in this order):
   gateway-ratelimit  default gateway + a per-IP rate limit that never refuses
 
 Diagnostic target (only with --only):
+  gateway-no-compression / gateway-no-tracing / gateway-no-metrics
+                     the default gateway with one optional layer off, to
+                     attribute the cost of each
   gateway-router     the default gateway's composed router (Gateway::router)
                      served by axum::serve instead of Gateway::serve; axum::serve
                      converts handlers into routes once, Gateway::serve (today)
@@ -121,6 +124,9 @@ enum Target {
     Gateway,
     GatewayRateLimit,
     GatewayRouter,
+    GatewayNoCompression,
+    GatewayNoTracing,
+    GatewayNoMetrics,
 }
 
 impl Target {
@@ -140,11 +146,19 @@ impl Target {
             Self::Gateway => "gateway",
             Self::GatewayRateLimit => "gateway-ratelimit",
             Self::GatewayRouter => "gateway-router",
+            Self::GatewayNoCompression => "gateway-no-compression",
+            Self::GatewayNoTracing => "gateway-no-tracing",
+            Self::GatewayNoMetrics => "gateway-no-metrics",
         }
     }
 
     /// Diagnostic targets, run only when named in `--only`.
-    const EXTRA: [Self; 1] = [Self::GatewayRouter];
+    const EXTRA: [Self; 4] = [
+        Self::GatewayRouter,
+        Self::GatewayNoCompression,
+        Self::GatewayNoTracing,
+        Self::GatewayNoMetrics,
+    ];
 
     fn parse(s: &str) -> Option<Self> {
         Self::ALL
@@ -346,6 +360,9 @@ fn build_gateway(target: Target) -> Result<Gateway, String> {
                 ..RateLimits::default()
             });
         }
+        Target::GatewayNoCompression => builder = builder.compression(false),
+        Target::GatewayNoTracing => builder = builder.tracing(false),
+        Target::GatewayNoMetrics => builder = builder.metrics(false),
         Target::Gateway | Target::GatewayRouter => {}
         Target::Bare | Target::Axum => {
             return Err(format!("{} is not a gateway target", target.name()));
@@ -393,7 +410,12 @@ fn start_server(rt: &Runtime, target: Target) -> Result<RunningServer, String> {
                     .map_err(|e| format!("axum::serve: {e}"))
             })
         }
-        Target::GatewayMinimal | Target::Gateway | Target::GatewayRateLimit => {
+        Target::GatewayMinimal
+        | Target::Gateway
+        | Target::GatewayRateLimit
+        | Target::GatewayNoCompression
+        | Target::GatewayNoTracing
+        | Target::GatewayNoMetrics => {
             let gateway = {
                 let _runtime = rt.enter();
                 build_gateway(target)?

@@ -1,11 +1,14 @@
 //! [`GatewayBuilder`]: every option of the gateway, with secure defaults.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
 use axum::routing::Route;
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use kailash_core::audit::{AuditDecision, AuditSink, JsonLinesAuditSink};
@@ -16,7 +19,7 @@ use kailash_core::rate_limit::{FailMode, RateLimitLayer};
 use kailash_core::state::{RateQuota, SharedState};
 use kailash_monitoring::health::{HealthCheck, HealthRegistry};
 use kailash_monitoring::metrics::{MetricsLayer, MetricsRegistry};
-use tower::Layer;
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -28,6 +31,22 @@ use crate::gateway::{Gateway, ServerSettings};
 use crate::{GatewayError, ops, tls, trace};
 
 type RouterLayerFn = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// The composed stack, type-erased once: one allocation per request.
+pub(crate) type Handler = Arc<
+    dyn Fn(http::Request<axum::body::Body>) -> Pin<Box<dyn Future<Output = Response> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Any response into axum's (boxing the body only when it is not already axum's).
+fn into_axum<B>(response: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    response.map(axum::body::Body::new)
+}
 
 /// Rate limits of the gateway.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -570,28 +589,24 @@ impl GatewayBuilder {
             ops = ops.merge(ops::docs_routes(doc));
         }
 
-        // The shared stack, innermost first.
-        let mut router = app
-            .merge(ops)
-            .layer(DefaultBodyLimit::disable())
-            .layer(RequestBodyLimitLayer::new(self.max_body_bytes))
+        // Route-level layers run after routing (metrics needs the route
+        // template) and are applied in one `Router::layer` call: every call
+        // adds a boxed service level that is cloned on each request.
+        let route_stack = ServiceBuilder::new()
+            .option_layer(metrics.clone().map(MetricsLayer::new))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::GATEWAY_TIMEOUT,
                 self.request_timeout,
-            ));
-        if let Some(registry) = &metrics {
-            router = router.layer(MetricsLayer::new(registry.clone()));
-        }
-        if self.compression {
-            router = router.layer(CompressionLayer::new().quality(CompressionLevel::Precise(4)));
-        }
-        if let Some(origins) = cors {
-            let expose = [
-                HeaderName::from_static("x-request-id"),
-                header::RETRY_AFTER,
-                header::WWW_AUTHENTICATE,
-            ];
-            let mut layer = CorsLayer::new()
+            ))
+            .layer(RequestBodyLimitLayer::new(self.max_body_bytes))
+            .layer(DefaultBodyLimit::disable());
+        // `with_state` turns handlers into services once, not per request.
+        let routes: Router = app.merge(ops).layer(route_stack).with_state(());
+
+        // Outer layers wrap the router once, as one concrete stack. Optional
+        // layers convert their body to axum's so both arms of the option agree.
+        let cors = cors.map(|origins| {
+            let layer = CorsLayer::new()
                 .allow_origin(origins)
                 .allow_methods([
                     Method::GET,
@@ -606,33 +621,65 @@ impl GatewayBuilder {
                     HeaderName::from_static("x-request-id"),
                     HeaderName::from_static("x-tenant-id"),
                 ])
-                .expose_headers(expose)
+                .expose_headers([
+                    HeaderName::from_static("x-request-id"),
+                    header::RETRY_AFTER,
+                    header::WWW_AUTHENTICATE,
+                ])
                 .max_age(self.cors_max_age);
             if self.cors_credentials {
-                layer = layer.allow_credentials(true);
+                layer.allow_credentials(true)
+            } else {
+                layer
             }
-            router = router.layer(layer);
-        }
-        if self.tracing {
-            router = router.layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(trace::make_span)
-                    .on_request(())
-                    .on_response(trace::on_response)
-                    .on_failure(()),
-            );
-        }
-        router = router
+        });
+        let trace = self.tracing.then(|| {
+            TraceLayer::new_for_http()
+                .make_span_with(trace::make_span)
+                .on_request(())
+                .on_response(trace::on_response)
+                .on_failure(())
+        });
+        let compression = self
+            .compression
+            .then(|| CompressionLayer::new().quality(CompressionLevel::Precise(4)));
+        let service = ServiceBuilder::new()
+            .layer(ProblemJsonLayer::new())
             .layer(
                 RequestContextLayer::new()
                     .trusted_proxies(self.trusted_proxies)
                     .incoming_request_id(self.incoming_request_id)
                     .clock(self.clock.clone()),
             )
-            .layer(ProblemJsonLayer::new());
+            .option_layer(trace.map(|t| {
+                ServiceBuilder::new()
+                    .map_response(into_axum)
+                    .layer(t)
+                    .into_inner()
+            }))
+            .option_layer(cors.map(|c| {
+                ServiceBuilder::new()
+                    .map_response(into_axum)
+                    .layer(c)
+                    .into_inner()
+            }))
+            .option_layer(compression.map(|c| {
+                ServiceBuilder::new()
+                    .map_response(into_axum)
+                    .layer(c)
+                    .into_inner()
+            }))
+            .service(routes);
+        let handler: Handler = Arc::new(move |req| {
+            let service = service.clone();
+            Box::pin(async move {
+                let Ok(response) = service.oneshot(req).await;
+                into_axum(response)
+            })
+        });
 
         Ok(Gateway::new(
-            router,
+            handler,
             self.server,
             tls,
             self.audit,

@@ -12,7 +12,7 @@ use kailash_core::clock::Clock;
 use kailash_core::state::SharedState;
 use tokio::net::TcpListener;
 
-use crate::builder::lifecycle_event;
+use crate::builder::{Handler, lifecycle_event};
 use crate::{GatewayBuilder, GatewayError, server};
 
 /// Connection-level settings of the server.
@@ -47,7 +47,7 @@ impl Default for ServerSettings {
 /// [`Gateway::run`] serve it with the connection limits, TLS and graceful
 /// shutdown the builder configured.
 pub struct Gateway {
-    router: Router,
+    handler: Handler,
     settings: ServerSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
     audit: Option<Arc<dyn AuditSink>>,
@@ -72,7 +72,7 @@ impl Gateway {
     }
 
     pub(crate) fn new(
-        router: Router,
+        handler: Handler,
         settings: ServerSettings,
         tls: Option<Arc<rustls::ServerConfig>>,
         audit: Option<Arc<dyn AuditSink>>,
@@ -80,7 +80,7 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            router,
+            handler,
             settings,
             tls,
             audit,
@@ -89,9 +89,18 @@ impl Gateway {
         }
     }
 
-    /// The composed stack as an axum `Router`.
+    /// The composed stack as an axum `Router` (one catch-all service), to
+    /// serve it yourself or to test it with `tower::ServiceExt::oneshot`.
+    /// Serving it yourself skips the server-level limits (connection cap,
+    /// header limits, header read timeout, TLS, graceful shutdown); without a
+    /// `ConnectInfo<SocketAddr>` or [`PeerAddr`](kailash_core::context::PeerAddr)
+    /// every client shares one rate-limit bucket.
     pub fn router(&self) -> Router {
-        self.router.clone()
+        let handler = self.handler.clone();
+        Router::new().fallback_service(tower::service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        }))
     }
 
     /// The shared state backend.
@@ -135,7 +144,7 @@ impl Gateway {
 
         server::serve(
             listener,
-            self.router.clone(),
+            self.handler.clone(),
             &self.settings,
             self.tls.clone(),
             shutdown,

@@ -11,16 +11,16 @@ use kailash_core::context::RequestContext;
 use tracing::Span;
 
 pub(crate) fn make_span<B>(req: &Request<B>) -> Span {
-    let request_id = req
-        .extensions()
-        .get::<RequestContext>()
-        .map(|c| c.request_id().to_string());
-    tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        request_id = request_id.as_deref().unwrap_or(""),
-    )
+    // Fields are recorded through `Display` only when a subscriber wants the span.
+    match req.extensions().get::<RequestContext>() {
+        Some(ctx) => tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %ctx.request_id(),
+        ),
+        None => tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
+    }
 }
 
 pub(crate) fn on_response<B>(res: &Response<B>, latency: Duration, _span: &Span) {

@@ -125,7 +125,10 @@ mod tests {
             Ok::<_, std::convert::Infallible>(r)
         }));
         let r = svc.oneshot(Request::new(())).await.unwrap();
-        if r.headers().get(CONTENT_TYPE).is_some_and(|v| v == "application/problem+json") {
+        if r.headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v == "application/problem+json")
+        {
             assert!(
                 !r.headers().contains_key(http::header::CONTENT_ENCODING),
                 "stale encoding kept"

@@ -96,7 +96,7 @@ where
                 .extensions()
                 .get::<RequestContext>()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), RequestContext::client_ip);
-            buckets.push((StateKey::global(NS_IP, &ip.to_string()), quota, "ip"));
+            buckets.push((StateKey::global_display(NS_IP, ip), quota, "ip"));
         }
         if let Some(principal) = req.extensions().get::<Principal>() {
             if let Some(quota) = config.per_user {

@@ -81,6 +81,20 @@ impl StateKey {
         Self(s.into_boxed_str())
     }
 
+    /// A global key whose id is written straight from a `Display` value
+    /// (an IP address, a number) without an intermediate string.
+    pub fn global_display(namespace: Namespace, id: impl fmt::Display) -> Self {
+        use std::fmt::Write as _;
+        let ns = namespace.as_str();
+        let mut s = String::with_capacity(3 + ns.len() + 40);
+        s.push_str("g:");
+        s.push_str(ns);
+        s.push(':');
+        // Writing into a String cannot fail.
+        let _ = write!(s, "{id}");
+        Self(s.into_boxed_str())
+    }
+
     /// The rendered key.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -122,5 +136,7 @@ mod tests {
         let g = StateKey::global(RL_IP, "10.0.0.1");
         assert_eq!(g.as_str(), "g:rl.ip:10.0.0.1");
         assert_eq!(g.tenant_id(), None);
+        let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(StateKey::global_display(RL_IP, ip), g);
     }
 }

@@ -398,10 +398,17 @@ impl RateLimiter for MemoryState {
         let now_ms = now_us / 1000;
         let per_shard_cap = self.limits.max_rate_keys / SHARDS;
         let mut shard = self.rates.shard(key, now_ms);
-        let stored = shard.map.get(key).copied();
-        let (decision, new_tat) = quota.decide(now_us, stored, cost);
+        if let Some(tat) = shard.map.get_mut(key) {
+            // The common case: update in place, no key clone.
+            let (decision, new_tat) = quota.decide(now_us, Some(*tat), cost);
+            if let Some(new_tat) = new_tat {
+                *tat = new_tat;
+            }
+            return Ok(decision);
+        }
+        let (decision, new_tat) = quota.decide(now_us, None, cost);
         if let Some(tat) = new_tat {
-            if stored.is_none() && shard.map.len() >= per_shard_cap {
+            if shard.map.len() >= per_shard_cap {
                 shard.map.retain(|_, tat| !tat.expired(now_ms));
                 if shard.map.len() >= per_shard_cap {
                     let victim = shard

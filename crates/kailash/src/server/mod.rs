@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -16,8 +15,8 @@ use kailash_core::problem::Problem;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
+use crate::builder::Handler;
 use crate::gateway::ServerSettings;
 
 fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
@@ -41,7 +40,7 @@ fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
 /// the grace period.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    handler: Handler,
     settings: &ServerSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
@@ -77,7 +76,7 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = connection_service(router.clone(), peer);
+        let service = connection_service(handler.clone(), peer);
         let builder = builder.clone();
         let watcher = graceful.watcher();
         match acceptor.clone() {
@@ -136,7 +135,7 @@ pub(crate) async fn serve(
 }
 
 fn connection_service(
-    router: Router,
+    handler: Handler,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
@@ -146,7 +145,8 @@ fn connection_service(
 > + Clone {
     hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(PeerAddr(peer));
-        router.clone().oneshot(req)
+        let response = handler(req.map(axum::body::Body::new));
+        async move { Ok(response.await) }
     })
 }
 

@@ -47,4 +47,4 @@ mod layer;
 mod service;
 
 pub use layer::{FailMode, RateLimitLayer};
-pub use service::RateLimit;
+pub use service::{RateLimit, RateLimitFuture};

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 
 use crate::context::RequestContext;
 use crate::principal::Principal;
 use crate::problem::{Problem, ResponseBody};
-use crate::state::{Namespace, RateQuota, StateError, StateKey};
+use crate::state::{Namespace, RateDecision, RateQuota, StateError, StateKey};
 
 use super::layer::{Config, FailMode};
 
@@ -37,21 +38,26 @@ enum Verdict {
     Refuse(Problem),
 }
 
-async fn decide(config: &Config, buckets: Vec<(StateKey, RateQuota, &'static str)>) -> Verdict {
-    for (key, quota, name) in buckets {
-        match config.limiter.check(&key, &quota, 1).await {
-            Ok(d) if d.allowed => {}
-            Ok(d) => {
-                return Verdict::Refuse(
-                    Problem::too_many_requests(d.retry_after)
-                        .with_detail(format!("the {name} rate limit is exhausted"))
-                        .with_extension("limit", name),
-                );
-            }
-            Err(e) => return on_backend_error(config.fail_mode, &e),
-        }
+/// One bucket a request is charged to.
+struct Bucket {
+    key: StateKey,
+    quota: RateQuota,
+    name: &'static str,
+}
+
+/// The (at most three) buckets of one request, without a heap allocation.
+type Buckets = [Option<Bucket>; 3];
+
+fn verdict(config: &Config, bucket: &Bucket, result: Result<RateDecision, StateError>) -> Verdict {
+    match result {
+        Ok(d) if d.allowed => Verdict::Pass,
+        Ok(d) => Verdict::Refuse(
+            Problem::too_many_requests(d.retry_after)
+                .with_detail(format!("the {} rate limit is exhausted", bucket.name))
+                .with_extension("limit", bucket.name),
+        ),
+        Err(e) => on_backend_error(config.fail_mode, &e),
     }
-    Verdict::Pass
 }
 
 fn on_backend_error(mode: FailMode, error: &StateError) -> Verdict {
@@ -69,6 +75,45 @@ fn on_backend_error(mode: FailMode, error: &StateError) -> Verdict {
     }
 }
 
+fn buckets<B>(config: &Config, req: &Request<B>) -> Buckets {
+    let mut out: Buckets = [None, None, None];
+    if let Some(quota) = config.per_ip {
+        let ip = req
+            .extensions()
+            .get::<RequestContext>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), RequestContext::client_ip);
+        out[0] = Some(Bucket {
+            key: StateKey::global_display(NS_IP, ip),
+            quota,
+            name: "ip",
+        });
+    }
+    if let Some(principal) = req.extensions().get::<Principal>() {
+        if let Some(quota) = config.per_user {
+            let key = match principal.tenant() {
+                Some(t) => StateKey::tenant(t, NS_USER, principal.subject()),
+                None => StateKey::global(NS_USER, principal.subject()),
+            };
+            out[1] = Some(Bucket {
+                key,
+                quota,
+                name: "user",
+            });
+        }
+        if let (Some(quota), Some(tenant)) = (config.per_tenant, principal.tenant()) {
+            out[2] = Some(Bucket {
+                key: StateKey::tenant(tenant, NS_TENANT, ""),
+                quota,
+                name: "tenant",
+            });
+        }
+    }
+    out
+}
+
+type BoxedResponse<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RateLimit<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -78,47 +123,111 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = RateLimitFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let mut buckets = buckets(&self.config, &req);
+        // Fast path: a backend that decides in process (memory) answers
+        // synchronously, so nothing is boxed and the inner service is called
+        // directly.
+        let mut pending = 0;
+        for (i, slot) in buckets.iter_mut().enumerate() {
+            let Some(bucket) = slot else { continue };
+            match self.config.limiter.check_now(&bucket.key, &bucket.quota, 1) {
+                Some(result) => {
+                    if let Verdict::Refuse(problem) = verdict(&self.config, bucket, result) {
+                        return RateLimitFuture::refused(problem.to_response());
+                    }
+                    *slot = None;
+                }
+                None => {
+                    pending = i + 1;
+                    break;
+                }
+            }
+        }
+        if pending == 0 {
+            return RateLimitFuture::pass(self.inner.call(req));
+        }
+
+        // Slow path: a remote backend; ask it for every bucket not yet charged.
         let config = self.config.clone();
         // The clone is the not-yet-ready one; keep the ready service for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-
-        let mut buckets = Vec::with_capacity(3);
-        if let Some(quota) = config.per_ip {
-            let ip = req
-                .extensions()
-                .get::<RequestContext>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), RequestContext::client_ip);
-            buckets.push((StateKey::global_display(NS_IP, ip), quota, "ip"));
-        }
-        if let Some(principal) = req.extensions().get::<Principal>() {
-            if let Some(quota) = config.per_user {
-                let key = match principal.tenant() {
-                    Some(t) => StateKey::tenant(t, NS_USER, principal.subject()),
-                    None => StateKey::global(NS_USER, principal.subject()),
-                };
-                buckets.push((key, quota, "user"));
-            }
-            if let (Some(quota), Some(tenant)) = (config.per_tenant, principal.tenant()) {
-                buckets.push((StateKey::tenant(tenant, NS_TENANT, ""), quota, "tenant"));
-            }
-        }
-
-        Box::pin(async move {
-            if !buckets.is_empty()
-                && let Verdict::Refuse(problem) = decide(&config, buckets).await
-            {
-                return Ok(problem.to_response());
+        let fut: BoxedResponse<ResBody, S::Error> = Box::pin(async move {
+            for bucket in buckets.iter().flatten() {
+                let result = config.limiter.check(&bucket.key, &bucket.quota, 1).await;
+                if let Verdict::Refuse(problem) = verdict(&config, bucket, result) {
+                    return Ok(problem.to_response());
+                }
             }
             inner.call(req).await.map(|r| r.map(ResponseBody::new))
-        })
+        });
+        RateLimitFuture::remote(fut)
+    }
+}
+
+pin_project! {
+    /// The response future of [`RateLimit`].
+    pub struct RateLimitFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        // Every bucket allowed the request in process; the inner call runs.
+        Pass { #[pin] inner: F },
+        // Refused before calling the inner service.
+        Refused { response: Option<Response<ResponseBody<B>>> },
+        // A remote backend is being asked.
+        Remote { fut: BoxedResponse<B, E> },
+    }
+}
+
+impl<F, B, E> RateLimitFuture<F, B, E> {
+    fn pass(inner: F) -> Self {
+        Self {
+            kind: Kind::Pass { inner },
+        }
+    }
+    fn refused(response: Response<ResponseBody<B>>) -> Self {
+        Self {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+        }
+    }
+    fn remote(fut: BoxedResponse<B, E>) -> Self {
+        Self {
+            kind: Kind::Remote { fut },
+        }
+    }
+}
+
+impl<F, B, E> Future for RateLimitFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Pass { inner } => inner.poll(cx).map_ok(|r| r.map(ResponseBody::new)),
+            KindProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after completion: a caller bug; never complete twice.
+                None => Poll::Pending,
+            },
+            KindProj::Remote { fut } => fut.as_mut().poll(cx),
+        }
     }
 }
 

@@ -394,6 +394,21 @@ impl RateLimiter for MemoryState {
         quota: &RateQuota,
         cost: u32,
     ) -> Result<RateDecision, StateError> {
+        Ok(self.gcra(key, quota, cost))
+    }
+
+    fn check_now(
+        &self,
+        key: &StateKey,
+        quota: &RateQuota,
+        cost: u32,
+    ) -> Option<Result<RateDecision, StateError>> {
+        Some(Ok(self.gcra(key, quota, cost)))
+    }
+}
+
+impl MemoryState {
+    fn gcra(&self, key: &StateKey, quota: &RateQuota, cost: u32) -> RateDecision {
         let now_us = self.clock.now().as_microsecond();
         let now_ms = now_us / 1000;
         let per_shard_cap = self.limits.max_rate_keys / SHARDS;
@@ -404,7 +419,7 @@ impl RateLimiter for MemoryState {
             if let Some(new_tat) = new_tat {
                 *tat = new_tat;
             }
-            return Ok(decision);
+            return decision;
         }
         let (decision, new_tat) = quota.decide(now_us, None, cost);
         if let Some(tat) = new_tat {
@@ -423,7 +438,7 @@ impl RateLimiter for MemoryState {
             }
             shard.map.insert(key.clone(), tat);
         }
-        Ok(decision)
+        decision
     }
 }
 

@@ -290,6 +290,22 @@ pub trait RateLimiter: Send + Sync + 'static {
         quota: &RateQuota,
         cost: u32,
     ) -> Result<RateDecision, StateError>;
+
+    /// The same decision without awaiting, for backends that decide in
+    /// process; `None` (the default) means "ask [`check`](Self::check)".
+    ///
+    /// A backend answers either always or never, so a caller charging
+    /// several keys never charges one twice. Layers use it to skip boxing a
+    /// future on the request path.
+    fn check_now(
+        &self,
+        key: &StateKey,
+        quota: &RateQuota,
+        cost: u32,
+    ) -> Option<Result<RateDecision, StateError>> {
+        let _ = (key, quota, cost);
+        None
+    }
 }
 
 /// What [`BoundedSetStore::insert`] does when the set is at its cap.

@@ -97,8 +97,8 @@ Diagnostic target (only with --only):
                      attribute the cost of each
   gateway-router     the default gateway's composed router (Gateway::router)
                      served by axum::serve instead of Gateway::serve; axum::serve
-                     converts handlers into routes once, Gateway::serve (today)
-                     per request, so the gap between the two shows that cost
+                     (both now convert handlers into routes once, at build), so
+                     the gap between the two is the server's own cost
 
 Options:
   --connections N      keep-alive connections (default 50, at most 10000)

@@ -3,7 +3,14 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod jwt;
 pub mod layer;
+pub mod lockout;
 pub mod password;
+pub mod refresh;
+pub mod service;
+pub mod session;
 pub mod totp;
+pub mod users;

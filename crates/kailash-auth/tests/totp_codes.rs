@@ -146,7 +146,15 @@ fn base32_round_trip_and_invalid_refused() {
     ] {
         assert!(TotpSecret::from_base32(bad).is_err(), "{bad:?}");
     }
-    assert!(TotpSecret::from_bytes(vec![0u8; 15]).is_err());
+    assert!(TotpSecret::from_bytes(vec![0u8; 9]).is_err());
+    // The demo's 80-bit example secret is importable.
+    assert_eq!(
+        TotpSecret::from_base32("JBSWY3DPEHPK3PXP")
+            .unwrap()
+            .as_bytes()
+            .len(),
+        10
+    );
     assert!(TotpSecret::from_bytes(vec![0u8; 65]).is_err());
     assert!(TotpSecret::from_base32(&"A".repeat(100_000)).is_err());
 }

@@ -36,3 +36,123 @@ pub(crate) async fn state_from_config(
         )),
     }
 }
+
+/// The authentication service a config's `[auth]` and `[[users]]` describe.
+pub(crate) fn auth_from_config(
+    section: &crate::config::AuthSection,
+    users: &[kailash_auth::users::UserConfig],
+    data_dir: &std::path::Path,
+    state: SharedState,
+    audit: Arc<dyn kailash_core::audit::AuditSink>,
+) -> Result<kailash_auth::service::AuthService, GatewayError> {
+    use kailash_auth::jwt::KeySet;
+    use kailash_auth::service::{AuthConfig, AuthService};
+    use kailash_auth::users::StaticUserStore;
+
+    let err = |e: &dyn std::fmt::Display| GatewayError::Auth(e.to_string());
+    let store = StaticUserStore::new(users.to_vec()).map_err(|e| err(&e))?;
+    let signer = signing_key(section, data_dir)?;
+    let keys = Arc::new(KeySet::new(signer, state.clock.clone()));
+
+    let mut config = AuthConfig {
+        issuer: section.issuer.clone(),
+        audience: section.audience.clone(),
+        access_token_ttl: section.access_token_ttl.0,
+        password_policy: section.password_policy.clone(),
+        mfa_required_roles: section.mfa_required_roles.iter().cloned().collect(),
+        totp_issuer: section
+            .totp_issuer
+            .clone()
+            .unwrap_or_else(|| section.issuer.clone()),
+        ..AuthConfig::default()
+    };
+    config.refresh.lifetime = section.refresh_token_ttl.0;
+    config.refresh.reuse_grace = section.refresh_reuse_grace.0;
+    config.session.idle_timeout = section.session_idle_timeout.0;
+    config.session.absolute_lifetime = section.refresh_token_ttl.0;
+    config.session.concurrent_limit = section.concurrent_sessions;
+    config.session.when_full = section.when_session_limit;
+    config.lockout.max_attempts = section.max_login_attempts;
+    config.lockout.lockout_duration = section.lockout_duration.0;
+    config.lockout.per_ip = Some(section.login_rate_per_ip.quota().map_err(|e| err(&e))?);
+    Ok(AuthService::new(
+        config,
+        Arc::new(store),
+        keys,
+        state,
+        audit,
+    ))
+}
+
+/// Loads the configured signing key, or the one generated earlier in the
+/// data directory, or generates it there. The `kid` is derived from the key
+/// itself, so every instance sharing the file agrees on it.
+fn signing_key(
+    section: &crate::config::AuthSection,
+    data_dir: &std::path::Path,
+) -> Result<kailash_auth::jwt::SigningKey, GatewayError> {
+    use kailash_auth::jwt::{Algorithm, SigningKey};
+
+    let alg = Algorithm::from_name(&section.algorithm).ok_or_else(|| {
+        GatewayError::Auth(format!("unsupported algorithm {}", section.algorithm))
+    })?;
+    let path = section.signing_key.clone().unwrap_or_else(|| {
+        data_dir
+            .join("keys")
+            .join(format!("signing-{}.pem", alg.as_str().to_ascii_lowercase()))
+    });
+    let pem = match std::fs::read_to_string(&path) {
+        Ok(pem) => pem,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && section.signing_key.is_none() => {
+            let generated = SigningKey::generate(alg, "generated")
+                .map_err(|e| GatewayError::Auth(format!("cannot generate a signing key: {e}")))?;
+            let pem = generated
+                .to_pkcs8_pem()
+                .ok_or_else(|| GatewayError::Auth("generated key has no PEM form".into()))?;
+            write_private(&path, pem.expose())?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a new signing key; every instance must share this file (or set auth.signing_key), or tokens from one will fail on another"
+            );
+            pem.expose().to_owned()
+        }
+        Err(e) => {
+            return Err(GatewayError::Auth(format!(
+                "cannot read signing key {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pem.as_bytes());
+    let kid: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    SigningKey::from_pkcs8_pem(alg, kid, pem.as_bytes()).map_err(|_| {
+        GatewayError::Auth(format!(
+            "{} is not a PKCS#8 {} private key",
+            path.display(),
+            alg.as_str()
+        ))
+    })
+}
+
+/// Creates `path` readable by its owner only; never overwrites.
+fn write_private(path: &std::path::Path, contents: &str) -> Result<(), GatewayError> {
+    use std::io::Write as _;
+    let fail =
+        |e: std::io::Error| GatewayError::Auth(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(contents.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}

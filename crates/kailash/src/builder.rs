@@ -104,6 +104,8 @@ pub struct GatewayBuilder {
     routes: Router,
     openapi: Option<utoipa::openapi::OpenApi>,
     principal_layer: Option<RouterLayerFn>,
+    auth: Option<kailash_auth::service::AuthService>,
+    auth_cookie: Option<String>,
 }
 
 impl Default for GatewayBuilder {
@@ -135,6 +137,8 @@ impl Default for GatewayBuilder {
             routes: Router::new(),
             openapi: None,
             principal_layer: None,
+            auth: None,
+            auth_cookie: None,
         }
     }
 }
@@ -274,10 +278,20 @@ impl GatewayBuilder {
                 path: audit_path.clone(),
                 source,
             })?;
-        Ok(Self::from_config(config)?
+        let audit: Arc<dyn AuditSink> = Arc::new(audit);
+        let mut builder = Self::from_config(config)?
             .clock(clock)
-            .state(state)
-            .audit(Arc::new(audit)))
+            .state(state.clone())
+            .audit(audit.clone());
+        if let Some(section) = &config.auth {
+            let service =
+                crate::backends::auth_from_config(section, &config.users, data_dir, state, audit)?;
+            builder = builder.authentication(service);
+            if let Some(cookie) = &section.cookie {
+                builder = builder.auth_cookie(cookie);
+            }
+        }
+        Ok(builder)
     }
 
     /// OpenAPI `info.title`.
@@ -417,6 +431,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Also accept access tokens from this cookie (with [`authentication`](Self::authentication)).
+    pub fn auth_cookie(mut self, name: &str) -> Self {
+        self.auth_cookie = Some(name.to_owned());
+        self
+    }
+
     /// Rate limits per IP, user and tenant.
     pub fn rate_limits(mut self, limits: RateLimits) -> Self {
         self.rate_limits = limits;
@@ -489,6 +509,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Authentication with kailash-auth: a `JwtAuthLayer` (verified-token
+    /// cache, session check, audited failures) in the principal slot, the
+    /// `/auth/*` and `/.well-known/jwks.json` routes, and their OpenAPI
+    /// paths. Excludes [`principal_layer`](Self::principal_layer).
+    pub fn authentication(mut self, service: kailash_auth::service::AuthService) -> Self {
+        self.auth = Some(service);
+        self
+    }
+
     /// Validates everything and composes the stack.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         if self.server.max_connections == 0 {
@@ -505,6 +534,38 @@ impl GatewayBuilder {
         if self.request_timeout.is_zero() || self.server.header_read_timeout.is_zero() {
             return Err(GatewayError::Limit("timeouts must be positive"));
         }
+        let mut this = self;
+        if let Some(service) = this.auth.take() {
+            if this.principal_layer.is_some() {
+                return Err(GatewayError::Auth(
+                    "authentication and principal_layer both set; use one".into(),
+                ));
+            }
+            let mut layer = kailash_auth::layer::JwtAuthLayer::builder(service.access_verifier())
+                .cache(service.token_cache())
+                .session_check(Arc::new(service.sessions().clone()));
+            for path in kailash_auth::http::PUBLIC_PATHS {
+                layer = layer.public_path(path);
+            }
+            if let Some(cookie) = &this.auth_cookie {
+                layer = layer.cookie(cookie.clone());
+            }
+            if let Some(audit) = &this.audit {
+                layer = layer.audit(audit.clone());
+            }
+            let layer = layer.build();
+            this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
+            this.routes =
+                std::mem::take(&mut this.routes).merge(kailash_auth::http::router(service));
+            let auth_doc: utoipa::openapi::OpenApi =
+                serde_json::from_value(kailash_auth::http::openapi())
+                    .map_err(|e| GatewayError::Auth(e.to_string()))?;
+            this = this.openapi(auth_doc);
+        }
+        this.build_composed()
+    }
+
+    fn build_composed(self) -> Result<Gateway, GatewayError> {
         if (self.rate_limits.per_user.is_some() || self.rate_limits.per_tenant.is_some())
             && self.principal_layer.is_none()
         {

@@ -27,6 +27,9 @@ pub enum GatewayError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Authentication could not be set up (keys, users, settings).
+    #[error("authentication: {0}")]
+    Auth(String),
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(String),

@@ -17,6 +17,7 @@ pub use builder::{GatewayBuilder, RateLimits, TlsSettings};
 pub use error::GatewayError;
 pub use gateway::{Gateway, shutdown_signal};
 
+pub use kailash_auth as auth;
 pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, audit, clock, context, problem, rate_limit, state,
 };

@@ -97,6 +97,99 @@ pub struct GatewayConfig {
     pub state: StateConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// Authentication; absent means the gateway authenticates nobody.
+    pub auth: Option<AuthSection>,
+    /// Users who can log in (needs `[auth]`).
+    pub users: Vec<kailash_auth::users::UserConfig>,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// `iss` of issued tokens (required on every token).
+    pub issuer: String,
+    /// `aud` of issued tokens (required on every token).
+    pub audience: String,
+    /// Signing algorithm: `RS256` (default), `ES256` or `EdDSA`.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    /// PKCS#8 PEM private key. Absent: one is generated at first start and
+    /// kept in `<data-dir>/keys/` (a warning says so).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Access token lifetime (default `8h`).
+    #[serde(default = "default_access_ttl")]
+    pub access_token_ttl: ConfigDuration,
+    /// Refresh token (and session) absolute lifetime (default `30d`).
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_ttl: ConfigDuration,
+    /// A rotated refresh token presented again within this time counts as a
+    /// concurrent retry (refused, nothing revoked); later it is reuse (default `2s`).
+    #[serde(default = "default_reuse_grace")]
+    pub refresh_reuse_grace: ConfigDuration,
+    /// Session idle timeout (default `60m`).
+    #[serde(default = "default_idle")]
+    pub session_idle_timeout: ConfigDuration,
+    /// Live sessions per user (default 3).
+    #[serde(default = "default_sessions")]
+    pub concurrent_sessions: usize,
+    /// At the limit: `evict_oldest` (default) or `reject` the new login.
+    #[serde(default)]
+    pub when_session_limit: kailash_core::state::WhenFull,
+    /// Failed logins before the account locks (default 5).
+    #[serde(default = "default_attempts")]
+    pub max_login_attempts: u32,
+    /// How long a lock lasts (default `15m`).
+    #[serde(default = "default_lockout")]
+    pub lockout_duration: ConfigDuration,
+    /// Login attempts per client IP, against password spraying (default 20/min).
+    #[serde(default = "default_login_rate")]
+    pub login_rate_per_ip: RateConfig,
+    /// Roles that must present a TOTP code at login.
+    #[serde(default)]
+    pub mfa_required_roles: Vec<String>,
+    /// Issuer name shown in authenticator apps (default: `issuer`).
+    #[serde(default)]
+    pub totp_issuer: Option<String>,
+    /// Complexity rules for setting and changing passwords.
+    #[serde(default)]
+    pub password_policy: kailash_auth::password::PasswordPolicy,
+    /// Also accept the access token from this cookie.
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+fn default_algorithm() -> String {
+    "RS256".into()
+}
+fn default_access_ttl() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(8 * 3600))
+}
+fn default_refresh_ttl() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(30 * 86_400))
+}
+fn default_reuse_grace() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(2))
+}
+fn default_idle() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(3600))
+}
+fn default_sessions() -> usize {
+    3
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_lockout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(900))
+}
+fn default_login_rate() -> RateConfig {
+    RateConfig {
+        rate: 20,
+        per: ConfigDuration(std::time::Duration::from_secs(60)),
+        burst: None,
+    }
 }
 
 /// `[server]`
@@ -381,6 +474,49 @@ impl GatewayConfig {
         }
         if self.state.max_rate_limit_keys == 0 {
             return Err(("state.max_rate_limit_keys", "must be at least 1".into()));
+        }
+        if let Some(auth) = &self.auth {
+            if !matches!(auth.algorithm.as_str(), "RS256" | "ES256" | "EdDSA") {
+                return Err(("auth.algorithm", "must be RS256, ES256 or EdDSA".into()));
+            }
+            if auth.issuer.is_empty() || auth.audience.is_empty() {
+                return Err((
+                    "auth.issuer",
+                    "issuer and audience must not be empty".into(),
+                ));
+            }
+            if auth.concurrent_sessions == 0 {
+                return Err(("auth.concurrent_sessions", "must be at least 1".into()));
+            }
+            if auth.max_login_attempts == 0 {
+                return Err(("auth.max_login_attempts", "must be at least 1".into()));
+            }
+            for (key, d) in [
+                ("auth.access_token_ttl", auth.access_token_ttl),
+                ("auth.refresh_token_ttl", auth.refresh_token_ttl),
+                ("auth.session_idle_timeout", auth.session_idle_timeout),
+                ("auth.lockout_duration", auth.lockout_duration),
+            ] {
+                if d.0.is_zero() {
+                    return Err((key, "must be positive".into()));
+                }
+            }
+            auth.login_rate_per_ip
+                .quota()
+                .map_err(|e| ("auth.login_rate_per_ip", e.to_string()))?;
+        } else if !self.users.is_empty() {
+            return Err(("users", "users need an [auth] section".into()));
+        }
+        if let Err(e) = kailash_auth::users::StaticUserStore::new(self.users.clone()) {
+            return Err(("users", e.to_string()));
+        }
+        if (self.rate_limit.per_user.is_some() || self.rate_limit.per_tenant.is_some())
+            && self.auth.is_none()
+        {
+            return Err((
+                "rate_limit.per_user",
+                "per-user and per-tenant limits need an [auth] section".into(),
+            ));
         }
         if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err((

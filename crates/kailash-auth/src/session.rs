@@ -1,0 +1,656 @@
+//! Server-side sessions: idle and absolute expiry, a cap on concurrent
+//! sessions per user, revocation, and a [`SessionCheck`] for the
+//! [`JwtAuthLayer`](crate::layer::JwtAuthLayer).
+//!
+//! # Storage
+//!
+//! Everything lives in the [`SharedState`], so sessions work embedded or
+//! across instances:
+//!
+//! * the session itself, as JSON, in the key/value store under
+//!   `t:<tenant>:session:<id>` (`g:session:<id>` without a tenant), with a time
+//!   to live of the idle timeout (never beyond the absolute expiry), renewed
+//!   by [`SessionStore::touch`];
+//! * the user's index, a bounded set under `t:<tenant>:session.user:<subject>`
+//!   (`g:session.user:<subject>`) whose members are the session ids, each
+//!   expiring at its session's absolute expiry, capped at
+//!   [`SessionConfig::concurrent_limit`].
+//!
+//! The index is the authority on whether a session was revoked or evicted: a
+//! session counts as live only while its key/value entry exists *and* its id is
+//! in its subject's index. Revocation removes the index member first (one
+//! atomic step), so a revoked or evicted session fails at once even if the
+//! key/value entry could not be deleted.
+//!
+//! # Idle timeout and the touch interval
+//!
+//! [`SessionCheck`] renews the idle timeout at most once per
+//! [`SessionConfig::touch_interval`], so a session may idle out up to one
+//! touch interval before `idle_timeout` has passed since its last request.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use data_encoding::BASE64URL_NOPAD;
+use jiff::Timestamp;
+use kailash_core::state::{Namespace, SharedState, StateError, StateKey, WhenFull};
+use kailash_core::{Principal, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::layer::{SessionCheck, SessionCheckError};
+
+/// Namespace of the session records.
+const NS_SESSION: Namespace = Namespace::new("session");
+/// Namespace of the per-user session index.
+const NS_SESSION_USER: Namespace = Namespace::new("session.user");
+
+/// Random bytes in a session id (192 bits; 32 base64url characters).
+const ID_BYTES: usize = 24;
+/// Longest session id accepted from a caller; longer ones are never found.
+const MAX_ID_LEN: usize = 128;
+/// How often a touch is retried when concurrent touches race.
+const TOUCH_ATTEMPTS: usize = 4;
+
+/// Session lifetimes and limits.
+///
+/// Serialises with whole seconds (`idle_timeout_secs`, …); unknown fields are
+/// refused.
+///
+/// ```
+/// use kailash_auth::session::SessionConfig;
+/// let config: SessionConfig = serde_json::from_str(
+///     r#"{ "idle_timeout_secs": 1800, "concurrent_limit": 5 }"#,
+/// ).unwrap();
+/// assert_eq!(config.idle_timeout.as_secs(), 1800);
+/// assert_eq!(config.absolute_lifetime.as_secs(), 30 * 24 * 3600);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A session unused for this long ends (default 60 minutes).
+    #[serde(rename = "idle_timeout_secs", with = "secs")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after it was created, however active
+    /// (default 30 days).
+    #[serde(rename = "absolute_lifetime_secs", with = "secs")]
+    pub absolute_lifetime: Duration,
+    /// Live sessions one user may hold at once (default 3; at least 1).
+    pub concurrent_limit: usize,
+    /// What a new session does when the user is at the limit: evict the
+    /// session expiring soonest (default) or be refused.
+    pub when_full: WhenFull,
+    /// `last_seen` (and the idle expiry) is written at most this often per
+    /// session by the [`SessionCheck`] (default 60 seconds; at most half the
+    /// idle timeout).
+    #[serde(rename = "touch_interval_secs", with = "secs")]
+    pub touch_interval: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60 * 60),
+            absolute_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
+            concurrent_limit: 3,
+            when_full: WhenFull::EvictOldest,
+            touch_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The configuration with nonsense values raised to the smallest usable
+    /// ones (a limit of 1, lifetimes of 1 second).
+    fn sanitized(mut self) -> Self {
+        let one = Duration::from_secs(1);
+        self.idle_timeout = self.idle_timeout.max(one);
+        self.absolute_lifetime = self.absolute_lifetime.max(one);
+        self.concurrent_limit = self.concurrent_limit.max(1);
+        // Renewing less often than the idle timeout would end active sessions.
+        self.touch_interval = self.touch_interval.min(self.idle_timeout / 2);
+        self
+    }
+}
+
+/// Durations as whole seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// One server-side session.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id (random, URL-safe). Do not log it in full.
+    pub id: String,
+    /// The user the session belongs to.
+    pub subject: String,
+    /// The tenant the session belongs to, if any.
+    pub tenant: Option<TenantId>,
+    /// When the session was created.
+    pub created_at: Timestamp,
+    /// When the session was last used (written at most once per touch interval).
+    pub last_seen: Timestamp,
+    /// The absolute expiry, whatever the activity.
+    pub expires_at: Timestamp,
+    /// The client address the session was created from.
+    pub client_ip: Option<IpAddr>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &Redacted(&self.id))
+            .field("subject", &self.subject)
+            .field("tenant", &self.tenant)
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .field("expires_at", &self.expires_at)
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
+}
+
+/// Shows the first characters of an id only.
+struct Redacted<'a>(&'a str);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix: String = self.0.chars().take(6).collect();
+        write!(f, "\"{prefix}…\"")
+    }
+}
+
+impl Session {
+    /// Whether the session is live at `now` given the idle timeout.
+    fn live_at(&self, now: Timestamp, idle_timeout: Duration) -> bool {
+        now < self.expires_at && now < add(self.last_seen, idle_timeout)
+    }
+
+    /// The key/value time to live at `now`: the idle timeout, never past the
+    /// absolute expiry. `None` when the session is already over.
+    fn ttl_at(&self, now: Timestamp, idle_timeout: Duration) -> Option<Duration> {
+        let to_expiry = until(now, self.expires_at)?;
+        Some(idle_timeout.min(to_expiry))
+    }
+}
+
+/// A new session and the sessions evicted to make room for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedSession {
+    /// The new session.
+    pub session: Session,
+    /// Ids of the user's sessions that were evicted (already unusable).
+    pub evicted: Vec<String>,
+}
+
+/// Why a session operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The user holds the maximum number of sessions and the configuration
+    /// says [`WhenFull::Reject`]. Nothing was stored.
+    #[error("concurrent session limit reached")]
+    LimitReached,
+    /// The state backend failed (or the system random number generator did).
+    /// Fail closed.
+    #[error("session store unavailable: {0}")]
+    Unavailable(StateError),
+    /// A stored session could not be read.
+    #[error("stored session is corrupt")]
+    Corrupt,
+}
+
+impl From<StateError> for SessionError {
+    fn from(e: StateError) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+/// Creates, checks, renews and revokes sessions; cheap to clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kailash_auth::session::{SessionConfig, SessionStore};
+/// use kailash_core::clock::SystemClock;
+/// use kailash_core::state::SharedState;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = SessionStore::new(SharedState::memory(Arc::new(SystemClock)), SessionConfig::default());
+/// let created = store.create("alice", None, None).await?;
+/// let id = created.session.id.clone();
+/// assert!(store.get(None, &id).await?.is_some());
+/// assert!(store.revoke(None, "alice", &id).await?);
+/// assert!(store.get(None, &id).await?.is_none());
+/// # Ok::<(), kailash_auth::session::SessionError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: SharedState,
+    config: SessionConfig,
+}
+
+impl fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("state", &self.inner.state)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl SessionStore {
+    /// A store on `state`. A zero `concurrent_limit` is raised to 1, zero
+    /// lifetimes to 1 second, and a `touch_interval` above half the idle
+    /// timeout is lowered to that.
+    pub fn new(state: SharedState, config: SessionConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state,
+                config: config.sanitized(),
+            }),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.state.clock.now()
+    }
+
+    /// Starts a session for `subject`.
+    ///
+    /// When the user is at [`SessionConfig::concurrent_limit`], either the
+    /// session expiring soonest is evicted (its id is returned in
+    /// [`CreatedSession::evicted`] and it fails every check from now on), or,
+    /// with [`WhenFull::Reject`], this fails with
+    /// [`SessionError::LimitReached`] and stores nothing.
+    pub async fn create(
+        &self,
+        subject: &str,
+        tenant: Option<&TenantId>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<CreatedSession, SessionError> {
+        let config = &self.inner.config;
+        let state = &self.inner.state;
+        let now = self.now();
+        let id = random_id()?;
+        let expires_at = add(now, config.absolute_lifetime);
+        let session = Session {
+            id: id.clone(),
+            subject: subject.to_owned(),
+            tenant: tenant.cloned(),
+            created_at: now,
+            last_seen: now,
+            expires_at,
+            client_ip,
+        };
+        let bytes = encode(&session)?;
+        let ttl = config.idle_timeout.min(config.absolute_lifetime);
+        let key = session_key(tenant, &id);
+
+        // The record first: an index member without a record would be pruned
+        // by a concurrent `list`. A record without an index member is never
+        // live, so a failure below leaves nothing usable behind.
+        if !state.kv.set_if_absent(&key, bytes, Some(ttl)).await? {
+            // 192 random bits collided: refuse rather than overwrite.
+            return Err(SessionError::Unavailable(StateError::Backend(
+                "session id collision".into(),
+            )));
+        }
+        let index = index_key(tenant, subject);
+        let inserted = match state
+            .sets
+            .insert(
+                &index,
+                &id,
+                expires_at,
+                config.concurrent_limit,
+                config.when_full,
+            )
+            .await
+        {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                let _ = state.kv.delete(&key).await;
+                return Err(e.into());
+            }
+        };
+        if !inserted.inserted {
+            state.kv.delete(&key).await?;
+            return Err(SessionError::LimitReached);
+        }
+        // Evicted sessions are already dead (not in the index); deleting their
+        // records frees the memory. A failure here is not the caller's problem.
+        for evicted in &inserted.evicted {
+            if let Err(e) = state.kv.delete(&session_key(tenant, evicted)).await {
+                tracing::warn!(error = %e, "could not delete an evicted session record");
+            }
+        }
+        Ok(CreatedSession {
+            session,
+            evicted: inserted.evicted,
+        })
+    }
+
+    /// Reads the record without the index check; `None` when absent, for
+    /// another tenant, idle or past its absolute expiry.
+    async fn record(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Session, Bytes)>, SessionError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let Some(bytes) = self.inner.state.kv.get(&session_key(tenant, id)).await? else {
+            return Ok(None);
+        };
+        let session: Session = decode(&bytes)?;
+        if session.id != id || session.tenant.as_ref() != tenant {
+            return Err(SessionError::Corrupt);
+        }
+        if !session.live_at(now, self.inner.config.idle_timeout) {
+            return Ok(None);
+        }
+        Ok(Some((session, bytes)))
+    }
+
+    /// Reads a live session with its stored bytes.
+    async fn live(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(Session, Bytes)>, SessionError> {
+        let Some((session, bytes)) = self.record(tenant, id, now).await? else {
+            return Ok(None);
+        };
+        let index = index_key(tenant, &session.subject);
+        if !self.inner.state.sets.contains(&index, id).await? {
+            return Ok(None);
+        }
+        Ok(Some((session, bytes)))
+    }
+
+    /// The session `id` of `tenant`; `None` when it does not exist, was
+    /// revoked or evicted, idled out or passed its absolute expiry.
+    pub async fn get(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+    ) -> Result<Option<Session>, SessionError> {
+        let now = self.now();
+        Ok(self.live(tenant, id, now).await?.map(|(s, _)| s))
+    }
+
+    /// Marks the session as used now, restarting its idle timeout (never
+    /// beyond its absolute expiry). `false` when the session is gone.
+    pub async fn touch(&self, tenant: Option<&TenantId>, id: &str) -> Result<bool, SessionError> {
+        let now = self.now();
+        let Some((session, bytes)) = self.live(tenant, id, now).await? else {
+            return Ok(false);
+        };
+        self.write_touch(tenant, session, bytes, now, Duration::ZERO)
+            .await
+    }
+
+    /// Writes `last_seen = now` with compare-and-swap on the bytes read, so a
+    /// concurrent revocation (which deletes the record) is never undone.
+    /// When another writer got there first and left `last_seen` less than
+    /// `min_gap` before `now`, that write counts.
+    async fn write_touch(
+        &self,
+        tenant: Option<&TenantId>,
+        mut session: Session,
+        mut bytes: Bytes,
+        now: Timestamp,
+        min_gap: Duration,
+    ) -> Result<bool, SessionError> {
+        let idle = self.inner.config.idle_timeout;
+        let key = session_key(tenant, &session.id);
+        for _ in 0..TOUCH_ATTEMPTS {
+            let Some(ttl) = session.ttl_at(now, idle) else {
+                return Ok(false);
+            };
+            let mut touched = session.clone();
+            touched.last_seen = touched.last_seen.max(now);
+            let new = encode(&touched)?;
+            if self
+                .inner
+                .state
+                .kv
+                .compare_and_swap(&key, Some(&bytes), Some(new), Some(ttl))
+                .await?
+            {
+                return Ok(true);
+            }
+            // Someone else wrote the record (another touch) or deleted it.
+            match self.record(tenant, &session.id, now).await? {
+                Some((current, current_bytes)) => {
+                    let fresh = until(current.last_seen, now).is_none_or(|since| since < min_gap);
+                    if fresh {
+                        return Ok(true);
+                    }
+                    session = current;
+                    bytes = current_bytes;
+                }
+                None => return Ok(false),
+            }
+        }
+        // Constant contention: other touches keep the session alive.
+        Ok(true)
+    }
+
+    /// The live sessions of `subject`, soonest-expiring first.
+    ///
+    /// Index members whose record is gone (idled out) are removed from the
+    /// index on the way.
+    pub async fn list(
+        &self,
+        tenant: Option<&TenantId>,
+        subject: &str,
+    ) -> Result<Vec<Session>, SessionError> {
+        let state = &self.inner.state;
+        let now = self.now();
+        let index = index_key(tenant, subject);
+        let members = state.sets.members(&index).await?;
+        let mut sessions = Vec::with_capacity(members.len());
+        for member in members {
+            match self.record(tenant, &member.member, now).await? {
+                Some((session, _)) if session.subject == subject => sessions.push(session),
+                _ => {
+                    state.sets.remove(&index, &member.member).await?;
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Revokes the session `id` if it belongs to `subject`; `false` when it
+    /// does not (or no longer) exist or belongs to someone else.
+    pub async fn revoke(
+        &self,
+        tenant: Option<&TenantId>,
+        subject: &str,
+        id: &str,
+    ) -> Result<bool, SessionError> {
+        if !valid_id(id) {
+            return Ok(false);
+        }
+        let state = &self.inner.state;
+        // Removing the index member is what ends the session, atomically.
+        let removed = state.sets.remove(&index_key(tenant, subject), id).await?;
+        if removed {
+            state.kv.delete(&session_key(tenant, id)).await?;
+        }
+        Ok(removed)
+    }
+
+    /// Revokes every session of `subject` (password change, account
+    /// disabled); returns the revoked ids.
+    pub async fn revoke_all(
+        &self,
+        tenant: Option<&TenantId>,
+        subject: &str,
+    ) -> Result<Vec<String>, SessionError> {
+        let state = &self.inner.state;
+        let ids = state.sets.clear(&index_key(tenant, subject)).await?;
+        let mut first_error = None;
+        for id in &ids {
+            if let Err(e) = state.kv.delete(&session_key(tenant, id)).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        // The sessions are dead either way; report a failed clean-up so the
+        // caller knows the backend is struggling.
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(ids),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionCheck for SessionStore {
+    async fn check(&self, principal: &Principal) -> Result<(), SessionCheckError> {
+        let Some(id) = principal.session_id() else {
+            return Err(SessionCheckError::Revoked);
+        };
+        let tenant = principal.tenant();
+        let now = self.now();
+        let unavailable = |e: SessionError| {
+            tracing::warn!(error = %e, "session check failed");
+            SessionCheckError::Unavailable
+        };
+        if !valid_id(id) {
+            return Err(SessionCheckError::Revoked);
+        }
+        let bytes = self
+            .inner
+            .state
+            .kv
+            .get(&session_key(tenant, id))
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        let Some(bytes) = bytes else {
+            return Err(SessionCheckError::Revoked);
+        };
+        let session: Session = decode(&bytes).map_err(unavailable)?;
+        if session.id != id
+            || session.tenant.as_ref() != tenant
+            || session.subject != principal.subject()
+        {
+            return Err(SessionCheckError::Revoked);
+        }
+        if !session.live_at(now, self.inner.config.idle_timeout) {
+            return Err(SessionCheckError::Expired);
+        }
+        let in_index = self
+            .inner
+            .state
+            .sets
+            .contains(&index_key(tenant, &session.subject), id)
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        if !in_index {
+            return Err(SessionCheckError::Revoked);
+        }
+        let due = until(session.last_seen, now)
+            .is_some_and(|since| since >= self.inner.config.touch_interval);
+        if due {
+            // Not renewing the idle timer must not refuse a live session; the
+            // next request tries again.
+            let interval = self.inner.config.touch_interval;
+            match self
+                .write_touch(tenant, session, bytes, now, interval)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Err(SessionCheckError::Revoked),
+                Err(e) => tracing::warn!(error = %e, "could not renew a session"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn session_key(tenant: Option<&TenantId>, id: &str) -> StateKey {
+    match tenant {
+        Some(t) => StateKey::tenant(t, NS_SESSION, id),
+        None => StateKey::global(NS_SESSION, id),
+    }
+}
+
+fn index_key(tenant: Option<&TenantId>, subject: &str) -> StateKey {
+    match tenant {
+        Some(t) => StateKey::tenant(t, NS_SESSION_USER, subject),
+        None => StateKey::global(NS_SESSION_USER, subject),
+    }
+}
+
+/// Whether `id` could be a session id (bounded, base64url alphabet).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn random_id() -> Result<String, SessionError> {
+    let mut bytes = [0u8; ID_BYTES];
+    getrandom::fill(&mut bytes).map_err(|_| {
+        SessionError::Unavailable(StateError::Unavailable(
+            "system random number generator failed".into(),
+        ))
+    })?;
+    Ok(BASE64URL_NOPAD.encode(&bytes))
+}
+
+fn encode(session: &Session) -> Result<Bytes, SessionError> {
+    serde_json::to_vec(session)
+        .map(Bytes::from)
+        .map_err(|_| SessionError::Corrupt)
+}
+
+fn decode(bytes: &[u8]) -> Result<Session, SessionError> {
+    serde_json::from_slice(bytes).map_err(|_| SessionError::Corrupt)
+}
+
+/// `at + d`, saturating at the end of representable time.
+fn add(at: Timestamp, d: Duration) -> Timestamp {
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    Timestamp::from_microsecond(at.as_microsecond().saturating_add(micros))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The time from `from` to `to`, or `None` when `to` is not after `from`.
+fn until(from: Timestamp, to: Timestamp) -> Option<Duration> {
+    let micros = to.as_microsecond().checked_sub(from.as_microsecond())?;
+    u64::try_from(micros)
+        .ok()
+        .filter(|m| *m > 0)
+        .map(Duration::from_micros)
+}

@@ -1,0 +1,397 @@
+//! Session store behaviour, written against any `SharedState` so the same
+//! checks can run on Redis: each `check_*` function takes the state and the
+//! `ManualClock` it was built with; the `#[tokio::test]` wrappers run them on
+//! memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kailash_auth::layer::{SessionCheck, SessionCheckError};
+use kailash_auth::session::{SessionConfig, SessionError, SessionStore};
+use kailash_core::clock::ManualClock;
+use kailash_core::state::{SharedState, WhenFull};
+use kailash_core::{Principal, TenantId};
+
+fn memory() -> (SharedState, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::starting_now());
+    (SharedState::memory(clock.clone()), clock)
+}
+
+fn principal(subject: &str, tenant: Option<&TenantId>, sid: Option<&str>) -> Principal {
+    let mut b = Principal::builder(subject);
+    if let Some(t) = tenant {
+        b = b.tenant(t.clone());
+    }
+    if let Some(s) = sid {
+        b = b.session_id(s);
+    }
+    b.build()
+}
+
+/// A unique subject per run, so tests can share a Redis.
+fn subject(name: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("{name}-{}", data_encoding::HEXLOWER.encode(&bytes))
+}
+
+async fn check_create_get_and_ids(state: SharedState, _clock: Arc<ManualClock>) {
+    let store = SessionStore::new(state, SessionConfig::default());
+    let acme = TenantId::new("acme").unwrap();
+    let alice = subject("alice");
+    let ip = "192.0.2.7".parse().unwrap();
+    let a = store.create(&alice, Some(&acme), Some(ip)).await.unwrap();
+    assert!(a.evicted.is_empty());
+    let s = &a.session;
+    assert!(s.id.len() >= 22, "128+ bits");
+    assert!(
+        s.id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    assert_eq!(s.subject, alice);
+    assert_eq!(s.tenant.as_ref(), Some(&acme));
+    assert_eq!(s.client_ip, Some(ip));
+    assert_eq!(
+        s.expires_at.duration_since(s.created_at).as_secs(),
+        30 * 24 * 3600
+    );
+    let got = store.get(Some(&acme), &s.id).await.unwrap().unwrap();
+    assert_eq!(&got, s);
+    // Another tenant, no tenant, garbage ids: absent.
+    let other = TenantId::new("other").unwrap();
+    assert!(store.get(Some(&other), &s.id).await.unwrap().is_none());
+    assert!(store.get(None, &s.id).await.unwrap().is_none());
+    assert!(store.get(Some(&acme), "").await.unwrap().is_none());
+    assert!(store.get(Some(&acme), "a:b/c").await.unwrap().is_none());
+    assert!(
+        store
+            .get(Some(&acme), &"x".repeat(10_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Ids are distinct.
+    let b = store.create(&alice, Some(&acme), None).await.unwrap();
+    assert_ne!(a.session.id, b.session.id);
+    // Debug never shows the full id.
+    let debug = format!("{:?}", a.session);
+    assert!(!debug.contains(&a.session.id));
+}
+
+async fn check_idle_timeout_and_touch(state: SharedState, clock: Arc<ManualClock>) {
+    let config = SessionConfig {
+        idle_timeout: Duration::from_secs(600),
+        ..SessionConfig::default()
+    };
+    let store = SessionStore::new(state, config);
+    let bob = subject("bob");
+    let s = store.create(&bob, None, None).await.unwrap().session;
+    clock.advance(Duration::from_secs(500));
+    assert!(store.touch(None, &s.id).await.unwrap());
+    let touched = store.get(None, &s.id).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen, clock_now(&clock));
+    // 500 s after the touch: still alive (sliding).
+    clock.advance(Duration::from_secs(500));
+    assert!(store.get(None, &s.id).await.unwrap().is_some());
+    // 601 s after the touch: idled out.
+    clock.advance(Duration::from_secs(101));
+    assert!(store.get(None, &s.id).await.unwrap().is_none());
+    assert!(!store.touch(None, &s.id).await.unwrap());
+    // An idled-out session is pruned from the index by `list`.
+    assert!(store.list(None, &bob).await.unwrap().is_empty());
+}
+
+fn clock_now(clock: &ManualClock) -> jiff::Timestamp {
+    use kailash_core::clock::Clock;
+    clock.now()
+}
+
+async fn check_absolute_lifetime(state: SharedState, clock: Arc<ManualClock>) {
+    let config = SessionConfig {
+        idle_timeout: Duration::from_secs(600),
+        absolute_lifetime: Duration::from_secs(1000),
+        ..SessionConfig::default()
+    };
+    let store = SessionStore::new(state, config);
+    let carol = subject("carol");
+    let s = store.create(&carol, None, None).await.unwrap().session;
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(300));
+        assert!(store.touch(None, &s.id).await.unwrap());
+    }
+    // 900 s: alive; 1000 s: past the absolute expiry however active.
+    assert!(store.get(None, &s.id).await.unwrap().is_some());
+    clock.advance(Duration::from_secs(100));
+    assert!(store.get(None, &s.id).await.unwrap().is_none());
+    assert!(!store.touch(None, &s.id).await.unwrap());
+    let check = store
+        .check(&principal(&carol, None, Some(&s.id)))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        check,
+        SessionCheckError::Revoked | SessionCheckError::Expired
+    ));
+}
+
+async fn check_evict_oldest(state: SharedState, clock: Arc<ManualClock>) {
+    let store = SessionStore::new(state, SessionConfig::default());
+    let dave = subject("dave");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(store.create(&dave, None, None).await.unwrap().session.id);
+        clock.advance(Duration::from_secs(1));
+    }
+    let fourth = store.create(&dave, None, None).await.unwrap();
+    assert_eq!(fourth.evicted, vec![ids[0].clone()]);
+    // The evicted session fails at once, everywhere.
+    assert!(store.get(None, &ids[0]).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .check(&principal(&dave, None, Some(&ids[0])))
+            .await
+            .unwrap_err(),
+        SessionCheckError::Revoked
+    );
+    let listed: Vec<String> = store
+        .list(None, &dave)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![ids[1].clone(), ids[2].clone(), fourth.session.id.clone()]
+    );
+}
+
+async fn check_reject_when_full(state: SharedState, _clock: Arc<ManualClock>) {
+    let config = SessionConfig {
+        concurrent_limit: 2,
+        when_full: WhenFull::Reject,
+        ..SessionConfig::default()
+    };
+    let store = SessionStore::new(state.clone(), config);
+    let erin = subject("erin");
+    store.create(&erin, None, None).await.unwrap();
+    store.create(&erin, None, None).await.unwrap();
+    assert_eq!(
+        store.create(&erin, None, None).await.unwrap_err(),
+        SessionError::LimitReached
+    );
+    assert_eq!(store.list(None, &erin).await.unwrap().len(), 2);
+
+    // Concurrent creates at an empty account: exactly `limit` succeed.
+    let frank = subject("frank");
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        let frank = frank.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create(&frank, None, None).await
+        }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(SessionError::LimitReached) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((ok, refused), (2, 8));
+    assert_eq!(store.list(None, &frank).await.unwrap().len(), 2);
+}
+
+async fn check_revoke(state: SharedState, _clock: Arc<ManualClock>) {
+    let store = SessionStore::new(state, SessionConfig::default());
+    let acme = TenantId::new("acme").unwrap();
+    let gina = subject("gina");
+    let mallory = subject("mallory");
+    let s1 = store
+        .create(&gina, Some(&acme), None)
+        .await
+        .unwrap()
+        .session;
+    let s2 = store
+        .create(&gina, Some(&acme), None)
+        .await
+        .unwrap()
+        .session;
+    // Only the subject's own session.
+    assert!(!store.revoke(Some(&acme), &mallory, &s1.id).await.unwrap());
+    assert!(store.get(Some(&acme), &s1.id).await.unwrap().is_some());
+    assert!(store.revoke(Some(&acme), &gina, &s1.id).await.unwrap());
+    assert!(!store.revoke(Some(&acme), &gina, &s1.id).await.unwrap());
+    // A touch after the revocation does not bring it back.
+    assert!(!store.touch(Some(&acme), &s1.id).await.unwrap());
+    assert!(store.get(Some(&acme), &s1.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .check(&principal(&gina, Some(&acme), Some(&s1.id)))
+            .await
+            .unwrap_err(),
+        SessionCheckError::Revoked
+    );
+    let s3 = store
+        .create(&gina, Some(&acme), None)
+        .await
+        .unwrap()
+        .session;
+    let mut all = store.revoke_all(Some(&acme), &gina).await.unwrap();
+    all.sort();
+    let mut expected = vec![s2.id.clone(), s3.id.clone()];
+    expected.sort();
+    assert_eq!(all, expected);
+    assert!(store.get(Some(&acme), &s2.id).await.unwrap().is_none());
+    assert!(store.get(Some(&acme), &s3.id).await.unwrap().is_none());
+    assert!(store.list(Some(&acme), &gina).await.unwrap().is_empty());
+}
+
+async fn check_session_check(state: SharedState, clock: Arc<ManualClock>) {
+    let config = SessionConfig {
+        idle_timeout: Duration::from_secs(300),
+        touch_interval: Duration::from_secs(60),
+        ..SessionConfig::default()
+    };
+    let store = SessionStore::new(state, config);
+    let acme = TenantId::new("acme").unwrap();
+    let hank = subject("hank");
+    let s = store
+        .create(&hank, Some(&acme), None)
+        .await
+        .unwrap()
+        .session;
+    let p = principal(&hank, Some(&acme), Some(&s.id));
+    store.check(&p).await.unwrap();
+    // Within the touch interval: no write.
+    clock.advance(Duration::from_secs(30));
+    store.check(&p).await.unwrap();
+    assert_eq!(
+        store
+            .get(Some(&acme), &s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        s.last_seen
+    );
+    // Past it: last_seen moves, idle timer restarts.
+    clock.advance(Duration::from_secs(40));
+    store.check(&p).await.unwrap();
+    let seen = store
+        .get(Some(&acme), &s.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seen;
+    assert_eq!(seen, clock_now(&clock));
+    clock.advance(Duration::from_secs(290));
+    store.check(&p).await.unwrap();
+    // No session id, wrong subject, wrong tenant: revoked.
+    assert_eq!(
+        store
+            .check(&principal(&hank, Some(&acme), None))
+            .await
+            .unwrap_err(),
+        SessionCheckError::Revoked
+    );
+    assert_eq!(
+        store
+            .check(&principal("someone-else", Some(&acme), Some(&s.id)))
+            .await
+            .unwrap_err(),
+        SessionCheckError::Revoked
+    );
+    assert_eq!(
+        store
+            .check(&principal(&hank, None, Some(&s.id)))
+            .await
+            .unwrap_err(),
+        SessionCheckError::Revoked
+    );
+    // Idle too long.
+    clock.advance(Duration::from_secs(301));
+    assert!(store.check(&p).await.is_err());
+}
+
+async fn check_concurrent_checks_touch_once(state: SharedState, clock: Arc<ManualClock>) {
+    let store = SessionStore::new(state, SessionConfig::default());
+    let ivy = subject("ivy");
+    let s = store.create(&ivy, None, None).await.unwrap().session;
+    clock.advance(Duration::from_secs(120));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let p = principal(&ivy, None, Some(&s.id));
+        tasks.push(tokio::spawn(async move { store.check(&p).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let seen = store.get(None, &s.id).await.unwrap().unwrap().last_seen;
+    assert_eq!(seen, clock_now(&clock));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checks_touch_once() {
+    let (s, c) = memory();
+    check_concurrent_checks_touch_once(s, c).await;
+}
+
+#[tokio::test]
+async fn create_get_and_ids() {
+    let (s, c) = memory();
+    check_create_get_and_ids(s, c).await;
+}
+
+#[tokio::test]
+async fn idle_timeout_and_touch() {
+    let (s, c) = memory();
+    check_idle_timeout_and_touch(s, c).await;
+}
+
+#[tokio::test]
+async fn absolute_lifetime() {
+    let (s, c) = memory();
+    check_absolute_lifetime(s, c).await;
+}
+
+#[tokio::test]
+async fn evict_oldest() {
+    let (s, c) = memory();
+    check_evict_oldest(s, c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reject_when_full() {
+    let (s, c) = memory();
+    check_reject_when_full(s, c).await;
+}
+
+#[tokio::test]
+async fn revoke() {
+    let (s, c) = memory();
+    check_revoke(s, c).await;
+}
+
+#[tokio::test]
+async fn session_check() {
+    let (s, c) = memory();
+    check_session_check(s, c).await;
+}
+
+#[test]
+fn config_serde() {
+    let c: SessionConfig = serde_json::from_str(
+        r#"{"idle_timeout_secs":120,"absolute_lifetime_secs":3600,"concurrent_limit":1,"when_full":"reject","touch_interval_secs":5}"#,
+    )
+    .unwrap();
+    assert_eq!(c.idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.when_full, WhenFull::Reject);
+    assert!(serde_json::from_str::<SessionConfig>(r#"{"idle":1}"#).is_err());
+    let back: SessionConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+}

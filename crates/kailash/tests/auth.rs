@@ -1,0 +1,523 @@
+//! Authentication end to end, over HTTP, against the reference deployment's
+//! demo configuration (DEMO.md's users and settings): on memory, and on Redis
+//! when `KAILASH_TEST_REDIS_URL` is set.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kailash::GatewayBuilder;
+use kailash::auth::totp::{TotpConfig, TotpSecret};
+use kailash::config::GatewayConfig;
+use serde_json::{Value, json};
+use support::{Resp, Running, request, start_gateway};
+
+const ALICE_TOTP: &str = "JBSWY3DPEHPK3PXP";
+
+fn demo_config_text() -> String {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/enterprise.toml");
+    std::fs::read_to_string(path).expect("demo config")
+}
+
+fn temp_dir() -> PathBuf {
+    let mut bytes = [0u8; 8];
+    getrandom_fill(&mut bytes);
+    std::env::temp_dir().join(format!(
+        "kailash-auth-e2e-{:016x}",
+        u64::from_le_bytes(bytes)
+    ))
+}
+
+fn getrandom_fill(bytes: &mut [u8]) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (nanos >> (i * 8)) as u8 ^ (std::process::id() as u8).wrapping_mul(i as u8 + 1);
+    }
+}
+
+/// The demo gateway with `overrides` (as KAILASH_* environment variables).
+async fn demo(overrides: &[(&str, String)]) -> Running {
+    let vars: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let config = GatewayConfig::from_toml_with_env(&demo_config_text(), "enterprise.toml", vars)
+        .expect("config");
+    let gateway = GatewayBuilder::from_config_with_backends(&config, &temp_dir())
+        .await
+        .expect("backends")
+        .build()
+        .expect("gateway");
+    start_gateway(gateway).await
+}
+
+/// Memory, plus Redis (with a fresh key prefix) when configured.
+fn backends() -> Vec<Vec<(&'static str, String)>> {
+    let mut out = vec![vec![]];
+    match std::env::var("KAILASH_TEST_REDIS_URL") {
+        Ok(_) if !cfg!(feature = "redis") => {
+            eprintln!("skipped the Redis half: built without the `redis` feature");
+        }
+        Ok(url) => {
+            let mut b = [0u8; 8];
+            getrandom_fill(&mut b);
+            out.push(vec![
+                ("KAILASH_STATE__REDIS_URL", url),
+                (
+                    "KAILASH_STATE__KEY_PREFIX",
+                    format!("kailash-e2e-{:016x}:", u64::from_le_bytes(b)),
+                ),
+            ]);
+        }
+        Err(_) => eprintln!("skipped the Redis half: KAILASH_TEST_REDIS_URL is not set"),
+    }
+    out
+}
+
+async fn post(gw: &Running, path: &str, body: Value, token: Option<&str>) -> Resp {
+    let body = body.to_string();
+    let auth = token
+        .map(|t| format!("\nAuthorization: Bearer {t}"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}{auth}",
+        body.len()
+    );
+    request(gw.addr, &head, body.as_bytes()).await
+}
+
+async fn get_auth(gw: &Running, path: &str, token: &str) -> Resp {
+    request(
+        gw.addr,
+        &format!("GET {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token}"),
+        b"",
+    )
+    .await
+}
+
+async fn delete_auth(gw: &Running, path: &str, token: &str) -> Resp {
+    request(
+        gw.addr,
+        &format!("DELETE {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token}"),
+        b"",
+    )
+    .await
+}
+
+async fn login(gw: &Running, user: &str, password: &str) -> Resp {
+    post(
+        gw,
+        "/auth/login",
+        json!({ "username": user, "password": password }),
+        None,
+    )
+    .await
+}
+
+fn tokens(r: &Resp) -> (String, String) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["token_type"], "Bearer");
+    assert!(
+        v["expires_in"].as_u64().unwrap() > 7 * 3600,
+        "8 h access tokens"
+    );
+    (
+        v["access_token"].as_str().unwrap().to_owned(),
+        v["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn totp_now(secret: &str) -> String {
+    let secret = TotpSecret::from_base32(secret).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    TotpConfig::default().code_at(&secret, now)
+}
+
+#[tokio::test]
+async fn bob_logs_in_calls_refreshes_lists_and_logs_out() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        let (access, refresh) = tokens(&login(&gw, "Bob", "Bob-Demo-Passw0rd!").await);
+        let sessions = get_auth(&gw, "/auth/sessions", &access).await;
+        assert_eq!(sessions.status, 200);
+        assert_eq!(sessions.json().as_array().unwrap().len(), 1);
+        assert_eq!(sessions.json()[0]["current"], true);
+        assert_eq!(sessions.header("cache-control"), Some("no-store"));
+
+        let (access2, _refresh2) = tokens(
+            &post(
+                &gw,
+                "/auth/refresh",
+                json!({ "refresh_token": refresh }),
+                None,
+            )
+            .await,
+        );
+        assert_eq!(get_auth(&gw, "/auth/sessions", &access2).await.status, 200);
+        // A refresh token is not an access token, nor the reverse.
+        get_auth(&gw, "/auth/sessions", &refresh)
+            .await
+            .assert_problem(401);
+        post(
+            &gw,
+            "/auth/refresh",
+            json!({ "refresh_token": access2 }),
+            None,
+        )
+        .await
+        .assert_problem(401);
+
+        assert_eq!(
+            post(&gw, "/auth/logout", json!({}), Some(&access2))
+                .await
+                .status,
+            204
+        );
+        let after = get_auth(&gw, "/auth/sessions", &access).await;
+        after.assert_problem(401);
+        assert!(
+            after
+                .header("www-authenticate")
+                .unwrap()
+                .contains("invalid_token")
+        );
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn alice_needs_her_totp_code_once() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        let without = login(&gw, "alice", "Alice-Demo-Passw0rd!").await;
+        assert_eq!(without.assert_problem(401)["mfa_required"], true);
+        let code = totp_now(ALICE_TOTP);
+        let body = json!({ "username": "alice", "password": "Alice-Demo-Passw0rd!", "totp": code });
+        let ok = post(&gw, "/auth/login", body.clone(), None).await;
+        let (access, _) = tokens(&ok);
+        assert_eq!(get_auth(&gw, "/auth/sessions", &access).await.status, 200);
+        let replay = post(&gw, "/auth/login", body, None).await;
+        assert_eq!(
+            replay.assert_problem(401)["mfa_required"],
+            true,
+            "a code is accepted once"
+        );
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_users_and_wrong_passwords_look_the_same() {
+    let gw = demo(&[]).await;
+    let unknown = login(&gw, "mallory", "Whatever-Passw0rd!").await;
+    let wrong = login(&gw, "bob", "Whatever-Passw0rd!").await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (wrong.status, wrong.json())
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_account_for_fifteen_minutes() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        for _ in 0..5 {
+            login(&gw, "dave", "Not-Daves-Passw0rd!")
+                .await
+                .assert_problem(401);
+        }
+        let locked = login(&gw, "DAVE", "Dave-Demo-Passw0rd!").await;
+        locked.assert_problem(423);
+        let retry: u64 = locked.header("retry-after").unwrap().parse().unwrap();
+        assert!((890..=900).contains(&retry), "{retry}");
+        // Other users are unaffected.
+        tokens(&login(&gw, "frank", "Frank-Demo-Passw0rd!").await);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn ten_parallel_refreshes_with_one_token_give_one_success() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        let (_, refresh) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let addr = gw.addr;
+            let body = json!({ "refresh_token": refresh }).to_string();
+            tasks.push(tokio::spawn(async move {
+                let head = format!(
+                    "POST /auth/refresh HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
+                    body.len()
+                );
+                request(addr, &head, body.as_bytes()).await.status
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap() == 200 {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 1);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn reusing_a_rotated_refresh_token_revokes_the_family_and_session() {
+    for mut overrides in backends() {
+        // No grace: a replay is reuse at once (the grace only absorbs concurrent retries).
+        overrides.push(("KAILASH_AUTH__REFRESH_REUSE_GRACE", "1ms".into()));
+        let gw = demo(&overrides).await;
+        let (access, refresh) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+        let (_, refresh2) = tokens(
+            &post(
+                &gw,
+                "/auth/refresh",
+                json!({ "refresh_token": refresh }),
+                None,
+            )
+            .await,
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await; // past the 1 ms grace, not an expiry wait
+        post(
+            &gw,
+            "/auth/refresh",
+            json!({ "refresh_token": refresh }),
+            None,
+        )
+        .await
+        .assert_problem(401);
+        post(
+            &gw,
+            "/auth/refresh",
+            json!({ "refresh_token": refresh2 }),
+            None,
+        )
+        .await
+        .assert_problem(401);
+        get_auth(&gw, "/auth/sessions", &access)
+            .await
+            .assert_problem(401);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_fourth_login_evicts_the_oldest_session() {
+    let gw = demo(&[]).await;
+    let (first, _) = tokens(&login(&gw, "carol", "Carol-Demo-Passw0rd!").await);
+    let mut latest = String::new();
+    for _ in 0..3 {
+        latest = tokens(&login(&gw, "carol", "Carol-Demo-Passw0rd!").await).0;
+    }
+    get_auth(&gw, "/auth/sessions", &first)
+        .await
+        .assert_problem(401);
+    let sessions = get_auth(&gw, "/auth/sessions", &latest).await.json();
+    assert_eq!(sessions.as_array().unwrap().len(), 3);
+
+    // Revoke another of one's own sessions; someone else's id is "not found".
+    let other = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        delete_auth(&gw, &format!("/auth/sessions/{other}"), &latest)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        get_auth(&gw, "/auth/sessions", &latest)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (bob, _) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+    let carol_current = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    delete_auth(&gw, &format!("/auth/sessions/{carol_current}"), &bob)
+        .await
+        .assert_problem(404);
+    assert_eq!(
+        get_auth(&gw, "/auth/sessions", &latest).await.status,
+        200,
+        "carol's session survived bob's attempt"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn changing_the_password_checks_the_policy_and_ends_every_session() {
+    let gw = demo(&[]).await;
+    let (access, _) = tokens(&login(&gw, "frank", "Frank-Demo-Passw0rd!").await);
+    let (other, _) = tokens(&login(&gw, "frank", "Frank-Demo-Passw0rd!").await);
+    let change =
+        |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
+    post(
+        &gw,
+        "/auth/password",
+        change("wrong-wrong-wrong", "Brand-New-Secret-42"),
+        Some(&access),
+    )
+    .await
+    .assert_problem(401);
+    let weak = post(
+        &gw,
+        "/auth/password",
+        change("Frank-Demo-Passw0rd!", "frank"),
+        Some(&access),
+    )
+    .await;
+    weak.assert_problem(400);
+    assert!(
+        !weak.text().contains("\"frank\""),
+        "the body never echoes the password"
+    );
+    let ok = post(
+        &gw,
+        "/auth/password",
+        change("Frank-Demo-Passw0rd!", "Brand-New-Secret-42"),
+        Some(&access),
+    )
+    .await;
+    assert_eq!(ok.status, 204, "{}", ok.text());
+    get_auth(&gw, "/auth/sessions", &other)
+        .await
+        .assert_problem(401);
+    login(&gw, "frank", "Frank-Demo-Passw0rd!")
+        .await
+        .assert_problem(401);
+    tokens(&login(&gw, "frank", "Brand-New-Secret-42").await);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn enrolling_mfa_then_logging_in_with_a_code_or_a_recovery_code() {
+    let gw = demo(&[]).await;
+    let (access, _) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+    let enrol = post(&gw, "/auth/mfa/enroll", json!({}), Some(&access)).await;
+    assert_eq!(enrol.status, 200, "{}", enrol.text());
+    let e = enrol.json();
+    let secret = e["secret"].as_str().unwrap().to_owned();
+    assert!(
+        e["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    post(
+        &gw,
+        "/auth/mfa/verify",
+        json!({ "code": "000000" }),
+        Some(&access),
+    )
+    .await
+    .assert_problem(401);
+    let verified = post(
+        &gw,
+        "/auth/mfa/verify",
+        json!({ "code": totp_now(&secret) }),
+        Some(&access),
+    )
+    .await;
+    assert_eq!(verified.status, 200, "{}", verified.text());
+    let codes = verified.json()["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(codes.len(), 10);
+
+    assert_eq!(
+        login(&gw, "bob", "Bob-Demo-Passw0rd!")
+            .await
+            .assert_problem(401)["mfa_required"],
+        true
+    );
+    let recovery = codes[0].as_str().unwrap();
+    let with_recovery =
+        json!({ "username": "bob", "password": "Bob-Demo-Passw0rd!", "recovery_code": recovery });
+    tokens(&post(&gw, "/auth/login", with_recovery.clone(), None).await);
+    post(&gw, "/auth/login", with_recovery, None)
+        .await
+        .assert_problem(401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_verified_against_the_published_keys_and_documented() {
+    let gw = demo(&[]).await;
+    let jwks = request(gw.addr, "GET /.well-known/jwks.json HTTP/1.1\nHost: x", b"").await;
+    assert_eq!(jwks.status, 200);
+    let keys = jwks.json();
+    let key = &keys["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["alg"].as_str()),
+        (Some("RSA"), Some("RS256"))
+    );
+    assert!(key.get("d").is_none(), "no private material");
+    let doc = request(gw.addr, "GET /openapi.json HTTP/1.1\nHost: x", b"")
+        .await
+        .json();
+    for path in [
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/sessions/{id}",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    // Garbage tokens, malformed bodies and unknown fields are clear errors.
+    get_auth(&gw, "/auth/sessions", "not.a.token")
+        .await
+        .assert_problem(401);
+    let r = request(
+        gw.addr,
+        "POST /auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 5",
+        b"{oops",
+    )
+    .await;
+    assert!(r.status == 400 || r.status == 422, "{}", r.status);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let extra = post(
+        &gw,
+        "/auth/login",
+        json!({ "username": "bob", "password": "x", "admin": true }),
+        None,
+    )
+    .await;
+    assert!(
+        extra.status == 400 || extra.status == 422,
+        "{}",
+        extra.status
+    );
+    gw.stop().await;
+}

@@ -412,16 +412,19 @@ impl AuthService {
         ctx: &RequestContext,
     ) -> Result<TokenPair, AuthError> {
         let username = normalize_username(&req.username);
+        // The attempted username is named only once it is known to be a
+        // user: an unknown "username" may be a password typed in the wrong field.
         let fail = |reason: &'static str| {
             Self::event("auth.login", AuditDecision::Failure, Some(ctx))
-                .actor(username.clone())
                 .reason(reason)
                 .severity(AuditSeverity::Warning)
         };
         let permit = match self.inner.lockout.begin(&username, ctx.client_ip()).await {
             Ok(p) => p,
             Err(AttemptError::Locked { retry_after }) => {
-                self.audit(fail("account locked")).await;
+                // Locking needs failures against an existing account, so the name is a user's.
+                self.audit(fail("account locked").actor(username.clone()))
+                    .await;
                 return Err(AuthError::Locked { retry_after });
             }
             Err(AttemptError::Throttled { retry_after }) => {
@@ -435,7 +438,9 @@ impl AuthService {
         let user = match self.user_by_username(&username).await {
             Ok(u) => u,
             Err(e) => {
-                let _ = self.inner.lockout.failed(permit).await;
+                // A backend outage is not the user's failure: the dropped
+                // permit keeps its slot until the window ends, uncounted.
+                drop(permit);
                 return Err(e);
             }
         };
@@ -458,15 +463,19 @@ impl AuthService {
             } else {
                 "invalid credentials"
             };
-            self.audit(fail(reason).tenant_opt(user.tenant.clone()))
-                .await;
+            self.audit(
+                fail(reason)
+                    .actor(user.subject.clone())
+                    .tenant_opt(user.tenant.clone()),
+            )
+            .await;
             return Err(AuthError::InvalidCredentials);
         }
         // Second factor: required by role, or because the user enrolled.
         let secret = match self.totp_secret(&user).await {
             Ok(s) => s,
             Err(e) => {
-                let _ = self.inner.lockout.failed(permit).await;
+                drop(permit);
                 return Err(e);
             }
         };
@@ -487,7 +496,7 @@ impl AuthService {
                         Ok(TotpCheck::Accepted { .. }) => true,
                         Ok(_) => false,
                         Err(e) => {
-                            let _ = self.inner.lockout.failed(permit).await;
+                            drop(permit);
                             tracing::warn!(error = %e, "TOTP guard unavailable");
                             return Err(AuthError::Unavailable);
                         }
@@ -499,7 +508,9 @@ impl AuthService {
             if !passed {
                 let _ = self.inner.lockout.failed(permit).await;
                 self.audit(
-                    fail("second factor missing or invalid").tenant_opt(user.tenant.clone()),
+                    fail("second factor missing or invalid")
+                        .actor(user.subject.clone())
+                        .tenant_opt(user.tenant.clone()),
                 )
                 .await;
                 return Err(AuthError::MfaRequired);
@@ -837,11 +848,28 @@ impl AuthService {
 
     /// Starts TOTP enrolment: a new secret, valid for 10 minutes until
     /// confirmed with [`mfa_verify`](Self::mfa_verify).
+    ///
+    /// Refused while a secret is enrolled: replacing it would let a stolen
+    /// access token disable the second factor. (Re-enrolment with a current
+    /// code is not offered yet.)
     pub async fn mfa_enroll(
         &self,
         principal: &Principal,
         ctx: &RequestContext,
     ) -> Result<Enrolment, AuthError> {
+        if let Some(user) = self.user_by_subject(principal.subject()).await?
+            && self.totp_secret(&user).await?.is_some()
+        {
+            self.audit(
+                Self::event("auth.mfa.enroll", AuditDecision::Deny, Some(ctx))
+                    .principal(principal)
+                    .reason("already enrolled"),
+            )
+            .await;
+            return Err(AuthError::BadRequest(
+                "a second factor is already enrolled".into(),
+            ));
+        }
         let secret = TotpSecret::generate().map_err(|_| AuthError::Internal)?;
         let encoded = secret.to_base32();
         let key = key_for(principal.tenant(), NS_MFA_PENDING, principal.subject());
@@ -937,6 +965,9 @@ impl AuthService {
         let Some(user) = self.user_by_subject(principal.subject()).await? else {
             return Err(AuthError::InvalidCredentials);
         };
+        if !user.active {
+            return Err(AuthError::InvalidCredentials);
+        }
         let current = Password::new(current);
         if !self
             .inner
@@ -959,6 +990,12 @@ impl AuthService {
             .password_policy
             .validate(&new, &user.username)
         {
+            self.audit(
+                Self::event("auth.password.change", AuditDecision::Failure, Some(ctx))
+                    .principal(principal)
+                    .reason("new password violates the policy"),
+            )
+            .await;
             return Err(AuthError::BadRequest(violations.to_string()));
         }
         let hash = self

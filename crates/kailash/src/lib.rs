@@ -8,6 +8,7 @@ mod builder;
 pub mod config;
 mod error;
 mod gateway;
+pub mod jwks;
 mod ops;
 mod server;
 mod tls;

@@ -205,6 +205,10 @@ async fn alice_needs_her_totp_code_once() {
         let ok = post(&gw, "/auth/login", body.clone(), None).await;
         let (access, _) = tokens(&ok);
         assert_eq!(get_auth(&gw, "/auth/sessions", &access).await.status, 200);
+        // An access token alone cannot replace an enrolled second factor.
+        post(&gw, "/auth/mfa/enroll", json!({}), Some(&access))
+            .await
+            .assert_problem(400);
         let replay = post(&gw, "/auth/login", body, None).await;
         assert_eq!(
             replay.assert_problem(401)["mfa_required"],

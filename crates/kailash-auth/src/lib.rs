@@ -3,8 +3,10 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+mod deadline;
 #[cfg(feature = "axum")]
 pub mod http;
+mod ids;
 pub mod jwt;
 pub mod layer;
 pub mod lockout;

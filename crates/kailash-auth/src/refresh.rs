@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use data_encoding::BASE64URL_NOPAD;
 use jiff::Timestamp;
 use kailash_core::TenantId;
 use kailash_core::state::{Namespace, SharedState, StateError, StateKey};
@@ -32,10 +31,6 @@ use subtle::ConstantTimeEq;
 
 /// Namespace of the family records.
 const NS_REFRESH: Namespace = Namespace::new("refresh");
-/// Random bytes in a family id or `jti` (192 bits; 32 base64url characters).
-const ID_BYTES: usize = 24;
-/// Longest id accepted from a caller; longer ones are never found.
-const MAX_ID_LEN: usize = 128;
 /// Compare-and-swap attempts before giving up under contention.
 const ROTATE_ATTEMPTS: usize = 8;
 
@@ -187,14 +182,14 @@ impl RefreshFamilies {
     ) -> Result<RefreshGrant, RefreshError> {
         let now = self.inner.state.clock.now();
         let lifetime = self.inner.config.lifetime;
-        let family_id = random_id()?;
-        let jti = random_id()?;
+        let family_id = crate::ids::random().ok_or_else(rng_failed)?;
+        let jti = crate::ids::random().ok_or_else(rng_failed)?;
         let family = Family {
             current: jti.clone(),
             previous: None,
             rotated_at: None,
             session_id: session_id.to_owned(),
-            expires_at: add(now, lifetime),
+            expires_at: crate::deadline::add(now, lifetime),
         };
         let stored = self
             .inner
@@ -226,7 +221,7 @@ impl RefreshFamilies {
         family: &str,
         presented_jti: &str,
     ) -> Result<RotateOutcome, RefreshError> {
-        if !valid_id(family) || !valid_id(presented_jti) {
+        if !crate::ids::is_valid(family) || !crate::ids::is_valid(presented_jti) {
             return Ok(RotateOutcome::Unknown);
         }
         let state = &self.inner.state;
@@ -237,11 +232,11 @@ impl RefreshFamilies {
             };
             let stored = decode(&bytes)?;
             let now = state.clock.now();
-            let Some(ttl) = until(now, stored.expires_at) else {
+            let Some(ttl) = crate::deadline::until(now, stored.expires_at) else {
                 return Ok(RotateOutcome::Unknown);
             };
             if same(&stored.current, presented_jti) {
-                let jti = random_id()?;
+                let jti = crate::ids::random().ok_or_else(rng_failed)?;
                 let next = Family {
                     current: jti.clone(),
                     previous: Some(stored.current),
@@ -268,7 +263,8 @@ impl RefreshFamilies {
                 .as_deref()
                 .is_some_and(|p| same(p, presented_jti))
                 && stored.rotated_at.is_some_and(|at| {
-                    until(at, now).unwrap_or(Duration::ZERO) < self.inner.config.reuse_grace
+                    crate::deadline::until(at, now).unwrap_or(Duration::ZERO)
+                        < self.inner.config.reuse_grace
                 });
             if within_grace {
                 return Ok(RotateOutcome::Concurrent);
@@ -295,7 +291,7 @@ impl RefreshFamilies {
         tenant: Option<&TenantId>,
         family: &str,
     ) -> Result<(), RefreshError> {
-        if !valid_id(family) {
+        if !crate::ids::is_valid(family) {
             return Ok(());
         }
         self.inner.state.kv.delete(&key(tenant, family)).await?;
@@ -315,24 +311,6 @@ fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn random_id() -> Result<String, RefreshError> {
-    let mut bytes = [0u8; ID_BYTES];
-    getrandom::fill(&mut bytes).map_err(|_| {
-        RefreshError::Unavailable(StateError::Unavailable(
-            "system random number generator failed".into(),
-        ))
-    })?;
-    Ok(BASE64URL_NOPAD.encode(&bytes))
-}
-
 fn encode(family: &Family) -> Result<Bytes, RefreshError> {
     serde_json::to_vec(family)
         .map(Bytes::from)
@@ -343,18 +321,9 @@ fn decode(bytes: &[u8]) -> Result<Family, RefreshError> {
     serde_json::from_slice(bytes).map_err(|_| RefreshError::Corrupt)
 }
 
-/// `at + d`, saturating at the end of representable time.
-fn add(at: Timestamp, d: Duration) -> Timestamp {
-    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::from_microsecond(at.as_microsecond().saturating_add(micros))
-        .unwrap_or(Timestamp::MAX)
-}
-
-/// The time from `from` to `to`, or `None` when `to` is not after `from`.
-fn until(from: Timestamp, to: Timestamp) -> Option<Duration> {
-    let micros = to.as_microsecond().checked_sub(from.as_microsecond())?;
-    u64::try_from(micros)
-        .ok()
-        .filter(|m| *m > 0)
-        .map(Duration::from_micros)
+/// The OS random number generator failed: fail closed.
+fn rng_failed() -> RefreshError {
+    RefreshError::Unavailable(StateError::Unavailable(
+        "system random number generator failed".into(),
+    ))
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use data_encoding::BASE64URL_NOPAD;
 use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, AuditSink};
 use kailash_core::clock::Clock;
 use kailash_core::context::RequestContext;
@@ -235,16 +234,6 @@ impl std::fmt::Debug for AuthService {
             .field("issuer", &self.inner.config.issuer)
             .finish_non_exhaustive()
     }
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // A failing OS RNG is unrecoverable for token ids; fall back to time so
-    // the id is still unique (it is never a secret by itself).
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
-    }
-    BASE64URL_NOPAD.encode(&bytes)
 }
 
 fn key_for(tenant: Option<&TenantId>, ns: Namespace, id: &str) -> StateKey {
@@ -625,7 +614,7 @@ impl AuthService {
             now,
             exp,
         );
-        access.jti = Some(random_id());
+        access.jti = Some(crate::ids::random().ok_or(AuthError::Unavailable)?);
         access.tid = user.tenant.clone();
         access.roles = user.roles.clone();
         access.attrs = user.attributes.clone();

@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use data_encoding::BASE64URL_NOPAD;
 use jiff::Timestamp;
 use kailash_core::state::{Namespace, SharedState, StateError, StateKey, WhenFull};
 use kailash_core::{Principal, TenantId};
@@ -48,10 +47,6 @@ const NS_SESSION: Namespace = Namespace::new("session");
 /// Namespace of the per-user session index.
 const NS_SESSION_USER: Namespace = Namespace::new("session.user");
 
-/// Random bytes in a session id (192 bits; 32 base64url characters).
-const ID_BYTES: usize = 24;
-/// Longest session id accepted from a caller; longer ones are never found.
-const MAX_ID_LEN: usize = 128;
 /// How often a touch is retried when concurrent touches race.
 const TOUCH_ATTEMPTS: usize = 4;
 
@@ -177,13 +172,13 @@ impl fmt::Debug for Redacted<'_> {
 impl Session {
     /// Whether the session is live at `now` given the idle timeout.
     fn live_at(&self, now: Timestamp, idle_timeout: Duration) -> bool {
-        now < self.expires_at && now < add(self.last_seen, idle_timeout)
+        now < self.expires_at && now < crate::deadline::add(self.last_seen, idle_timeout)
     }
 
     /// The key/value time to live at `now`: the idle timeout, never past the
     /// absolute expiry. `None` when the session is already over.
     fn ttl_at(&self, now: Timestamp, idle_timeout: Duration) -> Option<Duration> {
-        let to_expiry = until(now, self.expires_at)?;
+        let to_expiry = crate::deadline::until(now, self.expires_at)?;
         Some(idle_timeout.min(to_expiry))
     }
 }
@@ -294,8 +289,8 @@ impl SessionStore {
         let config = &self.inner.config;
         let state = &self.inner.state;
         let now = self.now();
-        let id = random_id()?;
-        let expires_at = add(now, config.absolute_lifetime);
+        let id = crate::ids::random().ok_or_else(rng_failed)?;
+        let expires_at = crate::deadline::add(now, config.absolute_lifetime);
         let session = Session {
             id: id.clone(),
             subject: subject.to_owned(),
@@ -361,7 +356,7 @@ impl SessionStore {
         id: &str,
         now: Timestamp,
     ) -> Result<Option<(Session, Bytes)>, SessionError> {
-        if !valid_id(id) {
+        if !crate::ids::is_valid(id) {
             return Ok(None);
         }
         let Some(bytes) = self.inner.state.kv.get(&session_key(tenant, id)).await? else {
@@ -449,7 +444,8 @@ impl SessionStore {
             // Someone else wrote the record (another touch) or deleted it.
             match self.record(tenant, &session.id, now).await? {
                 Some((current, current_bytes)) => {
-                    let fresh = until(current.last_seen, now).is_none_or(|since| since < min_gap);
+                    let fresh = crate::deadline::until(current.last_seen, now)
+                        .is_none_or(|since| since < min_gap);
                     if fresh {
                         return Ok(true);
                     }
@@ -496,7 +492,7 @@ impl SessionStore {
         subject: &str,
         id: &str,
     ) -> Result<bool, SessionError> {
-        if !valid_id(id) {
+        if !crate::ids::is_valid(id) {
             return Ok(false);
         }
         let state = &self.inner.state;
@@ -544,7 +540,7 @@ impl SessionCheck for SessionStore {
             tracing::warn!(error = %e, "session check failed");
             SessionCheckError::Unavailable
         };
-        if !valid_id(id) {
+        if !crate::ids::is_valid(id) {
             return Err(SessionCheckError::Revoked);
         }
         let bytes = self
@@ -577,7 +573,7 @@ impl SessionCheck for SessionStore {
         if !in_index {
             return Err(SessionCheckError::Revoked);
         }
-        let due = until(session.last_seen, now)
+        let due = crate::deadline::until(session.last_seen, now)
             .is_some_and(|since| since >= self.inner.config.touch_interval);
         if due {
             // Not renewing the idle timer must not refuse a live session; the
@@ -610,25 +606,6 @@ fn index_key(tenant: Option<&TenantId>, subject: &str) -> StateKey {
     }
 }
 
-/// Whether `id` could be a session id (bounded, base64url alphabet).
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn random_id() -> Result<String, SessionError> {
-    let mut bytes = [0u8; ID_BYTES];
-    getrandom::fill(&mut bytes).map_err(|_| {
-        SessionError::Unavailable(StateError::Unavailable(
-            "system random number generator failed".into(),
-        ))
-    })?;
-    Ok(BASE64URL_NOPAD.encode(&bytes))
-}
-
 fn encode(session: &Session) -> Result<Bytes, SessionError> {
     serde_json::to_vec(session)
         .map(Bytes::from)
@@ -639,18 +616,9 @@ fn decode(bytes: &[u8]) -> Result<Session, SessionError> {
     serde_json::from_slice(bytes).map_err(|_| SessionError::Corrupt)
 }
 
-/// `at + d`, saturating at the end of representable time.
-fn add(at: Timestamp, d: Duration) -> Timestamp {
-    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::from_microsecond(at.as_microsecond().saturating_add(micros))
-        .unwrap_or(Timestamp::MAX)
-}
-
-/// The time from `from` to `to`, or `None` when `to` is not after `from`.
-fn until(from: Timestamp, to: Timestamp) -> Option<Duration> {
-    let micros = to.as_microsecond().checked_sub(from.as_microsecond())?;
-    u64::try_from(micros)
-        .ok()
-        .filter(|m| *m > 0)
-        .map(Duration::from_micros)
+/// The OS random number generator failed: fail closed.
+fn rng_failed() -> SessionError {
+    SessionError::Unavailable(StateError::Unavailable(
+        "system random number generator failed".into(),
+    ))
 }

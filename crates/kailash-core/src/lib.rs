@@ -8,6 +8,7 @@ pub mod clock;
 pub mod context;
 #[cfg(feature = "axum")]
 pub mod extract;
+pub mod guard;
 pub mod principal;
 pub mod problem;
 pub mod rate_limit;

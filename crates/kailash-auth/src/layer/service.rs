@@ -10,7 +10,9 @@ use kailash_core::{Principal, Problem};
 
 use crate::jwt::VerifyError;
 
-use super::future::{BoxedResponse, JwtAuthFuture};
+use kailash_core::guard::Deferred;
+
+use super::future::JwtAuthFuture;
 use super::layer::{Config, SessionCheckError};
 
 /// The service of [`JwtAuthLayer`](super::JwtAuthLayer).
@@ -277,7 +279,7 @@ where
                 }
                 let event = failure.event(config, &req, principal.as_ref());
                 let config = config.clone();
-                return JwtAuthFuture::slow(Box::pin(async move {
+                return JwtAuthFuture::deferred(Box::pin(async move {
                     refuse(&config, failure, Some(event)).await
                 }));
             }
@@ -289,7 +291,7 @@ where
         // The clone is the not-yet-ready one; keep the ready service for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let fut: BoxedResponse<ResBody, S::Error> = Box::pin(async move {
+        let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
             let principal = match pending {
                 Pending::Known(p) => p,
                 Pending::Verify(token) => match config.verifier.verify(&token).await {
@@ -321,7 +323,7 @@ where
             req.extensions_mut().insert(principal);
             inner.call(req).await.map(|r| r.map(ResponseBody::new))
         });
-        JwtAuthFuture::slow(fut)
+        JwtAuthFuture::deferred(fut)
     }
 }
 
@@ -381,12 +383,15 @@ mod tests {
                 .unwrap()
         };
         let first = svc.call(req());
-        assert_eq!(first.kind_name(), "slow");
+        assert!(first.is_deferred());
         assert_eq!(first.await.unwrap().status(), http::StatusCode::OK);
         let second = svc.call(req());
-        assert_eq!(second.kind_name(), "pass");
+        assert!(second.is_pass());
         assert_eq!(second.await.unwrap().status(), http::StatusCode::OK);
         let missing = svc.call(Request::new(()));
-        assert_eq!(missing.kind_name(), "refused");
+        assert!(
+            !missing.is_pass() && !missing.is_deferred(),
+            "refused in process"
+        );
     }
 }

@@ -1,13 +1,11 @@
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 
 use crate::context::RequestContext;
+use crate::guard::{Deferred, GuardFuture};
 use crate::principal::Principal;
 use crate::problem::{Problem, ResponseBody};
 use crate::state::{Namespace, RateDecision, RateQuota, StateError, StateKey};
@@ -111,9 +109,6 @@ fn buckets<B>(config: &Config, req: &Request<B>) -> Buckets {
     out
 }
 
-type BoxedResponse<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
-
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RateLimit<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -159,7 +154,7 @@ where
         // The clone is the not-yet-ready one; keep the ready service for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let fut: BoxedResponse<ResBody, S::Error> = Box::pin(async move {
+        let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
             for bucket in buckets.iter().flatten() {
                 let result = config.limiter.check(&bucket.key, &bucket.quota, 1).await;
                 if let Verdict::Refuse(problem) = verdict(&config, bucket, result) {
@@ -168,68 +163,12 @@ where
             }
             inner.call(req).await.map(|r| r.map(ResponseBody::new))
         });
-        RateLimitFuture::remote(fut)
+        RateLimitFuture::deferred(fut)
     }
 }
 
-pin_project! {
-    /// The response future of [`RateLimit`].
-    pub struct RateLimitFuture<F, B, E> {
-        #[pin]
-        kind: Kind<F, B, E>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, B, E> {
-        // Every bucket allowed the request in process; the inner call runs.
-        Pass { #[pin] inner: F },
-        // Refused before calling the inner service.
-        Refused { response: Option<Response<ResponseBody<B>>> },
-        // A remote backend is being asked.
-        Remote { fut: BoxedResponse<B, E> },
-    }
-}
-
-impl<F, B, E> RateLimitFuture<F, B, E> {
-    fn pass(inner: F) -> Self {
-        Self {
-            kind: Kind::Pass { inner },
-        }
-    }
-    fn refused(response: Response<ResponseBody<B>>) -> Self {
-        Self {
-            kind: Kind::Refused {
-                response: Some(response),
-            },
-        }
-    }
-    fn remote(fut: BoxedResponse<B, E>) -> Self {
-        Self {
-            kind: Kind::Remote { fut },
-        }
-    }
-}
-
-impl<F, B, E> Future for RateLimitFuture<F, B, E>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Pass { inner } => inner.poll(cx).map_ok(|r| r.map(ResponseBody::new)),
-            KindProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                // Polled again after completion: a caller bug; never complete twice.
-                None => Poll::Pending,
-            },
-            KindProj::Remote { fut } => fut.as_mut().poll(cx),
-        }
-    }
-}
+/// The response future of [`RateLimit`].
+pub type RateLimitFuture<F, B, E> = GuardFuture<F, B, E>;
 
 #[cfg(test)]
 mod tests {

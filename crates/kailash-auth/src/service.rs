@@ -508,6 +508,10 @@ impl AuthService {
         if let Err(e) = self.inner.lockout.succeeded(permit).await {
             tracing::warn!(error = ?e, "lockout counter could not be cleared");
         }
+        if self.inner.hasher.needs_rehash(&user.password_hash) {
+            // Upgrade a hash made with weaker parameters while the password is at hand.
+            self.store_password_hash(&user, &password).await;
+        }
         let created = self
             .inner
             .sessions
@@ -563,6 +567,30 @@ impl AuthService {
         )
         .await;
         Ok(pair)
+    }
+
+    /// Stores a new hash of `password` for `user` (shared by every instance).
+    /// Best effort on login: a failure leaves the old, still valid hash.
+    async fn store_password_hash(&self, user: &UserRecord, password: &Password) {
+        let result = async {
+            let hash = self
+                .inner
+                .hasher
+                .hash_async(password)
+                .await
+                .map_err(|_| AuthError::Internal)?;
+            let key = key_for(user.tenant.as_ref(), NS_PASSWORD, &user.subject);
+            self.inner
+                .state
+                .kv
+                .set(&key, Bytes::from(hash.as_str().to_owned()), None)
+                .await?;
+            Ok::<(), AuthError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "password hash upgrade failed; the old hash stays");
+        }
     }
 
     async fn consume_recovery_code(

@@ -53,6 +53,16 @@ pub(crate) fn auth_from_config(
     let store = StaticUserStore::new(users.to_vec()).map_err(|e| err(&e))?;
     let signer = signing_key(section, data_dir)?;
     let keys = Arc::new(KeySet::new(signer, state.clock.clone()));
+    for path in &section.previous_signing_keys {
+        let path = if path.is_absolute() {
+            path.clone()
+        } else {
+            data_dir.join(path)
+        };
+        let previous = previous_key(&path)?;
+        keys.add_verifier(previous.verifying_key())
+            .map_err(|e| GatewayError::Auth(format!("{}: {e}", path.display())))?;
+    }
 
     let mut config = AuthConfig {
         issuer: section.issuer.clone(),
@@ -135,6 +145,36 @@ fn signing_key(
             alg.as_str()
         ))
     })
+}
+
+/// The key id of a key file: the first 8 bytes of the SHA-256 of its PEM,
+/// so every instance (and the same file after a rotation) agrees on it.
+fn kid_of(pem: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pem.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An earlier signing key, whatever its algorithm.
+fn previous_key(path: &std::path::Path) -> Result<kailash_auth::jwt::SigningKey, GatewayError> {
+    use kailash_auth::jwt::{Algorithm, SigningKey};
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        GatewayError::Auth(format!(
+            "cannot read previous signing key {}: {e}",
+            path.display()
+        ))
+    })?;
+    [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA]
+        .into_iter()
+        .find_map(|alg| SigningKey::from_pkcs8_pem(alg, kid_of(&pem), pem.as_bytes()).ok())
+        .ok_or_else(|| {
+            GatewayError::Auth(format!(
+                "{} is not a PKCS#8 RS256, ES256 or EdDSA private key",
+                path.display()
+            ))
+        })
 }
 
 /// Creates `path` readable by its owner only; never overwrites.

@@ -525,3 +525,82 @@ async fn tokens_are_verified_against_the_published_keys_and_documented() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn rotated_keys_keep_verifying_tokens_they_signed() {
+    let data = temp_dir();
+    let mut shared_state = Vec::new();
+    if let (Ok(url), true) = (
+        std::env::var("KAILASH_TEST_REDIS_URL"),
+        cfg!(feature = "redis"),
+    ) {
+        // Sessions must outlive the restart for the old token to stay usable.
+        shared_state.push(("KAILASH_STATE__REDIS_URL".to_owned(), url));
+        shared_state.push((
+            "KAILASH_STATE__KEY_PREFIX".to_owned(),
+            format!("kailash-rot-{}:", std::process::id()),
+        ));
+    }
+    let start_with = |extra: Vec<(String, String)>| {
+        let data = data.clone();
+        async move {
+            let config =
+                GatewayConfig::from_toml_with_env(&demo_config_text(), "enterprise.toml", extra)
+                    .unwrap();
+            start_gateway(
+                GatewayBuilder::from_config_with_backends(&config, &data)
+                    .await
+                    .unwrap()
+                    .build()
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let a = start_with(shared_state.clone()).await;
+    let (token, _) = tokens(&login(&a, "bob", "Bob-Demo-Passw0rd!").await);
+    let old_kid = request(a.addr, "GET /.well-known/jwks.json HTTP/1.1\nHost: x", b"")
+        .await
+        .json()["keys"][0]["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.stop().await;
+
+    std::fs::rename(
+        data.join("keys/signing-rs256.pem"),
+        data.join("keys/previous.pem"),
+    )
+    .unwrap();
+    let mut rotated = shared_state.clone();
+    rotated.push((
+        "KAILASH_AUTH__PREVIOUS_SIGNING_KEYS".to_owned(),
+        "[\"keys/previous.pem\"]".to_owned(),
+    ));
+    let b = start_with(rotated).await;
+    let jwks = request(b.addr, "GET /.well-known/jwks.json HTTP/1.1\nHost: x", b"")
+        .await
+        .json();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert!(
+        kids.contains(&old_kid.as_str()),
+        "the previous key still verifies"
+    );
+    let (new_token, _) = tokens(&login(&b, "bob", "Bob-Demo-Passw0rd!").await);
+    assert_eq!(get_auth(&b, "/auth/sessions", &new_token).await.status, 200);
+    if !shared_state.is_empty() {
+        assert_eq!(
+            get_auth(&b, "/auth/sessions", &token).await.status,
+            200,
+            "old token, new instance"
+        );
+    }
+    b.stop().await;
+    std::fs::remove_dir_all(&data).ok();
+}

@@ -118,6 +118,11 @@ pub struct AuthSection {
     /// kept in `<data-dir>/keys/` (a warning says so).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
+    /// Earlier signing-key files (PKCS#8 PEM), kept for verification only
+    /// after a rotation, until the tokens they signed have expired (the
+    /// refresh-token lifetime). Relative paths are under the data directory.
+    #[serde(default)]
+    pub previous_signing_keys: Vec<PathBuf>,
     /// Access token lifetime (default `8h`).
     #[serde(default = "default_access_ttl")]
     pub access_token_ttl: ConfigDuration,

@@ -1,0 +1,278 @@
+//! Per-tenant usage quotas, exact across gateway instances.
+//!
+//! * API calls per UTC calendar day: a counter per tenant and day, charged
+//!   with [`CounterStore::add_within`](kailash_core::state::CounterStore::add_within)
+//!   so the limit holds exactly however many instances charge at once.
+//! * Workflows and storage: running totals with a cap, changed with
+//!   compare-and-set so they are exact in both directions (never above the
+//!   cap, never below zero).
+//!
+//! Every key is tenant-scoped, so two tenants never share a counter.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use kailash_core::TenantId;
+use kailash_core::state::{BoundedAdd, Namespace, SharedState, StateError, StateKey};
+use serde::Serialize;
+
+use crate::model::Tenant;
+
+/// API calls per day (`t:<tenant>:quota.day:api:<YYYY-MM-DD>`).
+const DAY: Namespace = Namespace::new("quota.day");
+/// Running totals (`t:<tenant>:quota.total:workflows`, `…:storage`).
+const TOTAL: Namespace = Namespace::new("quota.total");
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+/// Day counters live a little past midnight; the dated key already separates days.
+const DAY_GRACE: Duration = Duration::from_secs(3600);
+/// Compare-and-set attempts before giving up under pathological contention.
+const MAX_CAS_ATTEMPTS: usize = 10_000;
+
+/// The answer to a quota charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaDecision {
+    /// Charged; usage is now `used` of `limit` (`None`: unlimited).
+    Allowed {
+        /// Usage after the charge.
+        used: u64,
+        /// The limit, if any.
+        limit: Option<u64>,
+    },
+    /// Not charged: the charge would exceed `limit`.
+    Refused {
+        /// Which quota: `"api_calls_per_day"`, `"workflows"` or `"storage"`.
+        quota: &'static str,
+        /// Current usage.
+        used: u64,
+        /// The limit.
+        limit: u64,
+        /// When the quota resets by itself, if it does.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl QuotaDecision {
+    /// Whether the charge was applied.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed { .. })
+    }
+}
+
+/// A tenant's current usage against its quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// API calls charged today (UTC).
+    pub api_calls_today: u64,
+    /// The daily API call limit.
+    pub max_api_calls_per_day: Option<u64>,
+    /// When today's API call count resets (the next UTC midnight).
+    pub api_calls_reset_at: Timestamp,
+    /// Workflows reserved.
+    pub workflows: u64,
+    /// The workflow limit.
+    pub max_workflows: Option<u64>,
+    /// Bytes stored.
+    pub storage_bytes: u64,
+    /// The storage limit in bytes.
+    pub max_storage_bytes: Option<u64>,
+}
+
+/// Charges and reports tenant quotas in the shared state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    state: SharedState,
+}
+
+/// The current UTC day: its key id and the time left until it ends.
+struct Day {
+    id: String,
+    remaining: Duration,
+    ends_at: Timestamp,
+}
+
+fn clamp_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Quotas {
+    /// Quotas kept in `state` (and timed by its clock).
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+
+    fn today(&self) -> Day {
+        let now = self.state.clock.now();
+        let micros = now.as_microsecond();
+        let start = micros.div_euclid(MICROS_PER_DAY) * MICROS_PER_DAY;
+        let end = start.saturating_add(MICROS_PER_DAY);
+        let remaining = Duration::from_micros(clamp_u64(end - micros));
+        let ends_at = Timestamp::from_microsecond(end).unwrap_or(Timestamp::MAX);
+        let date = TimeZone::UTC.to_datetime(now).date();
+        Day {
+            id: format!("api:{date}"),
+            remaining,
+            ends_at,
+        }
+    }
+
+    /// Charges one API call against `max_api_calls_per_day`.
+    ///
+    /// The day is the UTC calendar day; the limit holds exactly across
+    /// instances. A refusal's `retry_after` is the time until the next UTC
+    /// midnight.
+    pub async fn charge_api_call(&self, tenant: &Tenant) -> Result<QuotaDecision, StateError> {
+        let day = self.today();
+        let key = StateKey::tenant(&tenant.id, DAY, &day.id);
+        let window = Some(day.remaining + DAY_GRACE);
+        let counters = &self.state.counters;
+        let Some(limit) = tenant.quotas.max_api_calls_per_day else {
+            let v = counters.add(&key, 1, window).await?;
+            return Ok(QuotaDecision::Allowed {
+                used: clamp_u64(v.value),
+                limit: None,
+            });
+        };
+        match counters
+            .add_within(&key, 1, clamp_i64(limit), window)
+            .await?
+        {
+            BoundedAdd::Applied(v) => Ok(QuotaDecision::Allowed {
+                used: clamp_u64(v.value),
+                limit: Some(limit),
+            }),
+            BoundedAdd::Refused(v) => Ok(QuotaDecision::Refused {
+                quota: "api_calls_per_day",
+                used: clamp_u64(v.value),
+                limit,
+                retry_after: Some(day.remaining),
+            }),
+        }
+    }
+
+    /// Reserves one workflow against `max_workflows` (a count, no window).
+    /// A refusal has no `retry_after`: it lasts until a workflow is released.
+    pub async fn reserve_workflow(&self, tenant: &Tenant) -> Result<QuotaDecision, StateError> {
+        self.change_total(tenant, "workflows", 1, tenant.quotas.max_workflows)
+            .await
+    }
+
+    /// Releases one workflow reservation; the count never goes below zero.
+    pub async fn release_workflow(&self, tenant: &Tenant) -> Result<(), StateError> {
+        self.change_total(tenant, "workflows", -1, None)
+            .await
+            .map(drop)
+    }
+
+    /// Accounts stored bytes: a positive `bytes` adds within
+    /// `max_storage_bytes`, a negative one frees (never below zero).
+    pub async fn add_storage(
+        &self,
+        tenant: &Tenant,
+        bytes: i64,
+    ) -> Result<QuotaDecision, StateError> {
+        self.change_total(tenant, "storage", bytes, tenant.quotas.max_storage_bytes)
+            .await
+    }
+
+    /// The tenant's current usage.
+    pub async fn usage(&self, tenant: &Tenant) -> Result<Usage, StateError> {
+        let day = self.today();
+        let calls = self
+            .state
+            .counters
+            .get(&StateKey::tenant(&tenant.id, DAY, &day.id))
+            .await?;
+        Ok(Usage {
+            tenant: tenant.id.clone(),
+            api_calls_today: clamp_u64(calls.value),
+            max_api_calls_per_day: tenant.quotas.max_api_calls_per_day,
+            api_calls_reset_at: day.ends_at,
+            workflows: self.read_total(&tenant.id, "workflows").await?.0,
+            max_workflows: tenant.quotas.max_workflows,
+            storage_bytes: self.read_total(&tenant.id, "storage").await?.0,
+            max_storage_bytes: tenant.quotas.max_storage_bytes,
+        })
+    }
+
+    /// The running total `name` and its stored bytes (for compare-and-set).
+    async fn read_total(
+        &self,
+        tenant: &TenantId,
+        name: &'static str,
+    ) -> Result<(u64, Option<Bytes>), StateError> {
+        let raw = self
+            .state
+            .kv
+            .get(&StateKey::tenant(tenant, TOTAL, name))
+            .await?;
+        let value = match &raw {
+            None => 0,
+            Some(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    StateError::Corrupt(format!("quota total `{name}` of tenant `{tenant}`"))
+                })?,
+        };
+        Ok((value, raw))
+    }
+
+    /// Adds `delta` to total `name`: an increase only while it stays within
+    /// `limit`, a decrease saturating at zero. One compare-and-set per attempt.
+    async fn change_total(
+        &self,
+        tenant: &Tenant,
+        name: &'static str,
+        delta: i64,
+        limit: Option<u64>,
+    ) -> Result<QuotaDecision, StateError> {
+        let key = StateKey::tenant(&tenant.id, TOTAL, name);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (current, raw) = self.read_total(&tenant.id, name).await?;
+            let next = if delta >= 0 {
+                current.saturating_add(delta.unsigned_abs())
+            } else {
+                current.saturating_sub(delta.unsigned_abs())
+            };
+            if delta > 0
+                && let Some(limit) = limit
+                && next > limit
+            {
+                return Ok(QuotaDecision::Refused {
+                    quota: name,
+                    used: current,
+                    limit,
+                    retry_after: None,
+                });
+            }
+            if next == current {
+                return Ok(QuotaDecision::Allowed {
+                    used: current,
+                    limit,
+                });
+            }
+            let new = Bytes::from(next.to_string());
+            if self
+                .state
+                .kv
+                .compare_and_swap(&key, raw.as_deref(), Some(new), None)
+                .await?
+            {
+                return Ok(QuotaDecision::Allowed { used: next, limit });
+            }
+        }
+        Err(StateError::Backend(format!(
+            "quota total `{name}` of tenant `{}` is too contended",
+            tenant.id
+        )))
+    }
+}

@@ -56,6 +56,7 @@ pub fn problem(error: &AuthError) -> Problem {
             .with_detail("too many login attempts from this address")
             .with_extension("limit", "login"),
         AuthError::SessionLimit => Problem::forbidden("the concurrent session limit is reached"),
+        AuthError::TenantInactive => Problem::forbidden("tenant is inactive"),
         AuthError::InvalidGrant => {
             Problem::unauthorized(Some("invalid_token")).with_detail("invalid refresh token")
         }
@@ -202,7 +203,7 @@ pub fn openapi() -> serde_json::Value {
                 "tags": ["auth"], "operationId": "login", "summary": "Log in with username, password and, when required, a TOTP or recovery code",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/LoginRequest" } } } },
                 "responses": { "200": pair, "401": problem("Invalid credentials, or a second factor is required (`mfa_required`)"),
-                    "403": problem("Concurrent session limit reached"), "423": problem("Account locked (Retry-After)"),
+                    "403": problem("Concurrent session limit reached, or the tenant is inactive"), "423": problem("Account locked (Retry-After)"),
                     "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable") } } },
             "/auth/refresh": { "post": {
                 "tags": ["auth"], "operationId": "refresh", "summary": "Rotate a refresh token; reuse of a rotated token revokes its family and session",

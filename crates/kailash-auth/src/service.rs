@@ -37,6 +37,15 @@ const NS_RECOVERY: Namespace = Namespace::new("mfa.recovery");
 /// How long an MFA enrolment waits for its first code.
 const ENROLMENT_TTL: Duration = Duration::from_secs(600);
 
+/// Tells the login path whether a tenant may act at all. Implemented by the
+/// gateway over its tenant registry (kailash-auth does not depend on
+/// tenancy); deactivation takes effect at the next login or refresh.
+#[async_trait::async_trait]
+pub trait TenantGate: Send + Sync + 'static {
+    /// Whether `tenant` is active; `Err` when it cannot be told (fail closed).
+    async fn is_active(&self, tenant: &TenantId) -> Result<bool, String>;
+}
+
 /// Settings of the [`AuthService`].
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -155,6 +164,9 @@ pub enum AuthError {
         /// Time until the next attempt is allowed.
         retry_after: Duration,
     },
+    /// The user's tenant is inactive.
+    #[error("tenant is inactive")]
+    TenantInactive,
     /// The concurrent-session limit refused a new session.
     #[error("concurrent session limit reached")]
     SessionLimit,
@@ -226,6 +238,7 @@ struct Inner {
     totp: TotpGuard,
     hasher: PasswordHasher,
     audit: Arc<dyn AuditSink>,
+    tenants: Option<Arc<dyn TenantGate>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -283,7 +296,28 @@ impl AuthService {
                 state,
                 clock,
                 audit,
+                tenants: None,
             }),
+        }
+    }
+
+    /// Refuses logins and refreshes of users whose tenant `gate` reports
+    /// inactive (403).
+    #[must_use]
+    pub fn with_tenant_gate(mut self, gate: Arc<dyn TenantGate>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tenants = Some(gate);
+        }
+        self
+    }
+
+    async fn tenant_active(&self, tenant: Option<&TenantId>) -> Result<bool, AuthError> {
+        match (&self.inner.tenants, tenant) {
+            (Some(gate), Some(t)) => gate.is_active(t).await.map_err(|e| {
+                tracing::warn!(error = %e, "tenant registry unavailable");
+                AuthError::Unavailable
+            }),
+            _ => Ok(true),
         }
     }
 
@@ -459,6 +493,25 @@ impl AuthService {
             )
             .await;
             return Err(AuthError::InvalidCredentials);
+        }
+        // The password was right: an inactive tenant may be named (403).
+        match self.tenant_active(user.tenant.as_ref()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = self.inner.lockout.succeeded(permit).await;
+                self.audit(
+                    Self::event("auth.login", AuditDecision::Deny, Some(ctx))
+                        .actor(user.subject.clone())
+                        .tenant_opt(user.tenant.clone())
+                        .reason("tenant is inactive"),
+                )
+                .await;
+                return Err(AuthError::TenantInactive);
+            }
+            Err(e) => {
+                drop(permit);
+                return Err(e);
+            }
         }
         // Second factor: required by role, or because the user enrolled.
         let secret = match self.totp_secret(&user).await {
@@ -735,6 +788,20 @@ impl AuthService {
                     )
                     .await;
                     return Err(AuthError::InvalidGrant);
+                }
+                if !self.tenant_active(user.tenant.as_ref()).await? {
+                    let _ = self
+                        .inner
+                        .families
+                        .revoke_family(tenant.as_ref(), family)
+                        .await;
+                    self.audit(
+                        fail("tenant is inactive")
+                            .actor(claims.sub.clone())
+                            .tenant_opt(tenant),
+                    )
+                    .await;
+                    return Err(AuthError::TenantInactive);
                 }
                 let _ = self.inner.sessions.touch(tenant.as_ref(), &sid).await?;
                 let pair = self.issue_pair(

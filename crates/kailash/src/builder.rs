@@ -29,6 +29,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::GatewayConfig;
 use crate::gateway::{Gateway, ServerSettings};
 use crate::{GatewayError, ops, tls, trace};
+use kailash_tenancy::registry::TenantRegistry;
 
 type RouterLayerFn = Box<dyn FnOnce(Router) -> Router + Send>;
 
@@ -72,6 +73,31 @@ pub struct TlsSettings {
     pub tls13_only: bool,
 }
 
+/// How requests may name their tenant besides the token (which is
+/// authoritative; every source present must agree with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenancySettings {
+    /// Accept `X-Tenant-ID`.
+    pub header: bool,
+    /// Resolve `<tenant>.<base>` hosts.
+    pub subdomain_base: Option<String>,
+    /// Resolve tenants' custom domains.
+    pub custom_domains: bool,
+}
+
+/// The tenant registry as the auth service's tenant gate.
+struct RegistryGate(Arc<dyn TenantRegistry>);
+
+#[async_trait::async_trait]
+impl kailash_auth::service::TenantGate for RegistryGate {
+    async fn is_active(&self, tenant: &kailash_core::TenantId) -> Result<bool, String> {
+        match self.0.get(tenant).await {
+            Ok(found) => Ok(found.is_some_and(|t| t.active)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// Builds a [`Gateway`]. Start from [`Gateway::builder`].
 ///
 /// Each `enable`-style switch adds or removes a real layer or route; nothing
@@ -106,6 +132,7 @@ pub struct GatewayBuilder {
     principal_layer: Option<RouterLayerFn>,
     auth: Option<kailash_auth::service::AuthService>,
     auth_cookie: Option<String>,
+    tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
 }
 
 impl Default for GatewayBuilder {
@@ -139,6 +166,7 @@ impl Default for GatewayBuilder {
             principal_layer: None,
             auth: None,
             auth_cookie: None,
+            tenancy: None,
         }
     }
 }
@@ -283,6 +311,21 @@ impl GatewayBuilder {
             .clock(clock)
             .state(state.clone())
             .audit(audit.clone());
+        if !config.tenants.is_empty() {
+            let registry = kailash_tenancy::registry::StaticTenantRegistry::new(
+                config.tenants.clone(),
+                state.clone(),
+            )
+            .map_err(|e| GatewayError::Tenancy(e.to_string()))?;
+            builder = builder.tenancy(
+                Arc::new(registry),
+                TenancySettings {
+                    header: config.tenancy.header,
+                    subdomain_base: config.tenancy.subdomain_base.clone(),
+                    custom_domains: config.tenancy.custom_domains,
+                },
+            );
+        }
         if let Some(section) = &config.auth {
             let service =
                 crate::backends::auth_from_config(section, &config.users, data_dir, state, audit)?;
@@ -518,6 +561,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Multi-tenancy with kailash-tenancy: a `TenantLayer` after
+    /// authentication (tenant from the token; unknown, inactive, mismatched
+    /// or over-quota requests refused), inactive tenants refused at login
+    /// and refresh, and `GET /api/tenant/usage`. Needs [`authentication`](Self::authentication).
+    pub fn tenancy(mut self, registry: Arc<dyn TenantRegistry>, settings: TenancySettings) -> Self {
+        self.tenancy = Some((registry, settings));
+        self
+    }
+
     /// Validates everything and composes the stack.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         if self.server.max_connections == 0 {
@@ -535,7 +587,15 @@ impl GatewayBuilder {
             return Err(GatewayError::Limit("timeouts must be positive"));
         }
         let mut this = self;
-        if let Some(service) = this.auth.take() {
+        if this.tenancy.is_some() && this.auth.is_none() {
+            return Err(GatewayError::Auth(
+                "tenancy needs authentication: the tenant comes from the token".into(),
+            ));
+        }
+        if let Some(mut service) = this.auth.take() {
+            if let Some((registry, _)) = &this.tenancy {
+                service = service.with_tenant_gate(Arc::new(RegistryGate(registry.clone())));
+            }
             if this.principal_layer.is_some() {
                 return Err(GatewayError::Auth(
                     "authentication and principal_layer both set; use one".into(),
@@ -561,6 +621,12 @@ impl GatewayBuilder {
                 serde_json::from_value(kailash_auth::http::openapi())
                     .map_err(|e| GatewayError::Auth(e.to_string()))?;
             this = this.openapi(auth_doc);
+        }
+        if this.tenancy.is_some() {
+            let usage_doc: utoipa::openapi::OpenApi =
+                serde_json::from_value(crate::usage::openapi())
+                    .map_err(|e| GatewayError::Auth(e.to_string()))?;
+            this = this.openapi(usage_doc);
         }
         this.build_composed()
     }
@@ -605,8 +671,30 @@ impl GatewayBuilder {
             );
         }
 
-        // Application routes: rate limits and authentication apply here only.
-        let mut app = self.routes.fallback(|| async { Problem::not_found() });
+        // Application routes: rate limits, authentication and tenancy apply here only.
+        let mut routes = self.routes;
+        let tenant_layer = match &self.tenancy {
+            Some((registry, settings)) => {
+                let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
+                routes = routes.merge(crate::usage::usage_route(quotas.clone()));
+                let mut layer = kailash_tenancy::layer::TenantLayer::builder(registry.clone())
+                    .quotas(quotas)
+                    .header(settings.header)
+                    .custom_domains(settings.custom_domains);
+                if let Some(base) = &settings.subdomain_base {
+                    layer = layer.subdomains(base.clone());
+                }
+                for path in kailash_auth::http::PUBLIC_PATHS {
+                    layer = layer.public_path(path);
+                }
+                if let Some(audit) = &self.audit {
+                    layer = layer.audit(audit.clone());
+                }
+                Some(layer.build())
+            }
+            None => None,
+        };
+        let mut app = routes.fallback(|| async { Problem::not_found() });
         let limits = self.rate_limits;
         if limits.per_user.is_some() || limits.per_tenant.is_some() {
             let mut layer = RateLimitLayer::new(state.rate.clone()).fail_mode(limits.fail_mode);
@@ -616,6 +704,11 @@ impl GatewayBuilder {
             if let Some(q) = limits.per_tenant {
                 layer = layer.per_tenant(q);
             }
+            app = app.layer(layer);
+        }
+        // After authentication (it needs the principal), before the per-user
+        // and per-tenant limits (they charge only requests it admits).
+        if let Some(layer) = tenant_layer {
             app = app.layer(layer);
         }
         if let Some(principal_layer) = self.principal_layer {

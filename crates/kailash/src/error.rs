@@ -30,6 +30,9 @@ pub enum GatewayError {
     /// Authentication could not be set up (keys, users, settings).
     #[error("authentication: {0}")]
     Auth(String),
+    /// Tenancy could not be set up (tenants, settings).
+    #[error("tenancy: {0}")]
+    Tenancy(String),
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(String),

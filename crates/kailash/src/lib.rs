@@ -13,8 +13,9 @@ mod ops;
 mod server;
 mod tls;
 mod trace;
+mod usage;
 
-pub use builder::{GatewayBuilder, RateLimits, TlsSettings};
+pub use builder::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
 pub use error::GatewayError;
 pub use gateway::{Gateway, shutdown_signal};
 
@@ -25,6 +26,7 @@ pub use kailash_core::{
 pub use kailash_monitoring::{health, metrics};
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;
+pub use kailash_tenancy as tenancy;
 
 /// The workspace README's examples, compiled as doctests.
 #[cfg(doctest)]

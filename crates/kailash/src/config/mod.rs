@@ -101,6 +101,22 @@ pub struct GatewayConfig {
     pub auth: Option<AuthSection>,
     /// Users who can log in (needs `[auth]`).
     pub users: Vec<kailash_auth::users::UserConfig>,
+    /// How requests name their tenant (needs `[[tenants]]`).
+    pub tenancy: TenancySection,
+    /// Tenants; absent means the gateway is single-tenant.
+    pub tenants: Vec<kailash_tenancy::model::TenantSpec>,
+}
+
+/// `[tenancy]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenancySection {
+    /// Also accept `X-Tenant-ID` (it must agree with the token's tenant). Default false.
+    pub header: bool,
+    /// Resolve `<tenant>.<subdomain_base>` hosts (must agree with the token).
+    pub subdomain_base: Option<String>,
+    /// Resolve the tenants' custom `domains`. Default false.
+    pub custom_domains: bool,
 }
 
 /// `[auth]`
@@ -514,6 +530,20 @@ impl GatewayConfig {
         }
         if let Err(e) = kailash_auth::users::StaticUserStore::new(self.users.clone()) {
             return Err(("users", e.to_string()));
+        }
+        if self.tenants.is_empty() && self.tenancy != TenancySection::default() {
+            return Err(("tenancy", "[tenancy] needs [[tenants]]".into()));
+        }
+        if !self.tenants.is_empty() && self.auth.is_none() {
+            return Err((
+                "tenants",
+                "tenants need an [auth] section (the tenant comes from the token)".into(),
+            ));
+        }
+        for spec in &self.tenants {
+            if let Err(e) = kailash_tenancy::model::Tenant::try_from(spec.clone()) {
+                return Err(("tenants", e.to_string()));
+            }
         }
         if (self.rate_limit.per_user.is_some() || self.rate_limit.per_tenant.is_some())
             && self.auth.is_none()

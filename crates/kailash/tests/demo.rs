@@ -1,6 +1,6 @@
-//! Authentication end to end, over HTTP, against the reference deployment's
-//! demo configuration (DEMO.md's users and settings): on memory, and on Redis
-//! when `KAILASH_TEST_REDIS_URL` is set.
+//! The reference deployment's demo configuration (DEMO.md's users, tenants
+//! and settings) end to end over HTTP — authentication and tenancy — on
+//! memory, and on Redis when `KAILASH_TEST_REDIS_URL` is set.
 
 mod support;
 
@@ -603,4 +603,73 @@ async fn rotated_keys_keep_verifying_tokens_they_signed() {
     }
     b.stop().await;
     std::fs::remove_dir_all(&data).ok();
+}
+
+async fn get_with(gw: &Running, path: &str, token: &str, extra: &str) -> Resp {
+    request(
+        gw.addr,
+        &format!("GET {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token}{extra}"),
+        b"",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_globex_token_naming_acme_is_refused() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        let (carol, _) = tokens(&login(&gw, "carol", "Carol-Demo-Passw0rd!").await);
+        let own = get_auth(&gw, "/api/tenant/usage", &carol).await;
+        assert_eq!(own.status, 200, "{}", own.text());
+        assert_eq!(own.json()["tenant"], "globex");
+        let agreeing = get_with(&gw, "/api/tenant/usage", &carol, "\nX-Tenant-ID: globex").await;
+        assert_eq!(agreeing.status, 200);
+        let spoofed = get_with(&gw, "/api/tenant/usage", &carol, "\nX-Tenant-ID: acme").await;
+        assert_eq!(spoofed.assert_problem(403)["detail"], "tenant mismatch");
+        get_with(&gw, "/api/tenant/usage", &carol, "\nX-Tenant-ID: AC ME")
+            .await
+            .assert_problem(400);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn users_of_an_inactive_tenant_cannot_log_in() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        let erin = login(&gw, "erin", "Erin-Demo-Passw0rd!").await;
+        assert_eq!(erin.assert_problem(403)["detail"], "tenant is inactive");
+        // A wrong password still looks like any other wrong password.
+        login(&gw, "erin", "Not-Erins-Passw0rd!")
+            .await
+            .assert_problem(401);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_tenant_usage_counter_moves_with_each_call() {
+    for overrides in backends() {
+        let gw = demo(&overrides).await;
+        let (bob, _) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+        let first = get_auth(&gw, "/api/tenant/usage", &bob).await.json();
+        assert_eq!(first["tenant"], "acme");
+        assert_eq!(first["max_api_calls_per_day"], 10000);
+        assert_eq!(first["max_workflows"], 100);
+        assert_eq!(first["max_storage_bytes"], 10u64 << 30);
+        get_auth(&gw, "/auth/sessions", &bob).await;
+        let second = get_auth(&gw, "/api/tenant/usage", &bob).await.json();
+        let (a, b) = (
+            first["api_calls_today"].as_u64().unwrap(),
+            second["api_calls_today"].as_u64().unwrap(),
+        );
+        assert_eq!(b, a + 2, "each authenticated call is counted");
+        // Another tenant's counter is its own.
+        let (carol, _) = tokens(&login(&gw, "carol", "Carol-Demo-Passw0rd!").await);
+        assert_eq!(
+            get_auth(&gw, "/api/tenant/usage", &carol).await.json()["api_calls_today"],
+            1
+        );
+        gw.stop().await;
+    }
 }

@@ -3,6 +3,7 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+pub mod database;
 pub mod layer;
 pub mod model;
 pub mod quota;

@@ -258,3 +258,33 @@ async fn a_gateway_started_while_redis_is_down_serves_and_reports_not_ready() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_quotas_are_exact_across_instances() {
+    use kailash::tenancy::model::{Tenant, TenantSpec};
+    use kailash::tenancy::quota::{QuotaDecision, Quotas};
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let spec: TenantSpec =
+        serde_json::from_value(serde_json::json!({ "id": "acme", "max_api_calls_per_day": 25 }))
+            .unwrap();
+    let tenant = Arc::new(Tenant::try_from(spec).unwrap());
+    let instances = [
+        Quotas::new(redis_state(&url, &prefix).await),
+        Quotas::new(redis_state(&url, &prefix).await),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (quotas, tenant) = (instances[i % 2].clone(), tenant.clone());
+        tasks.push(tokio::spawn(async move {
+            quotas.charge_api_call(&tenant).await.unwrap()
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), QuotaDecision::Allowed { .. }) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 25, "one daily budget, exact across both instances");
+}

@@ -489,7 +489,7 @@ impl AuthService {
             self.audit(
                 fail(reason)
                     .actor(user.subject.clone())
-                    .tenant_opt(user.tenant.clone()),
+                    .tenant(user.tenant.clone()),
             )
             .await;
             return Err(AuthError::InvalidCredentials);
@@ -502,7 +502,7 @@ impl AuthService {
                 self.audit(
                     Self::event("auth.login", AuditDecision::Deny, Some(ctx))
                         .actor(user.subject.clone())
-                        .tenant_opt(user.tenant.clone())
+                        .tenant(user.tenant.clone())
                         .reason("tenant is inactive"),
                 )
                 .await;
@@ -552,7 +552,7 @@ impl AuthService {
                 self.audit(
                     fail("second factor missing or invalid")
                         .actor(user.subject.clone())
-                        .tenant_opt(user.tenant.clone()),
+                        .tenant(user.tenant.clone()),
                 )
                 .await;
                 return Err(AuthError::MfaRequired);
@@ -576,7 +576,7 @@ impl AuthService {
                 self.audit(
                     Self::event("auth.login", AuditDecision::Deny, Some(ctx))
                         .actor(user.subject.clone())
-                        .tenant_opt(user.tenant.clone())
+                        .tenant(user.tenant.clone())
                         .reason("concurrent session limit reached"),
                 )
                 .await;
@@ -589,7 +589,7 @@ impl AuthService {
             self.audit(
                 Self::event("auth.session.evicted", AuditDecision::Success, Some(ctx))
                     .actor(user.subject.clone())
-                    .tenant_opt(user.tenant.clone())
+                    .tenant(user.tenant.clone())
                     .reason("concurrent session limit: oldest session evicted"),
             )
             .await;
@@ -611,7 +611,7 @@ impl AuthService {
         self.audit(
             Self::event("auth.login", AuditDecision::Success, Some(ctx))
                 .actor(user.subject.clone())
-                .tenant_opt(user.tenant.clone())
+                .tenant(user.tenant.clone())
                 .reason(if mfa_required {
                     "password and second factor"
                 } else {
@@ -762,46 +762,37 @@ impl AuthService {
                 let session = self.inner.sessions.get(tenant.as_ref(), &sid).await?;
                 let user = self.user_by_subject(&claims.sub).await?;
                 let (Some(session), Some(user)) = (session, user) else {
-                    let _ = self
-                        .inner
-                        .families
-                        .revoke_family(tenant.as_ref(), family)
-                        .await;
-                    self.audit(
-                        fail("session or user gone")
-                            .actor(claims.sub.clone())
-                            .tenant_opt(tenant),
-                    )
-                    .await;
-                    return Err(AuthError::InvalidGrant);
+                    return Err(self
+                        .refuse_refresh(
+                            &claims,
+                            family,
+                            "session or user gone",
+                            AuthError::InvalidGrant,
+                            ctx,
+                        )
+                        .await);
                 };
                 if !user.active {
-                    let _ = self
-                        .inner
-                        .families
-                        .revoke_family(tenant.as_ref(), family)
-                        .await;
-                    self.audit(
-                        fail("account disabled")
-                            .actor(claims.sub.clone())
-                            .tenant_opt(tenant),
-                    )
-                    .await;
-                    return Err(AuthError::InvalidGrant);
+                    return Err(self
+                        .refuse_refresh(
+                            &claims,
+                            family,
+                            "account disabled",
+                            AuthError::InvalidGrant,
+                            ctx,
+                        )
+                        .await);
                 }
                 if !self.tenant_active(user.tenant.as_ref()).await? {
-                    let _ = self
-                        .inner
-                        .families
-                        .revoke_family(tenant.as_ref(), family)
-                        .await;
-                    self.audit(
-                        fail("tenant is inactive")
-                            .actor(claims.sub.clone())
-                            .tenant_opt(tenant),
-                    )
-                    .await;
-                    return Err(AuthError::TenantInactive);
+                    return Err(self
+                        .refuse_refresh(
+                            &claims,
+                            family,
+                            "tenant is inactive",
+                            AuthError::TenantInactive,
+                            ctx,
+                        )
+                        .await);
                 }
                 let _ = self.inner.sessions.touch(tenant.as_ref(), &sid).await?;
                 let pair = self.issue_pair(
@@ -815,7 +806,7 @@ impl AuthService {
                 self.audit(
                     Self::event("auth.refresh", AuditDecision::Success, Some(ctx))
                         .actor(claims.sub.clone())
-                        .tenant_opt(tenant),
+                        .tenant(tenant),
                 )
                 .await;
                 Ok(pair)
@@ -824,7 +815,7 @@ impl AuthService {
                 self.audit(
                     fail("refresh token used concurrently")
                         .actor(claims.sub.clone())
-                        .tenant_opt(tenant),
+                        .tenant(tenant),
                 )
                 .await;
                 Err(AuthError::InvalidGrant)
@@ -839,7 +830,7 @@ impl AuthService {
                 self.audit(
                     Self::event("auth.refresh", AuditDecision::Deny, Some(ctx))
                         .actor(claims.sub.clone())
-                        .tenant_opt(tenant)
+                        .tenant(tenant)
                         .severity(AuditSeverity::Critical)
                         .reason("refresh token reuse: token family and session revoked"),
                 )
@@ -850,12 +841,36 @@ impl AuthService {
                 self.audit(
                     fail("unknown or expired refresh token family")
                         .actor(claims.sub.clone())
-                        .tenant_opt(tenant),
+                        .tenant(tenant),
                 )
                 .await;
                 Err(AuthError::InvalidGrant)
             }
         }
+    }
+
+    /// Ends a refresh that rotated but must not be honoured: the family is
+    /// revoked (so its new token dies too) and the refusal audited.
+    async fn refuse_refresh(
+        &self,
+        claims: &Claims,
+        family: &str,
+        reason: &'static str,
+        error: AuthError,
+        ctx: &RequestContext,
+    ) -> AuthError {
+        let tenant = claims.tid.as_ref();
+        if let Err(e) = self.inner.families.revoke_family(tenant, family).await {
+            tracing::warn!(error = %e, "refresh family could not be revoked");
+        }
+        self.audit(
+            Self::event("auth.refresh", AuditDecision::Failure, Some(ctx))
+                .actor(claims.sub.clone())
+                .tenant(claims.tid.clone())
+                .reason(reason),
+        )
+        .await;
+        error
     }
 
     fn session_of(principal: &Principal) -> Result<&str, AuthError> {
@@ -1124,7 +1139,7 @@ impl AuthService {
         self.audit(
             Self::event("auth.account", AuditDecision::Success, None)
                 .actor(user.subject.clone())
-                .tenant_opt(user.tenant.clone())
+                .tenant(user.tenant.clone())
                 .reason(if active {
                     "account enabled"
                 } else {
@@ -1163,18 +1178,4 @@ pub struct SessionView {
     pub expires_at: jiff::Timestamp,
     /// Address it was opened from.
     pub client_ip: Option<IpAddr>,
-}
-
-/// `AuditEvent::tenant` for an optional tenant.
-trait TenantOpt {
-    fn tenant_opt(self, tenant: Option<TenantId>) -> Self;
-}
-
-impl TenantOpt for AuditEvent {
-    fn tenant_opt(self, tenant: Option<TenantId>) -> Self {
-        match tenant {
-            Some(t) => self.tenant(t),
-            None => self,
-        }
-    }
 }

@@ -101,10 +101,10 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the tenant.
+    /// Sets the tenant (a `TenantId`, or an `Option` of one; `None` clears it).
     #[must_use]
-    pub fn tenant(mut self, tenant: TenantId) -> Self {
-        self.tenant = Some(tenant);
+    pub fn tenant(mut self, tenant: impl Into<Option<TenantId>>) -> Self {
+        self.tenant = tenant.into();
         self
     }
 

@@ -648,18 +648,17 @@ impl GatewayBuilder {
             .clone()
             .unwrap_or_else(|| SharedState::memory(self.clock.clone()));
 
-        // Readiness: the state backend when it is remote, the audit sink when set.
+        // Readiness: the state backend (an in-memory one always answers) and,
+        // when set, the audit sink.
         let mut health = self.health_checks.clone();
-        if state.backend_name() != "memory" {
-            let s = state.clone();
-            health = health.required(
-                "state",
-                kailash_monitoring::health::from_fn(move || {
-                    let s = s.clone();
-                    async move { s.kv.ping().await.map_err(|e| e.to_string()) }
-                }),
-            );
-        }
+        let s = state.clone();
+        health = health.required(
+            "state",
+            kailash_monitoring::health::from_fn(move || {
+                let s = s.clone();
+                async move { s.kv.ping().await.map_err(|e| e.to_string()) }
+            }),
+        );
         if let Some(audit) = &self.audit {
             let a = audit.clone();
             health = health.required(

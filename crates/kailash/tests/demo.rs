@@ -21,23 +21,19 @@ fn demo_config_text() -> String {
     std::fs::read_to_string(path).expect("demo config")
 }
 
-fn temp_dir() -> PathBuf {
-    let mut bytes = [0u8; 8];
-    getrandom_fill(&mut bytes);
-    std::env::temp_dir().join(format!(
-        "kailash-auth-e2e-{:016x}",
-        u64::from_le_bytes(bytes)
-    ))
-}
-
-fn getrandom_fill(bytes: &mut [u8]) {
+/// A name unique to this process and call (time, pid and a counter).
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = (nanos >> (i * 8)) as u8 ^ (std::process::id() as u8).wrapping_mul(i as u8 + 1);
-    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{}-{n}", std::process::id())
+}
+
+fn temp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("kailash-demo-e2e-{}", unique_suffix()))
 }
 
 /// The demo gateway with `overrides` (as KAILASH_* environment variables).
@@ -64,13 +60,11 @@ fn backends() -> Vec<Vec<(&'static str, String)>> {
             eprintln!("skipped the Redis half: built without the `redis` feature");
         }
         Ok(url) => {
-            let mut b = [0u8; 8];
-            getrandom_fill(&mut b);
             out.push(vec![
                 ("KAILASH_STATE__REDIS_URL", url),
                 (
                     "KAILASH_STATE__KEY_PREFIX",
-                    format!("kailash-e2e-{:016x}:", u64::from_le_bytes(b)),
+                    format!("kailash-e2e-{}:", unique_suffix()),
                 ),
             ]);
         }

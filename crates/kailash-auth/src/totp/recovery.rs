@@ -15,7 +15,8 @@ pub const MAX_RECOVERY_CODES: usize = 100;
 /// Base32 characters per code (80 bits).
 const CODE_CHARS: usize = 16;
 
-/// A plaintext recovery code (`XXXX-XXXX-XXXX-XXXX`), shown to the user once.
+/// A plaintext recovery code (four dash-separated groups of four base32
+/// characters), shown to the user once.
 ///
 /// `Debug` prints `RecoveryCode(***)`.
 #[derive(Clone, PartialEq, Eq)]

@@ -106,11 +106,14 @@ fn signing_key(
     let alg = Algorithm::from_name(&section.algorithm).ok_or_else(|| {
         GatewayError::Auth(format!("unsupported algorithm {}", section.algorithm))
     })?;
-    let path = section.signing_key.clone().unwrap_or_else(|| {
-        data_dir
+    // Like the audit file and previous keys: relative paths are under the data directory.
+    let path = match &section.signing_key {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => data_dir.join(p),
+        None => data_dir
             .join("keys")
-            .join(format!("signing-{}.pem", alg.as_str().to_ascii_lowercase()))
-    });
+            .join(format!("signing-{}.pem", alg.as_str().to_ascii_lowercase())),
+    };
     let pem = match std::fs::read_to_string(&path) {
         Ok(pem) => pem,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && section.signing_key.is_none() => {

@@ -667,3 +667,33 @@ async fn the_tenant_usage_counter_moves_with_each_call() {
         gw.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_relative_signing_key_is_found_under_the_data_directory() {
+    let data = temp_dir();
+    std::fs::create_dir_all(data.join("custom")).unwrap();
+    let key = kailash::auth::jwt::SigningKey::generate(kailash::auth::jwt::Algorithm::RS256, "x")
+        .unwrap();
+    std::fs::write(
+        data.join("custom/key.pem"),
+        key.to_pkcs8_pem().unwrap().expose(),
+    )
+    .unwrap();
+    let vars = vec![(
+        "KAILASH_AUTH__SIGNING_KEY".to_owned(),
+        "custom/key.pem".to_owned(),
+    )];
+    let config =
+        GatewayConfig::from_toml_with_env(&demo_config_text(), "enterprise.toml", vars).unwrap();
+    let gateway = GatewayBuilder::from_config_with_backends(&config, &data)
+        .await
+        .expect("key under the data dir");
+    let gw = start_gateway(gateway.build().unwrap()).await;
+    tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+    assert!(
+        !data.join("keys").exists(),
+        "no key generated when one is configured"
+    );
+    gw.stop().await;
+    std::fs::remove_dir_all(&data).ok();
+}

@@ -130,8 +130,9 @@ pub struct AuthSection {
     /// Signing algorithm: `RS256` (default), `ES256` or `EdDSA`.
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
-    /// PKCS#8 PEM private key. Absent: one is generated at first start and
-    /// kept in `<data-dir>/keys/` (a warning says so).
+    /// PKCS#8 PEM private key; a relative path is under the data directory.
+    /// Absent: one is generated at first start and kept in
+    /// `<data-dir>/keys/` (a warning says so).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
     /// Earlier signing-key files (PKCS#8 PEM), kept for verification only

@@ -4,3 +4,18 @@
 #![doc = include_str!("../README.md")]
 
 pub mod condition;
+mod control;
+mod error;
+pub mod layer;
+pub mod limits;
+pub mod permission;
+mod policy;
+pub mod rbac;
+pub mod spec;
+
+pub use control::{AUDIT_ACTION, AccessControl, forbidden};
+pub use error::AccessError;
+pub use policy::{
+    AccessPolicy, AccessRequest, Decision, ExplainStep, Explanation, MAX_POLICY_NAME_LEN, Resource,
+    ResourceLimits, StepKind,
+};

@@ -15,6 +15,35 @@ pub struct Ast {
     pub(crate) root: Node,
 }
 
+impl Ast {
+    /// Whether the condition reads any `data.*` attribute, i.e. needs the
+    /// resource to be evaluated.
+    pub fn reads_data(&self) -> bool {
+        self.root.reads_data()
+    }
+}
+
+impl Node {
+    fn reads_data(&self) -> bool {
+        let term = |t: &Term| {
+            matches!(
+                t,
+                Term::Attr(Attr {
+                    kind: AttrKind::Data { .. },
+                    ..
+                })
+            )
+        };
+        match self {
+            Node::Or(items) | Node::And(items) => items.iter().any(Node::reads_data),
+            Node::Not(inner) => inner.reads_data(),
+            Node::Test { lhs, rhs, .. } => term(lhs) || term(rhs),
+            Node::Cidr { lhs, .. } => term(lhs),
+            Node::Truthy { term: t, .. } => term(t),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Node {
     Or(Vec<Node>),

@@ -187,6 +187,13 @@ impl CompiledCondition {
         Decision::from_result((self.pred)(ctx))
     }
 
+    /// Evaluates the condition: `Ok(holds)`, or `Err(reason)` when it could
+    /// not be evaluated (a missing attribute, a run-time type mismatch).
+    /// Never panics.
+    pub fn test(&self, ctx: &Context<'_>) -> Result<bool, String> {
+        (self.pred)(ctx)
+    }
+
     /// The source the condition was compiled from.
     pub fn source(&self) -> &str {
         &self.source

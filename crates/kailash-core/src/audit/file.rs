@@ -131,6 +131,19 @@ impl AuditSink for JsonLinesAuditSink {
         }
     }
 
+    fn try_record(&self, event: AuditEvent) -> Option<AuditEvent> {
+        // Full: the caller waits in `record` (up to the enqueue timeout);
+        // closed: `record` reports it. Either way the event goes back.
+        match self.tx.try_send(Command::Event(Box::new(event))) {
+            Ok(()) => None,
+            Err(e) => match e.into_inner() {
+                Command::Event(event) => Some(*event),
+                // Only events are sent here.
+                Command::Flush(_) => None,
+            },
+        }
+    }
+
     async fn flush(&self) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx

@@ -46,6 +46,15 @@ impl MemoryAuditSink {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn push(&self, event: AuditEvent) {
+        let mut inner = self.lock();
+        if inner.capacity.is_some_and(|cap| inner.events.len() >= cap) {
+            inner.events.pop_front();
+            inner.evicted += 1;
+        }
+        inner.events.push_back(event);
+    }
+
     /// All held events, oldest first.
     pub fn events(&self) -> Vec<AuditEvent> {
         self.lock().events.iter().cloned().collect()
@@ -72,13 +81,13 @@ impl MemoryAuditSink {
 #[async_trait]
 impl AuditSink for MemoryAuditSink {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let mut inner = self.lock();
-        if inner.capacity.is_some_and(|cap| inner.events.len() >= cap) {
-            inner.events.pop_front();
-            inner.evicted += 1;
-        }
-        inner.events.push_back(event);
+        self.push(event);
         Ok(())
+    }
+
+    fn try_record(&self, event: AuditEvent) -> Option<AuditEvent> {
+        self.push(event);
+        None
     }
 
     async fn flush(&self) -> Result<(), AuditError> {

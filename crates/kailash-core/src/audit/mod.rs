@@ -63,6 +63,15 @@ pub trait AuditSink: Send + Sync + 'static {
     /// Accepts one event.
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
 
+    /// Accepts one event if that needs no waiting, returning `None`; gives
+    /// it back otherwise, and the caller awaits [`record`](Self::record).
+    ///
+    /// Layers that audit every request use it to stay off the boxed-future
+    /// path while the sink keeps up. The default always gives the event back.
+    fn try_record(&self, event: AuditEvent) -> Option<AuditEvent> {
+        Some(event)
+    }
+
     /// Waits until every accepted event is durably written.
     async fn flush(&self) -> Result<(), AuditError>;
 
@@ -76,6 +85,9 @@ pub trait AuditSink: Send + Sync + 'static {
 impl<T: AuditSink + ?Sized> AuditSink for std::sync::Arc<T> {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         (**self).record(event).await
+    }
+    fn try_record(&self, event: AuditEvent) -> Option<AuditEvent> {
+        (**self).try_record(event)
     }
     async fn flush(&self) -> Result<(), AuditError> {
         (**self).flush().await

@@ -1,0 +1,243 @@
+//! [`AccessControl`]: the policy in force, swapped atomically, and audited
+//! decisions.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, AuditSink};
+use kailash_core::clock::{Clock, SystemClock};
+use kailash_core::context::RequestContext;
+use kailash_core::{Principal, Problem};
+
+use crate::error::AccessError;
+use crate::permission::Permission;
+use crate::policy::{AccessPolicy, AccessRequest, Decision, Explanation, Resource};
+use crate::spec::AccessSpec;
+
+/// The audit action of every access decision.
+pub const AUDIT_ACTION: &str = "access.check";
+
+struct Inner {
+    policy: ArcSwap<AccessPolicy>,
+    audit: Option<Arc<dyn AuditSink>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The access policy in force and the audit trail its decisions go to.
+///
+/// Cheap to clone (one `Arc`); every clone sees the same policy. A
+/// [`replace`](Self::replace) or [`reload`](Self::reload) is one atomic
+/// pointer swap: each decision reads exactly one policy, old or new, never
+/// a mix, and no lock is taken on the request path.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kailash_access::{AccessControl, AccessPolicy, AccessRequest};
+/// use kailash_access::permission::Permission;
+/// use kailash_access::spec::AccessSpec;
+/// use kailash_core::audit::MemoryAuditSink;
+/// use kailash_core::Principal;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let spec: AccessSpec = serde_json::from_str(
+///     r#"{ "roles": [{ "name": "business_user", "permissions": ["report:view"] }] }"#,
+/// ).unwrap();
+/// let audit = Arc::new(MemoryAuditSink::new());
+/// let access = AccessControl::new(AccessPolicy::load(&spec).await?).audit(audit.clone());
+///
+/// let bob = Principal::builder("bob").role("business_user").build();
+/// let view = Permission::parse("report:view")?;
+/// let decision = access.check(&bob, &view, None, None).await;
+/// assert!(decision.allowed);
+/// assert_eq!(decision.rule, "role `business_user` grants `report:view`");
+/// assert_eq!(audit.events().len(), 1);
+///
+/// // A broken replacement is refused and the old policy stays.
+/// let broken: AccessSpec = serde_json::from_str(
+///     r#"{ "roles": [{ "name": "x", "inherits": ["nobody"] }] }"#,
+/// ).unwrap();
+/// assert!(access.reload(&broken).await.is_err());
+/// assert!(access.decide(&AccessRequest::new(&bob, &view, jiff::Timestamp::now())).allowed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct AccessControl {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("policy", &*self.inner.policy.load())
+            .field("audit", &self.inner.audit.is_some())
+            .finish()
+    }
+}
+
+impl AccessControl {
+    /// Puts `policy` in force, with the system clock and no audit sink.
+    pub fn new(policy: AccessPolicy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                policy: ArcSwap::from_pointee(policy),
+                audit: None,
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    fn rebuild(self, f: impl FnOnce(&mut Option<Arc<dyn AuditSink>>, &mut Arc<dyn Clock>)) -> Self {
+        let policy = self.inner.policy.load_full();
+        let mut audit = self.inner.audit.clone();
+        let mut clock = self.inner.clock.clone();
+        f(&mut audit, &mut clock);
+        Self {
+            inner: Arc::new(Inner {
+                policy: ArcSwap::new(policy),
+                audit,
+                clock,
+            }),
+        }
+    }
+
+    /// Records every decision made through [`check`](Self::check) and the
+    /// [`RequirePermission`](crate::layer::RequirePermission) layer in `sink`.
+    #[must_use]
+    pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
+        self.rebuild(|a, _| *a = Some(sink))
+    }
+
+    /// The clock `current_time.*` comes from when no request context says
+    /// when the request arrived.
+    #[must_use]
+    pub fn clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.rebuild(|_, c| *c = clock)
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<AccessPolicy> {
+        self.inner.policy.load_full()
+    }
+
+    /// Puts `policy` in force for every decision from now on.
+    pub fn replace(&self, policy: AccessPolicy) {
+        self.inner.policy.store(Arc::new(policy));
+    }
+
+    /// Compiles `spec` and puts it in force; on error the policy in force
+    /// stays and the error says what is wrong.
+    pub async fn reload(&self, spec: &AccessSpec) -> Result<(), AccessError> {
+        let policy = AccessPolicy::load(spec).await?;
+        self.replace(policy);
+        Ok(())
+    }
+
+    /// The time now, by this control's clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Decides without auditing.
+    pub fn decide(&self, req: &AccessRequest<'_>) -> Decision {
+        self.inner.policy.load().decide(req)
+    }
+
+    /// Explains a decision (without auditing it).
+    pub fn explain(&self, req: &AccessRequest<'_>) -> Explanation {
+        self.inner.policy.load().explain(req)
+    }
+
+    /// The sink decisions are audited to.
+    pub(crate) fn audit_sink(&self) -> Option<&Arc<dyn AuditSink>> {
+        self.inner.audit.as_ref()
+    }
+
+    /// Builds the request for `principal` and `permission` from a request
+    /// context (time of arrival, client IP) or this control's clock.
+    pub fn request<'a>(
+        &self,
+        principal: &'a Principal,
+        permission: &'a Permission,
+        ctx: Option<&RequestContext>,
+    ) -> AccessRequest<'a> {
+        let mut req = AccessRequest::new(
+            principal,
+            permission,
+            ctx.map_or_else(|| self.now(), RequestContext::received_at),
+        );
+        req.client_ip = ctx.map(RequestContext::client_ip);
+        req
+    }
+
+    /// Decides and audits: the full check a handler makes once it knows the
+    /// resource (`resource`: its id, for the audit entry, and its
+    /// attributes, for `data.*`). Without a resource, conditions reading
+    /// `data.*` deny.
+    pub async fn check(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        resource: Option<(&str, &crate::condition::Attributes)>,
+        ctx: Option<&RequestContext>,
+    ) -> Decision {
+        let mut req = self.request(principal, permission, ctx);
+        if let Some((_, attributes)) = resource {
+            req.resource = Resource::Attributes(attributes);
+        }
+        let decision = self.decide(&req);
+        if let Some(sink) = &self.inner.audit {
+            let event = audit_event(principal, permission, resource.map(|r| r.0), ctx, &decision);
+            if let Some(event) = sink.try_record(event)
+                && let Err(error) = sink.record(event).await
+            {
+                tracing::error!(%error, "could not record an access decision");
+            }
+        }
+        decision
+    }
+}
+
+/// The audit entry of one decision.
+pub(crate) fn audit_event(
+    principal: &Principal,
+    permission: &Permission,
+    resource_id: Option<&str>,
+    ctx: Option<&RequestContext>,
+    decision: &Decision,
+) -> AuditEvent {
+    let resource = match resource_id {
+        Some(id) => format!("{permission} {id}"),
+        None => permission.to_string(),
+    };
+    let mut event = AuditEvent::new(
+        AUDIT_ACTION,
+        if decision.allowed {
+            AuditDecision::Allow
+        } else {
+            AuditDecision::Deny
+        },
+    )
+    .principal(principal)
+    .resource(resource)
+    .reason(decision.rule.clone())
+    .severity(if decision.allowed {
+        AuditSeverity::Info
+    } else {
+        AuditSeverity::Warning
+    });
+    if let Some(ctx) = ctx {
+        event = event.context(ctx).at(ctx.received_at());
+    }
+    event
+}
+
+/// The 403 problem of a denied decision: names the permission, never the
+/// rule (that is in the audit trail and [`AccessControl::explain`]).
+pub fn forbidden(permission: &Permission) -> Problem {
+    Problem::forbidden(format!(
+        "permission `{permission}` is not granted for this request"
+    ))
+    .with_extension("permission", permission.as_str())
+}

@@ -1,0 +1,99 @@
+use std::sync::Arc;
+
+use tower::Layer;
+
+use crate::control::AccessControl;
+use crate::permission::{Permission, PermissionError};
+
+use super::service::RequirePermissionService;
+
+/// Requires a permission on every request through it; see the
+/// [module docs](super).
+#[derive(Debug, Clone)]
+pub struct RequirePermission {
+    pub(crate) config: Arc<Config>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) permission: Permission,
+    pub(crate) access: Option<AccessControl>,
+    pub(crate) defer_resource: bool,
+}
+
+impl RequirePermission {
+    /// Requires `permission` (`resource:action`).
+    ///
+    /// The [`AccessControl`] comes from [`access`](Self::access) or, when
+    /// not set, from the request's extensions (the gateway inserts it); a
+    /// request through a layer that has neither answers `500`, never passes.
+    ///
+    /// # Panics
+    ///
+    /// When `permission` is not a valid permission literal — like an
+    /// invalid route path in axum, a programming error caught at startup.
+    /// Use [`try_new`](Self::try_new) for permissions that come from input.
+    pub fn new(permission: &str) -> Self {
+        match Self::try_new(permission) {
+            Ok(layer) => layer,
+            Err(e) => panic!("RequirePermission::new: {e}"),
+        }
+    }
+
+    /// Requires `permission`, refusing an invalid one.
+    pub fn try_new(permission: &str) -> Result<Self, PermissionError> {
+        Ok(Self::permission(Permission::parse(permission)?))
+    }
+
+    /// Requires an already parsed permission.
+    pub fn permission(permission: Permission) -> Self {
+        Self {
+            config: Arc::new(Config {
+                permission,
+                access: None,
+                defer_resource: false,
+            }),
+        }
+    }
+
+    fn with(self, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            permission: self.config.permission.clone(),
+            access: self.config.access.clone(),
+            defer_resource: self.config.defer_resource,
+        };
+        f(&mut config);
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Decides with this access control rather than the one in the request.
+    #[must_use]
+    pub fn access(self, access: AccessControl) -> Self {
+        self.with(|c| c.access = Some(access))
+    }
+
+    /// Leaves conditions that read `data.*` to the handler (see the
+    /// [module docs](super)).
+    #[must_use]
+    pub fn defer_resource(self) -> Self {
+        self.with(|c| c.defer_resource = true)
+    }
+
+    /// The required permission.
+    pub fn required(&self) -> &Permission {
+        &self.config.permission
+    }
+}
+
+impl<S> Layer<S> for RequirePermission {
+    type Service = RequirePermissionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequirePermissionService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}

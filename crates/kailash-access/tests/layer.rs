@@ -1,0 +1,246 @@
+//! `RequirePermission` over a tower service: statuses, problem bodies,
+//! audit entries, the deferred resource check and the unboxed fast path.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kailash_access::layer::{PendingResourceCheck, RequirePermission};
+use kailash_access::spec::AccessSpec;
+use kailash_access::{AccessControl, AccessPolicy};
+use kailash_core::audit::{AuditDecision, AuditSink, MemoryAuditSink};
+use kailash_core::{AttributeValue, Principal, TenantId};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+async fn access(audit: Arc<dyn AuditSink>) -> AccessControl {
+    let spec: AccessSpec = serde_json::from_str(include_str!("fixtures/demo.json")).unwrap();
+    AccessControl::new(AccessPolicy::load(&spec).await.unwrap()).audit(audit)
+}
+
+fn request(principal: Option<Principal>) -> Request<String> {
+    let mut req = Request::new(String::new());
+    if let Some(p) = principal {
+        req.extensions_mut().insert(p);
+    }
+    req
+}
+
+fn user(name: &str, role: &str, country: &str) -> Principal {
+    let location = AttributeValue::Map(
+        [("country".to_owned(), country.into())]
+            .into_iter()
+            .collect(),
+    );
+    Principal::builder(name)
+        .tenant(TenantId::new("acme").unwrap())
+        .role(role)
+        .attribute("department", "engineering")
+        .attribute("clearance", "confidential")
+        .attribute("location", location)
+        .build()
+}
+
+/// Echoes whether a pending resource check reached the handler.
+fn handler() -> impl Service<
+    Request<String>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<String>, Infallible>> + Send,
+> + Clone
++ Send {
+    service_fn(|req: Request<String>| async move {
+        let pending = req
+            .extensions()
+            .get::<PendingResourceCheck>()
+            .map(|p| p.policies.join(","))
+            .unwrap_or_default();
+        Ok::<_, Infallible>(Response::new(format!("ok {pending}")))
+    })
+}
+
+async fn body(res: Response<impl http_body::Body<Error = impl std::fmt::Debug>>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn allows_denies_and_audits_each_decision() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let access = access(audit.clone()).await;
+    let svc = RequirePermission::new("workflow:create")
+        .access(access)
+        .layer(handler());
+
+    let res = svc
+        .clone()
+        .oneshot(request(Some(user("dave", "data_scientist", "GB"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let res = svc
+        .clone()
+        .oneshot(request(Some(user("bob", "business_user", "CA"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()[http::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+    assert_eq!(problem["status"], 403);
+    assert_eq!(problem["permission"], "workflow:create");
+    assert!(
+        !problem.to_string().contains("role"),
+        "the rule stays in the audit trail"
+    );
+
+    let events = audit.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].decision, AuditDecision::Allow);
+    assert_eq!(
+        events[0].reason.as_deref(),
+        Some("role `data_scientist` grants `workflow:create`")
+    );
+    assert_eq!(events[1].decision, AuditDecision::Deny);
+    assert_eq!(events[1].actor.as_deref(), Some("bob"));
+    assert_eq!(
+        events[1].reason.as_deref(),
+        Some("no role grants `workflow:create`")
+    );
+}
+
+#[tokio::test]
+async fn no_principal_is_401_and_no_access_control_is_500() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let svc = RequirePermission::new("report:view")
+        .access(access(audit).await)
+        .layer(handler());
+    let res = svc.oneshot(request(None)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().contains_key(http::header::WWW_AUTHENTICATE));
+
+    // Neither set on the layer nor in the request: refuse, never pass.
+    let bare = RequirePermission::new("report:view").layer(handler());
+    let res = bare
+        .oneshot(request(Some(user("bob", "business_user", "CA"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn the_access_control_may_come_from_the_request() {
+    let access = access(Arc::new(MemoryAuditSink::new())).await;
+    let svc = RequirePermission::new("report:view").layer(handler());
+    let mut req = request(Some(user("bob", "business_user", "CA")));
+    req.extensions_mut().insert(access);
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn resource_conditions_deny_unless_deferred_to_the_handler() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let access = access(audit.clone()).await;
+    let strict = RequirePermission::new("data:read")
+        .access(access.clone())
+        .layer(handler());
+    let res = strict
+        .oneshot(request(Some(user("dave", "data_scientist", "GB"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "no resource: data_access cannot hold"
+    );
+
+    let deferred = RequirePermission::new("data:read")
+        .access(access)
+        .defer_resource()
+        .layer(handler());
+    let res = deferred
+        .clone()
+        .oneshot(request(Some(user("dave", "data_scientist", "GB"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body(res).await, "ok data_access");
+    // Geography is decided at the route.
+    let res = deferred
+        .oneshot(request(Some(user("frank", "data_scientist", "FR"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let last = audit.events().pop().unwrap();
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("policy `geo_restriction` not satisfied")
+    );
+}
+
+#[tokio::test]
+async fn a_sink_that_keeps_up_leaves_the_request_unboxed() {
+    let access = access(Arc::new(MemoryAuditSink::new())).await;
+    let mut svc = RequirePermission::new("report:view")
+        .access(access)
+        .layer(handler());
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let fut = svc.call(request(Some(user("bob", "business_user", "CA"))));
+    assert!(fut.is_pass());
+    assert_eq!(fut.await.unwrap().status(), StatusCode::OK);
+}
+
+/// A sink that never accepts without waiting.
+struct Slow(MemoryAuditSink);
+
+#[async_trait::async_trait]
+impl AuditSink for Slow {
+    async fn record(
+        &self,
+        event: kailash_core::audit::AuditEvent,
+    ) -> Result<(), kailash_core::audit::AuditError> {
+        self.0.record(event).await
+    }
+    async fn flush(&self) -> Result<(), kailash_core::audit::AuditError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_must_be_awaited_still_gets_every_decision() {
+    let slow = Arc::new(Slow(MemoryAuditSink::new()));
+    let access = access(slow.clone()).await;
+    let mut svc = RequirePermission::new("report:view")
+        .access(access)
+        .layer(handler());
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let fut = svc.call(request(Some(user("bob", "business_user", "CA"))));
+    assert!(fut.is_deferred());
+    assert_eq!(fut.await.unwrap().status(), StatusCode::OK);
+    let res = svc
+        .oneshot(request(Some(user("dave", "data_scientist", "GB"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(slow.0.events().len(), 2);
+}
+
+#[test]
+#[should_panic(expected = "RequirePermission::new")]
+fn an_invalid_permission_literal_is_a_programming_error() {
+    let _ = RequirePermission::new("not a permission");
+}
+
+#[test]
+fn try_new_refuses_invalid_permissions() {
+    assert!(RequirePermission::try_new("Workflow:Create").is_err());
+    assert_eq!(
+        RequirePermission::try_new("workflow:create")
+            .unwrap()
+            .required()
+            .as_str(),
+        "workflow:create"
+    );
+}

@@ -11,7 +11,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use axum::routing::Route;
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use kailash_core::audit::{AuditDecision, AuditSink, JsonLinesAuditSink};
+use kailash_access::AccessControl;
+use kailash_core::audit::{
+    AuditDecision, AuditSink, JsonLinesAuditSink, MemoryAuditSink, RetainingAuditSink,
+};
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::{IncomingRequestId, RequestContextLayer, TrustedProxies};
 use kailash_core::problem::{Problem, ProblemJsonLayer};
@@ -133,6 +136,8 @@ pub struct GatewayBuilder {
     auth: Option<kailash_auth::service::AuthService>,
     auth_cookie: Option<String>,
     tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
+    access: Option<AccessControl>,
+    recent_audit: Option<Arc<MemoryAuditSink>>,
 }
 
 impl Default for GatewayBuilder {
@@ -167,6 +172,8 @@ impl Default for GatewayBuilder {
             auth: None,
             auth_cookie: None,
             tenancy: None,
+            access: None,
+            recent_audit: None,
         }
     }
 }
@@ -306,11 +313,19 @@ impl GatewayBuilder {
                 path: audit_path.clone(),
                 source,
             })?;
+        let audit = RetainingAuditSink::new(audit, config.audit.recent_events);
+        let recent = audit.recent().clone();
         let audit: Arc<dyn AuditSink> = Arc::new(audit);
         let mut builder = Self::from_config(config)?
-            .clock(clock)
+            .clock(clock.clone())
             .state(state.clone())
             .audit(audit.clone());
+        builder.recent_audit = Some(recent);
+        if let Some(spec) = &config.access {
+            let access =
+                crate::access_config::from_config(spec, Some(audit.clone()), clock).await?;
+            builder = builder.access_control(access);
+        }
         if !config.tenants.is_empty() {
             let registry = kailash_tenancy::registry::StaticTenantRegistry::new(
                 config.tenants.clone(),
@@ -570,6 +585,37 @@ impl GatewayBuilder {
         self
     }
 
+    /// Access control with kailash-access: the [`AccessControl`] is put in
+    /// every application request, so `RequirePermission` layers on your
+    /// routes (and handlers calling [`AccessControl::check`]) find the
+    /// policy in force. Needs [`authentication`](Self::authentication) or a
+    /// [`principal_layer`](Self::principal_layer).
+    pub fn access_control(mut self, access: AccessControl) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// The access control set so far (to build routes that check permissions).
+    pub fn access_handle(&self) -> Option<&AccessControl> {
+        self.access.as_ref()
+    }
+
+    /// The state backend set so far.
+    pub fn state_handle(&self) -> Option<&SharedState> {
+        self.state.as_ref()
+    }
+
+    /// The clock.
+    pub fn clock_handle(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The newest audit events kept in memory for queries (set by
+    /// [`from_config_with_backends`](Self::from_config_with_backends)).
+    pub fn recent_audit(&self) -> Option<&Arc<MemoryAuditSink>> {
+        self.recent_audit.as_ref()
+    }
+
     /// Validates everything and composes the stack.
     pub fn build(self) -> Result<Gateway, GatewayError> {
         if self.server.max_connections == 0 {
@@ -587,6 +633,11 @@ impl GatewayBuilder {
             return Err(GatewayError::Limit("timeouts must be positive"));
         }
         let mut this = self;
+        if this.access.is_some() && this.auth.is_none() && this.principal_layer.is_none() {
+            return Err(GatewayError::Auth(
+                "access control needs authentication: permissions belong to principals".into(),
+            ));
+        }
         if this.tenancy.is_some() && this.auth.is_none() {
             return Err(GatewayError::Auth(
                 "tenancy needs authentication: the tenant comes from the token".into(),
@@ -822,6 +873,7 @@ impl GatewayBuilder {
                     .layer(c)
                     .into_inner()
             }))
+            .option_layer(self.access.map(axum::Extension))
             .service(routes);
         let handler: Handler = Arc::new(move |req| {
             let service = service.clone();

@@ -33,6 +33,9 @@ pub enum GatewayError {
     /// Tenancy could not be set up (tenants, settings).
     #[error("tenancy: {0}")]
     Tenancy(String),
+    /// The access policy was refused.
+    #[error("access policy: {0}")]
+    Access(#[from] kailash_access::AccessError),
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(String),

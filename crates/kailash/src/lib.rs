@@ -3,6 +3,7 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+mod access_config;
 mod backends;
 mod builder;
 pub mod config;
@@ -19,6 +20,7 @@ pub use builder::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
 pub use error::GatewayError;
 pub use gateway::{Gateway, shutdown_signal};
 
+pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, audit, clock, context, problem, rate_limit, state,

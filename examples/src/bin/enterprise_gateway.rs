@@ -8,7 +8,9 @@
 //! (`examples/config/enterprise.toml`). Precedence for the listen address:
 //! `--listen`, then `KAILASH_LISTEN`, then the file. `KAILASH_REDIS_URL`
 //! moves all shared state to Redis. Logs go to stderr; `RUST_LOG` takes
-//! `level` or `target=level,…` directives (default `info`).
+//! `level` or `target=level,…` directives (default `info`). With
+//! `--config`, SIGHUP reloads the `[access]` section from the file (a
+//! refused policy is logged with its file and line; the one in force stays).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use std::process::ExitCode;
 
 use kailash::GatewayBuilder;
 use kailash::config::GatewayConfig;
+use kailash_examples::demo;
 
 const DEMO_CONFIG: &str = include_str!("../../config/enterprise.toml");
 const USAGE: &str =
@@ -77,16 +80,36 @@ fn init_logging() {
         .init();
 }
 
+/// Reloads `[access]` from `path` on every SIGHUP.
+#[cfg(unix)]
+fn reload_on_sighup(path: PathBuf, access: kailash::access::AccessControl) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match kailash::config::reload_access(&path, &access).await {
+                Ok(()) => tracing::info!(path = %path.display(), "access policy reloaded"),
+                Err(e) => tracing::error!("access policy reload refused: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), String> {
-    let mut config = match &args.config {
-        Some(path) => GatewayConfig::load(path),
-        None => GatewayConfig::from_toml_with_env(
-            DEMO_CONFIG,
-            "examples/config/enterprise.toml (built in)",
-            std::env::vars(),
+    let (text, origin) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?,
+            path.display().to_string(),
         ),
-    }
-    .map_err(|e| e.to_string())?;
+        None => (
+            DEMO_CONFIG.to_owned(),
+            "examples/config/enterprise.toml (built in)".to_owned(),
+        ),
+    };
+    let mut config = GatewayConfig::from_toml_with_env(&text, &origin, std::env::vars())
+        .map_err(|e| e.to_string())?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
@@ -95,11 +118,23 @@ async fn run(args: Args) -> Result<(), String> {
         .or_else(|| std::env::var_os("KAILASH_DATA_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data"));
 
-    let gateway = GatewayBuilder::from_config_with_backends(&config, &data_dir)
-        .await
-        .map_err(|e| e.to_string())?
-        .build()
-        .map_err(|e| e.to_string())?;
+    let builder = match GatewayBuilder::from_config_with_backends(&config, &data_dir).await {
+        Ok(b) => b,
+        Err(kailash::GatewayError::Access(e)) => {
+            return Err(kailash::config::locate_access_error(&text, &origin, &e));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    #[cfg(unix)]
+    if let (Some(path), Some(access)) = (&args.config, builder.access_handle()) {
+        reload_on_sighup(path.clone(), access.clone())?;
+    }
+    let builder = if config.access.is_some() {
+        demo::with_demo_routes(builder).map_err(|e| e.to_string())?
+    } else {
+        builder
+    };
+    let gateway = builder.build().map_err(|e| e.to_string())?;
     tracing::info!(
         data_dir = %data_dir.display(),
         state = gateway.state().backend_name(),

@@ -31,12 +31,14 @@
 mod event;
 mod file;
 mod memory;
+mod retain;
 
 use async_trait::async_trait;
 
 pub use event::{AuditDecision, AuditEvent, AuditSeverity};
 pub use file::{JsonLinesAuditSink, JsonLinesOptions};
 pub use memory::MemoryAuditSink;
+pub use retain::RetainingAuditSink;
 
 /// Why an event could not be recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

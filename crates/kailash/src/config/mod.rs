@@ -47,6 +47,7 @@ use kailash_core::context::IncomingRequestId;
 use kailash_core::rate_limit::FailMode;
 use serde::{Deserialize, Serialize};
 
+pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
 pub use duration::{ConfigDuration, parse_duration};
 
 /// Why a configuration could not be loaded.
@@ -105,6 +106,9 @@ pub struct GatewayConfig {
     pub tenancy: TenancySection,
     /// Tenants; absent means the gateway is single-tenant.
     pub tenants: Vec<kailash_tenancy::model::TenantSpec>,
+    /// Roles, ABAC policies and grants (needs `[auth]`); absent means no
+    /// access control beyond authentication.
+    pub access: Option<kailash_access::spec::AccessSpec>,
 }
 
 /// `[tenancy]`
@@ -396,12 +400,16 @@ pub struct AuditConfig {
     /// JSON-lines file; a relative path is under the data directory.
     /// Default `audit.jsonl`.
     pub file: PathBuf,
+    /// How many of the newest events each instance keeps in memory for
+    /// queries (`GET /api/audit`); at least 1. Default 10 000.
+    pub recent_events: usize,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             file: PathBuf::from("audit.jsonl"),
+            recent_events: 10_000,
         }
     }
 }
@@ -544,6 +552,35 @@ impl GatewayConfig {
         for spec in &self.tenants {
             if let Err(e) = kailash_tenancy::model::Tenant::try_from(spec.clone()) {
                 return Err(("tenants", e.to_string()));
+            }
+        }
+        if self.audit.recent_events == 0 {
+            return Err(("audit.recent_events", "must be at least 1".into()));
+        }
+        if let Some(access) = &self.access {
+            let Some(auth) = &self.auth else {
+                return Err((
+                    "access",
+                    "access control needs an [auth] section (permissions belong to authenticated principals)".into(),
+                ));
+            };
+            let defined = |role: &str| access.roles.iter().any(|r| r.name == role);
+            for user in &self.users {
+                if let Some(role) = user.roles.iter().find(|r| !defined(r)) {
+                    return Err((
+                        "users",
+                        format!(
+                            "user `{}` has role `{role}`, which [[access.roles]] does not define",
+                            user.username
+                        ),
+                    ));
+                }
+            }
+            if let Some(role) = auth.mfa_required_roles.iter().find(|r| !defined(r)) {
+                return Err((
+                    "auth.mfa_required_roles",
+                    format!("role `{role}` is not defined in [[access.roles]]"),
+                ));
             }
         }
         if (self.rate_limit.per_user.is_some() || self.rate_limit.per_tenant.is_some())

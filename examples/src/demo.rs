@@ -1,0 +1,600 @@
+//! The demo's protected routes (DEMO.md): each behind its permission,
+//! scoped to the caller's tenant.
+//!
+//! | route | permission | what |
+//! |---|---|---|
+//! | `GET /api/reports` | `report:view` | usage figures of the caller's tenant |
+//! | `GET /api/workflows` | `workflow:execute` | the tenant's workflows |
+//! | `POST /api/workflows` | `workflow:create` | checked against the tenant's node limits and types, the role's `max_workflows` and the tenant's workflow quota |
+//! | `DELETE /api/workflows/{id}` | `workflow:delete` | releases the owner's and the tenant's counts |
+//! | `GET /api/data/{id}` | `data:read` | plus `data_access` and `geo_restriction` against the document; another tenant's id answers like an unknown one |
+//! | `GET /api/audit` | `audit:view` | the tenant's newest audit events, newest first |
+//!
+//! Workflows live in the gateway's shared state (memory or Redis), keyed by
+//! tenant, so several instances on one Redis serve one set.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use kailash::access::condition::Attributes;
+use kailash::access::layer::RequirePermission;
+use kailash::access::limits::Limits;
+use kailash::access::permission::Permission;
+use kailash::access::{AccessControl, forbidden};
+use kailash::audit::MemoryAuditSink;
+use kailash::context::RequestContext;
+use kailash::state::{Namespace, SharedState, StateKey, WhenFull};
+use kailash::tenancy::model::Tenant;
+use kailash::tenancy::quota::{QuotaDecision, Quotas};
+use kailash::tenancy::workflow::{WorkflowNode, WorkflowViolation, validate_workflow};
+use kailash::{GatewayBuilder, GatewayError, Principal, Problem};
+use serde::{Deserialize, Serialize};
+
+const WORKFLOW: Namespace = Namespace::new("demo.workflow");
+const INDEX: Namespace = Namespace::new("demo.workflows");
+/// Stored workflows do not expire; a century stands for "until deleted".
+const KEPT_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+const MAX_NAME_CHARS: usize = 128;
+const MAX_AUDIT_EVENTS: usize = 1000;
+
+static DATA_READ: LazyLock<Permission> = LazyLock::new(|| {
+    Permission::parse("data:read").unwrap_or_else(|e| unreachable!("a valid literal: {e}"))
+});
+
+/// One demo document (DEMO.md's four).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Document {
+    /// Its id.
+    pub id: &'static str,
+    /// The tenant that owns it.
+    pub tenant: &'static str,
+    /// Its department.
+    pub department: &'static str,
+    /// Its classification.
+    pub classification: &'static str,
+    /// Its title.
+    pub title: &'static str,
+}
+
+impl Document {
+    fn attributes(&self) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert("department".into(), self.department.into());
+        a.insert("classification".into(), self.classification.into());
+        a.insert("tenant".into(), self.tenant.into());
+        a
+    }
+}
+
+/// The demo documents.
+pub const DOCUMENTS: [Document; 4] = [
+    Document {
+        id: "acme-eng-conf",
+        tenant: "acme",
+        department: "engineering",
+        classification: "confidential",
+        title: "Acme engine design review",
+    },
+    Document {
+        id: "acme-eng-secret",
+        tenant: "acme",
+        department: "engineering",
+        classification: "secret",
+        title: "Acme next-generation prototype",
+    },
+    Document {
+        id: "acme-sales-int",
+        tenant: "acme",
+        department: "sales",
+        classification: "internal",
+        title: "Acme regional sales figures",
+    },
+    Document {
+        id: "globex-res-conf",
+        tenant: "globex",
+        department: "research",
+        classification: "confidential",
+        title: "Globex research roadmap",
+    },
+];
+
+/// A stored workflow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The subject that created it (whose `max_workflows` it counts against).
+    pub owner: String,
+    /// When it was created.
+    pub created_at: jiff::Timestamp,
+    /// Its nodes.
+    pub nodes: Vec<WorkflowNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWorkflow {
+    name: String,
+    nodes: Vec<WorkflowNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+struct Demo {
+    access: AccessControl,
+    limits: Limits,
+    quotas: Quotas,
+    state: SharedState,
+    recent: Option<Arc<MemoryAuditSink>>,
+}
+
+/// Adds the demo routes (and their OpenAPI paths) to a builder made from
+/// the demo config: it needs the builder's state, access control and
+/// recent-audit view, so call it after
+/// [`GatewayBuilder::from_config_with_backends`].
+pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
+    let (Some(access), Some(state)) = (builder.access_handle(), builder.state_handle()) else {
+        return Err(GatewayError::Config(
+            kailash::config::ConfigError::Invalid {
+                origin: "the demo routes".into(),
+                key: "access".into(),
+                message: "the demo routes need [access] and a state backend".into(),
+            },
+        ));
+    };
+    let demo = Arc::new(Demo {
+        limits: Limits::new(access.clone(), state.clone()),
+        access: access.clone(),
+        quotas: Quotas::new(state.clone()),
+        state: state.clone(),
+        recent: builder.recent_audit().cloned(),
+    });
+    let doc: utoipa::openapi::OpenApi = serde_json::from_value(openapi()).map_err(|e| {
+        GatewayError::Config(kailash::config::ConfigError::Invalid {
+            origin: "the demo routes".into(),
+            key: "openapi".into(),
+            message: e.to_string(),
+        })
+    })?;
+    Ok(builder.routes(router(demo)).openapi(doc))
+}
+
+fn guarded(route: MethodRouter, permission: &str) -> MethodRouter {
+    route.layer(RequirePermission::new(permission))
+}
+
+fn router(demo: Arc<Demo>) -> Router {
+    let d = demo.clone();
+    let reports = get(move |tenant: Extension<Arc<Tenant>>| {
+        let d = d.clone();
+        async move { reports(&d, &tenant).await }
+    });
+    let d = demo.clone();
+    let list = get(move |tenant: Extension<Arc<Tenant>>| {
+        let d = d.clone();
+        async move { list_workflows(&d, &tenant).await }
+    });
+    let d = demo.clone();
+    let create = post(
+        move |principal: Extension<Principal>, tenant: Extension<Arc<Tenant>>, body: Bytes| {
+            let d = d.clone();
+            async move { create_workflow(&d, &principal, &tenant, &body).await }
+        },
+    );
+    let d = demo.clone();
+    let remove = delete(
+        move |tenant: Extension<Arc<Tenant>>, Path(id): Path<String>| {
+            let d = d.clone();
+            async move { delete_workflow(&d, &tenant, &id).await }
+        },
+    );
+    let d = demo.clone();
+    let data = get(
+        move |principal: Extension<Principal>,
+              tenant: Extension<Arc<Tenant>>,
+              ctx: Option<Extension<RequestContext>>,
+              Path(id): Path<String>| {
+            let d = d.clone();
+            async move { read_document(&d, &principal, &tenant, ctx.as_deref(), &id).await }
+        },
+    );
+    let d = demo;
+    let audit = get(
+        move |tenant: Extension<Arc<Tenant>>, Query(q): Query<AuditQuery>| {
+            let d = d.clone();
+            async move { audit_events(&d, &tenant, q.limit) }
+        },
+    );
+    Router::new()
+        .route("/api/reports", guarded(reports, "report:view"))
+        .route(
+            "/api/workflows",
+            guarded(list, "workflow:execute").merge(guarded(create, "workflow:create")),
+        )
+        .route("/api/workflows/{id}", guarded(remove, "workflow:delete"))
+        .route(
+            "/api/data/{id}",
+            // The route decides roles and geography; the handler checks
+            // `data_access` against the document it loads.
+            data.layer(RequirePermission::new("data:read").defer_resource()),
+        )
+        .route("/api/audit", guarded(audit, "audit:view"))
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> Response {
+    tracing::warn!(%error, "{what} unavailable");
+    Problem::service_unavailable(format!("{what} is temporarily unavailable")).into_response()
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+async fn reports(d: &Demo, tenant: &Tenant) -> Response {
+    match d.quotas.usage(tenant).await {
+        Ok(u) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "tenant": tenant.id,
+                "reports": [
+                    { "id": "api-calls-today", "title": "API calls today", "value": u.api_calls_today, "limit": u.max_api_calls_per_day },
+                    { "id": "workflows", "title": "Workflows", "value": u.workflows, "limit": u.max_workflows },
+                    { "id": "storage", "title": "Stored bytes", "value": u.storage_bytes, "limit": u.max_storage_bytes },
+                ],
+            }),
+        ),
+        Err(e) => unavailable("usage accounting", e),
+    }
+}
+
+fn workflow_key(tenant: &Tenant, id: &str) -> StateKey {
+    StateKey::tenant(&tenant.id, WORKFLOW, id)
+}
+
+fn index_key(tenant: &Tenant) -> StateKey {
+    StateKey::tenant(&tenant.id, INDEX, "all")
+}
+
+async fn load_workflow(d: &Demo, tenant: &Tenant, id: &str) -> Result<Option<Workflow>, Response> {
+    match d.state.kv.get(&workflow_key(tenant, id)).await {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(w) => Ok(Some(w)),
+            Err(e) => Err(unavailable("the workflow store", e)),
+        },
+        Err(e) => Err(unavailable("the workflow store", e)),
+    }
+}
+
+async fn list_workflows(d: &Demo, tenant: &Tenant) -> Response {
+    let members = match d.state.sets.members(&index_key(tenant)).await {
+        Ok(m) => m,
+        Err(e) => return unavailable("the workflow store", e),
+    };
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        match load_workflow(d, tenant, &m.member).await {
+            Ok(Some(w)) => out.push(w),
+            Ok(None) => {}
+            Err(r) => return r,
+        }
+    }
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "tenant": tenant.id, "workflows": out }),
+    )
+}
+
+fn violation(v: &WorkflowViolation) -> Response {
+    let (problem, kind) = match v {
+        WorkflowViolation::TooManyNodes { .. } => {
+            (Problem::forbidden(v.to_string()), "too_many_nodes")
+        }
+        WorkflowViolation::DisallowedNodeType { .. } => {
+            (Problem::forbidden(v.to_string()), "disallowed_node_type")
+        }
+        WorkflowViolation::DuplicateNodeId { .. } => {
+            (Problem::bad_request(v.to_string()), "duplicate_node_id")
+        }
+        _ => (Problem::bad_request(v.to_string()), "invalid_workflow"),
+    };
+    let mut problem = problem.with_extension("violation", kind);
+    match v {
+        WorkflowViolation::DisallowedNodeType { node_id, node_type } => {
+            problem = problem
+                .with_extension("node", node_id.as_str())
+                .with_extension("node_type", node_type.as_str());
+        }
+        WorkflowViolation::DuplicateNodeId { node_id } => {
+            problem = problem.with_extension("node", node_id.as_str());
+        }
+        _ => {}
+    }
+    problem.into_response()
+}
+
+fn new_id() -> Option<String> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).ok()?;
+    let mut id = String::from("wf-");
+    for b in bytes {
+        id.push_str(&format!("{b:02x}"));
+    }
+    Some(id)
+}
+
+async fn create_workflow(
+    d: &Demo,
+    principal: &Principal,
+    tenant: &Tenant,
+    body: &[u8],
+) -> Response {
+    let new: NewWorkflow = match serde_json::from_slice(body) {
+        Ok(n) => n,
+        Err(e) => {
+            return Problem::bad_request(format!("the body is not a workflow: {e}"))
+                .into_response();
+        }
+    };
+    let name = new.name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Problem::bad_request(format!(
+            "`name` must be 1-{MAX_NAME_CHARS} characters without control characters"
+        ))
+        .into_response();
+    }
+    if let Err(v) = validate_workflow(&tenant.config, &new.nodes) {
+        return violation(&v);
+    }
+    let Some(id) = new_id() else {
+        return unavailable("the id generator", "no randomness");
+    };
+    if let Err(e) = d.limits.reserve_workflow(principal, &id).await {
+        return e.to_problem().into_response();
+    }
+    let release_owner = || {
+        d.limits
+            .release_workflow(Some(&tenant.id), principal.subject(), &id)
+    };
+    match d.quotas.reserve_workflow(tenant).await {
+        Ok(QuotaDecision::Allowed { .. }) => {}
+        Ok(QuotaDecision::Refused { limit, .. }) => {
+            let _ = release_owner().await;
+            return Problem::forbidden(format!(
+                "the tenant's workflows quota is exhausted: at most {limit}"
+            ))
+            .with_extension("quota", "workflows")
+            .into_response();
+        }
+        Err(e) => {
+            let _ = release_owner().await;
+            return unavailable("quota accounting", e);
+        }
+    }
+    let workflow = Workflow {
+        id: id.clone(),
+        name: name.to_owned(),
+        owner: principal.subject().to_owned(),
+        created_at: d.state.clock.now(),
+        nodes: new.nodes,
+    };
+    let stored = async {
+        let bytes = serde_json::to_vec(&workflow).map_err(|e| e.to_string())?;
+        d.state
+            .kv
+            .set(&workflow_key(tenant, &id), bytes.into(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let keep = d
+            .state
+            .clock
+            .now()
+            .checked_add(KEPT_FOR)
+            .unwrap_or(jiff::Timestamp::MAX);
+        d.state
+            .sets
+            .insert(&index_key(tenant), &id, keep, usize::MAX, WhenFull::Reject)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    }
+    .await;
+    if let Err(e) = stored {
+        let _ = d.state.kv.delete(&workflow_key(tenant, &id)).await;
+        let _ = release_owner().await;
+        let _ = d.quotas.release_workflow(tenant).await;
+        return unavailable("the workflow store", e);
+    }
+    let mut response = json(StatusCode::CREATED, &workflow);
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/workflows/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+async fn delete_workflow(d: &Demo, tenant: &Tenant, id: &str) -> Response {
+    let workflow = match load_workflow(d, tenant, id).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return Problem::not_found().into_response(),
+        Err(r) => return r,
+    };
+    match d.state.kv.delete(&workflow_key(tenant, id)).await {
+        // Deleted by a concurrent request: that one releases the counts.
+        Ok(false) => return Problem::not_found().into_response(),
+        Ok(true) => {}
+        Err(e) => return unavailable("the workflow store", e),
+    }
+    let released = async {
+        d.state.sets.remove(&index_key(tenant), id).await?;
+        d.limits
+            .release_workflow(Some(&tenant.id), &workflow.owner, id)
+            .await?;
+        d.quotas.release_workflow(tenant).await
+    }
+    .await;
+    if let Err(e) = released {
+        tracing::warn!(error = %e, workflow = id, "deleted, but releasing its counts failed");
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn read_document(
+    d: &Demo,
+    principal: &Principal,
+    tenant: &Tenant,
+    ctx: Option<&RequestContext>,
+    id: &str,
+) -> Response {
+    // Another tenant's document is not found, exactly like an unknown id.
+    let Some(doc) = DOCUMENTS
+        .iter()
+        .find(|doc| doc.id == id && doc.tenant == tenant.id.as_str())
+    else {
+        return Problem::not_found().into_response();
+    };
+    let attributes = doc.attributes();
+    let decision = d
+        .access
+        .check(principal, &DATA_READ, Some((doc.id, &attributes)), ctx)
+        .await;
+    if decision.allowed {
+        json(StatusCode::OK, doc)
+    } else {
+        forbidden(&DATA_READ).into_response()
+    }
+}
+
+fn audit_events(d: &Demo, tenant: &Tenant, limit: Option<usize>) -> Response {
+    let Some(recent) = &d.recent else {
+        return Problem::not_found().into_response();
+    };
+    let limit = limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_AUDIT_EVENTS {
+        return Problem::bad_request(format!("`limit` must be 1-{MAX_AUDIT_EVENTS}"))
+            .into_response();
+    }
+    let events = recent.query(&tenant.id, limit);
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "tenant": tenant.id, "events": events }),
+    )
+}
+
+/// The OpenAPI description of the demo routes.
+pub fn openapi() -> serde_json::Value {
+    let problem = |d: &str| serde_json::json!({ "description": d, "content": { "application/problem+json": { "schema": { "type": "object" } } } });
+    let op = |id: &str,
+              summary: &str,
+              permission: &str,
+              ok: serde_json::Value,
+              extra: &[(&str, &str)]| {
+        let mut responses = BTreeMap::new();
+        responses.insert("200".to_owned(), ok);
+        responses.insert("401".to_owned(), problem("Not authenticated"));
+        responses.insert(
+            "403".to_owned(),
+            problem(&format!(
+                "Permission `{permission}` not granted, or the tenant refused"
+            )),
+        );
+        for (code, d) in extra {
+            responses.insert((*code).to_owned(), problem(d));
+        }
+        serde_json::json!({
+            "tags": ["demo"], "operationId": id, "summary": summary,
+            "description": format!("Requires `{permission}`."),
+            "security": [{ "bearer": [] }], "responses": responses,
+        })
+    };
+    let ok = |d: &str| serde_json::json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let id_param = serde_json::json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+    let mut create = op(
+        "create_workflow",
+        "Create a workflow",
+        "workflow:create",
+        ok("Created"),
+        &[
+            ("400", "Malformed workflow"),
+            ("429", "Daily API quota exhausted (Retry-After)"),
+        ],
+    );
+    create["requestBody"] = serde_json::json!({ "required": true, "content": { "application/json": { "schema": {
+        "type": "object", "required": ["name", "nodes"], "properties": {
+            "name": { "type": "string" },
+            "nodes": { "type": "array", "items": { "type": "object", "required": ["id", "type"],
+                "properties": { "id": { "type": "string" }, "type": { "type": "string" } } } } } } } } });
+    if let Some(r) = create["responses"].as_object_mut()
+        && let Some(ok) = r.remove("200")
+    {
+        r.insert("201".to_owned(), ok);
+    }
+    let mut remove = op(
+        "delete_workflow",
+        "Delete a workflow",
+        "workflow:delete",
+        serde_json::json!({ "description": "Deleted" }),
+        &[("404", "No such workflow in the tenant")],
+    );
+    remove["parameters"] = id_param.clone();
+    if let Some(r) = remove["responses"].as_object_mut()
+        && let Some(ok) = r.remove("200")
+    {
+        r.insert("204".to_owned(), ok);
+    }
+    let mut data = op(
+        "read_document",
+        "Read a document",
+        "data:read",
+        ok("The document"),
+        &[("404", "No such document in the tenant")],
+    );
+    data["parameters"] = id_param;
+    let mut audit = op(
+        "audit_events",
+        "The tenant's newest audit events",
+        "audit:view",
+        ok("Events, newest first"),
+        &[("400", "Bad limit")],
+    );
+    audit["parameters"] = serde_json::json!([{ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": MAX_AUDIT_EVENTS } }]);
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": { "title": "kailash demo routes", "version": env!("CARGO_PKG_VERSION") },
+        "paths": {
+            "/api/reports": { "get": op("reports", "Usage reports of the caller's tenant", "report:view", ok("Reports"), &[]) },
+            "/api/workflows": {
+                "get": op("list_workflows", "The tenant's workflows", "workflow:execute", ok("Workflows"), &[]),
+                "post": create,
+            },
+            "/api/workflows/{id}": { "delete": remove },
+            "/api/data/{id}": { "get": data },
+            "/api/audit": { "get": audit },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_is_valid() {
+        let doc: utoipa::openapi::OpenApi = serde_json::from_value(super::openapi()).unwrap();
+        assert_eq!(doc.paths.paths.len(), 5);
+    }
+}

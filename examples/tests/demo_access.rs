@@ -1,0 +1,520 @@
+//! The reference deployment's access control and tenant isolation over HTTP
+//! (DEMO.md's roles, policies, tenants and `/api/...` routes), on memory
+//! and, when `KAILASH_TEST_REDIS_URL` is set, on Redis.
+
+#[path = "../../crates/kailash/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use kailash::GatewayBuilder;
+use kailash::auth::totp::{TotpConfig, TotpSecret};
+use kailash::config::GatewayConfig;
+use kailash_examples::demo::with_demo_routes;
+use serde_json::{Value, json};
+use support::{Resp, Running, request, start_gateway};
+
+fn demo_config_text() -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/enterprise.toml"),
+    )
+    .expect("demo config")
+}
+
+fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{}-{n}", std::process::id())
+}
+
+fn temp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("kailash-access-e2e-{}", unique_suffix()))
+}
+
+struct Demo {
+    gw: Running,
+    data_dir: PathBuf,
+    access: kailash::access::AccessControl,
+}
+
+async fn start_from(text: &str, origin: &str, overrides: &[(&str, String)]) -> Demo {
+    let vars = overrides.iter().map(|(k, v)| (k.to_string(), v.clone()));
+    let config = GatewayConfig::from_toml_with_env(text, origin, vars).expect("config");
+    let data_dir = temp_dir();
+    let builder = GatewayBuilder::from_config_with_backends(&config, &data_dir)
+        .await
+        .expect("backends");
+    let access = builder.access_handle().expect("[access]").clone();
+    let gateway = with_demo_routes(builder).unwrap().build().expect("gateway");
+    Demo {
+        gw: start_gateway(gateway).await,
+        data_dir,
+        access,
+    }
+}
+
+async fn demo(overrides: &[(&str, String)]) -> Demo {
+    start_from(&demo_config_text(), "enterprise.toml", overrides).await
+}
+
+impl Demo {
+    async fn stop(self) {
+        self.gw.stop().await;
+        std::fs::remove_dir_all(&self.data_dir).ok();
+    }
+}
+
+/// Memory, plus Redis (with a fresh key prefix) when configured.
+fn backends() -> Vec<Vec<(&'static str, String)>> {
+    let mut out = vec![vec![]];
+    match std::env::var("KAILASH_TEST_REDIS_URL") {
+        Ok(url) => out.push(vec![
+            ("KAILASH_STATE__REDIS_URL", url),
+            (
+                "KAILASH_STATE__KEY_PREFIX",
+                format!("kailash-access-e2e-{}:", unique_suffix()),
+            ),
+        ]),
+        Err(_) => eprintln!("skipped the Redis half: KAILASH_TEST_REDIS_URL is not set"),
+    }
+    out
+}
+
+async fn call(d: &Demo, method: &str, path: &str, token: &str, body: Option<Value>) -> Resp {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token}\nContent-Type: application/json\nContent-Length: {}",
+        body.len()
+    );
+    request(d.gw.addr, &head, body.as_bytes()).await
+}
+
+async fn login(d: &Demo, user: &str, password: &str, totp: Option<&str>) -> String {
+    let mut body = json!({ "username": user, "password": password });
+    if let Some(secret) = totp {
+        let secret = TotpSecret::from_base32(secret).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        body["totp"] = TotpConfig::default().code_at(&secret, now).into();
+    }
+    let body = body.to_string();
+    let head = format!(
+        "POST /auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
+        body.len()
+    );
+    let r = request(d.gw.addr, &head, body.as_bytes()).await;
+    assert_eq!(r.status, 200, "{user}: {}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+fn workflow(name: &str, types: &[&str]) -> Value {
+    let nodes: Vec<Value> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({ "id": format!("n{i}"), "type": t }))
+        .collect();
+    json!({ "name": name, "nodes": nodes })
+}
+
+fn audit_lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_follow_roles_policies_and_tenants() {
+    for overrides in backends() {
+        let d = demo(&overrides).await;
+        let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+        let frank = login(&d, "frank", "Frank-Demo-Passw0rd!", None).await;
+        let carol = login(&d, "carol", "Carol-Demo-Passw0rd!", None).await;
+        let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+
+        let r = call(&d, "GET", "/api/data/acme-eng-conf", &dave, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["classification"], "confidential");
+        let r = call(&d, "GET", "/api/data/acme-eng-secret", &dave, None).await;
+        assert_eq!(r.assert_problem(403)["permission"], "data:read");
+        // Another department's document.
+        call(&d, "GET", "/api/data/acme-sales-int", &dave, None)
+            .await
+            .assert_problem(403);
+
+        // frank is in France: neither document.
+        for id in ["acme-eng-conf", "acme-eng-secret"] {
+            call(&d, "GET", &format!("/api/data/{id}"), &frank, None)
+                .await
+                .assert_problem(403);
+        }
+        // bob has no data:read at all.
+        call(&d, "GET", "/api/data/acme-sales-int", &bob, None)
+            .await
+            .assert_problem(403);
+
+        // carol (globex) sees her tenant's document and none of acme's: an
+        // acme id answers exactly like an id that does not exist.
+        assert_eq!(
+            call(&d, "GET", "/api/data/globex-res-conf", &carol, None)
+                .await
+                .status,
+            200
+        );
+        let foreign = call(&d, "GET", "/api/data/acme-eng-conf", &carol, None).await;
+        let unknown = call(&d, "GET", "/api/data/no-such-doc", &carol, None).await;
+        assert_eq!(foreign.status, 404);
+        assert_eq!(
+            (foreign.status, foreign.body.clone()),
+            (unknown.status, unknown.body.clone())
+        );
+        // And globex's documents are invisible to acme.
+        let foreign = call(&d, "GET", "/api/data/globex-res-conf", &dave, None).await;
+        assert_eq!(
+            foreign.body,
+            call(&d, "GET", "/api/data/nope", &dave, None).await.body
+        );
+        assert_eq!(foreign.status, 404);
+
+        // Each decision is in the audit trail, with the rule that decided.
+        let alice = login(
+            &d,
+            "alice",
+            "Alice-Demo-Passw0rd!",
+            Some("JBSWY3DPEHPK3PXP"),
+        )
+        .await;
+        let r = call(&d, "GET", "/api/audit?limit=1000", &alice, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let events = r.json()["events"].as_array().unwrap().clone();
+        let find = |actor: &str, resource: &str| {
+            events
+                .iter()
+                .find(|e| {
+                    e["action"] == "access.check"
+                        && e["actor"] == actor
+                        && e["resource"] == resource
+                })
+                .unwrap_or_else(|| panic!("no decision for {actor} on {resource}"))
+                .clone()
+        };
+        let e = find("dave", "data:read acme-eng-secret");
+        assert_eq!(e["decision"], "deny");
+        assert_eq!(e["reason"], "policy `data_access` not satisfied");
+        assert_eq!(find("dave", "data:read acme-eng-conf")["decision"], "allow");
+        let e = find("frank", "data:read");
+        assert_eq!(e["reason"], "policy `geo_restriction` not satisfied");
+        assert_eq!(
+            find("bob", "data:read")["reason"],
+            "no role grants `data:read`"
+        );
+        assert!(
+            events.iter().all(|e| e["tenant"] == "acme"),
+            "acme's trail only"
+        );
+        // Bad limits are refused.
+        call(&d, "GET", "/api/audit?limit=0", &alice, None)
+            .await
+            .assert_problem(400);
+        // bob may not read the trail.
+        call(&d, "GET", "/api/audit", &bob, None)
+            .await
+            .assert_problem(403);
+
+        let data_dir = d.data_dir.clone();
+        d.gw.stop().await;
+        // ... and durably in the file.
+        let lines = audit_lines(&data_dir);
+        assert!(lines.iter().any(|e| e["action"] == "access.check"
+            && e["actor"] == "carol"
+            && e["resource"] == "data:read globex-res-conf"
+            && e["decision"] == "allow"));
+        std::fs::remove_dir_all(&data_dir).ok();
+    }
+}
+
+#[tokio::test]
+async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
+    for overrides in backends() {
+        let d = demo(&overrides).await;
+        let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+        let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+        let carol = login(&d, "carol", "Carol-Demo-Passw0rd!", None).await;
+
+        // bob (business_user) cannot create workflows, but may list them.
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &bob,
+            Some(workflow("b", &["transform"])),
+        )
+        .await;
+        assert_eq!(r.assert_problem(403)["permission"], "workflow:create");
+        assert_eq!(
+            call(&d, "GET", "/api/workflows", &bob, None).await.status,
+            200
+        );
+
+        // dave (data_scientist, max_workflows 20): twenty, then refused.
+        let mut first = String::new();
+        for i in 0..20 {
+            let r = call(
+                &d,
+                "POST",
+                "/api/workflows",
+                &dave,
+                Some(workflow(&format!("w{i}"), &["transform", "llm"])),
+            )
+            .await;
+            assert_eq!(r.status, 201, "workflow {i}: {}", r.text());
+            assert!(
+                r.header("location")
+                    .unwrap()
+                    .starts_with("/api/workflows/wf-")
+            );
+            if i == 0 {
+                first = r.json()["id"].as_str().unwrap().to_owned();
+            }
+        }
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &dave,
+            Some(workflow("w21", &["transform"])),
+        )
+        .await;
+        let p = r.assert_problem(403);
+        assert_eq!(p["limit"], "max_workflows");
+        assert_eq!(p["max"], 20);
+
+        // acme lists dave's twenty; globex sees none of them.
+        let listed = call(&d, "GET", "/api/workflows", &dave, None).await.json();
+        assert_eq!(listed["workflows"].as_array().unwrap().len(), 20);
+        let theirs = call(&d, "GET", "/api/workflows", &carol, None).await.json();
+        assert_eq!(theirs["workflows"].as_array().unwrap().len(), 0);
+
+        // Deleting needs workflow:delete (admin); a freed slot lets dave create again.
+        call(
+            &d,
+            "DELETE",
+            &format!("/api/workflows/{first}"),
+            &dave,
+            None,
+        )
+        .await
+        .assert_problem(403);
+        let alice = login(
+            &d,
+            "alice",
+            "Alice-Demo-Passw0rd!",
+            Some("JBSWY3DPEHPK3PXP"),
+        )
+        .await;
+        let r = call(
+            &d,
+            "DELETE",
+            &format!("/api/workflows/{first}"),
+            &alice,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        call(
+            &d,
+            "DELETE",
+            &format!("/api/workflows/{first}"),
+            &alice,
+            None,
+        )
+        .await
+        .assert_problem(404);
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &dave,
+            Some(workflow("again", &["transform"])),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        // Tenant usage counts the workflows.
+        let usage = call(&d, "GET", "/api/tenant/usage", &dave, None)
+            .await
+            .json();
+        assert_eq!(usage["workflows"], 20);
+
+        // globex (max 10 nodes; http_request and transform only).
+        let eleven = vec!["transform"; 11];
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &carol,
+            Some(workflow("big", &eleven)),
+        )
+        .await;
+        let p = r.assert_problem(403);
+        assert_eq!(p["violation"], "too_many_nodes");
+        assert!(p["detail"].as_str().unwrap().contains("11 nodes"), "{p}");
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &carol,
+            Some(workflow("ai", &["transform", "llm"])),
+        )
+        .await;
+        let p = r.assert_problem(403);
+        assert_eq!(
+            (p["node"].as_str(), p["node_type"].as_str()),
+            (Some("n1"), Some("llm"))
+        );
+        assert!(p["detail"].as_str().unwrap().contains("\"n1\""), "{p}");
+        // Malformed bodies are 400 and create nothing.
+        for bad in [
+            json!({ "name": "x" }),
+            json!({ "name": "", "nodes": [{ "id": "a", "type": "transform" }] }),
+            json!([1, 2]),
+        ] {
+            call(&d, "POST", "/api/workflows", &carol, Some(bad))
+                .await
+                .assert_problem(400);
+        }
+        let r = call(&d, "POST", "/api/workflows", &carol, Some(json!({ "name": "dup", "nodes": [{ "id": "a", "type": "transform" }, { "id": "a", "type": "transform" }] }))).await;
+        assert_eq!(r.assert_problem(400)["node"], "a");
+        let theirs = call(&d, "GET", "/api/workflows", &carol, None).await.json();
+        assert_eq!(theirs["workflows"].as_array().unwrap().len(), 0);
+        // A globex workflow cannot be deleted from acme: not found, like any unknown id.
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &carol,
+            Some(workflow("ok", &["http_request", "transform"])),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let globex_id = r.json()["id"].as_str().unwrap().to_owned();
+        let foreign = call(
+            &d,
+            "DELETE",
+            &format!("/api/workflows/{globex_id}"),
+            &alice,
+            None,
+        )
+        .await;
+        let unknown = call(
+            &d,
+            "DELETE",
+            "/api/workflows/wf-000000000000000000000000",
+            &alice,
+            None,
+        )
+        .await;
+        assert_eq!(foreign.status, 404);
+        assert_eq!(foreign.body, unknown.body);
+        let theirs = call(&d, "GET", "/api/workflows", &carol, None).await.json();
+        assert_eq!(theirs["workflows"][0]["id"], globex_id.as_str());
+        d.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn reports_need_report_view() {
+    let d = demo(&[]).await;
+    let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+    let r = call(&d, "GET", "/api/reports", &bob, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["tenant"], "acme");
+    let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+    call(&d, "GET", "/api/reports", &dave, None)
+        .await
+        .assert_problem(403);
+    // No token: 401 before any permission is looked at.
+    let r = request(d.gw.addr, "GET /api/reports HTTP/1.1\nHost: x", b"").await;
+    assert_eq!(r.status, 401);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_takes_effect_on_the_next_request_and_a_broken_file_changes_nothing() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    let text = demo_config_text();
+    std::fs::write(&path, &text).unwrap();
+    let d = start_from(&text, &path.display().to_string(), &[]).await;
+    let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+    let post = || {
+        call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &bob,
+            Some(workflow("b", &["transform"])),
+        )
+    };
+    post().await.assert_problem(403);
+
+    // Give business_user workflow:create.
+    let granted = text.replace(
+        "permissions = [\"workflow:execute\", \"report:view\"]",
+        "permissions = [\"workflow:execute\", \"report:view\", \"workflow:create\"]",
+    );
+    assert_ne!(granted, text);
+    std::fs::write(&path, &granted).unwrap();
+    kailash::config::reload_access(&path, &d.access)
+        .await
+        .unwrap();
+    let r = post().await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // A broken condition: refused with the file and line; the policy in force stays.
+    let broken = granted.replace(
+        "condition = \"user.location.country IN ['US', 'CA', 'GB']\"",
+        "condition = \"user.location.country IN ['US', 'CA'\"",
+    );
+    assert_ne!(broken, granted);
+    std::fs::write(&path, &broken).unwrap();
+    let err = kailash::config::reload_access(&path, &d.access)
+        .await
+        .unwrap_err()
+        .to_string();
+    let line = broken
+        .lines()
+        .position(|l| l.starts_with("condition = \"user.location.country"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.starts_with(&format!(
+            "{}:{line}: access: policy `geo_restriction`",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        post().await.status,
+        201,
+        "the reloaded policy stays in force"
+    );
+
+    // An unknown role for a user is a config error naming both.
+    let orphan = granted.replace("roles = [\"business_user\"]", "roles = [\"cashier\"]");
+    std::fs::write(&path, &orphan).unwrap();
+    let err = kailash::config::reload_access(&path, &d.access)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`cashier`"), "{err}");
+    d.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -208,8 +208,14 @@ pub(crate) fn audit_event(
     decision: &Decision,
 ) -> AuditEvent {
     let resource = match resource_id {
-        Some(id) => format!("{permission} {id}"),
-        None => permission.to_string(),
+        Some(id) => {
+            let mut r = String::with_capacity(permission.as_str().len() + 1 + id.len());
+            r.push_str(permission.as_str());
+            r.push(' ');
+            r.push_str(id);
+            r
+        }
+        None => permission.as_str().to_owned(),
     };
     let mut event = AuditEvent::new(
         AUDIT_ACTION,

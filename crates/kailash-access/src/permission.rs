@@ -14,6 +14,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use kailash_core::hash::FnvHashSet;
+
 /// The longest permission text accepted, in bytes.
 pub const MAX_PERMISSION_LEN: usize = 128;
 
@@ -136,13 +138,14 @@ impl<'de> serde::Deserialize<'de> for Permission {
     }
 }
 
-/// A set of permission patterns, matched in a few hash lookups.
+/// A set of permission patterns, matched in a few hash lookups (FNV: the
+/// patterns come from configuration).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PermissionSet {
     all: bool,
-    exact: std::collections::HashSet<Arc<str>>,
-    any_action: std::collections::HashSet<Box<str>>,
-    any_resource: std::collections::HashSet<Box<str>>,
+    exact: FnvHashSet<Arc<str>>,
+    any_action: FnvHashSet<Box<str>>,
+    any_resource: FnvHashSet<Box<str>>,
 }
 
 impl PermissionSet {
@@ -163,7 +166,7 @@ impl PermissionSet {
 
     pub(crate) fn contains(&self, wanted: &Permission) -> bool {
         self.all
-            || self.exact.contains(wanted.as_str())
+            || (!self.exact.is_empty() && self.exact.contains(wanted.as_str()))
             || (!self.any_action.is_empty() && self.any_action.contains(wanted.resource()))
             || (!self.any_resource.is_empty() && self.any_resource.contains(wanted.action()))
     }

@@ -1,8 +1,7 @@
 //! [`AccessPolicy`]: roles, ABAC policies and limits, checked and compiled
 //! once; decisions that cannot fail.
 
-use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
@@ -10,6 +9,7 @@ use casbin::Enforcer;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kailash_core::Principal;
+use kailash_core::hash::FnvHashMap;
 use serde::Serialize;
 
 use crate::condition::{Attributes, CompiledCondition, Context, Policy, Schema};
@@ -178,7 +178,7 @@ pub struct AccessPolicy {
     rbac: RbacSnapshot,
     enforcer: Enforcer,
     policies: Vec<CompiledPolicy>,
-    limits: HashMap<Box<str>, ResourceLimits>,
+    limits: FnvHashMap<Box<str>, ResourceLimits>,
     roles: Vec<String>,
 }
 
@@ -194,6 +194,17 @@ impl fmt::Debug for AccessPolicy {
             )
             .finish_non_exhaustive()
     }
+}
+
+/// Concatenates `parts`, with room for what a decision appends (one
+/// allocation, no formatting machinery: this is on the request path).
+fn rule(parts: &[&str]) -> String {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut s = String::with_capacity(len + 72);
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 fn valid_policy_name(name: &str) -> bool {
@@ -216,7 +227,7 @@ fn schema(spec: &AccessSpec) -> Result<Schema, AccessError> {
                 message: "declared attributes are `user.<name>` or `data.<name>`".into(),
             });
         }
-        schema = schema.attribute(path.clone(), (*ty).into());
+        schema = schema.attribute(path.clone(), *ty);
     }
     Ok(schema)
 }
@@ -381,11 +392,23 @@ impl AccessPolicy {
             p.roles(),
             req.permission,
         ) {
-            RbacOutcome::Granted(role) => {
-                Ok(Some(format!("role `{role}` grants `{}`", req.permission)))
+            RbacOutcome::Granted(role) => Ok(Some(rule(&[
+                "role `",
+                role,
+                "` grants `",
+                req.permission.as_str(),
+                "`",
+            ]))),
+            RbacOutcome::Denied(role) => Err(rule(&[
+                "role `",
+                role,
+                "` denies `",
+                req.permission.as_str(),
+                "`",
+            ])),
+            RbacOutcome::NotGranted => {
+                Err(rule(&["no role grants `", req.permission.as_str(), "`"]))
             }
-            RbacOutcome::Denied(role) => Err(format!("role `{role}` denies `{}`", req.permission)),
-            RbacOutcome::NotGranted => Err(format!("no role grants `{}`", req.permission)),
         }
     }
 
@@ -393,7 +416,7 @@ impl AccessPolicy {
     /// nothing, a missing attribute or a value of the wrong type makes its
     /// policy deny (a `deny` policy that cannot be evaluated denies too).
     pub fn decide(&self, req: &AccessRequest<'_>) -> Decision {
-        let mut rule = match self.strategy {
+        let mut decided = match self.strategy {
             Strategy::Abac => None,
             Strategy::Rbac | Strategy::Hybrid => match self.rbac(req) {
                 Ok(r) => r,
@@ -403,7 +426,7 @@ impl AccessPolicy {
         if self.strategy == Strategy::Rbac {
             return Decision {
                 allowed: true,
-                rule: rule.unwrap_or_default(),
+                rule: decided.unwrap_or_default(),
                 pending: Vec::new(),
             };
         }
@@ -420,30 +443,34 @@ impl AccessPolicy {
             match (p.effect, p.condition.test(ctx)) {
                 (Effect::Require, Ok(true)) => {
                     held += 1;
-                    let r = rule.get_or_insert_with(String::new);
-                    let sep = if r.is_empty() { "" } else { "; " };
-                    let _ = write!(r, "{sep}policy `{}` holds", p.name);
+                    let r = decided.get_or_insert_with(|| String::with_capacity(64));
+                    if !r.is_empty() {
+                        r.push_str("; ");
+                    }
+                    for part in ["policy `", &p.name, "` holds"] {
+                        r.push_str(part);
+                    }
                 }
                 (Effect::Require, Ok(false)) => {
-                    return Decision::deny(format!("policy `{}` not satisfied", p.name));
+                    return Decision::deny(rule(&["policy `", &p.name, "` not satisfied"]));
                 }
                 (Effect::Deny, Ok(true)) => {
-                    return Decision::deny(format!("deny policy `{}` holds", p.name));
+                    return Decision::deny(rule(&["deny policy `", &p.name, "` holds"]));
                 }
                 (Effect::Deny, Ok(false)) => {}
                 // A policy that cannot be evaluated denies, whatever its
                 // effect: doubt never allows.
                 (_, Err(reason)) => {
-                    return Decision::deny(format!("policy `{}`: {reason}", p.name));
+                    return Decision::deny(rule(&["policy `", &p.name, "`: ", &reason]));
                 }
             }
         }
         if self.strategy == Strategy::Abac && held == 0 && pending.is_empty() {
-            return Decision::deny(format!("no policy grants `{}`", req.permission));
+            return Decision::deny(rule(&["no policy grants `", req.permission.as_str(), "`"]));
         }
         Decision {
             allowed: true,
-            rule: rule.unwrap_or_default(),
+            rule: decided.unwrap_or_default(),
             pending,
         }
     }

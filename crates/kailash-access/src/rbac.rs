@@ -9,7 +9,7 @@
 //! never mistaken for the role `admin`.
 //!
 //! Enforcing through casbin costs microseconds (its matcher is a script);
-//! the request path instead reads a [`RbacSnapshot`] computed from casbin's
+//! the request path instead reads a snapshot computed from casbin's
 //! role graph when the policy is loaded: for each tenant domain, each role's
 //! closure of allowed and denied permission patterns. A property test
 //! (`tests/rbac_casbin.rs`) keeps the snapshot and casbin's own `enforce`
@@ -18,6 +18,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
+use kailash_core::hash::FnvHashMap;
 
 use crate::error::AccessError;
 use crate::permission::{Permission, PermissionSet};
@@ -78,10 +79,11 @@ struct RoleGrants {
     deny: PermissionSet,
 }
 
-type DomainRoles = HashMap<Box<str>, RoleGrants>;
+// FNV: keys are role names and tenant ids from configuration.
+type DomainRoles = FnvHashMap<Box<str>, RoleGrants>;
 
 /// tenant → subject → roles granted there.
-type Grants = HashMap<Box<str>, HashMap<Box<str>, Vec<Box<str>>>>;
+type Grants = FnvHashMap<Box<str>, FnvHashMap<Box<str>, Vec<Box<str>>>>;
 
 /// The outcome of the RBAC step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,13 +102,16 @@ pub(crate) struct RbacSnapshot {
     /// Roles for tenants with no lines of their own (and for no tenant).
     default: DomainRoles,
     /// Roles for tenants that have tenant-specific lines.
-    tenants: HashMap<Box<str>, DomainRoles>,
+    tenants: FnvHashMap<Box<str>, DomainRoles>,
     /// tenant → subject → granted roles.
     grants: Grants,
 }
 
 impl RbacSnapshot {
     fn domain(&self, tenant: Option<&str>) -> &DomainRoles {
+        if self.tenants.is_empty() {
+            return &self.default;
+        }
         tenant
             .and_then(|t| self.tenants.get(t))
             .unwrap_or(&self.default)
@@ -353,7 +358,7 @@ pub(crate) fn snapshot(e: &Enforcer, role_names: &[&str]) -> Result<RbacSnapshot
             }
         }
     }
-    let mut grants = Grants::new();
+    let mut grants = Grants::default();
     for l in e.get_grouping_policy() {
         let [n1, n2, dom] = l.as_slice() else {
             return Err(AccessError::Casbin(format!("unexpected role line {l:?}")));

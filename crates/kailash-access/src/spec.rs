@@ -59,41 +59,6 @@ pub enum Effect {
     Deny,
 }
 
-/// The type of a declared `user.*` or `data.*` attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum AttributeType {
-    /// A string.
-    String,
-    /// A number.
-    Number,
-    /// `true` / `false`.
-    Bool,
-    /// A classification label (public < internal < confidential < secret).
-    Classification,
-    /// An IP address.
-    Ip,
-    /// A list of strings.
-    StringList,
-    /// Checked at run time.
-    Any,
-}
-
-impl From<AttributeType> for Type {
-    fn from(t: AttributeType) -> Self {
-        match t {
-            AttributeType::String => Type::String,
-            AttributeType::Number => Type::Number,
-            AttributeType::Bool => Type::Bool,
-            AttributeType::Classification => Type::Classification,
-            AttributeType::Ip => Type::Ip,
-            AttributeType::StringList => Type::StringList,
-            AttributeType::Any => Type::Any,
-        }
-    }
-}
-
 /// A role: the permissions it grants (and denies), the roles it inherits,
 /// and the resource limits of its holders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +136,7 @@ pub struct AccessSpec {
     pub time_zone: String,
     /// Types of the `user.*` and `data.*` attributes conditions may read.
     #[serde(default)]
-    pub attributes: BTreeMap<String, AttributeType>,
+    pub attributes: BTreeMap<String, Type>,
     /// Roles.
     #[serde(default)]
     pub roles: Vec<RoleDefinition>,

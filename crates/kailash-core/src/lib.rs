@@ -9,6 +9,7 @@ pub mod context;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod guard;
+pub mod hash;
 pub mod principal;
 pub mod problem;
 pub mod rate_limit;

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The static type of an attribute or literal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The static type of an attribute or literal. In configuration it is
+/// written in snake case (`string`, `classification`, `string_list`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Type {
     /// A string. Equality and `IN` only; strings have no order.

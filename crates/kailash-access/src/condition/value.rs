@@ -1,5 +1,6 @@
 //! The evaluation context and run-time values.
 
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -25,7 +26,10 @@ pub type Attributes = BTreeMap<String, AttributeValue>;
 pub struct Context<'a> {
     pub(crate) principal: &'a Principal,
     pub(crate) data: &'a Attributes,
-    pub(crate) time: [i64; 6],
+    now: Timestamp,
+    tz: TimeZone,
+    /// `current_time.*`, computed on first use: most conditions never read it.
+    time: OnceCell<[i64; 6]>,
     pub(crate) client_ip: Option<IpAddr>,
 }
 
@@ -37,21 +41,29 @@ impl<'a> Context<'a> {
         now: Timestamp,
         tz: &TimeZone,
     ) -> Self {
-        let z = tz.to_datetime(now);
-        let time = [
-            i64::from(z.hour()),
-            i64::from(z.minute()),
-            i64::from(z.weekday().to_monday_zero_offset()),
-            i64::from(z.day()),
-            i64::from(z.month()),
-            i64::from(z.year()),
-        ];
         Self {
             principal,
             data,
-            time,
+            now,
+            tz: tz.clone(),
+            time: OnceCell::new(),
             client_ip: None,
         }
+    }
+
+    pub(crate) fn time_field(&self, i: usize) -> Option<i64> {
+        let fields = self.time.get_or_init(|| {
+            let z = self.tz.to_datetime(self.now);
+            [
+                i64::from(z.hour()),
+                i64::from(z.minute()),
+                i64::from(z.weekday().to_monday_zero_offset()),
+                i64::from(z.day()),
+                i64::from(z.month()),
+                i64::from(z.year()),
+            ]
+        });
+        fields.get(i).copied()
     }
 
     /// A context for a request: the time is when it was received (seen in
@@ -179,7 +191,7 @@ impl Attr {
             AttrKind::Subject => Some(Val::Str(ctx.principal.subject())),
             AttrKind::Tenant => ctx.principal.tenant().map(|t| Val::Str(t.as_str())),
             AttrKind::Roles => Some(Val::Strs(ctx.principal.roles())),
-            AttrKind::Time(i) => ctx.time.get(*i).map(|n| Val::Int(*n)),
+            AttrKind::Time(i) => ctx.time_field(*i).map(Val::Int),
             AttrKind::ClientIp => ctx.client_ip.map(Val::Ip),
         };
         match found {

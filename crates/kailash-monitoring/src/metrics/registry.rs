@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -50,30 +49,9 @@ pub struct MetricsRegistry {
     inner: Arc<Inner>,
 }
 
-/// FNV-1a: route templates are short and come from the route table, not
-/// from clients, so a keyed hash (SipHash) buys nothing on this hot path.
-#[derive(Default, Clone, Copy)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type RouteMap = HashMap<Arc<str>, Arc<RouteSeries>, std::hash::BuildHasherDefault<Fnv>>;
+/// Route templates are short and come from the route table, not from
+/// clients, so a keyed hash (SipHash) buys nothing on this hot path.
+type RouteMap = kailash_core::hash::FnvHashMap<Arc<str>, Arc<RouteSeries>>;
 
 #[derive(Default)]
 struct Inner {

@@ -36,8 +36,7 @@ fn spec() -> AccessSpec {
 }
 
 fn dave() -> Principal {
-    let location =
-        AttributeValue::Map([("country".to_owned(), "GB".into())].into_iter().collect());
+    let location = AttributeValue::Map([("country".to_owned(), "GB".into())].into_iter().collect());
     Principal::builder("dave")
         .tenant(TenantId::new("acme").expect("tenant"))
         .role("data_scientist")

@@ -12,23 +12,13 @@ use kailash::auth::totp::{TotpConfig, TotpSecret};
 use kailash::config::GatewayConfig;
 use kailash_examples::demo::with_demo_routes;
 use serde_json::{Value, json};
-use support::{Resp, Running, request, start_gateway};
+use support::{Resp, Running, request, start_gateway, unique_suffix};
 
 fn demo_config_text() -> String {
     std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/enterprise.toml"),
     )
     .expect("demo config")
-}
-
-fn unique_suffix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{nanos:x}-{}-{n}", std::process::id())
 }
 
 fn temp_dir() -> PathBuf {

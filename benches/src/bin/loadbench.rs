@@ -56,8 +56,13 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use kailash::access::layer::RequirePermission;
+use kailash::access::permission::Permission;
+use kailash::access::spec::{AccessSpec, Effect, PolicySpec};
+use kailash::access::{AccessControl, AccessPolicy};
+use kailash::audit::MemoryAuditSink;
 use kailash::state::RateQuota;
-use kailash::{Gateway, RateLimits};
+use kailash::{AttributeValue, Gateway, Principal, RateLimits};
 use kailash_benches::{LatencyHistogram, cpu};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -90,6 +95,10 @@ Targets (all by default, in this order):
   gateway-minimal    kailash gateway with compression, tracing and metrics off
   gateway            kailash gateway with its default layers
   gateway-ratelimit  default gateway + a per-IP rate limit that never refuses
+  gateway-access     default gateway + a fixed principal + RequirePermission on
+                     the route (the demo's hybrid policy: a role grant and a
+                     geography condition), every decision audited to a
+                     bounded in-memory sink
 
 Diagnostic target (only with --only):
   gateway-no-compression / gateway-no-tracing / gateway-no-metrics
@@ -123,6 +132,7 @@ enum Target {
     GatewayMinimal,
     Gateway,
     GatewayRateLimit,
+    GatewayAccess,
     GatewayRouter,
     GatewayNoCompression,
     GatewayNoTracing,
@@ -130,12 +140,13 @@ enum Target {
 }
 
 impl Target {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Bare,
         Self::Axum,
         Self::GatewayMinimal,
         Self::Gateway,
         Self::GatewayRateLimit,
+        Self::GatewayAccess,
     ];
 
     fn name(self) -> &'static str {
@@ -145,6 +156,7 @@ impl Target {
             Self::GatewayMinimal => "gateway-minimal",
             Self::Gateway => "gateway",
             Self::GatewayRateLimit => "gateway-ratelimit",
+            Self::GatewayAccess => "gateway-access",
             Self::GatewayRouter => "gateway-router",
             Self::GatewayNoCompression => "gateway-no-compression",
             Self::GatewayNoTracing => "gateway-no-tracing",
@@ -340,9 +352,53 @@ async fn serve_bare(
     }
 }
 
+/// The demo policy plus a geography condition on `report:view`, so the
+/// route's check is hybrid (role grant and condition) without a resource.
+fn access_control() -> Result<AccessControl, String> {
+    let mut spec: AccessSpec =
+        serde_json::from_str(include_str!("../../fixtures/access-demo.json"))
+            .map_err(|e| format!("access spec: {e}"))?;
+    spec.policies.push(PolicySpec {
+        name: "geo_reports".into(),
+        description: None,
+        condition: "user.location.country IN ['US', 'CA', 'GB']".into(),
+        applies_to: vec![Permission::parse("report:view").map_err(|e| e.to_string())?],
+        effect: Effect::Require,
+    });
+    // Loaded on a thread of its own: this may run inside the server runtime's context.
+    let policy = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(AccessPolicy::load(&spec))
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "policy loader panicked".to_owned())??;
+    let audit = Arc::new(MemoryAuditSink::with_capacity(4096));
+    Ok(AccessControl::new(policy).audit(audit))
+}
+
+/// The principal every request of `gateway-access` carries (bob, CA).
+fn bob() -> Principal {
+    let location = AttributeValue::Map([("country".to_owned(), "CA".into())].into_iter().collect());
+    Principal::builder("bob")
+        .role("business_user")
+        .attribute("location", location)
+        .build()
+}
+
 /// The gateway of a gateway target.
 fn build_gateway(target: Target) -> Result<Gateway, String> {
-    let mut builder = Gateway::builder().routes(ok_router());
+    let routes = if target == Target::GatewayAccess {
+        Router::new().route(
+            "/",
+            get(|| async { "ok" }).layer(RequirePermission::new("report:view")),
+        )
+    } else {
+        ok_router()
+    };
+    let mut builder = Gateway::builder().routes(routes);
     match target {
         Target::GatewayMinimal => {
             builder = builder.compression(false).tracing(false).metrics(false)
@@ -359,6 +415,11 @@ fn build_gateway(target: Target) -> Result<Gateway, String> {
                 per_ip: Some(quota),
                 ..RateLimits::default()
             });
+        }
+        Target::GatewayAccess => {
+            builder = builder
+                .principal_layer(axum::Extension(bob()))
+                .access_control(access_control()?);
         }
         Target::GatewayNoCompression => builder = builder.compression(false),
         Target::GatewayNoTracing => builder = builder.tracing(false),
@@ -413,6 +474,7 @@ fn start_server(rt: &Runtime, target: Target) -> Result<RunningServer, String> {
         Target::GatewayMinimal
         | Target::Gateway
         | Target::GatewayRateLimit
+        | Target::GatewayAccess
         | Target::GatewayNoCompression
         | Target::GatewayNoTracing
         | Target::GatewayNoMetrics => {
@@ -922,7 +984,7 @@ mod tests {
         };
         assert_eq!(
             (c.connections, c.targets.len(), c.server_threads),
-            (50, 5, 1)
+            (50, 6, 1)
         );
         let Ok(Parsed::Run(c)) = parse_args(&args(
             "--connections 8 --duration=0.5 --warmup 0 --max-requests 1_000 --only gateway,bare --client-threads 2",
@@ -963,6 +1025,7 @@ mod tests {
             Target::GatewayMinimal,
             Target::Gateway,
             Target::GatewayRateLimit,
+            Target::GatewayAccess,
         ] {
             assert!(build_gateway(t).is_ok(), "{}", t.name());
         }

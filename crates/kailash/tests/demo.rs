@@ -11,7 +11,7 @@ use kailash::GatewayBuilder;
 use kailash::auth::totp::{TotpConfig, TotpSecret};
 use kailash::config::GatewayConfig;
 use serde_json::{Value, json};
-use support::{Resp, Running, request, start_gateway};
+use support::{Resp, Running, request, start_gateway, unique_suffix};
 
 const ALICE_TOTP: &str = "JBSWY3DPEHPK3PXP";
 
@@ -19,17 +19,6 @@ fn demo_config_text() -> String {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/enterprise.toml");
     std::fs::read_to_string(path).expect("demo config")
-}
-
-/// A name unique to this process and call (time, pid and a counter).
-fn unique_suffix() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{nanos:x}-{}-{n}", std::process::id())
 }
 
 fn temp_dir() -> PathBuf {

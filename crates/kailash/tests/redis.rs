@@ -288,3 +288,79 @@ async fn tenant_quotas_are_exact_across_instances() {
     }
     assert_eq!(allowed, 25, "one daily budget, exact across both instances");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_limits_are_exact_across_instances() {
+    use kailash::access::limits::{LimitError, Limits};
+    use kailash::access::spec::AccessSpec;
+    use kailash::access::{AccessControl, AccessPolicy};
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let spec: AccessSpec = serde_json::from_value(serde_json::json!({ "roles": [
+        { "name": "data_scientist", "max_workflows": 20, "max_executions_per_hour": 30 }
+    ] }))
+    .unwrap();
+    let access = AccessControl::new(AccessPolicy::load(&spec).await.unwrap());
+    let instances = [
+        Limits::new(access.clone(), redis_state(&url, &prefix).await),
+        Limits::new(access.clone(), redis_state(&url, &prefix).await),
+    ];
+    let dave = kailash::Principal::builder("dave")
+        .tenant(kailash::TenantId::new("acme").unwrap())
+        .role("data_scientist")
+        .build();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (limits, dave) = (instances[i % 2].clone(), dave.clone());
+        tasks.push(tokio::spawn(async move {
+            let workflow = limits.reserve_workflow(&dave, &format!("wf-{i}")).await;
+            let execution = limits.charge_execution(&dave).await;
+            (workflow, execution)
+        }));
+    }
+    let (mut workflows, mut executions) = (0, 0);
+    for t in tasks {
+        let (w, e) = t.await.unwrap();
+        match w {
+            Ok(()) => workflows += 1,
+            Err(LimitError::Exceeded {
+                limit: "max_workflows",
+                retry_after: None,
+                ..
+            }) => {}
+            Err(other) => panic!("{other}"),
+        }
+        match e {
+            Ok(_) => executions += 1,
+            Err(LimitError::Exceeded {
+                retry_after: Some(_),
+                ..
+            }) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(
+        workflows, 20,
+        "one max_workflows, exact across both instances"
+    );
+    assert_eq!(
+        executions, 30,
+        "one hourly budget, exact across both instances"
+    );
+    assert_eq!(instances[0].workflows_owned(&dave).await.unwrap(), 20);
+    // A release on one instance frees a slot on the other.
+    assert!(
+        instances[0]
+            .release_workflow(dave.tenant(), "dave", "wf-0")
+            .await
+            .unwrap()
+            || instances[0]
+                .release_workflow(dave.tenant(), "dave", "wf-1")
+                .await
+                .unwrap()
+    );
+    instances[1]
+        .reserve_workflow(&dave, "wf-late")
+        .await
+        .unwrap();
+}

@@ -188,7 +188,14 @@ impl AccessControl {
         }
         let decision = self.decide(&req);
         if let Some(sink) = &self.inner.audit {
-            let event = audit_event(principal, permission, resource.map(|r| r.0), ctx, &decision);
+            let event = audit_event(
+                principal,
+                permission,
+                resource.map(|r| r.0),
+                ctx,
+                decision.allowed,
+                decision.rule.clone(),
+            );
             if let Some(event) = sink.try_record(event)
                 && let Err(error) = sink.record(event).await
             {
@@ -205,7 +212,8 @@ pub(crate) fn audit_event(
     permission: &Permission,
     resource_id: Option<&str>,
     ctx: Option<&RequestContext>,
-    decision: &Decision,
+    allowed: bool,
+    rule: String,
 ) -> AuditEvent {
     let resource = match resource_id {
         Some(id) => {
@@ -219,7 +227,7 @@ pub(crate) fn audit_event(
     };
     let mut event = AuditEvent::new(
         AUDIT_ACTION,
-        if decision.allowed {
+        if allowed {
             AuditDecision::Allow
         } else {
             AuditDecision::Deny
@@ -227,8 +235,8 @@ pub(crate) fn audit_event(
     )
     .principal(principal)
     .resource(resource)
-    .reason(decision.rule.clone())
-    .severity(if decision.allowed {
+    .reason(rule)
+    .severity(if allowed {
         AuditSeverity::Info
     } else {
         AuditSeverity::Warning

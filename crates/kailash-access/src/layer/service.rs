@@ -69,12 +69,6 @@ where
             areq.resource = Resource::Deferred;
         }
         let decision = access.decide(&areq);
-        let event = access.audit_sink().map(|sink| {
-            (
-                sink,
-                audit_event(&principal, &config.permission, None, ctx, &decision),
-            )
-        });
         let allowed = decision.allowed;
         if allowed && !decision.pending.is_empty() {
             req.extensions_mut().insert(PendingResourceCheck {
@@ -82,6 +76,19 @@ where
                 policies: decision.pending,
             });
         }
+        // The rule moves into the audit entry: the request needs only the verdict.
+        let ctx = req.extensions().get::<RequestContext>();
+        let event = access.audit_sink().map(|sink| {
+            let event = audit_event(
+                &principal,
+                &config.permission,
+                None,
+                ctx,
+                allowed,
+                decision.rule,
+            );
+            (sink, event)
+        });
         let pending_event = match event {
             None => None,
             Some((sink, event)) => sink.try_record(event).map(|e| (sink.clone(), e)),

@@ -376,7 +376,11 @@ fn casbin_sanity(rbac: &Enforcer, abac: &Enforcer, hybrid: &Enforcer) {
     // ABAC: clearance below classification, wrong department, wrong country.
     let secret = casbin_doc(&ACME_ENG_SECRET);
     let conf = casbin_doc(&ACME_ENG_CONF);
-    assert!(!abac.enforce((&casbin_user(&DAVE), &secret, "read")).unwrap());
+    assert!(
+        !abac
+            .enforce((&casbin_user(&DAVE), &secret, "read"))
+            .unwrap()
+    );
     assert!(!abac.enforce((&casbin_user(&BOB), &conf, "read")).unwrap());
     assert!(!abac.enforce((&casbin_user(&FRANK), &conf, "read")).unwrap());
     // Hybrid: clearance, missing grant, time window on system:configure.
@@ -480,8 +484,12 @@ fn cedar_user(u: &DemoUser) -> Entity {
                 .expect("record"),
         ),
     ]);
-    Entity::new(uid("User", u.id), attrs, HashSet::from([uid("Role", u.role)]))
-        .expect("user entity")
+    Entity::new(
+        uid("User", u.id),
+        attrs,
+        HashSet::from([uid("Role", u.role)]),
+    )
+    .expect("user entity")
 }
 
 fn cedar_role(role: &str) -> Entity {
@@ -507,7 +515,10 @@ fn cedar_all_entities() -> Entities {
         .map(|(role, _)| cedar_role(role))
         .chain(USERS.iter().map(|u| cedar_user(u)))
         .chain(DOCS.iter().map(|d| cedar_doc(d)))
-        .chain([Entity::new_no_attrs(uid("System", "system"), HashSet::new())]);
+        .chain([Entity::new_no_attrs(
+            uid("System", "system"),
+            HashSet::new(),
+        )]);
     Entities::from_entities(entities, None).expect("cedar entities")
 }
 
@@ -575,8 +586,14 @@ fn cedar_sanity(
     assert_eq!(decide(abac, "frank", "data:read", conf(), IN_HOURS), d);
     assert_eq!(decide(hybrid, "dave", "data:read", secret(), IN_HOURS), d);
     assert_eq!(decide(hybrid, "bob", "data:read", conf(), IN_HOURS), d);
-    assert_eq!(decide(hybrid, "dave", "system:configure", system(), IN_HOURS), d);
-    assert_eq!(decide(hybrid, "alice", "system:configure", system(), IN_HOURS), a);
+    assert_eq!(
+        decide(hybrid, "dave", "system:configure", system(), IN_HOURS),
+        d
+    );
+    assert_eq!(
+        decide(hybrid, "alice", "system:configure", system(), IN_HOURS),
+        a
+    );
     assert_eq!(
         decide(hybrid, "alice", "system:configure", system(), OUT_OF_HOURS),
         d
@@ -612,7 +629,13 @@ fn access(c: &mut Criterion) {
     let cedar_abac = cedar_policies(&cedar_abac_src());
     let cedar_hybrid = cedar_policies(&cedar_hybrid_src());
     let entities = cedar_all_entities();
-    cedar_sanity(&authorizer, &cedar_rbac, &cedar_abac, &cedar_hybrid, &entities);
+    cedar_sanity(
+        &authorizer,
+        &cedar_rbac,
+        &cedar_abac,
+        &cedar_hybrid,
+        &entities,
+    );
     let conf_uid = uid("Document", ACME_ENG_CONF.id);
     let req_bob_report = cedar_request(
         "bob",
@@ -728,7 +751,11 @@ fn access(c: &mut Criterion) {
     let per_request = |authorizer: &Authorizer| {
         let entities = cedar_request_entities(black_box(&DAVE), black_box(&ACME_ENG_CONF));
         authorizer
-            .is_authorized(black_box(&req_dave_read), black_box(&cedar_hybrid), &entities)
+            .is_authorized(
+                black_box(&req_dave_read),
+                black_box(&cedar_hybrid),
+                &entities,
+            )
             .decision()
     };
     assert_eq!(per_request(&authorizer), Decision::Allow);
@@ -800,8 +827,11 @@ mod kailash {
     }
 
     fn user(name: &str, role: &str, dept: &str, clearance: &str, country: &str) -> Principal {
-        let location =
-            AttributeValue::Map([("country".to_owned(), country.into())].into_iter().collect());
+        let location = AttributeValue::Map(
+            [("country".to_owned(), country.into())]
+                .into_iter()
+                .collect(),
+        );
         Principal::builder(name)
             .tenant(TenantId::new("acme").expect("tenant"))
             .role(role)
@@ -845,8 +875,20 @@ mod kailash {
                 abac: with(Strategy::Abac),
                 hybrid: with(Strategy::Hybrid),
                 bob: user("bob", "business_user", "sales", "internal", "CA"),
-                dave: user("dave", "data_scientist", "engineering", "confidential", "GB"),
-                frank: user("frank", "data_scientist", "engineering", "confidential", "FR"),
+                dave: user(
+                    "dave",
+                    "data_scientist",
+                    "engineering",
+                    "confidential",
+                    "GB",
+                ),
+                frank: user(
+                    "frank",
+                    "data_scientist",
+                    "engineering",
+                    "confidential",
+                    "FR",
+                ),
                 report_view: Permission::parse("report:view").expect("permission"),
                 data_read: Permission::parse("data:read").expect("permission"),
                 conf,
@@ -867,10 +909,38 @@ mod kailash {
             bool,
         )> {
             vec![
-                ("rbac/kailash", &self.rbac, &self.bob, &self.report_view, &self.none, true),
-                ("abac/kailash", &self.abac, &self.dave, &self.data_read, &self.conf, true),
-                ("hybrid/kailash", &self.hybrid, &self.dave, &self.data_read, &self.conf, true),
-                ("hybrid_deny/kailash", &self.hybrid, &self.frank, &self.data_read, &self.conf, false),
+                (
+                    "rbac/kailash",
+                    &self.rbac,
+                    &self.bob,
+                    &self.report_view,
+                    &self.none,
+                    true,
+                ),
+                (
+                    "abac/kailash",
+                    &self.abac,
+                    &self.dave,
+                    &self.data_read,
+                    &self.conf,
+                    true,
+                ),
+                (
+                    "hybrid/kailash",
+                    &self.hybrid,
+                    &self.dave,
+                    &self.data_read,
+                    &self.conf,
+                    true,
+                ),
+                (
+                    "hybrid_deny/kailash",
+                    &self.hybrid,
+                    &self.frank,
+                    &self.data_read,
+                    &self.conf,
+                    false,
+                ),
             ]
         }
     }

@@ -146,12 +146,16 @@ struct Demo {
 /// recent-audit view, so call it after
 /// [`GatewayBuilder::from_config_with_backends`].
 pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, GatewayError> {
-    let (Some(access), Some(state)) = (builder.access_handle(), builder.state_handle()) else {
+    let (Some(access), Some(state), Some(_)) = (
+        builder.access_handle(),
+        builder.state_handle(),
+        builder.tenant_registry(),
+    ) else {
         return Err(GatewayError::Config(
             kailash::config::ConfigError::Invalid {
                 origin: "the demo routes".into(),
                 key: "access".into(),
-                message: "the demo routes need [access] and a state backend".into(),
+                message: "the demo routes need [access], [[tenants]] and a state backend".into(),
             },
         ));
     };
@@ -337,12 +341,23 @@ fn new_id() -> Option<String> {
     Some(id)
 }
 
+/// The tenant layer resolves the request's tenant; access decisions, limits
+/// and audit entries use the principal's. They must be the same tenant (a
+/// principal without one never acts inside a tenant).
+fn other_tenant(principal: &Principal, tenant: &Tenant) -> Option<Response> {
+    (principal.tenant() != Some(&tenant.id))
+        .then(|| Problem::forbidden("tenant mismatch").into_response())
+}
+
 async fn create_workflow(
     d: &Demo,
     principal: &Principal,
     tenant: &Tenant,
     body: &[u8],
 ) -> Response {
+    if let Some(refused) = other_tenant(principal, tenant) {
+        return refused;
+    }
     let new: NewWorkflow = match serde_json::from_slice(body) {
         Ok(n) => n,
         Err(e) => {
@@ -441,16 +456,22 @@ async fn delete_workflow(d: &Demo, tenant: &Tenant, id: &str) -> Response {
         Ok(true) => {}
         Err(e) => return unavailable("the workflow store", e),
     }
-    let released = async {
-        d.state.sets.remove(&index_key(tenant), id).await?;
-        d.limits
-            .release_workflow(Some(&tenant.id), &workflow.owner, id)
-            .await?;
-        d.quotas.release_workflow(tenant).await
-    }
-    .await;
-    if let Err(e) = released {
-        tracing::warn!(error = %e, workflow = id, "deleted, but releasing its counts failed");
+    // Each count is released on its own, so one failure does not keep the others.
+    let index = d.state.sets.remove(&index_key(tenant), id).await.map(drop);
+    let owner = d
+        .limits
+        .release_workflow(Some(&tenant.id), &workflow.owner, id)
+        .await
+        .map(drop);
+    let quota = d.quotas.release_workflow(tenant).await;
+    for (what, result) in [
+        ("index entry", index),
+        ("owner's max_workflows slot", owner),
+        ("tenant quota", quota),
+    ] {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, workflow = id, "deleted, but releasing the {what} failed");
+        }
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -462,6 +483,9 @@ async fn read_document(
     ctx: Option<&RequestContext>,
     id: &str,
 ) -> Response {
+    if let Some(refused) = other_tenant(principal, tenant) {
+        return refused;
+    }
     // Another tenant's document is not found, exactly like an unknown id.
     let Some(doc) = DOCUMENTS
         .iter()

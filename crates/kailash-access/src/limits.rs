@@ -138,6 +138,13 @@ impl Limits {
             .now()
             .checked_add(OWNED_FOR)
             .unwrap_or(jiff::Timestamp::MAX);
+        if max == Some(0) {
+            return Err(LimitError::Exceeded {
+                limit: "max_workflows",
+                max: 0,
+                retry_after: None,
+            });
+        }
         let cap = max.map_or(usize::MAX, clamp);
         let done = self
             .state

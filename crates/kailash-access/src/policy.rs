@@ -178,7 +178,9 @@ pub struct AccessPolicy {
     rbac: RbacSnapshot,
     enforcer: Enforcer,
     policies: Vec<CompiledPolicy>,
-    limits: FnvHashMap<Box<str>, ResourceLimits>,
+    /// Each role's limits and, for a role restricted to some tenants, those
+    /// tenants (its limits apply there only, like its permissions).
+    limits: FnvHashMap<Box<str>, (ResourceLimits, Option<Vec<kailash_core::TenantId>>)>,
     roles: Vec<String>,
 }
 
@@ -286,10 +288,13 @@ impl AccessPolicy {
             .map(|r| {
                 (
                     Box::from(r.name.as_str()),
-                    ResourceLimits {
-                        max_workflows: r.max_workflows,
-                        max_executions_per_hour: r.max_executions_per_hour,
-                    },
+                    (
+                        ResourceLimits {
+                            max_workflows: r.max_workflows,
+                            max_executions_per_hour: r.max_executions_per_hour,
+                        },
+                        r.tenants.clone(),
+                    ),
                 )
             })
             .collect();
@@ -340,15 +345,23 @@ impl AccessPolicy {
         )
     }
 
-    /// The principal's resource limits (see [`ResourceLimits`]).
+    /// The principal's resource limits (see [`ResourceLimits`]); a role
+    /// restricted to other tenants contributes none.
     pub fn limits_for(&self, principal: &Principal) -> ResourceLimits {
         let mut out = ResourceLimits::default();
         let max = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(x), Some(y)) => Some(x.max(y)),
             (x, y) => x.or(y),
         };
+        let tenant = principal.tenant();
         for role in self.roles_of(principal) {
-            if let Some(l) = self.limits.get(role) {
+            let Some((l, tenants)) = self.limits.get(role) else {
+                continue;
+            };
+            let applies = tenants
+                .as_ref()
+                .is_none_or(|ts| tenant.is_some_and(|t| ts.contains(t)));
+            if applies {
                 out.max_workflows = max(out.max_workflows, l.max_workflows);
                 out.max_executions_per_hour =
                     max(out.max_executions_per_hour, l.max_executions_per_hour);

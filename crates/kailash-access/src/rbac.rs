@@ -300,12 +300,12 @@ pub(crate) async fn enforcer(
                 }
             }
         }
+        // A role restricted to some tenants inherits only there: what it
+        // passes on from its parents is part of its permissions.
         for parent in &r.inherits {
-            g_lines.insert(vec![
-                sub.clone(),
-                format!("{ROLE}{parent}"),
-                ANY_TENANT.to_owned(),
-            ]);
+            for dom in &domains {
+                g_lines.insert(vec![sub.clone(), format!("{ROLE}{parent}"), dom.clone()]);
+            }
         }
     }
     for g in grants {
@@ -363,8 +363,10 @@ pub(crate) fn snapshot(e: &Enforcer, role_names: &[&str]) -> Result<RbacSnapshot
         let [n1, n2, dom] = l.as_slice() else {
             return Err(AccessError::Casbin(format!("unexpected role line {l:?}")));
         };
-        if let (Some(subject), Some(role)) = (n1.strip_prefix(USER), n2.strip_prefix(ROLE)) {
+        if dom != ANY_TENANT {
             tenant_domains.insert(dom.clone());
+        }
+        if let (Some(subject), Some(role)) = (n1.strip_prefix(USER), n2.strip_prefix(ROLE)) {
             grants
                 .entry(dom.as_str().into())
                 .or_default()

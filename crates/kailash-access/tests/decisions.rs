@@ -669,3 +669,46 @@ async fn limits_are_the_most_generous_of_the_roles() {
     let none = Principal::builder("y").role("ghost").build();
     assert_eq!(policy.limits_for(&none).max_workflows, None);
 }
+
+#[tokio::test]
+async fn a_tenant_restricted_role_inherits_and_limits_only_in_its_tenants() {
+    let policy = spec_with(
+        r#"{ "roles": [
+            { "name": "reader", "permissions": ["report:view"] },
+            { "name": "acme_lead", "inherits": ["reader"], "permissions": ["workflow:create"],
+              "tenants": ["acme"], "max_workflows": 50 },
+            { "name": "member", "max_workflows": 5 }
+        ] }"#,
+    )
+    .await
+    .unwrap();
+    let now = at(10);
+    let lead = |tenant: &str| {
+        Principal::builder("l")
+            .tenant(TenantId::new(tenant).unwrap())
+            .role("acme_lead")
+            .role("member")
+            .build()
+    };
+    let (acme, globex) = (lead("acme"), lead("globex"));
+    let view = perm("report:view");
+    assert!(
+        policy
+            .decide(&AccessRequest::new(&acme, &view, now))
+            .allowed
+    );
+    assert!(
+        !policy
+            .decide(&AccessRequest::new(&globex, &view, now))
+            .allowed,
+        "inherited grants stay in the role's tenants"
+    );
+    assert!(
+        !policy
+            .decide(&AccessRequest::new(&globex, &perm("workflow:create"), now))
+            .allowed
+    );
+    assert!(policy.casbin_enforce("x", None, &view).is_ok());
+    assert_eq!(policy.limits_for(&acme).max_workflows, Some(50));
+    assert_eq!(policy.limits_for(&globex).max_workflows, Some(5));
+}

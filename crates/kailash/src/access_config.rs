@@ -73,10 +73,18 @@ pub async fn reload_access(path: &Path, access: &AccessControl) -> Result<(), Re
 /// names the role or policy. Without a match, `origin: error`.
 pub fn locate(text: &str, origin: &str, error: &AccessError) -> String {
     let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    // `name = "x"` at the start of a line (not `username = "x"`).
     let name_line = |name: &str| {
         ["\"", "'"].iter().find_map(|q| {
             let needle = format!("name = {q}{name}{q}");
-            text.find(&needle).map(line_of)
+            text.match_indices(&needle)
+                .find(|(i, _)| {
+                    text[..*i]
+                        .rsplit('\n')
+                        .next()
+                        .is_some_and(|before| before.trim().is_empty())
+                })
+                .map(|(i, _)| line_of(i))
         })
     };
     let line = match error {

@@ -610,6 +610,11 @@ impl GatewayBuilder {
         &self.clock
     }
 
+    /// The tenant registry set so far (with [`tenancy`](Self::tenancy)).
+    pub fn tenant_registry(&self) -> Option<&Arc<dyn TenantRegistry>> {
+        self.tenancy.as_ref().map(|(registry, _)| registry)
+    }
+
     /// The newest audit events kept in memory for queries (set by
     /// [`from_config_with_backends`](Self::from_config_with_backends)).
     pub fn recent_audit(&self) -> Option<&Arc<MemoryAuditSink>> {

@@ -554,6 +554,19 @@ impl GatewayConfig {
                 return Err(("tenants", e.to_string()));
             }
         }
+        // With tenants, every user belongs to one: a token without a tenant
+        // would let a request header choose it.
+        if !self.tenants.is_empty()
+            && let Some(user) = self.users.iter().find(|u| u.tenant.is_none())
+        {
+            return Err((
+                "users",
+                format!(
+                    "user `{}` has no tenant; with [[tenants]] every user needs one",
+                    user.username
+                ),
+            ));
+        }
         if self.audit.recent_events == 0 {
             return Err(("audit.recent_events", "must be at least 1".into()));
         }
@@ -709,5 +722,44 @@ mod tests {
             e.starts_with("environment variable KAILASH_LISTEN: key `server.listen`"),
             "{e}"
         );
+    }
+
+    const AUTH: &str = "[auth]\nissuer = \"i\"\naudience = \"a\"\n";
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$fP2XnF/Jdfk2pTqw48EqiA$CROXYRm9f+vQm4BHYy4wAwAlCl6JWZqyYsOgumK7zCw";
+
+    #[test]
+    fn access_roles_must_cover_the_users_and_need_auth() {
+        let access = "[[access.roles]]\nname = \"reader\"\npermissions = [\"report:view\"]\n";
+        let user = |role: &str| {
+            format!(
+                "[[users]]\nusername = \"u\"\nroles = [\"{role}\"]\npassword_hash = \"{HASH}\"\n"
+            )
+        };
+        assert!(load(&format!("{AUTH}{}{access}", user("reader")), &[]).is_ok());
+        let e = load(&format!("{AUTH}{}{access}", user("writer")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `users`") && e.contains("`writer`"), "{e}");
+        let e = load(access, &[]).unwrap_err().to_string();
+        assert!(e.contains("key `access`") && e.contains("[auth]"), "{e}");
+        let e = load(
+            &format!("{AUTH}[[access.roles]]\nname = \"r\"\npermissions = [\"Report:View\"]\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("access.roles[0].permissions"), "{e}");
+    }
+
+    #[test]
+    fn with_tenants_every_user_has_one() {
+        let tenant = "[[tenants]]\nid = \"acme\"\n";
+        let user = format!("[[users]]\nusername = \"u\"\npassword_hash = \"{HASH}\"\n");
+        let e = load(&format!("{AUTH}{user}{tenant}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user `u` has no tenant"), "{e}");
+        let with = user.replace("username = \"u\"", "username = \"u\"\ntenant = \"acme\"");
+        assert!(load(&format!("{AUTH}{with}{tenant}"), &[]).is_ok());
     }
 }

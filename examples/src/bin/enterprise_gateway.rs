@@ -80,14 +80,24 @@ fn init_logging() {
         .init();
 }
 
-/// Reloads `[access]` from `path` on every SIGHUP.
+/// Reloads `[access]` from `path` on every SIGHUP. Without a file (the
+/// built-in demo config) SIGHUP is only logged, so it never stops the process.
 #[cfg(unix)]
-fn reload_on_sighup(path: PathBuf, access: kailash::access::AccessControl) -> Result<(), String> {
+fn reload_on_sighup(
+    path: Option<PathBuf>,
+    access: kailash::access::AccessControl,
+) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match kailash::config::reload_access(&path, &access).await {
+            let Some(path) = &path else {
+                tracing::warn!(
+                    "SIGHUP: the built-in config has no file to reload; start with --config FILE"
+                );
+                continue;
+            };
+            match kailash::config::reload_access(path, &access).await {
                 Ok(()) => tracing::info!(path = %path.display(), "access policy reloaded"),
                 Err(e) => tracing::error!("access policy reload refused: {e}"),
             }
@@ -126,10 +136,11 @@ async fn run(args: Args) -> Result<(), String> {
         Err(e) => return Err(e.to_string()),
     };
     #[cfg(unix)]
-    if let (Some(path), Some(access)) = (&args.config, builder.access_handle()) {
-        reload_on_sighup(path.clone(), access.clone())?;
+    if let Some(access) = builder.access_handle() {
+        reload_on_sighup(args.config.clone(), access.clone())?;
     }
-    let builder = if config.access.is_some() {
+    // The demo's protected routes need roles and tenants to check against.
+    let builder = if config.access.is_some() && !config.tenants.is_empty() {
         demo::with_demo_routes(builder).map_err(|e| e.to_string())?
     } else {
         builder

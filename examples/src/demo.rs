@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -30,7 +29,7 @@ use kailash::access::permission::Permission;
 use kailash::access::{AccessControl, forbidden};
 use kailash::audit::MemoryAuditSink;
 use kailash::context::RequestContext;
-use kailash::state::{Namespace, SharedState, StateKey, WhenFull};
+use kailash::state::{Namespace, SharedState, StateKey, WhenFull, until_removed};
 use kailash::tenancy::model::Tenant;
 use kailash::tenancy::quota::{QuotaDecision, Quotas};
 use kailash::tenancy::workflow::{WorkflowNode, WorkflowViolation, validate_workflow};
@@ -39,8 +38,6 @@ use serde::{Deserialize, Serialize};
 
 const WORKFLOW: Namespace = Namespace::new("demo.workflow");
 const INDEX: Namespace = Namespace::new("demo.workflows");
-/// Stored workflows do not expire; a century stands for "until deleted".
-const KEPT_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const MAX_NAME_CHARS: usize = 128;
 const MAX_AUDIT_EVENTS: usize = 1000;
 
@@ -417,12 +414,7 @@ async fn create_workflow(
             .set(&workflow_key(tenant, &id), bytes.into(), None)
             .await
             .map_err(|e| e.to_string())?;
-        let keep = d
-            .state
-            .clock
-            .now()
-            .checked_add(KEPT_FOR)
-            .unwrap_or(jiff::Timestamp::MAX);
+        let keep = until_removed(d.state.clock.now());
         d.state
             .sets
             .insert(&index_key(tenant), &id, keep, usize::MAX, WhenFull::Reject)
@@ -527,10 +519,10 @@ pub fn openapi() -> serde_json::Value {
     let op = |id: &str,
               summary: &str,
               permission: &str,
-              ok: serde_json::Value,
+              (code, ok): (&str, serde_json::Value),
               extra: &[(&str, &str)]| {
         let mut responses = BTreeMap::new();
-        responses.insert("200".to_owned(), ok);
+        responses.insert(code.to_owned(), ok);
         responses.insert("401".to_owned(), problem("Not authenticated"));
         responses.insert(
             "403".to_owned(),
@@ -547,13 +539,18 @@ pub fn openapi() -> serde_json::Value {
             "security": [{ "bearer": [] }], "responses": responses,
         })
     };
-    let ok = |d: &str| serde_json::json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let ok = |d: &str| {
+        (
+            "200",
+            serde_json::json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } }),
+        )
+    };
     let id_param = serde_json::json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
     let mut create = op(
         "create_workflow",
         "Create a workflow",
         "workflow:create",
-        ok("Created"),
+        ("201", ok("Created").1),
         &[
             ("400", "Malformed workflow"),
             ("429", "Daily API quota exhausted (Retry-After)"),
@@ -564,24 +561,14 @@ pub fn openapi() -> serde_json::Value {
             "name": { "type": "string" },
             "nodes": { "type": "array", "items": { "type": "object", "required": ["id", "type"],
                 "properties": { "id": { "type": "string" }, "type": { "type": "string" } } } } } } } } });
-    if let Some(r) = create["responses"].as_object_mut()
-        && let Some(ok) = r.remove("200")
-    {
-        r.insert("201".to_owned(), ok);
-    }
     let mut remove = op(
         "delete_workflow",
         "Delete a workflow",
         "workflow:delete",
-        serde_json::json!({ "description": "Deleted" }),
+        ("204", serde_json::json!({ "description": "Deleted" })),
         &[("404", "No such workflow in the tenant")],
     );
     remove["parameters"] = id_param.clone();
-    if let Some(r) = remove["responses"].as_object_mut()
-        && let Some(ok) = r.remove("200")
-    {
-        r.insert("204".to_owned(), ok);
-    }
     let mut data = op(
         "read_document",
         "Read a document",
@@ -618,7 +605,10 @@ pub fn openapi() -> serde_json::Value {
 mod tests {
     #[test]
     fn the_openapi_document_is_valid() {
-        let doc: utoipa::openapi::OpenApi = serde_json::from_value(super::openapi()).unwrap();
+        let json = super::openapi();
+        assert!(json["paths"]["/api/workflows"]["post"]["responses"]["201"].is_object());
+        assert!(json["paths"]["/api/workflows/{id}"]["delete"]["responses"]["204"].is_object());
+        let doc: utoipa::openapi::OpenApi = serde_json::from_value(json).unwrap();
         assert_eq!(doc.paths.paths.len(), 5);
     }
 }

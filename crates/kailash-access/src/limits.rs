@@ -41,7 +41,9 @@
 
 use std::time::Duration;
 
-use kailash_core::state::{BoundedAdd, Namespace, SharedState, StateError, StateKey, WhenFull};
+use kailash_core::state::{
+    BoundedAdd, Namespace, SharedState, StateError, StateKey, WhenFull, until_removed,
+};
 use kailash_core::{Principal, Problem, TenantId};
 
 use crate::control::AccessControl;
@@ -49,8 +51,6 @@ use crate::control::AccessControl;
 const WORKFLOWS: Namespace = Namespace::new("access.workflows");
 const EXECUTIONS: Namespace = Namespace::new("access.executions");
 const HOUR: Duration = Duration::from_secs(3600);
-/// Owned workflows do not expire; a century stands for "until released".
-const OWNED_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Why a limit refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,12 +132,7 @@ impl Limits {
     ) -> Result<(), LimitError> {
         let max = self.access.policy().limits_for(principal).max_workflows;
         let owner = key(WORKFLOWS, principal.tenant(), principal.subject());
-        let expires = self
-            .state
-            .clock
-            .now()
-            .checked_add(OWNED_FOR)
-            .unwrap_or(jiff::Timestamp::MAX);
+        let expires = until_removed(self.state.clock.now());
         if max == Some(0) {
             return Err(LimitError::Exceeded {
                 limit: "max_workflows",

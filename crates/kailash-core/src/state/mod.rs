@@ -337,6 +337,14 @@ pub struct SetMember {
     pub expires_at: Timestamp,
 }
 
+/// The expiry of a bounded-set member that should stay until it is removed
+/// (a workflow owned by a user): a century from `now`. Backends store
+/// expiries as numbers, so "never" is a far but finite time.
+pub fn until_removed(now: Timestamp) -> Timestamp {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(CENTURY).unwrap_or(Timestamp::MAX)
+}
+
 /// Per-owner sets with a size cap whose members expire (sessions per user).
 #[async_trait]
 pub trait BoundedSetStore: Send + Sync + 'static {

@@ -31,6 +31,7 @@
 mod event;
 mod file;
 mod memory;
+mod record;
 mod retain;
 
 use async_trait::async_trait;
@@ -38,6 +39,7 @@ use async_trait::async_trait;
 pub use event::{AuditDecision, AuditEvent, AuditSeverity};
 pub use file::{JsonLinesAuditSink, JsonLinesOptions};
 pub use memory::MemoryAuditSink;
+pub use record::{PendingAudit, offer, record_or_log};
 pub use retain::RetainingAuditSink;
 
 /// Why an event could not be recorded.

@@ -59,7 +59,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get::<RequestContext>()
             .cloned()
             .ok_or_else(|| {
-                tracing::error!("RequestContext extractor used without RequestContextLayer");
+                tracing::error!("RequestContext extractor used without SetRequestContextLayer");
                 Problem::internal()
             })
     }

@@ -4,50 +4,29 @@ use tower::Layer;
 
 use crate::clock::{Clock, SystemClock};
 
-use super::{RequestContextService, RequestIdGenerator, TrustedProxies};
-
-/// When an incoming `X-Request-Id` is kept instead of generating one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IncomingRequestId {
-    /// Always generate.
-    Never,
-    /// Keep a well-formed id sent by a trusted proxy (the default), so one id
-    /// follows a request through your load balancer and this service.
-    #[default]
-    FromTrustedProxies,
-    /// Keep any well-formed id (only when every client is trusted).
-    Always,
-}
+use super::config::{Config, IncomingRequestId};
+use super::{RequestIdGenerator, SetRequestContext, TrustedProxies};
 
 /// Adds a [`RequestContext`](super::RequestContext) to every request.
 ///
 /// See the [module docs](super) for an example.
 #[derive(Debug, Clone)]
-pub struct RequestContextLayer {
-    pub(super) shared: Arc<Shared>,
+pub struct SetRequestContextLayer {
+    pub(super) config: Arc<Config>,
 }
 
-#[derive(Debug)]
-pub(super) struct Shared {
-    pub(super) proxies: TrustedProxies,
-    pub(super) incoming: IncomingRequestId,
-    pub(super) ids: RequestIdGenerator,
-    pub(super) clock: Arc<dyn Clock>,
-}
-
-impl Default for RequestContextLayer {
+impl Default for SetRequestContextLayer {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl RequestContextLayer {
+impl SetRequestContextLayer {
     /// Trusts no proxy, keeps incoming ids only from trusted proxies (so
     /// none), and uses the system clock.
     pub fn new() -> Self {
         Self {
-            shared: Arc::new(Shared {
+            config: Arc::new(Config {
                 proxies: TrustedProxies::none(),
                 incoming: IncomingRequestId::default(),
                 ids: RequestIdGenerator::new(),
@@ -56,18 +35,18 @@ impl RequestContextLayer {
         }
     }
 
-    fn update(mut self, f: impl FnOnce(&mut Shared)) -> Self {
-        match Arc::get_mut(&mut self.shared) {
-            Some(shared) => f(shared),
+    fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        match Arc::get_mut(&mut self.config) {
+            Some(config) => f(config),
             None => {
-                let mut shared = Shared {
-                    proxies: self.shared.proxies.clone(),
-                    incoming: self.shared.incoming,
+                let mut config = Config {
+                    proxies: self.config.proxies.clone(),
+                    incoming: self.config.incoming,
                     ids: RequestIdGenerator::new(),
-                    clock: self.shared.clock.clone(),
+                    clock: self.config.clock.clone(),
                 };
-                f(&mut shared);
-                self.shared = Arc::new(shared);
+                f(&mut config);
+                self.config = Arc::new(config);
             }
         }
         self
@@ -76,28 +55,28 @@ impl RequestContextLayer {
     /// Sets the proxies whose `X-Forwarded-For` entries are believed.
     #[must_use]
     pub fn trusted_proxies(self, proxies: TrustedProxies) -> Self {
-        self.update(|s| s.proxies = proxies)
+        self.update(|c| c.proxies = proxies)
     }
 
     /// Sets when an incoming `X-Request-Id` is kept.
     #[must_use]
     pub fn incoming_request_id(self, policy: IncomingRequestId) -> Self {
-        self.update(|s| s.incoming = policy)
+        self.update(|c| c.incoming = policy)
     }
 
     /// Sets the clock that stamps `received_at`.
     #[must_use]
     pub fn clock(self, clock: Arc<dyn Clock>) -> Self {
-        self.update(|s| s.clock = clock)
+        self.update(|c| c.clock = clock)
     }
 }
 
-impl<S> Layer<S> for RequestContextLayer {
-    type Service = RequestContextService<S>;
+impl<S> Layer<S> for SetRequestContextLayer {
+    type Service = SetRequestContext<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContextService {
+        SetRequestContext {
             inner,
-            shared: self.shared.clone(),
+            config: self.config.clone(),
         }
     }
 }

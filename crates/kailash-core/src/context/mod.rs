@@ -1,6 +1,6 @@
 //! Per-request context: a request id and the client's real IP address.
 //!
-//! [`RequestContextLayer`] runs first in a stack. It gives every request a
+//! [`SetRequestContextLayer`] runs first in a stack. It gives every request a
 //! [`RequestContext`] in its extensions — a request id (generated, or taken
 //! from a trusted proxy's `X-Request-Id`) and the client IP resolved by a
 //! [`TrustedProxies`] policy — and echoes the id in the response's
@@ -18,12 +18,12 @@
 //! use std::net::SocketAddr;
 //! use http::{Request, Response};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
-//! use kailash_core::context::{PeerAddr, RequestContext, RequestContextLayer, TrustedProxies};
+//! use kailash_core::context::{PeerAddr, RequestContext, SetRequestContextLayer, TrustedProxies};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(RequestContextLayer::new().trusted_proxies(proxies))
+//!     .layer(SetRequestContextLayer::new().trusted_proxies(proxies))
 //!     .service_fn(|req: Request<()>| async move {
 //!         let ctx = req.extensions().get::<RequestContext>().unwrap();
 //!         Ok::<_, std::convert::Infallible>(Response::new(ctx.client_ip().to_string()))
@@ -39,6 +39,8 @@
 //! # });
 //! ```
 
+mod config;
+mod future;
 mod layer;
 mod proxy;
 mod request_id;
@@ -49,10 +51,12 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-pub use layer::{IncomingRequestId, RequestContextLayer};
+pub use config::IncomingRequestId;
+pub use future::ResponseFuture;
+pub use layer::SetRequestContextLayer;
 pub use proxy::TrustedProxies;
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdGenerator};
-pub use service::{RequestContextFuture, RequestContextService};
+pub use service::SetRequestContext;
 
 /// The address of the TCP peer, inserted into request extensions by the
 /// server (kailash's own server does; with axum, `ConnectInfo<SocketAddr>` is
@@ -60,7 +64,7 @@ pub use service::{RequestContextFuture, RequestContextService};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// What [`RequestContextLayer`] knows about a request.
+/// What [`SetRequestContextLayer`] knows about a request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     inner: Arc<Inner>,

@@ -1,21 +1,36 @@
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response};
-use pin_project_lite::pin_project;
+use http::{Request, Response};
 use tower::Service;
 
-use super::layer::{IncomingRequestId, Shared};
+use super::config::{Config, IncomingRequestId};
+use super::future::ResponseFuture;
 use super::{PeerAddr, REQUEST_ID_HEADER, RequestContext, RequestId};
 
-/// The service of [`RequestContextLayer`](super::RequestContextLayer).
+/// The service of [`SetRequestContextLayer`](super::SetRequestContextLayer).
 #[derive(Debug, Clone)]
-pub struct RequestContextService<S> {
+pub struct SetRequestContext<S> {
     pub(super) inner: S,
-    pub(super) shared: Arc<Shared>,
+    pub(super) config: Arc<Config>,
+}
+
+impl<S> SetRequestContext<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
@@ -32,26 +47,26 @@ fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
     None
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContextService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SetRequestContext<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = RequestContextFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let shared = &*self.shared;
+        let config = &*self.config;
         // Without a peer address (a misconfigured server) every request shares
         // the unspecified address: limits stay in force rather than vanish.
         let peer = peer_ip(&req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let trusted_peer = shared.proxies.is_trusted(peer);
-        let client_ip = shared.proxies.client_ip(peer, req.headers());
-        let keep_incoming = match shared.incoming {
+        let trusted_peer = config.proxies.is_trusted(peer);
+        let client_ip = config.proxies.client_ip(peer, req.headers());
+        let keep_incoming = match config.incoming {
             IncomingRequestId::Never => false,
             IncomingRequestId::FromTrustedProxies => trusted_peer,
             IncomingRequestId::Always => true,
@@ -63,39 +78,14 @@ where
                     .and_then(RequestId::parse)
             })
             .flatten()
-            .unwrap_or_else(|| shared.ids.next_id());
+            .unwrap_or_else(|| config.ids.next_id());
         let header = request_id.header_value().clone();
-        let ctx = RequestContext::new(request_id, client_ip, shared.clock.now());
+        let ctx = RequestContext::new(request_id, client_ip, config.clock.now());
         req.extensions_mut().insert(ctx);
-        RequestContextFuture {
+        ResponseFuture {
             inner: self.inner.call(req),
             request_id: Some(header),
         }
-    }
-}
-
-pin_project! {
-    /// The response future of [`RequestContextService`].
-    pub struct RequestContextFuture<F> {
-        #[pin]
-        inner: F,
-        request_id: Option<HeaderValue>,
-    }
-}
-
-impl<F, ResBody, E> Future for RequestContextFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        if let Some(id) = this.request_id.take() {
-            response.headers_mut().insert(REQUEST_ID_HEADER, id);
-        }
-        Poll::Ready(Ok(response))
     }
 }
 
@@ -106,10 +96,10 @@ mod tests {
     use tower::{Layer, ServiceExt, service_fn};
 
     use super::*;
-    use crate::context::{RequestContextLayer, TrustedProxies};
+    use crate::context::{SetRequestContextLayer, TrustedProxies};
 
     async fn call(
-        layer: RequestContextLayer,
+        layer: SetRequestContextLayer,
         peer: &str,
         incoming: Option<&str>,
     ) -> (String, String) {
@@ -134,7 +124,7 @@ mod tests {
 
     #[tokio::test]
     async fn incoming_ids_are_kept_only_from_trusted_proxies() {
-        let layer = RequestContextLayer::new()
+        let layer = SetRequestContextLayer::new()
             .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
         let (seen, echoed) = call(layer.clone(), "10.0.0.1:1", Some("lb-123")).await;
         assert_eq!((seen.as_str(), echoed.as_str()), ("lb-123", "lb-123"));
@@ -147,9 +137,9 @@ mod tests {
 
     #[tokio::test]
     async fn policy_always_and_never() {
-        let always = RequestContextLayer::new().incoming_request_id(IncomingRequestId::Always);
+        let always = SetRequestContextLayer::new().incoming_request_id(IncomingRequestId::Always);
         assert_eq!(call(always, "192.0.2.1:1", Some("abc")).await.0, "abc");
-        let never = RequestContextLayer::new()
+        let never = SetRequestContextLayer::new()
             .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]))
             .incoming_request_id(IncomingRequestId::Never);
         assert_ne!(call(never, "10.0.0.1:1", Some("abc")).await.0, "abc");

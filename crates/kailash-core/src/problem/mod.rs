@@ -33,7 +33,9 @@
 //! ```
 
 mod body;
+mod future;
 mod layer;
+mod service;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -44,7 +46,9 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 pub use body::ResponseBody;
-pub use layer::{ProblemJson, ProblemJsonFuture, ProblemJsonLayer};
+pub use future::ResponseFuture;
+pub use layer::ProblemJsonLayer;
+pub use service::ProblemJson;
 
 /// The media type of problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";

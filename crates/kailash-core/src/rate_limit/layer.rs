@@ -5,32 +5,13 @@ use tower::Layer;
 use crate::state::{RateLimiter, RateQuota};
 
 use super::RateLimit;
-
-/// What a layer does when its state backend cannot answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailMode {
-    /// Let the request through (logged at `warn`).
-    #[default]
-    Open,
-    /// Refuse with 503 problem+json.
-    Closed,
-}
+use super::config::{Config, FailMode, Limit};
 
 /// Limits request rates per client IP, user and tenant. See the
 /// [module docs](super).
 #[derive(Clone)]
 pub struct RateLimitLayer {
     pub(super) config: Arc<Config>,
-}
-
-#[derive(Clone)]
-pub(super) struct Config {
-    pub(super) limiter: Arc<dyn RateLimiter>,
-    pub(super) per_ip: Option<RateQuota>,
-    pub(super) per_user: Option<RateQuota>,
-    pub(super) per_tenant: Option<RateQuota>,
-    pub(super) fail_mode: FailMode,
 }
 
 impl std::fmt::Debug for RateLimitLayer {
@@ -45,9 +26,11 @@ impl std::fmt::Debug for RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    /// A layer over `limiter` with no buckets yet (add at least one).
-    pub fn new(limiter: Arc<dyn RateLimiter>) -> Self {
-        Self {
+    /// A layer over `limiter` charging `first`; add more buckets with
+    /// [`per_ip`](Self::per_ip), [`per_user`](Self::per_user) and
+    /// [`per_tenant`](Self::per_tenant). Fails open by default.
+    pub fn new(limiter: Arc<dyn RateLimiter>, first: Limit) -> Self {
+        let layer = Self {
             config: Arc::new(Config {
                 limiter,
                 per_ip: None,
@@ -55,6 +38,11 @@ impl RateLimitLayer {
                 per_tenant: None,
                 fail_mode: FailMode::default(),
             }),
+        };
+        match first {
+            Limit::PerIp(quota) => layer.per_ip(quota),
+            Limit::PerUser(quota) => layer.per_user(quota),
+            Limit::PerTenant(quota) => layer.per_tenant(quota),
         }
     }
 

@@ -5,7 +5,7 @@
 //! limit holds across every gateway instance on one Redis:
 //!
 //! - per client IP — the address resolved by
-//!   [`RequestContextLayer`](crate::context::RequestContextLayer) under its
+//!   [`SetRequestContextLayer`](crate::context::SetRequestContextLayer) under its
 //!   trusted-proxy policy, never a raw `X-Forwarded-For`;
 //! - per user and per tenant — from the [`Principal`](crate::Principal) an
 //!   authentication layer inserted (requests without one skip these two).
@@ -23,15 +23,15 @@
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //! use kailash_core::clock::SystemClock;
-//! use kailash_core::context::RequestContextLayer;
-//! use kailash_core::rate_limit::RateLimitLayer;
+//! use kailash_core::context::SetRequestContextLayer;
+//! use kailash_core::rate_limit::{Limit, RateLimitLayer};
 //! use kailash_core::state::{RateQuota, SharedState};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let state = SharedState::memory(Arc::new(SystemClock));
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(RequestContextLayer::new())
-//!     .layer(RateLimitLayer::new(state.rate.clone()).per_ip(RateQuota::per_minute(2).unwrap()))
+//!     .layer(SetRequestContextLayer::new())
+//!     .layer(RateLimitLayer::new(state.rate.clone(), Limit::PerIp(RateQuota::per_minute(2).unwrap())))
 //!     .service_fn(|_req: Request<()>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 //!     });
@@ -43,8 +43,10 @@
 //! # });
 //! ```
 
+mod config;
 mod layer;
 mod service;
 
-pub use layer::{FailMode, RateLimitLayer};
-pub use service::{RateLimit, RateLimitFuture};
+pub use config::{FailMode, Limit};
+pub use layer::RateLimitLayer;
+pub use service::{RateLimit, ResponseFuture};

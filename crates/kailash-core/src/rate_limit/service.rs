@@ -10,7 +10,7 @@ use crate::principal::Principal;
 use crate::problem::{Problem, ResponseBody};
 use crate::state::{Namespace, RateDecision, RateQuota, StateError, StateKey};
 
-use super::layer::{Config, FailMode};
+use super::config::{Config, FailMode};
 
 const NS_IP: Namespace = Namespace::new("rl.ip");
 const NS_USER: Namespace = Namespace::new("rl.user");
@@ -21,6 +21,23 @@ const NS_TENANT: Namespace = Namespace::new("rl.tenant");
 pub struct RateLimit<S> {
     pub(super) inner: S,
     pub(super) config: Arc<Config>,
+}
+
+impl<S> RateLimit<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for RateLimit<S> {
@@ -118,7 +135,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = RateLimitFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -135,7 +152,7 @@ where
             match self.config.limiter.check_now(&bucket.key, &bucket.quota, 1) {
                 Some(result) => {
                     if let Verdict::Refuse(problem) = verdict(&self.config, bucket, result) {
-                        return RateLimitFuture::refused(problem.to_response());
+                        return ResponseFuture::refused(problem.to_response());
                     }
                     *slot = None;
                 }
@@ -146,7 +163,7 @@ where
             }
         }
         if pending == 0 {
-            return RateLimitFuture::pass(self.inner.call(req));
+            return ResponseFuture::pass(self.inner.call(req));
         }
 
         // Slow path: a remote backend; ask it for every bucket not yet charged.
@@ -163,12 +180,12 @@ where
             }
             inner.call(req).await.map(|r| r.map(ResponseBody::new))
         });
-        RateLimitFuture::deferred(fut)
+        ResponseFuture::deferred(fut)
     }
 }
 
 /// The response future of [`RateLimit`].
-pub type RateLimitFuture<F, B, E> = GuardFuture<F, B, E>;
+pub type ResponseFuture<F, B, E> = GuardFuture<F, B, E>;
 
 #[cfg(test)]
 mod tests {
@@ -182,7 +199,7 @@ mod tests {
     use super::*;
     use crate::TenantId;
     use crate::clock::ManualClock;
-    use crate::rate_limit::RateLimitLayer;
+    use crate::rate_limit::{Limit, RateLimitLayer};
     use crate::state::{RateDecision, RateLimiter, SharedState};
 
     fn ok_service() -> impl tower::Service<
@@ -215,7 +232,7 @@ mod tests {
         let clock = Arc::new(ManualClock::starting_now());
         let state = SharedState::memory(clock.clone());
         let layer =
-            RateLimitLayer::new(state.rate.clone()).per_ip(RateQuota::per_minute(1).unwrap());
+            RateLimitLayer::new(state.rate.clone(), Limit::PerIp(RateQuota::per_minute(1).unwrap()));
         let svc = layer.layer(ok_service());
         assert_eq!(
             svc.clone()
@@ -253,8 +270,10 @@ mod tests {
     #[tokio::test]
     async fn user_and_tenant_buckets_follow_the_principal() {
         let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
-        let layer = RateLimitLayer::new(state.rate.clone())
-            .per_user(RateQuota::per_minute(2).unwrap())
+        let layer = RateLimitLayer::new(
+            state.rate.clone(),
+            Limit::PerUser(RateQuota::per_minute(2).unwrap()),
+        )
             .per_tenant(RateQuota::per_minute(3).unwrap());
         let svc = layer.layer(ok_service());
         let acme = TenantId::new("acme").unwrap();
@@ -300,8 +319,7 @@ mod tests {
     #[tokio::test]
     async fn backend_failure_follows_the_fail_mode() {
         let quota = RateQuota::per_minute(1).unwrap();
-        let open = RateLimitLayer::new(Arc::new(Down))
-            .per_ip(quota)
+        let open = RateLimitLayer::new(Arc::new(Down), Limit::PerIp(quota))
             .layer(ok_service());
         assert_eq!(
             open.oneshot(request("192.0.2.1", None))
@@ -310,8 +328,7 @@ mod tests {
                 .status(),
             StatusCode::OK
         );
-        let closed = RateLimitLayer::new(Arc::new(Down))
-            .per_ip(quota)
+        let closed = RateLimitLayer::new(Arc::new(Down), Limit::PerIp(quota))
             .fail_mode(FailMode::Closed)
             .layer(ok_service());
         assert_eq!(

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, AuditSink};
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, AuditSink, offer};
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::RequestContext;
 use kailash_core::{Principal, Problem};
@@ -103,7 +103,7 @@ impl AccessControl {
     }
 
     /// Records every decision made through [`check`](Self::check) and the
-    /// [`RequirePermission`](crate::layer::RequirePermission) layer in `sink`.
+    /// [`RequirePermissionLayer`](crate::layer::RequirePermissionLayer) layer in `sink`.
     #[must_use]
     pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
         self.rebuild(|a, _| *a = Some(sink))
@@ -196,10 +196,8 @@ impl AccessControl {
                 decision.allowed,
                 decision.rule.clone(),
             );
-            if let Some(event) = sink.try_record(event)
-                && let Err(error) = sink.record(event).await
-            {
-                tracing::error!(%error, "could not record an access decision");
+            if let Some(pending) = offer(Some(sink), event) {
+                pending.record().await;
             }
         }
         decision

@@ -1,4 +1,4 @@
-//! `RequirePermission` over a tower service: statuses, problem bodies,
+//! `RequirePermissionLayer` over a tower service: statuses, problem bodies,
 //! audit entries, the deferred resource check and the unboxed fast path.
 
 use std::convert::Infallible;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use kailash_access::layer::{PendingResourceCheck, RequirePermission};
+use kailash_access::layer::{PendingResourceCheck, RequirePermissionLayer};
 use kailash_access::spec::AccessSpec;
 use kailash_access::{AccessControl, AccessPolicy};
 use kailash_core::audit::{AuditDecision, AuditSink, MemoryAuditSink};
@@ -67,7 +67,7 @@ async fn body(res: Response<impl http_body::Body<Error = impl std::fmt::Debug>>)
 async fn allows_denies_and_audits_each_decision() {
     let audit = Arc::new(MemoryAuditSink::new());
     let access = access(audit.clone()).await;
-    let svc = RequirePermission::new("workflow:create")
+    let svc = RequirePermissionLayer::new("workflow:create")
         .access(access)
         .layer(handler());
 
@@ -114,7 +114,7 @@ async fn allows_denies_and_audits_each_decision() {
 #[tokio::test]
 async fn no_principal_is_401_and_no_access_control_is_500() {
     let audit = Arc::new(MemoryAuditSink::new());
-    let svc = RequirePermission::new("report:view")
+    let svc = RequirePermissionLayer::new("report:view")
         .access(access(audit).await)
         .layer(handler());
     let res = svc.oneshot(request(None)).await.unwrap();
@@ -122,7 +122,7 @@ async fn no_principal_is_401_and_no_access_control_is_500() {
     assert!(res.headers().contains_key(http::header::WWW_AUTHENTICATE));
 
     // Neither set on the layer nor in the request: refuse, never pass.
-    let bare = RequirePermission::new("report:view").layer(handler());
+    let bare = RequirePermissionLayer::new("report:view").layer(handler());
     let res = bare
         .oneshot(request(Some(user("bob", "business_user", "CA"))))
         .await
@@ -133,7 +133,7 @@ async fn no_principal_is_401_and_no_access_control_is_500() {
 #[tokio::test]
 async fn the_access_control_may_come_from_the_request() {
     let access = access(Arc::new(MemoryAuditSink::new())).await;
-    let svc = RequirePermission::new("report:view").layer(handler());
+    let svc = RequirePermissionLayer::new("report:view").layer(handler());
     let mut req = request(Some(user("bob", "business_user", "CA")));
     req.extensions_mut().insert(access);
     assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
@@ -143,7 +143,7 @@ async fn the_access_control_may_come_from_the_request() {
 async fn resource_conditions_deny_unless_deferred_to_the_handler() {
     let audit = Arc::new(MemoryAuditSink::new());
     let access = access(audit.clone()).await;
-    let strict = RequirePermission::new("data:read")
+    let strict = RequirePermissionLayer::new("data:read")
         .access(access.clone())
         .layer(handler());
     let res = strict
@@ -156,7 +156,7 @@ async fn resource_conditions_deny_unless_deferred_to_the_handler() {
         "no resource: data_access cannot hold"
     );
 
-    let deferred = RequirePermission::new("data:read")
+    let deferred = RequirePermissionLayer::new("data:read")
         .access(access)
         .defer_resource()
         .layer(handler());
@@ -183,7 +183,7 @@ async fn resource_conditions_deny_unless_deferred_to_the_handler() {
 #[tokio::test]
 async fn a_sink_that_keeps_up_leaves_the_request_unboxed() {
     let access = access(Arc::new(MemoryAuditSink::new())).await;
-    let mut svc = RequirePermission::new("report:view")
+    let mut svc = RequirePermissionLayer::new("report:view")
         .access(access)
         .layer(handler());
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
@@ -212,7 +212,7 @@ impl AuditSink for Slow {
 async fn a_sink_that_must_be_awaited_still_gets_every_decision() {
     let slow = Arc::new(Slow(MemoryAuditSink::new()));
     let access = access(slow.clone()).await;
-    let mut svc = RequirePermission::new("report:view")
+    let mut svc = RequirePermissionLayer::new("report:view")
         .access(access)
         .layer(handler());
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
@@ -228,16 +228,16 @@ async fn a_sink_that_must_be_awaited_still_gets_every_decision() {
 }
 
 #[test]
-#[should_panic(expected = "RequirePermission::new")]
+#[should_panic(expected = "RequirePermissionLayer::new")]
 fn an_invalid_permission_literal_is_a_programming_error() {
-    let _ = RequirePermission::new("not a permission");
+    let _ = RequirePermissionLayer::new("not a permission");
 }
 
 #[test]
 fn try_new_refuses_invalid_permissions() {
-    assert!(RequirePermission::try_new("Workflow:Create").is_err());
+    assert!(RequirePermissionLayer::try_new("Workflow:Create").is_err());
     assert_eq!(
-        RequirePermission::try_new("workflow:create")
+        RequirePermissionLayer::try_new("workflow:create")
             .unwrap()
             .required()
             .as_str(),

@@ -5,23 +5,17 @@ use tower::Layer;
 use crate::control::AccessControl;
 use crate::permission::{Permission, PermissionError};
 
-use super::service::RequirePermissionService;
+use super::config::Config;
+use super::service::RequirePermission;
 
 /// Requires a permission on every request through it; see the
 /// [module docs](super).
 #[derive(Debug, Clone)]
-pub struct RequirePermission {
+pub struct RequirePermissionLayer {
     pub(crate) config: Arc<Config>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Config {
-    pub(crate) permission: Permission,
-    pub(crate) access: Option<AccessControl>,
-    pub(crate) defer_resource: bool,
-}
-
-impl RequirePermission {
+impl RequirePermissionLayer {
     /// Requires `permission` (`resource:action`).
     ///
     /// The [`AccessControl`] comes from [`access`](Self::access) or, when
@@ -36,7 +30,7 @@ impl RequirePermission {
     pub fn new(permission: &str) -> Self {
         match Self::try_new(permission) {
             Ok(layer) => layer,
-            Err(e) => panic!("RequirePermission::new: {e}"),
+            Err(e) => panic!("RequirePermissionLayer::new: {e}"),
         }
     }
 
@@ -87,11 +81,11 @@ impl RequirePermission {
     }
 }
 
-impl<S> Layer<S> for RequirePermission {
-    type Service = RequirePermissionService<S>;
+impl<S> Layer<S> for RequirePermissionLayer {
+    type Service = RequirePermission<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequirePermissionService {
+        RequirePermission {
             inner,
             config: self.config.clone(),
         }

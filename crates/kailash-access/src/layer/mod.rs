@@ -1,4 +1,4 @@
-//! [`RequirePermission`]: a per-route permission check, audited.
+//! [`RequirePermissionLayer`]: a per-route permission check, audited.
 //!
 //! The layer reads the verified [`Principal`](kailash_core::Principal) that
 //! an authentication layer (kailash-auth's `JwtAuthLayer`) put in the
@@ -13,7 +13,7 @@
 //! decide alone: the resource is loaded by the handler. By default such a
 //! condition then denies (missing attribute), so forgetting the resource
 //! check can never allow. With
-//! [`defer_resource`](RequirePermission::defer_resource) the layer checks
+//! [`defer_resource`](RequirePermissionLayer::defer_resource) the layer checks
 //! the roles and every condition that does not read `data.*`, inserts a
 //! [`PendingResourceCheck`] into the request, and the handler finishes
 //! with [`AccessControl::check`](crate::AccessControl::check) once it has
@@ -28,7 +28,7 @@
 //! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
 //! use kailash_access::{AccessControl, AccessPolicy};
-//! use kailash_access::layer::RequirePermission;
+//! use kailash_access::layer::RequirePermissionLayer;
 //! use kailash_access::spec::AccessSpec;
 //! use kailash_core::Principal;
 //! use kailash_core::audit::MemoryAuditSink;
@@ -43,7 +43,7 @@
 //! let access = AccessControl::new(AccessPolicy::load(&spec).await?).audit(audit.clone());
 //!
 //! let create = ServiceBuilder::new()
-//!     .layer(RequirePermission::new("workflow:create").access(access.clone()))
+//!     .layer(RequirePermissionLayer::new("workflow:create").access(access.clone()))
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         Ok::<_, Infallible>(Response::new("created".to_owned()))
 //!     }));
@@ -63,9 +63,10 @@
 //! # }).unwrap();
 //! ```
 
+mod config;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
-pub use layer::RequirePermission;
-pub use service::{PendingResourceCheck, RequirePermissionService};
+pub use layer::RequirePermissionLayer;
+pub use service::{PendingResourceCheck, RequirePermission, ResponseFuture};

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use kailash_core::audit::offer;
 use kailash_core::context::RequestContext;
 use kailash_core::guard::{Deferred, GuardFuture};
 use kailash_core::problem::ResponseBody;
@@ -11,14 +12,35 @@ use crate::control::{AccessControl, audit_event, forbidden};
 use crate::permission::Permission;
 use crate::policy::Resource;
 
-use super::layer::Config;
+use super::config::Config;
 
-/// The service of [`RequirePermission`](super::RequirePermission).
+/// The service of [`RequirePermissionLayer`](super::RequirePermissionLayer).
 #[derive(Debug, Clone)]
-pub struct RequirePermissionService<S> {
+pub struct RequirePermission<S> {
     pub(crate) inner: S,
     pub(crate) config: Arc<Config>,
 }
+
+impl<S> RequirePermission<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The response future of [`RequirePermission`]: passes unboxed, refuses
+/// ready, boxes only when the audit sink makes the decision wait.
+pub type ResponseFuture<F, B, E> = GuardFuture<F, B, E>;
 
 /// Inserted into an allowed request when policies that read `data.*` are
 /// still to be checked by the handler against the resource.
@@ -30,7 +52,7 @@ pub struct PendingResourceCheck {
     pub policies: Vec<Arc<str>>,
 }
 
-impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RequirePermissionService<S>
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for RequirePermission<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -39,7 +61,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = GuardFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -54,7 +76,7 @@ where
                 None => {
                     tracing::error!(
                         permission = %config.permission,
-                        "RequirePermission has no AccessControl (neither set nor in the request); refusing"
+                        "RequirePermissionLayer has no AccessControl (neither set nor in the request); refusing"
                     );
                     return GuardFuture::refused(Problem::internal().to_response());
                 }
@@ -78,7 +100,7 @@ where
         }
         // The rule moves into the audit entry: the request needs only the verdict.
         let ctx = req.extensions().get::<RequestContext>();
-        let event = access.audit_sink().map(|sink| {
+        let pending = access.audit_sink().and_then(|sink| {
             let event = audit_event(
                 &principal,
                 &config.permission,
@@ -87,23 +109,17 @@ where
                 allowed,
                 decision.rule,
             );
-            (sink, event)
+            offer(Some(sink), event)
         });
-        let pending_event = match event {
-            None => None,
-            Some((sink, event)) => sink.try_record(event).map(|e| (sink.clone(), e)),
-        };
-        match pending_event {
+        match pending {
             None if allowed => GuardFuture::pass(self.inner.call(req)),
             None => GuardFuture::refused(forbidden(&config.permission).to_response()),
-            Some((sink, event)) => {
+            Some(pending) => {
                 let permission = config.permission.clone();
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
-                    if let Err(error) = sink.record(event).await {
-                        tracing::error!(%error, "could not record an access decision");
-                    }
+                    pending.record().await;
                     if allowed {
                         inner.call(req).await.map(|r| r.map(ResponseBody::new))
                     } else {

@@ -14,7 +14,7 @@ use super::{AuditEvent, AuditSink};
 pub async fn record_or_log(sink: &dyn AuditSink, event: AuditEvent) {
     let action = event.action.clone();
     if let Err(error) = sink.record(event).await {
-        tracing::warn!(%error, %action, "could not record an audit event");
+        tracing::error!(%error, %action, "could not record an audit event");
     }
 }
 

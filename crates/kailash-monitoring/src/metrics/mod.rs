@@ -39,7 +39,7 @@ mod service;
 
 pub use layer::MetricsLayer;
 pub use registry::MetricsRegistry;
-pub use service::{Metrics, MetricsFuture};
+pub use service::{Metrics, ResponseFuture};
 
 /// The matched route template of a request, for stacks other than axum
 /// (with the `axum` feature, axum's `MatchedPath` is read directly).

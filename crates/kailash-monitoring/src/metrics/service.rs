@@ -18,6 +18,23 @@ pub struct Metrics<S> {
     pub(super) registry: MetricsRegistry,
 }
 
+impl<S> Metrics<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 fn template<B>(req: &Request<B>) -> Option<&str> {
     #[cfg(feature = "axum")]
     if let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() {
@@ -32,7 +49,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = MetricsFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -42,7 +59,7 @@ where
         let route = self.registry.lookup(template(&req).unwrap_or(UNMATCHED));
         let method = method_index(req.method());
         self.registry.in_flight_add(1);
-        MetricsFuture {
+        ResponseFuture {
             inner: self.inner.call(req),
             guard: InFlight {
                 registry: self.registry.clone(),
@@ -77,14 +94,14 @@ impl Drop for InFlight {
 
 pin_project! {
     /// The response future of [`Metrics`].
-    pub struct MetricsFuture<F> {
+    pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         guard: InFlight,
     }
 }
 
-impl<F, ResBody, E> Future for MetricsFuture<F>
+impl<F, ResBody, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use kailash::clock::SystemClock;
-use kailash::context::RequestContextLayer;
+use kailash::context::SetRequestContextLayer;
 use kailash::problem::ProblemJsonLayer;
-use kailash::rate_limit::RateLimitLayer;
+use kailash::rate_limit::{Limit, RateLimitLayer};
 use kailash::state::{RateQuota, SharedState};
 
 #[tokio::main]
@@ -22,12 +22,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = SharedState::memory(Arc::new(SystemClock));
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
-        .layer(RateLimitLayer::new(state.rate.clone()).per_ip(RateQuota::per_minute(5)?))
-        .layer(RequestContextLayer::new())
+        .layer(RateLimitLayer::new(
+            state.rate.clone(),
+            Limit::PerIp(RateQuota::per_minute(5)?),
+        ))
+        .layer(SetRequestContextLayer::new())
         .layer(ProblemJsonLayer::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://127.0.0.1:3000");
-    // ConnectInfo gives RequestContextLayer the peer address.
+    // ConnectInfo gives SetRequestContextLayer the peer address.
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,4 +1,4 @@
-//! Cost of one access check through `RequirePermission`: a request with a
+//! Cost of one access check through `RequirePermissionLayer`: a request with a
 //! principal through the layer over a trivial service, on the demo policy
 //! (DEMO.md), with and without auditing each decision; and the decision
 //! alone. The side-by-side comparison with casbin and cedar on the same
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
 use kailash::access::condition::Attributes;
-use kailash::access::layer::RequirePermission;
+use kailash::access::layer::RequirePermissionLayer;
 use kailash::access::permission::Permission;
 use kailash::access::spec::AccessSpec;
 use kailash::access::{AccessControl, AccessPolicy, AccessRequest};
@@ -79,7 +79,7 @@ fn bench_access(c: &mut Criterion) {
         } else {
             access.clone()
         };
-        let svc = RequirePermission::new("workflow:execute")
+        let svc = RequirePermissionLayer::new("workflow:execute")
             .access(access)
             .layer(service_fn(|_req: Request<()>| async {
                 Ok::<_, Infallible>(Response::new(()))

@@ -23,7 +23,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use kailash::access::condition::Attributes;
-use kailash::access::layer::RequirePermission;
+use kailash::access::layer::RequirePermissionLayer;
 use kailash::access::limits::Limits;
 use kailash::access::permission::Permission;
 use kailash::access::{AccessControl, forbidden};
@@ -174,7 +174,7 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
 }
 
 fn guarded(route: MethodRouter, permission: &str) -> MethodRouter {
-    route.layer(RequirePermission::new(permission))
+    route.layer(RequirePermissionLayer::new(permission))
 }
 
 fn router(demo: Arc<Demo>) -> Router {
@@ -230,7 +230,7 @@ fn router(demo: Arc<Demo>) -> Router {
             "/api/data/{id}",
             // The route decides roles and geography; the handler checks
             // `data_access` against the document it loads.
-            data.layer(RequirePermission::new("data:read").defer_resource()),
+            data.layer(RequirePermissionLayer::new("data:read").defer_resource()),
         )
         .route("/api/audit", guarded(audit, "audit:view"))
 }

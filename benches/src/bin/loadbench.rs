@@ -56,7 +56,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use kailash::access::layer::RequirePermission;
+use kailash::access::layer::RequirePermissionLayer;
 use kailash::access::permission::Permission;
 use kailash::access::spec::{AccessSpec, Effect, PolicySpec};
 use kailash::access::{AccessControl, AccessPolicy};
@@ -95,7 +95,7 @@ Targets (all by default, in this order):
   gateway-minimal    kailash gateway with compression, tracing and metrics off
   gateway            kailash gateway with its default layers
   gateway-ratelimit  default gateway + a per-IP rate limit that never refuses
-  gateway-access     default gateway + a fixed principal + RequirePermission on
+  gateway-access     default gateway + a fixed principal + RequirePermissionLayer on
                      the route (the demo's hybrid policy: a role grant and a
                      geography condition), every decision audited to a
                      bounded in-memory sink
@@ -393,7 +393,7 @@ fn build_gateway(target: Target) -> Result<Gateway, String> {
     let routes = if target == Target::GatewayAccess {
         Router::new().route(
             "/",
-            get(|| async { "ok" }).layer(RequirePermission::new("report:view")),
+            get(|| async { "ok" }).layer(RequirePermissionLayer::new("report:view")),
         )
     } else {
         ok_router()

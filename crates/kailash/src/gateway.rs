@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use kailash_core::audit::AuditSink;
@@ -12,33 +11,8 @@ use kailash_core::clock::Clock;
 use kailash_core::state::SharedState;
 use tokio::net::TcpListener;
 
-use crate::builder::{Handler, lifecycle_event};
+use crate::server::{Handler, ServerSettings};
 use crate::{GatewayBuilder, GatewayError, server};
-
-/// Connection-level settings of the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ServerSettings {
-    pub(crate) listen: SocketAddr,
-    pub(crate) max_connections: usize,
-    pub(crate) max_header_bytes: usize,
-    pub(crate) max_headers: usize,
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) shutdown_grace: Duration,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        let c = crate::config::ServerConfig::default();
-        Self {
-            listen: c.listen,
-            max_connections: c.max_connections,
-            max_header_bytes: c.max_header_bytes,
-            max_headers: c.max_headers,
-            header_read_timeout: c.header_read_timeout.0,
-            shutdown_grace: c.shutdown_grace.0,
-        }
-    }
-}
 
 /// A composed gateway, ready to serve. Build one with [`Gateway::builder`].
 ///
@@ -198,4 +172,10 @@ pub async fn shutdown_signal() {
         () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
         () = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
+}
+
+/// An audit event about the gateway itself.
+fn lifecycle_event(action: &'static str, resource: String) -> kailash_core::audit::AuditEvent {
+    kailash_core::audit::AuditEvent::new(action, kailash_core::audit::AuditDecision::Success)
+        .resource(resource)
 }

@@ -7,12 +7,16 @@ mod access_config;
 mod backends;
 mod builder;
 pub mod config;
+mod cors;
 mod error;
 mod gateway;
 pub mod jwks;
 mod ops;
 mod server;
+mod stack;
+mod tenant_gate;
 mod tls;
+mod toggle;
 mod trace;
 mod usage;
 

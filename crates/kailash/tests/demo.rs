@@ -16,8 +16,7 @@ use support::{Resp, Running, request, start_gateway, unique_suffix};
 const ALICE_TOTP: &str = "JBSWY3DPEHPK3PXP";
 
 fn demo_config_text() -> String {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/enterprise.toml");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gateway.toml");
     std::fs::read_to_string(path).expect("demo config")
 }
 
@@ -31,7 +30,7 @@ async fn demo(overrides: &[(&str, String)]) -> Running {
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let config = GatewayConfig::from_toml_with_env(&demo_config_text(), "enterprise.toml", vars)
+    let config = GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars)
         .expect("config");
     let gateway = GatewayBuilder::from_config_with_backends(&config, &temp_dir())
         .await
@@ -528,7 +527,7 @@ async fn rotated_keys_keep_verifying_tokens_they_signed() {
         let data = data.clone();
         async move {
             let config =
-                GatewayConfig::from_toml_with_env(&demo_config_text(), "enterprise.toml", extra)
+                GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", extra)
                     .unwrap();
             start_gateway(
                 GatewayBuilder::from_config_with_backends(&config, &data)
@@ -673,7 +672,7 @@ async fn a_relative_signing_key_is_found_under_the_data_directory() {
         "custom/key.pem".to_owned(),
     )];
     let config =
-        GatewayConfig::from_toml_with_env(&demo_config_text(), "enterprise.toml", vars).unwrap();
+        GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars).unwrap();
     let gateway = GatewayBuilder::from_config_with_backends(&config, &data)
         .await
         .expect("key under the data dir");

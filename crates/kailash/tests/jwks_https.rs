@@ -33,7 +33,7 @@ fn test_roots() -> rustls::RootCertStore {
 #[tokio::test]
 async fn a_service_verifies_gateway_tokens_from_its_jwks_url() {
     let demo = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/enterprise.toml"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gateway.toml"),
     )
     .unwrap();
     let vars = vec![
@@ -46,7 +46,7 @@ async fn a_service_verifies_gateway_tokens_from_its_jwks_url() {
             fixture("test-key.pem").display().to_string(),
         ),
     ];
-    let config = GatewayConfig::from_toml_with_env(&demo, "enterprise.toml", vars).unwrap();
+    let config = GatewayConfig::from_toml_with_env(&demo, "gateway.toml", vars).unwrap();
     let data = std::env::temp_dir().join(format!("kailash-jwks-{}", std::process::id()));
     let gateway = GatewayBuilder::from_config_with_backends(&config, &data)
         .await

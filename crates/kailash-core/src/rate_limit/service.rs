@@ -231,8 +231,10 @@ mod tests {
     async fn each_ip_has_its_own_bucket() {
         let clock = Arc::new(ManualClock::starting_now());
         let state = SharedState::memory(clock.clone());
-        let layer =
-            RateLimitLayer::new(state.rate.clone(), Limit::PerIp(RateQuota::per_minute(1).unwrap()));
+        let layer = RateLimitLayer::new(
+            state.rate.clone(),
+            Limit::PerIp(RateQuota::per_minute(1).unwrap()),
+        );
         let svc = layer.layer(ok_service());
         assert_eq!(
             svc.clone()
@@ -274,7 +276,7 @@ mod tests {
             state.rate.clone(),
             Limit::PerUser(RateQuota::per_minute(2).unwrap()),
         )
-            .per_tenant(RateQuota::per_minute(3).unwrap());
+        .per_tenant(RateQuota::per_minute(3).unwrap());
         let svc = layer.layer(ok_service());
         let acme = TenantId::new("acme").unwrap();
         let alice = Principal::builder("alice").tenant(acme.clone()).build();
@@ -319,8 +321,7 @@ mod tests {
     #[tokio::test]
     async fn backend_failure_follows_the_fail_mode() {
         let quota = RateQuota::per_minute(1).unwrap();
-        let open = RateLimitLayer::new(Arc::new(Down), Limit::PerIp(quota))
-            .layer(ok_service());
+        let open = RateLimitLayer::new(Arc::new(Down), Limit::PerIp(quota)).layer(ok_service());
         assert_eq!(
             open.oneshot(request("192.0.2.1", None))
                 .await

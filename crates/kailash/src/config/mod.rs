@@ -488,7 +488,7 @@ impl GatewayConfig {
         if self.gateway.max_body_bytes == 0 {
             return Err(("gateway.max_body_bytes", "must be at least 1".into()));
         }
-        crate::builder::cors_origins(&self.cors.origins, self.cors.allow_credentials)
+        crate::cors::origins(&self.cors.origins, self.cors.allow_credentials)
             .map_err(|e| ("cors.origins", e.to_string()))?;
         for (key, rate) in [
             ("rate_limit.per_ip", &self.rate_limit.per_ip),

@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::builder::Handler;
-use crate::gateway::ServerSettings;
+mod settings;
+
+pub(crate) use settings::{Handler, ServerSettings};
 
 fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());

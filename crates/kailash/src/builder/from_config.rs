@@ -1,0 +1,129 @@
+//! A builder from a loaded [`GatewayConfig`]: the mapping of each config
+//! section onto the builder's setters, and the backends the config names.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kailash_core::audit::{AuditSink, JsonLinesAuditSink, RetainingAuditSink};
+use kailash_core::clock::{Clock, SystemClock};
+use kailash_core::context::TrustedProxies;
+use kailash_core::state::RateQuota;
+
+use super::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
+use crate::GatewayError;
+use crate::config::GatewayConfig;
+
+impl GatewayBuilder {
+    /// Applies a loaded configuration (everything except the state backend
+    /// and audit sink, which [`GatewayBuilder::from_config_with_backends`]
+    /// also sets up).
+    pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let quota =
+            |r: &Option<crate::config::RateConfig>| -> Result<Option<RateQuota>, GatewayError> {
+                r.as_ref()
+                    .map(|r| {
+                        r.quota()
+                            .map_err(|e| GatewayError::RateLimit(e.to_string()))
+                    })
+                    .transpose()
+            };
+        let s = &config.server;
+        let g = &config.gateway;
+        let mut b = Self::new()
+            .title(&g.title)
+            .version(&g.version)
+            .listen(s.listen)
+            .max_connections(s.max_connections)
+            .max_header_bytes(s.max_header_bytes)
+            .max_headers(s.max_headers)
+            .header_read_timeout(s.header_read_timeout.0)
+            .shutdown_grace(s.shutdown_grace.0)
+            .trusted_proxies(TrustedProxies::new(s.trusted_proxies.iter().copied()))
+            .incoming_request_id(s.incoming_request_id)
+            .request_timeout(g.request_timeout.0)
+            .max_body_bytes(g.max_body_bytes)
+            .compression(g.compression)
+            .tracing(g.tracing)
+            .metrics(g.metrics)
+            .health(g.health)
+            .docs(g.docs)
+            .cors_origins(config.cors.origins.iter().cloned())
+            .cors_allow_credentials(config.cors.allow_credentials)
+            .cors_max_age(config.cors.max_age.0)
+            .rate_limits(RateLimits {
+                per_ip: quota(&config.rate_limit.per_ip)?,
+                per_user: quota(&config.rate_limit.per_user)?,
+                per_tenant: quota(&config.rate_limit.per_tenant)?,
+                fail_mode: config.rate_limit.fail_mode,
+            });
+        if let Some(d) = &g.description {
+            b = b.description(d);
+        }
+        if let Some(t) = &s.tls {
+            b = b.tls(TlsSettings {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                tls13_only: t.tls13_only,
+            });
+        }
+        Ok(b)
+    }
+
+    /// [`from_config`](Self::from_config) plus the configured state backend
+    /// (memory, or Redis with `state.redis_url`) and a JSON-lines audit file
+    /// (`audit.file`, relative paths under `data_dir`).
+    pub async fn from_config_with_backends(
+        config: &GatewayConfig,
+        data_dir: &Path,
+    ) -> Result<Self, GatewayError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let state = crate::backends::state_from_config(&config.state, clock.clone()).await?;
+        let audit_path = if config.audit.file.is_absolute() {
+            config.audit.file.clone()
+        } else {
+            data_dir.join(&config.audit.file)
+        };
+        let audit =
+            JsonLinesAuditSink::open(&audit_path).map_err(|source| GatewayError::Audit {
+                path: audit_path.clone(),
+                source,
+            })?;
+        let audit = RetainingAuditSink::new(audit, config.audit.recent_events);
+        let recent = audit.recent().clone();
+        let audit: Arc<dyn AuditSink> = Arc::new(audit);
+        let mut builder = Self::from_config(config)?
+            .clock(clock.clone())
+            .state(state.clone())
+            .audit(audit.clone());
+        builder.recent_audit = Some(recent);
+        if let Some(spec) = &config.access {
+            let access =
+                crate::access_config::from_config(spec, Some(audit.clone()), clock).await?;
+            builder = builder.access_control(access);
+        }
+        if !config.tenants.is_empty() {
+            let registry = kailash_tenancy::registry::StaticTenantRegistry::new(
+                config.tenants.clone(),
+                state.clone(),
+            )
+            .map_err(|e| GatewayError::Tenancy(e.to_string()))?;
+            builder = builder.tenancy(
+                Arc::new(registry),
+                TenancySettings {
+                    header: config.tenancy.header,
+                    subdomain_base: config.tenancy.subdomain_base.clone(),
+                    custom_domains: config.tenancy.custom_domains,
+                },
+            );
+        }
+        if let Some(section) = &config.auth {
+            let service =
+                crate::backends::auth_from_config(section, &config.users, data_dir, state, audit)?;
+            builder = builder.authentication(service);
+            if let Some(cookie) = &section.cookie {
+                builder = builder.auth_cookie(cookie);
+            }
+        }
+        Ok(builder)
+    }
+}

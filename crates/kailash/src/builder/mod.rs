@@ -1,0 +1,399 @@
+//! [`GatewayBuilder`]: every option of the gateway, with secure defaults.
+//!
+//! The builder only collects and checks settings; [`crate::stack`] composes
+//! them into the layered service, and [`from_config`] maps a config file
+//! onto the setters.
+
+mod from_config;
+mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::Route;
+use kailash_access::AccessControl;
+use kailash_core::audit::{AuditSink, MemoryAuditSink};
+use kailash_core::clock::{Clock, SystemClock};
+use kailash_core::context::{IncomingRequestId, TrustedProxies};
+use kailash_core::state::SharedState;
+use kailash_monitoring::health::{HealthCheck, HealthRegistry};
+use kailash_tenancy::registry::TenantRegistry;
+use tower::Layer;
+
+pub use settings::{RateLimits, TenancySettings, TlsSettings};
+
+use crate::config::GatewayConfig;
+use crate::server::ServerSettings;
+use crate::{Gateway, GatewayError};
+
+/// A layer applied to the application routes, type-erased (the principal slot).
+pub(crate) type RouterLayerFn = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// Builds a [`Gateway`]. Start from [`Gateway::builder`].
+///
+/// Each `enable`-style switch adds or removes a real layer or route; nothing
+/// here is accepted and then ignored. See the [crate docs](crate) for the
+/// stack the builder composes.
+#[must_use]
+pub struct GatewayBuilder {
+    pub(crate) title: String,
+    pub(crate) version: String,
+    pub(crate) description: Option<String>,
+    pub(crate) server: ServerSettings,
+    pub(crate) tls: Option<TlsSettings>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) compression: bool,
+    pub(crate) tracing: bool,
+    pub(crate) metrics: bool,
+    pub(crate) health: bool,
+    pub(crate) docs: bool,
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) cors_credentials: bool,
+    pub(crate) cors_max_age: Duration,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) incoming_request_id: IncomingRequestId,
+    pub(crate) rate_limits: RateLimits,
+    pub(crate) state: Option<SharedState>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) audit: Option<Arc<dyn AuditSink>>,
+    pub(crate) health_checks: HealthRegistry,
+    pub(crate) routes: Router,
+    pub(crate) openapi: Option<utoipa::openapi::OpenApi>,
+    pub(crate) principal_layer: Option<RouterLayerFn>,
+    pub(crate) auth: Option<kailash_auth::service::AuthService>,
+    pub(crate) auth_cookie: Option<String>,
+    pub(crate) tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
+    pub(crate) access: Option<AccessControl>,
+    pub(crate) recent_audit: Option<Arc<MemoryAuditSink>>,
+}
+
+impl Default for GatewayBuilder {
+    fn default() -> Self {
+        let defaults = GatewayConfig::default();
+        Self {
+            title: defaults.gateway.title,
+            version: defaults.gateway.version,
+            description: None,
+            server: ServerSettings::default(),
+            tls: None,
+            request_timeout: defaults.gateway.request_timeout.0,
+            max_body_bytes: defaults.gateway.max_body_bytes,
+            compression: true,
+            tracing: true,
+            metrics: true,
+            health: true,
+            docs: true,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
+            cors_max_age: defaults.cors.max_age.0,
+            trusted_proxies: TrustedProxies::none(),
+            incoming_request_id: IncomingRequestId::default(),
+            rate_limits: RateLimits::default(),
+            state: None,
+            clock: Arc::new(SystemClock),
+            audit: None,
+            health_checks: HealthRegistry::new(),
+            routes: Router::new(),
+            openapi: None,
+            principal_layer: None,
+            auth: None,
+            auth_cookie: None,
+            tenancy: None,
+            access: None,
+            recent_audit: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for GatewayBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayBuilder")
+            .field("title", &self.title)
+            .field("server", &self.server)
+            .field("rate_limits", &self.rate_limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayBuilder {
+    /// A builder with the defaults of an empty config file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// OpenAPI `info.title`.
+    pub fn title(mut self, title: &str) -> Self {
+        title.clone_into(&mut self.title);
+        self
+    }
+
+    /// OpenAPI `info.version`.
+    pub fn version(mut self, version: &str) -> Self {
+        version.clone_into(&mut self.version);
+        self
+    }
+
+    /// OpenAPI `info.description`.
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = Some(description.to_owned());
+        self
+    }
+
+    /// Address [`Gateway::run`] binds.
+    pub fn listen(mut self, addr: std::net::SocketAddr) -> Self {
+        self.server.listen = addr;
+        self
+    }
+
+    /// Most concurrent connections; excess ones are refused at once.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.server.max_connections = n;
+        self
+    }
+
+    /// Largest request head in bytes (≥ 8192); larger answers 431.
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.server.max_header_bytes = n;
+        self
+    }
+
+    /// Most request headers; more answers 431.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.server.max_headers = n;
+        self
+    }
+
+    /// Time allowed to receive a request head (slowloris defence).
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.server.header_read_timeout = d;
+        self
+    }
+
+    /// How long in-flight requests may finish after a shutdown signal.
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.server.shutdown_grace = d;
+        self
+    }
+
+    /// Serves HTTPS with these PEM files.
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Longest a request may take; then 504 problem+json.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Largest request body in bytes; larger answers 413.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// Negotiated zstd/br/gzip response compression (default on).
+    pub fn compression(mut self, on: bool) -> Self {
+        self.compression = on;
+        self
+    }
+
+    /// A tracing span and log line per request (default on).
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.tracing = on;
+        self
+    }
+
+    /// RED metrics and `GET /metrics` (default on).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// `GET /health/live` and `GET /health/ready` (default on).
+    pub fn health(mut self, on: bool) -> Self {
+        self.health = on;
+        self
+    }
+
+    /// `GET /openapi.json` and `GET /docs` (default on).
+    pub fn docs(mut self, on: bool) -> Self {
+        self.docs = on;
+        self
+    }
+
+    /// Origins allowed by CORS (`https://app.example.com`, or `*`). None
+    /// (the default) means no CORS layer at all.
+    pub fn cors_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cors_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Allows credentialed CORS requests (explicit origins only).
+    pub fn cors_allow_credentials(mut self, on: bool) -> Self {
+        self.cors_credentials = on;
+        self
+    }
+
+    /// Preflight cache time.
+    pub fn cors_max_age(mut self, d: Duration) -> Self {
+        self.cors_max_age = d;
+        self
+    }
+
+    /// Proxies whose `X-Forwarded-For` entries are believed.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// When an incoming `X-Request-Id` is kept.
+    pub fn incoming_request_id(mut self, policy: IncomingRequestId) -> Self {
+        self.incoming_request_id = policy;
+        self
+    }
+
+    /// Also accept access tokens from this cookie (with [`authentication`](Self::authentication)).
+    pub fn auth_cookie(mut self, name: &str) -> Self {
+        self.auth_cookie = Some(name.to_owned());
+        self
+    }
+
+    /// Rate limits per IP, user and tenant.
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// The shared state backend (default: in memory).
+    pub fn state(mut self, state: SharedState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// The clock for the default state backend and request timestamps.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Where audit events go; flushed on shutdown and checked by readiness.
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Adds a check that must pass for `/health/ready` to answer 200.
+    pub fn required_check(mut self, name: &str, check: impl HealthCheck) -> Self {
+        self.health_checks = self.health_checks.required(name, check);
+        self
+    }
+
+    /// Adds a check reported by `/health/ready` without gating it.
+    pub fn optional_check(mut self, name: &str, check: impl HealthCheck) -> Self {
+        self.health_checks = self.health_checks.optional(name, check);
+        self
+    }
+
+    /// Your application routes (merged; may be called more than once).
+    pub fn routes(mut self, router: Router) -> Self {
+        self.routes = std::mem::take(&mut self.routes).merge(router);
+        self
+    }
+
+    /// The OpenAPI description of your routes, merged into `/openapi.json`.
+    pub fn openapi(mut self, doc: utoipa::openapi::OpenApi) -> Self {
+        match &mut self.openapi {
+            Some(existing) => existing.merge(doc),
+            None => self.openapi = Some(doc),
+        }
+        self
+    }
+
+    /// The layer that authenticates requests and inserts a
+    /// [`Principal`](kailash_core::Principal) (for example kailash-auth's
+    /// `JwtAuthLayer`). It runs after the per-IP rate limit and before the
+    /// per-user and per-tenant limits, on your routes only (not on health,
+    /// metrics or docs).
+    pub fn principal_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: tower::Service<http::Request<axum::body::Body>, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<http::Request<axum::body::Body>>>::Response:
+            axum::response::IntoResponse + 'static,
+        <L::Service as tower::Service<http::Request<axum::body::Body>>>::Future: Send + 'static,
+    {
+        self.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
+        self
+    }
+
+    /// Authentication with kailash-auth: a `JwtAuthLayer` (verified-token
+    /// cache, session check, audited failures) in the principal slot, the
+    /// `/auth/*` and `/.well-known/jwks.json` routes, and their OpenAPI
+    /// paths. Excludes [`principal_layer`](Self::principal_layer).
+    pub fn authentication(mut self, service: kailash_auth::service::AuthService) -> Self {
+        self.auth = Some(service);
+        self
+    }
+
+    /// Multi-tenancy with kailash-tenancy: a `TenantLayer` after
+    /// authentication (tenant from the token; unknown, inactive, mismatched
+    /// or over-quota requests refused), inactive tenants refused at login
+    /// and refresh, and `GET /api/tenant/usage`. Needs [`authentication`](Self::authentication).
+    pub fn tenancy(mut self, registry: Arc<dyn TenantRegistry>, settings: TenancySettings) -> Self {
+        self.tenancy = Some((registry, settings));
+        self
+    }
+
+    /// Access control with kailash-access: the [`AccessControl`] is put in
+    /// every application request, so `RequirePermissionLayer` layers on your
+    /// routes (and handlers calling [`AccessControl::check`]) find the
+    /// policy in force. Needs [`authentication`](Self::authentication) or a
+    /// [`principal_layer`](Self::principal_layer).
+    pub fn access_control(mut self, access: AccessControl) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// The access control set so far (to build routes that check permissions).
+    pub fn access_handle(&self) -> Option<&AccessControl> {
+        self.access.as_ref()
+    }
+
+    /// The state backend set so far.
+    pub fn state_handle(&self) -> Option<&SharedState> {
+        self.state.as_ref()
+    }
+
+    /// The clock.
+    pub fn clock_handle(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The tenant registry set so far (with [`tenancy`](Self::tenancy)).
+    pub fn tenant_registry(&self) -> Option<&Arc<dyn TenantRegistry>> {
+        self.tenancy.as_ref().map(|(registry, _)| registry)
+    }
+
+    /// The newest audit events kept in memory for queries (set by
+    /// [`from_config_with_backends`](Self::from_config_with_backends)).
+    pub fn recent_audit(&self) -> Option<&Arc<MemoryAuditSink>> {
+        self.recent_audit.as_ref()
+    }
+
+    /// Validates everything and composes the stack.
+    pub fn build(self) -> Result<Gateway, GatewayError> {
+        crate::stack::compose(self)
+    }
+}

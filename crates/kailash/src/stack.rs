@@ -1,0 +1,276 @@
+//! The composition of the gateway's layers, in one place and one order:
+//! outer layers (problem bodies, request context, tracing, CORS,
+//! compression) around the router; route-level layers (metrics, timeout,
+//! body limit) after routing; and on the application routes the per-IP
+//! limit, authentication, tenancy and the per-user and per-tenant limits.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::Response;
+use http::StatusCode;
+use kailash_core::context::SetRequestContextLayer;
+use kailash_core::problem::{Problem, ProblemJsonLayer};
+use kailash_core::rate_limit::{Limit, RateLimitLayer};
+use kailash_core::state::SharedState;
+use kailash_monitoring::metrics::{MetricsLayer, MetricsRegistry};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::server::Handler;
+use crate::toggle::Toggle;
+use crate::{Gateway, GatewayBuilder, GatewayError, ops, tls, trace};
+
+/// Any response into axum's (boxing the body only when it is not already axum's).
+fn into_axum<B>(response: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    response.map(axum::body::Body::new)
+}
+
+/// Validates the builder and composes the stack: the gateway's one place
+/// where layers are put in order.
+pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
+    if builder.server.max_connections == 0 {
+        return Err(GatewayError::Limit("max_connections must be at least 1"));
+    }
+    if builder.server.max_header_bytes < 8192 {
+        return Err(GatewayError::Limit(
+            "max_header_bytes must be at least 8192",
+        ));
+    }
+    if builder.server.max_headers == 0 {
+        return Err(GatewayError::Limit("max_headers must be at least 1"));
+    }
+    if builder.request_timeout.is_zero() || builder.server.header_read_timeout.is_zero() {
+        return Err(GatewayError::Limit("timeouts must be positive"));
+    }
+    let mut this = builder;
+    if this.access.is_some() && this.auth.is_none() && this.principal_layer.is_none() {
+        return Err(GatewayError::Auth(
+            "access control needs authentication: permissions belong to principals".into(),
+        ));
+    }
+    if this.tenancy.is_some() && this.auth.is_none() {
+        return Err(GatewayError::Auth(
+            "tenancy needs authentication: the tenant comes from the token".into(),
+        ));
+    }
+    if let Some(mut service) = this.auth.take() {
+        if let Some((registry, _)) = &this.tenancy {
+            service = service
+                .with_tenant_gate(Arc::new(crate::tenant_gate::RegistryGate(registry.clone())));
+        }
+        if this.principal_layer.is_some() {
+            return Err(GatewayError::Auth(
+                "authentication and principal_layer both set; use one".into(),
+            ));
+        }
+        let mut layer = kailash_auth::layer::JwtAuthLayer::builder(service.access_verifier())
+            .cache(service.token_cache())
+            .session_check(Arc::new(service.sessions().clone()));
+        for path in kailash_auth::http::PUBLIC_PATHS {
+            layer = layer.public_path(path);
+        }
+        if let Some(cookie) = &this.auth_cookie {
+            layer = layer.cookie(cookie.clone());
+        }
+        if let Some(audit) = &this.audit {
+            layer = layer.audit(audit.clone());
+        }
+        let layer = layer.build();
+        this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
+        this.routes = std::mem::take(&mut this.routes).merge(kailash_auth::http::router(service));
+        let auth_doc: utoipa::openapi::OpenApi =
+            serde_json::from_value(kailash_auth::http::openapi())
+                .map_err(|e| GatewayError::Auth(e.to_string()))?;
+        this = this.openapi(auth_doc);
+    }
+    if this.tenancy.is_some() {
+        let usage_doc: utoipa::openapi::OpenApi = serde_json::from_value(crate::usage::openapi())
+            .map_err(|e| GatewayError::Auth(e.to_string()))?;
+        this = this.openapi(usage_doc);
+    }
+    compose_checked(this)
+}
+
+fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
+    if (builder.rate_limits.per_user.is_some() || builder.rate_limits.per_tenant.is_some())
+        && builder.principal_layer.is_none()
+    {
+        // Without a layer that inserts a Principal these limits could never apply.
+        return Err(GatewayError::RateLimit(
+            "per-user and per-tenant limits need an authentication layer (principal_layer)".into(),
+        ));
+    }
+    let cors = crate::cors::origins(&builder.cors_origins, builder.cors_credentials)?;
+    let tls = builder.tls.as_ref().map(tls::server_config).transpose()?;
+    let state = builder
+        .state
+        .clone()
+        .unwrap_or_else(|| SharedState::memory(builder.clock.clone()));
+
+    // Readiness: the state backend (an in-memory one always answers) and,
+    // when set, the audit sink.
+    let mut health = builder.health_checks.clone();
+    let s = state.clone();
+    health = health.required(
+        "state",
+        kailash_monitoring::health::from_fn(move || {
+            let s = s.clone();
+            async move { s.kv.ping().await.map_err(|e| e.to_string()) }
+        }),
+    );
+    if let Some(audit) = &builder.audit {
+        let a = audit.clone();
+        health = health.required(
+            "audit",
+            kailash_monitoring::health::from_fn(move || {
+                let a = a.clone();
+                async move { a.health().map_err(|e| e.to_string()) }
+            }),
+        );
+    }
+
+    // Application routes: rate limits, authentication and tenancy apply here only.
+    let mut routes = builder.routes;
+    let tenant_layer = match &builder.tenancy {
+        Some((registry, settings)) => {
+            let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
+            routes = routes.merge(crate::usage::usage_route(quotas.clone()));
+            let mut layer = kailash_tenancy::layer::TenantLayer::builder(registry.clone())
+                .quotas(quotas)
+                .header(settings.header)
+                .custom_domains(settings.custom_domains);
+            if let Some(base) = &settings.subdomain_base {
+                layer = layer.subdomains(base.clone());
+            }
+            for path in kailash_auth::http::PUBLIC_PATHS {
+                layer = layer.public_path(path);
+            }
+            if let Some(audit) = &builder.audit {
+                layer = layer.audit(audit.clone());
+            }
+            Some(layer.build())
+        }
+        None => None,
+    };
+    let mut app = routes.fallback(|| async { Problem::not_found() });
+    let limits = builder.rate_limits;
+    let principal_limits = match (limits.per_user, limits.per_tenant) {
+        (Some(user), tenant) => {
+            let layer = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(user));
+            Some(match tenant {
+                Some(q) => layer.per_tenant(q),
+                None => layer,
+            })
+        }
+        (None, Some(tenant)) => Some(RateLimitLayer::new(
+            state.rate.clone(),
+            Limit::PerTenant(tenant),
+        )),
+        (None, None) => None,
+    };
+    if let Some(layer) = principal_limits {
+        app = app.layer(layer.fail_mode(limits.fail_mode));
+    }
+    // After authentication (it needs the principal), before the per-user
+    // and per-tenant limits (they charge only requests it admits).
+    if let Some(layer) = tenant_layer {
+        app = app.layer(layer);
+    }
+    if let Some(principal_layer) = builder.principal_layer {
+        app = principal_layer(app);
+    }
+    if let Some(q) = limits.per_ip {
+        app = app.layer(
+            RateLimitLayer::new(state.rate.clone(), Limit::PerIp(q)).fail_mode(limits.fail_mode),
+        );
+    }
+
+    // Operational routes.
+    let metrics = builder.metrics.then(MetricsRegistry::new);
+    let mut ops = Router::new();
+    if builder.health {
+        ops = ops.merge(ops::health_routes(health));
+    }
+    if let Some(registry) = &metrics {
+        ops = ops.merge(ops::metrics_route(registry.clone()));
+    }
+    if builder.docs {
+        let doc = ops::openapi_document(
+            &builder.title,
+            &builder.version,
+            builder.description.as_deref(),
+            builder.health,
+            metrics.is_some(),
+            builder.openapi.clone(),
+        );
+        ops = ops.merge(ops::docs_routes(doc));
+    }
+
+    // Route-level layers run after routing (metrics needs the route
+    // template) and are applied in one `Router::layer` call: every call
+    // adds a boxed service level that is cloned on each request.
+    let route_stack = ServiceBuilder::new()
+        .option_layer(metrics.clone().map(MetricsLayer::new))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            builder.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(builder.max_body_bytes))
+        .layer(DefaultBodyLimit::disable());
+    // `with_state` turns handlers into services once, not per request.
+    let routes: Router = app.merge(ops).layer(route_stack).with_state(());
+
+    // Outer layers wrap the router once, as one concrete stack. Optional
+    // layers are toggled: their bodies nest (`Either`), and the stack's
+    // body becomes axum's once, below.
+    let cors = cors
+        .map(|origins| crate::cors::layer(origins, builder.cors_credentials, builder.cors_max_age));
+    let trace = builder.tracing.then(|| {
+        TraceLayer::new_for_http()
+            .make_span_with(trace::make_span)
+            .on_request(())
+            .on_response(trace::on_response)
+            .on_failure(())
+    });
+    let compression = builder
+        .compression
+        .then(|| CompressionLayer::new().quality(CompressionLevel::Precise(4)));
+    let service = ServiceBuilder::new()
+        .layer(ProblemJsonLayer::new())
+        .layer(
+            SetRequestContextLayer::new()
+                .trusted_proxies(builder.trusted_proxies)
+                .incoming_request_id(builder.incoming_request_id)
+                .clock(builder.clock.clone()),
+        )
+        .layer(Toggle(trace))
+        .layer(Toggle(cors))
+        .layer(Toggle(compression))
+        .option_layer(builder.access.map(axum::Extension))
+        .service(routes);
+    let handler: Handler = Arc::new(move |req| {
+        let service = service.clone();
+        Box::pin(async move {
+            let Ok(response) = service.oneshot(req).await;
+            into_axum(response)
+        })
+    });
+
+    Ok(Gateway::new(
+        handler,
+        builder.server,
+        tls,
+        builder.audit,
+        state,
+        builder.clock,
+    ))
+}

@@ -576,7 +576,7 @@ impl GatewayBuilder {
         self
     }
 
-    /// Multi-tenancy with kailash-tenancy: a `TenantLayer` after
+    /// Multi-tenancy with kailash-tenancy: a `TenancyLayer` after
     /// authentication (tenant from the token; unknown, inactive, mismatched
     /// or over-quota requests refused), inactive tenants refused at login
     /// and refresh, and `GET /api/tenant/usage`. Needs [`authentication`](Self::authentication).
@@ -732,7 +732,7 @@ impl GatewayBuilder {
             Some((registry, settings)) => {
                 let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
                 routes = routes.merge(crate::usage::usage_route(quotas.clone()));
-                let mut layer = kailash_tenancy::layer::TenantLayer::builder(registry.clone())
+                let mut layer = kailash_tenancy::layer::TenancyLayer::new(registry.clone())
                     .quotas(quotas)
                     .header(settings.header)
                     .custom_domains(settings.custom_domains);
@@ -745,7 +745,7 @@ impl GatewayBuilder {
                 if let Some(audit) = &self.audit {
                     layer = layer.audit(audit.clone());
                 }
-                Some(layer.build())
+                Some(layer)
             }
             None => None,
         };

@@ -680,7 +680,7 @@ impl GatewayBuilder {
         }
         if this.tenancy.is_some() {
             let usage_doc: utoipa::openapi::OpenApi =
-                serde_json::from_value(crate::usage::openapi())
+                serde_json::from_value(kailash_tenancy::http::openapi())
                     .map_err(|e| GatewayError::Auth(e.to_string()))?;
             this = this.openapi(usage_doc);
         }
@@ -731,7 +731,7 @@ impl GatewayBuilder {
         let tenant_layer = match &self.tenancy {
             Some((registry, settings)) => {
                 let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
-                routes = routes.merge(crate::usage::usage_route(quotas.clone()));
+                routes = routes.merge(kailash_tenancy::http::router(quotas.clone()));
                 let mut layer = kailash_tenancy::layer::TenancyLayer::new(registry.clone())
                     .quotas(quotas)
                     .header(settings.header)

@@ -14,7 +14,6 @@ mod ops;
 mod server;
 mod tls;
 mod trace;
-mod usage;
 
 pub use builder::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
 pub use error::GatewayError;

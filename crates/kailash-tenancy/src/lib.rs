@@ -4,6 +4,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod database;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod layer;
 pub mod model;
 pub mod quota;

@@ -1,4 +1,4 @@
-//! API-call quotas charged by `TenantLayer`.
+//! API-call quotas charged by `TenancyLayer`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use kailash_core::state::{
     BoundedAdd, CounterStore, CounterValue, SharedState, StateError, StateKey,
 };
 use kailash_core::{Principal, TenantId};
-use kailash_tenancy::layer::TenantLayer;
+use kailash_tenancy::layer::TenancyLayer;
 use kailash_tenancy::model::{Tenant, TenantConfig, TenantQuotas};
 use kailash_tenancy::quota::Quotas;
 use kailash_tenancy::registry::{RegistryError, TenantRegistry};
@@ -67,10 +67,9 @@ async fn exhausted_quota_is_refused_with_retry_after_and_quota_member() {
     let clock = Arc::new(ManualClock::starting_now());
     let quotas = Quotas::new(SharedState::memory(clock.clone()));
     let audit = Arc::new(MemoryAuditSink::new());
-    let layer = TenantLayer::builder(registry(2))
+    let layer = TenancyLayer::new(registry(2))
         .quotas(quotas)
-        .audit(audit.clone())
-        .build();
+        .audit(audit.clone());
     let svc = layer.layer(service_fn(ok));
 
     for _ in 0..2 {
@@ -103,7 +102,7 @@ async fn exhausted_quota_is_refused_with_retry_after_and_quota_member() {
 
 #[tokio::test]
 async fn without_quotas_nothing_is_charged() {
-    let layer = TenantLayer::builder(registry(0)).build();
+    let layer = TenancyLayer::new(registry(0));
     let svc = layer.layer(service_fn(ok));
     for _ in 0..3 {
         let res = svc.clone().oneshot(request()).await.unwrap();
@@ -145,9 +144,7 @@ impl CounterStore for DownCounters {
 async fn quota_state_errors_fail_closed() {
     let mut state = SharedState::memory(Arc::new(ManualClock::starting_now()));
     state.counters = Arc::new(DownCounters);
-    let layer = TenantLayer::builder(registry(10))
-        .quotas(Quotas::new(state))
-        .build();
+    let layer = TenancyLayer::new(registry(10)).quotas(Quotas::new(state));
     let res = layer
         .layer(service_fn(ok))
         .oneshot(request())

@@ -1,4 +1,4 @@
-//! Tenant resolution through `TenantLayer`: sources, agreement, registry
+//! Tenant resolution through `TenancyLayer`: sources, agreement, registry
 //! checks, public paths and audit.
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use kailash_core::audit::{AuditDecision, MemoryAuditSink};
 use kailash_core::context::{RequestContext, RequestIdGenerator};
 use kailash_core::problem::ResponseBody;
 use kailash_core::{Principal, TenantId};
-use kailash_tenancy::layer::{TenantLayer, TenantLayerBuilder};
+use kailash_tenancy::layer::TenancyLayer;
 use kailash_tenancy::model::{Tenant, TenantConfig, TenantQuotas};
 use kailash_tenancy::registry::{RegistryError, TenantRegistry};
 use tower::{Layer, ServiceExt, service_fn};
@@ -110,13 +110,13 @@ impl Harness {
         }
     }
 
-    fn builder(&self) -> TenantLayerBuilder {
-        TenantLayer::builder(self.registry.clone()).audit(self.audit.clone())
+    fn layer(&self) -> TenancyLayer {
+        TenancyLayer::new(self.registry.clone()).audit(self.audit.clone())
     }
 
     async fn send(
         &self,
-        layer: &TenantLayer,
+        layer: &TenancyLayer,
         req: Request<()>,
     ) -> Response<ResponseBody<Full<Bytes>>> {
         layer.layer(service_fn(echo)).oneshot(req).await.unwrap()
@@ -150,7 +150,7 @@ async fn problem(res: Response<ResponseBody<Full<Bytes>>>) -> serde_json::Value 
 #[tokio::test]
 async fn token_tenant_passes_and_sets_both_extensions() {
     let h = Harness::new();
-    let layer = h.builder().build();
+    let layer = h.layer();
     let res = h
         .send(
             &layer,
@@ -166,7 +166,7 @@ async fn token_tenant_passes_and_sets_both_extensions() {
 #[tokio::test]
 async fn header_disagreeing_with_the_token_is_refused_and_audited() {
     let h = Harness::new();
-    let layer = h.builder().header(true).build();
+    let layer = h.layer().header(true);
     let req = request("/orders")
         .header("x-tenant-id", "acme")
         .body(())
@@ -192,7 +192,7 @@ async fn header_disagreeing_with_the_token_is_refused_and_audited() {
 #[tokio::test]
 async fn header_agreeing_with_the_token_passes() {
     let h = Harness::new();
-    let layer = h.builder().header(true).build();
+    let layer = h.layer().header(true);
     let req = request("/orders")
         .header("x-tenant-id", "globex")
         .body(())
@@ -205,7 +205,7 @@ async fn header_agreeing_with_the_token_passes() {
 #[tokio::test]
 async fn header_is_ignored_when_not_enabled() {
     let h = Harness::new();
-    let layer = h.builder().build();
+    let layer = h.layer();
     let req = request("/orders")
         .header("x-tenant-id", "acme")
         .body(())
@@ -225,7 +225,7 @@ async fn header_is_ignored_when_not_enabled() {
 #[tokio::test]
 async fn header_alone_names_the_tenant() {
     let h = Harness::new();
-    let layer = h.builder().header(true).build();
+    let layer = h.layer().header(true);
     let req = request("/orders")
         .header("x-tenant-id", "acme")
         .body(())
@@ -238,7 +238,7 @@ async fn header_alone_names_the_tenant() {
 #[tokio::test]
 async fn malformed_headers_are_refused_and_never_audited_verbatim() {
     let h = Harness::new();
-    let layer = h.builder().header(true).build();
+    let layer = h.layer().header(true);
     let cases: [&[&str]; 5] = [
         &[" acme"],
         &["acme "],
@@ -270,7 +270,7 @@ async fn malformed_headers_are_refused_and_never_audited_verbatim() {
 #[tokio::test]
 async fn a_request_naming_no_tenant_is_refused() {
     let h = Harness::new();
-    let layer = h.builder().header(true).subdomains("example.com").build();
+    let layer = h.layer().header(true).subdomains("example.com");
     let res = h.send(&layer, request("/orders").body(()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(problem(res).await["detail"], "the request names no tenant");
@@ -279,7 +279,7 @@ async fn a_request_naming_no_tenant_is_refused() {
 #[tokio::test]
 async fn unknown_and_inactive_tenants_are_refused_and_audited() {
     let h = Harness::new();
-    let layer = h.builder().build();
+    let layer = h.layer();
     let res = h
         .send(
             &layer,
@@ -312,7 +312,7 @@ async fn unknown_and_inactive_tenants_are_refused_and_audited() {
 #[tokio::test]
 async fn subdomain_names_the_tenant() {
     let h = Harness::new();
-    let layer = h.builder().subdomains("example.com").build();
+    let layer = h.layer().subdomains("example.com");
     let req = request("/orders")
         .header("host", "Acme.Example.com:8443")
         .body(())
@@ -341,7 +341,7 @@ async fn subdomain_names_the_tenant() {
 #[tokio::test]
 async fn subdomain_disagreeing_with_the_token_is_refused() {
     let h = Harness::new();
-    let layer = h.builder().subdomains("example.com").build();
+    let layer = h.layer().subdomains("example.com");
     let req = request("/orders")
         .header("host", "acme.example.com")
         .body(())
@@ -364,7 +364,7 @@ async fn subdomain_disagreeing_with_the_token_is_refused() {
 #[tokio::test]
 async fn subdomains_are_ignored_when_not_enabled() {
     let h = Harness::new();
-    let layer = h.builder().build();
+    let layer = h.layer();
     let req = request("/orders")
         .header("host", "acme.example.com")
         .body(())
@@ -377,11 +377,7 @@ async fn subdomains_are_ignored_when_not_enabled() {
 #[tokio::test]
 async fn custom_domain_is_looked_up_in_the_registry() {
     let h = Harness::new();
-    let layer = h
-        .builder()
-        .subdomains("example.com")
-        .custom_domains(true)
-        .build();
+    let layer = h.layer().subdomains("example.com").custom_domains(true);
     let req = request("/orders")
         .header("host", "API.acme.test:443")
         .body(())
@@ -410,7 +406,7 @@ async fn custom_domain_is_looked_up_in_the_registry() {
 async fn registry_errors_fail_closed() {
     let h = Harness::new();
     h.registry.fail.store(true, Ordering::SeqCst);
-    let layer = h.builder().custom_domains(true).build();
+    let layer = h.layer().custom_domains(true);
     let res = h
         .send(
             &layer,
@@ -441,11 +437,10 @@ async fn registry_errors_fail_closed() {
 async fn public_paths_pass_untouched() {
     let h = Harness::new();
     let layer = h
-        .builder()
+        .layer()
         .header(true)
         .public_path("/health")
-        .public_prefix("/public")
-        .build();
+        .public_prefix("/public");
     for path in ["/health", "/public", "/public/docs"] {
         let res = h.send(&layer, request(path).body(()).unwrap()).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");

@@ -18,7 +18,6 @@ mod tenant_gate;
 mod tls;
 mod toggle;
 mod trace;
-mod usage;
 
 pub use builder::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
 pub use error::GatewayError;

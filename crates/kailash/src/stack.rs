@@ -93,7 +93,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         this = this.openapi(auth_doc);
     }
     if this.tenancy.is_some() {
-        let usage_doc: utoipa::openapi::OpenApi = serde_json::from_value(crate::usage::openapi())
+        let usage_doc: utoipa::openapi::OpenApi = serde_json::from_value(kailash_tenancy::http::openapi())
             .map_err(|e| GatewayError::Auth(e.to_string()))?;
         this = this.openapi(usage_doc);
     }
@@ -143,8 +143,8 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
     let tenant_layer = match &builder.tenancy {
         Some((registry, settings)) => {
             let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
-            routes = routes.merge(crate::usage::usage_route(quotas.clone()));
-            let mut layer = kailash_tenancy::layer::TenantLayer::builder(registry.clone())
+            routes = routes.merge(kailash_tenancy::http::router(quotas.clone()));
+            let mut layer = kailash_tenancy::layer::TenancyLayer::new(registry.clone())
                 .quotas(quotas)
                 .header(settings.header)
                 .custom_domains(settings.custom_domains);
@@ -157,7 +157,7 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
             if let Some(audit) = &builder.audit {
                 layer = layer.audit(audit.clone());
             }
-            Some(layer.build())
+            Some(layer)
         }
         None => None,
     };

@@ -347,7 +347,7 @@ impl GatewayBuilder {
         self
     }
 
-    /// Multi-tenancy with kailash-tenancy: a `TenantLayer` after
+    /// Multi-tenancy with kailash-tenancy: a `TenancyLayer` after
     /// authentication (tenant from the token; unknown, inactive, mismatched
     /// or over-quota requests refused), inactive tenants refused at login
     /// and refresh, and `GET /api/tenant/usage`. Needs [`authentication`](Self::authentication).

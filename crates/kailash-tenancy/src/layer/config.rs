@@ -1,0 +1,42 @@
+//! What [`TenancyLayer`](super::TenancyLayer) was configured with, shared by
+//! the layer (which builds it) and the service (which reads it).
+
+use std::sync::Arc;
+
+use kailash_core::audit::AuditSink;
+
+use super::public::PublicPaths;
+use crate::quota::Quotas;
+use crate::registry::TenantRegistry;
+
+#[derive(Clone)]
+pub(super) struct Config {
+    pub(super) registry: Arc<dyn TenantRegistry>,
+    pub(super) quotas: Option<Quotas>,
+    /// Whether the `X-Tenant-ID` header names a tenant.
+    pub(super) header: bool,
+    /// The base domain, lowercase, without leading or trailing dots.
+    pub(super) base_domain: Option<String>,
+    pub(super) custom_domains: bool,
+    pub(super) public: PublicPaths,
+    pub(super) audit: Option<Arc<dyn AuditSink>>,
+}
+
+impl Config {
+    pub(super) fn new(registry: Arc<dyn TenantRegistry>) -> Self {
+        Self {
+            registry,
+            quotas: None,
+            header: false,
+            base_domain: None,
+            custom_domains: false,
+            public: PublicPaths::default(),
+            audit: None,
+        }
+    }
+
+    /// Whether resolution reads the request's host at all.
+    pub(super) fn needs_host(&self) -> bool {
+        self.base_domain.is_some() || self.custom_domains
+    }
+}

@@ -1,0 +1,125 @@
+//! [`Tenancy`]: the service [`TenancyLayer`](super::TenancyLayer) wraps
+//! around the inner one.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use kailash_core::audit::offer;
+use kailash_core::guard::{Deferred, GuardFuture};
+use kailash_core::problem::ResponseBody;
+
+use super::audit::Origin;
+use super::config::Config;
+use super::refusal::Refused;
+use super::resolve::resolve;
+use super::sources::named;
+
+/// The response future of [`Tenancy`]: passes public paths through
+/// unboxed, answers a malformed request at once, and boxes only the
+/// registry and quota lookups.
+pub type ResponseFuture<F, B, E> = GuardFuture<F, B, E>;
+
+/// The service of [`TenancyLayer`](super::TenancyLayer): inserts the
+/// resolved `Arc<`[`Tenant`](crate::model::Tenant)`>` and its
+/// [`TenantId`](kailash_core::TenantId) into the request extensions, or
+/// answers with a problem.
+#[derive(Clone)]
+pub struct Tenancy<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Tenancy<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenancy")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Tenancy<S> {
+    pub(super) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the layer's service, returning the inner one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Tenancy<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if self.config.public.contains(req.uri().path()) {
+            return ResponseFuture::pass(self.inner.call(req));
+        }
+        let origin = Origin::of(&req);
+        let local = match named(&self.config, &req) {
+            Ok(local) => local,
+            Err(refusal) => {
+                // Never the raw header or host: only the principal's own tenant.
+                let event = origin.event(refusal, origin.principal_tenant());
+                let problem = refusal.problem();
+                return match offer(self.config.audit.as_ref(), event) {
+                    None => ResponseFuture::refused(problem.to_response()),
+                    Some(pending) => {
+                        // The response is built inside: its body type need not be `Send`.
+                        let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
+                            pending.record().await;
+                            Ok(problem.to_response())
+                        });
+                        ResponseFuture::deferred(fut)
+                    }
+                };
+            }
+        };
+
+        let config = self.config.clone();
+        // The clone is the not-yet-ready one; keep the ready service for this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
+            match resolve(&config, local, &origin).await {
+                Ok(tenant) => {
+                    let extensions = req.extensions_mut();
+                    extensions.insert(tenant.id.clone());
+                    extensions.insert(tenant);
+                    inner.call(req).await.map(|r| r.map(ResponseBody::new))
+                }
+                Err(refused) => {
+                    let Refused { problem, event } = *refused;
+                    if let Some(pending) = offer(config.audit.as_ref(), event) {
+                        pending.record().await;
+                    }
+                    Ok(problem.to_response())
+                }
+            }
+        });
+        ResponseFuture::deferred(fut)
+    }
+}

@@ -1,0 +1,92 @@
+//! `GET /api/tenant/usage` (feature `axum`): answers for the tenant the
+//! layer resolved, and documents what it answers.
+#![cfg(feature = "axum")]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kailash_core::clock::ManualClock;
+use kailash_core::state::SharedState;
+use kailash_core::{Principal, TenantId};
+use kailash_tenancy::layer::TenancyLayer;
+use kailash_tenancy::model::TenantSpec;
+use kailash_tenancy::quota::Quotas;
+use kailash_tenancy::registry::StaticTenantRegistry;
+use tower::ServiceExt;
+
+fn quotas_and_registry() -> (Quotas, Arc<StaticTenantRegistry>) {
+    let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
+    let acme: TenantSpec = serde_json::from_value(serde_json::json!({
+        "id": "acme", "max_api_calls_per_day": 5, "max_workflows_per_tenant": 2
+    }))
+    .unwrap();
+    let registry = StaticTenantRegistry::new(vec![acme], state.clone()).unwrap();
+    (Quotas::new(state), Arc::new(registry))
+}
+
+fn request_as(tenant: &str) -> Request<Body> {
+    let mut req = Request::get("/api/tenant/usage")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut().insert(
+        Principal::builder("u1")
+            .tenant(TenantId::new(tenant).unwrap())
+            .build(),
+    );
+    req
+}
+
+async fn json(res: axum::response::Response) -> serde_json::Value {
+    serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn usage_of_the_resolved_tenant() {
+    let (quotas, registry) = quotas_and_registry();
+    let app = kailash_tenancy::http::router(quotas.clone())
+        .layer(TenancyLayer::new(registry).quotas(quotas));
+    let res = app.clone().oneshot(request_as("acme")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let usage = json(res).await;
+    assert_eq!(usage["tenant"], "acme");
+    assert_eq!(usage["api_calls_today"], 1);
+    assert_eq!(usage["max_api_calls_per_day"], 5);
+    assert_eq!(usage["max_workflows"], 2);
+    let usage = json(app.oneshot(request_as("acme")).await.unwrap()).await;
+    assert_eq!(usage["api_calls_today"], 2);
+}
+
+#[tokio::test]
+async fn without_a_resolved_tenant_the_route_refuses() {
+    let (quotas, _) = quotas_and_registry();
+    let res = kailash_tenancy::http::router(quotas)
+        .oneshot(request_as("acme"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(json(res).await["detail"], "the request names no tenant");
+}
+
+/// The hand-written schema names exactly the fields the handler sends.
+#[tokio::test]
+async fn openapi_schema_matches_the_response() {
+    let (quotas, registry) = quotas_and_registry();
+    let app = kailash_tenancy::http::router(quotas.clone())
+        .layer(TenancyLayer::new(registry).quotas(quotas));
+    let usage = json(app.oneshot(request_as("acme")).await.unwrap()).await;
+    let mut sent: Vec<&String> = usage.as_object().unwrap().keys().collect();
+    sent.sort();
+
+    let doc = kailash_tenancy::http::openapi();
+    let op = &doc["paths"]["/api/tenant/usage"]["get"];
+    assert_eq!(op["operationId"], "tenant_usage");
+    let properties = op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+        .as_object()
+        .unwrap();
+    let mut documented: Vec<&String> = properties.keys().collect();
+    documented.sort();
+    assert_eq!(sent, documented);
+}

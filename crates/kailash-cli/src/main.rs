@@ -9,6 +9,8 @@
 //! Exit codes: 0 done; 1 refused (a weak password, an invalid config, a
 //! failed rotation); 2 bad usage or unreadable input.
 #![forbid(unsafe_code)]
+// No panics on input; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
 
 mod check;
 mod data_dir;

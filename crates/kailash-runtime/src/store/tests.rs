@@ -167,16 +167,33 @@ async fn a_refused_tenant_quota_releases_the_role_count() {
     assert_eq!(f.store.list(&acme).await.unwrap().len(), 1);
 }
 
-/// Memory, except that storing a value fails.
-struct RefusingWrites(Arc<MemoryState>);
+/// Which key/value write the backend refuses.
+#[derive(Clone, Copy, PartialEq)]
+enum Refuse {
+    /// Plain writes: the workflow itself.
+    Set,
+    /// Compare-and-set: the tenant's running totals (the quota).
+    CompareAndSwap,
+}
+
+/// Memory, except that one kind of write fails.
+struct RefusingWrites(Arc<MemoryState>, Refuse);
 
 #[async_trait::async_trait]
 impl KeyValueStore for RefusingWrites {
     async fn get(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
         self.0.get(key).await
     }
-    async fn set(&self, _: &StateKey, _: Bytes, _: Option<Duration>) -> Result<(), StateError> {
-        Err(StateError::Unavailable("refused by the test".into()))
+    async fn set(
+        &self,
+        key: &StateKey,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
+        if self.1 == Refuse::Set {
+            return Err(StateError::Unavailable("refused by the test".into()));
+        }
+        self.0.set(key, value, ttl).await
     }
     async fn compare_and_swap(
         &self,
@@ -185,6 +202,9 @@ impl KeyValueStore for RefusingWrites {
         new: Option<Bytes>,
         ttl: Option<Duration>,
     ) -> Result<bool, StateError> {
+        if self.1 == Refuse::CompareAndSwap {
+            return Err(StateError::Unavailable("refused by the test".into()));
+        }
         self.0.compare_and_swap(key, expected, new, ttl).await
     }
     async fn take(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
@@ -201,13 +221,32 @@ impl KeyValueStore for RefusingWrites {
     }
 }
 
-#[tokio::test]
-async fn a_failed_store_releases_the_role_count_and_the_tenant_quota() {
+fn refusing(what: Refuse) -> SharedState {
     let clock = Arc::new(SystemClock);
     let memory = Arc::new(MemoryState::new(clock.clone()));
     let mut state = SharedState::from_backend(memory.clone(), clock, "memory");
-    state.kv = Arc::new(RefusingWrites(memory));
-    let f = fixture(state).await;
+    state.kv = Arc::new(RefusingWrites(memory, what));
+    state
+}
+
+#[tokio::test]
+async fn failed_quota_accounting_releases_the_role_count() {
+    let f = fixture(refusing(Refuse::CompareAndSwap)).await;
+    let acme = tenant("acme", 10);
+    let dave = user("dave", "acme");
+    let err = f
+        .store
+        .create(&dave, &acme, new("etl", &["transform"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkflowError::Quota(_)), "{err:?}");
+    assert_eq!(f.limits.workflows_owned(&dave).await.unwrap(), 0);
+    assert!(f.store.list(&acme).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_store_releases_the_role_count_and_the_tenant_quota() {
+    let f = fixture(refusing(Refuse::Set)).await;
     let acme = tenant("acme", 10);
     let dave = user("dave", "acme");
     let err = f

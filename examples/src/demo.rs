@@ -10,8 +10,10 @@
 //! | `GET /api/data/{id}` | `data:read` | plus `data_access` and `geo_restriction` against the document; another tenant's id answers like an unknown one |
 //! | `GET /api/audit` | `audit:view` | the tenant's newest audit events, newest first |
 //!
-//! Workflows live in the gateway's shared state (memory or Redis), keyed by
-//! tenant, so several instances on one Redis serve one set.
+//! Workflows live in a [`WorkflowStore`] on the gateway's shared state
+//! (memory or Redis), keyed by tenant, so several instances on one Redis
+//! serve one set; this module only wires routes to it and maps its
+//! refusals to problems.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -24,21 +26,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use kailash::access::condition::Attributes;
 use kailash::access::layer::RequirePermissionLayer;
-use kailash::access::limits::Limits;
 use kailash::access::permission::Permission;
 use kailash::access::{AccessControl, forbidden};
 use kailash::audit::MemoryAuditSink;
 use kailash::context::RequestContext;
-use kailash::state::{Namespace, SharedState, StateKey, WhenFull, until_removed};
 use kailash::tenancy::model::Tenant;
-use kailash::tenancy::quota::{QuotaDecision, Quotas};
-use kailash::tenancy::workflow::{WorkflowNode, WorkflowViolation, validate_workflow};
+use kailash::tenancy::quota::Quotas;
+use kailash::tenancy::workflow::WorkflowViolation;
 use kailash::{GatewayBuilder, GatewayError, Principal, Problem};
+use kailash_runtime::{NewWorkflow, WorkflowError, WorkflowStore};
 use serde::{Deserialize, Serialize};
 
-const WORKFLOW: Namespace = Namespace::new("demo.workflow");
-const INDEX: Namespace = Namespace::new("demo.workflows");
-const MAX_NAME_CHARS: usize = 128;
 const MAX_AUDIT_EVENTS: usize = 1000;
 
 static DATA_READ: LazyLock<Permission> = LazyLock::new(|| {
@@ -102,28 +100,6 @@ pub const DOCUMENTS: [Document; 4] = [
     },
 ];
 
-/// A stored workflow.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Workflow {
-    /// Its id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// The subject that created it (whose `max_workflows` it counts against).
-    pub owner: String,
-    /// When it was created.
-    pub created_at: jiff::Timestamp,
-    /// Its nodes.
-    pub nodes: Vec<WorkflowNode>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewWorkflow {
-    name: String,
-    nodes: Vec<WorkflowNode>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
@@ -132,9 +108,8 @@ struct AuditQuery {
 
 struct Demo {
     access: AccessControl,
-    limits: Limits,
     quotas: Quotas,
-    state: SharedState,
+    workflows: WorkflowStore,
     recent: Option<Arc<MemoryAuditSink>>,
 }
 
@@ -157,10 +132,9 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
         ));
     };
     let demo = Arc::new(Demo {
-        limits: Limits::new(access.clone(), state.clone()),
         access: access.clone(),
         quotas: Quotas::new(state.clone()),
-        state: state.clone(),
+        workflows: WorkflowStore::new(access.clone(), state.clone()),
         recent: builder.recent_audit().cloned(),
     });
     let doc: utoipa::openapi::OpenApi = serde_json::from_value(openapi()).map_err(|e| {
@@ -261,43 +235,31 @@ async fn reports(d: &Demo, tenant: &Tenant) -> Response {
     }
 }
 
-fn workflow_key(tenant: &Tenant, id: &str) -> StateKey {
-    StateKey::tenant(&tenant.id, WORKFLOW, id)
-}
-
-fn index_key(tenant: &Tenant) -> StateKey {
-    StateKey::tenant(&tenant.id, INDEX, "all")
-}
-
-async fn load_workflow(d: &Demo, tenant: &Tenant, id: &str) -> Result<Option<Workflow>, Response> {
-    match d.state.kv.get(&workflow_key(tenant, id)).await {
-        Ok(None) => Ok(None),
-        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
-            Ok(w) => Ok(Some(w)),
-            Err(e) => Err(unavailable("the workflow store", e)),
-        },
-        Err(e) => Err(unavailable("the workflow store", e)),
-    }
-}
-
 async fn list_workflows(d: &Demo, tenant: &Tenant) -> Response {
-    let members = match d.state.sets.members(&index_key(tenant)).await {
-        Ok(m) => m,
-        Err(e) => return unavailable("the workflow store", e),
-    };
-    let mut out = Vec::with_capacity(members.len());
-    for m in members {
-        match load_workflow(d, tenant, &m.member).await {
-            Ok(Some(w)) => out.push(w),
-            Ok(None) => {}
-            Err(r) => return r,
-        }
+    match d.workflows.list(tenant).await {
+        Ok(out) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "tenant": tenant.id, "workflows": out }),
+        ),
+        Err(e) => refused(&e),
     }
-    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    json(
-        StatusCode::OK,
-        &serde_json::json!({ "tenant": tenant.id, "workflows": out }),
-    )
+}
+
+/// The problem for each way the workflow store refuses.
+fn refused(e: &WorkflowError) -> Response {
+    match e {
+        WorkflowError::TenantMismatch => Problem::forbidden("tenant mismatch").into_response(),
+        WorkflowError::InvalidName { .. } => Problem::bad_request(e.to_string()).into_response(),
+        WorkflowError::Violation(v) => violation(v),
+        WorkflowError::Limit(l) => l.to_problem().into_response(),
+        WorkflowError::QuotaExhausted { .. } => Problem::forbidden(e.to_string())
+            .with_extension("quota", "workflows")
+            .into_response(),
+        WorkflowError::Quota(s) => unavailable("quota accounting", s),
+        WorkflowError::IdGenerator => unavailable("the id generator", "no randomness"),
+        WorkflowError::Store(s) => unavailable("the workflow store", s),
+        _ => unavailable("the workflow store", e),
+    }
 }
 
 fn violation(v: &WorkflowViolation) -> Response {
@@ -328,16 +290,6 @@ fn violation(v: &WorkflowViolation) -> Response {
     problem.into_response()
 }
 
-fn new_id() -> Option<String> {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).ok()?;
-    let mut id = String::from("wf-");
-    for b in bytes {
-        id.push_str(&format!("{b:02x}"));
-    }
-    Some(id)
-}
-
 /// The tenant layer resolves the request's tenant; access decisions, limits
 /// and audit entries use the principal's. They must be the same tenant (a
 /// principal without one never acts inside a tenant).
@@ -352,6 +304,7 @@ async fn create_workflow(
     tenant: &Tenant,
     body: &[u8],
 ) -> Response {
+    // Before the body is read, like every other tenant-scoped route.
     if let Some(refused) = other_tenant(principal, tenant) {
         return refused;
     }
@@ -362,110 +315,23 @@ async fn create_workflow(
                 .into_response();
         }
     };
-    let name = new.name.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Problem::bad_request(format!(
-            "`name` must be 1-{MAX_NAME_CHARS} characters without control characters"
-        ))
-        .into_response();
-    }
-    if let Err(v) = validate_workflow(&tenant.config, &new.nodes) {
-        return violation(&v);
-    }
-    let Some(id) = new_id() else {
-        return unavailable("the id generator", "no randomness");
+    let workflow = match d.workflows.create(principal, tenant, new).await {
+        Ok(w) => w,
+        Err(e) => return refused(&e),
     };
-    if let Err(e) = d.limits.reserve_workflow(principal, &id).await {
-        return e.to_problem().into_response();
-    }
-    let release_owner = || {
-        d.limits
-            .release_workflow(Some(&tenant.id), principal.subject(), &id)
-    };
-    match d.quotas.reserve_workflow(tenant).await {
-        Ok(QuotaDecision::Allowed { .. }) => {}
-        Ok(QuotaDecision::Refused { limit, .. }) => {
-            let _ = release_owner().await;
-            return Problem::forbidden(format!(
-                "the tenant's workflows quota is exhausted: at most {limit}"
-            ))
-            .with_extension("quota", "workflows")
-            .into_response();
-        }
-        Err(e) => {
-            let _ = release_owner().await;
-            return unavailable("quota accounting", e);
-        }
-    }
-    let workflow = Workflow {
-        id: id.clone(),
-        name: name.to_owned(),
-        owner: principal.subject().to_owned(),
-        created_at: d.state.clock.now(),
-        nodes: new.nodes,
-    };
-    let stored = async {
-        let bytes = serde_json::to_vec(&workflow).map_err(|e| e.to_string())?;
-        d.state
-            .kv
-            .set(&workflow_key(tenant, &id), bytes.into(), None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let keep = until_removed(d.state.clock.now());
-        d.state
-            .sets
-            .insert(&index_key(tenant), &id, keep, usize::MAX, WhenFull::Reject)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<(), String>(())
-    }
-    .await;
-    if let Err(e) = stored {
-        let _ = d.state.kv.delete(&workflow_key(tenant, &id)).await;
-        let _ = release_owner().await;
-        let _ = d.quotas.release_workflow(tenant).await;
-        return unavailable("the workflow store", e);
-    }
     let mut response = json(StatusCode::CREATED, &workflow);
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/workflows/{id}")) {
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/workflows/{}", workflow.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }
 
 async fn delete_workflow(d: &Demo, tenant: &Tenant, id: &str) -> Response {
-    let workflow = match load_workflow(d, tenant, id).await {
-        Ok(Some(w)) => w,
-        Ok(None) => return Problem::not_found().into_response(),
-        Err(r) => return r,
-    };
-    match d.state.kv.delete(&workflow_key(tenant, id)).await {
-        // Deleted by a concurrent request: that one releases the counts.
-        Ok(false) => return Problem::not_found().into_response(),
-        Ok(true) => {}
-        Err(e) => return unavailable("the workflow store", e),
+    match d.workflows.delete(tenant, id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => Problem::not_found().into_response(),
+        Err(e) => refused(&e),
     }
-    // Each count is released on its own, so one failure does not keep the others.
-    let index = d.state.sets.remove(&index_key(tenant), id).await.map(drop);
-    let owner = d
-        .limits
-        .release_workflow(Some(&tenant.id), &workflow.owner, id)
-        .await
-        .map(drop);
-    let quota = d.quotas.release_workflow(tenant).await;
-    for (what, result) in [
-        ("index entry", index),
-        ("owner's max_workflows slot", owner),
-        ("tenant quota", quota),
-    ] {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, workflow = id, "deleted, but releasing the {what} failed");
-        }
-    }
-    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn read_document(

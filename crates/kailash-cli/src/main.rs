@@ -1,0 +1,152 @@
+//! `kailash`: the operator command of kailash-rs (see README.md).
+//!
+//! ```text
+//! kailash passwd [--config FILE] [--allow-weak] [USERNAME] < password
+//! kailash config check FILE [--data-dir DIR]
+//! kailash keys rotate --config FILE [--data-dir DIR]
+//! ```
+//!
+//! Exit codes: 0 done; 1 refused (a weak password, an invalid config, a
+//! failed rotation); 2 bad usage or unreadable input.
+#![forbid(unsafe_code)]
+// No panics on input; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
+mod check;
+mod data_dir;
+mod keys;
+mod mask;
+mod passwd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Operate a kailash gateway: password hashes, config checks, key rotation.
+#[derive(Debug, Parser)]
+#[command(name = "kailash", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the argon2id hash of a password read from standard input, for
+    /// the `password_hash` of a `[[users]]` entry.
+    ///
+    /// A trailing newline is not part of the password. The password must
+    /// meet the password policy: the default one, or with --config that
+    /// deployment's `[auth] password_policy`.
+    Passwd {
+        /// Check against this config file's `[auth] password_policy`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Hash a password the policy refuses (to import an existing one).
+        #[arg(long)]
+        allow_weak: bool,
+        /// The user, for the "contains the username" rule.
+        #[arg(value_name = "USERNAME")]
+        username: Option<String>,
+    },
+    /// Gateway configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// JWT signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config as the gateway does at start (environment
+    /// overrides included) and print the effective configuration as TOML,
+    /// secrets masked.
+    Check {
+        /// The TOML config file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where relative key paths are resolved, as the gateway's
+        /// --data-dir (default: $KAILASH_DATA_DIR, else ./data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Generate a new signing key for the configured `[auth] algorithm`
+    /// under DIR/keys/ and print the `[auth]` lines that put it in force.
+    Rotate {
+        /// The gateway's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The gateway's data directory (default: $KAILASH_DATA_DIR, else ./data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// What a subcommand reports: its message and exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Refused: the input was read and is not acceptable (exit 1).
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// The input could not be read or used at all (exit 2).
+    pub(crate) fn input(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Passwd {
+            config,
+            allow_weak,
+            username,
+        } => passwd::run(config.as_deref(), allow_weak, username.as_deref()),
+        Command::Config {
+            command: ConfigCommand::Check { file, data_dir },
+        } => check::run(&file, &data_dir::resolve(data_dir)),
+        Command::Keys {
+            command: KeysCommand::Rotate { config, data_dir },
+        } => keys::run(&config, &data_dir::resolve(data_dir)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,347 @@
+//! The `kailash` binary, run as an operator runs it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kailash::auth::jwt::{Algorithm, SigningKey};
+
+const AUTH: &str = "[auth]\nissuer = \"i\"\naudience = \"a\"\n";
+
+/// A fresh directory under the system's temp dir.
+fn temp_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "kailash-cli-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn demo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/enterprise.toml")
+}
+
+/// Runs `kailash args...` with `stdin`, without the caller's KAILASH_*
+/// overrides (so the test sees only the file and `env`).
+fn kailash(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kailash"));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("KAILASH_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().unwrap();
+    // A command that refuses its arguments may exit before reading.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn passwd_hashes_with_the_default_policy() {
+    let ok = kailash(&["passwd", "dave"], "Correct-Horse-Battery-9\n", &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let hash = text(&ok.stdout);
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
+    assert_eq!(hash.lines().count(), 1);
+
+    // Too short for the default policy (12 characters); --allow-weak hashes it anyway.
+    let weak = kailash(&["passwd"], "Sh0rt!\n", &[]);
+    assert_eq!(weak.status.code(), Some(1));
+    assert!(
+        text(&weak.stderr).contains("--allow-weak"),
+        "{}",
+        text(&weak.stderr)
+    );
+    assert!(weak.stdout.is_empty());
+    let forced = kailash(&["passwd", "--allow-weak"], "Sh0rt!\n", &[]);
+    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced.stderr));
+
+    // The username rule uses the argument.
+    let named = kailash(&["passwd", "dave"], "dave-Horse-Battery-9", &[]);
+    assert_eq!(named.status.code(), Some(1), "{}", text(&named.stdout));
+
+    // Unknown options are usage errors, as before.
+    let bad = kailash(&["passwd", "--verbose"], "", &[]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn passwd_with_a_config_uses_that_deployments_policy() {
+    let dir = temp_dir();
+    let strict = dir.join("strict.toml");
+    std::fs::write(
+        &strict,
+        format!("{AUTH}[auth.password_policy]\nmin_length = 30\n"),
+    )
+    .unwrap();
+    let lax = dir.join("lax.toml");
+    std::fs::write(
+        &lax,
+        format!("{AUTH}[auth.password_policy]\nmin_length = 4\nmin_character_classes = 1\n"),
+    )
+    .unwrap();
+    let strict = strict.to_str().unwrap();
+    let lax = lax.to_str().unwrap();
+
+    // Good enough by default, too short for the strict deployment.
+    let password = "Correct-Horse-Battery-9";
+    assert_eq!(kailash(&["passwd"], password, &[]).status.code(), Some(0));
+    let r = kailash(&["passwd", "--config", strict], password, &[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(text(&r.stderr).contains("30"), "{}", text(&r.stderr));
+
+    // Refused by default, fine for the lax deployment.
+    assert_eq!(
+        kailash(&["passwd"], "zqxwvtplk", &[]).status.code(),
+        Some(1)
+    );
+    let r = kailash(&["passwd", "--config", lax], "zqxwvtplk", &[]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(text(&r.stdout).starts_with("$argon2id$"));
+
+    // A config without [auth] has no policy; a broken one is named.
+    let none = dir.join("none.toml");
+    std::fs::write(&none, "").unwrap();
+    let r = kailash(
+        &["passwd", "--config", none.to_str().unwrap()],
+        password,
+        &[],
+    );
+    assert_eq!(r.status.code(), Some(2));
+    assert!(text(&r.stderr).contains("[auth]"), "{}", text(&r.stderr));
+    let r = kailash(
+        &["passwd", "--config", "/nonexistent/k.toml"],
+        password,
+        &[],
+    );
+    assert_eq!(r.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn config_check_prints_the_demo_config_with_secrets_masked() {
+    let data = temp_dir();
+    let demo = demo_config();
+    let r = kailash(
+        &[
+            "config",
+            "check",
+            demo.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &[
+            ("KAILASH_REDIS_URL", "redis://app:hunter2@127.0.0.1:6379/0"),
+            ("KAILASH_LISTEN", "0.0.0.0:9443"),
+        ],
+    );
+    let out = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("valid"), "{}", text(&r.stderr));
+    // Effective values, overrides applied.
+    assert!(out.contains("listen = \"0.0.0.0:9443\""), "{out}");
+    assert!(out.contains("issuer = \"kailash-demo\""), "{out}");
+    assert!(
+        out.contains("redis_url = \"redis://app:<redacted>@127.0.0.1:6379/0\""),
+        "{out}"
+    );
+    // Secrets masked: hashes, TOTP secrets, the Redis password.
+    assert!(out.contains("password_hash = \"<redacted>\""), "{out}");
+    assert!(out.contains("totp_secret = \"<redacted>\""), "{out}");
+    for secret in ["$argon2id$", "JBSWY3DPEHPK3PXP", "hunter2"] {
+        assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+    }
+    // The output is itself a valid config.
+    let again: kailash::config::GatewayConfig = toml::from_str(&out).unwrap();
+    assert_eq!(again.users.len(), 6);
+    // Checking wrote nothing into the data directory (no key, no audit file).
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[test]
+fn config_check_refuses_broken_files_naming_the_problem() {
+    let dir = temp_dir();
+    let demo = std::fs::read_to_string(demo_config()).unwrap();
+    let cases = [
+        ("syntax.toml", "[server\nlisten = 1\n".to_owned(), "line 1"),
+        (
+            "key.toml",
+            "[gateway]\ncompresion = true\n".to_owned(),
+            "key `gateway.compresion`",
+        ),
+        (
+            "condition.toml",
+            demo.replace(
+                "condition = \"user.location.country IN ['US', 'CA', 'GB']\"",
+                "condition = \"user.location.country IN ['US', 'CA'\"",
+            ),
+            ":226: access: policy `geo_restriction`",
+        ),
+        (
+            "tls.toml",
+            "[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n"
+                .to_owned(),
+            "/nonexistent/cert.pem",
+        ),
+        (
+            "key-file.toml",
+            format!("{AUTH}signing_key = \"/nonexistent/signing.pem\"\n"),
+            "auth.signing_key",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let r = kailash(
+            &[
+                "config",
+                "check",
+                path.to_str().unwrap(),
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ],
+            "",
+            &[],
+        );
+        let err = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{name}: {err}");
+        assert!(r.stdout.is_empty(), "{name}");
+        assert!(err.contains(path.to_str().unwrap()), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    // An environment override is named as the origin.
+    let ok = dir.join("ok.toml");
+    std::fs::write(&ok, "").unwrap();
+    let r = kailash(
+        &["config", "check", ok.to_str().unwrap()],
+        "",
+        &[("KAILASH_SERVER__MAX_CONNECTIONS", "0")],
+    );
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        text(&r.stderr).contains("environment variable KAILASH_SERVER__MAX_CONNECTIONS"),
+        "{}",
+        text(&r.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn keys_rotate_writes_a_private_key_and_prints_the_auth_lines() {
+    let dir = temp_dir();
+    let data = dir.join("data");
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, AUTH).unwrap();
+    let rotate = |config: &Path| {
+        kailash(
+            &[
+                "keys",
+                "rotate",
+                "--config",
+                config.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            "",
+            &[],
+        )
+    };
+    let first_line = |out: &str, key: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+            .to_owned()
+    };
+
+    // A deployment that never started: no key yet, so nothing previous.
+    let r = rotate(&config);
+    let out = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert_eq!(first_line(&out, "previous_signing_keys"), "[]");
+    let first: String = toml::from_str::<toml::Table>(&out).unwrap()["signing_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(first.starts_with("keys/signing-rs256-"), "{first}");
+    let path = data.join(&first);
+    let pem = std::fs::read(&path).unwrap();
+    SigningKey::from_pkcs8_pem(Algorithm::RS256, "k", &pem).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Put it in force with an older key already kept; rotate again (twice
+    // in one second: never the same file).
+    std::fs::write(data.join("keys/signing-rs256.pem"), &pem).unwrap();
+    std::fs::write(
+        &config,
+        format!("{AUTH}{out}previous_signing_keys = [\"keys/signing-rs256.pem\"]\n")
+            .replace("previous_signing_keys = []\n", ""),
+    )
+    .unwrap();
+    let r = rotate(&config);
+    let out = text(&r.stdout);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let second = toml::from_str::<toml::Table>(&out).unwrap();
+    let second_key = second["signing_key"].as_str().unwrap();
+    assert_ne!(second_key, first);
+    assert_eq!(
+        first_line(&out, "previous_signing_keys"),
+        format!("[\"{first}\", \"keys/signing-rs256.pem\"]")
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        pem,
+        "the old key file is untouched"
+    );
+
+    // The printed lines make a config the gateway accepts.
+    std::fs::write(&config, format!("{AUTH}{out}")).unwrap();
+    let r = kailash(
+        &[
+            "config",
+            "check",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+
+    // ES256 deployments get an ES256 key; no [auth] is refused.
+    std::fs::write(&config, format!("{AUTH}algorithm = \"ES256\"\n")).unwrap();
+    let r = rotate(&config);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    let es: String = toml::from_str::<toml::Table>(&text(&r.stdout)).unwrap()["signing_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pem = std::fs::read(data.join(&es)).unwrap();
+    SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", &pem).unwrap();
+    std::fs::write(&config, "").unwrap();
+    let r = rotate(&config);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(text(&r.stderr).contains("[auth]"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -36,7 +36,6 @@
 //! # Ok::<(), kailash::config::ConfigError>(())
 //! ```
 
-mod duration;
 mod env;
 
 use std::net::SocketAddr;
@@ -48,7 +47,7 @@ use kailash_core::rate_limit::FailMode;
 use serde::{Deserialize, Serialize};
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
-pub use duration::{ConfigDuration, parse_duration};
+pub use kailash_core::spec::{ConfigDuration, RateConfig, parse_duration};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +98,7 @@ pub struct GatewayConfig {
     /// The audit trail.
     pub audit: AuditConfig,
     /// Authentication; absent means the gateway authenticates nobody.
-    pub auth: Option<AuthSection>,
+    pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).
     pub users: Vec<kailash_auth::users::UserConfig>,
     /// How requests name their tenant (needs `[[tenants]]`).
@@ -121,101 +120,6 @@ pub struct TenancySection {
     pub subdomain_base: Option<String>,
     /// Resolve the tenants' custom `domains`. Default false.
     pub custom_domains: bool,
-}
-
-/// `[auth]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    /// `iss` of issued tokens (required on every token).
-    pub issuer: String,
-    /// `aud` of issued tokens (required on every token).
-    pub audience: String,
-    /// Signing algorithm: `RS256` (default), `ES256` or `EdDSA`.
-    #[serde(default = "default_algorithm")]
-    pub algorithm: String,
-    /// PKCS#8 PEM private key; a relative path is under the data directory.
-    /// Absent: one is generated at first start and kept in
-    /// `<data-dir>/keys/` (a warning says so).
-    #[serde(default)]
-    pub signing_key: Option<PathBuf>,
-    /// Earlier signing-key files (PKCS#8 PEM), kept for verification only
-    /// after a rotation, until the tokens they signed have expired (the
-    /// refresh-token lifetime). Relative paths are under the data directory.
-    #[serde(default)]
-    pub previous_signing_keys: Vec<PathBuf>,
-    /// Access token lifetime (default `8h`).
-    #[serde(default = "default_access_ttl")]
-    pub access_token_ttl: ConfigDuration,
-    /// Refresh token (and session) absolute lifetime (default `30d`).
-    #[serde(default = "default_refresh_ttl")]
-    pub refresh_token_ttl: ConfigDuration,
-    /// A rotated refresh token presented again within this time counts as a
-    /// concurrent retry (refused, nothing revoked); later it is reuse (default `2s`).
-    #[serde(default = "default_reuse_grace")]
-    pub refresh_reuse_grace: ConfigDuration,
-    /// Session idle timeout (default `60m`).
-    #[serde(default = "default_idle")]
-    pub session_idle_timeout: ConfigDuration,
-    /// Live sessions per user (default 3).
-    #[serde(default = "default_sessions")]
-    pub concurrent_sessions: usize,
-    /// At the limit: `evict_oldest` (default) or `reject` the new login.
-    #[serde(default)]
-    pub when_session_limit: kailash_core::state::WhenFull,
-    /// Failed logins before the account locks (default 5).
-    #[serde(default = "default_attempts")]
-    pub max_login_attempts: u32,
-    /// How long a lock lasts (default `15m`).
-    #[serde(default = "default_lockout")]
-    pub lockout_duration: ConfigDuration,
-    /// Login attempts per client IP, against password spraying (default 20/min).
-    #[serde(default = "default_login_rate")]
-    pub login_rate_per_ip: RateConfig,
-    /// Roles that must present a TOTP code at login.
-    #[serde(default)]
-    pub mfa_required_roles: Vec<String>,
-    /// Issuer name shown in authenticator apps (default: `issuer`).
-    #[serde(default)]
-    pub totp_issuer: Option<String>,
-    /// Complexity rules for setting and changing passwords.
-    #[serde(default)]
-    pub password_policy: kailash_auth::password::PasswordPolicy,
-    /// Also accept the access token from this cookie.
-    #[serde(default)]
-    pub cookie: Option<String>,
-}
-
-fn default_algorithm() -> String {
-    "RS256".into()
-}
-fn default_access_ttl() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(8 * 3600))
-}
-fn default_refresh_ttl() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(30 * 86_400))
-}
-fn default_reuse_grace() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(2))
-}
-fn default_idle() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(3600))
-}
-fn default_sessions() -> usize {
-    3
-}
-fn default_attempts() -> u32 {
-    5
-}
-fn default_lockout() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(900))
-}
-fn default_login_rate() -> RateConfig {
-    RateConfig {
-        rate: 20,
-        per: ConfigDuration(std::time::Duration::from_secs(60)),
-        burst: None,
-    }
 }
 
 /// `[server]`
@@ -340,19 +244,6 @@ impl Default for CorsConfig {
             max_age: ConfigDuration(std::time::Duration::from_secs(600)),
         }
     }
-}
-
-/// One rate: `rate` requests per `per`, bursts up to `burst` (default `rate`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateConfig {
-    /// Requests per period.
-    pub rate: u32,
-    /// The period.
-    pub per: ConfigDuration,
-    /// Burst size; defaults to `rate`.
-    #[serde(default)]
-    pub burst: Option<u32>,
 }
 
 /// `[rate_limit]`
@@ -611,13 +502,6 @@ impl GatewayConfig {
             ));
         }
         Ok(())
-    }
-}
-
-impl RateConfig {
-    /// The state-level quota.
-    pub fn quota(&self) -> Result<kailash_core::state::RateQuota, kailash_core::state::StateError> {
-        kailash_core::state::RateQuota::new(self.rate, self.per.0, self.burst.unwrap_or(self.rate))
     }
 }
 

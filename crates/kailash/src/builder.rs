@@ -657,7 +657,7 @@ impl GatewayBuilder {
                     "authentication and principal_layer both set; use one".into(),
                 ));
             }
-            let mut layer = kailash_auth::layer::JwtAuthLayer::builder(service.access_verifier())
+            let mut layer = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
                 .cache(service.token_cache())
                 .session_check(Arc::new(service.sessions().clone()));
             for path in kailash_auth::http::PUBLIC_PATHS {
@@ -669,7 +669,6 @@ impl GatewayBuilder {
             if let Some(audit) = &this.audit {
                 layer = layer.audit(audit.clone());
             }
-            let layer = layer.build();
             this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
             this.routes =
                 std::mem::take(&mut this.routes).merge(kailash_auth::http::router(service));

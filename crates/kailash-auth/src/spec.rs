@@ -166,3 +166,73 @@ impl AuthSpec {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kailash_core::state::RateQuota;
+
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> AuthSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = spec(serde_json::json!({ "issuer": "i", "audience": "a" }))
+            .auth_config()
+            .unwrap();
+        assert_eq!(c.access_token_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(c.refresh.lifetime, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.refresh.reuse_grace, Duration::from_secs(2));
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(c.session.absolute_lifetime, c.refresh.lifetime);
+        assert_eq!(c.session.concurrent_limit, 3);
+        assert_eq!(c.session.when_full, WhenFull::default());
+        assert_eq!(c.lockout.max_attempts, 5);
+        assert_eq!(c.lockout.lockout_duration, Duration::from_secs(900));
+        assert_eq!(c.lockout.per_ip, Some(RateQuota::per_minute(20).unwrap()));
+        assert_eq!(c.totp_issuer, "i");
+        assert!(c.mfa_required_roles.is_empty());
+    }
+
+    #[test]
+    fn every_setting_reaches_the_service() {
+        let s = spec(serde_json::json!({
+            "issuer": "i", "audience": "a",
+            "access_token_ttl": "5m", "refresh_token_ttl": "1d",
+            "refresh_reuse_grace": "5s", "session_idle_timeout": "10m",
+            "concurrent_sessions": 7, "when_session_limit": "reject",
+            "max_login_attempts": 9, "lockout_duration": "1h",
+            "login_rate_per_ip": { "rate": 3, "per": "1s", "burst": 6 },
+            "mfa_required_roles": ["admin"], "totp_issuer": "Example",
+            "cookie": "at",
+        }));
+        let c = s.auth_config().unwrap();
+        assert_eq!((c.issuer.as_str(), c.audience.as_str()), ("i", "a"));
+        assert_eq!(c.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(c.refresh.lifetime, Duration::from_secs(86_400));
+        assert_eq!(c.session.absolute_lifetime, Duration::from_secs(86_400));
+        assert_eq!(c.refresh.reuse_grace, Duration::from_secs(5));
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.session.concurrent_limit, 7);
+        assert_eq!(c.session.when_full, WhenFull::Reject);
+        assert_eq!(c.lockout.max_attempts, 9);
+        assert_eq!(c.lockout.lockout_duration, Duration::from_secs(3600));
+        assert_eq!(
+            c.lockout.per_ip,
+            Some(RateQuota::new(3, Duration::from_secs(1), 6).unwrap())
+        );
+        assert!(c.mfa_required_roles.contains("admin"));
+        assert_eq!(c.totp_issuer, "Example");
+    }
+
+    #[test]
+    fn an_invalid_login_rate_is_an_error() {
+        let s = spec(serde_json::json!({
+            "issuer": "i", "audience": "a",
+            "login_rate_per_ip": { "rate": 0, "per": "1s" },
+        }));
+        assert!(s.auth_config().is_err());
+    }
+}

@@ -147,6 +147,7 @@ mod tests {
     use std::convert::Infallible;
 
     use async_trait::async_trait;
+    use kailash_core::audit::MemoryAuditSink;
     use kailash_core::clock::ManualClock;
     use tower::{Layer, Service, service_fn};
 
@@ -207,5 +208,48 @@ mod tests {
             !missing.is_pass() && !missing.is_deferred(),
             "refused in process"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_the_sink_takes_at_once_is_not_boxed() {
+        let clock = Arc::new(ManualClock::new(
+            jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        ));
+        let keys = Arc::new(KeySet::new(
+            SigningKey::hs256("k", &[3; 32]).unwrap(),
+            clock.clone(),
+        ));
+        let verifier = Verifier::builder(keys, "i", "a").clock(clock).build();
+        let memory = Arc::new(MemoryAuditSink::new());
+        let mut svc = JwtAuthLayer::new(verifier)
+            .audit(memory.clone())
+            .layer(service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(()))
+            }));
+        let missing = svc.call(Request::new(()));
+        assert!(!missing.is_pass() && !missing.is_deferred());
+        assert_eq!(
+            missing.await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+        let events = memory.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].action, "auth.token");
+    }
+
+    #[test]
+    fn the_inner_service_is_reachable() {
+        let clock = Arc::new(ManualClock::new(
+            jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        ));
+        let keys = Arc::new(KeySet::new(
+            SigningKey::hs256("k", &[3; 32]).unwrap(),
+            clock.clone(),
+        ));
+        let verifier = Verifier::builder(keys, "i", "a").clock(clock).build();
+        let mut svc = JwtAuthLayer::new(verifier).layer(7_u8);
+        assert_eq!(*svc.get_ref(), 7);
+        *svc.get_mut() = 8;
+        assert_eq!(svc.into_inner(), 8);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! An [`AuthSpec`] is what an operator writes; [`AuthSpec::auth_config`]
 //! turns it into the [`AuthConfig`] the [`AuthService`](crate::service::AuthService)
-//! runs with. Unknown fields are refused, so a misspelt key is an error
+//! runs with, once [`AuthSpec::validate`] has found the values sensible.
+//! Unknown fields are refused, so a misspelt key is an error
 //! rather than a setting that silently does nothing. Loading the signing
 //! keys it names is left to the application (the gateway reads them from
 //! its data directory).
@@ -133,14 +134,78 @@ fn default_login_rate() -> RateConfig {
     }
 }
 
+/// Why an [`AuthSpec`] makes no sense although it parsed: the key, as
+/// written in the section, and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {message}")]
+pub struct InvalidAuthSpec {
+    /// The key in the section (`algorithm`, `login_rate_per_ip`, …).
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl InvalidAuthSpec {
+    fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
 impl AuthSpec {
+    /// Checks values that parse but make no sense: an unknown algorithm, an
+    /// empty issuer or audience, zero limits or durations, an invalid rate.
+    pub fn validate(&self) -> Result<(), InvalidAuthSpec> {
+        if !matches!(self.algorithm.as_str(), "RS256" | "ES256" | "EdDSA") {
+            return Err(InvalidAuthSpec::new(
+                "algorithm",
+                "must be RS256, ES256 or EdDSA",
+            ));
+        }
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            return Err(InvalidAuthSpec::new(
+                "issuer",
+                "issuer and audience must not be empty",
+            ));
+        }
+        if self.concurrent_sessions == 0 {
+            return Err(InvalidAuthSpec::new(
+                "concurrent_sessions",
+                "must be at least 1",
+            ));
+        }
+        if self.max_login_attempts == 0 {
+            return Err(InvalidAuthSpec::new(
+                "max_login_attempts",
+                "must be at least 1",
+            ));
+        }
+        for (key, d) in [
+            ("access_token_ttl", self.access_token_ttl),
+            ("refresh_token_ttl", self.refresh_token_ttl),
+            ("session_idle_timeout", self.session_idle_timeout),
+            ("lockout_duration", self.lockout_duration),
+        ] {
+            if d.0.is_zero() {
+                return Err(InvalidAuthSpec::new(key, "must be positive"));
+            }
+        }
+        self.login_rate_per_ip
+            .quota()
+            .map_err(|e| InvalidAuthSpec::new("login_rate_per_ip", e.to_string()))?;
+        Ok(())
+    }
+
     /// The service settings this section describes; settings it does not
     /// name keep [`AuthConfig::default`]'s values.
     ///
     /// The session's absolute lifetime is the refresh-token lifetime: a
     /// session cannot outlive the last token that could renew it.
     ///
-    /// Fails only when `login_rate_per_ip` is not a valid rate.
+    /// Fails only when `login_rate_per_ip` is not a valid rate, which
+    /// [`validate`](Self::validate) reports too.
     pub fn auth_config(&self) -> Result<AuthConfig, StateError> {
         let mut config = AuthConfig {
             issuer: self.issuer.clone(),
@@ -225,6 +290,45 @@ mod tests {
         );
         assert!(c.mfa_required_roles.contains("admin"));
         assert_eq!(c.totp_issuer, "Example");
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let base = serde_json::json!({ "issuer": "i", "audience": "a" });
+        assert_eq!(spec(base.clone()).validate(), Ok(()));
+        for (key, value, named) in [
+            ("algorithm", serde_json::json!("HS256"), "algorithm"),
+            ("audience", serde_json::json!(""), "issuer"),
+            (
+                "concurrent_sessions",
+                serde_json::json!(0),
+                "concurrent_sessions",
+            ),
+            (
+                "max_login_attempts",
+                serde_json::json!(0),
+                "max_login_attempts",
+            ),
+            (
+                "access_token_ttl",
+                serde_json::json!("0s"),
+                "access_token_ttl",
+            ),
+            (
+                "lockout_duration",
+                serde_json::json!("0m"),
+                "lockout_duration",
+            ),
+            (
+                "login_rate_per_ip",
+                serde_json::json!({ "rate": 0, "per": "1s" }),
+                "login_rate_per_ip",
+            ),
+        ] {
+            let mut json = base.clone();
+            json[key] = value;
+            assert_eq!(spec(json).validate().unwrap_err().key, named, "{key}");
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@
 
 mod env;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -350,99 +351,82 @@ impl GatewayConfig {
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
                 origin: overrides
-                    .origin_of(key)
+                    .origin_of(&key)
                     .unwrap_or_else(|| origin.to_owned()),
-                key: key.to_owned(),
+                key: key.into_owned(),
                 message,
             })?;
         Ok(config)
     }
 
     /// Checks values that parse but make no sense.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), (Cow<'static, str>, String)> {
         let s = &self.server;
         if s.max_connections == 0 {
-            return Err(("server.max_connections", "must be at least 1".into()));
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
         if s.max_header_bytes < 8192 {
-            return Err(("server.max_header_bytes", "must be at least 8192".into()));
+            return Err((
+                "server.max_header_bytes".into(),
+                "must be at least 8192".into(),
+            ));
         }
         if s.max_headers == 0 {
-            return Err(("server.max_headers", "must be at least 1".into()));
+            return Err(("server.max_headers".into(), "must be at least 1".into()));
         }
         if s.header_read_timeout.0.is_zero() {
-            return Err(("server.header_read_timeout", "must be positive".into()));
+            return Err((
+                "server.header_read_timeout".into(),
+                "must be positive".into(),
+            ));
         }
         if self.gateway.request_timeout.0.is_zero() {
-            return Err(("gateway.request_timeout", "must be positive".into()));
+            return Err(("gateway.request_timeout".into(), "must be positive".into()));
         }
         if self.gateway.max_body_bytes == 0 {
-            return Err(("gateway.max_body_bytes", "must be at least 1".into()));
+            return Err(("gateway.max_body_bytes".into(), "must be at least 1".into()));
         }
         crate::builder::cors_origins(&self.cors.origins, self.cors.allow_credentials)
-            .map_err(|e| ("cors.origins", e.to_string()))?;
+            .map_err(|e| ("cors.origins".into(), e.to_string()))?;
         for (key, rate) in [
             ("rate_limit.per_ip", &self.rate_limit.per_ip),
             ("rate_limit.per_user", &self.rate_limit.per_user),
             ("rate_limit.per_tenant", &self.rate_limit.per_tenant),
         ] {
             if let Some(rate) = rate {
-                rate.quota().map_err(|e| (key, e.to_string()))?;
+                rate.quota().map_err(|e| (key.into(), e.to_string()))?;
             }
         }
         if self.state.key_prefix.is_empty() {
-            return Err(("state.key_prefix", "must not be empty".into()));
+            return Err(("state.key_prefix".into(), "must not be empty".into()));
         }
         if self.state.max_rate_limit_keys == 0 {
-            return Err(("state.max_rate_limit_keys", "must be at least 1".into()));
+            return Err((
+                "state.max_rate_limit_keys".into(),
+                "must be at least 1".into(),
+            ));
         }
         if let Some(auth) = &self.auth {
-            if !matches!(auth.algorithm.as_str(), "RS256" | "ES256" | "EdDSA") {
-                return Err(("auth.algorithm", "must be RS256, ES256 or EdDSA".into()));
-            }
-            if auth.issuer.is_empty() || auth.audience.is_empty() {
-                return Err((
-                    "auth.issuer",
-                    "issuer and audience must not be empty".into(),
-                ));
-            }
-            if auth.concurrent_sessions == 0 {
-                return Err(("auth.concurrent_sessions", "must be at least 1".into()));
-            }
-            if auth.max_login_attempts == 0 {
-                return Err(("auth.max_login_attempts", "must be at least 1".into()));
-            }
-            for (key, d) in [
-                ("auth.access_token_ttl", auth.access_token_ttl),
-                ("auth.refresh_token_ttl", auth.refresh_token_ttl),
-                ("auth.session_idle_timeout", auth.session_idle_timeout),
-                ("auth.lockout_duration", auth.lockout_duration),
-            ] {
-                if d.0.is_zero() {
-                    return Err((key, "must be positive".into()));
-                }
-            }
-            auth.login_rate_per_ip
-                .quota()
-                .map_err(|e| ("auth.login_rate_per_ip", e.to_string()))?;
+            auth.validate()
+                .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;
         } else if !self.users.is_empty() {
-            return Err(("users", "users need an [auth] section".into()));
+            return Err(("users".into(), "users need an [auth] section".into()));
         }
         if let Err(e) = kailash_auth::users::StaticUserStore::new(self.users.clone()) {
-            return Err(("users", e.to_string()));
+            return Err(("users".into(), e.to_string()));
         }
         if self.tenants.is_empty() && self.tenancy != TenancySection::default() {
-            return Err(("tenancy", "[tenancy] needs [[tenants]]".into()));
+            return Err(("tenancy".into(), "[tenancy] needs [[tenants]]".into()));
         }
         if !self.tenants.is_empty() && self.auth.is_none() {
             return Err((
-                "tenants",
+                "tenants".into(),
                 "tenants need an [auth] section (the tenant comes from the token)".into(),
             ));
         }
         for spec in &self.tenants {
             if let Err(e) = kailash_tenancy::model::Tenant::try_from(spec.clone()) {
-                return Err(("tenants", e.to_string()));
+                return Err(("tenants".into(), e.to_string()));
             }
         }
         // With tenants, every user belongs to one: a token without a tenant
@@ -451,7 +435,7 @@ impl GatewayConfig {
             && let Some(user) = self.users.iter().find(|u| u.tenant.is_none())
         {
             return Err((
-                "users",
+                "users".into(),
                 format!(
                     "user `{}` has no tenant; with [[tenants]] every user needs one",
                     user.username
@@ -459,12 +443,12 @@ impl GatewayConfig {
             ));
         }
         if self.audit.recent_events == 0 {
-            return Err(("audit.recent_events", "must be at least 1".into()));
+            return Err(("audit.recent_events".into(), "must be at least 1".into()));
         }
         if let Some(access) = &self.access {
             let Some(auth) = &self.auth else {
                 return Err((
-                    "access",
+                    "access".into(),
                     "access control needs an [auth] section (permissions belong to authenticated principals)".into(),
                 ));
             };
@@ -472,7 +456,7 @@ impl GatewayConfig {
             for user in &self.users {
                 if let Some(role) = user.roles.iter().find(|r| !defined(r)) {
                     return Err((
-                        "users",
+                        "users".into(),
                         format!(
                             "user `{}` has role `{role}`, which [[access.roles]] does not define",
                             user.username
@@ -482,7 +466,7 @@ impl GatewayConfig {
             }
             if let Some(role) = auth.mfa_required_roles.iter().find(|r| !defined(r)) {
                 return Err((
-                    "auth.mfa_required_roles",
+                    "auth.mfa_required_roles".into(),
                     format!("role `{role}` is not defined in [[access.roles]]"),
                 ));
             }
@@ -491,13 +475,13 @@ impl GatewayConfig {
             && self.auth.is_none()
         {
             return Err((
-                "rate_limit.per_user",
+                "rate_limit.per_user".into(),
                 "per-user and per-tenant limits need an [auth] section".into(),
             ));
         }
         if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err((
-                "state.redis_url",
+                "state.redis_url".into(),
                 "this build has no Redis support (enable the `redis` feature of kailash)".into(),
             ));
         }
@@ -633,6 +617,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("access.roles[0].permissions"), "{e}");
+    }
+
+    #[test]
+    fn auth_errors_name_the_key_under_auth() {
+        let e = load(&format!("{AUTH}algorithm = \"HS256\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `auth.algorithm`: must be RS256, ES256 or EdDSA"),
+            "{e}"
+        );
+        let e = load(&format!("{AUTH}lockout_duration = \"0s\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `auth.lockout_duration`"), "{e}");
+        let e = load(
+            AUTH,
+            &[(
+                "KAILASH_AUTH__LOGIN_RATE_PER_IP",
+                "{ rate = 0, per = \"1s\" }",
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "environment variable KAILASH_AUTH__LOGIN_RATE_PER_IP: key `auth.login_rate_per_ip`"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

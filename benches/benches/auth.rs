@@ -126,14 +126,13 @@ fn bench_layer(c: &mut Criterion) {
         *res.status_mut() = status;
         Ok::<_, Infallible>(res)
     });
-    let cached = JwtAuthLayer::builder(verifier.clone())
+    let cached = JwtAuthLayer::new(verifier.clone())
         .cache(Arc::new(TokenCache::new(
             DEFAULT_CACHE_CAPACITY,
             clock.clone(),
         )))
-        .build()
         .layer(inner);
-    let uncached = JwtAuthLayer::builder(verifier).build().layer(inner);
+    let uncached = JwtAuthLayer::new(verifier).layer(inner);
 
     let request = || {
         Request::builder()

@@ -14,5 +14,6 @@ pub mod password;
 pub mod refresh;
 pub mod service;
 pub mod session;
+pub mod spec;
 pub mod totp;
 pub mod users;

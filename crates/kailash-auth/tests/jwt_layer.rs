@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use http::{Request, Response, StatusCode};
 use kailash_auth::jwt::{Algorithm, Claims, KeySet, SigningKey, TokenCache, TokenType, Verifier};
-use kailash_auth::layer::{JwtAuthLayer, JwtAuthLayerBuilder, SessionCheck, SessionCheckError};
+use kailash_auth::layer::{JwtAuthLayer, SessionCheck, SessionCheckError};
 use kailash_core::Principal;
 use kailash_core::audit::{AuditDecision, MemoryAuditSink};
 use kailash_core::clock::{Clock, ManualClock};
@@ -49,19 +49,17 @@ impl Fixture {
 /// Runs one request through the layer; returns the status, the challenge and
 /// the subject the handler saw.
 async fn run(
-    layer: JwtAuthLayerBuilder,
+    layer: JwtAuthLayer,
     req: Request<()>,
 ) -> (StatusCode, Option<String>, Option<String>) {
-    let svc = layer
-        .build()
-        .layer(service_fn(|req: Request<()>| async move {
-            let who = req
-                .extensions()
-                .get::<Principal>()
-                .map(|p| p.subject().to_owned())
-                .unwrap_or_default();
-            Ok::<_, Infallible>(Response::new(who))
-        }));
+    let svc = layer.layer(service_fn(|req: Request<()>| async move {
+        let who = req
+            .extensions()
+            .get::<Principal>()
+            .map(|p| p.subject().to_owned())
+            .unwrap_or_default();
+        Ok::<_, Infallible>(Response::new(who))
+    }));
     let res = svc.oneshot(req).await.unwrap();
     let status = res.status();
     let challenge = res
@@ -89,7 +87,7 @@ async fn bearer_header_authenticates_and_principal_reaches_the_handler() {
         .header("authorization", format!("Bearer {}", f.token("s1")))
         .body(())
         .unwrap();
-    let (status, _, body) = run(JwtAuthLayer::builder(f.verifier.clone()), req).await;
+    let (status, _, body) = run(JwtAuthLayer::new(f.verifier.clone()), req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.as_deref(), Some("alice"));
 }
@@ -97,7 +95,7 @@ async fn bearer_header_authenticates_and_principal_reaches_the_handler() {
 #[tokio::test]
 async fn missing_and_malformed_credentials() {
     let f = fixture();
-    let b = || JwtAuthLayer::builder(f.verifier.clone());
+    let b = || JwtAuthLayer::new(f.verifier.clone());
     let (s, ch, _) = run(b(), get("/me").body(()).unwrap()).await;
     assert_eq!(
         (s, ch.as_deref()),
@@ -169,16 +167,12 @@ async fn cookie_only_when_configured() {
             .body(())
             .unwrap()
     };
-    let (s, ch, _) = run(JwtAuthLayer::builder(f.verifier.clone()), req()).await;
+    let (s, ch, _) = run(JwtAuthLayer::new(f.verifier.clone()), req()).await;
     assert_eq!(
         (s, ch.as_deref()),
         (StatusCode::UNAUTHORIZED, Some("Bearer"))
     );
-    let (s, _, body) = run(
-        JwtAuthLayer::builder(f.verifier.clone()).cookie("at"),
-        req(),
-    )
-    .await;
+    let (s, _, body) = run(JwtAuthLayer::new(f.verifier.clone()).cookie("at"), req()).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body.as_deref(), Some("alice"));
     let two = get("/me")
@@ -186,7 +180,7 @@ async fn cookie_only_when_configured() {
         .header("cookie", format!("at={tok}"))
         .body(())
         .unwrap();
-    let (s, ch, _) = run(JwtAuthLayer::builder(f.verifier.clone()).cookie("at"), two).await;
+    let (s, ch, _) = run(JwtAuthLayer::new(f.verifier.clone()).cookie("at"), two).await;
     assert_eq!(
         (s, ch.as_deref()),
         (
@@ -200,7 +194,7 @@ async fn cookie_only_when_configured() {
 async fn query_token_only_on_websocket_upgrades() {
     let f = fixture();
     let tok = f.token("s1");
-    let b = || JwtAuthLayer::builder(f.verifier.clone()).websocket_query_param("access_token");
+    let b = || JwtAuthLayer::new(f.verifier.clone()).websocket_query_param("access_token");
     let plain = get(&format!("/ws?access_token={tok}")).body(()).unwrap();
     let (s, ch, _) = run(b(), plain).await;
     assert_eq!(
@@ -220,7 +214,7 @@ async fn query_token_only_on_websocket_upgrades() {
         .header("upgrade", "websocket")
         .body(())
         .unwrap();
-    let (s, _, _) = run(JwtAuthLayer::builder(f.verifier.clone()), upgrade).await;
+    let (s, _, _) = run(JwtAuthLayer::new(f.verifier.clone()), upgrade).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Header and query together: more than one credential.
     let both = get(&format!("/ws?access_token={tok}"))
@@ -242,7 +236,7 @@ async fn query_token_only_on_websocket_upgrades() {
 async fn public_routes_pass_without_credentials() {
     let f = fixture();
     let b = || {
-        JwtAuthLayer::builder(f.verifier.clone())
+        JwtAuthLayer::new(f.verifier.clone())
             .public_path("/health")
             .public_prefix("/public/")
     };
@@ -295,7 +289,7 @@ async fn session_check_outcomes() {
         });
         let cache = Arc::new(TokenCache::new(100, f.clock.clone()));
         let b = || {
-            JwtAuthLayer::builder(f.verifier.clone())
+            JwtAuthLayer::new(f.verifier.clone())
                 .session_check(sessions.clone())
                 .cache(cache.clone())
         };
@@ -332,7 +326,7 @@ async fn cache_serves_repeat_tokens_and_honours_revocation() {
     let f = fixture();
     let cache = Arc::new(TokenCache::new(100, f.clock.clone()));
     let tok = f.token("s1");
-    let b = || JwtAuthLayer::builder(f.verifier.clone()).cache(cache.clone());
+    let b = || JwtAuthLayer::new(f.verifier.clone()).cache(cache.clone());
     let req = || {
         get("/me")
             .header("authorization", format!("Bearer {tok}"))
@@ -362,7 +356,7 @@ async fn failures_are_audited_without_the_token() {
     let sink = Arc::new(MemoryAuditSink::new());
     let sessions = Arc::new(Sessions::default());
     let b = || {
-        JwtAuthLayer::builder(f.verifier.clone())
+        JwtAuthLayer::new(f.verifier.clone())
             .audit(sink.clone())
             .session_check(sessions.clone())
     };

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use kailash::GatewayBuilder;
 use kailash::auth::jwt::{Algorithm, SigningKey};
+use kailash::auth::spec::AuthSpec;
 use kailash::clock::SystemClock;
-use kailash::config::{AuthSection, GatewayConfig, locate_access_error};
+use kailash::config::{GatewayConfig, locate_access_error};
 use kailash::state::SharedState;
 
 use crate::{Failure, mask};
@@ -68,7 +69,7 @@ async fn check(
 
 /// Reads the signing key and the previous keys as the gateway does; a
 /// missing default key is fine (the gateway generates it at first start).
-fn signing_keys(auth: &AuthSection, data_dir: &Path) -> Result<(), String> {
+fn signing_keys(auth: &AuthSpec, data_dir: &Path) -> Result<(), String> {
     let alg = Algorithm::from_name(&auth.algorithm)
         .ok_or_else(|| format!("key `auth.algorithm`: unsupported {}", auth.algorithm))?;
     let under = |p: &Path| {

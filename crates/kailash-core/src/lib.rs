@@ -13,6 +13,7 @@ pub mod hash;
 pub mod principal;
 pub mod problem;
 pub mod rate_limit;
+pub mod spec;
 pub mod state;
 pub mod tenant;
 

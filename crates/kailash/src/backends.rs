@@ -39,14 +39,14 @@ pub(crate) async fn state_from_config(
 
 /// The authentication service a config's `[auth]` and `[[users]]` describe.
 pub(crate) fn auth_from_config(
-    section: &crate::config::AuthSection,
+    section: &kailash_auth::spec::AuthSpec,
     users: &[kailash_auth::users::UserConfig],
     data_dir: &std::path::Path,
     state: SharedState,
     audit: Arc<dyn kailash_core::audit::AuditSink>,
 ) -> Result<kailash_auth::service::AuthService, GatewayError> {
     use kailash_auth::jwt::KeySet;
-    use kailash_auth::service::{AuthConfig, AuthService};
+    use kailash_auth::service::AuthService;
     use kailash_auth::users::StaticUserStore;
 
     let err = |e: &dyn std::fmt::Display| GatewayError::Auth(e.to_string());
@@ -64,27 +64,7 @@ pub(crate) fn auth_from_config(
             .map_err(|e| GatewayError::Auth(format!("{}: {e}", path.display())))?;
     }
 
-    let mut config = AuthConfig {
-        issuer: section.issuer.clone(),
-        audience: section.audience.clone(),
-        access_token_ttl: section.access_token_ttl.0,
-        password_policy: section.password_policy.clone(),
-        mfa_required_roles: section.mfa_required_roles.iter().cloned().collect(),
-        totp_issuer: section
-            .totp_issuer
-            .clone()
-            .unwrap_or_else(|| section.issuer.clone()),
-        ..AuthConfig::default()
-    };
-    config.refresh.lifetime = section.refresh_token_ttl.0;
-    config.refresh.reuse_grace = section.refresh_reuse_grace.0;
-    config.session.idle_timeout = section.session_idle_timeout.0;
-    config.session.absolute_lifetime = section.refresh_token_ttl.0;
-    config.session.concurrent_limit = section.concurrent_sessions;
-    config.session.when_full = section.when_session_limit;
-    config.lockout.max_attempts = section.max_login_attempts;
-    config.lockout.lockout_duration = section.lockout_duration.0;
-    config.lockout.per_ip = Some(section.login_rate_per_ip.quota().map_err(|e| err(&e))?);
+    let config = section.auth_config().map_err(|e| err(&e))?;
     Ok(AuthService::new(
         config,
         Arc::new(store),
@@ -98,7 +78,7 @@ pub(crate) fn auth_from_config(
 /// data directory, or generates it there. The `kid` is derived from the key
 /// itself, so every instance sharing the file agrees on it.
 fn signing_key(
-    section: &crate::config::AuthSection,
+    section: &kailash_auth::spec::AuthSpec,
     data_dir: &std::path::Path,
 ) -> Result<kailash_auth::jwt::SigningKey, GatewayError> {
     use kailash_auth::jwt::{Algorithm, SigningKey};
@@ -136,12 +116,7 @@ fn signing_key(
             )));
         }
     };
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pem.as_bytes());
-    let kid: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    SigningKey::from_pkcs8_pem(alg, kid, pem.as_bytes()).map_err(|_| {
+    SigningKey::from_pkcs8_pem(alg, kid_of(&pem), pem.as_bytes()).map_err(|_| {
         GatewayError::Auth(format!(
             "{} is not a PKCS#8 {} private key",
             path.display(),

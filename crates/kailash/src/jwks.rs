@@ -22,7 +22,7 @@
 //! let verifier = Verifier::builder(Arc::new(keys), "kailash-demo", "kailash-api")
 //!     .token_type(TokenType::Access)
 //!     .build();
-//! let layer = JwtAuthLayer::builder(verifier).build();
+//! let layer = JwtAuthLayer::new(verifier);
 //! # let _ = layer; Ok(()) }
 //! ```
 

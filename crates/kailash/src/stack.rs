@@ -72,7 +72,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 "authentication and principal_layer both set; use one".into(),
             ));
         }
-        let mut layer = kailash_auth::layer::JwtAuthLayer::builder(service.access_verifier())
+        let mut layer = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
             .cache(service.token_cache())
             .session_check(Arc::new(service.sessions().clone()));
         for path in kailash_auth::http::PUBLIC_PATHS {
@@ -84,7 +84,6 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         if let Some(audit) = &this.audit {
             layer = layer.audit(audit.clone());
         }
-        let layer = layer.build();
         this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
         this.routes = std::mem::take(&mut this.routes).merge(kailash_auth::http::router(service));
         let auth_doc: utoipa::openapi::OpenApi =
@@ -93,8 +92,9 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         this = this.openapi(auth_doc);
     }
     if this.tenancy.is_some() {
-        let usage_doc: utoipa::openapi::OpenApi = serde_json::from_value(kailash_tenancy::http::openapi())
-            .map_err(|e| GatewayError::Auth(e.to_string()))?;
+        let usage_doc: utoipa::openapi::OpenApi =
+            serde_json::from_value(kailash_tenancy::http::openapi())
+                .map_err(|e| GatewayError::Auth(e.to_string()))?;
         this = this.openapi(usage_doc);
     }
     compose_checked(this)

@@ -15,6 +15,18 @@
 //! [`AuditSink`](kailash_core::audit::AuditSink) as `auth.token` with a fixed
 //! reason phrase — never the token.
 //!
+//! Use it in front of every route that needs to know who is calling; list
+//! the routes that must work anonymously (health, login, JWKS) with
+//! [`public_path`](JwtAuthLayer::public_path). It matters against forged
+//! and replayed tokens: verification follows RFC 8725 (algorithm pinned to
+//! the key, `typ`, `iss`, `aud` and expiry required), a token is read from
+//! exactly one place so a proxy and the service cannot disagree on which
+//! was meant, and the session check makes a logged-out or revoked token
+//! fail at once instead of living until it expires.
+//!
+//! Build the layer with [`JwtAuthLayer::new`] (the verifier is required) and
+//! chained setters:
+//!
 //! ```
 //! use std::sync::Arc;
 //! use http::{Request, Response, StatusCode};
@@ -30,7 +42,7 @@
 //! let verifier = Verifier::builder(keys.clone(), "https://id.example", "api").clock(clock.clone()).build();
 //!
 //! let svc = ServiceBuilder::new()
-//!     .layer(JwtAuthLayer::builder(verifier).public_path("/health").build())
+//!     .layer(JwtAuthLayer::new(verifier).public_path("/health"))
 //!     .service(service_fn(|req: Request<()>| async move {
 //!         let who = req.extensions().get::<Principal>().map(|p| p.subject().to_owned());
 //!         Ok::<_, std::convert::Infallible>(Response::new(who.unwrap_or_default()))
@@ -49,11 +61,16 @@
 //! # }).unwrap();
 //! ```
 
+mod config;
+mod credential;
+mod failure;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
+mod session_check;
 
-pub use future::JwtAuthFuture;
-pub use layer::{JwtAuthLayer, JwtAuthLayerBuilder, SessionCheck, SessionCheckError};
+pub use future::ResponseFuture;
+pub use layer::JwtAuthLayer;
 pub use service::JwtAuth;
+pub use session_check::{SessionCheck, SessionCheckError};

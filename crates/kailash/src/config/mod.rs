@@ -36,9 +36,9 @@
 //! # Ok::<(), kailash::config::ConfigError>(())
 //! ```
 
-mod duration;
 mod env;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ use kailash_core::rate_limit::FailMode;
 use serde::{Deserialize, Serialize};
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
-pub use duration::{ConfigDuration, parse_duration};
+pub use kailash_core::spec::{ConfigDuration, RateConfig, parse_duration};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ pub struct GatewayConfig {
     /// The audit trail.
     pub audit: AuditConfig,
     /// Authentication; absent means the gateway authenticates nobody.
-    pub auth: Option<AuthSection>,
+    pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).
     pub users: Vec<kailash_auth::users::UserConfig>,
     /// How requests name their tenant (needs `[[tenants]]`).
@@ -121,101 +121,6 @@ pub struct TenancySection {
     pub subdomain_base: Option<String>,
     /// Resolve the tenants' custom `domains`. Default false.
     pub custom_domains: bool,
-}
-
-/// `[auth]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    /// `iss` of issued tokens (required on every token).
-    pub issuer: String,
-    /// `aud` of issued tokens (required on every token).
-    pub audience: String,
-    /// Signing algorithm: `RS256` (default), `ES256` or `EdDSA`.
-    #[serde(default = "default_algorithm")]
-    pub algorithm: String,
-    /// PKCS#8 PEM private key; a relative path is under the data directory.
-    /// Absent: one is generated at first start and kept in
-    /// `<data-dir>/keys/` (a warning says so).
-    #[serde(default)]
-    pub signing_key: Option<PathBuf>,
-    /// Earlier signing-key files (PKCS#8 PEM), kept for verification only
-    /// after a rotation, until the tokens they signed have expired (the
-    /// refresh-token lifetime). Relative paths are under the data directory.
-    #[serde(default)]
-    pub previous_signing_keys: Vec<PathBuf>,
-    /// Access token lifetime (default `8h`).
-    #[serde(default = "default_access_ttl")]
-    pub access_token_ttl: ConfigDuration,
-    /// Refresh token (and session) absolute lifetime (default `30d`).
-    #[serde(default = "default_refresh_ttl")]
-    pub refresh_token_ttl: ConfigDuration,
-    /// A rotated refresh token presented again within this time counts as a
-    /// concurrent retry (refused, nothing revoked); later it is reuse (default `2s`).
-    #[serde(default = "default_reuse_grace")]
-    pub refresh_reuse_grace: ConfigDuration,
-    /// Session idle timeout (default `60m`).
-    #[serde(default = "default_idle")]
-    pub session_idle_timeout: ConfigDuration,
-    /// Live sessions per user (default 3).
-    #[serde(default = "default_sessions")]
-    pub concurrent_sessions: usize,
-    /// At the limit: `evict_oldest` (default) or `reject` the new login.
-    #[serde(default)]
-    pub when_session_limit: kailash_core::state::WhenFull,
-    /// Failed logins before the account locks (default 5).
-    #[serde(default = "default_attempts")]
-    pub max_login_attempts: u32,
-    /// How long a lock lasts (default `15m`).
-    #[serde(default = "default_lockout")]
-    pub lockout_duration: ConfigDuration,
-    /// Login attempts per client IP, against password spraying (default 20/min).
-    #[serde(default = "default_login_rate")]
-    pub login_rate_per_ip: RateConfig,
-    /// Roles that must present a TOTP code at login.
-    #[serde(default)]
-    pub mfa_required_roles: Vec<String>,
-    /// Issuer name shown in authenticator apps (default: `issuer`).
-    #[serde(default)]
-    pub totp_issuer: Option<String>,
-    /// Complexity rules for setting and changing passwords.
-    #[serde(default)]
-    pub password_policy: kailash_auth::password::PasswordPolicy,
-    /// Also accept the access token from this cookie.
-    #[serde(default)]
-    pub cookie: Option<String>,
-}
-
-fn default_algorithm() -> String {
-    "RS256".into()
-}
-fn default_access_ttl() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(8 * 3600))
-}
-fn default_refresh_ttl() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(30 * 86_400))
-}
-fn default_reuse_grace() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(2))
-}
-fn default_idle() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(3600))
-}
-fn default_sessions() -> usize {
-    3
-}
-fn default_attempts() -> u32 {
-    5
-}
-fn default_lockout() -> ConfigDuration {
-    ConfigDuration(std::time::Duration::from_secs(900))
-}
-fn default_login_rate() -> RateConfig {
-    RateConfig {
-        rate: 20,
-        per: ConfigDuration(std::time::Duration::from_secs(60)),
-        burst: None,
-    }
 }
 
 /// `[server]`
@@ -342,19 +247,6 @@ impl Default for CorsConfig {
     }
 }
 
-/// One rate: `rate` requests per `per`, bursts up to `burst` (default `rate`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateConfig {
-    /// Requests per period.
-    pub rate: u32,
-    /// The period.
-    pub per: ConfigDuration,
-    /// Burst size; defaults to `rate`.
-    #[serde(default)]
-    pub burst: Option<u32>,
-}
-
 /// `[rate_limit]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -459,99 +351,82 @@ impl GatewayConfig {
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
                 origin: overrides
-                    .origin_of(key)
+                    .origin_of(&key)
                     .unwrap_or_else(|| origin.to_owned()),
-                key: key.to_owned(),
+                key: key.into_owned(),
                 message,
             })?;
         Ok(config)
     }
 
     /// Checks values that parse but make no sense.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), (Cow<'static, str>, String)> {
         let s = &self.server;
         if s.max_connections == 0 {
-            return Err(("server.max_connections", "must be at least 1".into()));
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
         }
         if s.max_header_bytes < 8192 {
-            return Err(("server.max_header_bytes", "must be at least 8192".into()));
+            return Err((
+                "server.max_header_bytes".into(),
+                "must be at least 8192".into(),
+            ));
         }
         if s.max_headers == 0 {
-            return Err(("server.max_headers", "must be at least 1".into()));
+            return Err(("server.max_headers".into(), "must be at least 1".into()));
         }
         if s.header_read_timeout.0.is_zero() {
-            return Err(("server.header_read_timeout", "must be positive".into()));
+            return Err((
+                "server.header_read_timeout".into(),
+                "must be positive".into(),
+            ));
         }
         if self.gateway.request_timeout.0.is_zero() {
-            return Err(("gateway.request_timeout", "must be positive".into()));
+            return Err(("gateway.request_timeout".into(), "must be positive".into()));
         }
         if self.gateway.max_body_bytes == 0 {
-            return Err(("gateway.max_body_bytes", "must be at least 1".into()));
+            return Err(("gateway.max_body_bytes".into(), "must be at least 1".into()));
         }
         crate::cors::origins(&self.cors.origins, self.cors.allow_credentials)
-            .map_err(|e| ("cors.origins", e.to_string()))?;
+            .map_err(|e| ("cors.origins".into(), e.to_string()))?;
         for (key, rate) in [
             ("rate_limit.per_ip", &self.rate_limit.per_ip),
             ("rate_limit.per_user", &self.rate_limit.per_user),
             ("rate_limit.per_tenant", &self.rate_limit.per_tenant),
         ] {
             if let Some(rate) = rate {
-                rate.quota().map_err(|e| (key, e.to_string()))?;
+                rate.quota().map_err(|e| (key.into(), e.to_string()))?;
             }
         }
         if self.state.key_prefix.is_empty() {
-            return Err(("state.key_prefix", "must not be empty".into()));
+            return Err(("state.key_prefix".into(), "must not be empty".into()));
         }
         if self.state.max_rate_limit_keys == 0 {
-            return Err(("state.max_rate_limit_keys", "must be at least 1".into()));
+            return Err((
+                "state.max_rate_limit_keys".into(),
+                "must be at least 1".into(),
+            ));
         }
         if let Some(auth) = &self.auth {
-            if !matches!(auth.algorithm.as_str(), "RS256" | "ES256" | "EdDSA") {
-                return Err(("auth.algorithm", "must be RS256, ES256 or EdDSA".into()));
-            }
-            if auth.issuer.is_empty() || auth.audience.is_empty() {
-                return Err((
-                    "auth.issuer",
-                    "issuer and audience must not be empty".into(),
-                ));
-            }
-            if auth.concurrent_sessions == 0 {
-                return Err(("auth.concurrent_sessions", "must be at least 1".into()));
-            }
-            if auth.max_login_attempts == 0 {
-                return Err(("auth.max_login_attempts", "must be at least 1".into()));
-            }
-            for (key, d) in [
-                ("auth.access_token_ttl", auth.access_token_ttl),
-                ("auth.refresh_token_ttl", auth.refresh_token_ttl),
-                ("auth.session_idle_timeout", auth.session_idle_timeout),
-                ("auth.lockout_duration", auth.lockout_duration),
-            ] {
-                if d.0.is_zero() {
-                    return Err((key, "must be positive".into()));
-                }
-            }
-            auth.login_rate_per_ip
-                .quota()
-                .map_err(|e| ("auth.login_rate_per_ip", e.to_string()))?;
+            auth.validate()
+                .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;
         } else if !self.users.is_empty() {
-            return Err(("users", "users need an [auth] section".into()));
+            return Err(("users".into(), "users need an [auth] section".into()));
         }
         if let Err(e) = kailash_auth::users::StaticUserStore::new(self.users.clone()) {
-            return Err(("users", e.to_string()));
+            return Err(("users".into(), e.to_string()));
         }
         if self.tenants.is_empty() && self.tenancy != TenancySection::default() {
-            return Err(("tenancy", "[tenancy] needs [[tenants]]".into()));
+            return Err(("tenancy".into(), "[tenancy] needs [[tenants]]".into()));
         }
         if !self.tenants.is_empty() && self.auth.is_none() {
             return Err((
-                "tenants",
+                "tenants".into(),
                 "tenants need an [auth] section (the tenant comes from the token)".into(),
             ));
         }
         for spec in &self.tenants {
             if let Err(e) = kailash_tenancy::model::Tenant::try_from(spec.clone()) {
-                return Err(("tenants", e.to_string()));
+                return Err(("tenants".into(), e.to_string()));
             }
         }
         // With tenants, every user belongs to one: a token without a tenant
@@ -560,7 +435,7 @@ impl GatewayConfig {
             && let Some(user) = self.users.iter().find(|u| u.tenant.is_none())
         {
             return Err((
-                "users",
+                "users".into(),
                 format!(
                     "user `{}` has no tenant; with [[tenants]] every user needs one",
                     user.username
@@ -568,12 +443,12 @@ impl GatewayConfig {
             ));
         }
         if self.audit.recent_events == 0 {
-            return Err(("audit.recent_events", "must be at least 1".into()));
+            return Err(("audit.recent_events".into(), "must be at least 1".into()));
         }
         if let Some(access) = &self.access {
             let Some(auth) = &self.auth else {
                 return Err((
-                    "access",
+                    "access".into(),
                     "access control needs an [auth] section (permissions belong to authenticated principals)".into(),
                 ));
             };
@@ -581,7 +456,7 @@ impl GatewayConfig {
             for user in &self.users {
                 if let Some(role) = user.roles.iter().find(|r| !defined(r)) {
                     return Err((
-                        "users",
+                        "users".into(),
                         format!(
                             "user `{}` has role `{role}`, which [[access.roles]] does not define",
                             user.username
@@ -591,7 +466,7 @@ impl GatewayConfig {
             }
             if let Some(role) = auth.mfa_required_roles.iter().find(|r| !defined(r)) {
                 return Err((
-                    "auth.mfa_required_roles",
+                    "auth.mfa_required_roles".into(),
                     format!("role `{role}` is not defined in [[access.roles]]"),
                 ));
             }
@@ -600,24 +475,17 @@ impl GatewayConfig {
             && self.auth.is_none()
         {
             return Err((
-                "rate_limit.per_user",
+                "rate_limit.per_user".into(),
                 "per-user and per-tenant limits need an [auth] section".into(),
             ));
         }
         if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err((
-                "state.redis_url",
+                "state.redis_url".into(),
                 "this build has no Redis support (enable the `redis` feature of kailash)".into(),
             ));
         }
         Ok(())
-    }
-}
-
-impl RateConfig {
-    /// The state-level quota.
-    pub fn quota(&self) -> Result<kailash_core::state::RateQuota, kailash_core::state::StateError> {
-        kailash_core::state::RateQuota::new(self.rate, self.per.0, self.burst.unwrap_or(self.rate))
     }
 }
 
@@ -749,6 +617,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("access.roles[0].permissions"), "{e}");
+    }
+
+    #[test]
+    fn auth_errors_name_the_key_under_auth() {
+        let e = load(&format!("{AUTH}algorithm = \"HS256\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `auth.algorithm`: must be RS256, ES256 or EdDSA"),
+            "{e}"
+        );
+        let e = load(&format!("{AUTH}lockout_duration = \"0s\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `auth.lockout_duration`"), "{e}");
+        let e = load(
+            AUTH,
+            &[(
+                "KAILASH_AUTH__LOGIN_RATE_PER_IP",
+                "{ rate = 0, per = \"1s\" }",
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "environment variable KAILASH_AUTH__LOGIN_RATE_PER_IP: key `auth.login_rate_per_ip`"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

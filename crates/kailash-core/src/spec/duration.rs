@@ -1,4 +1,5 @@
-//! Durations in config files: an integer and a unit, `250ms`, `30s`, `15m`, `8h`, `30d`.
+//! [`ConfigDuration`]: durations in config files, an integer and a unit:
+//! `250ms`, `30s`, `15m`, `8h`, `30d`.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,0 +1,125 @@
+//! Refusing a request: the problem+json answer, and the audit event with a
+//! fixed reason phrase (never the token).
+
+use http::{Request, Response};
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, PendingAudit, offer};
+use kailash_core::context::RequestContext;
+use kailash_core::problem::ResponseBody;
+use kailash_core::{Principal, Problem};
+
+use super::SessionCheckError;
+use super::config::Config;
+use super::future::ResponseFuture;
+use crate::jwt::VerifyError;
+
+/// Why a request was refused.
+pub(super) enum Failure {
+    Missing,
+    BadRequest(&'static str),
+    Token(VerifyError),
+    /// The token verified; the session of its principal did not.
+    Session(SessionCheckError, Principal),
+}
+
+impl Failure {
+    fn reason(&self) -> &'static str {
+        match self {
+            Failure::Missing => "missing credentials",
+            Failure::BadRequest(r) => r,
+            Failure::Token(e) => e.audit_reason(),
+            Failure::Session(SessionCheckError::Revoked, _) => "session revoked",
+            Failure::Session(SessionCheckError::Expired, _) => "session expired",
+            Failure::Session(SessionCheckError::Unavailable, _) => "session store unavailable",
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        match self {
+            Failure::Missing => Problem::unauthorized(None),
+            Failure::BadRequest(r) => {
+                Problem::unauthorized(Some("invalid_request")).with_detail(*r)
+            }
+            Failure::Token(e) => {
+                Problem::unauthorized(Some(e.rfc6750_code())).with_detail(e.audit_reason())
+            }
+            Failure::Session(SessionCheckError::Unavailable, _) => {
+                Problem::service_unavailable("authentication is temporarily unavailable")
+            }
+            Failure::Session(..) => {
+                Problem::unauthorized(Some("invalid_token")).with_detail(self.reason())
+            }
+        }
+    }
+
+    fn event<B>(&self, config: &Config, req: &Request<B>) -> AuditEvent {
+        let (decision, severity) = match self {
+            Failure::Missing => (AuditDecision::Failure, AuditSeverity::Info),
+            Failure::Session(SessionCheckError::Unavailable, _) => {
+                (AuditDecision::Error, AuditSeverity::Warning)
+            }
+            _ => (AuditDecision::Failure, AuditSeverity::Warning),
+        };
+        let mut event = AuditEvent::new("auth.token", decision)
+            .at(config.verifier.clock().now())
+            .severity(severity)
+            .reason(self.reason())
+            .resource(req.uri().path().to_owned());
+        if let Some(ctx) = req.extensions().get::<RequestContext>() {
+            event = event.context(ctx);
+        }
+        if let Failure::Session(_, principal) = self {
+            event = event.principal(principal);
+        }
+        event
+    }
+
+    /// The answer, and the audit event the sink could not take without
+    /// waiting. Nothing of the request is kept, so the caller's future does
+    /// not hold the request body across an await.
+    fn answer<B, ReqB>(
+        self,
+        config: &Config,
+        req: &Request<ReqB>,
+    ) -> (Response<ResponseBody<B>>, Option<PendingAudit>) {
+        let pending = match &config.audit {
+            Some(_) => offer(config.audit.as_ref(), self.event(config, req)),
+            None => None,
+        };
+        (self.problem().to_response(), pending)
+    }
+
+    /// Refuses from `call`: no boxing unless the audit sink makes us wait.
+    pub(super) fn refuse_now<F, B, ReqB, E>(
+        self,
+        config: &Config,
+        req: &Request<ReqB>,
+    ) -> ResponseFuture<F, B, E>
+    where
+        B: Send + 'static,
+        E: Send + 'static,
+    {
+        match self.answer(config, req) {
+            (response, None) => ResponseFuture::refused(response),
+            (response, Some(pending)) => ResponseFuture::deferred(Box::pin(async move {
+                pending.record().await;
+                Ok(response)
+            })),
+        }
+    }
+
+    /// Refuses from inside the service's future. The returned future holds
+    /// no borrow of the request, so it needs nothing of its body type.
+    pub(super) fn refuse<B, ReqB, E>(
+        self,
+        config: &Config,
+        req: &Request<ReqB>,
+    ) -> impl Future<Output = Result<Response<ResponseBody<B>>, E>> + use<B, ReqB, E> {
+        let (response, pending) = self.answer(config, req);
+        async move {
+            if let Some(pending) = pending {
+                pending.record().await;
+            }
+            Ok(response)
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Login: the lockout and per-IP throttle, the password, the account and
+//! tenant state, the second factor, a new session and a fresh token pair.
+//!
+//! Unknown users and wrong passwords are indistinguishable to the caller
+//! (same error, comparable time: an unknown user still costs one argon2id
+//! verification).
+
+use kailash_core::audit::{AuditDecision, AuditSeverity};
+use kailash_core::context::RequestContext;
+use serde::Deserialize;
+
+use super::{AuthError, AuthService, TokenPair};
+use crate::lockout::{AttemptError, normalize_username};
+use crate::password::Password;
+use crate::session::SessionError;
+use crate::totp::TotpCheck;
+
+/// A login request.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Username (normalised before lookup).
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// TOTP code, when MFA applies.
+    #[serde(default)]
+    pub totp: Option<String>,
+    /// A recovery code instead of a TOTP code.
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    /// Logs a user in: lockout and per-IP throttle, password, account state,
+    /// second factor, a new session (the oldest evicted or the login refused
+    /// at the limit), and a fresh token pair.
+    pub async fn login(
+        &self,
+        req: LoginRequest,
+        ctx: &RequestContext,
+    ) -> Result<TokenPair, AuthError> {
+        let username = normalize_username(&req.username);
+        // The attempted username is named only once it is known to be a
+        // user: an unknown "username" may be a password typed in the wrong field.
+        let fail = |reason: &'static str| {
+            Self::event("auth.login", AuditDecision::Failure, Some(ctx))
+                .reason(reason)
+                .severity(AuditSeverity::Warning)
+        };
+        let permit = match self.inner.lockout.begin(&username, ctx.client_ip()).await {
+            Ok(p) => p,
+            Err(AttemptError::Locked { retry_after }) => {
+                // Locking needs failures against an existing account, so the name is a user's.
+                self.audit(fail("account locked").actor(username.clone()))
+                    .await;
+                return Err(AuthError::Locked { retry_after });
+            }
+            Err(AttemptError::Throttled { retry_after }) => {
+                self.audit(fail("login attempts from this address throttled"))
+                    .await;
+                return Err(AuthError::Throttled { retry_after });
+            }
+            Err(AttemptError::Unavailable(e)) => return Err(e.into()),
+        };
+        let password = Password::new(req.password);
+        let user = match self.user_by_username(&username).await {
+            Ok(u) => u,
+            Err(e) => {
+                // A backend outage is not the user's failure: the dropped
+                // permit keeps its slot until the window ends, uncounted.
+                drop(permit);
+                return Err(e);
+            }
+        };
+        let Some(user) = user else {
+            // Same work as a wrong password, so timing does not tell.
+            let _ = self.inner.hasher.verify_dummy_async(&password).await;
+            let _ = self.inner.lockout.failed(permit).await;
+            self.audit(fail("invalid credentials")).await;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let ok = self
+            .inner
+            .hasher
+            .verify_async(&password, &user.password_hash)
+            .await;
+        if !ok || !user.active {
+            let _ = self.inner.lockout.failed(permit).await;
+            let reason = if ok {
+                "account disabled"
+            } else {
+                "invalid credentials"
+            };
+            self.audit(
+                fail(reason)
+                    .actor(user.subject.clone())
+                    .tenant(user.tenant.clone()),
+            )
+            .await;
+            return Err(AuthError::InvalidCredentials);
+        }
+        // The password was right: an inactive tenant may be named (403).
+        match self.tenant_active(user.tenant.as_ref()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = self.inner.lockout.succeeded(permit).await;
+                self.audit(
+                    Self::event("auth.login", AuditDecision::Deny, Some(ctx))
+                        .actor(user.subject.clone())
+                        .tenant(user.tenant.clone())
+                        .reason("tenant is inactive"),
+                )
+                .await;
+                return Err(AuthError::TenantInactive);
+            }
+            Err(e) => {
+                drop(permit);
+                return Err(e);
+            }
+        }
+        // Second factor: required by role, or because the user enrolled.
+        let secret = match self.totp_secret(&user).await {
+            Ok(s) => s,
+            Err(e) => {
+                drop(permit);
+                return Err(e);
+            }
+        };
+        let mfa_required = secret.is_some()
+            || user
+                .roles
+                .iter()
+                .any(|r| self.inner.config.mfa_required_roles.contains(r));
+        if mfa_required {
+            let passed = match (&secret, req.totp.as_deref(), req.recovery_code.as_deref()) {
+                (Some(secret), Some(code), _) => {
+                    match self
+                        .inner
+                        .totp
+                        .verify(user.tenant.as_ref(), &user.subject, secret, code)
+                        .await
+                    {
+                        Ok(TotpCheck::Accepted { .. }) => true,
+                        Ok(_) => false,
+                        Err(e) => {
+                            drop(permit);
+                            tracing::warn!(error = %e, "TOTP guard unavailable");
+                            return Err(AuthError::Unavailable);
+                        }
+                    }
+                }
+                (_, None, Some(code)) => self.consume_recovery_code(&user, code).await?,
+                _ => false,
+            };
+            if !passed {
+                let _ = self.inner.lockout.failed(permit).await;
+                self.audit(
+                    fail("second factor missing or invalid")
+                        .actor(user.subject.clone())
+                        .tenant(user.tenant.clone()),
+                )
+                .await;
+                return Err(AuthError::MfaRequired);
+            }
+        }
+        if let Err(e) = self.inner.lockout.succeeded(permit).await {
+            tracing::warn!(error = ?e, "lockout counter could not be cleared");
+        }
+        if self.inner.hasher.needs_rehash(&user.password_hash) {
+            // Upgrade a hash made with weaker parameters while the password is at hand.
+            self.store_password_hash(&user, &password).await;
+        }
+        let created = self
+            .inner
+            .sessions
+            .create(&user.subject, user.tenant.as_ref(), Some(ctx.client_ip()))
+            .await;
+        let created = match created {
+            Ok(c) => c,
+            Err(SessionError::LimitReached) => {
+                self.audit(
+                    Self::event("auth.login", AuditDecision::Deny, Some(ctx))
+                        .actor(user.subject.clone())
+                        .tenant(user.tenant.clone())
+                        .reason("concurrent session limit reached"),
+                )
+                .await;
+                return Err(AuthError::SessionLimit);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for evicted in &created.evicted {
+            self.inner.cache.remove_session(evicted);
+            self.audit(
+                Self::event("auth.session.evicted", AuditDecision::Success, Some(ctx))
+                    .actor(user.subject.clone())
+                    .tenant(user.tenant.clone())
+                    .reason("concurrent session limit: oldest session evicted"),
+            )
+            .await;
+        }
+        let session = created.session;
+        let grant = self
+            .inner
+            .families
+            .start(user.tenant.as_ref(), &session.id)
+            .await?;
+        let pair = self.issue_pair(
+            &user,
+            &session.id,
+            session.expires_at,
+            &grant.family,
+            &grant.jti,
+            grant.expires_at,
+        )?;
+        self.audit(
+            Self::event("auth.login", AuditDecision::Success, Some(ctx))
+                .actor(user.subject.clone())
+                .tenant(user.tenant.clone())
+                .reason(if mfa_required {
+                    "password and second factor"
+                } else {
+                    "password"
+                }),
+        )
+        .await;
+        Ok(pair)
+    }
+}

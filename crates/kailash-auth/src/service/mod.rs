@@ -1,0 +1,197 @@
+//! The authentication service: login, refresh, logout, sessions, MFA
+//! enrolment, password changes and account administration, on top of the
+//! key set, the user store and the state-backed session, refresh-family and
+//! lockout stores.
+//!
+//! Every outcome is audited; no event, error or log line carries a
+//! password, token, secret or code. Unknown users and wrong passwords are
+//! indistinguishable to the caller (same error, comparable time: an unknown
+//! user still costs one argon2id verification).
+//!
+//! One file per flow, each with its request and response types:
+//! [`login`](AuthService::login) (`login.rs`),
+//! [`refresh`](AuthService::refresh) (`token_refresh.rs`; the family store
+//! it rotates is [`crate::refresh`]), [`logout`](AuthService::logout),
+//! the caller's [sessions](AuthService::list_sessions), the
+//! [second factor](AuthService::mfa_enroll) (`mfa.rs`),
+//! [password changes](AuthService::change_password) and
+//! [account administration](AuthService::set_account_active)
+//! (`accounts.rs`). This file holds the service and what every flow shares.
+
+mod accounts;
+mod config;
+mod error;
+mod login;
+mod logout;
+mod mfa;
+mod overrides;
+mod password;
+mod sessions;
+mod tenant_gate;
+mod token_refresh;
+mod tokens;
+
+use std::sync::Arc;
+
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSink, record_or_log};
+use kailash_core::clock::Clock;
+use kailash_core::context::RequestContext;
+use kailash_core::state::SharedState;
+
+pub use config::AuthConfig;
+pub use error::AuthError;
+pub use login::LoginRequest;
+pub use mfa::Enrolment;
+pub use sessions::SessionView;
+pub use tenant_gate::TenantGate;
+pub use tokens::TokenPair;
+
+use crate::jwt::{KeySet, TokenCache, TokenType, Verifier};
+use crate::lockout::Lockout;
+use crate::password::PasswordHasher;
+use crate::refresh::RefreshFamilies;
+use crate::session::SessionStore;
+use crate::totp::TotpGuard;
+use crate::users::UserStore;
+
+/// The authentication service. Cheap to clone.
+#[derive(Clone)]
+pub struct AuthService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AuthConfig,
+    users: Arc<dyn UserStore>,
+    keys: Arc<KeySet>,
+    access: Verifier,
+    refresh: Verifier,
+    cache: Arc<TokenCache>,
+    state: SharedState,
+    clock: Arc<dyn Clock>,
+    sessions: SessionStore,
+    families: RefreshFamilies,
+    lockout: Lockout,
+    totp: TotpGuard,
+    hasher: PasswordHasher,
+    audit: Arc<dyn AuditSink>,
+    tenants: Option<Arc<dyn TenantGate>>,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("issuer", &self.inner.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthService {
+    /// A service over `users`, signing with `keys`, keeping state in `state`
+    /// and auditing to `audit`.
+    pub fn new(
+        config: AuthConfig,
+        users: Arc<dyn UserStore>,
+        keys: Arc<KeySet>,
+        state: SharedState,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        let clock = state.clock.clone();
+        let access =
+            Verifier::builder(keys.clone(), config.issuer.clone(), config.audience.clone())
+                .token_type(TokenType::Access)
+                .clock(clock.clone())
+                .build();
+        let refresh =
+            Verifier::builder(keys.clone(), config.issuer.clone(), config.audience.clone())
+                .token_type(TokenType::Refresh)
+                .clock(clock.clone())
+                .build();
+        Self {
+            inner: Arc::new(Inner {
+                cache: Arc::new(TokenCache::new(
+                    crate::jwt::DEFAULT_CACHE_CAPACITY,
+                    clock.clone(),
+                )),
+                sessions: SessionStore::new(state.clone(), config.session.clone()),
+                families: RefreshFamilies::new(state.clone(), config.refresh.clone()),
+                lockout: Lockout::new(state.clone(), config.lockout.clone()),
+                totp: TotpGuard::from_state(config.totp, &state),
+                hasher: PasswordHasher::default(),
+                config,
+                users,
+                keys,
+                access,
+                refresh,
+                state,
+                clock,
+                audit,
+                tenants: None,
+            }),
+        }
+    }
+
+    /// Refuses logins and refreshes of users whose tenant `gate` reports
+    /// inactive (403).
+    #[must_use]
+    pub fn with_tenant_gate(mut self, gate: Arc<dyn TenantGate>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tenants = Some(gate);
+        }
+        self
+    }
+    /// Uses `hasher` for new password hashes (and the dummy verification).
+    #[must_use]
+    pub fn with_hasher(mut self, hasher: PasswordHasher) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.hasher = hasher;
+        }
+        self
+    }
+
+    /// The verifier of access tokens (for the `JwtAuthLayer`).
+    pub fn access_verifier(&self) -> Verifier {
+        self.inner.access.clone()
+    }
+
+    /// The verified-token cache shared with the `JwtAuthLayer`, so revoking
+    /// a session also drops its cached tokens.
+    pub fn token_cache(&self) -> Arc<TokenCache> {
+        self.inner.cache.clone()
+    }
+
+    /// The session store (it is also the layer's `SessionCheck`).
+    pub fn sessions(&self) -> &SessionStore {
+        &self.inner.sessions
+    }
+
+    /// The signing keys (for the JWKS endpoint).
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.inner.keys
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AuthConfig {
+        &self.inner.config
+    }
+
+    /// Records `event`, stamped with the service's clock; a sink that
+    /// refuses it is logged, and the flow goes on.
+    async fn audit(&self, event: AuditEvent) {
+        let event = event.at(self.inner.clock.now());
+        record_or_log(self.inner.audit.as_ref(), event).await;
+    }
+
+    /// An event of `action`, carrying the request's context when there is one.
+    fn event(
+        action: &'static str,
+        decision: AuditDecision,
+        ctx: Option<&RequestContext>,
+    ) -> AuditEvent {
+        let e = AuditEvent::new(action, decision);
+        match ctx {
+            Some(ctx) => e.context(ctx),
+            None => e,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The caller's sessions: listing and revoking them, and ending all of a
+//! user's sessions when their password changes or their account is disabled.
+
+use std::net::IpAddr;
+
+use kailash_core::Principal;
+use kailash_core::audit::AuditDecision;
+use kailash_core::context::RequestContext;
+use serde::Serialize;
+
+use super::{AuthError, AuthService};
+use crate::users::UserRecord;
+
+/// One of the caller's sessions, as `GET /auth/sessions` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    /// Session id (for `DELETE /auth/sessions/{id}`).
+    pub id: String,
+    /// Whether it is the session of the calling token.
+    pub current: bool,
+    /// When it started.
+    pub created_at: jiff::Timestamp,
+    /// Last activity.
+    pub last_seen: jiff::Timestamp,
+    /// Absolute expiry.
+    pub expires_at: jiff::Timestamp,
+    /// Address it was opened from.
+    pub client_ip: Option<IpAddr>,
+}
+
+impl AuthService {
+    /// The caller's live sessions.
+    pub async fn list_sessions(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<SessionView>, AuthError> {
+        let current = principal.session_id();
+        let sessions = self
+            .inner
+            .sessions
+            .list(principal.tenant(), principal.subject())
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionView {
+                current: Some(s.id.as_str()) == current,
+                id: s.id,
+                created_at: s.created_at,
+                last_seen: s.last_seen,
+                expires_at: s.expires_at,
+                client_ip: s.client_ip,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's own sessions.
+    pub async fn revoke_session(
+        &self,
+        principal: &Principal,
+        id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), AuthError> {
+        if !self
+            .inner
+            .sessions
+            .revoke(principal.tenant(), principal.subject(), id)
+            .await?
+        {
+            return Err(AuthError::NotFound);
+        }
+        self.inner.cache.remove_session(id);
+        self.audit(
+            Self::event("auth.session.revoke", AuditDecision::Success, Some(ctx))
+                .principal(principal)
+                .reason("revoked by its owner"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Ends every session of `user` and drops their cached tokens.
+    pub(super) async fn end_all_sessions(&self, user: &UserRecord) -> Result<(), AuthError> {
+        for sid in self
+            .inner
+            .sessions
+            .revoke_all(user.tenant.as_ref(), &user.subject)
+            .await?
+        {
+            self.inner.cache.remove_session(&sid);
+        }
+        Ok(())
+    }
+}

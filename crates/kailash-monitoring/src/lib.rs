@@ -4,6 +4,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod health;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod metrics;
 
 pub use health::{HealthCheck, HealthRegistry, HealthReport};

@@ -1,60 +1,16 @@
-//! Operational routes: health, metrics, OpenAPI and its documentation page.
+//! The gateway-wide operational routes: the OpenAPI document of every
+//! route and its documentation page. (Health and metrics routes are
+//! kailash-monitoring's, in its `http` module.)
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kailash_monitoring::health::HealthRegistry;
-use kailash_monitoring::metrics::MetricsRegistry;
 use serde_json::json;
 
 const DOCS_HTML: &str = include_str!("assets/docs.html");
 const DOCS_JS: &str = include_str!("assets/docs.js");
 const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-pub(crate) fn health_routes(registry: HealthRegistry) -> Router {
-    Router::new()
-        .route(
-            "/health/live",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/health/ready",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let report = registry.report().await;
-                    let status = if report.is_ready() {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    let mut res = (status, axum::Json(report)).into_response();
-                    res.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    res
-                }
-            }),
-        )
-}
-
-pub(crate) fn metrics_route(registry: MetricsRegistry) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    registry.render(),
-                )
-            }
-        }),
-    )
-}
 
 pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
     // Serialise once; the document does not change after build.

@@ -198,10 +198,10 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
     let metrics = builder.metrics.then(MetricsRegistry::new);
     let mut ops = Router::new();
     if builder.health {
-        ops = ops.merge(ops::health_routes(health));
+        ops = ops.merge(kailash_monitoring::http::health_routes(health));
     }
     if let Some(registry) = &metrics {
-        ops = ops.merge(ops::metrics_route(registry.clone()));
+        ops = ops.merge(kailash_monitoring::http::metrics_route(registry.clone()));
     }
     if builder.docs {
         let doc = ops::openapi_document(

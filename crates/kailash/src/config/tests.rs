@@ -1,0 +1,169 @@
+//! The loader's tests: defaults, unknown keys, invalid values, overrides.
+
+use super::*;
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
+    GatewayConfig::from_toml_with_env(
+        text,
+        "test.toml",
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn empty_file_gives_secure_defaults() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c, GatewayConfig::default());
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8000");
+    assert!(c.cors.origins.is_empty());
+    assert!(c.server.trusted_proxies.is_empty());
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_the_file() {
+    let e = load("[gateway]\ncompresion = true\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("test.toml: key `gateway.compresion`"), "{e}");
+    let e = load("[nope]\n", &[]).unwrap_err().to_string();
+    assert!(e.contains("`nope`"), "{e}");
+}
+
+#[test]
+fn invalid_values_name_the_key() {
+    let e = load("[server]\nmax_connections = \"many\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `server.max_connections`"), "{e}");
+    let e = load("[gateway]\nrequest_timeout = \"30 seconds\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `gateway.request_timeout`"), "{e}");
+    let e = load("[server]\nmax_header_bytes = 100\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key `server.max_header_bytes`: must be at least 8192"),
+        "{e}"
+    );
+    let e = load("[cors]\norigins = [\"*\"]\nallow_credentials = true\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `cors.origins`"), "{e}");
+    let e = load("[rate_limit.per_ip]\nrate = 0\nper = \"1s\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `rate_limit.per_ip`"), "{e}");
+    let e = load("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `server.trusted_proxies"), "{e}");
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_line() {
+    let e = load("[server\n", &[]).unwrap_err().to_string();
+    assert!(e.starts_with("test.toml:"), "{e}");
+    assert!(e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn environment_overrides_win_and_are_named_in_errors() {
+    let c = load(
+        "[server]\nlisten = \"127.0.0.1:8000\"\n",
+        &[
+            ("KAILASH_LISTEN", "0.0.0.0:9000"),
+            ("KAILASH_GATEWAY__COMPRESSION", "false"),
+            ("KAILASH_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+            ("KAILASH_TEST_REDIS_URL", "ignored: not a config override"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
+    assert!(!c.gateway.compression);
+    assert_eq!(c.server.trusted_proxies.len(), 1);
+
+    let e = load("", &[("KAILASH_SERVER__MAX_CONECTIONS", "5")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "environment variable KAILASH_SERVER__MAX_CONECTIONS: key `server.max_conections`"
+        ),
+        "{e}"
+    );
+    let e = load("", &[("KAILASH_LISTEN", "not-an-address")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("environment variable KAILASH_LISTEN: key `server.listen`"),
+        "{e}"
+    );
+}
+
+const AUTH: &str = "[auth]\nissuer = \"i\"\naudience = \"a\"\n";
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$fP2XnF/Jdfk2pTqw48EqiA$CROXYRm9f+vQm4BHYy4wAwAlCl6JWZqyYsOgumK7zCw";
+
+#[test]
+fn access_roles_must_cover_the_users_and_need_auth() {
+    let access = "[[access.roles]]\nname = \"reader\"\npermissions = [\"report:view\"]\n";
+    let user = |role: &str| {
+        format!("[[users]]\nusername = \"u\"\nroles = [\"{role}\"]\npassword_hash = \"{HASH}\"\n")
+    };
+    assert!(load(&format!("{AUTH}{}{access}", user("reader")), &[]).is_ok());
+    let e = load(&format!("{AUTH}{}{access}", user("writer")), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `users`") && e.contains("`writer`"), "{e}");
+    let e = load(access, &[]).unwrap_err().to_string();
+    assert!(e.contains("key `access`") && e.contains("[auth]"), "{e}");
+    let e = load(
+        &format!("{AUTH}[[access.roles]]\nname = \"r\"\npermissions = [\"Report:View\"]\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("access.roles[0].permissions"), "{e}");
+}
+
+#[test]
+fn auth_errors_name_the_key_under_auth() {
+    let e = load(&format!("{AUTH}algorithm = \"HS256\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key `auth.algorithm`: must be RS256, ES256 or EdDSA"),
+        "{e}"
+    );
+    let e = load(&format!("{AUTH}lockout_duration = \"0s\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.lockout_duration`"), "{e}");
+    let e = load(
+        AUTH,
+        &[(
+            "KAILASH_AUTH__LOGIN_RATE_PER_IP",
+            "{ rate = 0, per = \"1s\" }",
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(
+            "environment variable KAILASH_AUTH__LOGIN_RATE_PER_IP: key `auth.login_rate_per_ip`"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn with_tenants_every_user_has_one() {
+    let tenant = "[[tenants]]\nid = \"acme\"\n";
+    let user = format!("[[users]]\nusername = \"u\"\npassword_hash = \"{HASH}\"\n");
+    let e = load(&format!("{AUTH}{user}{tenant}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("user `u` has no tenant"), "{e}");
+    let with = user.replace("username = \"u\"", "username = \"u\"\ntenant = \"acme\"");
+    assert!(load(&format!("{AUTH}{with}{tenant}"), &[]).is_ok());
+}

@@ -1,0 +1,136 @@
+//! Checks of values that parse but make no sense together or alone.
+
+use std::borrow::Cow;
+
+use super::{GatewayConfig, TenancySection};
+
+impl GatewayConfig {
+    /// Checks values that parse but make no sense.
+    pub(super) fn validate(&self) -> Result<(), (Cow<'static, str>, String)> {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err(("server.max_connections".into(), "must be at least 1".into()));
+        }
+        if s.max_header_bytes < 8192 {
+            return Err((
+                "server.max_header_bytes".into(),
+                "must be at least 8192".into(),
+            ));
+        }
+        if s.max_headers == 0 {
+            return Err(("server.max_headers".into(), "must be at least 1".into()));
+        }
+        if s.header_read_timeout.0.is_zero() {
+            return Err((
+                "server.header_read_timeout".into(),
+                "must be positive".into(),
+            ));
+        }
+        if self.gateway.request_timeout.0.is_zero() {
+            return Err(("gateway.request_timeout".into(), "must be positive".into()));
+        }
+        if self.gateway.max_body_bytes == 0 {
+            return Err(("gateway.max_body_bytes".into(), "must be at least 1".into()));
+        }
+        crate::cors::origins(&self.cors.origins, self.cors.allow_credentials)
+            .map_err(|e| ("cors.origins".into(), e.to_string()))?;
+        for (key, rate) in [
+            ("rate_limit.per_ip", &self.rate_limit.per_ip),
+            ("rate_limit.per_user", &self.rate_limit.per_user),
+            ("rate_limit.per_tenant", &self.rate_limit.per_tenant),
+        ] {
+            if let Some(rate) = rate {
+                rate.quota().map_err(|e| (key.into(), e.to_string()))?;
+            }
+        }
+        if self.state.key_prefix.is_empty() {
+            return Err(("state.key_prefix".into(), "must not be empty".into()));
+        }
+        if self.state.max_rate_limit_keys == 0 {
+            return Err((
+                "state.max_rate_limit_keys".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()
+                .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;
+        } else if !self.users.is_empty() {
+            return Err(("users".into(), "users need an [auth] section".into()));
+        }
+        if let Err(e) = kailash_auth::users::StaticUserStore::new(self.users.clone()) {
+            return Err(("users".into(), e.to_string()));
+        }
+        if self.tenants.is_empty() && self.tenancy != TenancySection::default() {
+            return Err(("tenancy".into(), "[tenancy] needs [[tenants]]".into()));
+        }
+        if !self.tenants.is_empty() && self.auth.is_none() {
+            return Err((
+                "tenants".into(),
+                "tenants need an [auth] section (the tenant comes from the token)".into(),
+            ));
+        }
+        for spec in &self.tenants {
+            if let Err(e) = kailash_tenancy::model::Tenant::try_from(spec.clone()) {
+                return Err(("tenants".into(), e.to_string()));
+            }
+        }
+        // With tenants, every user belongs to one: a token without a tenant
+        // would let a request header choose it.
+        if !self.tenants.is_empty()
+            && let Some(user) = self.users.iter().find(|u| u.tenant.is_none())
+        {
+            return Err((
+                "users".into(),
+                format!(
+                    "user `{}` has no tenant; with [[tenants]] every user needs one",
+                    user.username
+                ),
+            ));
+        }
+        if self.audit.recent_events == 0 {
+            return Err(("audit.recent_events".into(), "must be at least 1".into()));
+        }
+        if let Some(access) = &self.access {
+            let Some(auth) = &self.auth else {
+                return Err((
+                    "access".into(),
+                    "access control needs an [auth] section (permissions belong to authenticated principals)".into(),
+                ));
+            };
+            let defined = |role: &str| access.roles.iter().any(|r| r.name == role);
+            for user in &self.users {
+                if let Some(role) = user.roles.iter().find(|r| !defined(r)) {
+                    return Err((
+                        "users".into(),
+                        format!(
+                            "user `{}` has role `{role}`, which [[access.roles]] does not define",
+                            user.username
+                        ),
+                    ));
+                }
+            }
+            if let Some(role) = auth.mfa_required_roles.iter().find(|r| !defined(r)) {
+                return Err((
+                    "auth.mfa_required_roles".into(),
+                    format!("role `{role}` is not defined in [[access.roles]]"),
+                ));
+            }
+        }
+        if (self.rate_limit.per_user.is_some() || self.rate_limit.per_tenant.is_some())
+            && self.auth.is_none()
+        {
+            return Err((
+                "rate_limit.per_user".into(),
+                "per-user and per-tenant limits need an [auth] section".into(),
+            ));
+        }
+        if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
+            return Err((
+                "state.redis_url".into(),
+                "this build has no Redis support (enable the `redis` feature of kailash)".into(),
+            ));
+        }
+        Ok(())
+    }
+}

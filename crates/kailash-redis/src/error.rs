@@ -52,3 +52,18 @@ pub(crate) fn corrupt(what: &'static str) -> StateError {
 pub(crate) fn timed_out() -> StateError {
     StateError::Unavailable("redis: operation timed out".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_state_error_kinds() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(map(&io), StateError::Unavailable(_)));
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(matches!(map(&timeout), StateError::Unavailable(_)));
+        let client = RedisError::from((redis::ErrorKind::Client, "bad"));
+        assert!(matches!(map(&client), StateError::Backend(_)));
+    }
+}

@@ -4,10 +4,18 @@
 #![doc = include_str!("../README.md")]
 
 mod backend;
+mod connection;
+mod counters;
 mod error;
+mod expiry;
+mod keys;
+mod kv;
 mod options;
 mod pubsub;
+mod rate;
+mod reply;
 mod scripts;
+mod sets;
 
 pub use backend::RedisState;
 pub use options::RedisOptions;

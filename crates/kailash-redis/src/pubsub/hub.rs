@@ -1,4 +1,4 @@
-//! Pub/sub: one dedicated RESP3 connection per [`RedisState`](crate::RedisState)
+//! The subscription hub: one dedicated RESP3 connection per [`RedisState`](crate::RedisState)
 //! and one local broadcast channel per subscribed topic.
 //!
 //! * The connection is opened by the first `subscribe` and closed again when

@@ -3,6 +3,7 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+mod accessors;
 pub mod audit;
 pub mod clock;
 pub mod context;

@@ -34,20 +34,7 @@ impl<S> JwtAuth<S> {
         Self { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    kailash_core::inner_service_accessors!();
 }
 
 /// Who the request is, as far as `call` can tell without awaiting.

@@ -17,20 +17,7 @@ pub struct SetRequestContext<S> {
 }
 
 impl<S> SetRequestContext<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes this service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::inner_service_accessors!();
 }
 
 fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {

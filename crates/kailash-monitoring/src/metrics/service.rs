@@ -19,20 +19,7 @@ pub struct Metrics<S> {
 }
 
 impl<S> Metrics<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes this service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    kailash_core::inner_service_accessors!();
 }
 
 fn template<B>(req: &Request<B>) -> Option<&str> {

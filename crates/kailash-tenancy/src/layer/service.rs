@@ -43,20 +43,7 @@ impl<S> Tenancy<S> {
         Self { inner, config }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the layer's service, returning the inner one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    kailash_core::inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Tenancy<S>

@@ -41,6 +41,14 @@ async fn check(
     origin: &str,
     data_dir: &Path,
 ) -> Result<(), Failure> {
+    if let Some(url) = &config.state.redis_url {
+        // The error names the key, never the URL (it may carry a password).
+        kailash::redis::check_url(url).map_err(|_| {
+            Failure::refused(format!(
+                "{origin}: key `state.redis_url`: invalid Redis URL"
+            ))
+        })?;
+    }
     if let Some(spec) = &config.access {
         kailash::access::AccessPolicy::load(spec)
             .await

@@ -23,37 +23,39 @@ pub(crate) fn secrets(config: &mut GatewayConfig) {
     }
 }
 
-/// `redis://user:secret@host/0` -> `redis://user:<redacted>@host/0`; a
-/// user part without `:` may be a bare password, so it is masked whole; a
-/// `password=` query parameter is masked too.
+/// `redis://user:secret@host/0` -> `redis://<redacted>@host/0`: everything
+/// between the scheme and the *last* `@` is masked whole, so a password
+/// with an unencoded `/`, `?` or `@` never shows; the `pass`/`password`
+/// (and `user`) query parameters of socket URLs are masked too.
 pub(crate) fn redis_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (format!("{s}://"), r),
         None => (String::new(), url),
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:{MASK}@{host}"),
-            None => format!("{MASK}@{host}"),
-        },
-        None => authority.to_owned(),
+    let rest = match rest.rsplit_once('@') {
+        Some((_, after)) => format!("{MASK}@{after}"),
+        None => rest.to_owned(),
     };
-    let tail = match tail.split_once('?') {
+    let rest = match rest.split_once('?') {
         Some((path, query)) => {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={MASK}"),
+                    Some((k, _))
+                        if ["pass", "password", "user", "username"]
+                            .iter()
+                            .any(|s| k.eq_ignore_ascii_case(s)) =>
+                    {
+                        format!("{k}={MASK}")
+                    }
                     _ => pair.to_owned(),
                 })
                 .collect();
             format!("{path}?{}", query.join("&"))
         }
-        None => tail.to_owned(),
+        None => rest,
     };
-    format!("{scheme}{authority}{tail}")
+    format!("{scheme}{rest}")
 }
 
 #[cfg(test)]
@@ -64,11 +66,11 @@ mod tests {
     fn redis_passwords_are_masked_and_the_rest_kept() {
         assert_eq!(
             redis_url("redis://app:s3cret@cache:6379/0"),
-            "redis://app:<redacted>@cache:6379/0"
+            "redis://<redacted>@cache:6379/0"
         );
         assert_eq!(
             redis_url("rediss://:s3cret@cache:6380"),
-            "rediss://:<redacted>@cache:6380"
+            "rediss://<redacted>@cache:6380"
         );
         assert_eq!(
             redis_url("redis://s3cret@cache"),
@@ -85,7 +87,19 @@ mod tests {
         // A password containing `@` or `:` is masked whole.
         assert_eq!(
             redis_url("redis://u:p@ss:w@host/0"),
-            "redis://u:<redacted>@host/0"
+            "redis://<redacted>@host/0"
+        );
+        // Unencoded `/` or `?` in the password (an invalid URL) still hides it.
+        assert_eq!(redis_url("redis://:pa/ss@h"), "redis://<redacted>@h");
+        assert_eq!(redis_url("redis://:pa?ss@h"), "redis://<redacted>@h");
+        // Socket URLs carry the password as a query parameter.
+        assert_eq!(
+            redis_url("redis+unix:///run/redis.sock?user=app&pass=s3cret&db=2"),
+            "redis+unix:///run/redis.sock?user=<redacted>&pass=<redacted>&db=2"
+        );
+        assert_eq!(
+            redis_url("unix:///run/redis.sock?pass=s3cret"),
+            "unix:///run/redis.sock?pass=<redacted>"
         );
     }
 
@@ -106,7 +120,7 @@ mod tests {
         assert_eq!(user.totp_secret.as_deref(), Some(MASK));
         assert_eq!(
             config.state.redis_url.as_deref(),
-            Some("redis://:<redacted>@h")
+            Some("redis://<redacted>@h")
         );
     }
 }

@@ -157,7 +157,7 @@ fn config_check_prints_the_demo_config_with_secrets_masked() {
     assert!(out.contains("listen = \"0.0.0.0:9443\""), "{out}");
     assert!(out.contains("issuer = \"kailash-demo\""), "{out}");
     assert!(
-        out.contains("redis_url = \"redis://app:<redacted>@127.0.0.1:6379/0\""),
+        out.contains("redis_url = \"redis://<redacted>@127.0.0.1:6379/0\""),
         "{out}"
     );
     // Secrets masked: hashes, TOTP secrets, the Redis password.
@@ -204,6 +204,13 @@ fn config_check_refuses_broken_files_naming_the_problem() {
             format!("{AUTH}signing_key = \"/nonexistent/signing.pem\"\n"),
             "auth.signing_key",
         ),
+        // Refused as the gateway's start refuses it, without echoing the
+        // password that the malformed URL carries.
+        (
+            "redis-url.toml",
+            "[state]\nredis_url = \"redis://:hunter2?x@cache\"\n".to_owned(),
+            "key `state.redis_url`: invalid Redis URL",
+        ),
     ];
     for (name, body, expected) in cases {
         let path = dir.join(name);
@@ -224,6 +231,7 @@ fn config_check_refuses_broken_files_naming_the_problem() {
         assert!(r.stdout.is_empty(), "{name}");
         assert!(err.contains(path.to_str().unwrap()), "{name}: {err}");
         assert!(err.contains(expected), "{name}: {err}");
+        assert!(!err.contains("hunter2"), "{name}: a secret leaked: {err}");
     }
     // An environment override is named as the origin.
     let ok = dir.join("ok.toml");

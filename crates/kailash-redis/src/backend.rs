@@ -67,9 +67,7 @@ impl RedisState {
         options: RedisOptions,
     ) -> Result<Self, StateError> {
         let options = options.normalized();
-        // The URL may carry a password: never echo it.
-        let client = redis::Client::open(url)
-            .map_err(|_| StateError::InvalidArgument("invalid Redis URL"))?;
+        let client = parse_url(url)?;
         let conn = Connection::lazy(client.clone(), &options)?;
         let (shutdown, shutdown_rx) = watch::channel(());
         let hub = Hub::new(&client, &options, shutdown_rx);
@@ -145,4 +143,24 @@ impl RedisState {
     ) -> Result<T, StateError> {
         self.inner.conn.command(cmd).await
     }
+}
+
+/// Checks a Redis URL exactly as [`RedisState::connect`] parses it, without
+/// dialling: for configuration checks before a start.
+///
+/// The error never echoes the URL, which may carry a password.
+///
+/// ```
+/// use kailash_redis::check_url;
+///
+/// assert!(check_url("redis://:s3cret@cache.internal:6379/0").is_ok());
+/// assert!(check_url("redis://:pa?ss@cache").is_err());
+/// ```
+pub fn check_url(url: &str) -> Result<(), StateError> {
+    parse_url(url).map(drop)
+}
+
+fn parse_url(url: &str) -> Result<redis::Client, StateError> {
+    // The URL may carry a password: never echo it.
+    redis::Client::open(url).map_err(|_| StateError::InvalidArgument("invalid Redis URL"))
 }

@@ -17,5 +17,5 @@ mod reply;
 mod scripts;
 mod sets;
 
-pub use backend::RedisState;
+pub use backend::{RedisState, check_url};
 pub use options::RedisOptions;

@@ -4,125 +4,13 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kailash::GatewayBuilder;
-use kailash::auth::totp::{TotpConfig, TotpSecret};
 use kailash::config::GatewayConfig;
-use serde_json::{Value, json};
-use support::{Resp, Running, request, start_gateway, unique_suffix};
-
-const ALICE_TOTP: &str = "JBSWY3DPEHPK3PXP";
-
-fn demo_config_text() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gateway.toml");
-    std::fs::read_to_string(path).expect("demo config")
-}
-
-fn temp_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("kailash-demo-e2e-{}", unique_suffix()))
-}
-
-/// The demo gateway with `overrides` (as KAILASH_* environment variables).
-async fn demo(overrides: &[(&str, String)]) -> Running {
-    let vars: Vec<(String, String)> = overrides
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let config = GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars)
-        .expect("config");
-    let gateway = GatewayBuilder::from_config_with_backends(&config, &temp_dir())
-        .await
-        .expect("backends")
-        .build()
-        .expect("gateway");
-    start_gateway(gateway).await
-}
-
-/// Memory, plus Redis (with a fresh key prefix) when configured.
-fn backends() -> Vec<Vec<(&'static str, String)>> {
-    let mut out = vec![vec![]];
-    match std::env::var("KAILASH_TEST_REDIS_URL") {
-        Ok(_) if !cfg!(feature = "redis") => {
-            eprintln!("skipped the Redis half: built without the `redis` feature");
-        }
-        Ok(url) => {
-            out.push(vec![
-                ("KAILASH_STATE__REDIS_URL", url),
-                (
-                    "KAILASH_STATE__KEY_PREFIX",
-                    format!("kailash-e2e-{}:", unique_suffix()),
-                ),
-            ]);
-        }
-        Err(_) => eprintln!("skipped the Redis half: KAILASH_TEST_REDIS_URL is not set"),
-    }
-    out
-}
-
-async fn post(gw: &Running, path: &str, body: Value, token: Option<&str>) -> Resp {
-    let body = body.to_string();
-    let auth = token
-        .map(|t| format!("\nAuthorization: Bearer {t}"))
-        .unwrap_or_default();
-    let head = format!(
-        "POST {path} HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}{auth}",
-        body.len()
-    );
-    request(gw.addr, &head, body.as_bytes()).await
-}
-
-async fn get_auth(gw: &Running, path: &str, token: &str) -> Resp {
-    request(
-        gw.addr,
-        &format!("GET {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token}"),
-        b"",
-    )
-    .await
-}
-
-async fn delete_auth(gw: &Running, path: &str, token: &str) -> Resp {
-    request(
-        gw.addr,
-        &format!("DELETE {path} HTTP/1.1\nHost: x\nAuthorization: Bearer {token}"),
-        b"",
-    )
-    .await
-}
-
-async fn login(gw: &Running, user: &str, password: &str) -> Resp {
-    post(
-        gw,
-        "/auth/login",
-        json!({ "username": user, "password": password }),
-        None,
-    )
-    .await
-}
-
-fn tokens(r: &Resp) -> (String, String) {
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v = r.json();
-    assert_eq!(v["token_type"], "Bearer");
-    assert!(
-        v["expires_in"].as_u64().unwrap() > 7 * 3600,
-        "8 h access tokens"
-    );
-    (
-        v["access_token"].as_str().unwrap().to_owned(),
-        v["refresh_token"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn totp_now(secret: &str) -> String {
-    let secret = TotpSecret::from_base32(secret).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    TotpConfig::default().code_at(&secret, now)
-}
+use serde_json::json;
+use support::demo::*;
+use support::{Resp, Running, request, start_gateway};
 
 #[tokio::test]
 async fn bob_logs_in_calls_refreshes_lists_and_logs_out() {

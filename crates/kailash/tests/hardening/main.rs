@@ -1,0 +1,6 @@
+//! The hardening end-to-end tests (issue 10): each defence against the
+//! gateway over HTTP, on memory and on Redis (when `KAILASH_TEST_REDIS_URL`
+//! is set) where state is involved. One module per defence.
+
+#[path = "../support/mod.rs"]
+mod support;

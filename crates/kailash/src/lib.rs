@@ -16,7 +16,6 @@ mod server;
 mod stack;
 mod tenant_gate;
 mod tls;
-mod toggle;
 mod trace;
 
 pub use builder::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};

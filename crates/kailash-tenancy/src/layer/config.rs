@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use kailash_core::audit::AuditSink;
+use kailash_core::public::PublicPaths;
 
-use super::public::PublicPaths;
 use crate::quota::Quotas;
 use crate::registry::TenantRegistry;
 

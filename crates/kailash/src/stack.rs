@@ -171,6 +171,9 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
             if let Some(base) = &settings.subdomain_base {
                 layer = layer.subdomains(base.clone());
             }
+            if settings.allow_tenantless_principals {
+                layer = layer.allow_tenantless_principals();
+            }
             for path in kailash_auth::http::PUBLIC_PATHS {
                 layer = layer.public_path(path);
             }

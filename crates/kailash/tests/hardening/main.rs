@@ -2,5 +2,6 @@
 //! gateway over HTTP, on memory and on Redis (when `KAILASH_TEST_REDIS_URL`
 //! is set) where state is involved. One module per defence.
 
+mod server;
 #[path = "../support/mod.rs"]
 mod support;

@@ -238,26 +238,3 @@ fn install_crypto_provider() {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CA: &[u8] = include_bytes!("../../kailash/tests/fixtures/test-ca.pem");
-
-    #[test]
-    fn tls_urls_are_accepted_and_verification_cannot_be_disabled() {
-        let opts = RedisOptions::default();
-        assert!(client("rediss://127.0.0.1:6380", &opts).is_ok());
-        assert!(client("rediss://127.0.0.1:6380/#insecure", &opts).is_err());
-        let with_ca = RedisOptions::default().with_tls_ca(CA.to_vec());
-        assert!(client("rediss://localhost:6380/0", &with_ca).is_ok());
-        // A CA without TLS is a mistake, not something to ignore.
-        assert!(matches!(
-            client("redis://localhost:6379", &with_ca),
-            Err(StateError::InvalidArgument(_))
-        ));
-        let junk = RedisOptions::default().with_tls_ca(b"not a certificate".to_vec());
-        assert!(client("rediss://localhost:6380", &junk).is_err());
-    }
-}

@@ -355,6 +355,33 @@ async fn bad_server_and_prefix_settings_are_refused_naming_the_key() {
         .expect_err(key);
         assert!(err.to_string().contains(named), "{key}: {err}");
     }
+    // The same keys with sound values are read, not ignored.
+    let config = kailash::config::GatewayConfig::from_toml_with_env(
+        &demo_config_text(),
+        "gateway.toml",
+        [
+            ("KAILASH_SERVER__IDLE_TIMEOUT", "45s"),
+            ("KAILASH_SERVER__MAX_CONNECTIONS_PER_IP", "16"),
+            ("KAILASH_SERVER__HTTP2_KEEPALIVE_INTERVAL", "15s"),
+            ("KAILASH_SERVER__HTTP2_KEEPALIVE_TIMEOUT", "5s"),
+            ("KAILASH_RATE_LIMIT__IPV4_PREFIX", "24"),
+            ("KAILASH_RATE_LIMIT__IPV6_PREFIX", "56"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .expect("sound values");
+    assert_eq!(config.server.idle_timeout.0, Duration::from_secs(45));
+    assert_eq!(config.server.max_connections_per_ip, 16);
+    assert_eq!(
+        config.server.http2_keepalive_interval.0,
+        Duration::from_secs(15)
+    );
+    assert_eq!(
+        config.server.http2_keepalive_timeout.0,
+        Duration::from_secs(5)
+    );
+    assert_eq!(config.rate_limit.ipv4_prefix, 24);
+    assert_eq!(config.rate_limit.ipv6_prefix, 56);
 }
 
 /// A throwaway `redis-server` that speaks TLS only, with the test

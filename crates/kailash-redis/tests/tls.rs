@@ -3,8 +3,7 @@
 //! in the test setup.
 //!
 //! Needs `openssl` and a `redis-server` built with TLS on the `PATH`;
-//! without either the tests print "skipped". The settings checks at the end
-//! always run.
+//! without them the tests print "skipped" (and fail under `CI=true`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +17,16 @@ use kailash_redis::{RedisOptions, RedisState, check_url};
 use tokio::net::TcpStream;
 
 const NS: Namespace = Namespace::new("tls");
+
+/// Prints why a test is skipped; under `CI=true` fails instead, since a
+/// skipped TLS test would pass without testing anything.
+fn skip(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and {why}: failing instead of skipping"
+    );
+    eprintln!("skipped: {why}");
+}
 
 /// A temporary directory removed when dropped.
 struct TempDir(PathBuf);
@@ -127,7 +136,7 @@ impl TlsRedis {
     async fn start() -> Option<Self> {
         let dir = TempDir::new("tls");
         if !make_ca_and_leaf(&dir.0, "server") || !make_ca_and_leaf(&dir.0, "other") {
-            eprintln!("skipped: openssl could not make the test certificates");
+            skip("openssl could not make the test certificates");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -156,7 +165,7 @@ impl TlsRedis {
             .stderr(Stdio::null())
             .spawn();
         let Ok(child) = spawned else {
-            eprintln!("skipped: no redis-server on the PATH");
+            skip("no redis-server on the PATH");
             return None;
         };
         let mut redis = Self { child, port, dir };
@@ -165,7 +174,7 @@ impl TlsRedis {
                 return Some(redis);
             }
             if let Ok(Some(_)) = redis.child.try_wait() {
-                eprintln!("skipped: this redis-server cannot serve TLS");
+                skip("this redis-server cannot serve TLS");
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -266,7 +275,7 @@ async fn an_unverifiable_server_is_unavailable_never_trusted() {
 async fn tls_settings_are_checked_before_connecting() {
     let ca = TempDir::new("ca");
     if !make_ca_and_leaf(&ca.0, "x") {
-        eprintln!("skipped: openssl could not make a test CA");
+        skip("openssl could not make a test CA");
         return;
     }
     let pem = std::fs::read(ca.0.join("x-ca.pem")).unwrap();

@@ -154,8 +154,9 @@ impl GatewayBuilder {
     }
 
     /// Most connections one peer address holds at once (IPv6 peers by
-    /// their /64; default 256); excess ones are refused at once. Peers in
-    /// [`trusted_proxies`](Self::trusted_proxies) are exempt.
+    /// their /64; default 256); excess ones are refused at once (429
+    /// problem+json on plain HTTP, closed before the handshake on TLS).
+    /// Peers in [`trusted_proxies`](Self::trusted_proxies) are exempt.
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.server.max_connections_per_ip = n;
         self

@@ -323,13 +323,7 @@ fn user_id(username: &str) -> String {
 /// The throttle key of a client: IPv4 (also when IPv4-mapped) by address,
 /// IPv6 by its /64 network.
 fn ip_key(ip: IpAddr) -> StateKey {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => StateKey::global_display(NS_IP, v4),
-        IpAddr::V6(v6) => {
-            let net = u128::from(v6) & !((1u128 << 64) - 1);
-            StateKey::global_display(NS_IP, format_args!("{}/64", std::net::Ipv6Addr::from(net)))
-        }
-    }
+    StateKey::global_display(NS_IP, kailash_core::context::IpPrefixes::DEFAULT.group(ip))
 }
 
 /// Rounds up to whole seconds (a `Retry-After` never invites an early retry).

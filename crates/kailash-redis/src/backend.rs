@@ -47,9 +47,15 @@ impl std::fmt::Debug for RedisState {
 
 impl RedisState {
     /// Creates the backend for the Redis at `url`
-    /// (`redis://[user:pass@]host[:port][/db]` or `redis+unix:///path`; TLS
-    /// `rediss://` URLs are not supported by this build and are refused as
-    /// invalid).
+    /// (`redis://[user:pass@]host[:port][/db]`, `redis+unix:///path`, or
+    /// `rediss://…` for TLS).
+    ///
+    /// TLS uses rustls with the aws-lc-rs provider (installed as the
+    /// process default when none is), TLS 1.2 or 1.3, and always verifies
+    /// the server certificate and name: against
+    /// [`RedisOptions::tls_ca`] when set, else the system trust store
+    /// (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured). A `#insecure` URL,
+    /// which would skip verification, is refused.
     ///
     /// Opening the connection is lazy and self-healing: unless
     /// [`RedisOptions::require_connection`] is set, this returns `Ok` even when
@@ -58,7 +64,9 @@ impl RedisState {
     /// `connection_timeout + response_timeout`, and the backend reconnects by
     /// itself once Redis answers again.
     ///
-    /// Fails with [`StateError::InvalidArgument`] for a malformed URL, and with
+    /// Fails with [`StateError::InvalidArgument`] for a malformed URL (or a
+    /// [`tls_ca`](RedisOptions::tls_ca) that is not PEM certificates, or is
+    /// set for a URL without TLS), and with
     /// [`StateError::Unavailable`] when `require_connection` is set and Redis
     /// does not answer a `PING`. Must be called inside a Tokio runtime.
     pub async fn connect(
@@ -67,7 +75,7 @@ impl RedisState {
         options: RedisOptions,
     ) -> Result<Self, StateError> {
         let options = options.normalized();
-        let client = parse_url(url)?;
+        let client = client(url, &options)?;
         let conn = Connection::lazy(client.clone(), &options)?;
         let (shutdown, shutdown_rx) = watch::channel(());
         let hub = Hub::new(&client, &options, shutdown_rx);
@@ -154,13 +162,79 @@ impl RedisState {
 /// use kailash_redis::check_url;
 ///
 /// assert!(check_url("redis://:s3cret@cache.internal:6379/0").is_ok());
+/// assert!(check_url("rediss://cache.internal:6380").is_ok());
 /// assert!(check_url("redis://:pa?ss@cache").is_err());
+/// // Certificate verification cannot be switched off.
+/// assert!(check_url("rediss://cache.internal:6380/#insecure").is_err());
 /// ```
 pub fn check_url(url: &str) -> Result<(), StateError> {
-    parse_url(url).map(drop)
+    connection_info(url).map(drop)
 }
 
-fn parse_url(url: &str) -> Result<redis::Client, StateError> {
+fn connection_info(url: &str) -> Result<redis::ConnectionInfo, StateError> {
+    use redis::IntoConnectionInfo;
     // The URL may carry a password: never echo it.
-    redis::Client::open(url).map_err(|_| StateError::InvalidArgument("invalid Redis URL"))
+    let info = url
+        .into_connection_info()
+        .map_err(|_| StateError::InvalidArgument("invalid Redis URL"))?;
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
+        return Err(StateError::InvalidArgument(
+            "a rediss:// URL with #insecure is refused: the server certificate is always verified",
+        ));
+    }
+    Ok(info)
+}
+
+fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StateError> {
+    let info = connection_info(url)?;
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if tls {
+        install_crypto_provider();
+    }
+    let client = match (&options.tls_ca, tls) {
+        (None, _) => redis::Client::open(info),
+        (Some(_), false) => {
+            return Err(StateError::InvalidArgument(
+                "a TLS CA is set but the Redis URL is not rediss://",
+            ));
+        }
+        (Some(pem), true) => {
+            check_ca(pem)?;
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )
+        }
+    };
+    client.map_err(|_| StateError::InvalidArgument("invalid Redis URL or TLS settings"))
+}
+
+/// The CA must be at least one PEM certificate, all readable.
+fn check_ca(pem: &[u8]) -> Result<(), StateError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        cert.map_err(|_| StateError::InvalidArgument("the Redis TLS CA is not readable PEM"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(StateError::InvalidArgument(
+            "the Redis TLS CA holds no PEM certificate",
+        ));
+    }
+    Ok(())
+}
+
+/// The redis crate builds its rustls config from the process-default
+/// provider: make it aws-lc-rs (the workspace's one crypto backend) unless
+/// the application installed one already.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is set.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
 }

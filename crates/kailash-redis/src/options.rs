@@ -42,6 +42,10 @@ pub struct RedisOptions {
     /// When `false` (the default) it logs a warning and returns a backend
     /// whose operations fail with `Unavailable` until Redis is reachable.
     pub require_connection: bool,
+    /// PEM certificates of the CA(s) that sign the Redis server's
+    /// certificate, for `rediss://` URLs; `None` (the default) uses the
+    /// system trust store. Setting it for a URL without TLS is refused.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -52,6 +56,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_millis(500),
             pubsub_capacity: 1024,
             require_connection: false,
+            tls_ca: None,
         }
     }
 }
@@ -89,6 +94,13 @@ impl RedisOptions {
     #[must_use]
     pub fn with_require_connection(mut self, require: bool) -> Self {
         self.require_connection = require;
+        self
+    }
+
+    /// Sets [`tls_ca`](Self::tls_ca): PEM certificates to trust for `rediss://`.
+    #[must_use]
+    pub fn with_tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(pem.into());
         self
     }
 

@@ -24,7 +24,13 @@ pub(crate) async fn state_from_config(
         }
         #[cfg(feature = "redis")]
         Some(url) => {
-            let options = kailash_redis::RedisOptions::default().with_key_prefix(config.key_prefix.clone());
+            let mut options = kailash_redis::RedisOptions::default().with_key_prefix(config.key_prefix.clone());
+            if let Some(path) = &config.redis_tls_ca {
+                let pem = std::fs::read(path).map_err(|e| {
+                    GatewayError::State(format!("state.redis_tls_ca: {}: {e}", path.display()))
+                })?;
+                options = options.with_tls_ca(pem);
+            }
             let redis = kailash_redis::RedisState::connect(url, clock.clone(), options)
                 .await
                 .map_err(|e| GatewayError::State(e.to_string()))?;

@@ -65,8 +65,9 @@ impl Gateway {
 
     /// The composed stack as an axum `Router` (one catch-all service), to
     /// serve it yourself or to test it with `tower::ServiceExt::oneshot`.
-    /// Serving it yourself skips the server-level limits (connection cap,
-    /// header limits, header read timeout, TLS, graceful shutdown); without a
+    /// Serving it yourself skips the server-level limits (connection caps,
+    /// header limits, header read and idle deadlines, HTTP/2 keep-alive,
+    /// TLS, graceful shutdown); without a
     /// `ConnectInfo<SocketAddr>` or [`PeerAddr`](kailash_core::context::PeerAddr)
     /// every client shares one rate-limit bucket.
     pub fn router(&self) -> Router {

@@ -71,6 +71,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
     if builder.request_timeout.is_zero() || builder.server.header_read_timeout.is_zero() {
         return Err(GatewayError::Limit("timeouts must be positive"));
     }
+    builder.server.check()?;
     let mut this = builder;
     if this.access.is_some() && this.auth.is_none() && this.principal_layer.is_none() {
         return Err(GatewayError::Auth(
@@ -213,7 +214,9 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
     }
     if let Some(q) = limits.per_ip {
         app = app.layer(
-            RateLimitLayer::new(state.rate.clone(), Limit::PerIp(q)).fail_mode(limits.fail_mode),
+            RateLimitLayer::new(state.rate.clone(), Limit::PerIp(q))
+                .ip_prefixes(limits.ip_prefixes)
+                .fail_mode(limits.fail_mode),
         );
     }
 

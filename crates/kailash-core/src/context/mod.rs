@@ -54,7 +54,7 @@ use jiff::Timestamp;
 pub use config::IncomingRequestId;
 pub use future::ResponseFuture;
 pub use layer::SetRequestContextLayer;
-pub use proxy::TrustedProxies;
+pub use proxy::{ClientNet, InvalidPrefix, IpPrefixes, TrustedProxies};
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdGenerator};
 pub use service::SetRequestContext;
 

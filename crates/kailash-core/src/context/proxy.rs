@@ -1,4 +1,5 @@
-use std::net::{IpAddr, SocketAddr};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -68,6 +69,132 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+/// How client addresses are grouped when something is counted per client
+/// (rate limits, the login throttle, connection caps): IPv4 by a prefix of
+/// `ipv4` bits (default 32, each address), IPv6 by a prefix of `ipv6` bits
+/// (default 64: one IPv6 client usually holds a whole /64, so counting single
+/// addresses would give it 2^64 buckets). IPv4-mapped IPv6 addresses count
+/// as IPv4.
+///
+/// ```
+/// use kailash_core::context::IpPrefixes;
+///
+/// let prefixes = IpPrefixes::default();
+/// assert_eq!(prefixes.group("2001:db8::1".parse().unwrap()).to_string(), "2001:db8::/64");
+/// assert_eq!(prefixes.group("2001:db8::2:3".parse().unwrap()), prefixes.group("2001:db8::1".parse().unwrap()));
+/// assert_eq!(prefixes.group("::ffff:192.0.2.7".parse().unwrap()).to_string(), "192.0.2.7");
+/// let coarse = IpPrefixes::new(24, 48).unwrap();
+/// assert_eq!(coarse.group("192.0.2.7".parse().unwrap()).to_string(), "192.0.2.0/24");
+/// assert!(IpPrefixes::new(33, 64).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpPrefixes {
+    ipv4: u8,
+    ipv6: u8,
+}
+
+impl Default for IpPrefixes {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// An IPv4 or IPv6 prefix length outside its allowed range (see
+/// [`IpPrefixes::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPrefix {
+    /// The IPv4 prefix length is not in `16..=32`.
+    #[error("IPv4 prefix length must be 16 to 32, not {0}")]
+    Ipv4(u8),
+    /// The IPv6 prefix length is not in `32..=128`.
+    #[error("IPv6 prefix length must be 32 to 128, not {0}")]
+    Ipv6(u8),
+}
+
+impl IpPrefixes {
+    /// Each IPv4 address alone, IPv6 by /64.
+    pub const DEFAULT: Self = Self { ipv4: 32, ipv6: 64 };
+
+    /// Groups IPv4 by `/ipv4` (16 to 32) and IPv6 by `/ipv6` (32 to 128).
+    /// Shorter prefixes would put unrelated clients in one bucket.
+    pub fn new(ipv4: u8, ipv6: u8) -> Result<Self, InvalidPrefix> {
+        if !(16..=32).contains(&ipv4) {
+            return Err(InvalidPrefix::Ipv4(ipv4));
+        }
+        if !(32..=128).contains(&ipv6) {
+            return Err(InvalidPrefix::Ipv6(ipv6));
+        }
+        Ok(Self { ipv4, ipv6 })
+    }
+
+    /// The IPv4 prefix length.
+    pub fn ipv4(&self) -> u8 {
+        self.ipv4
+    }
+
+    /// The IPv6 prefix length.
+    pub fn ipv6(&self) -> u8 {
+        self.ipv6
+    }
+
+    /// The network `ip` is counted under.
+    pub fn group(&self, ip: IpAddr) -> ClientNet {
+        match canonical(ip) {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.ipv4)).unwrap_or(0);
+                ClientNet {
+                    addr: IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask)),
+                    len: self.ipv4,
+                }
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.ipv6))
+                    .unwrap_or(0);
+                ClientNet {
+                    addr: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)),
+                    len: self.ipv6,
+                }
+            }
+        }
+    }
+}
+
+/// The network a client address is counted under ([`IpPrefixes::group`]).
+/// Displays as the address for a full-length prefix (`192.0.2.7`), else in
+/// CIDR notation (`2001:db8::/64`): the form used in state keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientNet {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl ClientNet {
+    /// The network address (the client address with its host bits cleared).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+}
+
+impl fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        if self.len == full {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
     }
 }
 
@@ -168,5 +295,38 @@ mod tests {
             proxies().client_ip(ip("10.0.0.1"), &HeaderMap::new()),
             ip("10.0.0.1")
         );
+    }
+    #[test]
+    fn prefixes_group_clients_by_network() {
+        let p = IpPrefixes::default();
+        assert_eq!(p.group(ip("192.0.2.7")).to_string(), "192.0.2.7");
+        assert_eq!(
+            p.group(ip("2001:db8:1:2:aaaa::1")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            p.group(ip("2001:db8:1:3::1")),
+            p.group(ip("2001:db8:1:2::1"))
+        );
+        let p = IpPrefixes::new(24, 48).unwrap();
+        assert_eq!(p.group(ip("198.51.100.200")).to_string(), "198.51.100.0/24");
+        assert_eq!(
+            p.group(ip("2001:db8:1:ffff::1")).to_string(),
+            "2001:db8:1::/48"
+        );
+        let p = IpPrefixes::new(32, 128).unwrap();
+        assert_eq!(p.group(ip("2001:db8::1")).to_string(), "2001:db8::1");
+        assert_eq!(p.group(ip("::ffff:10.0.0.1")).to_string(), "10.0.0.1");
+        let p = IpPrefixes::new(16, 32).unwrap();
+        assert_eq!(p.group(ip("10.1.2.3")).to_string(), "10.1.0.0/16");
+        assert_eq!(p.group(ip("2001:db8:ff::1")).to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn prefix_lengths_are_bounded() {
+        assert_eq!(IpPrefixes::new(15, 64), Err(InvalidPrefix::Ipv4(15)));
+        assert_eq!(IpPrefixes::new(33, 64), Err(InvalidPrefix::Ipv4(33)));
+        assert_eq!(IpPrefixes::new(32, 31), Err(InvalidPrefix::Ipv6(31)));
+        assert_eq!(IpPrefixes::new(32, 129), Err(InvalidPrefix::Ipv6(129)));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::context::IpPrefixes;
 use crate::state::{RateLimiter, RateQuota};
 
 /// What a layer does when its state backend cannot answer.
@@ -32,6 +33,7 @@ pub enum Limit {
 pub(super) struct Config {
     pub(super) limiter: Arc<dyn RateLimiter>,
     pub(super) per_ip: Option<RateQuota>,
+    pub(super) ip_prefixes: IpPrefixes,
     pub(super) per_user: Option<RateQuota>,
     pub(super) per_tenant: Option<RateQuota>,
     pub(super) fail_mode: FailMode,

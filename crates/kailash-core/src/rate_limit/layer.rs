@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use tower::Layer;
 
+use crate::context::IpPrefixes;
 use crate::state::{RateLimiter, RateQuota};
 
 use super::RateLimit;
@@ -18,6 +19,7 @@ impl std::fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("per_ip", &self.config.per_ip)
+            .field("ip_prefixes", &self.config.ip_prefixes)
             .field("per_user", &self.config.per_user)
             .field("per_tenant", &self.config.per_tenant)
             .field("fail_mode", &self.config.fail_mode)
@@ -34,6 +36,7 @@ impl RateLimitLayer {
             config: Arc::new(Config {
                 limiter,
                 per_ip: None,
+                ip_prefixes: IpPrefixes::DEFAULT,
                 per_user: None,
                 per_tenant: None,
                 fail_mode: FailMode::default(),
@@ -56,6 +59,14 @@ impl RateLimitLayer {
     #[must_use]
     pub fn per_ip(self, quota: RateQuota) -> Self {
         self.update(|c| c.per_ip = Some(quota))
+    }
+
+    /// How client addresses share a per-IP bucket (default: each IPv4
+    /// address alone, IPv6 by /64, so one IPv6 client cannot spread its
+    /// requests over 2^64 addresses).
+    #[must_use]
+    pub fn ip_prefixes(self, prefixes: IpPrefixes) -> Self {
+        self.update(|c| c.ip_prefixes = prefixes)
     }
 
     /// Limits each authenticated user.

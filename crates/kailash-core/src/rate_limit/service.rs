@@ -85,7 +85,7 @@ fn buckets<B>(config: &Config, req: &Request<B>) -> Buckets {
             .get::<RequestContext>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), RequestContext::client_ip);
         out[0] = Some(Bucket {
-            key: StateKey::global_display(NS_IP, ip),
+            key: StateKey::global_display(NS_IP, config.ip_prefixes.group(ip)),
             quota,
             name: "ip",
         });
@@ -289,6 +289,40 @@ mod tests {
                 .status(),
             StatusCode::OK
         );
+    }
+
+    async fn status<S>(svc: &S, ip: &str) -> u16
+    where
+        S: tower::Service<Request<()>, Response = Response<ResponseBody<Empty<bytes::Bytes>>>>
+            + Clone,
+        S::Error: std::fmt::Debug,
+    {
+        svc.clone()
+            .oneshot(request(ip, None))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_share_a_bucket_per_prefix() {
+        let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
+        let quota = RateQuota::per_minute(1).unwrap();
+        let default =
+            RateLimitLayer::new(state.rate.clone(), Limit::PerIp(quota)).layer(ok_service());
+        assert_eq!(status(&default, "2001:db8:1:2::1").await, 200);
+        // Another address of the same /64: the same client.
+        assert_eq!(status(&default, "2001:db8:1:2:ffff::9").await, 429);
+        assert_eq!(status(&default, "2001:db8:1:3::1").await, 200);
+
+        let coarse = RateLimitLayer::new(state.rate.clone(), Limit::PerIp(quota))
+            .ip_prefixes(crate::context::IpPrefixes::new(24, 48).unwrap())
+            .layer(ok_service());
+        assert_eq!(status(&coarse, "198.51.100.1").await, 200);
+        assert_eq!(status(&coarse, "198.51.100.2").await, 429);
+        assert_eq!(status(&coarse, "2001:db8:5:1::1").await, 200);
+        assert_eq!(status(&coarse, "2001:db8:5:2::1").await, 429);
     }
 
     #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kailash_core::audit::{AuditSink, JsonLinesAuditSink, RetainingAuditSink};
 use kailash_core::clock::{Clock, SystemClock};
-use kailash_core::context::TrustedProxies;
+use kailash_core::context::{IpPrefixes, TrustedProxies};
 use kailash_core::state::RateQuota;
 
 use super::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
@@ -34,9 +34,12 @@ impl GatewayBuilder {
             .version(&g.version)
             .listen(s.listen)
             .max_connections(s.max_connections)
+            .max_connections_per_ip(s.max_connections_per_ip)
             .max_header_bytes(s.max_header_bytes)
             .max_headers(s.max_headers)
             .header_read_timeout(s.header_read_timeout.0)
+            .idle_timeout(s.idle_timeout.0)
+            .http2_keepalive(s.http2_keepalive_interval.0, s.http2_keepalive_timeout.0)
             .shutdown_grace(s.shutdown_grace.0)
             .trusted_proxies(TrustedProxies::new(s.trusted_proxies.iter().copied()))
             .incoming_request_id(s.incoming_request_id)
@@ -52,6 +55,11 @@ impl GatewayBuilder {
             .cors_max_age(config.cors.max_age.0)
             .rate_limits(RateLimits {
                 per_ip: quota(&config.rate_limit.per_ip)?,
+                ip_prefixes: IpPrefixes::new(
+                    config.rate_limit.ipv4_prefix,
+                    config.rate_limit.ipv6_prefix,
+                )
+                .map_err(|e| GatewayError::RateLimit(e.to_string()))?,
                 per_user: quota(&config.rate_limit.per_user)?,
                 per_tenant: quota(&config.rate_limit.per_tenant)?,
                 fail_mode: config.rate_limit.fail_mode,

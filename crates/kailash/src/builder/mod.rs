@@ -153,6 +153,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Most connections one peer address holds at once (IPv6 peers by
+    /// their /64; default 256); excess ones are refused at once (429
+    /// problem+json on plain HTTP, closed before the handshake on TLS).
+    /// Peers in [`trusted_proxies`](Self::trusted_proxies) are exempt.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.server.max_connections_per_ip = n;
+        self
+    }
+
     /// Largest request head in bytes (≥ 8192); larger answers 431.
     pub fn max_header_bytes(mut self, n: usize) -> Self {
         self.server.max_header_bytes = n;
@@ -165,9 +174,27 @@ impl GatewayBuilder {
         self
     }
 
-    /// Time allowed to receive a request head (slowloris defence).
+    /// Time allowed to receive a request head (slowloris defence): the
+    /// first one from the moment the client connects (TLS handshake
+    /// included), later ones from their first byte.
     pub fn header_read_timeout(mut self, d: Duration) -> Self {
         self.server.header_read_timeout = d;
+        self
+    }
+
+    /// How long a connection with no request in flight stays open (HTTP/1
+    /// keep-alive between requests, HTTP/2 without open streams; default 30 s).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.server.idle_timeout = d;
+        self
+    }
+
+    /// HTTP/2 keep-alive: a PING after `interval` without frames from the
+    /// client; no acknowledgement within `timeout` closes the connection
+    /// (defaults 20 s and 10 s).
+    pub fn http2_keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.server.http2_keepalive_interval = interval;
+        self.server.http2_keepalive_timeout = timeout;
         self
     }
 
@@ -248,8 +275,10 @@ impl GatewayBuilder {
         self
     }
 
-    /// Proxies whose `X-Forwarded-For` entries are believed.
+    /// Proxies whose `X-Forwarded-For` entries are believed; they are also
+    /// exempt from [`max_connections_per_ip`](Self::max_connections_per_ip).
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.server.trusted_proxies = proxies.clone();
         self.trusted_proxies = proxies;
         self
     }

@@ -1,5 +1,6 @@
 //! The public setting types the builder takes.
 
+use kailash_core::context::IpPrefixes;
 use kailash_core::rate_limit::FailMode;
 use kailash_core::state::RateQuota;
 
@@ -8,6 +9,9 @@ use kailash_core::state::RateQuota;
 pub struct RateLimits {
     /// Per client IP.
     pub per_ip: Option<RateQuota>,
+    /// How `per_ip` groups client addresses (default: IPv4 each address,
+    /// IPv6 by /64).
+    pub ip_prefixes: IpPrefixes,
     /// Per authenticated user (requests carrying a `Principal`).
     pub per_user: Option<RateQuota>,
     /// Per tenant (requests whose `Principal` has a tenant).

@@ -35,14 +35,28 @@ pub struct ServerConfig {
     /// Most connections served at once; further ones are refused at once
     /// with 503 (plain HTTP) or closed (TLS). Default 10 000.
     pub max_connections: usize,
+    /// Most connections one peer address holds at once (IPv6 peers by
+    /// their /64); further ones are refused at once with 429 (plain HTTP)
+    /// or closed (TLS). Peers in `trusted_proxies` are exempt. Default 256.
+    pub max_connections_per_ip: usize,
     /// Largest request head (request line plus headers), in bytes; larger
     /// answers 431. At least 8192. Default 16 384.
     pub max_header_bytes: usize,
     /// Most request headers; more answers 431. Default 100.
     pub max_headers: usize,
-    /// Time a client has to send a complete request head (slowloris
-    /// defence); also bounds idle keep-alive. Default `10s`.
+    /// Time a client has to send its first request head from the moment
+    /// it connects (TLS handshake included), and every later head from its
+    /// first byte (slowloris and silent-socket defence). Default `10s`.
     pub header_read_timeout: ConfigDuration,
+    /// How long a connection with no request in flight (HTTP/1 keep-alive
+    /// between requests, HTTP/2 without open streams) stays open. Default `30s`.
+    pub idle_timeout: ConfigDuration,
+    /// HTTP/2: a PING is sent after this long without frames from the
+    /// client. Default `20s`.
+    pub http2_keepalive_interval: ConfigDuration,
+    /// HTTP/2: a PING not acknowledged within this closes the connection.
+    /// Default `10s`.
+    pub http2_keepalive_timeout: ConfigDuration,
     /// How long in-flight requests may run after a shutdown signal. Default `30s`.
     pub shutdown_grace: ConfigDuration,
     /// Networks of your own proxies/load balancers whose `X-Forwarded-For`
@@ -60,9 +74,13 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             header_read_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+            idle_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
+            http2_keepalive_interval: ConfigDuration(std::time::Duration::from_secs(20)),
+            http2_keepalive_timeout: ConfigDuration(std::time::Duration::from_secs(10)),
             shutdown_grace: ConfigDuration(std::time::Duration::from_secs(30)),
             trusted_proxies: Vec::new(),
             incoming_request_id: IncomingRequestId::default(),
@@ -151,11 +169,17 @@ impl Default for CorsConfig {
 }
 
 /// `[rate_limit]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Per client IP (resolved through `server.trusted_proxies`).
     pub per_ip: Option<RateConfig>,
+    /// `per_ip` counts IPv4 clients by this prefix length (16 to 32).
+    /// Default 32: each address alone.
+    pub ipv4_prefix: u8,
+    /// `per_ip` counts IPv6 clients by this prefix length (32 to 128).
+    /// Default 64: one client usually holds a whole /64.
+    pub ipv6_prefix: u8,
     /// Per authenticated user.
     pub per_user: Option<RateConfig>,
     /// Per tenant.
@@ -165,13 +189,30 @@ pub struct RateLimitConfig {
     pub fail_mode: FailMode,
 }
 
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let prefixes = kailash_core::context::IpPrefixes::DEFAULT;
+        Self {
+            per_ip: None,
+            ipv4_prefix: prefixes.ipv4(),
+            ipv6_prefix: prefixes.ipv6(),
+            per_user: None,
+            per_tenant: None,
+            fail_mode: FailMode::default(),
+        }
+    }
+}
+
 /// `[state]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// Redis URL (`redis://host:6379/0`); absent keeps state in memory.
-    /// Needs the `redis` feature.
+    /// Redis URL (`redis://host:6379/0`, or `rediss://` for TLS); absent
+    /// keeps state in memory. Needs the `redis` feature.
     pub redis_url: Option<String>,
+    /// PEM file of the CA(s) that sign the Redis server's certificate, for a
+    /// `rediss://` URL; absent uses the system trust store.
+    pub redis_tls_ca: Option<PathBuf>,
     /// Prefix of every Redis key. Default `kailash:`.
     pub key_prefix: String,
     /// In-memory backend: most rate-limit keys held at once. Default 100 000.
@@ -182,6 +223,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_tls_ca: None,
             key_prefix: "kailash:".to_owned(),
             max_rate_limit_keys: 100_000,
         }

@@ -20,11 +20,24 @@ impl GatewayConfig {
         if s.max_headers == 0 {
             return Err(("server.max_headers".into(), "must be at least 1".into()));
         }
-        if s.header_read_timeout.0.is_zero() {
+        if s.max_connections_per_ip == 0 {
             return Err((
-                "server.header_read_timeout".into(),
-                "must be positive".into(),
+                "server.max_connections_per_ip".into(),
+                "must be at least 1".into(),
             ));
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+            (
+                "server.http2_keepalive_interval",
+                s.http2_keepalive_interval,
+            ),
+            ("server.http2_keepalive_timeout", s.http2_keepalive_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err((key.into(), "must be positive".into()));
+            }
         }
         if self.gateway.request_timeout.0.is_zero() {
             return Err(("gateway.request_timeout".into(), "must be positive".into()));
@@ -42,6 +55,28 @@ impl GatewayConfig {
             if let Some(rate) = rate {
                 rate.quota().map_err(|e| (key.into(), e.to_string()))?;
             }
+        }
+        if let Err(e) = kailash_core::context::IpPrefixes::new(
+            self.rate_limit.ipv4_prefix,
+            self.rate_limit.ipv6_prefix,
+        ) {
+            let key = match e {
+                kailash_core::context::InvalidPrefix::Ipv4(_) => "rate_limit.ipv4_prefix",
+                kailash_core::context::InvalidPrefix::Ipv6(_) => "rate_limit.ipv6_prefix",
+            };
+            return Err((key.into(), e.to_string()));
+        }
+        if self.state.redis_tls_ca.is_some()
+            && !self
+                .state
+                .redis_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+        {
+            return Err((
+                "state.redis_tls_ca".into(),
+                "needs a rediss:// state.redis_url (TLS to Redis)".into(),
+            ));
         }
         if self.state.key_prefix.is_empty() {
             return Err(("state.key_prefix".into(), "must not be empty".into()));

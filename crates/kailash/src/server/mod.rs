@@ -1,5 +1,7 @@
-//! The accept loop: a real cap on connections, header limits, a header read
-//! timeout, optional TLS, and graceful shutdown.
+//! The accept loop: a real cap on connections (global and per peer
+//! address), header limits, connection-level deadlines (first bytes, request
+//! heads, idle keep-alive, HTTP/2 keep-alive pings), optional TLS, and
+//! graceful shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,32 +11,48 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use kailash_core::context::PeerAddr;
 use kailash_core::problem::Problem;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
+mod deadline;
+mod peers;
 mod settings;
 
+use deadline::{Activity, Timeouts, TrackedBody, TrackedIo, Watchdog};
+use peers::{Admission, PeerConnections};
 pub(crate) use settings::{Handler, ServerSettings};
 
 fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Head and idle deadlines are the connection's watchdog's (see
+    // `deadline`): hyper's own header timer would re-arm per request and
+    // cut idle keep-alive at the header timeout.
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes)
         .max_headers(settings.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(settings.http2_keepalive_interval)
+        .keep_alive_timeout(settings.http2_keepalive_timeout)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .max_pending_accept_reset_streams(64);
     builder
+}
+
+/// What every connection task needs, shared by all of them.
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    handler: Handler,
+    timeouts: Timeouts,
 }
 
 /// Serves until `shutdown` resolves, then drains connections for at most
@@ -46,17 +64,29 @@ pub(crate) async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let builder = http_builder(settings);
+    let connections = Arc::new(Connections {
+        builder: http_builder(settings),
+        handler,
+        timeouts: Timeouts {
+            header: settings.header_read_timeout,
+            idle: settings.idle_timeout,
+        },
+    });
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let peers = PeerConnections::new(
+        settings.max_connections_per_ip,
+        settings.max_connections,
+        settings.trusted_proxies.clone(),
+    );
     // Answering refused connections is itself bounded: past this many at
     // once, a refused connection is simply closed.
     let refusals = Refusals {
         writers: Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS)),
-        log: RefusalLog::default(),
+        full: RefusalLog::default(),
+        per_peer: RefusalLog::default(),
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let handshake_timeout = settings.header_read_timeout;
     tokio::pin!(shutdown);
 
     loop {
@@ -72,54 +102,45 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let accepted_at = Instant::now();
+        let slot = match peers.as_ref().map(|p| p.admit(peer.ip())) {
+            Some(Admission::Refused) => {
+                refuse(stream, acceptor.is_some(), &refusals, Refusal::PerPeer);
+                continue;
+            }
+            Some(Admission::Admitted(slot)) => slot,
+            None => None,
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            refuse(stream, acceptor.is_some(), &refusals);
+            refuse(stream, acceptor.is_some(), &refusals, Refusal::Full);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = connection_service(handler.clone(), peer);
-        let builder = builder.clone();
+        let connections = connections.clone();
         let watcher = graceful.watcher();
-        match acceptor.clone() {
-            None => {
-                tokio::spawn(async move {
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(error) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    let tls_stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let activity = Activity::new(accepted_at);
+            match acceptor {
+                None => connections.serve(stream, peer, activity, watcher).await,
+                Some(acceptor) => {
+                    // The handshake is part of the first head's time.
+                    let handshake_deadline = accepted_at + connections.timeouts.header;
+                    match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => s,
+                        Ok(Ok(tls_stream)) => {
+                            connections.serve(tls_stream, peer, activity, watcher).await;
+                        }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "TLS handshake failed");
-                            return;
                         }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(tls_stream), service)
-                        .into_owned();
-                    if let Err(error) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                    drop(permit);
-                });
+                }
             }
-        }
+            drop(permit);
+            drop(slot);
+        });
     }
 
     drop(listener);
@@ -135,28 +156,64 @@ pub(crate) async fn serve(
     }
 }
 
+impl Connections {
+    /// Serves one connection until it ends or its watchdog's deadline passes.
+    async fn serve<I>(&self, io: I, peer: SocketAddr, activity: Arc<Activity>, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let watchdog = Watchdog::new(activity.clone(), self.timeouts);
+        let service = connection_service(self.handler.clone(), peer, activity.clone());
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(TrackedIo::new(io, activity)), service)
+            .into_owned();
+        // Biased: the watchdog looks after the connection has made its
+        // progress, so it sees every state change of this wake.
+        tokio::select! {
+            biased;
+            result = watcher.watch(conn) => if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            },
+            () = watchdog => tracing::debug!(%peer, "connection closed: header or idle deadline passed"),
+        }
+    }
+}
+
 fn connection_service(
     handler: Handler,
     peer: SocketAddr,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
-    Response = axum::response::Response,
+    Response = http::Response<TrackedBody>,
     Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+    Future = impl Future<Output = Result<http::Response<TrackedBody>, std::convert::Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        let in_flight = activity.begin();
         req.extensions_mut().insert(PeerAddr(peer));
         let response = handler(req.map(axum::body::Body::new));
-        async move { Ok(response.await) }
+        async move { Ok(response.await.map(|body| TrackedBody::new(body, in_flight))) }
     })
 }
 
-/// Refused connections answered with a 503 at the same time.
+/// Refused connections answered at the same time.
 const MAX_CONCURRENT_REFUSALS: usize = 64;
 
 struct Refusals {
     writers: Arc<Semaphore>,
-    log: RefusalLog,
+    full: RefusalLog,
+    per_peer: RefusalLog,
+}
+
+/// Why a connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `max_connections` are open.
+    Full,
+    /// The peer holds `max_connections_per_ip`.
+    PerPeer,
 }
 
 /// Logs refusals at most once a second, with how many there were, so a
@@ -168,7 +225,7 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn note(&self) {
+    fn note(&self, why: Refusal) {
         use std::sync::atomic::Ordering::Relaxed;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -182,20 +239,29 @@ impl RefusalLog {
                 .is_ok()
         {
             self.count.store(0, Relaxed);
-            tracing::warn!(
-                refused = count,
-                "connection limit reached; refusing connections"
-            );
+            match why {
+                Refusal::Full => tracing::warn!(
+                    refused = count,
+                    "connection limit reached; refusing connections"
+                ),
+                Refusal::PerPeer => tracing::warn!(
+                    refused = count,
+                    "per-address connection limit reached; refusing that address's connections"
+                ),
+            }
         }
     }
 }
 
-/// Answers a connection over the cap and closes it, without reading the
-/// request: 503 problem+json for plain HTTP, a bare close for TLS (no
-/// handshake is spent on it) or when too many refusals are already being
-/// written.
-fn refuse(mut stream: TcpStream, tls: bool, refusals: &Refusals) {
-    refusals.log.note();
+/// Answers a connection over a cap and closes it, without reading the
+/// request: problem+json for plain HTTP (503 when the server is full, 429
+/// when the peer holds its share), a bare close for TLS (no handshake is
+/// spent on it) or when too many refusals are already being written.
+fn refuse(mut stream: TcpStream, tls: bool, refusals: &Refusals, why: Refusal) {
+    match why {
+        Refusal::Full => refusals.full.note(why),
+        Refusal::PerPeer => refusals.per_peer.note(why),
+    }
     let permit = match refusals.writers.clone().try_acquire_owned() {
         Ok(permit) if !tls => permit,
         _ => {
@@ -205,11 +271,23 @@ fn refuse(mut stream: TcpStream, tls: bool, refusals: &Refusals) {
     };
     tokio::spawn(async move {
         let _permit = permit;
-        let body = Problem::service_unavailable("the server is at its connection limit")
-            .with_retry_after(Duration::from_secs(1))
-            .to_json();
+        let retry_after = Duration::from_secs(1);
+        let (status, problem) = match why {
+            Refusal::Full => (
+                "503 Service Unavailable",
+                Problem::service_unavailable("the server is at its connection limit")
+                    .with_retry_after(retry_after),
+            ),
+            Refusal::PerPeer => (
+                "429 Too Many Requests",
+                Problem::too_many_requests(retry_after)
+                    .with_detail("too many connections from this address")
+                    .with_extension("limit", "connections"),
+            ),
+        };
+        let body = problem.to_json();
         let head = format!(
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status}\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         let write = async {

@@ -22,7 +22,9 @@ fn default_key_name(alg: Algorithm) -> PathBuf {
     Path::new("keys").join(format!("signing-{}.pem", alg.as_str().to_ascii_lowercase()))
 }
 
-/// Creates `path` readable by its owner only; fails if it exists.
+/// Creates `path` readable by its owner only; fails if it exists. A write
+/// that fails part-way removes the file, so no truncated key is left for a
+/// later `signing_key` line to point at.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -35,8 +37,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
+    let written = file
+        .write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all());
+    if written.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 /// A TOML string literal (quoted and escaped).

@@ -12,26 +12,6 @@ use super::config::Config;
 use super::future::ResponseFuture;
 use crate::jwt::VerifyError;
 
-/// The longest request path an audit entry repeats, in bytes: a path may
-/// be as long as the server's header limit, an audit entry stays small.
-const MAX_AUDITED_PATH: usize = 256;
-
-/// `path`, cut to [`MAX_AUDITED_PATH`] bytes (at a character boundary,
-/// marked with `…`).
-fn bounded_path(path: &str) -> String {
-    if path.len() <= MAX_AUDITED_PATH {
-        return path.to_owned();
-    }
-    let mut end = MAX_AUDITED_PATH;
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut cut = String::with_capacity(end + 3);
-    cut.push_str(&path[..end]);
-    cut.push('…');
-    cut
-}
-
 /// Why a request was refused.
 pub(super) enum Failure {
     Missing,
@@ -83,7 +63,7 @@ impl Failure {
             .at(config.verifier.clock().now())
             .severity(severity)
             .reason(self.reason())
-            .resource(bounded_path(req.uri().path()));
+            .resource(req.uri().path());
         if let Some(ctx) = req.extensions().get::<RequestContext>() {
             event = event.context(ctx);
         }
@@ -141,19 +121,5 @@ impl Failure {
             }
             Ok(response)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn audited_paths_are_bounded() {
-        assert_eq!(bounded_path("/api/x"), "/api/x");
-        let long = format!("/{}", "é".repeat(4096));
-        let cut = bounded_path(&long);
-        assert!(cut.len() <= MAX_AUDITED_PATH + '…'.len_utf8());
-        assert!(cut.ends_with('…'));
     }
 }

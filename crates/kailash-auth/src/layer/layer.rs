@@ -51,8 +51,9 @@ impl JwtAuthLayer {
         self
     }
 
-    /// Also accepts the token from the cookie `name` (the header wins when both
-    /// are present).
+    /// Also accepts the token from the cookie `name`. A request carrying
+    /// both the cookie and an `Authorization` header is refused (`401`,
+    /// `invalid_request`): one credential per request.
     pub fn cookie(mut self, name: impl Into<String>) -> Self {
         self.config_mut().cookie = Some(name.into());
         self

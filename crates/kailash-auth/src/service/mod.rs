@@ -26,10 +26,12 @@ mod logout;
 mod mfa;
 mod overrides;
 mod password;
+mod reauth;
 mod sessions;
 mod tenant_gate;
 mod token_refresh;
 mod tokens;
+mod username_tag;
 
 use std::sync::Arc;
 
@@ -48,7 +50,7 @@ pub use tokens::TokenPair;
 
 use crate::jwt::{KeySet, TokenCache, TokenType, Verifier};
 use crate::lockout::Lockout;
-use crate::password::PasswordHasher;
+use crate::password::{HashLimiter, PasswordHasher};
 use crate::refresh::RefreshFamilies;
 use crate::session::SessionStore;
 use crate::totp::TotpGuard;
@@ -74,6 +76,7 @@ struct Inner {
     lockout: Lockout,
     totp: TotpGuard,
     hasher: PasswordHasher,
+    tags: username_tag::UsernameTags,
     audit: Arc<dyn AuditSink>,
     tenants: Option<Arc<dyn TenantGate>>,
 }
@@ -117,7 +120,11 @@ impl AuthService {
                 families: RefreshFamilies::new(state.clone(), config.refresh.clone()),
                 lockout: Lockout::new(state.clone(), config.lockout.clone()),
                 totp: TotpGuard::from_state(config.totp, &state),
-                hasher: PasswordHasher::default(),
+                hasher: PasswordHasher::default().with_limiter(HashLimiter::new(
+                    config.max_concurrent_hashes,
+                    config.hash_queue_timeout,
+                )),
+                tags: username_tag::UsernameTags::from_keys(&keys),
                 config,
                 users,
                 keys,
@@ -140,11 +147,15 @@ impl AuthService {
         }
         self
     }
-    /// Uses `hasher` for new password hashes (and the dummy verification).
+    /// Uses `hasher`'s parameters for new password hashes (and the dummy
+    /// verification). The service keeps its own [`HashLimiter`] (from
+    /// [`AuthConfig::max_concurrent_hashes`]): one bound for every hash and
+    /// verification it runs.
     #[must_use]
     pub fn with_hasher(mut self, hasher: PasswordHasher) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.hasher = hasher;
+            let limiter = inner.hasher.limiter().clone();
+            inner.hasher = hasher.with_limiter(limiter);
         }
         self
     }

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use data_encoding::BASE64URL_NOPAD;
 use http::{HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::EncodingKey;
-use kailash_auth::jwt::{Claims, KeySet, SigningKey, TokenType, Verifier, VerifyError};
+use kailash_auth::jwt::{Algorithm, Claims, KeySet, SigningKey, TokenType, Verifier, VerifyError};
 use kailash_auth::layer::JwtAuthLayer;
 use kailash_core::clock::ManualClock;
 use kailash_core::problem::ResponseBody;
@@ -33,7 +33,8 @@ pub(crate) const NOW: i64 = 1_700_000_000;
 pub(crate) const ISS: &str = "https://id.example";
 /// The audience the verifier expects.
 pub(crate) const AUD: &str = "api";
-/// The `kid` of the test key.
+/// The `kid` of the HS256 test key (the set also holds public `rs`, `es`
+/// and `ed` keys whose private halves nobody keeps).
 pub(crate) const KID: &str = "fuzz";
 /// The HS256 secret of the test key (a test value, not a secret).
 const SECRET: [u8; 32] = [0x5a; 32];
@@ -55,6 +56,17 @@ fn fixture() -> &'static Fixture {
         ));
         let key = SigningKey::hs256(KID, &SECRET).expect("test key");
         let keys = Arc::new(KeySet::new(key, clock.clone()));
+        // Public keys of the other algorithms, so arbitrary signatures reach
+        // RSA, ECDSA and EdDSA verification too (kids `rs`, `es`, `ed`).
+        for (alg, kid) in [
+            (Algorithm::RS256, "rs"),
+            (Algorithm::ES256, "es"),
+            (Algorithm::EdDSA, "ed"),
+        ] {
+            let other = SigningKey::generate(alg, kid).expect("key generation");
+            keys.add_verifier(other.verifying_key())
+                .expect("distinct kid");
+        }
         let verifier = Verifier::builder(keys.clone(), ISS, AUD)
             .clock(clock)
             .build();

@@ -121,18 +121,18 @@ pub(crate) fn run(bytes: &[u8]) -> Outcome {
     }
 
     // 2. The verifier, with the input as the compact JWS.
-    if let Ok(token) = std::str::from_utf8(bytes) {
-        if let Some(claims) = accepted(f.verifier.verify_now(token)) {
-            out.token_ok = true;
-            // A token that verifies is a valid header value with no space,
-            // so the layer must have let it through too.
-            assert_eq!(
-                layer_status,
-                Some(StatusCode::OK),
-                "verifier accepted what the layer refused"
-            );
-            round_trip(f, &claims);
-        }
+    if let Ok(token) = std::str::from_utf8(bytes)
+        && let Some(claims) = accepted(f.verifier.verify_now(token))
+    {
+        out.token_ok = true;
+        // A token that verifies is a valid header value with no space, so
+        // the layer must have let it through too.
+        assert_eq!(
+            layer_status,
+            Some(StatusCode::OK),
+            "verifier accepted what the layer refused"
+        );
+        round_trip(f, &claims);
     }
 
     // 3. The input as the payload of a correctly signed token.

@@ -12,7 +12,9 @@
 //! 4. as the JWS header of such a token, so the header checks see
 //!    arbitrary JSON.
 //!
-//! Nothing may panic; every refusal must be a typed [`VerifyError`].
+//! Nothing may panic; every refusal must be a typed [`VerifyError`]; the
+//! layer's audit event for a refusal stays small and never holds the
+//! credential it refused.
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -22,6 +24,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::EncodingKey;
 use kailash_auth::jwt::{Algorithm, Claims, KeySet, SigningKey, TokenType, Verifier, VerifyError};
 use kailash_auth::layer::JwtAuthLayer;
+use kailash_core::audit::MemoryAuditSink;
 use kailash_core::clock::ManualClock;
 use kailash_core::problem::ResponseBody;
 use tower::util::BoxCloneSyncService;
@@ -38,6 +41,11 @@ pub(crate) const AUD: &str = "api";
 pub(crate) const KID: &str = "fuzz";
 /// The HS256 secret of the test key (a test value, not a secret).
 const SECRET: [u8; 32] = [0x5a; 32];
+/// The largest audit event the layer may write for one refusal (JSON bytes).
+const MAX_AUDIT_EVENT: usize = 1024;
+/// Inputs at least this long must not appear in an audit event. (A shorter
+/// one may be a fixed phrase the event holds anyway, like `auth.token`.)
+const MIN_SECRET_LEN: usize = 64;
 
 type Svc = BoxCloneSyncService<Request<()>, Response<ResponseBody<String>>, Infallible>;
 
@@ -45,6 +53,7 @@ struct Fixture {
     keys: Arc<KeySet>,
     verifier: Verifier,
     service: Svc,
+    audit: Arc<MemoryAuditSink>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -73,7 +82,10 @@ fn fixture() -> &'static Fixture {
         let inner = service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(String::new()))
         });
-        let service = BoxCloneSyncService::new(JwtAuthLayer::new(verifier.clone()).layer(inner));
+        // Capacity 1: only the newest event is looked at.
+        let audit = Arc::new(MemoryAuditSink::with_capacity(1));
+        let layer = JwtAuthLayer::new(verifier.clone()).audit(audit.clone());
+        let service = BoxCloneSyncService::new(layer.layer(inner));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -81,6 +93,7 @@ fn fixture() -> &'static Fixture {
             keys,
             verifier,
             service,
+            audit,
             runtime,
         }
     })
@@ -154,14 +167,33 @@ pub(crate) fn run(bytes: &[u8]) -> Outcome {
 
 /// The status the layer answers for an `Authorization: value` request.
 fn call(f: &Fixture, value: HeaderValue) -> StatusCode {
+    let credential = value.as_bytes().to_vec();
     let mut req = Request::new(());
     *req.uri_mut() = http::Uri::from_static("/me");
     req.headers_mut().insert(http::header::AUTHORIZATION, value);
     let svc = f.service.clone();
-    match f.runtime.block_on(svc.oneshot(req)) {
+    let status = match f.runtime.block_on(svc.oneshot(req)) {
         Ok(res) => res.status(),
         Err(never) => match never {},
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        let events = f.audit.events();
+        let event = events.last().expect("a refusal is audited");
+        let json = serde_json::to_string(event).expect("event serializes");
+        assert!(
+            json.len() <= MAX_AUDIT_EVENT,
+            "audit event of {} bytes",
+            json.len()
+        );
+        if credential.len() >= MIN_SECRET_LEN {
+            let text = String::from_utf8_lossy(&credential);
+            assert!(
+                !json.contains(text.as_ref()),
+                "audit event holds the credential"
+            );
+        }
     }
+    status
 }
 
 /// The claims of an accepted token; a refusal must carry its typed reason.

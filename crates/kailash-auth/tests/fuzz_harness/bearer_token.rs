@@ -4,8 +4,10 @@
 //!
 //! One input is tried four ways, all through the real code:
 //!
-//! 1. as the whole `Authorization` header value, and as the credential after
-//!    `Bearer `, through a [`JwtAuthLayer`] (status must be 200 or 401);
+//! 1. as the whole `Authorization` header value, as the credential after
+//!    `Bearer `, as a `Cookie` header and the credential cookie, and as the
+//!    query credential of a WebSocket upgrade, through a [`JwtAuthLayer`]
+//!    (status must be 200 or 401);
 //! 2. as a compact JWS, through [`Verifier::verify_now`];
 //! 3. as the JWS payload of a token signed with the test key, so the claims
 //!    parser and the time/issuer/audience checks see arbitrary JSON;
@@ -20,7 +22,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
 use data_encoding::BASE64URL_NOPAD;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{AUTHORIZATION, COOKIE, UPGRADE};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::EncodingKey;
 use kailash_auth::jwt::{Algorithm, Claims, KeySet, SigningKey, TokenType, Verifier, VerifyError};
 use kailash_auth::layer::JwtAuthLayer;
@@ -41,6 +44,10 @@ pub(crate) const AUD: &str = "api";
 pub(crate) const KID: &str = "fuzz";
 /// The HS256 secret of the test key (a test value, not a secret).
 const SECRET: [u8; 32] = [0x5a; 32];
+/// The cookie the layer also reads the token from.
+const COOKIE_NAME: &str = "kailash_at";
+/// The query parameter the layer reads the token from on WebSocket upgrades.
+const QUERY_NAME: &str = "access_token";
 /// The largest audit event the layer may write for one refusal (JSON bytes).
 const MAX_AUDIT_EVENT: usize = 1024;
 /// Inputs at least this long must not appear in an audit event. (A shorter
@@ -84,7 +91,10 @@ fn fixture() -> &'static Fixture {
         });
         // Capacity 1: only the newest event is looked at.
         let audit = Arc::new(MemoryAuditSink::with_capacity(1));
-        let layer = JwtAuthLayer::new(verifier.clone()).audit(audit.clone());
+        let layer = JwtAuthLayer::new(verifier.clone())
+            .cookie(COOKIE_NAME)
+            .websocket_query_param(QUERY_NAME)
+            .audit(audit.clone());
         let service = BoxCloneSyncService::new(layer.layer(inner));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -115,22 +125,25 @@ pub(crate) fn run(bytes: &[u8]) -> Outcome {
     let f = fixture();
     let mut out = Outcome::default();
 
-    // 1. The layer, with the input as the header value and as the credential.
+    // 1. The layer, with the input as the whole header value, as the
+    //    credential after `Bearer `, as a cookie header and as the query
+    //    credential of a WebSocket upgrade.
     if let Ok(value) = HeaderValue::from_bytes(bytes) {
-        let status = call(f, value);
-        assert!(
-            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
-            "layer answered {status}"
-        );
+        call(f, request("/me", AUTHORIZATION, value.clone()), bytes);
+        call(f, request("/me", COOKIE, value), bytes);
     }
-    let mut bearer = b"Bearer ".to_vec();
-    bearer.extend_from_slice(bytes);
-    let layer_status = HeaderValue::from_bytes(&bearer).ok().map(|v| call(f, v));
-    if let Some(status) = layer_status {
-        assert!(
-            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
-            "layer answered {status}"
-        );
+    let layer_status = HeaderValue::from_bytes(&[b"Bearer ", bytes].concat())
+        .ok()
+        .map(|v| call(f, request("/me", AUTHORIZATION, v), bytes));
+    if let Ok(value) = HeaderValue::from_bytes(&[COOKIE_NAME.as_bytes(), b"=", bytes].concat()) {
+        call(f, request("/me", COOKIE, value), bytes);
+    }
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && let Ok(uri) = http::Uri::try_from(format!("/ws?{QUERY_NAME}={text}"))
+    {
+        let mut req = request("/ws", UPGRADE, HeaderValue::from_static("websocket"));
+        *req.uri_mut() = uri;
+        call(f, req, bytes);
     }
 
     // 2. The verifier, with the input as the compact JWS.
@@ -165,17 +178,26 @@ pub(crate) fn run(bytes: &[u8]) -> Outcome {
     out
 }
 
-/// The status the layer answers for an `Authorization: value` request.
-fn call(f: &Fixture, value: HeaderValue) -> StatusCode {
-    let credential = value.as_bytes().to_vec();
+/// A request for `path` with one header.
+fn request(path: &'static str, name: HeaderName, value: HeaderValue) -> Request<()> {
     let mut req = Request::new(());
-    *req.uri_mut() = http::Uri::from_static("/me");
-    req.headers_mut().insert(http::header::AUTHORIZATION, value);
+    *req.uri_mut() = http::Uri::from_static(path);
+    req.headers_mut().insert(name, value);
+    req
+}
+
+/// The status the layer answers for `req`, which carries `credential`: 200
+/// or 401, and a 401's audit event is small and does not hold it.
+fn call(f: &Fixture, req: Request<()>, credential: &[u8]) -> StatusCode {
     let svc = f.service.clone();
     let status = match f.runtime.block_on(svc.oneshot(req)) {
         Ok(res) => res.status(),
         Err(never) => match never {},
     };
+    assert!(
+        status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+        "layer answered {status}"
+    );
     if status == StatusCode::UNAUTHORIZED {
         let events = f.audit.events();
         let event = events.last().expect("a refusal is audited");
@@ -186,7 +208,7 @@ fn call(f: &Fixture, value: HeaderValue) -> StatusCode {
             json.len()
         );
         if credential.len() >= MIN_SECRET_LEN {
-            let text = String::from_utf8_lossy(&credential);
+            let text = String::from_utf8_lossy(credential);
             assert!(
                 !json.contains(text.as_ref()),
                 "audit event holds the credential"

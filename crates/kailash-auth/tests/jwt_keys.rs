@@ -248,3 +248,38 @@ fn keys_round_trip_through_pkcs8_pem_and_hide_secrets() {
     );
     assert!(SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", b"garbage").is_err());
 }
+
+#[path = "fuzz_harness/jwks.rs"]
+mod fuzz_jwks;
+
+/// Replays the `jwks` fuzz corpus (`fuzz/corpus/jwks/`) on stable through
+/// the fuzz target's own harness: no input panics, every `seed_*` loads
+/// (with at least one key) and every `bad_*` loads no key. Files with
+/// neither prefix are inputs whose outcome is not pinned here (a point off
+/// the P-256 curve loads and only fails at verification, for one).
+#[test]
+fn replay_jwks_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/jwks");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let loaded = std::panic::catch_unwind(|| fuzz_jwks::run(&bytes))
+            .unwrap_or_else(|_| panic!("panicked on {}", path.display()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("seed_") {
+            assert!(
+                loaded.is_some_and(|n| n > 0),
+                "{name} should load: {loaded:?}"
+            );
+        } else if name.starts_with("bad_") {
+            assert_eq!(loaded.unwrap_or(0), 0, "{name} should load no key");
+        }
+        files += 1;
+    }
+    assert!(files >= 8, "corpus has {files} files");
+    assert_eq!((fuzz_jwks::NOW, fuzz_jwks::KID), (NOW, "fz"));
+}

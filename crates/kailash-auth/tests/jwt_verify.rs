@@ -512,3 +512,47 @@ proptest::proptest! {
         proptest::prop_assert!(v.verify_now(&dots).is_err());
     }
 }
+
+#[path = "fuzz_harness/bearer_token.rs"]
+mod fuzz_bearer_token;
+
+/// Replays the `bearer_token` fuzz corpus (`fuzz/corpus/bearer_token/`) on
+/// stable through the fuzz target's own harness: no input panics, every
+/// `seed_*` is accepted by some path and every `bad_*` by none.
+#[test]
+fn replay_bearer_token_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/bearer_token");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let out = std::panic::catch_unwind(|| fuzz_bearer_token::run(&bytes))
+            .unwrap_or_else(|_| panic!("panicked on {}", path.display()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let any = out.token_ok || out.payload_ok || out.header_ok;
+        if name.starts_with("seed_token") {
+            assert!(out.token_ok, "{name} should verify as a token: {out:?}");
+        } else if name.starts_with("seed_payload") {
+            assert!(out.payload_ok, "{name} should verify as claims: {out:?}");
+        } else if name.starts_with("seed_header") {
+            assert!(out.header_ok, "{name} should verify as a header: {out:?}");
+        } else if name.starts_with("bad_") {
+            assert!(!any, "{name} should be refused: {out:?}");
+        }
+        files += 1;
+    }
+    assert!(files >= 10, "corpus has {files} files");
+    // The harness's fixed values are the ones the corpus was made with.
+    assert_eq!(
+        (
+            fuzz_bearer_token::NOW,
+            fuzz_bearer_token::ISS,
+            fuzz_bearer_token::AUD,
+            fuzz_bearer_token::KID
+        ),
+        (NOW, ISS, AUD, "fuzz")
+    );
+}

@@ -1,0 +1,120 @@
+//! The `workflow_definition` fuzz harness, shared word for word by the fuzz
+//! target (`fuzz/fuzz_targets/workflow_definition.rs`) and the stable corpus
+//! replay (`tests/fuzz_corpus.rs`).
+//!
+//! The input is read as a create-workflow request body the way a caller's
+//! JSON is ([`NewWorkflow`]), then handed to [`WorkflowStore::create`] on the
+//! memory backend, which checks the name and the nodes against a tenant with
+//! node limits ([`validate_workflow`]) before charging any count.
+//!
+//! Invariants: nothing panics; a refused create leaves no workflow and no
+//! charged count; an accepted one obeys the tenant's rules, reads back as
+//! stored, and deleting it releases everything.
+//!
+//! [`validate_workflow`]: kailash_tenancy::workflow::validate_workflow
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use kailash_access::limits::Limits;
+use kailash_access::spec::AccessSpec;
+use kailash_access::{AccessControl, AccessPolicy};
+use kailash_core::clock::SystemClock;
+use kailash_core::state::SharedState;
+use kailash_core::{Principal, TenantId};
+use kailash_runtime::{MAX_NAME_CHARS, NewWorkflow, WorkflowStore};
+use kailash_tenancy::model::{Tenant, TenantSpec};
+use kailash_tenancy::quota::Quotas;
+
+/// The tenant's `max_workflow_nodes`.
+pub(crate) const MAX_NODES: usize = 4;
+/// The node types the tenant may use.
+pub(crate) const ALLOWED: [&str; 2] = ["transform", "llm"];
+
+struct Fixture {
+    store: WorkflowStore,
+    limits: Limits,
+    quotas: Quotas,
+    tenant: Tenant,
+    owner: Principal,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let spec: AccessSpec = serde_json::from_str(
+            r#"{ "roles": [{ "name": "analyst", "permissions": ["workflow:create"], "max_workflows": 1 }] }"#,
+        )
+        .expect("access spec");
+        let policy = runtime
+            .block_on(AccessPolicy::load(&spec))
+            .expect("access policy");
+        let access = AccessControl::new(policy);
+        let state = SharedState::memory(Arc::new(SystemClock));
+        let tenant: TenantSpec = serde_json::from_value(serde_json::json!({
+            "id": "acme",
+            "max_workflows_per_tenant": 1,
+            "max_workflow_nodes": MAX_NODES,
+            "allowed_node_types": ALLOWED,
+        }))
+        .expect("tenant spec");
+        Fixture {
+            store: WorkflowStore::new(access.clone(), state.clone()),
+            limits: Limits::new(access, state.clone()),
+            quotas: Quotas::new(state),
+            tenant: Tenant::try_from(tenant).expect("tenant"),
+            owner: Principal::builder("dave")
+                .tenant(TenantId::new("acme").expect("tenant id"))
+                .role("analyst")
+                .build(),
+            runtime,
+        }
+    })
+}
+
+/// Whether the input was parsed and accepted as a workflow.
+pub(crate) fn run(bytes: &[u8]) -> bool {
+    let Ok(new) = serde_json::from_slice::<NewWorkflow>(bytes) else {
+        return false;
+    };
+    let f = fixture();
+    f.runtime.block_on(async {
+        let sent = new.clone();
+        let created = f.store.create(&f.owner, &f.tenant, new).await;
+        let accepted = match created {
+            Ok(w) => {
+                // The tenant's rules held.
+                assert!(!w.nodes.is_empty() && w.nodes.len() <= MAX_NODES);
+                assert!(
+                    w.nodes
+                        .iter()
+                        .all(|n| ALLOWED.contains(&n.node_type.as_str()))
+                );
+                let ids: HashSet<&str> = w.nodes.iter().map(|n| n.id.as_str()).collect();
+                assert_eq!(ids.len(), w.nodes.len(), "duplicate node ids accepted");
+                assert_eq!(w.nodes, sent.nodes);
+                assert_eq!(w.name, sent.name.trim());
+                assert!(!w.name.is_empty() && w.name.chars().count() <= MAX_NAME_CHARS);
+                assert!(!w.name.chars().any(char::is_control));
+                // It reads back as stored, then deleting releases it all.
+                let got = f.store.get(&f.tenant, &w.id).await.expect("get");
+                assert_eq!(got.as_ref(), Some(&w), "stored workflow reads back changed");
+                assert!(f.store.delete(&f.tenant, &w.id).await.expect("delete"));
+                true
+            }
+            Err(e) => {
+                let _ = e.to_string();
+                false
+            }
+        };
+        // Accepted or not, nothing is left behind.
+        assert!(f.store.list(&f.tenant).await.expect("list").is_empty());
+        assert_eq!(f.limits.workflows_owned(&f.owner).await.expect("owned"), 0);
+        assert_eq!(f.quotas.usage(&f.tenant).await.expect("usage").workflows, 0);
+        accepted
+    })
+}

@@ -178,6 +178,8 @@ fn from_jwks_skips_the_keys_it_cannot_use_and_keeps_the_rest() {
         with(&|k| k["alg"] = json!("RS256")),
         with(&|k| k["alg"] = json!("none")),
         with(&|k| k["x"] = json!("AAAA")),
+        // Well-formed coordinates of a point that is not on P-256.
+        with(&|k| k["y"] = json!("A".repeat(43))),
         json!("not an object"),
     ] {
         assert_eq!(

@@ -13,6 +13,27 @@ fn b64_len(s: &str) -> Option<usize> {
     BASE64URL_NOPAD.decode(s.as_bytes()).ok().map(|v| v.len())
 }
 
+/// Whether `x`, `y` (base64url, 32 bytes each) are a point on P-256. A key
+/// that is not would load and then fail every signature; it is refused at
+/// load instead, as an invalid key.
+fn on_p256(x: &str, y: &str) -> bool {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
+    let (Ok(x), Ok(y)) = (
+        BASE64URL_NOPAD.decode(x.as_bytes()),
+        BASE64URL_NOPAD.decode(y.as_bytes()),
+    ) else {
+        return false;
+    };
+    if x.len() != 32 || y.len() != 32 {
+        return false;
+    }
+    let mut point = Vec::with_capacity(65);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point).is_ok()
+}
+
 /// The longest `kid` a log line repeats (a JWKS is remote input).
 const MAX_LOGGED_KID: usize = 64;
 
@@ -118,7 +139,7 @@ fn parse_one(
                 field("x").ok_or_else(invalid)?,
                 field("y").ok_or_else(invalid)?,
             );
-            if b64_len(x) != Some(32) || b64_len(y) != Some(32) {
+            if !on_p256(x, y) {
                 return Err(invalid());
             }
             DecodingKey::from_ec_components(x, y)

@@ -2,5 +2,6 @@
 //! gateway over HTTP, on memory and on Redis (when `KAILASH_TEST_REDIS_URL`
 //! is set) where state is involved. One module per defence.
 
+mod mfa;
 #[path = "../support/mod.rs"]
 mod support;

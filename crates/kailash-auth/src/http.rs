@@ -31,7 +31,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -234,11 +234,15 @@ async fn bootstrap_verify(
 async fn administer(
     s: &AuthService,
     admin: &Principal,
-    username: &str,
+    username: Result<Path<String>, PathRejection>,
     action: AccountAction,
     ctx: &RequestContext,
 ) -> Result<StatusCode, AuthError> {
-    s.administer(admin, username, action, ctx)
+    // A username that is not UTF-8 once percent-decoded is no user's; the
+    // rejection's own text would echo it, so a fixed phrase instead.
+    let Path(username) =
+        username.map_err(|_| AuthError::BadRequest("the username must be UTF-8 text".into()))?;
+    s.administer(admin, &username, action, ctx)
         .await
         .map(|()| StatusCode::NO_CONTENT)
 }
@@ -247,27 +251,27 @@ async fn disable_user(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    Path(username): Path<String>,
+    username: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AuthError> {
-    administer(&s, &p, &username, AccountAction::Disable, &ctx).await
+    administer(&s, &p, username, AccountAction::Disable, &ctx).await
 }
 
 async fn enable_user(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    Path(username): Path<String>,
+    username: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AuthError> {
-    administer(&s, &p, &username, AccountAction::Enable, &ctx).await
+    administer(&s, &p, username, AccountAction::Enable, &ctx).await
 }
 
 async fn reset_user_mfa(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    Path(username): Path<String>,
+    username: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AuthError> {
-    administer(&s, &p, &username, AccountAction::ResetMfa, &ctx).await
+    administer(&s, &p, username, AccountAction::ResetMfa, &ctx).await
 }
 
 async fn change_password(

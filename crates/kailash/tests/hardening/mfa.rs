@@ -250,6 +250,9 @@ async fn administrators_disable_enable_and_reset_over_http_audited() {
         )
         .await
         .assert_problem(400);
+        post(&gw, "/auth/users/%FF%FE/disable", json!({}), Some(&alice))
+            .await
+            .assert_problem(400);
         post(&gw, "/auth/users/alice/mfa/reset", json!({}), Some(&alice))
             .await
             .assert_problem(400);

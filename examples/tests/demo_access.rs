@@ -508,3 +508,62 @@ async fn a_reload_takes_effect_on_the_next_request_and_a_broken_file_changes_not
     d.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+async fn api_calls_today(d: &Demo, token: &str) -> u64 {
+    let r = call(d, "GET", "/api/tenant/usage", token, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["api_calls_today"].as_u64().unwrap()
+}
+
+/// A member cannot burn the tenant's daily quota with requests that the
+/// per-user limit, the route's permission or the handler's resource check
+/// then refuse: only admitted requests stay counted.
+#[tokio::test]
+async fn refused_requests_do_not_burn_the_tenants_quota() {
+    for backend in backends() {
+        let mut overrides = backend.clone();
+        // A tight per-user limit, so some refusals come from it.
+        overrides.push(("KAILASH_RATE_LIMIT__PER_USER__RATE", "4".to_owned()));
+        overrides.push(("KAILASH_RATE_LIMIT__PER_USER__BURST", "4".to_owned()));
+        let d = demo(&overrides).await;
+        let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+        let frank = login(&d, "frank", "Frank-Demo-Passw0rd!", None).await;
+        let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+
+        let before = api_calls_today(&d, &dave).await;
+        // Refused by the route's permission (bob has no data:read).
+        call(&d, "GET", "/api/data/acme-eng-conf", &bob, None)
+            .await
+            .assert_problem(403);
+        // Refused by the document check in the handler (frank is in FR,
+        // geo_restriction).
+        call(&d, "GET", "/api/data/acme-eng-conf", &frank, None)
+            .await
+            .assert_problem(403);
+        // Refused by the route's permission (dave has no report:view).
+        call(&d, "GET", "/api/reports", &dave, None)
+            .await
+            .assert_problem(403);
+        // bob's per-user bucket holds 4 (one went on the refused call
+        // above): some of these are refused with 429, and not counted.
+        let mut allowed = 0;
+        let mut limited = 0;
+        for _ in 0..6 {
+            match call(&d, "GET", "/api/reports", &bob, None).await.status {
+                200 => allowed += 1,
+                429 => limited += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert!(limited >= 1, "the per-user limit refused something");
+        let after = api_calls_today(&d, &dave).await;
+        // Counted: the allowed reports and the first usage call (the
+        // second counts after it answers).
+        assert_eq!(
+            after - before,
+            1 + allowed,
+            "only admitted requests count ({backend:?})"
+        );
+        d.stop().await;
+    }
+}

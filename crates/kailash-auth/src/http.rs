@@ -94,6 +94,11 @@ pub fn problem(error: &AuthError) -> Problem {
         AuthError::Unavailable => {
             Problem::service_unavailable("authentication is temporarily unavailable")
         }
+        AuthError::Busy { retry_after } => {
+            Problem::service_unavailable("too many password checks at once; retry shortly")
+                .with_retry_after(*retry_after)
+                .with_extension("limit", "password_hashing")
+        }
         AuthError::Internal => Problem::internal(),
     }
 }
@@ -355,13 +360,13 @@ pub fn openapi() -> serde_json::Value {
             "/auth/login": { "post": {
                 "tags": ["auth"], "operationId": "login", "summary": "Log in with username, password and, when required, a TOTP or recovery code",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/LoginRequest" } } } },
-                "responses": { "200": login_ok, "401": problem("Invalid credentials, or a second factor is required (`mfa_required`)"),
+                "responses": { "200": login_ok, "400": problem("A field is longer than its limit (username 256 bytes, password 1024, codes 64)"), "401": problem("Invalid credentials, or a second factor is required (`mfa_required`)"),
                     "403": problem("Concurrent session limit reached, or the tenant is inactive"), "423": problem("Account locked (Retry-After)"),
-                    "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable") } } },
+                    "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable, or every password-hashing slot busy (Retry-After)") } } },
             "/auth/refresh": { "post": {
                 "tags": ["auth"], "operationId": "refresh", "summary": "Rotate a refresh token; reuse of a rotated token revokes its family and session",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["refresh_token"], "properties": { "refresh_token": { "type": "string" } }, "additionalProperties": false } } } },
-                "responses": { "200": pair, "401": problem("Invalid, expired, rotated or revoked refresh token") } } },
+                "responses": { "200": pair, "400": problem("The token is longer than 8 KiB"), "401": problem("Invalid, expired, rotated or revoked refresh token; or the session lacks a second factor the user's roles now require (`mfa_required`)"), "503": problem("Backend unavailable") } } },
             "/auth/logout": { "post": { "tags": ["auth"], "operationId": "logout", "summary": "End the caller's session", "security": bearer,
                 "responses": { "204": { "description": "Logged out" }, "401": problem("Not authenticated") } } },
             "/auth/sessions": { "get": { "tags": ["auth"], "operationId": "list_sessions", "summary": "The caller's live sessions", "security": bearer,
@@ -383,7 +388,8 @@ pub fn openapi() -> serde_json::Value {
                 "responses": { "200": recovery, "400": problem("No enrolment in progress, or a malformed body"), "401": problem("Invalid code, or a missing, invalid or expired enrolment token") } } },
             "/auth/password": { "post": { "tags": ["auth"], "operationId": "change_password", "summary": "Change the caller's password; ends every session", "security": bearer,
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["current_password", "new_password"], "properties": { "current_password": { "type": "string" }, "new_password": { "type": "string" } } } } } },
-                "responses": { "204": { "description": "Changed" }, "400": problem("The new password violates the policy"), "401": problem("Wrong current password") } } },
+                "responses": { "204": { "description": "Changed" }, "400": problem("The new password violates the policy, or a password is longer than 1024 bytes"), "401": problem("Wrong current password (counts toward the lockout; the guess that locks the account ends every session)"),
+                    "423": problem("Account locked (Retry-After)"), "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable, or every password-hashing slot busy (Retry-After)") } } },
             "/.well-known/jwks.json": { "get": { "tags": ["auth"], "operationId": "jwks", "summary": "Public signing keys (JWKS)",
                 "responses": { "200": { "description": "JWK set", "content": { "application/json": { "schema": { "type": "object" } } } } } } }
         },
@@ -415,7 +421,7 @@ pub fn admin_openapi() -> serde_json::Value {
     let problem = |d: &str| json!({ "description": d, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
     let op = |id: &str, summary: &str| {
         json!({ "post": { "tags": ["auth"], "operationId": id, "summary": summary, "security": [{ "bearer": [] }],
-            "parameters": [{ "name": "username", "in": "path", "required": true, "schema": { "type": "string", "maxLength": crate::service::MAX_USERNAME_BYTES } }],
+            "parameters": [{ "name": "username", "in": "path", "required": true, "schema": { "type": "string", "maxLength": crate::bounds::MAX_USERNAME_BYTES } }],
             "responses": { "204": { "description": "Done (audited)" }, "400": problem("Username too long, or the administrator's own account"),
                 "401": problem("Not authenticated"), "403": problem("Permission `user:manage` not granted"),
                 "404": problem("No such user (or a user of another tenant)"), "503": problem("Backend unavailable") } } })

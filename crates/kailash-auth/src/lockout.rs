@@ -109,8 +109,9 @@ impl From<StateError> for AttemptError {
 
 /// Permission to verify one password.
 ///
-/// Consume it with exactly one of [`Lockout::succeeded`] or
-/// [`Lockout::failed`]. A permit that is dropped instead keeps its attempt
+/// Consume it with exactly one of [`Lockout::succeeded`],
+/// [`Lockout::failed`] or (when the password could not be checked)
+/// [`Lockout::release`]. A permit that is dropped instead keeps its attempt
 /// slot reserved until the window ends (it counts against the user, never
 /// for them) but is not counted as a failure.
 #[must_use = "report the outcome with Lockout::succeeded or Lockout::failed"]
@@ -238,10 +239,27 @@ impl Lockout {
         Ok(())
     }
 
+    /// The password could not be checked at all (every hashing slot was
+    /// busy): gives the attempt slot back, so a refusal that was not the
+    /// user's doing does not use up their attempts. Nothing is counted.
+    pub async fn release(&self, permit: AttemptPermit) -> Result<(), AttemptError> {
+        let counters = &self.inner.state.counters;
+        let key = StateKey::global(NS_SLOTS, &permit.user);
+        let left = counters
+            .add(&key, -1, Some(self.inner.config.lockout_duration))
+            .await?;
+        if left.value < 0 {
+            // The window ended meanwhile; do not start the next one in credit.
+            counters.reset(&key).await?;
+        }
+        Ok(())
+    }
+
     /// The password was wrong: the failure stays counted, and the
     /// `max_attempts`-th failure locks the account for `lockout_duration`
-    /// from now.
-    pub async fn failed(&self, permit: AttemptPermit) -> Result<(), AttemptError> {
+    /// from now. `true` when the account is locked after this failure (by
+    /// it, or by a concurrent one).
+    pub async fn failed(&self, permit: AttemptPermit) -> Result<bool, AttemptError> {
         let state = &self.inner.state;
         let config = &self.inner.config;
         let failures = state
@@ -268,8 +286,9 @@ impl Lockout {
             if locked {
                 tracing::warn!("account locked after repeated failed logins");
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// How long until `username` (already normalised) may try again:

@@ -5,9 +5,12 @@
 //! new `jti`; the old one is dead. Presenting a dead `jti` means a token was
 //! copied: the whole family is revoked and the caller revokes the session
 //! ([`RotateOutcome::Reused`]). The one exception is a client that sent the
-//! same refresh twice at once (two tabs, a retry): the previous `jti` within
-//! [`RefreshConfig::reuse_grace`] of its rotation is merely refused
-//! ([`RotateOutcome::Concurrent`]).
+//! same refresh twice (two tabs, or a retry after an answer that never
+//! arrived — a backend timeout after the rotation had already been stored):
+//! the previous `jti` within [`RefreshConfig::reuse_grace`] of its rotation
+//! gets the generation that rotation produced, again
+//! ([`RotateOutcome::Retried`]). Rotation is idempotent within the grace, so
+//! a lost reply never turns the client's retry into "reuse".
 //!
 //! # Storage
 //!
@@ -40,8 +43,9 @@ pub struct RefreshConfig {
     /// How long a family lives after it was started, however often it is
     /// rotated (default 30 days; at least 1 second).
     pub lifetime: Duration,
-    /// How long after a rotation the previous `jti` is refused as a
-    /// concurrent duplicate rather than treated as reuse (default 2 seconds).
+    /// How long after a rotation the previous `jti` counts as a retry of
+    /// that rotation (answered with its result again) rather than as reuse
+    /// (default 2 seconds).
     pub reuse_grace: Duration,
 }
 
@@ -86,9 +90,10 @@ pub enum RotateOutcome {
         /// The session the family belonged to.
         session_id: String,
     },
-    /// The presented `jti` was rotated less than the reuse grace ago (a
-    /// duplicate request): refuse it, revoke nothing.
-    Concurrent,
+    /// The presented `jti` was rotated less than the reuse grace ago: a
+    /// duplicate or retried request. The grant is the one that rotation
+    /// produced (the family's current `jti`); nothing is revoked.
+    Retried(RefreshGrant),
     /// The family does not exist, expired or was revoked.
     Unknown,
 }
@@ -213,8 +218,9 @@ impl RefreshFamilies {
     /// Rotates `family` if `presented_jti` is its current token.
     ///
     /// Of many concurrent rotations with the same current `jti` exactly one
-    /// is [`Rotated`](RotateOutcome::Rotated); the others are
-    /// [`Concurrent`](RotateOutcome::Concurrent) while within the reuse grace.
+    /// is [`Rotated`](RotateOutcome::Rotated); the others, and any retry of
+    /// it within the reuse grace, are [`Retried`](RotateOutcome::Retried)
+    /// with the same new `jti`.
     pub async fn rotate(
         &self,
         tenant: Option<&TenantId>,
@@ -267,7 +273,13 @@ impl RefreshFamilies {
                         < self.inner.config.reuse_grace
                 });
             if within_grace {
-                return Ok(RotateOutcome::Concurrent);
+                // The rotation this request repeats already happened (its
+                // answer may have been lost): the same outcome again.
+                return Ok(RotateOutcome::Retried(RefreshGrant {
+                    family: family.to_owned(),
+                    jti: stored.current,
+                    expires_at: stored.expires_at,
+                }));
             }
             // A dead jti. It can never become current or previous again, so
             // revoking the family whatever its state now is right.

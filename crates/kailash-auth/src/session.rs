@@ -143,6 +143,11 @@ pub struct Session {
     pub expires_at: Timestamp,
     /// The client address the session was created from.
     pub client_ip: Option<IpAddr>,
+    /// Whether a second factor was presented when the session was created
+    /// (a refresh refuses a session without one once the user's roles
+    /// require it). Records written before this field existed read `false`.
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 impl fmt::Debug for Session {
@@ -155,6 +160,7 @@ impl fmt::Debug for Session {
             .field("last_seen", &self.last_seen)
             .field("expires_at", &self.expires_at)
             .field("client_ip", &self.client_ip)
+            .field("mfa", &self.mfa)
             .finish()
     }
 }
@@ -286,6 +292,19 @@ impl SessionStore {
         tenant: Option<&TenantId>,
         client_ip: Option<IpAddr>,
     ) -> Result<CreatedSession, SessionError> {
+        self.create_with_mfa(subject, tenant, client_ip, false)
+            .await
+    }
+
+    /// Like [`create`](Self::create), recording whether the login presented
+    /// a second factor ([`Session::mfa`]).
+    pub async fn create_with_mfa(
+        &self,
+        subject: &str,
+        tenant: Option<&TenantId>,
+        client_ip: Option<IpAddr>,
+        mfa: bool,
+    ) -> Result<CreatedSession, SessionError> {
         let config = &self.inner.config;
         let state = &self.inner.state;
         let now = self.now();
@@ -299,6 +318,7 @@ impl SessionStore {
             last_seen: now,
             expires_at,
             client_ip,
+            mfa,
         };
         let bytes = encode(&session)?;
         let ttl = config.idle_timeout.min(config.absolute_lifetime);

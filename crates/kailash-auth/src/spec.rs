@@ -97,9 +97,18 @@ pub struct AuthSpec {
     /// Complexity rules for setting and changing passwords.
     #[serde(default)]
     pub password_policy: PasswordPolicy,
-    /// Also accept the access token from this cookie.
+    /// Also accept the access token from this cookie (a request carrying
+    /// it and an `Authorization` header is refused).
     #[serde(default)]
     pub cookie: Option<String>,
+    /// Argon2 computations (logins, password changes, the dummy check for
+    /// unknown users) that may run at once (default: the number of cores).
+    #[serde(default = "default_max_hashes")]
+    pub max_concurrent_hashes: usize,
+    /// How long a password check waits for a free hashing slot before it
+    /// is refused with `503` and `Retry-After` (default `1s`; `0s`: no wait).
+    #[serde(default = "default_hash_queue_timeout")]
+    pub hash_queue_timeout: ConfigDuration,
 }
 
 fn default_algorithm() -> String {
@@ -126,6 +135,16 @@ fn default_attempts() -> u32 {
 fn default_lockout() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(900))
 }
+fn default_max_hashes() -> usize {
+    crate::password::HashLimiter::default_concurrency()
+}
+fn default_hash_queue_timeout() -> ConfigDuration {
+    ConfigDuration(crate::password::DEFAULT_HASH_QUEUE_TIMEOUT)
+}
+/// The most hashing slots accepted (each may hold 19 MiB or more).
+const MAX_HASH_SLOTS: usize = 1024;
+/// The longest hashing queue wait accepted.
+const MAX_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 fn default_login_rate() -> RateConfig {
     RateConfig {
         rate: 20,
@@ -195,6 +214,18 @@ impl AuthSpec {
         self.login_rate_per_ip
             .quota()
             .map_err(|e| InvalidAuthSpec::new("login_rate_per_ip", e.to_string()))?;
+        if !(1..=MAX_HASH_SLOTS).contains(&self.max_concurrent_hashes) {
+            return Err(InvalidAuthSpec::new(
+                "max_concurrent_hashes",
+                format!("must be between 1 and {MAX_HASH_SLOTS}"),
+            ));
+        }
+        if self.hash_queue_timeout.0 > MAX_HASH_QUEUE_TIMEOUT {
+            return Err(InvalidAuthSpec::new(
+                "hash_queue_timeout",
+                "must be at most 30s (a login should not wait longer for a hashing slot)",
+            ));
+        }
         Ok(())
     }
 
@@ -217,6 +248,8 @@ impl AuthSpec {
                 .totp_issuer
                 .clone()
                 .unwrap_or_else(|| self.issuer.clone()),
+            max_concurrent_hashes: self.max_concurrent_hashes,
+            hash_queue_timeout: self.hash_queue_timeout.0,
             ..AuthConfig::default()
         };
         config.refresh.lifetime = self.refresh_token_ttl.0;
@@ -259,6 +292,11 @@ mod tests {
         assert_eq!(c.lockout.per_ip, Some(RateQuota::per_minute(20).unwrap()));
         assert_eq!(c.totp_issuer, "i");
         assert!(c.mfa_required_roles.is_empty());
+        assert_eq!(
+            c.max_concurrent_hashes,
+            crate::password::HashLimiter::default_concurrency()
+        );
+        assert_eq!(c.hash_queue_timeout, Duration::from_secs(1));
     }
 
     #[test]
@@ -272,6 +310,7 @@ mod tests {
             "login_rate_per_ip": { "rate": 3, "per": "1s", "burst": 6 },
             "mfa_required_roles": ["admin"], "totp_issuer": "Example",
             "cookie": "at",
+            "max_concurrent_hashes": 3, "hash_queue_timeout": "250ms",
         }));
         let c = s.auth_config().unwrap();
         assert_eq!((c.issuer.as_str(), c.audience.as_str()), ("i", "a"));
@@ -290,6 +329,8 @@ mod tests {
         );
         assert!(c.mfa_required_roles.contains("admin"));
         assert_eq!(c.totp_issuer, "Example");
+        assert_eq!(c.max_concurrent_hashes, 3);
+        assert_eq!(c.hash_queue_timeout, Duration::from_millis(250));
     }
 
     #[test]
@@ -323,6 +364,21 @@ mod tests {
                 "login_rate_per_ip",
                 serde_json::json!({ "rate": 0, "per": "1s" }),
                 "login_rate_per_ip",
+            ),
+            (
+                "max_concurrent_hashes",
+                serde_json::json!(0),
+                "max_concurrent_hashes",
+            ),
+            (
+                "max_concurrent_hashes",
+                serde_json::json!(5000),
+                "max_concurrent_hashes",
+            ),
+            (
+                "hash_queue_timeout",
+                serde_json::json!("31s"),
+                "hash_queue_timeout",
             ),
         ] {
             let mut json = base.clone();

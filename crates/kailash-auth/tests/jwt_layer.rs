@@ -188,6 +188,28 @@ async fn cookie_only_when_configured() {
             Some("Bearer error=\"invalid_request\"")
         )
     );
+    // A header and the cookie: refused, not the header picked.
+    let both = get("/me")
+        .header("authorization", format!("Bearer {tok}"))
+        .header("cookie", format!("at={tok}"))
+        .body(())
+        .unwrap();
+    let (s, ch, _) = run(JwtAuthLayer::new(f.verifier.clone()).cookie("at"), both).await;
+    assert_eq!(
+        (s, ch.as_deref()),
+        (
+            StatusCode::UNAUTHORIZED,
+            Some("Bearer error=\"invalid_request\"")
+        )
+    );
+    // Without a configured cookie, a cookie of that name is no credential.
+    let header_only = get("/me")
+        .header("authorization", format!("Bearer {tok}"))
+        .header("cookie", format!("at={tok}"))
+        .body(())
+        .unwrap();
+    let (s, _, _) = run(JwtAuthLayer::new(f.verifier.clone()), header_only).await;
+    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]

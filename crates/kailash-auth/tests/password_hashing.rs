@@ -172,11 +172,58 @@ async fn async_variants() {
     let h = fast();
     let pw = Password::new("async password 1!");
     let hash = h.hash_async(&pw).await.unwrap();
-    assert!(h.verify_async(&pw, &hash).await);
-    assert!(!h.verify_async(&Password::new("nope"), &hash).await);
-    assert!(!h.verify_dummy_async(&pw).await);
+    assert!(h.verify_async(&pw, &hash).await.unwrap());
+    assert!(!h.verify_async(&Password::new("nope"), &hash).await.unwrap());
+    assert!(!h.verify_dummy_async(&pw).await.unwrap());
     let huge = Password::new("x".repeat(MAX_PASSWORD_BYTES + 1));
     assert!(h.hash_async(&huge).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limiter_refuses_work_beyond_its_slots_and_frees_them() {
+    use std::time::Duration;
+
+    use kailash_auth::password::HashLimiter;
+
+    // Real (OWASP) parameters, so the verifications overlap.
+    let h = PasswordHasher::default().with_limiter(HashLimiter::new(2, Duration::ZERO));
+    let pw = Password::new("async password 1!");
+    let hash = h.hash_async(&pw).await.unwrap();
+    // Many at once on 2 slots with no queue: some are refused, none hashed
+    // beyond the bound, and every refusal says when to retry.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (h, pw, hash) = (h.clone(), pw.clone(), hash.clone());
+            tokio::spawn(async move { h.verify_async(&pw, &hash).await })
+        })
+        .collect();
+    let mut busy = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(matched) => assert!(matched),
+            Err(PasswordError::Busy { retry_after }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+                busy += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(busy > 0, "16 verifications on 2 slots without a queue");
+    // The slots are free again.
+    assert!(h.verify_async(&pw, &hash).await.unwrap());
+    assert!(!h.verify_dummy_async(&pw).await.unwrap());
+    // A queue lets the excess wait instead.
+    let queued =
+        PasswordHasher::default().with_limiter(HashLimiter::new(1, Duration::from_secs(30)));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (h, pw, hash) = (queued.clone(), pw.clone(), hash.clone());
+            tokio::spawn(async move { h.verify_async(&pw, &hash).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap());
+    }
 }
 
 #[test]

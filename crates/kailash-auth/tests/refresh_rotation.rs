@@ -84,16 +84,18 @@ async fn check_parallel_rotations(state: SharedState, _clock: Arc<ManualClock>) 
         }));
     }
     let mut rotated = Vec::new();
-    let mut concurrent = 0;
+    let mut retried = Vec::new();
     for t in tasks {
         match t.await.unwrap().unwrap() {
             RotateOutcome::Rotated(g) => rotated.push(g),
-            RotateOutcome::Concurrent => concurrent += 1,
+            RotateOutcome::Retried(g) => retried.push(g),
             other => panic!("unexpected {other:?}"),
         }
     }
+    // Exactly one rotation; the others get its result again.
     assert_eq!(rotated.len(), 1);
-    assert_eq!(concurrent, 9);
+    assert_eq!(retried.len(), 9);
+    assert!(retried.iter().all(|g| *g == rotated[0]));
     // The family is still valid with the new jti.
     let g1 = rotated.remove(0);
     assert!(matches!(
@@ -109,11 +111,12 @@ async fn check_reuse_after_grace(state: SharedState, clock: Arc<ManualClock>) {
     else {
         panic!("current jti must rotate");
     };
-    // Within the grace: a duplicate, nothing revoked.
+    // Within the grace: a retry of that rotation gets its result again,
+    // nothing revoked.
     clock.advance(Duration::from_millis(1500));
     assert_eq!(
         families.rotate(None, &g0.family, &g0.jti).await.unwrap(),
-        RotateOutcome::Concurrent
+        RotateOutcome::Retried(g1.clone())
     );
     // After the grace: reuse, the family is revoked.
     clock.advance(Duration::from_millis(500));

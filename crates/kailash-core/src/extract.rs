@@ -66,19 +66,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 }
 
 /// The request's tenant: the one a tenancy layer resolved (a `TenantId` in
-/// the extensions), else the authenticated principal's.
+/// the extensions) and nothing else — never a fallback to the token's
+/// claim, so a handler and the layers before it cannot disagree. Without a
+/// tenancy layer in front, the extractor answers `400`.
 impl<S: Send + Sync> FromRequestParts<S> for TenantId {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
             .get::<TenantId>()
-            .or_else(|| {
-                parts
-                    .extensions
-                    .get::<Principal>()
-                    .and_then(Principal::tenant)
-            })
             .cloned()
             .ok_or_else(|| Problem::bad_request("the request carries no tenant"))
     }
@@ -134,11 +130,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tenant_falls_back_to_the_principal() {
+    async fn the_tenant_is_only_the_resolved_one_never_the_tokens_claim() {
+        // A principal's claim is not a resolved tenant: no fallback.
         let p = Principal::builder("carol")
             .tenant(TenantId::new("globex").unwrap())
             .build();
-        assert_eq!(get_status("/tenant", Some(p)).await.0, StatusCode::OK);
+        assert_eq!(
+            get_status("/tenant", Some(p)).await.0,
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(get_status("/tenant", None).await.0, StatusCode::BAD_REQUEST);
+        let mut req = Request::get("/tenant").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(TenantId::new("acme").unwrap());
+        assert_eq!(app().oneshot(req).await.unwrap().status(), StatusCode::OK);
     }
 }

@@ -31,6 +31,38 @@ use pin_project_lite::pin_project;
 
 use crate::problem::ResponseBody;
 
+/// Marks a response as a guard layer's refusal (in its extensions): the
+/// request was answered *instead of* being passed on.
+///
+/// Outer layers read it to tell a refusal by an inner guard (an access
+/// decision, a per-user rate limit) from the application's own answer —
+/// a tenancy layer gives back the API-call quota it charged for a request
+/// that was then refused. [`GuardFuture::refused`] sets it; a handler that
+/// refuses on behalf of a guard (a resource-level access check) sets it
+/// with [`GuardRefusal::mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardRefusal;
+
+impl GuardRefusal {
+    /// Marks `response` as a guard's refusal.
+    pub fn mark<B>(response: &mut Response<B>) {
+        response.extensions_mut().insert(GuardRefusal);
+    }
+
+    /// Whether `response` is a guard's refusal.
+    pub fn is_marked<B>(response: &Response<B>) -> bool {
+        response.extensions().get::<GuardRefusal>().is_some()
+    }
+
+    /// The response of `problem`, marked as a guard's refusal (for guards
+    /// that refuse after awaiting, on their deferred path).
+    pub fn response<B>(problem: &crate::problem::Problem) -> Response<ResponseBody<B>> {
+        let mut response = problem.to_response();
+        Self::mark(&mut response);
+        response
+    }
+}
+
 /// A boxed decision-then-call, for guards that must await before deciding.
 pub type Deferred<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
@@ -60,8 +92,10 @@ impl<F, B, E> GuardFuture<F, B, E> {
         }
     }
 
-    /// The guard refused the request with this response.
-    pub fn refused(response: Response<ResponseBody<B>>) -> Self {
+    /// The guard refused the request with this response (marked as a
+    /// [`GuardRefusal`]).
+    pub fn refused(mut response: Response<ResponseBody<B>>) -> Self {
+        GuardRefusal::mark(&mut response);
         Self {
             kind: Kind::Refused {
                 response: Some(response),

@@ -13,6 +13,7 @@ pub mod guard;
 pub mod hash;
 pub mod principal;
 pub mod problem;
+pub mod public;
 pub mod rate_limit;
 pub mod spec;
 pub mod state;

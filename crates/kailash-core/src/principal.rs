@@ -146,6 +146,26 @@ impl Principal {
         self.inner.tenant.as_ref()
     }
 
+    /// The same principal acting in `tenant`: what a tenancy layer that was
+    /// told to let tenantless principals choose a tenant stamps on the
+    /// request, so that every later reader of [`tenant`](Self::tenant)
+    /// sees the one resolved tenant.
+    #[must_use]
+    pub fn in_tenant(&self, tenant: TenantId) -> Self {
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(PrincipalInner {
+                subject: i.subject.clone(),
+                tenant: Some(tenant),
+                roles: i.roles.clone(),
+                attributes: i.attributes.clone(),
+                session_id: i.session_id.clone(),
+                token_id: i.token_id.clone(),
+                expires_at: i.expires_at,
+            }),
+        }
+    }
+
     /// The subject's roles.
     pub fn roles(&self) -> &[String] {
         &self.inner.roles

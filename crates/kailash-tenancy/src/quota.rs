@@ -31,6 +31,13 @@ const DAY_GRACE: Duration = Duration::from_secs(3600);
 /// Compare-and-set attempts before giving up under pathological contention.
 const MAX_CAS_ATTEMPTS: usize = 10_000;
 
+/// The receipt of one charged API call: which day's counter to give it back
+/// to (see [`Quotas::refund_api_call`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCallCharge {
+    key: StateKey,
+}
+
 /// The answer to a quota charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaDecision {
@@ -130,32 +137,64 @@ impl Quotas {
     /// instances. A refusal's `retry_after` is the time until the next UTC
     /// midnight.
     pub async fn charge_api_call(&self, tenant: &Tenant) -> Result<QuotaDecision, StateError> {
+        self.charge_api_call_refundable(tenant)
+            .await
+            .map(|(decision, _)| decision)
+    }
+
+    /// [`charge_api_call`](Self::charge_api_call), plus the receipt that
+    /// [`refund_api_call`](Self::refund_api_call) gives the call back with
+    /// (`None` when nothing was charged).
+    pub async fn charge_api_call_refundable(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<(QuotaDecision, Option<ApiCallCharge>), StateError> {
         let day = self.today();
         let key = StateKey::tenant(&tenant.id, DAY, &day.id);
         let window = Some(day.remaining + DAY_GRACE);
         let counters = &self.state.counters;
         let Some(limit) = tenant.quotas.max_api_calls_per_day else {
             let v = counters.add(&key, 1, window).await?;
-            return Ok(QuotaDecision::Allowed {
+            let decision = QuotaDecision::Allowed {
                 used: clamp_u64(v.value),
                 limit: None,
-            });
+            };
+            return Ok((decision, Some(ApiCallCharge { key })));
         };
         match counters
             .add_within(&key, 1, clamp_i64(limit), window)
             .await?
         {
-            BoundedAdd::Applied(v) => Ok(QuotaDecision::Allowed {
-                used: clamp_u64(v.value),
-                limit: Some(limit),
-            }),
-            BoundedAdd::Refused(v) => Ok(QuotaDecision::Refused {
-                quota: "api_calls_per_day",
-                used: clamp_u64(v.value),
-                limit,
-                retry_after: Some(day.remaining),
-            }),
+            BoundedAdd::Applied(v) => {
+                let decision = QuotaDecision::Allowed {
+                    used: clamp_u64(v.value),
+                    limit: Some(limit),
+                };
+                Ok((decision, Some(ApiCallCharge { key })))
+            }
+            BoundedAdd::Refused(v) => {
+                let decision = QuotaDecision::Refused {
+                    quota: "api_calls_per_day",
+                    used: clamp_u64(v.value),
+                    limit,
+                    retry_after: Some(day.remaining),
+                };
+                Ok((decision, None))
+            }
         }
+    }
+
+    /// Gives back one API call charged with `charge` — for a request a
+    /// later guard refused (access control, a per-user limit), which must
+    /// not count against the tenant. The call goes back to the day it was
+    /// charged to, even after midnight.
+    pub async fn refund_api_call(&self, charge: &ApiCallCharge) -> Result<(), StateError> {
+        // A counter that already expired is recreated briefly, never forever.
+        self.state
+            .counters
+            .add(&charge.key, -1, Some(DAY_GRACE))
+            .await
+            .map(drop)
     }
 
     /// Reserves one workflow against `max_workflows` (a count, no window).

@@ -16,7 +16,6 @@ mod server;
 mod stack;
 mod tenant_gate;
 mod tls;
-mod toggle;
 mod trace;
 
 pub use builder::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
@@ -26,7 +25,8 @@ pub use gateway::{Gateway, shutdown_signal};
 pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
-    AttributeValue, Principal, Problem, TenantId, audit, clock, context, problem, rate_limit, state,
+    AttributeValue, Principal, Problem, TenantId, audit, clock, context, guard, problem, public,
+    rate_limit, state,
 };
 pub use kailash_monitoring::{health, metrics};
 #[cfg(feature = "redis")]

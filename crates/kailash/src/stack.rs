@@ -15,6 +15,8 @@ use kailash_core::problem::{Problem, ProblemJsonLayer};
 use kailash_core::rate_limit::{Limit, RateLimitLayer};
 use kailash_core::state::SharedState;
 use kailash_monitoring::metrics::{MetricsLayer, MetricsRegistry};
+use tower::layer::util::Stack;
+use tower::util::MapResponseLayer;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -22,7 +24,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::server::Handler;
-use crate::toggle::Toggle;
 use crate::{Gateway, GatewayBuilder, GatewayError, ops, tls, trace};
 
 /// Any response into axum's (boxing the body only when it is not already axum's).
@@ -33,6 +34,25 @@ where
 {
     response.map(axum::body::Body::new)
 }
+
+/// `layer` (when switched on) followed by the conversion of its response
+/// body to axum's, so an `option_layer` of it has one response type
+/// whether it is on or off.
+///
+/// Measured (docs/performance.md, 2026-12-01): boxing here, once per
+/// switchable layer, costs less than nesting the layers' bodies in one
+/// enum and boxing once at the edge — the nested body is moved by value
+/// through every layer's future.
+fn switchable<L, B>(layer: Option<L>) -> Option<Stack<L, MapResponseLayer<IntoAxum<B>>>>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    layer.map(|layer| Stack::new(layer, MapResponseLayer::new(into_axum as IntoAxum<B>)))
+}
+
+/// [`into_axum`] for a body type `B`, as a nameable type.
+type IntoAxum<B> = fn(http::Response<B>) -> Response;
 
 /// Validates the builder and composes the stack: the gateway's one place
 /// where layers are put in order.
@@ -164,6 +184,9 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
             if let Some(base) = &settings.subdomain_base {
                 layer = layer.subdomains(base.clone());
             }
+            if settings.allow_tenantless_principals {
+                layer = layer.allow_tenantless_principals();
+            }
             for path in kailash_auth::http::PUBLIC_PATHS {
                 layer = layer.public_path(path);
             }
@@ -242,9 +265,9 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
     // `with_state` turns handlers into services once, not per request.
     let routes: Router = app.merge(ops).layer(route_stack).with_state(());
 
-    // Outer layers wrap the router once, as one concrete stack. Optional
-    // layers are toggled: their bodies nest (`Either`), and the stack's
-    // body becomes axum's once, below.
+    // Outer layers wrap the router once, as one concrete stack. A layer the
+    // configuration can switch off answers with axum's body (`switchable`),
+    // so both arms of its option agree.
     let cors = cors
         .map(|origins| crate::cors::layer(origins, builder.cors_credentials, builder.cors_max_age));
     let trace = builder.tracing.then(|| {
@@ -265,9 +288,9 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
                 .incoming_request_id(builder.incoming_request_id)
                 .clock(builder.clock.clone()),
         )
-        .layer(Toggle(trace))
-        .layer(Toggle(cors))
-        .layer(Toggle(compression))
+        .option_layer(switchable(trace))
+        .option_layer(switchable(cors))
+        .option_layer(switchable(compression))
         .option_layer(builder.access.map(axum::Extension))
         .service(routes);
     let handler: Handler = Arc::new(move |req| {

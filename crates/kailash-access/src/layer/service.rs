@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use kailash_core::audit::offer;
 use kailash_core::context::RequestContext;
-use kailash_core::guard::{Deferred, GuardFuture};
+use kailash_core::guard::{Deferred, GuardFuture, GuardRefusal};
 use kailash_core::problem::ResponseBody;
 use kailash_core::{Principal, Problem};
 
@@ -110,7 +110,7 @@ where
                     if allowed {
                         inner.call(req).await.map(|r| r.map(ResponseBody::new))
                     } else {
-                        Ok(forbidden(&permission).to_response())
+                        Ok(GuardRefusal::response(&forbidden(&permission)))
                     }
                 });
                 GuardFuture::deferred(fut)

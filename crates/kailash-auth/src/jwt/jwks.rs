@@ -13,27 +13,69 @@ fn b64_len(s: &str) -> Option<usize> {
     BASE64URL_NOPAD.decode(s.as_bytes()).ok().map(|v| v.len())
 }
 
-/// Parses every key of a JWKS document.
+/// The longest `kid` a log line repeats (a JWKS is remote input).
+const MAX_LOGGED_KID: usize = 64;
+
+/// Parses the usable keys of a JWKS document.
+///
+/// A key this crate cannot use — an encryption key (`use` other than
+/// `sig`), an unsupported `kty`, curve or `alg` (P-384, `oct`), missing or
+/// invalid parameters, no `kid` — is logged and skipped, as RFC 7517 §5
+/// advises, so one such key does not take the provider's signing keys down
+/// with it. Keys sharing a `kid` are all skipped: a token naming that `kid`
+/// could not say which one it means. Only a document that is not a JWKS at
+/// all is an error; a set with no usable key comes back empty.
 pub(crate) fn parse(doc: &Value) -> Result<Vec<VerifyingKey>, KeySetError> {
     let keys = doc
         .get("keys")
         .and_then(Value::as_array)
         .ok_or(KeySetError::NotAJwks)?;
     let mut out: Vec<VerifyingKey> = Vec::with_capacity(keys.len());
+    let mut ambiguous: Vec<String> = Vec::new();
     for (index, key) in keys.iter().enumerate() {
-        let obj = key.as_object().ok_or(KeySetError::MissingKid { index })?;
-        let kid = obj
-            .get("kid")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-            .ok_or(KeySetError::MissingKid { index })?
-            .to_owned();
-        if out.iter().any(|k| k.kid() == kid) {
-            return Err(KeySetError::DuplicateKid { kid });
+        match parse_entry(index, key) {
+            Ok(key) => {
+                if out.iter().any(|k| k.kid() == key.kid()) {
+                    ambiguous.push(key.kid().to_owned());
+                } else {
+                    out.push(key);
+                }
+            }
+            Err(e) => skipped(&e),
         }
-        out.push(parse_one(obj, kid)?);
+    }
+    for kid in ambiguous {
+        out.retain(|k| k.kid() != kid);
+        skipped(&KeySetError::DuplicateKid { kid });
     }
     Ok(out)
+}
+
+/// One entry of `keys`.
+fn parse_entry(index: usize, key: &Value) -> Result<VerifyingKey, KeySetError> {
+    let obj = key.as_object().ok_or(KeySetError::MissingKid { index })?;
+    let kid = obj
+        .get("kid")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .ok_or(KeySetError::MissingKid { index })?
+        .to_owned();
+    parse_one(obj, kid)
+}
+
+/// Logs a skipped key; the message names the `kid` (shortened), never key
+/// material.
+fn skipped(error: &KeySetError) {
+    let mut reason = error.to_string();
+    if reason.len() > MAX_LOGGED_KID + 64 {
+        let mut end = MAX_LOGGED_KID + 64;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    tracing::warn!(%reason, "JWKS key skipped: it cannot verify tokens here");
 }
 
 fn parse_one(

@@ -104,11 +104,19 @@ impl KeySet {
         })
     }
 
-    /// A verify-only set from a JWKS document (RFC 7517). Keys without a
-    /// `kid`, with an unsupported `kty`/`crv`/`alg`, or sharing a `kid` are
-    /// refused; symmetric (`oct`) keys are never accepted from a JWKS.
+    /// A verify-only set of the usable keys of a JWKS document (RFC 7517).
+    /// Keys without a `kid`, for encryption, with an unsupported
+    /// `kty`/`crv`/`alg` or invalid parameters, or sharing a `kid` are
+    /// logged and skipped (the set may come back empty); symmetric (`oct`)
+    /// keys are never accepted from a JWKS. Only a document without a `keys`
+    /// array is an error.
     pub fn from_jwks(jwks: &serde_json::Value, clock: Arc<dyn Clock>) -> Result<Self, KeySetError> {
         Self::verify_only(jwks::parse(jwks)?, clock)
+    }
+
+    /// The active signer, if any.
+    pub(crate) fn signer(&self) -> Option<Arc<SigningKey>> {
+        self.current().signer.clone()
     }
 
     fn current(&self) -> Arc<Snapshot> {

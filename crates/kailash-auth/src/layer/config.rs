@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use kailash_core::audit::AuditSink;
+use kailash_core::public::PublicPaths;
 
 use super::SessionCheck;
 use crate::jwt::{TokenCache, Verifier};
@@ -15,8 +16,7 @@ pub(super) struct Config {
     pub(super) cache: Option<Arc<TokenCache>>,
     pub(super) cookie: Option<String>,
     pub(super) query_param: Option<String>,
-    pub(super) public_paths: Vec<String>,
-    pub(super) public_prefixes: Vec<String>,
+    pub(super) public: PublicPaths,
     pub(super) session: Option<Arc<dyn SessionCheck>>,
     pub(super) audit: Option<Arc<dyn AuditSink>>,
 }
@@ -30,19 +30,15 @@ impl Config {
             cache: None,
             cookie: None,
             query_param: None,
-            public_paths: Vec::new(),
-            public_prefixes: Vec::new(),
+            public: PublicPaths::new(),
             session: None,
             audit: None,
         }
     }
 
-    /// Whether `path` is served without credentials.
+    /// Whether `path` is served without credentials (segment-aware; see
+    /// [`PublicPaths`]).
     pub(super) fn is_public(&self, path: &str) -> bool {
-        self.public_paths.iter().any(|p| p == path)
-            || self
-                .public_prefixes
-                .iter()
-                .any(|p| path.starts_with(p.as_str()))
+        self.public.contains(path)
     }
 }

@@ -1,8 +1,9 @@
 //! Finding the one credential of a request: the `Authorization: Bearer`
 //! header, a configured cookie, or a query parameter on WebSocket upgrades.
 //!
-//! Two credentials (two headers, header and query, two cookies) are refused
-//! rather than one picked: a proxy and the service could pick differently.
+//! Two credentials (two headers, a header and a cookie, a header and a query
+//! parameter, two cookies) are refused with `invalid_request` rather than
+//! one picked: a proxy and the service could pick differently.
 
 use http::Request;
 use http::header::{AUTHORIZATION, COOKIE, UPGRADE};
@@ -29,19 +30,21 @@ pub(super) fn credential<'a, B>(config: &Config, req: &'a Request<B>) -> Cred<'a
         },
         _ => None,
     };
-    match (header, query) {
-        (Some(_), Some(_)) => return Cred::Invalid("multiple credentials"),
-        (Some(t), None) | (None, Some(t)) => return Cred::Token(t),
-        (None, None) => {}
+    let cookie = match &config.cookie {
+        Some(name) => match from_cookie(req, name) {
+            Ok(t) => t,
+            Err(r) => return Cred::Invalid(r),
+        },
+        None => None,
+    };
+    // Exactly one place may carry the credential: with two, a proxy that
+    // reads one and this layer that reads the other would disagree on who
+    // is calling (a bearer header must not silently override a cookie).
+    match (header, query, cookie) {
+        (None, None, None) => Cred::Missing,
+        (Some(t), None, None) | (None, Some(t), None) | (None, None, Some(t)) => Cred::Token(t),
+        _ => Cred::Invalid("multiple credentials"),
     }
-    if let Some(name) = &config.cookie {
-        return match from_cookie(req, name) {
-            Ok(Some(t)) => Cred::Token(t),
-            Ok(None) => Cred::Missing,
-            Err(r) => Cred::Invalid(r),
-        };
-    }
-    Cred::Missing
 }
 
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {

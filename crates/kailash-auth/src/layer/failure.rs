@@ -63,7 +63,7 @@ impl Failure {
             .at(config.verifier.clock().now())
             .severity(severity)
             .reason(self.reason())
-            .resource(req.uri().path().to_owned());
+            .resource(req.uri().path());
         if let Some(ctx) = req.extensions().get::<RequestContext>() {
             event = event.context(ctx);
         }

@@ -24,8 +24,7 @@ impl std::fmt::Debug for JwtAuthLayer {
         f.debug_struct("JwtAuthLayer")
             .field("cookie", &self.config.cookie)
             .field("query_param", &self.config.query_param)
-            .field("public_paths", &self.config.public_paths)
-            .field("public_prefixes", &self.config.public_prefixes)
+            .field("public", &self.config.public)
             .finish_non_exhaustive()
     }
 }
@@ -52,8 +51,9 @@ impl JwtAuthLayer {
         self
     }
 
-    /// Also accepts the token from the cookie `name` (the header wins when both
-    /// are present).
+    /// Also accepts the token from the cookie `name`. A request carrying
+    /// both the cookie and an `Authorization` header is refused (`401`,
+    /// `invalid_request`): one credential per request.
     pub fn cookie(mut self, name: impl Into<String>) -> Self {
         self.config_mut().cookie = Some(name.into());
         self
@@ -68,13 +68,16 @@ impl JwtAuthLayer {
 
     /// Lets requests to exactly `path` pass without credentials.
     pub fn public_path(mut self, path: impl Into<String>) -> Self {
-        self.config_mut().public_paths.push(path.into());
+        self.config_mut().public.add_path(path);
         self
     }
 
-    /// Lets requests whose path starts with `prefix` pass without credentials.
+    /// Lets requests to `prefix` and every path below it pass without
+    /// credentials. Whole segments only: `/public` covers `/public/x`, not
+    /// `/publicity`; a path with a `.` or `..` segment is never covered
+    /// (see [`PublicPaths`](kailash_core::public::PublicPaths)).
     pub fn public_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config_mut().public_prefixes.push(prefix.into());
+        self.config_mut().public.add_prefix(prefix);
         self
     }
 

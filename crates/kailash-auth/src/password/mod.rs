@@ -8,7 +8,10 @@
 //!   hashes that need rehashing, and offers
 //!   [`verify_dummy`](PasswordHasher::verify_dummy) so a login for an unknown
 //!   user costs as much as a wrong password. The `*_async` variants run on
-//!   [`tokio::task::spawn_blocking`].
+//!   [`tokio::task::spawn_blocking`] under the hasher's [`HashLimiter`].
+//! * [`HashLimiter`] bounds how many argon2 computations run at once (each
+//!   takes 19 MiB and a core for tens of milliseconds): excess callers wait
+//!   up to a short queue timeout, then get [`PasswordError::Busy`].
 //! * [`PasswordHash`] is a validated, stored PHC string (argon2id only).
 //! * [`PasswordPolicy`] checks a new password and lists every rule it breaks.
 //!
@@ -27,11 +30,14 @@ mod policy;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::phc;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use policy::{PasswordPolicy, PolicyError, PolicyViolation};
 
@@ -131,6 +137,96 @@ pub enum PasswordError {
     /// The blocking task running the hash was cancelled or panicked.
     #[error("password hashing task failed")]
     Task,
+    /// Every hashing slot stayed busy for the whole queue timeout; nothing
+    /// was hashed. Retry after `retry_after`.
+    #[error("password hashing is busy")]
+    Busy {
+        /// When a retry is worthwhile.
+        retry_after: Duration,
+    },
+}
+
+/// The default queue timeout of a [`HashLimiter`]: how long a hash waits
+/// for a free slot before it is refused.
+pub const DEFAULT_HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bounds the argon2 computations that run at once.
+///
+/// Every `*_async` call of a [`PasswordHasher`] (hash, verify, and the
+/// dummy verification for unknown users alike) takes one slot for as long
+/// as its blocking task runs — also when the caller stops waiting, so
+/// cancelled requests cannot pile up work beyond the bound. A call that
+/// finds no free slot waits at most the queue timeout, then fails with
+/// [`PasswordError::Busy`] without hashing. Clones share the slots.
+///
+/// ```
+/// use std::time::Duration;
+/// use kailash_auth::password::HashLimiter;
+///
+/// let limiter = HashLimiter::new(4, Duration::from_millis(500));
+/// assert_eq!(limiter.max_concurrent(), 4);
+/// assert_eq!(HashLimiter::default().max_concurrent(), HashLimiter::default_concurrency());
+/// ```
+#[derive(Debug, Clone)]
+pub struct HashLimiter {
+    slots: Arc<Semaphore>,
+    max: usize,
+    queue_timeout: Duration,
+}
+
+impl Default for HashLimiter {
+    /// [`default_concurrency`](Self::default_concurrency) slots and
+    /// [`DEFAULT_HASH_QUEUE_TIMEOUT`].
+    fn default() -> Self {
+        Self::new(Self::default_concurrency(), DEFAULT_HASH_QUEUE_TIMEOUT)
+    }
+}
+
+impl HashLimiter {
+    /// At most `max_concurrent` (at least 1) computations at once; others
+    /// wait up to `queue_timeout` (zero: not at all).
+    pub fn new(max_concurrent: usize, queue_timeout: Duration) -> Self {
+        let max = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            queue_timeout,
+        }
+    }
+
+    /// The default bound: the number of cores available to this process
+    /// (1 when unknown).
+    pub fn default_concurrency() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
+    /// The bound.
+    pub fn max_concurrent(&self) -> usize {
+        self.max
+    }
+
+    /// The queue timeout.
+    pub fn queue_timeout(&self) -> Duration {
+        self.queue_timeout
+    }
+
+    /// A slot, or `Busy` once the queue timeout has passed.
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let busy = PasswordError::Busy {
+            retry_after: self.queue_timeout.max(Duration::from_secs(1)),
+        };
+        if self.queue_timeout.is_zero() {
+            return Err(busy);
+        }
+        match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // Timed out (the semaphore is never closed).
+            _ => Err(busy),
+        }
+    }
 }
 
 /// argon2id cost parameters (serde: `memory_kib`, `iterations`, `parallelism`).
@@ -281,30 +377,47 @@ impl<'de> Deserialize<'de> for PasswordHash {
 
 /// Hashes and verifies passwords with argon2id.
 ///
-/// Cheap to clone; configuration only.
+/// Cheap to clone: parameters, and a [`HashLimiter`] that clones share.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     config: HashParams,
     params: Params,
+    limiter: HashLimiter,
 }
 
 impl Default for PasswordHasher {
-    /// OWASP parameters (see [`HashParams::default`]).
+    /// OWASP parameters (see [`HashParams::default`]) and the default
+    /// [`HashLimiter`].
     fn default() -> Self {
         Self {
             config: HashParams::default(),
             params: Params::DEFAULT,
+            limiter: HashLimiter::default(),
         }
     }
 }
 
 impl PasswordHasher {
-    /// A hasher with the given parameters; fails when they are out of range.
+    /// A hasher with the given parameters (and the default
+    /// [`HashLimiter`]); fails when they are out of range.
     pub fn new(params: HashParams) -> Result<Self, PasswordError> {
         Ok(Self {
             config: params,
             params: params.to_argon2()?,
+            limiter: HashLimiter::default(),
         })
+    }
+
+    /// Runs the `*_async` calls under `limiter` (shared with its clones).
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: HashLimiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The limiter of the `*_async` calls.
+    pub fn limiter(&self) -> &HashLimiter {
+        &self.limiter
     }
 
     /// The parameters new hashes are made with.
@@ -385,46 +498,66 @@ impl PasswordHasher {
             || hash.version != u32::from(Version::V0x13)
     }
 
-    /// [`hash`](Self::hash) on a blocking thread.
+    /// Runs `work` on a blocking thread holding one slot of the limiter
+    /// until it finishes (even if the caller stops waiting).
+    async fn limited<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Self) -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit = self.limiter.acquire().await?;
+        let hasher = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = work(&hasher);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|_| PasswordError::Task)
+    }
+
+    /// [`hash`](Self::hash) on a blocking thread, under the limiter
+    /// ([`PasswordError::Busy`] when no slot frees up in time).
     pub async fn hash_async(&self, password: &Password) -> Result<PasswordHash, PasswordError> {
         if password.too_long() {
             return Err(PasswordError::TooLong {
                 max: MAX_PASSWORD_BYTES,
             });
         }
-        let hasher = self.clone();
         let password = password.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|_| PasswordError::Task)?
+        self.limited(move |h| h.hash(&password)).await?
     }
 
-    /// [`verify`](Self::verify) on a blocking thread; a failed task counts as
-    /// a mismatch.
-    pub async fn verify_async(&self, password: &Password, hash: &PasswordHash) -> bool {
+    /// [`verify`](Self::verify) on a blocking thread, under the limiter.
+    /// `Ok(false)` is a mismatch; an error ([`PasswordError::Busy`], or a
+    /// failed task) means the password was not checked, so it must not
+    /// count as a wrong one.
+    pub async fn verify_async(
+        &self,
+        password: &Password,
+        hash: &PasswordHash,
+    ) -> Result<bool, PasswordError> {
         if password.too_long() {
-            return false;
+            return Ok(false);
         }
-        let hasher = self.clone();
         let password = password.clone();
         let hash = hash.clone();
-        match tokio::task::spawn_blocking(move || hasher.verify(&password, &hash)).await {
-            Ok(matched) => matched,
-            Err(_) => {
-                tracing::error!("password verification task failed");
-                false
-            }
-        }
+        self.limited(move |h| h.verify(&password, &hash))
+            .await
+            .inspect_err(|e| {
+                if matches!(e, PasswordError::Task) {
+                    tracing::error!("password verification task failed");
+                }
+            })
     }
 
-    /// [`verify_dummy`](Self::verify_dummy) on a blocking thread.
-    pub async fn verify_dummy_async(&self, password: &Password) -> bool {
+    /// [`verify_dummy`](Self::verify_dummy) on a blocking thread, under the
+    /// limiter like a real verification (so unknown users cannot bypass the
+    /// bound, and are refused by it alike).
+    pub async fn verify_dummy_async(&self, password: &Password) -> Result<bool, PasswordError> {
         if password.too_long() {
-            return false;
+            return Ok(false);
         }
-        let hasher = self.clone();
         let password = password.clone();
-        let _ = tokio::task::spawn_blocking(move || hasher.verify_dummy(&password)).await;
-        false
+        self.limited(move |h| h.verify_dummy(&password)).await
     }
 }

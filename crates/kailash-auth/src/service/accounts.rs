@@ -19,11 +19,9 @@ use kailash_core::context::RequestContext;
 
 use super::overrides::{NS_DISABLED, key_for};
 use super::{AuthError, AuthService};
+use crate::bounds::MAX_USERNAME_BYTES;
 use crate::lockout::normalize_username;
 use crate::users::UserRecord;
-
-/// The longest username accepted in an administrator's request (bytes).
-pub const MAX_USERNAME_BYTES: usize = 256;
 
 /// What an administrator does to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,13 @@ pub struct AuthConfig {
     pub totp: TotpConfig,
     /// The issuer shown in authenticator apps.
     pub totp_issuer: String,
+    /// Argon2 computations (hashes and verifications, the dummy one for
+    /// unknown users included) that may run at once (default: the number
+    /// of cores; at least 1).
+    pub max_concurrent_hashes: usize,
+    /// How long a password check waits for a free hashing slot before it
+    /// is refused with `503` (default 1 second; zero: no waiting).
+    pub hash_queue_timeout: Duration,
 }
 
 impl Default for AuthConfig {
@@ -47,6 +54,8 @@ impl Default for AuthConfig {
             mfa_required_roles: BTreeSet::new(),
             totp: TotpConfig::default(),
             totp_issuer: "kailash".into(),
+            max_concurrent_hashes: crate::password::HashLimiter::default_concurrency(),
+            hash_queue_timeout: crate::password::DEFAULT_HASH_QUEUE_TIMEOUT,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kailash_core::state::StateError;
 
+use crate::password::PasswordError;
 use crate::refresh::RefreshError;
 use crate::session::SessionError;
 use crate::users::UserStoreError;
@@ -55,6 +56,13 @@ pub enum AuthError {
     /// A backend (state, user directory) is unavailable: fail closed.
     #[error("authentication backend unavailable")]
     Unavailable,
+    /// Every password-hashing slot stayed busy (`auth.max_concurrent_hashes`);
+    /// nothing was checked or counted. Retry later.
+    #[error("authentication is busy")]
+    Busy {
+        /// When a retry is worthwhile.
+        retry_after: Duration,
+    },
     /// An internal error (signing failed); details are logged, not returned.
     #[error("internal error")]
     Internal,
@@ -87,5 +95,24 @@ impl From<UserStoreError> for AuthError {
     fn from(e: UserStoreError) -> Self {
         tracing::warn!(error = %e, "user directory unavailable");
         AuthError::Unavailable
+    }
+}
+impl From<PasswordError> for AuthError {
+    fn from(e: PasswordError) -> Self {
+        match e {
+            PasswordError::Busy { retry_after } => AuthError::Busy { retry_after },
+            PasswordError::TooLong { max } => {
+                AuthError::BadRequest(format!("a password is longer than {max} bytes"))
+            }
+            other => {
+                tracing::error!(error = %other, "password hashing failed");
+                AuthError::Internal
+            }
+        }
+    }
+}
+impl From<crate::bounds::TooLong> for AuthError {
+    fn from(e: crate::bounds::TooLong) -> Self {
+        AuthError::BadRequest(e.to_string())
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Unknown users and wrong passwords are indistinguishable to the caller
 //! (same error, comparable time: an unknown user still costs one argon2id
-//! verification).
+//! verification, under the same hashing bound). Every field is bounded
+//! ([`crate::bounds`]) before any other work, and an unknown username
+//! reaches the audit trail only as a keyed tag.
 
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
@@ -29,6 +31,23 @@ pub struct LoginRequest {
     /// A recovery code instead of a TOTP code.
     #[serde(default)]
     pub recovery_code: Option<String>,
+}
+
+impl LoginRequest {
+    /// Checks every field against its [bound](crate::bounds) (`400`
+    /// otherwise), before the request does anything else.
+    pub fn check_bounds(&self) -> Result<(), crate::bounds::TooLong> {
+        use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, check};
+        check("username", &self.username, MAX_USERNAME_BYTES)?;
+        check("password", &self.password, MAX_PASSWORD_BYTES)?;
+        if let Some(code) = &self.totp {
+            check("totp", code, MAX_CODE_BYTES)?;
+        }
+        if let Some(code) = &self.recovery_code {
+            check("recovery_code", code, MAX_CODE_BYTES)?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -59,20 +78,29 @@ impl AuthService {
         req: LoginRequest,
         ctx: &RequestContext,
     ) -> Result<LoginOutcome, AuthError> {
-        let username = normalize_username(&req.username);
         // The attempted username is named only once it is known to be a
-        // user: an unknown "username" may be a password typed in the wrong field.
+        // user: an unknown "username" may be a password typed in the wrong
+        // field. Unknown ones are recorded as a keyed tag.
         let fail = |reason: &'static str| {
             Self::event("auth.login", AuditDecision::Failure, Some(ctx))
                 .reason(reason)
                 .severity(AuditSeverity::Warning)
         };
+        if let Err(e) = req.check_bounds() {
+            self.audit(fail("malformed request: a field is too long"))
+                .await;
+            return Err(e.into());
+        }
+        let username = normalize_username(&req.username);
         let permit = match self.inner.lockout.begin(&username, ctx.client_ip()).await {
             Ok(p) => p,
             Err(AttemptError::Locked { retry_after }) => {
-                // Locking needs failures against an existing account, so the name is a user's.
-                self.audit(fail("account locked").actor(username.clone()))
-                    .await;
+                // Unknown names are counted (and locked) too: tag them.
+                let actor = match self.inner.users.find_by_username(&username).await {
+                    Ok(Some(user)) => user.subject,
+                    _ => self.inner.tags.tag(&username),
+                };
+                self.audit(fail("account locked").actor(actor)).await;
                 return Err(AuthError::Locked { retry_after });
             }
             Err(AttemptError::Throttled { retry_after }) => {
@@ -93,17 +121,30 @@ impl AuthService {
             }
         };
         let Some(user) = user else {
-            // Same work as a wrong password, so timing does not tell.
-            let _ = self.inner.hasher.verify_dummy_async(&password).await;
+            // Same work (under the same bound) as a wrong password, so
+            // timing does not tell.
+            if let Err(e) = self.inner.hasher.verify_dummy_async(&password).await {
+                self.release(permit).await;
+                return Err(self.hashing_refused("auth.login", e, ctx).await);
+            }
             let _ = self.inner.lockout.failed(permit).await;
-            self.audit(fail("invalid credentials")).await;
+            self.audit(fail("invalid credentials").actor(self.inner.tags.tag(&username)))
+                .await;
             return Err(AuthError::InvalidCredentials);
         };
-        let ok = self
+        let ok = match self
             .inner
             .hasher
             .verify_async(&password, &user.password_hash)
-            .await;
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                // Not checked, so not counted either way.
+                self.release(permit).await;
+                return Err(self.hashing_refused("auth.login", e, ctx).await);
+            }
+        };
         if !ok || !user.active {
             let _ = self.inner.lockout.failed(permit).await;
             let reason = if ok {
@@ -210,7 +251,12 @@ impl AuthService {
         let created = self
             .inner
             .sessions
-            .create(&user.subject, user.tenant.as_ref(), Some(ctx.client_ip()))
+            .create_with_mfa(
+                &user.subject,
+                user.tenant.as_ref(),
+                Some(ctx.client_ip()),
+                mfa_required,
+            )
             .await;
         let created = match created {
             Ok(c) => c,

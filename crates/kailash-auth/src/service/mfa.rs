@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::overrides::key_for;
 use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
+use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, check};
 use crate::password::Password;
 use crate::totp::{RecoveryCode, RecoveryCodes, TotpCheck, TotpSecret};
 use crate::users::UserRecord;
@@ -41,10 +42,6 @@ const NS_RECOVERY: Namespace = Namespace::new("mfa.recovery");
 
 /// How long an MFA enrolment waits for its first code.
 const ENROLMENT_TTL: Duration = Duration::from_secs(600);
-
-/// The longest one-time or recovery code accepted (a recovery code is 19
-/// characters with its dashes); longer input is refused before any work.
-pub(super) const MAX_CODE_BYTES: usize = 64;
 
 /// What an MFA enrolment returns once: the secret, for the authenticator app.
 #[derive(Serialize)]
@@ -77,6 +74,21 @@ pub struct EnrolRequest {
     pub recovery_code: Option<String>,
 }
 
+impl EnrolRequest {
+    /// Checks every field against its [bound](crate::bounds) (`400`
+    /// otherwise), before the request does anything else.
+    pub fn check_bounds(&self) -> Result<(), crate::bounds::TooLong> {
+        check("password", &self.password, MAX_PASSWORD_BYTES)?;
+        if let Some(code) = &self.totp {
+            check("totp", code, MAX_CODE_BYTES)?;
+        }
+        if let Some(code) = &self.recovery_code {
+            check("recovery_code", code, MAX_CODE_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for EnrolRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnrolRequest").finish_non_exhaustive()
@@ -98,8 +110,16 @@ impl AuthService {
         req: EnrolRequest,
         ctx: &RequestContext,
     ) -> Result<Enrolment, AuthError> {
-        check_code_len(req.totp.as_deref())?;
-        check_code_len(req.recovery_code.as_deref())?;
+        if let Err(e) = req.check_bounds() {
+            self.audit(
+                Self::event("auth.mfa.enroll", AuditDecision::Failure, Some(ctx))
+                    .principal(principal)
+                    .reason("malformed request: a field is too long")
+                    .severity(AuditSeverity::Warning),
+            )
+            .await;
+            return Err(e.into());
+        }
         let user = match self.user_by_subject(principal.subject()).await? {
             Some(u) if u.active => u,
             _ => {
@@ -115,14 +135,14 @@ impl AuthService {
         };
         let enrolled = self.totp_secret(&user).await?;
         let second = match (&enrolled, req.totp, req.recovery_code) {
-            (None, _, _) => SecondFactor::NotEnrolled,
+            (None, _, _) => SecondFactor::NotAsked,
             (Some(secret), Some(code), _) => SecondFactor::Totp(secret, code),
             (Some(_), None, Some(code)) => SecondFactor::Recovery(code),
             (Some(_), None, None) => SecondFactor::Missing,
         };
         self.reauthenticate(
             &user,
-            Password::new(req.password),
+            &Password::new(req.password),
             second,
             "auth.mfa.enroll",
             ctx,
@@ -150,7 +170,7 @@ impl AuthService {
         code: &str,
         ctx: &RequestContext,
     ) -> Result<Vec<RecoveryCode>, AuthError> {
-        check_code_len(Some(code))?;
+        check("code", code, MAX_CODE_BYTES)?;
         let Some(user) = self.user_by_subject(principal.subject()).await? else {
             return Err(AuthError::InvalidCredentials);
         };
@@ -316,15 +336,5 @@ impl AuthService {
             }
         }
         Err(AuthError::Unavailable)
-    }
-}
-
-/// Refuses a one-time or recovery code longer than any real one (400).
-pub(super) fn check_code_len(code: Option<&str>) -> Result<(), AuthError> {
-    match code {
-        Some(c) if c.len() > MAX_CODE_BYTES => Err(AuthError::BadRequest(
-            "the one-time code is too long".into(),
-        )),
-        _ => Ok(()),
     }
 }

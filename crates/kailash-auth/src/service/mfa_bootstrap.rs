@@ -19,8 +19,9 @@ use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
 use serde::Serialize;
 
-use super::mfa::{Enrolment, check_code_len};
+use super::mfa::Enrolment;
 use super::{AuthError, AuthService};
+use crate::bounds::{MAX_CODE_BYTES, check};
 use crate::jwt::{Claims, TokenType};
 use crate::totp::RecoveryCode;
 use crate::users::UserRecord;
@@ -114,7 +115,7 @@ impl AuthService {
         code: &str,
         ctx: &RequestContext,
     ) -> Result<Vec<RecoveryCode>, AuthError> {
-        check_code_len(Some(code))?;
+        check("code", code, MAX_CODE_BYTES)?;
         let user = self.bootstrap_user(token, "auth.mfa.verify", ctx).await?;
         self.confirm_enrolment(&user, code, ctx).await
     }

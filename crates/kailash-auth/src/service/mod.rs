@@ -34,6 +34,7 @@ mod sessions;
 mod tenant_gate;
 mod token_refresh;
 mod tokens;
+mod username_tag;
 
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ use kailash_core::clock::Clock;
 use kailash_core::context::RequestContext;
 use kailash_core::state::SharedState;
 
-pub use accounts::{AccountAction, MAX_USERNAME_BYTES};
+pub use accounts::AccountAction;
 pub use config::AuthConfig;
 pub use error::AuthError;
 pub use login::{LoginOutcome, LoginRequest};
@@ -54,7 +55,7 @@ pub use tokens::TokenPair;
 
 use crate::jwt::{KeySet, TokenCache, TokenType, Verifier};
 use crate::lockout::Lockout;
-use crate::password::PasswordHasher;
+use crate::password::{HashLimiter, PasswordHasher};
 use crate::refresh::RefreshFamilies;
 use crate::session::SessionStore;
 use crate::totp::TotpGuard;
@@ -81,6 +82,7 @@ struct Inner {
     lockout: Lockout,
     totp: TotpGuard,
     hasher: PasswordHasher,
+    tags: username_tag::UsernameTags,
     audit: Arc<dyn AuditSink>,
     tenants: Option<Arc<dyn TenantGate>>,
 }
@@ -132,7 +134,11 @@ impl AuthService {
                 families: RefreshFamilies::new(state.clone(), config.refresh.clone()),
                 lockout: Lockout::new(state.clone(), config.lockout.clone()),
                 totp: TotpGuard::from_state(config.totp, &state),
-                hasher: PasswordHasher::default(),
+                hasher: PasswordHasher::default().with_limiter(HashLimiter::new(
+                    config.max_concurrent_hashes,
+                    config.hash_queue_timeout,
+                )),
+                tags: username_tag::UsernameTags::from_keys(&keys),
                 config,
                 users,
                 keys,
@@ -156,11 +162,15 @@ impl AuthService {
         }
         self
     }
-    /// Uses `hasher` for new password hashes (and the dummy verification).
+    /// Uses `hasher`'s parameters for new password hashes (and the dummy
+    /// verification). The service keeps its own [`HashLimiter`] (from
+    /// [`AuthConfig::max_concurrent_hashes`]): one bound for every hash and
+    /// verification it runs.
     #[must_use]
     pub fn with_hasher(mut self, hasher: PasswordHasher) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.hasher = hasher;
+            let limiter = inner.hasher.limiter().clone();
+            inner.hasher = hasher.with_limiter(limiter);
         }
         self
     }

@@ -1,8 +1,10 @@
 //! Password changes by their owner, and the stored hash that replaces the
 //! directory's.
 //!
-//! A wrong current password is audited like a failed login; a new password
-//! must satisfy the policy; a change ends every session of the user.
+//! The current password is proved like a login (`reauthenticate` in
+//! `reauth.rs`: lockout, per-IP throttle, hashing bound; a guess that locks
+//! the account ends every session); a new password must satisfy the policy;
+//! a change ends every session of the user.
 
 use bytes::Bytes;
 use kailash_core::Principal;
@@ -10,6 +12,7 @@ use kailash_core::audit::AuditDecision;
 use kailash_core::context::RequestContext;
 
 use super::overrides::{NS_PASSWORD, key_for};
+use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
 use crate::password::Password;
 use crate::users::UserRecord;
@@ -24,6 +27,9 @@ impl AuthService {
         new: String,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
+        use crate::bounds::{MAX_PASSWORD_BYTES, check};
+        check("current_password", &current, MAX_PASSWORD_BYTES)?;
+        check("new_password", &new, MAX_PASSWORD_BYTES)?;
         let Some(user) = self.user_by_subject(principal.subject()).await? else {
             return Err(AuthError::InvalidCredentials);
         };
@@ -31,20 +37,14 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         let current = Password::new(current);
-        if !self
-            .inner
-            .hasher
-            .verify_async(&current, &user.password_hash)
-            .await
-        {
-            self.audit(
-                Self::event("auth.password.change", AuditDecision::Failure, Some(ctx))
-                    .principal(principal)
-                    .reason("current password wrong"),
-            )
-            .await;
-            return Err(AuthError::InvalidCredentials);
-        }
+        self.reauthenticate(
+            &user,
+            &current,
+            SecondFactor::NotAsked,
+            "auth.password.change",
+            ctx,
+        )
+        .await?;
         let new = Password::new(new);
         if let Err(violations) = self
             .inner
@@ -85,12 +85,7 @@ impl AuthService {
         user: &UserRecord,
         password: &Password,
     ) -> Result<(), AuthError> {
-        let hash = self
-            .inner
-            .hasher
-            .hash_async(password)
-            .await
-            .map_err(|_| AuthError::Internal)?;
+        let hash = self.inner.hasher.hash_async(password).await?;
         let key = key_for(user.tenant.as_ref(), NS_PASSWORD, &user.subject);
         self.inner
             .state

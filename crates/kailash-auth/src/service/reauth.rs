@@ -1,44 +1,52 @@
-//! Re-authentication of a caller who already holds a token, before an
-//! action a stolen token must not be enough for (changing the second
-//! factor).
+//! Proving the current password (and, where asked, the current second
+//! factor) inside an authenticated flow — a password change, a second-factor
+//! enrolment — with the same defences as a login.
 //!
-//! It is a login attempt in all but the session: the per-IP login throttle
-//! and the account lockout apply first (`429`/`423` with `Retry-After`), a
-//! wrong password or a missing or wrong second factor counts as a failed
-//! attempt, a right one clears the count. When such failures lock the
-//! account, every session of the user ends: otherwise a thief guessing
-//! with a stolen token would lock the owner out while keeping their own
-//! session.
+//! A stolen access token must not turn the flow into a password oracle: a
+//! wrong current password, or a missing or wrong second factor where one is
+//! asked, counts toward the account lockout and the per-IP login throttle
+//! (`423`/`429` with `Retry-After`), and is audited. When such a guess locks
+//! the account, every session of the user ends too — otherwise a thief would
+//! lock the owner out while keeping their own session. Argon2 work here runs
+//! under the service's hashing bound like every other password check (`503`
+//! with `Retry-After` when it is full). A right answer clears the count, as
+//! a login does.
 
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
 
 use super::{AuthError, AuthService};
-use crate::lockout::{AttemptError, normalize_username};
-use crate::password::Password;
+use crate::lockout::AttemptError;
+use crate::password::{Password, PasswordError};
 use crate::totp::{TotpCheck, TotpSecret};
 use crate::users::UserRecord;
 
-/// The second factor a re-authentication presents.
+/// The second factor a re-authentication asks for, and what came with the
+/// request.
 pub(super) enum SecondFactor<'a> {
-    /// The user has none enrolled: the password is all there is.
-    NotEnrolled,
-    /// One is enrolled but no code came with the request.
+    /// None is asked: the flow needs only the password (a password change),
+    /// or the user has none enrolled.
+    NotAsked,
+    /// One is enrolled and asked for, but no code came with the request.
     Missing,
-    /// A TOTP code for the enrolled secret.
+    /// A TOTP code for the enrolled secret (each step is accepted once).
     Totp(&'a TotpSecret, String),
-    /// A recovery code.
+    /// A recovery code (spent when accepted).
     Recovery(String),
 }
 
 impl AuthService {
-    /// Checks `password` and `second` for `user` under the login throttle
-    /// and lockout; failures are audited as `action` and count toward the
-    /// lock.
+    /// Checks that `password` is `user`'s current password and that
+    /// `second` passes, audited under `action`. `InvalidCredentials` when the
+    /// password is wrong and `MfaRequired` when the second factor is missing
+    /// or wrong (both counted); `Locked` or `Throttled` before any hashing
+    /// when the lockout refuses; `Busy` when no hashing slot frees up, and
+    /// `Unavailable` when the second factor cannot be checked (nothing
+    /// counted).
     pub(super) async fn reauthenticate(
         &self,
         user: &UserRecord,
-        password: Password,
+        password: &Password,
         second: SecondFactor<'_>,
         action: &'static str,
         ctx: &RequestContext,
@@ -47,38 +55,55 @@ impl AuthService {
             Self::event(action, AuditDecision::Failure, Some(ctx))
                 .actor(user.subject.clone())
                 .tenant(user.tenant.clone())
-                .reason(reason)
                 .severity(AuditSeverity::Warning)
+                .reason(reason)
         };
-        let username = normalize_username(&user.username);
-        let lockout = &self.inner.lockout;
-        let permit = match lockout.begin(&username, ctx.client_ip()).await {
+        let permit = match self
+            .inner
+            .lockout
+            .begin(&user.username, ctx.client_ip())
+            .await
+        {
             Ok(p) => p,
             Err(AttemptError::Locked { retry_after }) => {
                 self.audit(fail("account locked")).await;
                 return Err(AuthError::Locked { retry_after });
             }
             Err(AttemptError::Throttled { retry_after }) => {
-                self.audit(fail("attempts from this address throttled"))
+                self.audit(fail("password attempts from this address throttled"))
                     .await;
                 return Err(AuthError::Throttled { retry_after });
             }
             Err(AttemptError::Unavailable(e)) => return Err(e.into()),
         };
-        if !self
+        let matched = match self
             .inner
             .hasher
-            .verify_async(&password, &user.password_hash)
+            .verify_async(password, &user.password_hash)
             .await
         {
-            let _ = lockout.failed(permit).await;
+            Ok(m) => m,
+            Err(e) => {
+                // Not checked, so not counted either way.
+                self.release(permit).await;
+                return Err(self.hashing_refused(action, e, ctx).await);
+            }
+        };
+        if !matched {
+            let locked = self.count_failure(permit).await;
             self.audit(fail("current password wrong")).await;
-            self.end_sessions_if_locked(user, &username, action, ctx)
+            if locked {
+                self.end_sessions_after_lock(
+                    user,
+                    "account locked by wrong current passwords; sessions revoked",
+                    ctx,
+                )
                 .await?;
+            }
             return Err(AuthError::InvalidCredentials);
         }
         let passed = match second {
-            SecondFactor::NotEnrolled => true,
+            SecondFactor::NotAsked => true,
             SecondFactor::Missing => false,
             SecondFactor::Totp(secret, code) => {
                 match self
@@ -90,8 +115,8 @@ impl AuthService {
                     Ok(TotpCheck::Accepted { .. }) => true,
                     Ok(_) => false,
                     Err(e) => {
-                        // Not the caller's failure: the permit keeps its slot, uncounted.
-                        drop(permit);
+                        // Not the caller's failure: give the slot back, uncounted.
+                        self.release(permit).await;
                         tracing::warn!(error = %e, "TOTP guard unavailable");
                         return Err(AuthError::Unavailable);
                     }
@@ -100,49 +125,88 @@ impl AuthService {
             SecondFactor::Recovery(code) => match self.consume_recovery_code(user, &code).await {
                 Ok(spent) => spent,
                 Err(e) => {
-                    drop(permit);
+                    self.release(permit).await;
                     return Err(e);
                 }
             },
         };
         if !passed {
-            let _ = lockout.failed(permit).await;
+            let locked = self.count_failure(permit).await;
             self.audit(fail("second factor missing or invalid")).await;
-            self.end_sessions_if_locked(user, &username, action, ctx)
+            if locked {
+                self.end_sessions_after_lock(
+                    user,
+                    "account locked by wrong second factors; sessions revoked",
+                    ctx,
+                )
                 .await?;
+            }
             return Err(AuthError::MfaRequired);
         }
-        if let Err(e) = lockout.succeeded(permit).await {
+        if let Err(e) = self.inner.lockout.succeeded(permit).await {
             tracing::warn!(error = ?e, "lockout counter could not be cleared");
         }
         Ok(())
     }
 
-    /// After a counted failure: when the account is now locked, ends every
-    /// session of `user`, the caller's included.
-    async fn end_sessions_if_locked(
+    /// Counts a failed re-authentication; `true` when the account is now
+    /// locked.
+    async fn count_failure(&self, permit: crate::lockout::AttemptPermit) -> bool {
+        match self.inner.lockout.failed(permit).await {
+            Ok(locked) => locked,
+            Err(e) => {
+                tracing::warn!(error = ?e, "failed attempt could not be counted");
+                false
+            }
+        }
+    }
+
+    /// The guesses came through one of the user's sessions and locked the
+    /// account: end them all, so the guesser does not keep theirs while the
+    /// owner is locked out.
+    async fn end_sessions_after_lock(
         &self,
         user: &UserRecord,
-        username: &str,
-        action: &'static str,
+        reason: &'static str,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        let locked = match self.inner.lockout.status(username).await {
-            Ok(status) => status.is_some(),
-            Err(AttemptError::Unavailable(e)) => return Err(e.into()),
-            Err(_) => true,
-        };
-        if locked {
-            self.end_all_sessions(user).await?;
-            self.audit(
-                Self::event(action, AuditDecision::Deny, Some(ctx))
-                    .actor(user.subject.clone())
-                    .tenant(user.tenant.clone())
-                    .reason("account locked by failed re-authentication; all sessions revoked")
-                    .severity(AuditSeverity::Critical),
-            )
-            .await;
-        }
+        self.end_all_sessions(user).await?;
+        self.audit(
+            Self::event("auth.account", AuditDecision::Success, Some(ctx))
+                .actor(user.subject.clone())
+                .tenant(user.tenant.clone())
+                .severity(AuditSeverity::Critical)
+                .reason(reason),
+        )
+        .await;
         Ok(())
+    }
+
+    /// Gives back the attempt slot of a password that was not checked.
+    pub(super) async fn release(&self, permit: crate::lockout::AttemptPermit) {
+        if let Err(e) = self.inner.lockout.release(permit).await {
+            tracing::warn!(error = ?e, "attempt slot could not be given back");
+        }
+    }
+
+    /// A password check that did not run (every hashing slot busy, or the
+    /// task failed): audited under `action`, and the answer for the caller.
+    pub(super) async fn hashing_refused(
+        &self,
+        action: &'static str,
+        error: PasswordError,
+        ctx: &RequestContext,
+    ) -> AuthError {
+        let reason = match error {
+            PasswordError::Busy { .. } => "password hashing busy",
+            _ => "password hashing failed",
+        };
+        self.audit(
+            Self::event(action, AuditDecision::Error, Some(ctx))
+                .severity(AuditSeverity::Warning)
+                .reason(reason),
+        )
+        .await;
+        error.into()
     }
 }

@@ -37,6 +37,27 @@ pub enum AuditSeverity {
     Critical,
 }
 
+/// The longest `actor`, `resource` or `reason` an event keeps, in bytes.
+///
+/// These fields may carry text a client chose (a path, a resource id, a
+/// subject); the builders cut anything longer at a character boundary and
+/// mark the cut with `…`, so no request can make one audit entry larger than
+/// a few KiB.
+pub const MAX_FIELD_BYTES: usize = 512;
+
+/// `text`, cut to [`MAX_FIELD_BYTES`] (at a character boundary, marked `…`).
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_FIELD_BYTES {
+        let mut end = MAX_FIELD_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// One audit record. Serialised as one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -94,10 +115,10 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the actor.
+    /// Sets the actor (cut to [`MAX_FIELD_BYTES`]).
     #[must_use]
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = Some(actor.into());
+        self.actor = Some(bounded(actor.into()));
         self
     }
 
@@ -108,10 +129,10 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the resource.
+    /// Sets the resource (cut to [`MAX_FIELD_BYTES`]).
     #[must_use]
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resource = Some(resource.into());
+        self.resource = Some(bounded(resource.into()));
         self
     }
 
@@ -122,10 +143,16 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the reason.
+    /// Sets the reason (cut to [`MAX_FIELD_BYTES`]).
     #[must_use]
     pub fn reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
-        self.reason = Some(reason.into());
+        self.reason = Some(match reason.into() {
+            Cow::Owned(text) => Cow::Owned(bounded(text)),
+            Cow::Borrowed(text) if text.len() > MAX_FIELD_BYTES => {
+                Cow::Owned(bounded(text.to_owned()))
+            }
+            borrowed => borrowed,
+        });
         self
     }
 
@@ -140,8 +167,39 @@ impl AuditEvent {
     /// Copies the actor and tenant from a principal.
     #[must_use]
     pub fn principal(mut self, principal: &Principal) -> Self {
-        self.actor = Some(principal.subject().to_owned());
+        self.actor = Some(bounded(principal.subject().to_owned()));
         self.tenant = principal.tenant().cloned();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_fields_are_bounded() {
+        let long = "é".repeat(4096);
+        let leaked: &'static str = Box::leak(long.clone().into_boxed_str());
+        let event = AuditEvent::new("t", AuditDecision::Deny)
+            .actor(long.clone())
+            .resource(long.clone())
+            .reason(long.clone());
+        for field in [
+            event.actor.as_deref(),
+            event.resource.as_deref(),
+            event.reason.as_deref(),
+        ] {
+            let field = field.unwrap();
+            assert!(field.len() <= MAX_FIELD_BYTES + '…'.len_utf8());
+            assert!(field.ends_with('…'));
+        }
+        let borrowed = AuditEvent::new("t", AuditDecision::Deny).reason(leaked);
+        assert!(borrowed.reason.unwrap().len() <= MAX_FIELD_BYTES + 3);
+        let short = AuditEvent::new("t", AuditDecision::Allow)
+            .resource("/api/x")
+            .reason("rule");
+        assert_eq!(short.resource.as_deref(), Some("/api/x"));
+        assert_eq!(short.reason.as_deref(), Some("rule"));
     }
 }

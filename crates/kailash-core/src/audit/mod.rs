@@ -36,7 +36,7 @@ mod retain;
 
 use async_trait::async_trait;
 
-pub use event::{AuditDecision, AuditEvent, AuditSeverity};
+pub use event::{AuditDecision, AuditEvent, AuditSeverity, MAX_FIELD_BYTES};
 pub use file::{JsonLinesAuditSink, JsonLinesOptions};
 pub use memory::MemoryAuditSink;
 pub use record::{PendingAudit, offer, record_or_log};

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 
 use crate::context::RequestContext;
-use crate::guard::{Deferred, GuardFuture};
+use crate::guard::{Deferred, GuardFuture, GuardRefusal};
 use crate::principal::Principal;
 use crate::problem::{Problem, ResponseBody};
 use crate::state::{Namespace, RateDecision, RateQuota, StateError, StateKey};
@@ -162,7 +162,7 @@ where
             for bucket in buckets.iter().flatten() {
                 let result = config.limiter.check(&bucket.key, &bucket.quota, 1).await;
                 if let Verdict::Refuse(problem) = verdict(&config, bucket, result) {
-                    return Ok(problem.to_response());
+                    return Ok(GuardRefusal::response(&problem));
                 }
             }
             inner.call(req).await.map(|r| r.map(ResponseBody::new))

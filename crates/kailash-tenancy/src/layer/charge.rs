@@ -10,23 +10,26 @@ use kailash_core::problem::Problem;
 use super::audit::Origin;
 use super::refusal::{Refusal, Refused};
 use crate::model::Tenant;
-use crate::quota::{QuotaDecision, Quotas};
+use crate::quota::{ApiCallCharge, QuotaDecision, Quotas};
 
 /// Charges one API call to `tenant` (resolved as `id`, which its events
-/// name); refuses with `429` (and `Retry-After`
-/// when the quota resets by itself) once it is exhausted, `503` when the
-/// quota state is unavailable.
+/// name), returning the receipt to refund it with; refuses with `429` (and
+/// `Retry-After` when the quota resets by itself) once it is exhausted,
+/// `503` when the quota state is unavailable.
 pub(super) async fn charge_api_call(
     quotas: &Quotas,
     tenant: &Tenant,
     id: &TenantId,
     origin: &Origin,
-) -> Result<(), Box<Refused>> {
-    match quotas.charge_api_call(tenant).await {
-        Ok(QuotaDecision::Allowed { .. }) => Ok(()),
-        Ok(QuotaDecision::Refused {
-            quota, retry_after, ..
-        }) => {
+) -> Result<Option<ApiCallCharge>, Box<Refused>> {
+    match quotas.charge_api_call_refundable(tenant).await {
+        Ok((QuotaDecision::Allowed { .. }, charge)) => Ok(charge),
+        Ok((
+            QuotaDecision::Refused {
+                quota, retry_after, ..
+            },
+            _,
+        )) => {
             let mut problem = match retry_after {
                 Some(after) => Problem::too_many_requests(after),
                 None => Problem::new(
@@ -50,5 +53,16 @@ pub(super) async fn charge_api_call(
             tracing::warn!(%error, tenant = %id.as_str(), "quota state unavailable; failing closed");
             Err(origin.refuse(Refusal::QuotaUnavailable, Some(id)))
         }
+    }
+}
+
+/// Gives back a charged call after an inner guard refused the request: the
+/// quota counts only requests that passed authentication, access control
+/// and the per-user limit. A store that cannot answer keeps the charge
+/// (logged): the tenant pays for one refused request rather than the
+/// gateway failing an answer already made.
+pub(super) async fn refund_api_call(quotas: &Quotas, charge: &ApiCallCharge, id: &TenantId) {
+    if let Err(error) = quotas.refund_api_call(charge).await {
+        tracing::warn!(%error, tenant = %id.as_str(), "could not refund a refused request's API call");
     }
 }

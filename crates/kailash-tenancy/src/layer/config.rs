@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use kailash_core::audit::AuditSink;
+use kailash_core::public::PublicPaths;
 
-use super::public::PublicPaths;
 use crate::quota::Quotas;
 use crate::registry::TenantRegistry;
 
@@ -20,6 +20,9 @@ pub(super) struct Config {
     pub(super) custom_domains: bool,
     pub(super) public: PublicPaths,
     pub(super) audit: Option<Arc<dyn AuditSink>>,
+    /// Whether a header or host may choose the tenant of an authenticated
+    /// principal that has none (see `allow_tenantless_principals`).
+    pub(super) allow_tenantless: bool,
 }
 
 impl Config {
@@ -32,6 +35,7 @@ impl Config {
             custom_domains: false,
             public: PublicPaths::default(),
             audit: None,
+            allow_tenantless: false,
         }
     }
 

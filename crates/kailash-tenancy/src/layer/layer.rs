@@ -109,6 +109,20 @@ impl TenancyLayer {
         self.update(|c| c.public.add_prefix(prefix))
     }
 
+    /// Lets a header or host choose the tenant of an authenticated principal
+    /// whose token names none (default: refused with `403`).
+    ///
+    /// **Dangerous**: every such principal can then act in any tenant it
+    /// names — its role grants, limits and audit entries follow the tenant
+    /// the request chose. Only for deployments where tenantless principals
+    /// are trusted operators across tenants. The tenant chosen is stamped
+    /// on the request's [`Principal`](kailash_core::Principal), so every
+    /// later layer and handler sees that one tenant and no other.
+    #[must_use]
+    pub fn allow_tenantless_principals(self) -> Self {
+        self.update(|c| c.allow_tenantless = true)
+    }
+
     /// Records refusals to `sink` (action [`AUDIT_ACTION`](super::AUDIT_ACTION)).
     #[must_use]
     pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {

@@ -123,7 +123,6 @@ mod header;
 mod host;
 #[allow(clippy::module_inception)]
 mod layer;
-mod public;
 mod refusal;
 mod resolve;
 mod service;

@@ -11,6 +11,7 @@ pub(super) enum Refusal {
     MalformedHeader,
     MalformedHost,
     Mismatch,
+    TenantlessPrincipal,
     NoTenant,
     Unknown,
     Inactive,
@@ -26,6 +27,9 @@ impl Refusal {
             }
             Refusal::MalformedHost => Problem::bad_request("the request's host is malformed"),
             Refusal::Mismatch => Problem::forbidden("tenant mismatch"),
+            Refusal::TenantlessPrincipal => {
+                Problem::forbidden("the caller belongs to no tenant and cannot choose one")
+            }
             Refusal::NoTenant => Problem::bad_request("the request names no tenant"),
             Refusal::Unknown => Problem::forbidden("unknown tenant"),
             Refusal::Inactive => Problem::forbidden("tenant is inactive"),
@@ -43,6 +47,7 @@ impl Refusal {
             Refusal::MalformedHeader => "malformed tenant header",
             Refusal::MalformedHost => "malformed host",
             Refusal::Mismatch => "tenant sources disagree",
+            Refusal::TenantlessPrincipal => "tenantless principal named a tenant",
             Refusal::NoTenant => "no tenant named",
             Refusal::Unknown => "unknown tenant",
             Refusal::Inactive => "tenant is inactive",
@@ -60,7 +65,7 @@ impl Refusal {
 
     pub(super) fn severity(self) -> AuditSeverity {
         match self {
-            Refusal::Mismatch => AuditSeverity::Warning,
+            Refusal::Mismatch | Refusal::TenantlessPrincipal => AuditSeverity::Warning,
             _ => AuditSeverity::Info,
         }
     }

@@ -10,6 +10,14 @@ use super::config::Config;
 use super::refusal::{Refusal, Refused};
 use super::sources::{Local, Source};
 use crate::model::Tenant;
+use crate::quota::ApiCallCharge;
+
+/// The tenant a request resolved to, and the API call charged for it (to
+/// give back if an inner guard refuses the request).
+pub(super) struct Resolved {
+    pub(super) tenant: Arc<Tenant>,
+    pub(super) charge: Option<ApiCallCharge>,
+}
 
 /// The active, charged tenant of a request whose local sources were read
 /// into `local`.
@@ -17,7 +25,7 @@ pub(super) async fn resolve(
     config: &Config,
     local: Local,
     origin: &Origin,
-) -> Result<Arc<Tenant>, Box<Refused>> {
+) -> Result<Resolved, Box<Refused>> {
     let Local {
         mut claims,
         lookup_host,
@@ -46,8 +54,9 @@ pub(super) async fn resolve(
     if !tenant.active {
         return Err(origin.refuse(Refusal::Inactive, Some(&id)));
     }
-    if let Some(quotas) = &config.quotas {
-        charge_api_call(quotas, &tenant, &id, origin).await?;
-    }
-    Ok(tenant)
+    let charge = match &config.quotas {
+        Some(quotas) => charge_api_call(quotas, &tenant, &id, origin).await?,
+        None => None,
+    };
+    Ok(Resolved { tenant, charge })
 }

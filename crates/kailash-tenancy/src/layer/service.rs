@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use kailash_core::Principal;
 use kailash_core::audit::offer;
-use kailash_core::guard::{Deferred, GuardFuture};
+use kailash_core::guard::{Deferred, GuardFuture, GuardRefusal};
 use kailash_core::problem::ResponseBody;
 
 use super::audit::Origin;
+use super::charge::refund_api_call;
 use super::config::Config;
 use super::refusal::Refused;
-use super::resolve::resolve;
+use super::resolve::{Resolved, resolve};
 use super::sources::named;
 
 /// The response future of [`Tenancy`]: passes public paths through
@@ -51,7 +53,7 @@ where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: 'static,
+    ResBody: Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -92,11 +94,25 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
             match resolve(&config, local, &origin).await {
-                Ok(tenant) => {
+                Ok(Resolved { tenant, charge }) => {
                     let extensions = req.extensions_mut();
+                    // One authority: a principal the layer let choose a
+                    // tenant now carries it, so nothing downstream can read
+                    // another (a principal with a tenant agreed already).
+                    if let Some(principal) = extensions.get_mut::<Principal>()
+                        && principal.tenant().is_none()
+                    {
+                        *principal = principal.in_tenant(tenant.id.clone());
+                    }
                     extensions.insert(tenant.id.clone());
-                    extensions.insert(tenant);
-                    inner.call(req).await.map(|r| r.map(ResponseBody::new))
+                    extensions.insert(tenant.clone());
+                    let response = inner.call(req).await?;
+                    if let (Some(charge), Some(quotas)) = (&charge, &config.quotas)
+                        && GuardRefusal::is_marked(&response)
+                    {
+                        refund_api_call(quotas, charge, &tenant.id).await;
+                    }
+                    Ok(response.map(ResponseBody::new))
                 }
                 Err(refused) => {
                     let Refused { problem, event } = *refused;

@@ -23,6 +23,9 @@ pub(super) enum Source {
 #[derive(Debug, Default)]
 pub(super) struct Claims {
     ids: [Option<(Source, TenantId)>; 4],
+    /// An authenticated principal is present whose token names no tenant,
+    /// and the layer does not let a header or host choose one for it.
+    tenantless_principal: bool,
 }
 
 impl Claims {
@@ -36,12 +39,17 @@ impl Claims {
         self.ids[slot] = Some((source, id));
     }
 
-    /// The one tenant every present source agrees on.
+    /// The one tenant every present source agrees on. A principal without
+    /// a tenant cannot have one chosen by the other sources (unless the
+    /// layer allows it): the token, not the request, says who it works for.
     pub(super) fn agreed(&self) -> Result<TenantId, Refusal> {
         let mut present = self.ids.iter().flatten();
         let Some((_, first)) = present.next() else {
             return Err(Refusal::NoTenant);
         };
+        if self.tenantless_principal {
+            return Err(Refusal::TenantlessPrincipal);
+        }
         if present.any(|(_, id)| id != first) {
             return Err(Refusal::Mismatch);
         }
@@ -66,12 +74,10 @@ pub(super) struct Local {
 /// host as configured. An error when the header or host is malformed.
 pub(super) fn named<B>(config: &Config, req: &Request<B>) -> Result<Local, Refusal> {
     let mut claims = Claims::default();
-    if let Some(tenant) = req
-        .extensions()
-        .get::<Principal>()
-        .and_then(Principal::tenant)
-    {
-        claims.add(Source::Principal, tenant.clone());
+    match req.extensions().get::<Principal>().map(Principal::tenant) {
+        Some(Some(tenant)) => claims.add(Source::Principal, tenant.clone()),
+        Some(None) => claims.tenantless_principal = !config.allow_tenantless,
+        None => {}
     }
     if config.header
         && let Some(id) = header_tenant(req.headers())?
@@ -118,5 +124,16 @@ mod tests {
         claims.add(Source::Principal, id("globex"));
         assert_eq!(claims.agreed(), Err(Refusal::Mismatch));
         assert_eq!(claims.principal(), Some(&id("globex")));
+    }
+
+    #[test]
+    fn a_tenantless_principal_cannot_be_given_a_tenant() {
+        let mut claims = Claims {
+            tenantless_principal: true,
+            ..Claims::default()
+        };
+        assert_eq!(claims.agreed(), Err(Refusal::NoTenant));
+        claims.add(Source::Header, id("globex"));
+        assert_eq!(claims.agreed(), Err(Refusal::TenantlessPrincipal));
     }
 }

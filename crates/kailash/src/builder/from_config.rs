@@ -113,6 +113,7 @@ impl GatewayBuilder {
                     header: config.tenancy.header,
                     subdomain_base: config.tenancy.subdomain_base.clone(),
                     custom_domains: config.tenancy.custom_domains,
+                    allow_tenantless_principals: config.tenancy.allow_tenantless_principals,
                 },
             );
         }

@@ -37,4 +37,9 @@ pub struct TenancySettings {
     pub subdomain_base: Option<String>,
     /// Resolve tenants' custom domains.
     pub custom_domains: bool,
+    /// Let principals without a tenant act in the tenant a header or host
+    /// names (see
+    /// [`TenancyLayer::allow_tenantless_principals`](kailash_tenancy::layer::TenancyLayer::allow_tenantless_principals);
+    /// dangerous).
+    pub allow_tenantless_principals: bool,
 }

@@ -20,6 +20,10 @@ pub struct TenancySection {
     pub subdomain_base: Option<String>,
     /// Resolve the tenants' custom `domains`. Default false.
     pub custom_domains: bool,
+    /// Let principals that belong to no tenant act in the tenant a header
+    /// or host names. Dangerous: such a token acts in every tenant. Default
+    /// false (they are refused with 403).
+    pub allow_tenantless_principals: bool,
 }
 
 /// `[server]`

@@ -2,6 +2,8 @@
 //! gateway over HTTP, on memory and on Redis (when `KAILASH_TEST_REDIS_URL`
 //! is set) where state is involved. One module per defence.
 
+mod auth;
 mod mfa;
 #[path = "../support/mod.rs"]
 mod support;
+mod tenant;

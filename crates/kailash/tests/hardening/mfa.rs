@@ -117,7 +117,10 @@ async fn a_stolen_access_token_alone_cannot_enrol_a_second_factor() {
         locked.assert_problem(423);
         assert!(locked.header("retry-after").is_some());
         let events = audit_until(&dir, |e| {
-            e["action"] == "auth.mfa.enroll" && e["severity"] == "critical" && e["actor"] == "bob"
+            e["action"] == "auth.account"
+                && e["severity"] == "critical"
+                && e["actor"] == "bob"
+                && e["reason"] == "account locked by wrong current passwords; sessions revoked"
         })
         .await;
         let failures = events

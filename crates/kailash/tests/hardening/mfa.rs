@@ -92,6 +92,26 @@ async fn a_stolen_access_token_alone_cannot_enrol_a_second_factor() {
         post(&gw, "/auth/mfa/enroll", json!({}), Some(&stolen))
             .await
             .assert_problem(400);
+        // Over-long fields: 400 before any work, and not counted (else the
+        // lock below would come sooner).
+        for body in [
+            json!({ "password": "p".repeat(2000) }),
+            json!({ "password": BOB_PASSWORD, "totp": "1".repeat(100) }),
+            json!({ "password": BOB_PASSWORD, "recovery_code": "r".repeat(100) }),
+            json!({ "password": BOB_PASSWORD, "extra": true }),
+        ] {
+            post(&gw, "/auth/mfa/enroll", body, Some(&stolen))
+                .await
+                .assert_problem(400);
+        }
+        post(
+            &gw,
+            "/auth/mfa/verify",
+            json!({ "code": "1".repeat(100) }),
+            Some(&stolen),
+        )
+        .await
+        .assert_problem(400);
         // Guesses count toward the account lockout, like failed logins.
         for guess in 1..=4 {
             let body = json!({ "password": format!("Guess-Number-{guess}!") });
@@ -397,6 +417,14 @@ async fn the_enrolment_only_token_enrols_and_does_nothing_else() {
             &gw,
             "/auth/mfa/bootstrap/verify",
             json!({ "code": "123456" }),
+            Some(&token),
+        )
+        .await
+        .assert_problem(400);
+        post(
+            &gw,
+            "/auth/mfa/bootstrap/verify",
+            json!({ "code": "1".repeat(100) }),
             Some(&token),
         )
         .await

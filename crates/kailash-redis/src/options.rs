@@ -101,12 +101,8 @@ impl RedisOptions {
         self
     }
 
-    /// The longest any one operation may take
-    /// (`connection_timeout + response_timeout`). A command whose reply is
-    /// lost may have run this long before its caller sees the timeout, so
-    /// windows meant to recognise the caller's retry (the refresh-token
-    /// reuse grace) must be longer.
-    pub fn operation_timeout(&self) -> Duration {
+    /// The longest any one operation may take.
+    pub(crate) fn operation_timeout(&self) -> Duration {
         self.connection_timeout
             .saturating_add(self.response_timeout)
     }

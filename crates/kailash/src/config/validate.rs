@@ -131,25 +131,6 @@ impl GatewayConfig {
                 "this build has no Redis support (enable the `redis` feature of kailash)".into(),
             ));
         }
-        // A refresh whose rotation ran on Redis but whose reply timed out is
-        // answered 503 up to one operation timeout after the rotation; the
-        // client's retry must still fall within the reuse grace, or it would
-        // be taken for reuse and revoke the session.
-        #[cfg(feature = "redis")]
-        if self.state.redis_url.is_some()
-            && let Some(auth) = &self.auth
-        {
-            let op = kailash_redis::RedisOptions::default().operation_timeout();
-            if auth.refresh_reuse_grace.0 <= op {
-                return Err((
-                    "auth.refresh_reuse_grace".into(),
-                    format!(
-                        "must be longer than the Redis operation timeout ({} ms), or a client's retry after a timed-out refresh is taken for token reuse",
-                        op.as_millis()
-                    ),
-                ));
-            }
-        }
         Ok(())
     }
 }

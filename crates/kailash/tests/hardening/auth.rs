@@ -255,6 +255,44 @@ async fn wrong_current_passwords_count_toward_the_lockout_and_the_locking_guess_
 }
 
 #[tokio::test]
+async fn a_password_change_on_a_locked_account_is_refused_with_423_before_any_check() {
+    for overrides in backends() {
+        let dir = temp_dir();
+        let gw = demo_in(&dir, &overrides).await;
+        let (token, _) = tokens(&login(&gw, "bob", BOB).await);
+        // Someone locks the account through the login route.
+        for i in 0..5 {
+            login(&gw, "bob", &format!("Guess-Number-{i}-Wrong!"))
+                .await
+                .assert_problem(401);
+        }
+        // Even the right current password is not checked while it is locked:
+        // the lock is shared with the login route.
+        let r = post(
+            &gw,
+            "/auth/password",
+            password_change(BOB, "Brand-New-Passw0rd-9"),
+            Some(&token),
+        )
+        .await;
+        r.assert_problem(423);
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+        // Failed logins alone end no session (anyone who knows a username
+        // can cause those).
+        assert_eq!(get_auth(&gw, "/auth/sessions", &token).await.status, 200);
+        gw.stop().await;
+        assert!(
+            audit_lines(&dir)
+                .iter()
+                .any(|l| l.contains("auth.password.change") && l.contains("account locked")),
+            "the refusal is audited"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[tokio::test]
 async fn password_guesses_share_the_per_ip_login_throttle() {
     for mut overrides in backends() {
         overrides.push(("KAILASH_AUTH__LOGIN_RATE_PER_IP__RATE", "3".into()));

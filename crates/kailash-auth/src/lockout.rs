@@ -114,7 +114,7 @@ impl From<StateError> for AttemptError {
 /// [`Lockout::release`]. A permit that is dropped instead keeps its attempt
 /// slot reserved until the window ends (it counts against the user, never
 /// for them) but is not counted as a failure.
-#[must_use = "report the outcome with Lockout::succeeded or Lockout::failed"]
+#[must_use = "report the outcome with Lockout::succeeded, Lockout::failed or Lockout::release"]
 pub struct AttemptPermit {
     /// The hashed username the slot was reserved under.
     user: String,

@@ -211,3 +211,38 @@ fn defaults() {
     assert_eq!(c.lockout_duration, FIFTEEN_MIN);
     assert_eq!(c.per_ip, Some(RateQuota::per_minute(20).unwrap()));
 }
+
+async fn check_a_released_attempt_is_not_counted(state: SharedState, _clock: Arc<ManualClock>) {
+    let config = LockoutConfig {
+        per_ip: None,
+        max_attempts: 2,
+        ..LockoutConfig::default()
+    };
+    let lockout = Lockout::new(state, config);
+    let (name, ip) = user("busy");
+    // Passwords that could not be checked (every hashing slot busy) give
+    // their slot back: many of them use up nothing.
+    for _ in 0..5 {
+        let permit = lockout.begin(&name, ip).await.unwrap();
+        lockout.release(permit).await.unwrap();
+    }
+    assert_eq!(lockout.status(&name).await.unwrap(), None);
+    // The two real attempts are still there; the second failure locks.
+    let first = lockout.begin(&name, ip).await.unwrap();
+    assert!(!lockout.failed(first).await.unwrap());
+    let second = lockout.begin(&name, ip).await.unwrap();
+    assert!(
+        lockout.failed(second).await.unwrap(),
+        "the locking failure says so"
+    );
+    assert!(matches!(
+        lockout.begin(&name, ip).await,
+        Err(AttemptError::Locked { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_released_attempt_is_not_counted() {
+    let (s, c) = memory();
+    check_a_released_attempt_is_not_counted(s, c).await;
+}

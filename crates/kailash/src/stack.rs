@@ -106,7 +106,20 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             layer = layer.audit(audit.clone());
         }
         this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
-        this.routes = std::mem::take(&mut this.routes).merge(kailash_auth::http::router(service));
+        let mut routes = std::mem::take(&mut this.routes);
+        if this.access.is_some() {
+            // Account administration needs someone allowed to do it: the
+            // permission check is the access control's, like every route's.
+            let guard = kailash_access::layer::RequirePermissionLayer::new(
+                kailash_auth::http::ADMIN_PERMISSION,
+            );
+            routes = routes.merge(kailash_auth::http::admin_router(service.clone(), guard));
+            let admin_doc: utoipa::openapi::OpenApi =
+                serde_json::from_value(kailash_auth::http::admin_openapi())
+                    .map_err(|e| GatewayError::Auth(e.to_string()))?;
+            this = this.openapi(admin_doc);
+        }
+        this.routes = routes.merge(kailash_auth::http::router(service));
         let auth_doc: utoipa::openapi::OpenApi =
             serde_json::from_value(kailash_auth::http::openapi())
                 .map_err(|e| GatewayError::Auth(e.to_string()))?;

@@ -75,10 +75,11 @@ async fn alice_needs_her_totp_code_once() {
         let ok = post(&gw, "/auth/login", body.clone(), None).await;
         let (access, _) = tokens(&ok);
         assert_eq!(get_auth(&gw, "/auth/sessions", &access).await.status, 200);
-        // An access token alone cannot replace an enrolled second factor.
-        post(&gw, "/auth/mfa/enroll", json!({}), Some(&access))
-            .await
-            .assert_problem(400);
+        // An access token and the password cannot replace an enrolled
+        // second factor: a current code is needed too.
+        let enrol = json!({ "password": "Alice-Demo-Passw0rd!" });
+        let refused = post(&gw, "/auth/mfa/enroll", enrol, Some(&access)).await;
+        assert_eq!(refused.assert_problem(401)["mfa_required"], true);
         let replay = post(&gw, "/auth/login", body, None).await;
         assert_eq!(
             replay.assert_problem(401)["mfa_required"],
@@ -308,7 +309,13 @@ async fn changing_the_password_checks_the_policy_and_ends_every_session() {
 async fn enrolling_mfa_then_logging_in_with_a_code_or_a_recovery_code() {
     let gw = demo(&[]).await;
     let (access, _) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
-    let enrol = post(&gw, "/auth/mfa/enroll", json!({}), Some(&access)).await;
+    let enrol = post(
+        &gw,
+        "/auth/mfa/enroll",
+        json!({ "password": "Bob-Demo-Passw0rd!" }),
+        Some(&access),
+    )
+    .await;
     assert_eq!(enrol.status, 200, "{}", enrol.text());
     let e = enrol.json();
     let secret = e["secret"].as_str().unwrap().to_owned();

@@ -63,6 +63,9 @@ pub enum TokenType {
     Access,
     /// A refresh token, `typ: rt+jwt`.
     Refresh,
+    /// An enrolment-only token, `typ: mfa-enrol+jwt`: it lets a user whose
+    /// role requires a second factor enrol one, and nothing else.
+    MfaEnrolment,
 }
 
 impl TokenType {
@@ -71,6 +74,7 @@ impl TokenType {
         match self {
             Self::Access => "at+jwt",
             Self::Refresh => "rt+jwt",
+            Self::MfaEnrolment => "mfa-enrol+jwt",
         }
     }
 

@@ -43,6 +43,10 @@ pub enum AuthError {
     /// The refresh token is invalid, expired, reused or revoked.
     #[error("invalid refresh token")]
     InvalidGrant,
+    /// The enrolment-only token is missing, invalid or expired, or its user
+    /// may no longer enrol with it.
+    #[error("invalid enrolment token")]
+    InvalidEnrolmentToken,
     /// The request is malformed (e.g. a new password that violates the policy).
     #[error("{0}")]
     BadRequest(String),

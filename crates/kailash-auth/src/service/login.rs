@@ -9,9 +9,9 @@
 
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{AuthError, AuthService, TokenPair};
+use super::{AuthError, AuthService, EnrolmentGrant, TokenPair};
 use crate::lockout::{AttemptError, normalize_username};
 use crate::password::Password;
 use crate::session::SessionError;
@@ -58,6 +58,17 @@ impl std::fmt::Debug for LoginRequest {
     }
 }
 
+/// What a successful login hands out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    /// A new session and its token pair.
+    Tokens(TokenPair),
+    /// No session: one of the user's roles requires a second factor and
+    /// none is enrolled, so the user gets an enrolment-only token.
+    MfaEnrolment(EnrolmentGrant),
+}
+
 impl AuthService {
     /// Logs a user in: lockout and per-IP throttle, password, account state,
     /// second factor, a new session (the oldest evicted or the login refused
@@ -66,7 +77,7 @@ impl AuthService {
         &self,
         req: LoginRequest,
         ctx: &RequestContext,
-    ) -> Result<TokenPair, AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         // The attempted username is named only once it is known to be a
         // user: an unknown "username" may be a password typed in the wrong
         // field. Unknown ones are recorded as a keyed tag.
@@ -181,6 +192,23 @@ impl AuthService {
                 .roles
                 .iter()
                 .any(|r| self.inner.config.mfa_required_roles.contains(r));
+        if mfa_required && secret.is_none() {
+            // A role requires a second factor that was never enrolled (or
+            // was reset): the password is all there is, so no session, only
+            // an enrolment-only token.
+            if let Err(e) = self.inner.lockout.succeeded(permit).await {
+                tracing::warn!(error = ?e, "lockout counter could not be cleared");
+            }
+            let grant = self.enrolment_grant(&user)?;
+            self.audit(
+                Self::event("auth.login", AuditDecision::Success, Some(ctx))
+                    .actor(user.subject.clone())
+                    .tenant(user.tenant.clone())
+                    .reason("password; enrolment-only token for a required second factor"),
+            )
+            .await;
+            return Ok(LoginOutcome::MfaEnrolment(grant));
+        }
         if mfa_required {
             let passed = match (&secret, req.totp.as_deref(), req.recovery_code.as_deref()) {
                 (Some(secret), Some(code), _) => {
@@ -279,6 +307,6 @@ impl AuthService {
                 }),
         )
         .await;
-        Ok(pair)
+        Ok(LoginOutcome::Tokens(pair))
     }
 }

@@ -1,25 +1,40 @@
 //! The second factor: TOTP enrolment and its confirmation, the secret a
-//! login checks, and the one-time recovery codes.
+//! login checks, the one-time recovery codes, and an administrator's reset.
+//!
+//! A bearer token alone never changes the second factor: starting an
+//! enrolment needs the current password (counted like a login attempt, see
+//! `reauth.rs`) and, while a secret is enrolled, a current TOTP or recovery
+//! code. A user whose role requires a second factor but who has none
+//! enrols through an enrolment-only token instead (`mfa_bootstrap.rs`).
 //!
 //! An enrolled secret lives in the shared state and wins over one from the
-//! directory; recovery codes are kept only as hashes and spent atomically.
+//! directory; an administrator's reset leaves a tombstone there that also
+//! hides the directory's secret. Recovery codes are kept only as hashes and
+//! spent atomically.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kailash_core::Principal;
-use kailash_core::audit::AuditDecision;
+use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
 use kailash_core::state::Namespace;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::overrides::key_for;
+use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
+use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, check};
+use crate::password::Password;
 use crate::totp::{RecoveryCode, RecoveryCodes, TotpCheck, TotpSecret};
 use crate::users::UserRecord;
 
-/// The confirmed TOTP secret (base32).
+/// The confirmed TOTP secret (base32), or [`RESET`] after an
+/// administrator's reset.
 const NS_MFA: Namespace = Namespace::new("mfa.secret");
+/// The tombstone an administrator's reset leaves (not base32, so never a
+/// secret): it also hides a secret from the directory.
+const RESET: &[u8] = b"reset";
 /// A secret waiting for its first code.
 const NS_MFA_PENDING: Namespace = Namespace::new("mfa.pending");
 /// Hashes of the unspent recovery codes (JSON).
@@ -37,34 +52,136 @@ pub struct Enrolment {
     pub otpauth_uri: String,
 }
 
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolment").finish_non_exhaustive()
+    }
+}
+
+/// The body of `POST /auth/mfa/enroll`: the caller proves again that they
+/// own the account, since a bearer token may be stolen.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The current password.
+    pub password: String,
+    /// A current TOTP code; required (or `recovery_code`) when a second
+    /// factor is already enrolled.
+    #[serde(default)]
+    pub totp: Option<String>,
+    /// A recovery code instead of a TOTP code.
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+impl EnrolRequest {
+    /// Checks every field against its [bound](crate::bounds) (`400`
+    /// otherwise), before the request does anything else.
+    pub fn check_bounds(&self) -> Result<(), crate::bounds::TooLong> {
+        check("password", &self.password, MAX_PASSWORD_BYTES)?;
+        if let Some(code) = &self.totp {
+            check("totp", code, MAX_CODE_BYTES)?;
+        }
+        if let Some(code) = &self.recovery_code {
+            check("recovery_code", code, MAX_CODE_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for EnrolRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolRequest").finish_non_exhaustive()
+    }
+}
+
 impl AuthService {
-    /// Starts TOTP enrolment: a new secret, valid for 10 minutes until
-    /// confirmed with [`mfa_verify`](Self::mfa_verify).
+    /// Starts TOTP enrolment for the caller: a new secret, valid for 10
+    /// minutes until confirmed with [`mfa_verify`](Self::mfa_verify).
     ///
-    /// Refused while a secret is enrolled: replacing it would let a stolen
-    /// access token disable the second factor. (Re-enrolment with a current
-    /// code is not offered yet.)
+    /// The caller re-authenticates: the current password (a wrong one
+    /// counts toward the account lockout and the per-IP login throttle, like
+    /// a failed login) and, to replace an enrolled secret, a current TOTP or
+    /// recovery code. A confirmed enrolment replaces the secret and the
+    /// recovery codes.
     pub async fn mfa_enroll(
         &self,
         principal: &Principal,
+        req: EnrolRequest,
         ctx: &RequestContext,
     ) -> Result<Enrolment, AuthError> {
-        if let Some(user) = self.user_by_subject(principal.subject()).await?
-            && self.totp_secret(&user).await?.is_some()
-        {
+        if let Err(e) = req.check_bounds() {
             self.audit(
-                Self::event("auth.mfa.enroll", AuditDecision::Deny, Some(ctx))
+                Self::event("auth.mfa.enroll", AuditDecision::Failure, Some(ctx))
                     .principal(principal)
-                    .reason("already enrolled"),
+                    .reason("malformed request: a field is too long")
+                    .severity(AuditSeverity::Warning),
             )
             .await;
-            return Err(AuthError::BadRequest(
-                "a second factor is already enrolled".into(),
-            ));
+            return Err(e.into());
         }
+        let user = match self.user_by_subject(principal.subject()).await? {
+            Some(u) if u.active => u,
+            _ => {
+                self.audit(
+                    Self::event("auth.mfa.enroll", AuditDecision::Failure, Some(ctx))
+                        .principal(principal)
+                        .reason("account unknown or disabled")
+                        .severity(AuditSeverity::Warning),
+                )
+                .await;
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        let enrolled = self.totp_secret(&user).await?;
+        let second = match (&enrolled, req.totp, req.recovery_code) {
+            (None, _, _) => SecondFactor::NotAsked,
+            (Some(secret), Some(code), _) => SecondFactor::Totp(secret, code),
+            (Some(_), None, Some(code)) => SecondFactor::Recovery(code),
+            (Some(_), None, None) => SecondFactor::Missing,
+        };
+        self.reauthenticate(
+            &user,
+            &Password::new(req.password),
+            second,
+            "auth.mfa.enroll",
+            ctx,
+        )
+        .await?;
+        let enrolment = self.start_enrolment(&user).await?;
+        self.audit(
+            Self::event("auth.mfa.enroll", AuditDecision::Success, Some(ctx))
+                .principal(principal)
+                .reason(if enrolled.is_some() {
+                    "re-enrolment started after password and second factor"
+                } else {
+                    "enrolment started after password"
+                }),
+        )
+        .await;
+        Ok(enrolment)
+    }
+
+    /// Confirms the caller's enrolment with a code from the new secret;
+    /// returns the recovery codes (shown once; only their hashes are kept).
+    pub async fn mfa_verify(
+        &self,
+        principal: &Principal,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> Result<Vec<RecoveryCode>, AuthError> {
+        check("code", code, MAX_CODE_BYTES)?;
+        let Some(user) = self.user_by_subject(principal.subject()).await? else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        self.confirm_enrolment(&user, code, ctx).await
+    }
+
+    /// A new pending secret for `user`, valid for [`ENROLMENT_TTL`].
+    pub(super) async fn start_enrolment(&self, user: &UserRecord) -> Result<Enrolment, AuthError> {
         let secret = TotpSecret::generate().map_err(|_| AuthError::Internal)?;
         let encoded = secret.to_base32();
-        let key = key_for(principal.tenant(), NS_MFA_PENDING, principal.subject());
+        let key = key_for(user.tenant.as_ref(), NS_MFA_PENDING, &user.subject);
         self.inner
             .state
             .kv
@@ -73,46 +190,51 @@ impl AuthService {
         let uri = self.inner.config.totp.provisioning_uri(
             &secret,
             &self.inner.config.totp_issuer,
-            principal.subject(),
+            &user.subject,
         );
-        self.audit(
-            Self::event("auth.mfa.enroll", AuditDecision::Success, Some(ctx)).principal(principal),
-        )
-        .await;
         Ok(Enrolment {
             secret: encoded,
             otpauth_uri: uri,
         })
     }
 
-    /// Confirms an enrolment with a code from the new secret; returns the
-    /// recovery codes (shown once; only their hashes are kept).
-    pub async fn mfa_verify(
+    /// Activates `user`'s pending secret when `code` is one of its codes:
+    /// the secret replaces any enrolled one, with new recovery codes.
+    pub(super) async fn confirm_enrolment(
         &self,
-        principal: &Principal,
+        user: &UserRecord,
         code: &str,
         ctx: &RequestContext,
     ) -> Result<Vec<RecoveryCode>, AuthError> {
-        let tenant = principal.tenant();
-        let pending_key = key_for(tenant, NS_MFA_PENDING, principal.subject());
+        let tenant = user.tenant.as_ref();
+        let pending_key = key_for(tenant, NS_MFA_PENDING, &user.subject);
         let kv = &self.inner.state.kv;
         let Some(pending) = kv.get(&pending_key).await? else {
             return Err(AuthError::BadRequest("no enrolment in progress".into()));
         };
         let text = std::str::from_utf8(&pending).map_err(|_| AuthError::Internal)?;
         let secret = TotpSecret::from_base32(text).map_err(|_| AuthError::Internal)?;
-        let accepted = matches!(
-            self.inner
-                .totp
-                .verify(tenant, principal.subject(), &secret, code)
-                .await,
-            Ok(TotpCheck::Accepted { .. })
-        );
-        if !accepted {
+        let check = self
+            .inner
+            .totp
+            .verify(tenant, &user.subject, &secret, code)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "TOTP guard unavailable");
+                AuthError::Unavailable
+            })?;
+        // The code proves the app holds the new secret; it logs nobody in,
+        // and the compare-and-swap below activates the secret once. A step
+        // already used (by the re-authentication code of the old secret, in
+        // the same 30 s) therefore still confirms; either way the step is
+        // now recorded, so the code cannot also log in.
+        if matches!(check, TotpCheck::Invalid) {
             self.audit(
                 Self::event("auth.mfa.verify", AuditDecision::Failure, Some(ctx))
-                    .principal(principal)
-                    .reason("invalid one-time code"),
+                    .actor(user.subject.clone())
+                    .tenant(user.tenant.clone())
+                    .reason("invalid one-time code")
+                    .severity(AuditSeverity::Warning),
             )
             .await;
             return Err(AuthError::MfaRequired);
@@ -127,32 +249,56 @@ impl AuthService {
         let (codes, plain) = RecoveryCodes::generate_default().map_err(|_| AuthError::Internal)?;
         let hashes = serde_json::to_vec(&codes).map_err(|_| AuthError::Internal)?;
         kv.set(
-            &key_for(tenant, NS_RECOVERY, principal.subject()),
+            &key_for(tenant, NS_RECOVERY, &user.subject),
             Bytes::from(hashes),
             None,
         )
         .await?;
         kv.set(
-            &key_for(tenant, NS_MFA, principal.subject()),
+            &key_for(tenant, NS_MFA, &user.subject),
             Bytes::from(secret.to_base32()),
             None,
         )
         .await?;
         self.audit(
-            Self::event("auth.mfa.verify", AuditDecision::Success, Some(ctx)).principal(principal),
+            Self::event("auth.mfa.verify", AuditDecision::Success, Some(ctx))
+                .actor(user.subject.clone())
+                .tenant(user.tenant.clone())
+                .reason("second factor enrolled; recovery codes replaced"),
         )
         .await;
         Ok(plain)
     }
 
+    /// Forgets `user`'s second factor: the enrolled secret (a tombstone
+    /// also hides one from the directory), the recovery codes and any
+    /// enrolment in progress.
+    pub(super) async fn clear_second_factor(&self, user: &UserRecord) -> Result<(), AuthError> {
+        let tenant = user.tenant.as_ref();
+        let kv = &self.inner.state.kv;
+        kv.set(
+            &key_for(tenant, NS_MFA, &user.subject),
+            Bytes::from_static(RESET),
+            None,
+        )
+        .await?;
+        kv.delete(&key_for(tenant, NS_RECOVERY, &user.subject))
+            .await?;
+        kv.delete(&key_for(tenant, NS_MFA_PENDING, &user.subject))
+            .await?;
+        Ok(())
+    }
+
     /// The TOTP secret enrolled for `user`: one enrolled through the API
-    /// wins over one from configuration.
+    /// wins over one from configuration, and after an administrator's reset
+    /// there is none.
     pub(super) async fn totp_secret(
         &self,
         user: &UserRecord,
     ) -> Result<Option<TotpSecret>, AuthError> {
         let key = key_for(user.tenant.as_ref(), NS_MFA, &user.subject);
         match self.inner.state.kv.get(&key).await? {
+            Some(b) if b.as_ref() == RESET => Ok(None),
             Some(b) => {
                 let text = std::str::from_utf8(&b).map_err(|_| AuthError::Internal)?;
                 Ok(Some(

@@ -13,9 +13,11 @@
 //! [`refresh`](AuthService::refresh) (`token_refresh.rs`; the family store
 //! it rotates is [`crate::refresh`]), [`logout`](AuthService::logout),
 //! the caller's [sessions](AuthService::list_sessions), the
-//! [second factor](AuthService::mfa_enroll) (`mfa.rs`),
+//! [second factor](AuthService::mfa_enroll) (`mfa.rs`; re-authentication
+//! in `reauth.rs`, the first enrolment of a user whose role requires one in
+//! `mfa_bootstrap.rs`),
 //! [password changes](AuthService::change_password) and
-//! [account administration](AuthService::set_account_active)
+//! [account administration](AuthService::administer)
 //! (`accounts.rs`). This file holds the service and what every flow shares.
 
 mod accounts;
@@ -24,6 +26,7 @@ mod error;
 mod login;
 mod logout;
 mod mfa;
+mod mfa_bootstrap;
 mod overrides;
 mod password;
 mod reauth;
@@ -40,10 +43,12 @@ use kailash_core::clock::Clock;
 use kailash_core::context::RequestContext;
 use kailash_core::state::SharedState;
 
+pub use accounts::AccountAction;
 pub use config::AuthConfig;
 pub use error::AuthError;
-pub use login::LoginRequest;
-pub use mfa::Enrolment;
+pub use login::{LoginOutcome, LoginRequest};
+pub use mfa::{EnrolRequest, Enrolment};
+pub use mfa_bootstrap::{ENROLMENT_TOKEN_TTL, EnrolmentGrant};
 pub use sessions::SessionView;
 pub use tenant_gate::TenantGate;
 pub use tokens::TokenPair;
@@ -68,6 +73,7 @@ struct Inner {
     keys: Arc<KeySet>,
     access: Verifier,
     refresh: Verifier,
+    enrolment: Verifier,
     cache: Arc<TokenCache>,
     state: SharedState,
     clock: Arc<dyn Clock>,
@@ -110,6 +116,14 @@ impl AuthService {
                 .token_type(TokenType::Refresh)
                 .clock(clock.clone())
                 .build();
+        let enrolment = Verifier::builder(
+            keys.clone(),
+            config.issuer.clone(),
+            mfa_bootstrap::enrolment_audience(&config.audience),
+        )
+        .token_type(TokenType::MfaEnrolment)
+        .clock(clock.clone())
+        .build();
         Self {
             inner: Arc::new(Inner {
                 cache: Arc::new(TokenCache::new(
@@ -130,6 +144,7 @@ impl AuthService {
                 keys,
                 access,
                 refresh,
+                enrolment,
                 state,
                 clock,
                 audit,

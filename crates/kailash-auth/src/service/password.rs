@@ -12,6 +12,7 @@ use kailash_core::audit::AuditDecision;
 use kailash_core::context::RequestContext;
 
 use super::overrides::{NS_PASSWORD, key_for};
+use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
 use crate::password::Password;
 use crate::users::UserRecord;
@@ -36,8 +37,14 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         let current = Password::new(current);
-        self.reauthenticate(&user, &current, "auth.password.change", ctx)
-            .await?;
+        self.reauthenticate(
+            &user,
+            &current,
+            SecondFactor::NotAsked,
+            "auth.password.change",
+            ctx,
+        )
+        .await?;
         let new = Password::new(new);
         if let Err(violations) = self
             .inner

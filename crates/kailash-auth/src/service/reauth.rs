@@ -1,13 +1,16 @@
-//! Proving the current password inside an authenticated flow (a password
-//! change), with the same defences as a login.
+//! Proving the current password (and, where asked, the current second
+//! factor) inside an authenticated flow — a password change, a second-factor
+//! enrolment — with the same defences as a login.
 //!
 //! A stolen access token must not turn the flow into a password oracle: a
-//! wrong current password counts toward the account lockout and the per-IP
-//! login throttle (`423`/`429` with `Retry-After`), and is audited. When
-//! such a guess locks the account, every session of the user ends too —
-//! otherwise a thief would lock the owner out while keeping their own
-//! session. Argon2 work here runs under the service's hashing bound like
-//! every other password check (`503` with `Retry-After` when it is full).
+//! wrong current password, or a missing or wrong second factor where one is
+//! asked, counts toward the account lockout and the per-IP login throttle
+//! (`423`/`429` with `Retry-After`), and is audited. When such a guess locks
+//! the account, every session of the user ends too — otherwise a thief would
+//! lock the owner out while keeping their own session. Argon2 work here runs
+//! under the service's hashing bound like every other password check (`503`
+//! with `Retry-After` when it is full). A right answer clears the count, as
+//! a login does.
 
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
@@ -15,17 +18,36 @@ use kailash_core::context::RequestContext;
 use super::{AuthError, AuthService};
 use crate::lockout::AttemptError;
 use crate::password::{Password, PasswordError};
+use crate::totp::{TotpCheck, TotpSecret};
 use crate::users::UserRecord;
 
+/// The second factor a re-authentication asks for, and what came with the
+/// request.
+pub(super) enum SecondFactor<'a> {
+    /// None is asked: the flow needs only the password (a password change),
+    /// or the user has none enrolled.
+    NotAsked,
+    /// One is enrolled and asked for, but no code came with the request.
+    Missing,
+    /// A TOTP code for the enrolled secret (each step is accepted once).
+    Totp(&'a TotpSecret, String),
+    /// A recovery code (spent when accepted).
+    Recovery(String),
+}
+
 impl AuthService {
-    /// Checks that `password` is `user`'s current password, audited under
-    /// `action`. `InvalidCredentials` when it is wrong (counted); `Locked`
-    /// or `Throttled` before any hashing when the lockout refuses;
-    /// `Busy` when no hashing slot frees up (nothing counted).
+    /// Checks that `password` is `user`'s current password and that
+    /// `second` passes, audited under `action`. `InvalidCredentials` when the
+    /// password is wrong and `MfaRequired` when the second factor is missing
+    /// or wrong (both counted); `Locked` or `Throttled` before any hashing
+    /// when the lockout refuses; `Busy` when no hashing slot frees up, and
+    /// `Unavailable` when the second factor cannot be checked (nothing
+    /// counted).
     pub(super) async fn reauthenticate(
         &self,
         user: &UserRecord,
         password: &Password,
+        second: SecondFactor<'_>,
         action: &'static str,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
@@ -67,35 +89,97 @@ impl AuthService {
                 return Err(self.hashing_refused(action, e, ctx).await);
             }
         };
-        if matched {
-            if let Err(e) = self.inner.lockout.succeeded(permit).await {
-                tracing::warn!(error = ?e, "lockout counter could not be cleared");
+        if !matched {
+            let locked = self.count_failure(permit).await;
+            self.audit(fail("current password wrong")).await;
+            if locked {
+                self.end_sessions_after_lock(
+                    user,
+                    "account locked by wrong current passwords; sessions revoked",
+                    ctx,
+                )
+                .await?;
             }
-            return Ok(());
+            return Err(AuthError::InvalidCredentials);
         }
-        let locked = match self.inner.lockout.failed(permit).await {
+        let passed = match second {
+            SecondFactor::NotAsked => true,
+            SecondFactor::Missing => false,
+            SecondFactor::Totp(secret, code) => {
+                match self
+                    .inner
+                    .totp
+                    .verify(user.tenant.as_ref(), &user.subject, secret, &code)
+                    .await
+                {
+                    Ok(TotpCheck::Accepted { .. }) => true,
+                    Ok(_) => false,
+                    Err(e) => {
+                        // Not the caller's failure: give the slot back, uncounted.
+                        self.release(permit).await;
+                        tracing::warn!(error = %e, "TOTP guard unavailable");
+                        return Err(AuthError::Unavailable);
+                    }
+                }
+            }
+            SecondFactor::Recovery(code) => match self.consume_recovery_code(user, &code).await {
+                Ok(spent) => spent,
+                Err(e) => {
+                    self.release(permit).await;
+                    return Err(e);
+                }
+            },
+        };
+        if !passed {
+            let locked = self.count_failure(permit).await;
+            self.audit(fail("second factor missing or invalid")).await;
+            if locked {
+                self.end_sessions_after_lock(
+                    user,
+                    "account locked by wrong second factors; sessions revoked",
+                    ctx,
+                )
+                .await?;
+            }
+            return Err(AuthError::MfaRequired);
+        }
+        if let Err(e) = self.inner.lockout.succeeded(permit).await {
+            tracing::warn!(error = ?e, "lockout counter could not be cleared");
+        }
+        Ok(())
+    }
+
+    /// Counts a failed re-authentication; `true` when the account is now
+    /// locked.
+    async fn count_failure(&self, permit: crate::lockout::AttemptPermit) -> bool {
+        match self.inner.lockout.failed(permit).await {
             Ok(locked) => locked,
             Err(e) => {
                 tracing::warn!(error = ?e, "failed attempt could not be counted");
                 false
             }
-        };
-        self.audit(fail("current password wrong")).await;
-        if locked {
-            // The guesses came through one of the user's sessions: end them
-            // all, so the guesser does not keep theirs while the owner is
-            // locked out.
-            self.end_all_sessions(user).await?;
-            self.audit(
-                Self::event("auth.account", AuditDecision::Success, Some(ctx))
-                    .actor(user.subject.clone())
-                    .tenant(user.tenant.clone())
-                    .severity(AuditSeverity::Critical)
-                    .reason("account locked by wrong current passwords; sessions revoked"),
-            )
-            .await;
         }
-        Err(AuthError::InvalidCredentials)
+    }
+
+    /// The guesses came through one of the user's sessions and locked the
+    /// account: end them all, so the guesser does not keep theirs while the
+    /// owner is locked out.
+    async fn end_sessions_after_lock(
+        &self,
+        user: &UserRecord,
+        reason: &'static str,
+        ctx: &RequestContext,
+    ) -> Result<(), AuthError> {
+        self.end_all_sessions(user).await?;
+        self.audit(
+            Self::event("auth.account", AuditDecision::Success, Some(ctx))
+                .actor(user.subject.clone())
+                .tenant(user.tenant.clone())
+                .severity(AuditSeverity::Critical)
+                .reason(reason),
+        )
+        .await;
+        Ok(())
     }
 
     /// Gives back the attempt slot of a password that was not checked.

@@ -3,6 +3,7 @@
 //! is set) where state is involved. One module per defence.
 
 mod auth;
+mod mfa;
 mod server;
 #[path = "../support/mod.rs"]
 mod support;

@@ -14,7 +14,12 @@
 //!   `header_read_timeout` to complete it (slowloris);
 //! - **idle**: with no request in flight (a request counts from its head
 //!   until its response body is sent), the connection closes after
-//!   `idle_timeout`.
+//!   `idle_timeout`;
+//! - **stalled response**: while a response body waits for the transport
+//!   to take its next frame (the client does not read, or an HTTP/2 peer
+//!   keeps its flow-control window shut) and the connection's transport
+//!   takes no frame of any response for `idle_timeout`, it closes. A body
+//!   that is waiting on itself (a stream between events) is not stalled.
 //!
 //! The watchdog checks the deadlines whenever the connection's task wakes
 //! (every I/O event) and when its timer fires. Its timer moves earlier only
@@ -57,6 +62,12 @@ pub(super) struct Activity {
     idle_since: AtomicU64,
     /// When the head being read began; the connection starts in its first head.
     head_since: AtomicU64,
+    /// Response bodies holding a frame for the transport to take (or not
+    /// yet asked for their first).
+    waiting: AtomicUsize,
+    /// When the transport last asked any response body for a frame, or a
+    /// body began to wait.
+    progress_at: AtomicU64,
 }
 
 impl Activity {
@@ -67,6 +78,8 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            progress_at: AtomicU64::new(0),
         })
     }
 
@@ -93,9 +106,25 @@ impl Activity {
         }
     }
 
-    /// The current deadline; `None` while a request is in flight.
+    /// A response body starts waiting for the transport.
+    fn body_waits(&self) {
+        self.progress_at.store(self.now_ms(), Relaxed);
+        self.waiting.fetch_add(1, Release);
+    }
+
+    /// The transport asked a waiting body for its next frame (or dropped it).
+    fn body_taken(&self) {
+        self.progress_at.store(self.now_ms(), Relaxed);
+        self.waiting.fetch_sub(1, Release);
+    }
+
+    /// The current deadline; `None` while requests are in flight and no
+    /// response waits on the transport.
     fn deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
         if self.in_flight.load(Acquire) > 0 {
+            if self.waiting.load(Acquire) > 0 {
+                return Some(self.at(self.progress_at.load(Relaxed)) + timeouts.idle);
+            }
             return None;
         }
         match self.head_since.load(Relaxed) {
@@ -119,17 +148,30 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request in flight until it is sent.
+/// A response body that keeps its request in flight until it is sent, and
+/// tells the connection's [`Activity`] when it waits for the transport.
 pub(super) struct TrackedBody {
     body: axum::body::Body,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    /// Holding a frame the transport has not asked for (or the first).
+    waiting: bool,
 }
 
 impl TrackedBody {
     pub(super) fn new(body: axum::body::Body, in_flight: InFlight) -> Self {
+        in_flight.0.body_waits();
         Self {
             body,
-            _in_flight: in_flight,
+            in_flight,
+            waiting: true,
+        }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.in_flight.0.body_taken();
         }
     }
 }
@@ -142,7 +184,19 @@ impl http_body::Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        if this.waiting {
+            this.waiting = false;
+            this.in_flight.0.body_taken();
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = polled {
+            // The frame goes to the transport; until it asks for the next,
+            // a transport that takes nothing stalls this response.
+            this.waiting = true;
+            this.in_flight.0.body_waits();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -353,6 +407,54 @@ mod tests {
         // A complete head ends it.
         let _third = activity.begin();
         assert_eq!(activity.deadline(&timeouts()), None);
+    }
+
+    #[tokio::test]
+    async fn a_response_the_transport_does_not_take_has_the_idle_deadline() {
+        let activity = Activity::new(Instant::now());
+        let body = TrackedBody::new(axum::body::Body::from("x"), activity.begin());
+        // Waiting for the transport to ask for its first frame.
+        let stalled = activity.deadline(&timeouts()).unwrap();
+        assert!(stalled <= Instant::now() + Duration::from_secs(30));
+        let mut body = std::pin::pin!(body);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        // Asked and answered: waiting for the next ask.
+        assert!(matches!(
+            http_body::Body::poll_frame(body.as_mut(), &mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(activity.deadline(&timeouts()).is_some());
+        // Asked again, the body is done: nothing waits on the transport.
+        assert!(matches!(
+            http_body::Body::poll_frame(body.as_mut(), &mut cx),
+            Poll::Ready(None)
+        ));
+        assert_eq!(activity.deadline(&timeouts()), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_waiting_on_itself_is_not_stalled() {
+        let activity = Activity::new(Instant::now());
+        /// A stream between events: never ready.
+        struct Quiet;
+        impl http_body::Body for Quiet {
+            type Data = bytes::Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+                Poll::Pending
+            }
+        }
+        let body = TrackedBody::new(axum::body::Body::new(Quiet), activity.begin());
+        let mut body = std::pin::pin!(body);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(http_body::Body::poll_frame(body.as_mut(), &mut cx).is_pending());
+        assert_eq!(activity.deadline(&timeouts()), None);
+        drop(body);
     }
 
     #[test]

@@ -500,3 +500,76 @@ async fn state_in_redis_over_tls() {
     assert_eq!(get(gw.addr, "/health/ready").await.status, 503);
     gw.stop().await;
 }
+
+/// A peer that keeps its HTTP/2 flow-control window shut (and answers
+/// every PING, so keep-alive sees a live peer) cannot hold its connection
+/// with a response the server can never send: after `idle_timeout` without
+/// the transport taking a frame, the connection closes.
+#[tokio::test]
+async fn a_response_the_client_never_accepts_does_not_hold_the_connection() {
+    let gw = demo(&vars(&[
+        ("KAILASH_SERVER__HEADER_READ_TIMEOUT", "10s"),
+        ("KAILASH_SERVER__IDLE_TIMEOUT", "600ms"),
+        ("KAILASH_SERVER__HTTP2_KEEPALIVE_INTERVAL", "200ms"),
+        ("KAILASH_SERVER__HTTP2_KEEPALIVE_TIMEOUT", "2s"),
+    ]))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0: no stream may send DATA.
+    out.extend(frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let mut block = vec![0x82, 0x86, 0x04, 12];
+    block.extend_from_slice(b"/health/live");
+    block.extend_from_slice(&[0x01, 1, b'x']);
+    out.extend(frame(0x1, 0x5, 1, &block));
+    s.write_all(&out).await.unwrap();
+
+    let started = Instant::now();
+    let mut raw: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut kinds = Vec::new();
+    loop {
+        // One deadline for the whole exchange: the PINGs keep every read short.
+        let by = started + Duration::from_secs(5);
+        match tokio::time::timeout_at(by.into(), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("a response the client never accepts held the connection for 5 s"),
+        }
+        // Answer what a live peer answers: SETTINGS and PINGs.
+        while raw.len() >= 9 {
+            let len = usize::from(raw[0]) << 16 | usize::from(raw[1]) << 8 | usize::from(raw[2]);
+            if raw.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (raw[3], raw[4]);
+            kinds.push(kind);
+            let reply = match (kind, flags & 0x1) {
+                (0x4, 0) => Some(frame(0x4, 0x1, 0, b"")),
+                (0x6, 0) => Some(frame(0x6, 0x1, 0, &raw[9..9 + len])),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                // The server may close first; that is the point.
+                let _ = s.write_all(&reply).await;
+            }
+            raw.drain(..9 + len);
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(kinds.contains(&0x1), "the response head came: {kinds:?}");
+    assert!(
+        !kinds.contains(&0x0),
+        "no DATA through a shut window: {kinds:?}"
+    );
+    assert!(
+        kinds.contains(&0x6),
+        "PINGs were answered meanwhile: {kinds:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "closed after {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(3), "closed after {elapsed:?}");
+    gw.stop().await;
+}

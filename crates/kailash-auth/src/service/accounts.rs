@@ -100,13 +100,10 @@ impl AuthService {
         }
         let target = match self.user_by_username(&normalize_username(username)).await? {
             Some(u) if admin.tenant().is_none() || admin.tenant() == u.tenant.as_ref() => u,
-            Some(u) => {
-                self.audit(refuse("user of another tenant").resource(resource(&u)))
-                    .await;
-                return Err(AuthError::NotFound);
-            }
-            None => {
-                // The name is not recorded: it is not a user's.
+            Some(_) | None => {
+                // Another tenant's user is recorded exactly like an unknown
+                // name (neither name nor subject): the caller's tenant reads
+                // this entry, and must not learn who exists elsewhere.
                 self.audit(refuse("unknown user")).await;
                 return Err(AuthError::NotFound);
             }

@@ -25,6 +25,7 @@ use super::overrides::key_for;
 use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
 use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, check};
+use crate::lockout::AttemptError;
 use crate::password::Password;
 use crate::totp::{RecoveryCode, RecoveryCodes, TotpCheck, TotpSecret};
 use crate::users::UserRecord;
@@ -214,31 +215,69 @@ impl AuthService {
         };
         let text = std::str::from_utf8(&pending).map_err(|_| AuthError::Internal)?;
         let secret = TotpSecret::from_base32(text).map_err(|_| AuthError::Internal)?;
-        let check = self
+        let fail = |reason: &'static str| {
+            Self::event("auth.mfa.verify", AuditDecision::Failure, Some(ctx))
+                .actor(user.subject.clone())
+                .tenant(user.tenant.clone())
+                .reason(reason)
+                .severity(AuditSeverity::Warning)
+        };
+        // Confirmation codes are guesses like passwords: they take an
+        // attempt of the account lockout and the per-IP throttle, so a
+        // pending secret cannot be brute-forced in its ten minutes.
+        let permit = match self
+            .inner
+            .lockout
+            .begin(&user.username, ctx.client_ip())
+            .await
+        {
+            Ok(p) => p,
+            Err(AttemptError::Locked { retry_after }) => {
+                self.audit(fail("account locked")).await;
+                return Err(AuthError::Locked { retry_after });
+            }
+            Err(AttemptError::Throttled { retry_after }) => {
+                self.audit(fail("attempts from this address throttled"))
+                    .await;
+                return Err(AuthError::Throttled { retry_after });
+            }
+            Err(AttemptError::Unavailable(e)) => return Err(e.into()),
+        };
+        let check = match self
             .inner
             .totp
             .verify(tenant, &user.subject, &secret, code)
             .await
-            .map_err(|e| {
+        {
+            Ok(check) => check,
+            Err(e) => {
+                // Not checked, so not counted.
+                self.release(permit).await;
                 tracing::warn!(error = %e, "TOTP guard unavailable");
-                AuthError::Unavailable
-            })?;
+                return Err(AuthError::Unavailable);
+            }
+        };
         // The code proves the app holds the new secret; it logs nobody in,
         // and the compare-and-swap below activates the secret once. A step
         // already used (by the re-authentication code of the old secret, in
         // the same 30 s) therefore still confirms; either way the step is
         // now recorded, so the code cannot also log in.
         if matches!(check, TotpCheck::Invalid) {
-            self.audit(
-                Self::event("auth.mfa.verify", AuditDecision::Failure, Some(ctx))
-                    .actor(user.subject.clone())
-                    .tenant(user.tenant.clone())
-                    .reason("invalid one-time code")
-                    .severity(AuditSeverity::Warning),
-            )
-            .await;
+            let locked = self.count_failure(permit).await;
+            self.audit(fail("invalid one-time code")).await;
+            if locked {
+                self.end_sessions_after_lock(
+                    user,
+                    "account locked by wrong enrolment codes; sessions revoked",
+                    ctx,
+                )
+                .await?;
+            }
             return Err(AuthError::MfaRequired);
         }
+        // A right code proves the app, not the account: the failure count
+        // is left as it is.
+        self.release(permit).await;
         // Only the request that consumes the pending secret activates it.
         if !kv
             .compare_and_swap(&pending_key, Some(&pending), None, None)

@@ -151,7 +151,7 @@ impl AuthService {
 
     /// Counts a failed re-authentication; `true` when the account is now
     /// locked.
-    async fn count_failure(&self, permit: crate::lockout::AttemptPermit) -> bool {
+    pub(super) async fn count_failure(&self, permit: crate::lockout::AttemptPermit) -> bool {
         match self.inner.lockout.failed(permit).await {
             Ok(locked) => locked,
             Err(e) => {
@@ -164,7 +164,7 @@ impl AuthService {
     /// The guesses came through one of the user's sessions and locked the
     /// account: end them all, so the guesser does not keep theirs while the
     /// owner is locked out.
-    async fn end_sessions_after_lock(
+    pub(super) async fn end_sessions_after_lock(
         &self,
         user: &UserRecord,
         reason: &'static str,

@@ -349,9 +349,18 @@ async fn administrators_disable_enable_and_reset_over_http_audited() {
             && e["actor"] == "bob"
             && e["decision"] == "deny"
             && e["resource"] == "user:manage"));
+        // Another tenant's user is recorded like an unknown name: nothing
+        // in acme's trail says carol exists.
         assert!(events.iter().any(|e| e["action"] == "auth.account"
-            && e["reason"] == "user of another tenant"
-            && e["resource"] == "user:carol"));
+            && e["reason"] == "unknown user"
+            && e["actor"] == "alice"
+            && e.get("resource").is_none_or(Value::is_null)));
+        assert!(
+            !events
+                .iter()
+                .any(|e| e["actor"] == "alice" && e.to_string().contains("carol")),
+            "no entry of acme's admin names another tenant's user"
+        );
         for e in &events {
             assert!(e.to_string().len() < 4096, "bounded audit entries");
         }
@@ -481,6 +490,61 @@ async fn the_enrolment_only_token_enrols_and_does_nothing_else() {
         ] {
             assert!(doc["paths"][path].is_object(), "{path} documented");
         }
+        gw.stop().await;
+    }
+}
+
+/// Wrong enrolment confirmation codes are guesses like passwords: they
+/// count toward the lockout, and the guess that locks ends every session.
+#[tokio::test]
+async fn wrong_enrolment_codes_count_toward_the_lockout() {
+    for overrides in backends() {
+        let (gw, _dir) = gateway(&overrides).await;
+        let (bob, _) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
+        let r = post(
+            &gw,
+            "/auth/mfa/enroll",
+            json!({ "password": BOB_PASSWORD }),
+            Some(&bob),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let right = totp_now(&secret);
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        for _ in 0..5 {
+            let r = post(
+                &gw,
+                "/auth/mfa/verify",
+                json!({ "code": wrong }),
+                Some(&bob),
+            )
+            .await;
+            assert_eq!(r.assert_problem(401)["mfa_required"], true);
+        }
+        // Locked: the session the guesses came through is over, and the
+        // owner's next login is refused with Retry-After.
+        let r = post(
+            &gw,
+            "/auth/mfa/verify",
+            json!({ "code": right }),
+            Some(&bob),
+        )
+        .await;
+        r.assert_problem(401);
+        let r = post(
+            &gw,
+            "/auth/login",
+            json!({ "username": "bob", "password": BOB_PASSWORD }),
+            None,
+        )
+        .await;
+        r.assert_problem(423);
+        assert!(r.header("retry-after").is_some());
         gw.stop().await;
     }
 }

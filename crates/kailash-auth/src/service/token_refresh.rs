@@ -143,13 +143,17 @@ impl AuthService {
                 )
                 .await);
         }
-        // The second factor is re-applied: a session made without
-        // one ends once the user's roles require it.
-        let mfa_required = user
-            .roles
-            .iter()
-            .any(|r| self.inner.config.mfa_required_roles.contains(r));
-        if mfa_required && !session.mfa {
+        // The second factor is re-applied: a session made without one
+        // ends once the user's roles require it, or once the user has
+        // enrolled one (an owner who enrols because they suspect theft
+        // must not leave the thief's password-only session refreshing).
+        let mfa_required = !session.mfa
+            && (user
+                .roles
+                .iter()
+                .any(|r| self.inner.config.mfa_required_roles.contains(r))
+                || self.totp_secret(&user).await?.is_some());
+        if mfa_required {
             if let Err(e) = self
                 .inner
                 .sessions

@@ -548,3 +548,41 @@ async fn wrong_enrolment_codes_count_toward_the_lockout() {
         gw.stop().await;
     }
 }
+
+/// An owner who enrols a second factor (because they suspect theft) ends
+/// the refreshing of every session made without one: the thief's
+/// password-only session cannot refresh past its access token.
+#[tokio::test]
+async fn enrolling_a_second_factor_ends_refreshing_of_password_only_sessions() {
+    for overrides in backends() {
+        let (gw, _dir) = gateway(&overrides).await;
+        let (_, thief_refresh) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
+        let (owner, _) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
+        let r = post(
+            &gw,
+            "/auth/mfa/enroll",
+            json!({ "password": BOB_PASSWORD }),
+            Some(&owner),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let r = post(
+            &gw,
+            "/auth/mfa/verify",
+            json!({ "code": totp_now(&secret) }),
+            Some(&owner),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = post(
+            &gw,
+            "/auth/refresh",
+            json!({ "refresh_token": thief_refresh }),
+            None,
+        )
+        .await;
+        assert_eq!(r.assert_problem(401)["mfa_required"], true);
+        gw.stop().await;
+    }
+}

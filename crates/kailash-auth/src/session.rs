@@ -554,7 +554,7 @@ impl SessionCheck for SessionStore {
         let Some(id) = principal.session_id() else {
             return Err(SessionCheckError::Revoked);
         };
-        let tenant = principal.tenant();
+        let tenant = principal.token_tenant();
         let now = self.now();
         let unavailable = |e: SessionError| {
             tracing::warn!(error = %e, "session check failed");

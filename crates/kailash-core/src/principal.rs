@@ -118,6 +118,9 @@ struct PrincipalInner {
     session_id: Option<String>,
     token_id: Option<String>,
     expires_at: Option<Timestamp>,
+    /// After [`Principal::in_tenant`]: the tenant the token named (`None`
+    /// for a tenantless principal); `None` while `tenant` is the token's.
+    token_tenant: Option<Option<TenantId>>,
 }
 
 impl Principal {
@@ -132,6 +135,7 @@ impl Principal {
                 session_id: None,
                 token_id: None,
                 expires_at: None,
+                token_tenant: None,
             },
         }
     }
@@ -162,7 +166,19 @@ impl Principal {
                 session_id: i.session_id.clone(),
                 token_id: i.token_id.clone(),
                 expires_at: i.expires_at,
+                token_tenant: Some(i.token_tenant.clone().unwrap_or_else(|| i.tenant.clone())),
             }),
+        }
+    }
+
+    /// The tenant the principal's token named — not one a tenancy layer
+    /// stamped on a tenantless principal with [`in_tenant`](Self::in_tenant).
+    /// Session state is keyed by it: a session is stored under the tenant
+    /// it was created in.
+    pub fn token_tenant(&self) -> Option<&TenantId> {
+        match &self.inner.token_tenant {
+            Some(named) => named.as_ref(),
+            None => self.inner.tenant.as_ref(),
         }
     }
 
@@ -282,6 +298,19 @@ impl PrincipalBuilder {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stamped_tenant_leaves_the_token_tenant_alone() {
+        let ops = Principal::builder("ops").build();
+        let acme = TenantId::new("acme").unwrap();
+        let acting = ops.in_tenant(acme.clone());
+        assert_eq!(acting.tenant(), Some(&acme));
+        assert_eq!(acting.token_tenant(), None);
+        let again = acting.in_tenant(TenantId::new("globex").unwrap());
+        assert_eq!(again.token_tenant(), None);
+        let bob = Principal::builder("bob").tenant(acme.clone()).build();
+        assert_eq!(bob.token_tenant(), Some(&acme));
+    }
     use super::*;
 
     #[test]

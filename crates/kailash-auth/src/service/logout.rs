@@ -20,7 +20,7 @@ impl AuthService {
         let sid = Self::session_of(principal)?;
         self.inner
             .sessions
-            .revoke(principal.tenant(), principal.subject(), sid)
+            .revoke(principal.token_tenant(), principal.subject(), sid)
             .await?;
         self.inner.cache.remove_session(sid);
         self.audit(

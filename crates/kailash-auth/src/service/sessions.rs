@@ -38,7 +38,7 @@ impl AuthService {
         let sessions = self
             .inner
             .sessions
-            .list(principal.tenant(), principal.subject())
+            .list(principal.token_tenant(), principal.subject())
             .await?;
         Ok(sessions
             .into_iter()
@@ -63,7 +63,7 @@ impl AuthService {
         if !self
             .inner
             .sessions
-            .revoke(principal.tenant(), principal.subject(), id)
+            .revoke(principal.token_tenant(), principal.subject(), id)
             .await?
         {
             return Err(AuthError::NotFound);

@@ -110,15 +110,17 @@ impl GatewayConfig {
                 return Err(("tenants".into(), e.to_string()));
             }
         }
-        // With tenants, every user belongs to one: a token without a tenant
-        // would let a request header choose it.
+        // With tenants, every user belongs to one, unless tenantless
+        // operator accounts are wanted explicitly (they then act in the
+        // tenant a header or host names).
         if !self.tenants.is_empty()
+            && !self.tenancy.allow_tenantless_principals
             && let Some(user) = self.users.iter().find(|u| u.tenant.is_none())
         {
             return Err((
                 "users".into(),
                 format!(
-                    "user `{}` has no tenant; with [[tenants]] every user needs one",
+                    "user `{}` has no tenant; with [[tenants]] every user needs one (or set tenancy.allow_tenantless_principals, which is dangerous)",
                     user.username
                 ),
             ));

@@ -93,3 +93,73 @@ async fn paths_that_only_start_like_a_public_one_need_credentials() {
     let r = request(gw.addr, "GET /.well-known/jwks.json HTTP/1.1\nHost: x", b"").await;
     assert_eq!(r.status, 200);
 }
+
+/// An operator account without a tenant (bob's password hash).
+const OPS: &str = r#"
+[[users]]
+username = "ops"
+roles = ["admin"]
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$N4Xzr9wj/Z0KvLpw/unyBg$LncNE8ciw8wyfKq1zdTPqvzokFBAivCrdkNxqxl1akc"
+"#;
+
+/// With `allow_tenantless_principals`, a tenantless operator acting in a
+/// tenant still ends its own session on logout: the session is kept under
+/// the tenant its token named (none), not the stamped one.
+#[tokio::test]
+async fn a_tenantless_principal_acting_in_a_tenant_logs_out_for_real() {
+    for backend in backends() {
+        let mut vars: Vec<(String, String)> = backend
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        vars.push((
+            "KAILASH_TENANCY__ALLOW_TENANTLESS_PRINCIPALS".into(),
+            "true".into(),
+        ));
+        vars.push(("KAILASH_AUTH__MFA_REQUIRED_ROLES".into(), "[]".into()));
+        let text = format!("{}\n{OPS}", demo_config_text());
+        let config =
+            GatewayConfig::from_toml_with_env(&text, "gateway.toml", vars).expect("config");
+        let gateway = kailash::GatewayBuilder::from_config_with_backends(&config, &temp_dir())
+            .await
+            .expect("backends")
+            .build()
+            .expect("gateway");
+        let gw = crate::support::start_gateway(gateway).await;
+        let (token, refresh) = tokens(&login(&gw, "ops", "Bob-Demo-Passw0rd!").await);
+        let call = |path: &'static str, method: &'static str, body: String| {
+            let head = format!(
+                "{method} {path} HTTP/1.1\nHost: x\nX-Tenant-ID: acme\nAuthorization: Bearer {token}\nContent-Type: application/json\nContent-Length: {}",
+                body.len()
+            );
+            let addr = gw.addr;
+            async move { request(addr, &head, body.as_bytes()).await }
+        };
+        let sessions = call("/auth/sessions", "GET", String::new()).await;
+        assert_eq!(sessions.status, 200, "{}", sessions.text());
+        let listed = sessions.json();
+        assert_eq!(
+            listed.as_array().map(Vec::len),
+            Some(1),
+            "its own session is listed: {listed}"
+        );
+        assert_eq!(
+            call("/auth/logout", "POST", String::new()).await.status,
+            204
+        );
+        // Over: the token is refused and the refresh token is dead.
+        assert_eq!(
+            call("/auth/sessions", "GET", String::new()).await.status,
+            401
+        );
+        let r = post(
+            &gw,
+            "/auth/refresh",
+            serde_json::json!({ "refresh_token": refresh }),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", r.text());
+        gw.stop().await;
+    }
+}

@@ -25,7 +25,6 @@ use super::overrides::key_for;
 use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
 use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, check};
-use crate::lockout::AttemptError;
 use crate::password::Password;
 use crate::totp::{RecoveryCode, RecoveryCodes, TotpCheck, TotpSecret};
 use crate::users::UserRecord;
@@ -225,24 +224,7 @@ impl AuthService {
         // Confirmation codes are guesses like passwords: they take an
         // attempt of the account lockout and the per-IP throttle, so a
         // pending secret cannot be brute-forced in its ten minutes.
-        let permit = match self
-            .inner
-            .lockout
-            .begin(&user.username, ctx.client_ip())
-            .await
-        {
-            Ok(p) => p,
-            Err(AttemptError::Locked { retry_after }) => {
-                self.audit(fail("account locked")).await;
-                return Err(AuthError::Locked { retry_after });
-            }
-            Err(AttemptError::Throttled { retry_after }) => {
-                self.audit(fail("attempts from this address throttled"))
-                    .await;
-                return Err(AuthError::Throttled { retry_after });
-            }
-            Err(AttemptError::Unavailable(e)) => return Err(e.into()),
-        };
+        let permit = self.begin_attempt(user, ctx, &fail).await?;
         let check = match self
             .inner
             .totp

@@ -12,11 +12,11 @@
 //! with `Retry-After` when it is full). A right answer clears the count, as
 //! a login does.
 
-use kailash_core::audit::{AuditDecision, AuditSeverity};
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity};
 use kailash_core::context::RequestContext;
 
 use super::{AuthError, AuthService};
-use crate::lockout::AttemptError;
+use crate::lockout::{AttemptError, AttemptPermit};
 use crate::password::{Password, PasswordError};
 use crate::totp::{TotpCheck, TotpSecret};
 use crate::users::UserRecord;
@@ -58,24 +58,7 @@ impl AuthService {
                 .severity(AuditSeverity::Warning)
                 .reason(reason)
         };
-        let permit = match self
-            .inner
-            .lockout
-            .begin(&user.username, ctx.client_ip())
-            .await
-        {
-            Ok(p) => p,
-            Err(AttemptError::Locked { retry_after }) => {
-                self.audit(fail("account locked")).await;
-                return Err(AuthError::Locked { retry_after });
-            }
-            Err(AttemptError::Throttled { retry_after }) => {
-                self.audit(fail("password attempts from this address throttled"))
-                    .await;
-                return Err(AuthError::Throttled { retry_after });
-            }
-            Err(AttemptError::Unavailable(e)) => return Err(e.into()),
-        };
+        let permit = self.begin_attempt(user, ctx, &fail).await?;
         let matched = match self
             .inner
             .hasher
@@ -149,9 +132,39 @@ impl AuthService {
         Ok(())
     }
 
+    /// Takes an attempt of the account lockout and the per-IP throttle for
+    /// a guess about `user` (a password or a code); refused — and audited
+    /// through `fail` — when the account is locked (`423`) or the address
+    /// throttled (`429`), both with `Retry-After`.
+    pub(super) async fn begin_attempt(
+        &self,
+        user: &UserRecord,
+        ctx: &RequestContext,
+        fail: &(dyn Fn(&'static str) -> AuditEvent + Sync),
+    ) -> Result<AttemptPermit, AuthError> {
+        match self
+            .inner
+            .lockout
+            .begin(&user.username, ctx.client_ip())
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(AttemptError::Locked { retry_after }) => {
+                self.audit(fail("account locked")).await;
+                Err(AuthError::Locked { retry_after })
+            }
+            Err(AttemptError::Throttled { retry_after }) => {
+                self.audit(fail("attempts from this address throttled"))
+                    .await;
+                Err(AuthError::Throttled { retry_after })
+            }
+            Err(AttemptError::Unavailable(e)) => Err(e.into()),
+        }
+    }
+
     /// Counts a failed re-authentication; `true` when the account is now
     /// locked.
-    pub(super) async fn count_failure(&self, permit: crate::lockout::AttemptPermit) -> bool {
+    pub(super) async fn count_failure(&self, permit: AttemptPermit) -> bool {
         match self.inner.lockout.failed(permit).await {
             Ok(locked) => locked,
             Err(e) => {
@@ -183,7 +196,7 @@ impl AuthService {
     }
 
     /// Gives back the attempt slot of a password that was not checked.
-    pub(super) async fn release(&self, permit: crate::lockout::AttemptPermit) {
+    pub(super) async fn release(&self, permit: AttemptPermit) {
         if let Err(e) = self.inner.lockout.release(permit).await {
             tracing::warn!(error = ?e, "attempt slot could not be given back");
         }

@@ -104,13 +104,16 @@ where
                     {
                         *principal = principal.in_tenant(tenant.id.clone());
                     }
-                    extensions.insert(tenant.id.clone());
-                    extensions.insert(tenant.clone());
+                    // The id is an `Arc<str>`: kept for the refund below,
+                    // while the tenant itself moves into the request.
+                    let id = tenant.id.clone();
+                    extensions.insert(id.clone());
+                    extensions.insert(tenant);
                     let response = inner.call(req).await?;
                     if let (Some(charge), Some(quotas)) = (&charge, &config.quotas)
                         && GuardRefusal::is_marked(&response)
                     {
-                        refund_api_call(quotas, charge, &tenant.id).await;
+                        refund_api_call(quotas, charge, &id).await;
                     }
                     Ok(response.map(ResponseBody::new))
                 }

@@ -6,6 +6,7 @@
 pub mod health;
 #[cfg(feature = "axum")]
 pub mod http;
+pub mod log;
 pub mod metrics;
 
 pub use health::{HealthCheck, HealthRegistry, HealthReport};

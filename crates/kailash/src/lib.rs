@@ -28,7 +28,7 @@ pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, audit, clock, context, guard, problem, public,
     rate_limit, state,
 };
-pub use kailash_monitoring::{health, metrics};
+pub use kailash_monitoring::{health, log, metrics};
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;
 pub use kailash_tenancy as tenancy;

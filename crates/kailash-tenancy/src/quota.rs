@@ -225,19 +225,22 @@ impl Quotas {
     /// The tenant's current usage.
     pub async fn usage(&self, tenant: &Tenant) -> Result<Usage, StateError> {
         let day = self.today();
-        let calls = self
-            .state
-            .counters
-            .get(&StateKey::tenant(&tenant.id, DAY, &day.id))
-            .await?;
+        let calls_key = StateKey::tenant(&tenant.id, DAY, &day.id);
+        // Three independent reads, asked together: on Redis they share one
+        // round trip's wait instead of taking three in a row.
+        let (calls, workflows, storage) = tokio::join!(
+            self.state.counters.get(&calls_key),
+            self.read_total(&tenant.id, "workflows"),
+            self.read_total(&tenant.id, "storage"),
+        );
         Ok(Usage {
             tenant: tenant.id.clone(),
-            api_calls_today: clamp_u64(calls.value),
+            api_calls_today: clamp_u64(calls?.value),
             max_api_calls_per_day: tenant.quotas.max_api_calls_per_day,
             api_calls_reset_at: day.ends_at,
-            workflows: self.read_total(&tenant.id, "workflows").await?.0,
+            workflows: workflows?.0,
             max_workflows: tenant.quotas.max_workflows,
-            storage_bytes: self.read_total(&tenant.id, "storage").await?.0,
+            storage_bytes: storage?.0,
             max_storage_bytes: tenant.quotas.max_storage_bytes,
         })
     }

@@ -66,6 +66,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(parsed))
 }
 
+/// The reference binary's allocator (feature `mimalloc`, on by default):
+/// measured faster than glibc's for the gateway's cross-thread frees.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Logs go to stderr through a buffered writer thread: one `write` per
 /// 20 ms instead of one per request line (stderr is unbuffered). The guard
 /// writes what is left when `main` returns. Colours only on a terminal.

@@ -244,3 +244,42 @@ fn try_new_refuses_invalid_permissions() {
         "workflow:create"
     );
 }
+
+#[tokio::test]
+async fn any_of_several_permissions_admits_with_one_audit_entry() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let access = access(audit.clone()).await;
+    // report:view (business_user) or workflow:create (data_scientist).
+    let svc = RequirePermissionLayer::new("report:view")
+        .or("workflow:create")
+        .access(access)
+        .layer(handler());
+    for (who, role) in [("bob", "business_user"), ("dave", "data_scientist")] {
+        let res = svc
+            .clone()
+            .oneshot(request(Some(user(who, role, "GB"))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{who}");
+    }
+    let res = svc
+        .clone()
+        .oneshot(request(Some(user("eve", "nobody", "GB"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let problem: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+    assert_eq!(problem["permission"], "report:view", "the first permission is named");
+
+    let events = audit.events();
+    assert_eq!(events.len(), 3, "one entry per request");
+    assert_eq!(events[0].resource.as_deref(), Some("report:view"));
+    assert_eq!(events[1].resource.as_deref(), Some("workflow:create"));
+    assert_eq!(
+        events[1].reason.as_deref(),
+        Some("role `data_scientist` grants `workflow:create`")
+    );
+    assert_eq!(events[2].decision, AuditDecision::Deny);
+    assert_eq!(events[2].resource.as_deref(), Some("report:view"));
+    assert_eq!(events[2].reason.as_deref(), Some("no role grants `report:view`"));
+}

@@ -637,7 +637,10 @@ async fn explain_tells_why_with_the_audited_reason() {
         assert_eq!(clauses[1]["test"], "user.clearance >= data.classification");
         assert_eq!(clauses[1]["outcome"], "fails");
         assert_eq!(clauses[1]["values"], "'confidential' >= 'secret'");
-        let geo = steps.iter().find(|s| s["name"] == "geo_restriction").unwrap();
+        let geo = steps
+            .iter()
+            .find(|s| s["name"] == "geo_restriction")
+            .unwrap();
         assert_eq!(geo["outcome"], "holds");
 
         // Allow, for the caller (no `user`), at a given time.
@@ -666,8 +669,16 @@ async fn explain_tells_why_with_the_audited_reason() {
         assert_eq!(clauses[2]["outcome"], "fails");
 
         // Another tenant's user answers exactly like an unknown one.
-        let foreign = explain(&alice, json!({ "user": "carol", "permission": "data:read" })).await;
-        let unknown = explain(&alice, json!({ "user": "nobody", "permission": "data:read" })).await;
+        let foreign = explain(
+            &alice,
+            json!({ "user": "carol", "permission": "data:read" }),
+        )
+        .await;
+        let unknown = explain(
+            &alice,
+            json!({ "user": "nobody", "permission": "data:read" }),
+        )
+        .await;
         foreign.assert_problem(404);
         unknown.assert_problem(404);
         assert_eq!(foreign.body, unknown.body);
@@ -676,37 +687,59 @@ async fn explain_tells_why_with_the_audited_reason() {
         let head = format!(
             "POST /api/access/explain HTTP/1.1\nHost: x\nAuthorization: Bearer {alice}\nContent-Type: application/json\nContent-Length: 5"
         );
-        request(d.gw.addr, &head, b"{nope").await.assert_problem(400);
-        let p = explain(&alice, json!({ "permission": "data" })).await.assert_problem(422);
+        request(d.gw.addr, &head, b"{nope")
+            .await
+            .assert_problem(400);
+        let p = explain(&alice, json!({ "permission": "data" }))
+            .await
+            .assert_problem(422);
         assert_eq!(p["field"], "permission");
-        let p = explain(&alice, json!({ "permission": "data:read", "resource": { "department": 5.5, "x": null } }))
-            .await
-            .assert_problem(422);
+        let p = explain(
+            &alice,
+            json!({ "permission": "data:read", "resource": { "department": 5.5, "x": null } }),
+        )
+        .await
+        .assert_problem(422);
         assert_eq!(p["field"], "resource.x");
-        let p = explain(&alice, json!({ "permission": "data:read", "extra": 1 })).await.assert_problem(422);
-        assert_eq!(p["field"], "extra");
-        let p = explain(&alice, json!({ "user": 7, "permission": "data:read" })).await.assert_problem(422);
-        assert_eq!(p["field"], "user");
-        let p = explain(&alice, json!({ "permission": "data:read", "context": { "time": "yesterday" } }))
+        let p = explain(&alice, json!({ "permission": "data:read", "extra": 1 }))
             .await
             .assert_problem(422);
+        assert_eq!(p["field"], "extra");
+        let p = explain(&alice, json!({ "user": 7, "permission": "data:read" }))
+            .await
+            .assert_problem(422);
+        assert_eq!(p["field"], "user");
+        let p = explain(
+            &alice,
+            json!({ "permission": "data:read", "context": { "time": "yesterday" } }),
+        )
+        .await
+        .assert_problem(422);
         assert_eq!(p["field"], "context.time");
         // Bounded: too many attribute values, too long a string.
         let many: serde_json::Map<String, Value> =
             (0..65).map(|i| (format!("k{i}"), Value::from(i))).collect();
-        let p = explain(&alice, json!({ "permission": "data:read", "resource": many }))
-            .await
-            .assert_problem(422);
+        let p = explain(
+            &alice,
+            json!({ "permission": "data:read", "resource": many }),
+        )
+        .await
+        .assert_problem(422);
         assert_eq!(p["field"], "resource");
-        let p = explain(&alice, json!({ "user": "u".repeat(300), "permission": "data:read" }))
-            .await
-            .assert_problem(422);
+        let p = explain(
+            &alice,
+            json!({ "user": "u".repeat(300), "permission": "data:read" }),
+        )
+        .await
+        .assert_problem(422);
         assert_eq!(p["field"], "user");
         let big = json!({ "permission": "data:read", "resource": { "k": "v".repeat(20_000) } });
         explain(&alice, big).await.assert_problem(413);
 
         // Callers without audit:view or system:configure are refused.
-        let p = explain(&dave, json!({ "permission": "data:read" })).await.assert_problem(403);
+        let p = explain(&dave, json!({ "permission": "data:read" }))
+            .await
+            .assert_problem(403);
         assert_eq!(p["permission"], "audit:view");
         explain(&bob, json!({ "user": "dave", "permission": "data:read" }))
             .await

@@ -95,10 +95,7 @@ impl ExplainInput {
             return Err(InputError::new("", "the body must be a JSON object"));
         };
         for key in fields.keys() {
-            if !matches!(
-                key.as_str(),
-                "user" | "permission" | "resource" | "context"
-            ) {
+            if !matches!(key.as_str(), "user" | "permission" | "resource" | "context") {
                 return Err(unknown_field("", key));
             }
         }
@@ -160,7 +157,10 @@ fn string<'v>(v: &'v Value, field: &str, max: usize) -> Result<&'v str, InputErr
         return Err(InputError::new(field, "must be a string"));
     };
     if s.len() > max {
-        return Err(InputError::new(field, format!("is longer than {max} bytes")));
+        return Err(InputError::new(
+            field,
+            format!("is longer than {max} bytes"),
+        ));
     }
     Ok(s)
 }
@@ -177,7 +177,8 @@ pub fn username(v: &Value, field: &str) -> Result<String, InputError> {
 /// A `resource:action` permission.
 pub fn permission(v: &Value, field: &str) -> Result<Permission, InputError> {
     let s = string(v, field, MAX_STRING_BYTES)?;
-    Permission::parse(s).map_err(|_| InputError::new(field, "must be a permission `resource:action`"))
+    Permission::parse(s)
+        .map_err(|_| InputError::new(field, "must be a permission `resource:action`"))
 }
 
 /// An RFC 3339 timestamp (`2026-12-07T10:00:00Z`).
@@ -260,10 +261,7 @@ fn value(
             for (key, item) in map {
                 take(budget, field)?;
                 if key.is_empty() || key.len() > 64 {
-                    return Err(InputError::new(
-                        field,
-                        "attribute names are 1 to 64 bytes",
-                    ));
+                    return Err(InputError::new(field, "attribute names are 1 to 64 bytes"));
                 }
                 let child = format!("{field}.{key}");
                 out.insert(key.clone(), value(item, &child, depth + 1, budget)?);

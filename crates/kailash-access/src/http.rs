@@ -11,7 +11,8 @@
 //! (the kailash gateway's is the `[[users]]` of its config, built exactly
 //! as at login); a user outside the caller's resolved tenant answers `404`
 //! exactly like an unknown one, so the route reveals nobody outside the
-//! caller's tenant. `context.time` and `context.client_ip` stand in for
+//! caller's tenant. (A caller with no tenant at all — a deployment without
+//! tenancy — may explain any user of the directory.) `context.time` and `context.client_ip` stand in for
 //! the request's time and address (`current_time.*`, `request.client_ip`).
 //!
 //! Nothing is decided for real: the explained decision is not recorded as
@@ -121,8 +122,8 @@ fn invalid(e: &InputError) -> Response {
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let mut problem = Problem::new(status, "invalid-field", "Invalid request")
-        .with_detail(e.to_string());
+    let mut problem =
+        Problem::new(status, "invalid-field", "Invalid request").with_detail(e.to_string());
     if !e.field.is_empty() {
         problem = problem.with_extension("field", e.field.as_str());
     }
@@ -192,7 +193,9 @@ async fn explain(State(s): State<Routes>, req: Request) -> Response {
         },
     };
 
-    let mut areq = s.access.request(&principal, &input.permission, ctx.as_ref());
+    let mut areq = s
+        .access
+        .request(&principal, &input.permission, ctx.as_ref());
     if let Some(at) = input.time {
         areq.now = at;
     }

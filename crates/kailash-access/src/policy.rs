@@ -571,7 +571,11 @@ impl fmt::Display for Explanation {
     /// trail records, then one line per role and policy, and one per
     /// comparison of each evaluated policy.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.decision.allowed { "allow" } else { "deny" };
+        let verdict = if self.decision.allowed {
+            "allow"
+        } else {
+            "deny"
+        };
         writeln!(f, "{verdict}: {}", self.decision.rule)?;
         let strategy = match self.strategy {
             Strategy::Rbac => "rbac",

@@ -665,7 +665,10 @@ async fn checks_are_audited_with_the_rule_and_explained() {
         (c[0].test.as_str(), c[0].outcome.as_str()),
         ("user.department == data.department", "holds")
     );
-    assert_eq!(c[0].values.as_deref(), Some("'engineering' == 'engineering'"));
+    assert_eq!(
+        c[0].values.as_deref(),
+        Some("'engineering' == 'engineering'")
+    );
     assert_eq!(
         (c[1].test.as_str(), c[1].outcome.as_str()),
         ("user.clearance >= data.classification", "fails")
@@ -673,12 +676,20 @@ async fn checks_are_audited_with_the_rule_and_explained() {
     assert_eq!(c[1].values.as_deref(), Some("'confidential' >= 'secret'"));
     let geo = step("geo_restriction");
     assert_eq!(geo.clauses[0].outcome, "fails");
-    assert_eq!(geo.clauses[0].values.as_deref(), Some("'FR' IN ['US', 'CA', 'GB']"));
+    assert_eq!(
+        geo.clauses[0].values.as_deref(),
+        Some("'FR' IN ['US', 'CA', 'GB']")
+    );
     assert!(step("data_scientist").clauses.is_empty());
     // Without the resource, the comparisons reading data.* say why they
     // cannot be evaluated.
     let x = access.explain(&access.request(&dave(), &read, None));
-    let c = &x.steps.iter().find(|s| s.name == "data_access").unwrap().clauses;
+    let c = &x
+        .steps
+        .iter()
+        .find(|s| s.name == "data_access")
+        .unwrap()
+        .clauses;
     assert_eq!(c[0].values, None);
     assert_eq!(
         c[0].outcome,
@@ -686,7 +697,10 @@ async fn checks_are_audited_with_the_rule_and_explained() {
     );
     // The text form: the verdict with the audited rule, then each step.
     let text = x.to_string();
-    assert!(text.starts_with("deny: policy `data_access`: missing attribute `data.department`\n"), "{text}");
+    assert!(
+        text.starts_with("deny: policy `data_access`: missing attribute `data.department`\n"),
+        "{text}"
+    );
     assert!(text.contains("  role `data_scientist`: grants\n"), "{text}");
 }
 

@@ -269,7 +269,10 @@ async fn any_of_several_permissions_admits_with_one_audit_entry() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let problem: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
-    assert_eq!(problem["permission"], "report:view", "the first permission is named");
+    assert_eq!(
+        problem["permission"], "report:view",
+        "the first permission is named"
+    );
 
     let events = audit.events();
     assert_eq!(events.len(), 3, "one entry per request");
@@ -281,5 +284,8 @@ async fn any_of_several_permissions_admits_with_one_audit_entry() {
     );
     assert_eq!(events[2].decision, AuditDecision::Deny);
     assert_eq!(events[2].resource.as_deref(), Some("report:view"));
-    assert_eq!(events[2].reason.as_deref(), Some("no role grants `report:view`"));
+    assert_eq!(
+        events[2].reason.as_deref(),
+        Some("no role grants `report:view`")
+    );
 }

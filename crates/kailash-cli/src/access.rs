@@ -18,7 +18,7 @@ use kailash::auth::lockout::normalize_username;
 use kailash::auth::users::{StaticUserStore, UserStore};
 use kailash::config::{GatewayConfig, locate_access_error};
 use kailash::{Principal, TenantId};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::Failure;
 
@@ -87,7 +87,11 @@ impl Loaded {
     }
 
     /// Explains `input` (whose `user` is set) for `principal`.
-    fn explain(&self, principal: &Principal, input: &ExplainInput) -> (jiff::Timestamp, Explanation) {
+    fn explain(
+        &self,
+        principal: &Principal,
+        input: &ExplainInput,
+    ) -> (jiff::Timestamp, Explanation) {
         let mut req = self.access.request(principal, &input.permission, None);
         if let Some(at) = input.time {
             req.now = at;
@@ -120,7 +124,8 @@ pub(crate) fn explain(args: &ExplainArgs<'_>) -> Result<(), Failure> {
     if !context.is_empty() {
         body.insert("context".into(), Value::Object(context));
     }
-    let input = ExplainInput::from_json(&Value::Object(body)).map_err(|e| Failure::input(option_error(&e)))?;
+    let input = ExplainInput::from_json(&Value::Object(body))
+        .map_err(|e| Failure::input(option_error(&e)))?;
 
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -133,7 +138,10 @@ pub(crate) fn explain(args: &ExplainArgs<'_>) -> Result<(), Failure> {
         };
         let (at, explanation) = loaded.explain(&principal, &input);
         if args.json {
-            println!("{}", report(&principal, &input.permission, at, &explanation));
+            println!(
+                "{}",
+                report(&principal, &input.permission, at, &explanation)
+            );
         } else {
             print!("{}", header(&principal, &input.permission, at));
             print!("{explanation}");
@@ -240,9 +248,16 @@ fn cases(text: &str, origin: &str) -> Result<Vec<Case>, Failure> {
     Ok(out)
 }
 
-fn case(origin: &str, index: usize, item: &toml::Value, default_time: Option<&str>) -> Result<Case, Failure> {
+fn case(
+    origin: &str,
+    index: usize,
+    item: &toml::Value,
+    default_time: Option<&str>,
+) -> Result<Case, Failure> {
     let toml::Value::Table(t) = item else {
-        return Err(Failure::input(format!("{origin}: case {index}: not a table")));
+        return Err(Failure::input(format!(
+            "{origin}: case {index}: not a table"
+        )));
     };
     let name = match t.get("name") {
         Some(toml::Value::String(s)) if s.len() <= 200 => s.clone(),
@@ -253,7 +268,8 @@ fn case(origin: &str, index: usize, item: &toml::Value, default_time: Option<&st
         }
         None => format!("#{index}"),
     };
-    let fail = |message: String| Failure::input(format!("{origin}: case {index} (`{name}`): {message}"));
+    let fail =
+        |message: String| Failure::input(format!("{origin}: case {index} (`{name}`): {message}"));
     for key in t.keys() {
         if !CASE_KEYS.contains(&key.as_str()) {
             return Err(fail(format!(
@@ -277,9 +293,7 @@ fn case(origin: &str, index: usize, item: &toml::Value, default_time: Option<&st
         _ => return Err(fail("`user` (a username of the config) is required".into())),
     };
     // The same reader, bounds and field names as POST /api/access/explain.
-    let as_json = |key: &str| -> Result<Option<Value>, Failure> {
-        Ok(t.get(key).map(to_json))
-    };
+    let as_json = |key: &str| -> Result<Option<Value>, Failure> { Ok(t.get(key).map(to_json)) };
     let mut body = Map::new();
     body.insert("user".into(), user.clone().into());
     if let Some(p) = as_json("permission")? {
@@ -328,11 +342,15 @@ fn to_json(v: &toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(n) => Value::from(*n),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -423,10 +441,15 @@ mod tests {
 
     #[test]
     fn a_case_names_itself_in_every_error() {
-        let text = "[[case]]\nname = \"x\"\nuser = \"bob\"\npermission = \"report\"\nexpect = \"allow\"\n";
+        let text =
+            "[[case]]\nname = \"x\"\nuser = \"bob\"\npermission = \"report\"\nexpect = \"allow\"\n";
         let err = cases(text, "f.toml").err().unwrap();
         assert_eq!(err.code, 2);
-        assert!(err.message.contains("case 1 (`x`): `permission`"), "{}", err.message);
+        assert!(
+            err.message.contains("case 1 (`x`): `permission`"),
+            "{}",
+            err.message
+        );
 
         let text = "[[case]]\nuser = \"bob\"\npermission = \"report:view\"\nexpect = \"maybe\"\n";
         let err = cases(text, "f.toml").err().unwrap();
@@ -434,14 +457,24 @@ mod tests {
 
         let text = "[[case]]\nuser = \"bob\"\npermission = \"report:view\"\nexpect = \"allow\"\nresourse = {}\n";
         let err = cases(text, "f.toml").err().unwrap();
-        assert!(err.message.contains("unknown key `resourse`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown key `resourse`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn the_file_time_is_the_default_and_a_case_overrides_it() {
         let text = "time = 2026-12-07T10:00:00Z\n[[case]]\nuser = \"a\"\npermission = \"p:q\"\nexpect = \"deny\"\n[[case]]\nuser = \"a\"\npermission = \"p:q\"\nexpect = \"deny\"\ntime = \"2026-12-05T10:00:00Z\"\n";
         let cases = cases(text, "f.toml").unwrap();
-        assert_eq!(cases[0].input.time.unwrap().to_string(), "2026-12-07T10:00:00Z");
-        assert_eq!(cases[1].input.time.unwrap().to_string(), "2026-12-05T10:00:00Z");
+        assert_eq!(
+            cases[0].input.time.unwrap().to_string(),
+            "2026-12-07T10:00:00Z"
+        );
+        assert_eq!(
+            cases[1].input.time.unwrap().to_string(),
+            "2026-12-05T10:00:00Z"
+        );
     }
 }

@@ -363,13 +363,22 @@ fn demo_cases() -> PathBuf {
 fn access_test_runs_the_demo_cases() {
     let config = demo_config();
     let out = kailash(
-        &["access", "test", "--config", config.to_str().unwrap(), demo_cases().to_str().unwrap()],
+        &[
+            "access",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            demo_cases().to_str().unwrap(),
+        ],
         "",
         &[],
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("ok    case 1 (`business users view reports`): allow"), "{stdout}");
+    assert!(
+        stdout.contains("ok    case 1 (`business users view reports`): allow"),
+        "{stdout}"
+    );
     assert!(stdout.contains("passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
 }
@@ -381,7 +390,13 @@ fn access_test(cases: &str) -> Output {
     std::fs::write(&file, cases).unwrap();
     let config = demo_config();
     let out = kailash(
-        &["access", "test", "--config", config.to_str().unwrap(), file.to_str().unwrap()],
+        &[
+            "access",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
         "",
         &[],
     );
@@ -401,10 +416,14 @@ fn access_test_exits_1_on_a_mismatch_and_shows_why() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("ok    case 1 (`right`)"), "{stdout}");
-    assert!(stdout.contains("FAIL  case 2 (`wrong`): expected allow, got deny"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  case 2 (`wrong`): expected allow, got deny"),
+        "{stdout}"
+    );
     // The explanation of the failure: the clause that failed, with values.
     assert!(
-        stdout.contains("user.clearance >= data.classification: fails ('confidential' >= 'secret')"),
+        stdout
+            .contains("user.clearance >= data.classification: fails ('confidential' >= 'secret')"),
         "{stdout}"
     );
     assert!(stdout.contains("FAIL  case 3 (`wrong reason`)"), "{stdout}");
@@ -429,7 +448,9 @@ fn access_test_refuses_unusable_cases_with_exit_2() {
             "case 1 (`c`): `permission`: must be a permission",
         ),
         (
-            case("user = \"bob\"\npermission = \"data:read\"\nresource = \"engineering\"\nexpect = \"deny\"\n"),
+            case(
+                "user = \"bob\"\npermission = \"data:read\"\nresource = \"engineering\"\nexpect = \"deny\"\n",
+            ),
             "case 1 (`c`): `resource`: must be an object",
         ),
         (
@@ -437,23 +458,39 @@ fn access_test_refuses_unusable_cases_with_exit_2() {
             "case 1 (`c`): `expect` must be",
         ),
         (
-            case("user = \"bob\"\npermission = \"report:view\"\nexpect = \"allow\"\ntime = \"noon\"\n"),
+            case(
+                "user = \"bob\"\npermission = \"report:view\"\nexpect = \"allow\"\ntime = \"noon\"\n",
+            ),
             "case 1 (`c`): `time`: must be an RFC 3339 timestamp",
         ),
         ("[[case]\nbroken".to_owned(), "not a valid TOML file"),
-        ("title = \"x\"\n".to_owned(), "unknown top-level key `title`"),
+        (
+            "title = \"x\"\n".to_owned(),
+            "unknown top-level key `title`",
+        ),
         ("".to_owned(), "no [[case]]"),
     ] {
         let out = access_test(&cases);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{cases}: {stderr}{}", text(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{cases}: {stderr}{}",
+            text(&out.stdout)
+        );
         assert!(stderr.contains(expected), "{cases}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // A missing file and a config without [access] are exit 2 too.
     let config = demo_config();
     let out = kailash(
-        &["access", "test", "--config", config.to_str().unwrap(), "/nonexistent/cases.toml"],
+        &[
+            "access",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "/nonexistent/cases.toml",
+        ],
         "",
         &[],
     );
@@ -462,12 +499,25 @@ fn access_test_refuses_unusable_cases_with_exit_2() {
     let bare = dir.join("gateway.toml");
     std::fs::write(&bare, "").unwrap();
     let out = kailash(
-        &["access", "explain", "--config", bare.to_str().unwrap(), "--user", "bob", "--permission", "a:b"],
+        &[
+            "access",
+            "explain",
+            "--config",
+            bare.to_str().unwrap(),
+            "--user",
+            "bob",
+            "--permission",
+            "a:b",
+        ],
         "",
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no [access] section"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no [access] section"),
+        "{}",
+        text(&out.stderr)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -477,26 +527,51 @@ fn access_explain_prints_text_or_json() {
     let config = config.to_str().unwrap();
     let out = kailash(
         &[
-            "access", "explain", "--config", config, "--user", "frank", "--permission", "data:read",
-            "--resource", r#"{"department":"engineering","classification":"confidential"}"#,
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "frank",
+            "--permission",
+            "data:read",
+            "--resource",
+            r#"{"department":"engineering","classification":"confidential"}"#,
         ],
         "",
         &[],
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(stdout.starts_with("user `frank` (tenant acme; roles data_scientist)"), "{stdout}");
-    assert!(stdout.contains("deny: policy `geo_restriction` not satisfied"), "{stdout}");
+    assert!(
+        stdout.starts_with("user `frank` (tenant acme; roles data_scientist)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deny: policy `geo_restriction` not satisfied"),
+        "{stdout}"
+    );
     assert!(stdout.contains("policy `data_access`: holds"), "{stdout}");
     assert!(
-        stdout.contains("user.location.country IN ['US', 'CA', 'GB']: fails ('FR' IN ['US', 'CA', 'GB'])"),
+        stdout.contains(
+            "user.location.country IN ['US', 'CA', 'GB']: fails ('FR' IN ['US', 'CA', 'GB'])"
+        ),
         "{stdout}"
     );
 
     let out = kailash(
         &[
-            "access", "explain", "--config", config, "--user", "Alice", "--permission",
-            "system:configure", "--time", "2026-12-07T10:00:00Z", "--json",
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "Alice",
+            "--permission",
+            "system:configure",
+            "--time",
+            "2026-12-07T10:00:00Z",
+            "--json",
         ],
         "",
         &[],
@@ -505,14 +580,28 @@ fn access_explain_prints_text_or_json() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains(r#""allowed":true"#), "{stdout}");
     assert!(
-        stdout.contains(r#""reason":"role `admin` grants `system:configure`; policy `time_based` holds""#),
+        stdout.contains(
+            r#""reason":"role `admin` grants `system:configure`; policy `time_based` holds""#
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains(r#""at":"2026-12-07T10:00:00Z""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""at":"2026-12-07T10:00:00Z""#),
+        "{stdout}"
+    );
 
     // Unknown users and bad options are exit 2, naming what is wrong.
     let out = kailash(
-        &["access", "explain", "--config", config, "--user", "mallory", "--permission", "report:view"],
+        &[
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "mallory",
+            "--permission",
+            "report:view",
+        ],
         "",
         &[],
     );
@@ -520,12 +609,24 @@ fn access_explain_prints_text_or_json() {
     assert!(text(&out.stderr).contains("unknown user `mallory`"));
     let out = kailash(
         &[
-            "access", "explain", "--config", config, "--user", "bob", "--permission", "report:view",
-            "--resource", "[1]",
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "bob",
+            "--permission",
+            "report:view",
+            "--resource",
+            "[1]",
         ],
         "",
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--resource"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--resource"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -55,7 +55,8 @@ fn eval(node: &Node, ctx: &Context<'_>) -> Result<bool, String> {
 /// One comparison of a condition, evaluated on its own (see [`clauses`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Clause {
-    /// Where it starts in the condition (`line:column`).
+    /// Where it is in the condition (`line:column` of its operator, as
+    /// evaluation errors give it).
     pub at: String,
     /// The comparison, e.g. `user.clearance >= data.classification`.
     pub test: String,

@@ -104,14 +104,7 @@ where
         // The rule moves into the audit entry: the request needs only the verdict.
         let ctx = req.extensions().get::<RequestContext>();
         let pending = access.audit_sink().and_then(|sink| {
-            let event = audit_event(
-                &principal,
-                decided_by,
-                None,
-                ctx,
-                allowed,
-                decision.rule,
-            );
+            let event = audit_event(&principal, decided_by, None, ctx, allowed, decision.rule);
             offer(Some(sink), event)
         });
         match pending {

@@ -235,11 +235,11 @@ async fn explain(State(s): State<Routes>, req: Request) -> Response {
 /// event makes the call fail closed (`503`), since an explain call is
 /// always audited.
 async fn audited(s: &Routes, event: AuditEvent, respond: impl FnOnce() -> Response) -> Response {
-    if let Some(sink) = s.access.audit_sink() {
-        if let Err(error) = sink.record(event).await {
-            tracing::error!(%error, action = EXPLAIN_ACTION, "could not record an audit event");
-            return Problem::service_unavailable("the audit trail is unavailable").into_response();
-        }
+    if let Some(sink) = s.access.audit_sink()
+        && let Err(error) = sink.record(event).await
+    {
+        tracing::error!(%error, action = EXPLAIN_ACTION, "could not record an audit event");
+        return Problem::service_unavailable("the audit trail is unavailable").into_response();
     }
     respond()
 }

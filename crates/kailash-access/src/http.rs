@@ -19,7 +19,9 @@
 //! an `access.check`, but the call itself is, as [`EXPLAIN_ACTION`], with
 //! the caller as actor, the permission and subject explained as resource
 //! and the explained rule as reason — before the answer is sent; when the
-//! audit sink refuses the event the call answers `503`.
+//! audit sink refuses the event the call answers `503`. Refused calls are
+//! recorded too: a malformed body, an unknown user (never named) as
+//! `failure`, a directory that cannot answer (`503`) as `error`.
 //!
 //! Serve [`router`] behind the authentication layer; it carries its own
 //! permission check ([`RequirePermissionLayer`] with [`PERMISSIONS`]).
@@ -177,8 +179,13 @@ async fn explain(State(s): State<Routes>, req: Request) -> Response {
         None => caller.clone(),
         Some(name) => match s.directory.principal(name).await {
             Err(_) => {
-                return Problem::service_unavailable("the user directory is unavailable")
-                    .into_response();
+                let mut event = refused("user directory unavailable");
+                event.decision = AuditDecision::Error;
+                return audited(&s, event, || {
+                    Problem::service_unavailable("the user directory is unavailable")
+                        .into_response()
+                })
+                .await;
             }
             // Another tenant's user answers like an unknown one.
             Ok(Some(p)) if tenant.is_none() || p.tenant() == tenant.as_ref() => p,

@@ -289,3 +289,86 @@ async fn any_of_several_permissions_admits_with_one_audit_entry() {
         Some("no role grants `report:view`")
     );
 }
+
+/// `POST /api/access/explain` fails closed: an explain call is always
+/// audited, and a directory that cannot answer is a 503, never a 404.
+#[cfg(feature = "axum")]
+mod explain_route {
+    use super::*;
+    use kailash_access::http::{Directory, DirectoryError, router};
+    use kailash_core::audit::{AuditError, AuditEvent};
+
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl AuditSink for Refusing {
+        async fn record(&self, _: AuditEvent) -> Result<(), AuditError> {
+            Err(AuditError::Closed)
+        }
+        async fn flush(&self) -> Result<(), AuditError> {
+            Ok(())
+        }
+    }
+
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Directory for Down {
+        async fn principal(&self, _: &str) -> Result<Option<Principal>, DirectoryError> {
+            Err(DirectoryError::Unavailable)
+        }
+    }
+
+    fn explain(body: &str) -> Request<axum::body::Body> {
+        let mut req = Request::post("/api/access/explain")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        req.extensions_mut().insert(user("alice", "admin", "US"));
+        req
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_explain_call_is_a_503_and_so_is_a_directory_down() {
+        let refusing = access(Arc::new(Refusing)).await;
+        let res = router(refusing, Arc::new(Down))
+            .oneshot(explain(r#"{"permission":"audit:view"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body(res).await.contains("audit trail"));
+
+        let audit = Arc::new(MemoryAuditSink::new());
+        let ok = access(audit.clone()).await;
+        let app = router(ok, Arc::new(Down));
+        let res = app
+            .clone()
+            .oneshot(explain(r#"{"permission":"audit:view"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = app
+            .oneshot(explain(r#"{"user":"bob","permission":"audit:view"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Each request: the route's own check, then the explain call (the
+        // second one as an error).
+        let events = audit.events();
+        let actions: Vec<&str> = events.iter().map(|e| &*e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                "access.check",
+                "access.explain",
+                "access.check",
+                "access.explain"
+            ]
+        );
+        assert_eq!(events[3].decision, AuditDecision::Error);
+        assert_eq!(
+            events[3].reason.as_deref(),
+            Some("user directory unavailable")
+        );
+    }
+}

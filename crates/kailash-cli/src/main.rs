@@ -28,7 +28,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Operate a kailash gateway: password hashes, config checks, key rotation.
+/// Operate a kailash gateway: password hashes, config checks, key rotation,
+/// access-policy explanations and tests.
 #[derive(Debug, Parser)]
 #[command(name = "kailash", version, about)]
 struct Cli {

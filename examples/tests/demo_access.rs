@@ -567,3 +567,226 @@ async fn refused_requests_do_not_burn_the_tenants_quota() {
         d.stop().await;
     }
 }
+
+/// `POST /api/access/explain`: the decision with every role and policy
+/// evaluated, the rule the audit trail records for the real request, the
+/// caller's tenant only, bounded and audited input, one API call of quota.
+#[tokio::test]
+async fn explain_tells_why_with_the_audited_reason() {
+    for overrides in backends() {
+        let d = demo(&overrides).await;
+        let alice = login(
+            &d,
+            "alice",
+            "Alice-Demo-Passw0rd!",
+            Some("JBSWY3DPEHPK3PXP"),
+        )
+        .await;
+        let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+        let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+        let explain = |token: &str, body: Value| {
+            let token = token.to_owned();
+            let d = &d;
+            async move { call(d, "POST", "/api/access/explain", &token, Some(body)).await }
+        };
+
+        // Deny: dave's clearance is below secret. The reason is the one the
+        // audit trail records when dave really asks for the document.
+        call(&d, "GET", "/api/data/acme-eng-secret", &dave, None)
+            .await
+            .assert_problem(403);
+        let r = explain(
+            &alice,
+            json!({ "user": "dave", "permission": "data:read",
+                    "resource": { "department": "engineering", "classification": "secret" } }),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let e = r.json();
+        assert_eq!(e["allowed"], false);
+        assert_eq!(e["user"], "dave");
+        assert_eq!(e["tenant"], "acme");
+        assert_eq!(e["strategy"], "hybrid");
+        let trail = call(&d, "GET", "/api/audit?limit=1000", &alice, None).await;
+        assert_eq!(trail.status, 200, "{}", trail.text());
+        let audited = trail.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| {
+                l["action"] == "access.check"
+                    && l["actor"] == "dave"
+                    && l["resource"] == "data:read acme-eng-secret"
+            })
+            .expect("the real decision is audited")
+            .clone();
+        assert_eq!(e["reason"], audited["reason"]);
+        assert_eq!(e["reason"], "policy `data_access` not satisfied");
+        // Every step: the role, and both policies with each comparison.
+        let steps = e["steps"].as_array().unwrap();
+        assert_eq!(steps[0]["kind"], "role");
+        assert_eq!(steps[0]["name"], "data_scientist");
+        assert_eq!(steps[0]["outcome"], "grants");
+        let access = steps.iter().find(|s| s["name"] == "data_access").unwrap();
+        assert_eq!(access["outcome"], "not satisfied");
+        let clauses = access["clauses"].as_array().unwrap();
+        assert_eq!(clauses.len(), 2);
+        assert_eq!(clauses[0]["test"], "user.department == data.department");
+        assert_eq!(clauses[0]["outcome"], "holds");
+        assert_eq!(clauses[1]["test"], "user.clearance >= data.classification");
+        assert_eq!(clauses[1]["outcome"], "fails");
+        assert_eq!(clauses[1]["values"], "'confidential' >= 'secret'");
+        let geo = steps
+            .iter()
+            .find(|s| s["name"] == "geo_restriction")
+            .unwrap();
+        assert_eq!(geo["outcome"], "holds");
+
+        // Allow, for the caller (no `user`), at a given time.
+        let r = explain(
+            &alice,
+            json!({ "permission": "system:configure", "context": { "time": "2026-12-07T10:00:00Z" } }),
+        )
+        .await;
+        let e = r.json();
+        assert_eq!(e["user"], "alice");
+        assert_eq!(e["allowed"], true, "{e}");
+        assert_eq!(
+            e["reason"],
+            "role `admin` grants `system:configure`; policy `time_based` holds"
+        );
+        // ... and outside office hours, with the failing comparison named.
+        let e = explain(
+            &alice,
+            json!({ "permission": "system:configure", "context": { "time": "2026-12-05T10:00:00Z" } }),
+        )
+        .await
+        .json();
+        assert_eq!(e["allowed"], false);
+        let clauses = e["steps"][1]["clauses"].as_array().unwrap();
+        assert_eq!(clauses[2]["test"], "current_time.weekday < 5");
+        assert_eq!(clauses[2]["outcome"], "fails");
+
+        // Another tenant's user answers exactly like an unknown one.
+        let foreign = explain(
+            &alice,
+            json!({ "user": "carol", "permission": "data:read" }),
+        )
+        .await;
+        let unknown = explain(
+            &alice,
+            json!({ "user": "nobody", "permission": "data:read" }),
+        )
+        .await;
+        foreign.assert_problem(404);
+        unknown.assert_problem(404);
+        assert_eq!(foreign.body, unknown.body);
+
+        // Malformed input: not JSON (400); a bad field, named (422).
+        let head = format!(
+            "POST /api/access/explain HTTP/1.1\nHost: x\nAuthorization: Bearer {alice}\nContent-Type: application/json\nContent-Length: 5"
+        );
+        request(d.gw.addr, &head, b"{nope")
+            .await
+            .assert_problem(400);
+        let p = explain(&alice, json!({ "permission": "data" }))
+            .await
+            .assert_problem(422);
+        assert_eq!(p["field"], "permission");
+        let p = explain(
+            &alice,
+            json!({ "permission": "data:read", "resource": { "department": 5.5, "x": null } }),
+        )
+        .await
+        .assert_problem(422);
+        assert_eq!(p["field"], "resource.x");
+        let p = explain(&alice, json!({ "permission": "data:read", "extra": 1 }))
+            .await
+            .assert_problem(422);
+        assert_eq!(p["field"], "extra");
+        let p = explain(&alice, json!({ "user": 7, "permission": "data:read" }))
+            .await
+            .assert_problem(422);
+        assert_eq!(p["field"], "user");
+        let p = explain(
+            &alice,
+            json!({ "permission": "data:read", "context": { "time": "yesterday" } }),
+        )
+        .await
+        .assert_problem(422);
+        assert_eq!(p["field"], "context.time");
+        // Bounded: too many attribute values, too long a string.
+        let many: serde_json::Map<String, Value> =
+            (0..65).map(|i| (format!("k{i}"), Value::from(i))).collect();
+        let p = explain(
+            &alice,
+            json!({ "permission": "data:read", "resource": many }),
+        )
+        .await
+        .assert_problem(422);
+        assert_eq!(p["field"], "resource");
+        let p = explain(
+            &alice,
+            json!({ "user": "u".repeat(300), "permission": "data:read" }),
+        )
+        .await
+        .assert_problem(422);
+        assert_eq!(p["field"], "user");
+        let big = json!({ "permission": "data:read", "resource": { "k": "v".repeat(20_000) } });
+        explain(&alice, big).await.assert_problem(413);
+
+        // Callers without audit:view or system:configure are refused.
+        let p = explain(&dave, json!({ "permission": "data:read" }))
+            .await
+            .assert_problem(403);
+        assert_eq!(p["permission"], "audit:view");
+        explain(&bob, json!({ "user": "dave", "permission": "data:read" }))
+            .await
+            .assert_problem(403);
+
+        // One API call of quota per explain call, like any request.
+        let u1 = api_calls_today(&d, &alice).await;
+        let u2 = api_calls_today(&d, &alice).await;
+        explain(&alice, json!({ "permission": "audit:view" })).await;
+        let u3 = api_calls_today(&d, &alice).await;
+        assert_eq!(u3 - u2, (u2 - u1) + 1);
+
+        // The route is in the OpenAPI document.
+        let doc = request(d.gw.addr, "GET /openapi.json HTTP/1.1\nHost: x", b"")
+            .await
+            .json();
+        assert!(
+            doc["paths"]["/api/access/explain"]["post"].is_object(),
+            "explain in the OpenAPI document"
+        );
+
+        // The calls are audited as access.explain; the explained decision
+        // is not recorded as an access.check.
+        let data_dir = d.data_dir.clone();
+        d.gw.stop().await;
+        let lines = audit_lines(&data_dir);
+        let explains: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["action"] == "access.explain")
+            .collect();
+        assert!(explains.iter().any(|l| l["actor"] == "alice"
+            && l["resource"] == "data:read for dave"
+            && l["decision"] == "success"
+            && l["reason"] == "policy `data_access` not satisfied"));
+        assert!(explains.iter().any(|l| l["actor"] == "alice"
+            && l["decision"] == "failure"
+            && l["reason"] == "unknown user"));
+        assert!(!lines.iter().any(|l| l["action"] == "access.check"
+            && l["actor"] == "dave"
+            && l["resource"] == "data:read"
+            && l["decision"] == "deny"
+            && l["reason"] == "policy `data_access` not satisfied"));
+        // The 403 for dave is an ordinary audited decision of the route.
+        assert!(lines.iter().any(|l| l["action"] == "access.check"
+            && l["actor"] == "dave"
+            && l["resource"] == "audit:view"
+            && l["decision"] == "deny"));
+        std::fs::remove_dir_all(&data_dir).ok();
+    }
+}

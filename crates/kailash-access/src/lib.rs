@@ -6,6 +6,9 @@
 pub mod condition;
 mod control;
 mod error;
+pub mod explain;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod layer;
 pub mod limits;
 pub mod permission;

@@ -12,7 +12,7 @@ use kailash_core::Principal;
 use kailash_core::hash::FnvHashMap;
 use serde::Serialize;
 
-use crate::condition::{Attributes, CompiledCondition, Context, Policy, Schema};
+use crate::condition::{Attributes, Clause, CompiledCondition, Context, Policy, Schema, clauses};
 use crate::error::AccessError;
 use crate::permission::Permission;
 use crate::rbac::{self, RbacOutcome, RbacSnapshot};
@@ -127,8 +127,17 @@ pub struct ExplainStep {
     /// Its name.
     pub name: String,
     /// What it contributed (`grants`, `denies`, `does not grant`, `unknown role`,
-    /// `holds`, `not satisfied: …`, `deferred to the resource check`, `not consulted`).
+    /// `holds`, `not satisfied`, `cannot be evaluated: …`,
+    /// `deferred to the resource check`, `not consulted`).
     pub outcome: String,
+    /// A policy's condition, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// A policy's comparisons, each evaluated on its own: which held, which
+    /// did not, and the values compared (empty for roles and for policies
+    /// not evaluated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clauses: Vec<Clause>,
 }
 
 /// Why a request was (or would be) allowed or denied: every role and every
@@ -514,11 +523,14 @@ impl AccessPolicy {
                 kind: StepKind::Role,
                 name: role.to_owned(),
                 outcome,
+                condition: None,
+                clauses: Vec::new(),
             });
         }
         let deferred = matches!(req.resource, Resource::Deferred);
         let ctx = self.context(req);
         for p in self.policies.iter().filter(|p| p.applies(req.permission)) {
+            let evaluated = self.strategy != Strategy::Rbac && !(deferred && p.reads_data);
             let outcome = if self.strategy == Strategy::Rbac {
                 "not consulted (strategy rbac)".to_owned()
             } else if deferred && p.reads_data {
@@ -538,6 +550,12 @@ impl AccessPolicy {
                 kind: StepKind::Policy,
                 name: p.name.to_string(),
                 outcome,
+                condition: Some(p.condition.source().to_owned()),
+                clauses: if evaluated {
+                    clauses(p.condition.ast(), &ctx)
+                } else {
+                    Vec::new()
+                },
             });
         }
         Explanation {
@@ -545,5 +563,48 @@ impl AccessPolicy {
             decision,
             steps,
         }
+    }
+}
+
+impl fmt::Display for Explanation {
+    /// The explanation for people: the verdict with the rule the audit
+    /// trail records, then one line per role and policy, and one per
+    /// comparison of each evaluated policy.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.decision.allowed {
+            "allow"
+        } else {
+            "deny"
+        };
+        writeln!(f, "{verdict}: {}", self.decision.rule)?;
+        let strategy = match self.strategy {
+            Strategy::Rbac => "rbac",
+            Strategy::Abac => "abac",
+            Strategy::Hybrid => "hybrid",
+        };
+        writeln!(f, "  strategy {strategy}")?;
+        if self.steps.is_empty() {
+            writeln!(f, "  (no role and no applicable policy)")?;
+        }
+        for step in &self.steps {
+            let kind = match step.kind {
+                StepKind::Role => "role",
+                StepKind::Policy => "policy",
+            };
+            writeln!(f, "  {kind} `{}`: {}", step.name, step.outcome)?;
+            if let Some(condition) = &step.condition {
+                writeln!(f, "    condition: {condition}")?;
+            }
+            for c in &step.clauses {
+                match &c.values {
+                    Some(v) => writeln!(f, "    [{}] {}: {} ({v})", c.at, c.test, c.outcome)?,
+                    None => writeln!(f, "    [{}] {}: {}", c.at, c.test, c.outcome)?,
+                }
+            }
+        }
+        for p in &self.decision.pending {
+            writeln!(f, "  pending resource check: policy `{p}`")?;
+        }
+        Ok(())
     }
 }

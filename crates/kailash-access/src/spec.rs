@@ -148,6 +148,23 @@ pub struct AccessSpec {
     pub grants: Vec<GrantSpec>,
 }
 
+impl AccessSpec {
+    /// Whether any role (grant or denial) or policy names a permission
+    /// covering `permission` — `false` means no rule of this spec can ever
+    /// say anything about it, which in a test table is almost always a typo.
+    pub fn references(&self, permission: &Permission) -> bool {
+        self.roles.iter().any(|r| {
+            r.permissions
+                .iter()
+                .chain(&r.deny)
+                .any(|p| p.covers(permission))
+        }) || self
+            .policies
+            .iter()
+            .any(|p| p.applies_to.iter().any(|a| a.covers(permission)))
+    }
+}
+
 impl Default for AccessSpec {
     fn default() -> Self {
         Self {

@@ -651,6 +651,57 @@ async fn checks_are_audited_with_the_rule_and_explained() {
     );
     let json = serde_json::to_value(&x).unwrap();
     assert_eq!(json["strategy"], "hybrid");
+
+    // Each comparison of each policy, evaluated on its own, with values.
+    let step = |name: &str| x.steps.iter().find(|s| s.name == name).unwrap().clone();
+    let access_step = step("data_access");
+    assert_eq!(
+        access_step.condition.as_deref(),
+        Some("user.department == data.department AND user.clearance >= data.classification")
+    );
+    let c = &access_step.clauses;
+    assert_eq!(c.len(), 2);
+    assert_eq!(
+        (c[0].test.as_str(), c[0].outcome.as_str()),
+        ("user.department == data.department", "holds")
+    );
+    assert_eq!(
+        c[0].values.as_deref(),
+        Some("'engineering' == 'engineering'")
+    );
+    assert_eq!(
+        (c[1].test.as_str(), c[1].outcome.as_str()),
+        ("user.clearance >= data.classification", "fails")
+    );
+    assert_eq!(c[1].values.as_deref(), Some("'confidential' >= 'secret'"));
+    let geo = step("geo_restriction");
+    assert_eq!(geo.clauses[0].outcome, "fails");
+    assert_eq!(
+        geo.clauses[0].values.as_deref(),
+        Some("'FR' IN ['US', 'CA', 'GB']")
+    );
+    assert!(step("data_scientist").clauses.is_empty());
+    // Without the resource, the comparisons reading data.* say why they
+    // cannot be evaluated.
+    let x = access.explain(&access.request(&dave(), &read, None));
+    let c = &x
+        .steps
+        .iter()
+        .find(|s| s.name == "data_access")
+        .unwrap()
+        .clauses;
+    assert_eq!(c[0].values, None);
+    assert_eq!(
+        c[0].outcome,
+        "cannot be evaluated: missing attribute `data.department`"
+    );
+    // The text form: the verdict with the audited rule, then each step.
+    let text = x.to_string();
+    assert!(
+        text.starts_with("deny: policy `data_access`: missing attribute `data.department`\n"),
+        "{text}"
+    );
+    assert!(text.contains("  role `data_scientist`: grants\n"), "{text}");
 }
 
 #[tokio::test]

@@ -244,3 +244,131 @@ fn try_new_refuses_invalid_permissions() {
         "workflow:create"
     );
 }
+
+#[tokio::test]
+async fn any_of_several_permissions_admits_with_one_audit_entry() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let access = access(audit.clone()).await;
+    // report:view (business_user) or workflow:create (data_scientist).
+    let svc = RequirePermissionLayer::new("report:view")
+        .or("workflow:create")
+        .access(access)
+        .layer(handler());
+    for (who, role) in [("bob", "business_user"), ("dave", "data_scientist")] {
+        let res = svc
+            .clone()
+            .oneshot(request(Some(user(who, role, "GB"))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{who}");
+    }
+    let res = svc
+        .clone()
+        .oneshot(request(Some(user("eve", "nobody", "GB"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let problem: serde_json::Value = serde_json::from_str(&body(res).await).unwrap();
+    assert_eq!(
+        problem["permission"], "report:view",
+        "the first permission is named"
+    );
+
+    let events = audit.events();
+    assert_eq!(events.len(), 3, "one entry per request");
+    assert_eq!(events[0].resource.as_deref(), Some("report:view"));
+    assert_eq!(events[1].resource.as_deref(), Some("workflow:create"));
+    assert_eq!(
+        events[1].reason.as_deref(),
+        Some("role `data_scientist` grants `workflow:create`")
+    );
+    assert_eq!(events[2].decision, AuditDecision::Deny);
+    assert_eq!(events[2].resource.as_deref(), Some("report:view"));
+    assert_eq!(
+        events[2].reason.as_deref(),
+        Some("no role grants `report:view`")
+    );
+}
+
+/// `POST /api/access/explain` fails closed: an explain call is always
+/// audited, and a directory that cannot answer is a 503, never a 404.
+#[cfg(feature = "axum")]
+mod explain_route {
+    use super::*;
+    use kailash_access::http::{Directory, DirectoryError, router};
+    use kailash_core::audit::{AuditError, AuditEvent};
+
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl AuditSink for Refusing {
+        async fn record(&self, _: AuditEvent) -> Result<(), AuditError> {
+            Err(AuditError::Closed)
+        }
+        async fn flush(&self) -> Result<(), AuditError> {
+            Ok(())
+        }
+    }
+
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Directory for Down {
+        async fn principal(&self, _: &str) -> Result<Option<Principal>, DirectoryError> {
+            Err(DirectoryError::Unavailable)
+        }
+    }
+
+    fn explain(body: &str) -> Request<axum::body::Body> {
+        let mut req = Request::post("/api/access/explain")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        req.extensions_mut().insert(user("alice", "admin", "US"));
+        req
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_explain_call_is_a_503_and_so_is_a_directory_down() {
+        let refusing = access(Arc::new(Refusing)).await;
+        let res = router(refusing, Arc::new(Down))
+            .oneshot(explain(r#"{"permission":"audit:view"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body(res).await.contains("audit trail"));
+
+        let audit = Arc::new(MemoryAuditSink::new());
+        let ok = access(audit.clone()).await;
+        let app = router(ok, Arc::new(Down));
+        let res = app
+            .clone()
+            .oneshot(explain(r#"{"permission":"audit:view"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = app
+            .oneshot(explain(r#"{"user":"bob","permission":"audit:view"}"#))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // Each request: the route's own check, then the explain call (the
+        // second one as an error).
+        let events = audit.events();
+        let actions: Vec<&str> = events.iter().map(|e| &*e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                "access.check",
+                "access.explain",
+                "access.check",
+                "access.explain"
+            ]
+        );
+        assert_eq!(events[3].decision, AuditDecision::Error);
+        assert_eq!(
+            events[3].reason.as_deref(),
+            Some("user directory unavailable")
+        );
+    }
+}

@@ -4,14 +4,19 @@
 //! kailash passwd [--config FILE] [--allow-weak] [USERNAME] < password
 //! kailash config check FILE [--data-dir DIR]
 //! kailash keys rotate --config FILE [--data-dir DIR]
+//! kailash access explain --config FILE --user U --permission P [--resource JSON] [--time T] [--client-ip IP] [--json]
+//! kailash access test --config FILE CASES
 //! ```
 //!
 //! Exit codes: 0 done; 1 refused (a weak password, an invalid config, a
-//! failed rotation); 2 bad usage or unreadable input.
+//! failed rotation, a test case that does not match); 2 bad usage or
+//! unreadable input (for `access`: also an unusable config, an unknown
+//! user or permission, a malformed case).
 #![forbid(unsafe_code)]
 // No panics on input; tests may unwrap (clippy.toml).
 #![warn(clippy::unwrap_used)]
 
+mod access;
 mod check;
 mod data_dir;
 mod keys;
@@ -23,7 +28,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Operate a kailash gateway: password hashes, config checks, key rotation.
+/// Operate a kailash gateway: password hashes, config checks, key rotation,
+/// access-policy explanations and tests.
 #[derive(Debug, Parser)]
 #[command(name = "kailash", version, about)]
 struct Cli {
@@ -59,6 +65,53 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The config's access policy: explain a decision, or test a table of cases.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessCommand {
+    /// Explain the decision for one of the config's `[[users]]`: the rule
+    /// the audit trail would record, and what every role, policy and
+    /// comparison said.
+    Explain {
+        /// The gateway's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A username of the config's `[[users]]`.
+        #[arg(long, value_name = "USER")]
+        user: String,
+        /// The permission, `resource:action`.
+        #[arg(long, value_name = "PERMISSION")]
+        permission: String,
+        /// The resource's attributes (`data.*`) as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        resource: Option<String>,
+        /// When (`current_time.*`), RFC 3339; default now.
+        #[arg(long, value_name = "TIME")]
+        time: Option<String>,
+        /// From where (`request.client_ip`); default none.
+        #[arg(long, value_name = "IP")]
+        client_ip: Option<String>,
+        /// Print JSON (as POST /api/access/explain answers) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a TOML table of cases (`[[case]] user, permission, resource,
+    /// time, client_ip, expect = "allow"|"deny", reason`) against the
+    /// config's policy: exit 0 when all match, 1 on a mismatch, 2 on an
+    /// unusable file.
+    Test {
+        /// The gateway's TOML config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The cases file (TOML).
+        #[arg(value_name = "CASES")]
+        cases: PathBuf,
     },
 }
 
@@ -131,6 +184,29 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Rotate { config, data_dir },
         } => keys::run(&config, &data_dir::resolve(data_dir)),
+        Command::Access {
+            command:
+                AccessCommand::Explain {
+                    config,
+                    user,
+                    permission,
+                    resource,
+                    time,
+                    client_ip,
+                    json,
+                },
+        } => access::explain(&access::ExplainArgs {
+            config: &config,
+            user: &user,
+            permission: &permission,
+            resource: resource.as_deref(),
+            time: time.as_deref(),
+            client_ip: client_ip.as_deref(),
+            json,
+        }),
+        Command::Access {
+            command: AccessCommand::Test { config, cases },
+        } => access::test(&config, &cases),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -354,3 +354,279 @@ fn keys_rotate_writes_a_private_key_and_prints_the_auth_lines() {
     assert!(text(&r.stderr).contains("[auth]"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn demo_cases() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/access-tests.toml")
+}
+
+#[test]
+fn access_test_runs_the_demo_cases() {
+    let config = demo_config();
+    let out = kailash(
+        &[
+            "access",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            demo_cases().to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ok    case 1 (`business users view reports`): allow"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+/// Writes `cases` to a file and runs `kailash access test` on the demo config.
+fn access_test(cases: &str) -> Output {
+    let dir = temp_dir();
+    let file = dir.join("cases.toml");
+    std::fs::write(&file, cases).unwrap();
+    let config = demo_config();
+    let out = kailash(
+        &[
+            "access",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    out
+}
+
+#[test]
+fn access_test_exits_1_on_a_mismatch_and_shows_why() {
+    let out = access_test(
+        "time = 2026-12-07T10:00:00Z\n\
+         [[case]]\nname = \"right\"\nuser = \"bob\"\npermission = \"report:view\"\nexpect = \"allow\"\n\
+         [[case]]\nname = \"wrong\"\nuser = \"dave\"\npermission = \"data:read\"\n\
+         resource = { department = \"engineering\", classification = \"secret\" }\nexpect = \"allow\"\n\
+         [[case]]\nname = \"wrong reason\"\nuser = \"bob\"\npermission = \"report:view\"\nexpect = \"allow\"\nreason = \"because\"\n",
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ok    case 1 (`right`)"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  case 2 (`wrong`): expected allow, got deny"),
+        "{stdout}"
+    );
+    // The explanation of the failure: the clause that failed, with values.
+    assert!(
+        stdout
+            .contains("user.clearance >= data.classification: fails ('confidential' >= 'secret')"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL  case 3 (`wrong reason`)"), "{stdout}");
+    assert!(stdout.contains("1 passed, 2 failed, 3 total"), "{stdout}");
+    assert!(text(&out.stderr).contains("2 of 3 cases did not match"));
+}
+
+#[test]
+fn access_test_refuses_unusable_cases_with_exit_2() {
+    let case = |body: &str| format!("[[case]]\nname = \"c\"\n{body}");
+    for (cases, expected) in [
+        (
+            case("user = \"mallory\"\npermission = \"report:view\"\nexpect = \"allow\"\n"),
+            "case 1 (`c`): unknown user `mallory`",
+        ),
+        (
+            case("user = \"bob\"\npermission = \"report:veiw\"\nexpect = \"deny\"\n"),
+            "case 1 (`c`): unknown permission `report:veiw`",
+        ),
+        (
+            case("user = \"bob\"\npermission = \"report\"\nexpect = \"deny\"\n"),
+            "case 1 (`c`): `permission`: must be a permission",
+        ),
+        (
+            case(
+                "user = \"bob\"\npermission = \"data:read\"\nresource = \"engineering\"\nexpect = \"deny\"\n",
+            ),
+            "case 1 (`c`): `resource`: must be an object",
+        ),
+        (
+            case("user = \"bob\"\npermission = \"report:view\"\nexpect = \"yes\"\n"),
+            "case 1 (`c`): `expect` must be",
+        ),
+        (
+            case(
+                "user = \"bob\"\npermission = \"report:view\"\nexpect = \"allow\"\ntime = \"noon\"\n",
+            ),
+            "case 1 (`c`): `time`: must be an RFC 3339 timestamp",
+        ),
+        ("[[case]\nbroken".to_owned(), "not a valid TOML file"),
+        (
+            "title = \"x\"\n".to_owned(),
+            "unknown top-level key `title`",
+        ),
+        ("".to_owned(), "no [[case]]"),
+    ] {
+        let out = access_test(&cases);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{cases}: {stderr}{}",
+            text(&out.stdout)
+        );
+        assert!(stderr.contains(expected), "{cases}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // A missing file and a config without [access] are exit 2 too.
+    let config = demo_config();
+    let out = kailash(
+        &[
+            "access",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "/nonexistent/cases.toml",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let dir = temp_dir();
+    let bare = dir.join("gateway.toml");
+    std::fs::write(&bare, "").unwrap();
+    let out = kailash(
+        &[
+            "access",
+            "explain",
+            "--config",
+            bare.to_str().unwrap(),
+            "--user",
+            "bob",
+            "--permission",
+            "a:b",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no [access] section"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn access_explain_prints_text_or_json() {
+    let config = demo_config();
+    let config = config.to_str().unwrap();
+    let out = kailash(
+        &[
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "frank",
+            "--permission",
+            "data:read",
+            "--resource",
+            r#"{"department":"engineering","classification":"confidential"}"#,
+        ],
+        "",
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("user `frank` (tenant acme; roles data_scientist)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deny: policy `geo_restriction` not satisfied"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("policy `data_access`: holds"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "user.location.country IN ['US', 'CA', 'GB']: fails ('FR' IN ['US', 'CA', 'GB'])"
+        ),
+        "{stdout}"
+    );
+
+    let out = kailash(
+        &[
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "Alice",
+            "--permission",
+            "system:configure",
+            "--time",
+            "2026-12-07T10:00:00Z",
+            "--json",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(r#""allowed":true"#), "{stdout}");
+    assert!(
+        stdout.contains(
+            r#""reason":"role `admin` grants `system:configure`; policy `time_based` holds""#
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""at":"2026-12-07T10:00:00Z""#),
+        "{stdout}"
+    );
+
+    // Unknown users and bad options are exit 2, naming what is wrong.
+    let out = kailash(
+        &[
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "mallory",
+            "--permission",
+            "report:view",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown user `mallory`"));
+    let out = kailash(
+        &[
+            "access",
+            "explain",
+            "--config",
+            config,
+            "--user",
+            "bob",
+            "--permission",
+            "report:view",
+            "--resource",
+            "[1]",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--resource"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -4,6 +4,7 @@
 #![doc = include_str!("../README.md")]
 
 mod access_config;
+mod access_directory;
 mod backends;
 mod builder;
 pub mod config;

@@ -118,6 +118,16 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 serde_json::from_value(kailash_auth::http::admin_openapi())
                     .map_err(|e| GatewayError::Auth(e.to_string()))?;
             this = this.openapi(admin_doc);
+            // Explaining decisions: the access control's route, finding
+            // other users among the authentication service's.
+            if let Some(access) = this.access.clone() {
+                let directory = Arc::new(crate::access_directory::AuthDirectory(service.clone()));
+                routes = routes.merge(kailash_access::http::router(access, directory));
+                let explain_doc: utoipa::openapi::OpenApi =
+                    serde_json::from_value(kailash_access::http::openapi())
+                        .map_err(|e| GatewayError::Auth(e.to_string()))?;
+                this = this.openapi(explain_doc);
+            }
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
         let auth_doc: utoipa::openapi::OpenApi =

@@ -112,7 +112,7 @@ use std::fmt;
 
 pub use check::Ast;
 pub use error::{ConditionError, ErrorKind};
-pub use interpret::interpret;
+pub use interpret::{Clause, clauses, interpret};
 pub use types::{Root, Schema, Type};
 pub use value::{Attributes, Context};
 

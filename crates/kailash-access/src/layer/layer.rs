@@ -44,6 +44,7 @@ impl RequirePermissionLayer {
         Self {
             config: Arc::new(Config {
                 permission,
+                alternatives: Vec::new(),
                 access: None,
                 defer_resource: false,
             }),
@@ -53,6 +54,7 @@ impl RequirePermissionLayer {
     fn with(self, f: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             permission: self.config.permission.clone(),
+            alternatives: self.config.alternatives.clone(),
             access: self.config.access.clone(),
             defer_resource: self.config.defer_resource,
         };
@@ -66,6 +68,25 @@ impl RequirePermissionLayer {
     #[must_use]
     pub fn access(self, access: AccessControl) -> Self {
         self.with(|c| c.access = Some(access))
+    }
+
+    /// Also admits a request that holds `permission` instead: the request
+    /// passes when any of the required permissions is allowed (tried in
+    /// order; only when the first is denied are the others decided). The
+    /// one audit entry records the permission that allowed, or the first
+    /// permission's denial. For routes that two duties may use, like
+    /// `POST /api/access/explain` (`audit:view` or `system:configure`).
+    ///
+    /// # Panics
+    ///
+    /// When `permission` is not a valid permission literal, like
+    /// [`new`](Self::new).
+    #[must_use]
+    pub fn or(self, permission: &str) -> Self {
+        match Permission::parse(permission) {
+            Ok(p) => self.with(|c| c.alternatives.push(p)),
+            Err(e) => panic!("RequirePermissionLayer::or: {e}"),
+        }
     }
 
     /// Leaves conditions that read `data.*` to the handler (see the

@@ -73,29 +73,38 @@ where
             return GuardFuture::refused(Problem::unauthorized(None).to_response());
         };
         let ctx = req.extensions().get::<RequestContext>();
-        let mut areq = access.request(&principal, &config.permission, ctx);
-        if config.defer_resource {
-            areq.resource = Resource::Deferred;
+        let decide = |permission: &Permission| {
+            let mut areq = access.request(&principal, permission, ctx);
+            if config.defer_resource {
+                areq.resource = Resource::Deferred;
+            }
+            access.decide(&areq)
+        };
+        let mut decided_by = &config.permission;
+        let mut decision = decide(decided_by);
+        if !decision.allowed {
+            // The first permission's denial stands unless another allows.
+            if let Some((p, d)) = config
+                .alternatives
+                .iter()
+                .map(|p| (p, decide(p)))
+                .find(|(_, d)| d.allowed)
+            {
+                decided_by = p;
+                decision = d;
+            }
         }
-        let decision = access.decide(&areq);
         let allowed = decision.allowed;
         if allowed && !decision.pending.is_empty() {
             req.extensions_mut().insert(PendingResourceCheck {
-                permission: config.permission.clone(),
+                permission: decided_by.clone(),
                 policies: decision.pending,
             });
         }
         // The rule moves into the audit entry: the request needs only the verdict.
         let ctx = req.extensions().get::<RequestContext>();
         let pending = access.audit_sink().and_then(|sink| {
-            let event = audit_event(
-                &principal,
-                &config.permission,
-                None,
-                ctx,
-                allowed,
-                decision.rule,
-            );
+            let event = audit_event(&principal, decided_by, None, ctx, allowed, decision.rule);
             offer(Some(sink), event)
         });
         match pending {

@@ -68,6 +68,22 @@ impl AuthService {
         Ok(())
     }
 
+    /// The principal a login of `username` would carry (subject, tenant,
+    /// roles, attributes — what access tokens are issued with), or `None`
+    /// for an unknown user or a name longer than the bound. For tooling
+    /// that explains another user's access decisions; it does not check
+    /// the password or whether the account is enabled, and audits nothing
+    /// (its caller audits what it does with the principal).
+    pub async fn principal_of(&self, username: &str) -> Result<Option<Principal>, AuthError> {
+        if username.len() > MAX_USERNAME_BYTES {
+            return Ok(None);
+        }
+        Ok(self
+            .user_by_username(&normalize_username(username))
+            .await?
+            .map(|u| u.principal_builder().build()))
+    }
+
     /// `admin` applies `action` to the account `username`.
     ///
     /// The caller must already hold `user:manage` (the route checks it). An

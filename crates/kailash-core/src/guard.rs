@@ -117,8 +117,8 @@ impl<F, B, E> GuardFuture<F, B, E> {
     /// if the sink refuses it. Boxes only when the sink is full.
     pub fn refused_after(offer: Offer, problem: Problem) -> Self
     where
-        B: Send + 'static,
-        E: Send + 'static,
+        B: 'static,
+        E: 'static,
     {
         match offer {
             Offer::Done(Ok(())) => Self::refused(problem.to_response()),

@@ -4,14 +4,16 @@
 //! kailash passwd [--config FILE] [--allow-weak] [USERNAME] < password
 //! kailash config check FILE [--data-dir DIR]
 //! kailash keys rotate --config FILE [--data-dir DIR]
+//! kailash audit verify [--data-dir DIR | FILE...]
 //! ```
 //!
 //! Exit codes: 0 done; 1 refused (a weak password, an invalid config, a
-//! failed rotation); 2 bad usage or unreadable input.
+//! failed rotation, a broken audit chain); 2 bad usage or unreadable input.
 #![forbid(unsafe_code)]
 // No panics on input; tests may unwrap (clippy.toml).
 #![warn(clippy::unwrap_used)]
 
+mod audit;
 mod check;
 mod data_dir;
 mod keys;
@@ -23,7 +25,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Operate a kailash gateway: password hashes, config checks, key rotation.
+/// Operate a kailash gateway: password hashes, config checks, key rotation,
+/// audit verification.
 #[derive(Debug, Parser)]
 #[command(name = "kailash", version, about)]
 struct Cli {
@@ -59,6 +62,29 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of the audit files: every entry's hash, the
+    /// sequence numbers, and that each file continues the one before
+    /// (closed `.gz` files are read as they are). Prints the first broken
+    /// entry and exits 1 if the chain is broken.
+    Verify {
+        /// The gateway's data directory, holding `audit.jsonl` and its
+        /// closed files (default: $KAILASH_DATA_DIR, else ./data).
+        #[arg(long, value_name = "DIR", conflicts_with = "files")]
+        data_dir: Option<PathBuf>,
+        /// Verify these files instead, oldest first (closed files, then
+        /// the active one).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -131,6 +157,9 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Rotate { config, data_dir },
         } => keys::run(&config, &data_dir::resolve(data_dir)),
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir, files },
+        } => audit::run(&data_dir::resolve(data_dir), &files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

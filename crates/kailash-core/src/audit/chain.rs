@@ -149,8 +149,19 @@ pub fn verify_files(paths: &[PathBuf]) -> Result<VerifyReport, VerifyError> {
             path: path.clone(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
-        let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        // A closed file compressed between listing and reading: read the
+        // compressed copy (renamed into place only once complete).
+        let (file, path) = match File::open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_gz(path) => {
+                let mut gz = path.as_os_str().to_owned();
+                gz.push(".gz");
+                let gz = PathBuf::from(gz);
+                (File::open(&gz).map_err(|_| io(e))?, gz)
+            }
+            other => (other.map_err(io)?, path.clone()),
+        };
+        let path = &path;
+        let reader: Box<dyn Read> = if is_gz(path) {
             Box::new(flate2::read::MultiGzDecoder::new(file))
         } else {
             Box::new(file)
@@ -271,6 +282,10 @@ impl State {
         }
         Ok(())
     }
+}
+
+fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
 }
 
 fn read_nothing_more(reader: &mut impl BufRead) -> bool {

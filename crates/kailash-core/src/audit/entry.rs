@@ -70,11 +70,16 @@ fn json_str(out: &mut Vec<u8>, key: &[u8], value: &str) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// Writes `hash` as the 43 characters of its `h` (base64url, no padding).
+pub fn encode_hash(hash: &ChainHash, out: &mut [u8; 43]) {
+    data_encoding::BASE64URL_NOPAD.encode_mut(hash, out);
+}
+
 fn finish(out: &mut Vec<u8>, start: usize, prev: &ChainHash) -> ChainHash {
     let hash = link(prev, &out[start..]);
     out.extend_from_slice(b",\"h\":\"");
     let mut text = [0u8; 43];
-    data_encoding::BASE64URL_NOPAD.encode_mut(&hash, &mut text);
+    encode_hash(&hash, &mut text);
     out.extend_from_slice(&text);
     out.extend_from_slice(b"\"}\n");
     hash

@@ -187,26 +187,22 @@ async fn documents_follow_roles_policies_and_tenants() {
         let find = |actor: &str, resource: &str| {
             events
                 .iter()
-                .find(|e| {
-                    e["action"] == "access.check"
-                        && e["actor"] == actor
-                        && e["resource"] == resource
-                })
+                .find(|e| e["a"] == "access.check" && e["u"] == actor && e["r"] == resource)
                 .unwrap_or_else(|| panic!("no decision for {actor} on {resource}"))
                 .clone()
         };
         let e = find("dave", "data:read acme-eng-secret");
-        assert_eq!(e["decision"], "deny");
-        assert_eq!(e["reason"], "policy `data_access` not satisfied");
-        assert_eq!(find("dave", "data:read acme-eng-conf")["decision"], "allow");
+        assert_eq!(e["d"], "deny");
+        assert_eq!(e["why"], "policy `data_access` not satisfied");
+        assert_eq!(find("dave", "data:read acme-eng-conf")["d"], "allow");
         let e = find("frank", "data:read");
-        assert_eq!(e["reason"], "policy `geo_restriction` not satisfied");
+        assert_eq!(e["why"], "policy `geo_restriction` not satisfied");
         assert_eq!(
-            find("bob", "data:read")["reason"],
+            find("bob", "data:read")["why"],
             "no role grants `data:read`"
         );
         assert!(
-            events.iter().all(|e| e["tenant"] == "acme"),
+            events.iter().all(|e| e["tn"] == "acme"),
             "acme's trail only"
         );
         // Bad limits are refused.
@@ -222,10 +218,10 @@ async fn documents_follow_roles_policies_and_tenants() {
         d.gw.stop().await;
         // ... and durably in the file.
         let lines = audit_lines(&data_dir);
-        assert!(lines.iter().any(|e| e["action"] == "access.check"
-            && e["actor"] == "carol"
-            && e["resource"] == "data:read globex-res-conf"
-            && e["decision"] == "allow"));
+        assert!(lines.iter().any(|e| e["a"] == "access.check"
+            && e["u"] == "carol"
+            && e["r"] == "data:read globex-res-conf"
+            && e["d"] == "allow"));
         std::fs::remove_dir_all(&data_dir).ok();
     }
 }
@@ -424,7 +420,7 @@ async fn reports_need_report_view() {
     let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
     let r = call(&d, "GET", "/api/reports", &bob, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["tenant"], "acme");
+    assert_eq!(r.json()["tn"], "acme");
     let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
     call(&d, "GET", "/api/reports", &dave, None)
         .await

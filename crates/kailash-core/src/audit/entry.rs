@@ -267,4 +267,57 @@ mod tests {
         let header = parse_line(lines[0].as_bytes()).unwrap();
         assert_eq!(header.header_prev, Some(GENESIS));
     }
+
+    /// The size of one allowed access decision of the reference deployment
+    /// (`GET /api/reports` by bob of acme), in the earlier format (the
+    /// event's serde JSON, one line) and in this one, plain and gzip'd as
+    /// closed files are. `cargo test -p kailash-core --lib entry_size -- --nocapture`
+    /// prints the figures of docs/performance.md ("Audit entry size").
+    #[test]
+    fn entry_size_of_an_allowed_decision() {
+        use std::io::Write as _;
+        let ids = crate::context::RequestIdGenerator::new();
+        let start = jiff::Timestamp::now();
+        let event = |i: i64| {
+            AuditEvent::new("access.check", AuditDecision::Allow)
+                .at(start + jiff::SignedDuration::from_micros(i * 37))
+                .actor("bob")
+                .tenant(TenantId::new("acme").unwrap())
+                .resource("report:view")
+                .reason("role `business_user` grants `report:view`")
+        };
+        let with_context = |i: i64| {
+            let mut e = event(i);
+            e.request_id = Some(ids.next_id().as_str().to_owned());
+            e.client_ip = Some("127.0.0.1".parse().unwrap());
+            e
+        };
+        const N: i64 = 10_000;
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        let mut prev = GENESIS;
+        encode_header(1, 0, &prev, &mut new);
+        let header = new.len();
+        for i in 0..N {
+            let e = with_context(i);
+            serde_json::to_writer(&mut old, &e).unwrap();
+            old.push(b'\n');
+            prev = encode_entry(&e, i as u64 + 1, &prev, &mut new);
+        }
+        let gz = |bytes: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(bytes).unwrap();
+            enc.finish().unwrap().len()
+        };
+        let per = |n: usize| n as f64 / N as f64;
+        let (old_line, new_line) = (per(old.len()), per(new.len() - header));
+        let example = std::str::from_utf8(&new[header..]).unwrap().lines().next().unwrap().to_owned();
+        println!(
+            "bytes per allowed decision: before {old_line:.1} (gzip {:.1}); after {new_line:.1} (gzip {:.1})\nbefore: {}\nafter:  {example}",
+            per(gz(&old)),
+            per(gz(&new)),
+            std::str::from_utf8(&old).unwrap().lines().next().unwrap(),
+        );
+        assert!(new_line < old_line, "{new_line} >= {old_line}");
+    }
 }
+

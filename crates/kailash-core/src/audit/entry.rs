@@ -29,6 +29,27 @@
 //! legend above in one line. So a file verifies on its own, and the chain
 //! verifies across files: a missing file shows as a `prev` that does not
 //! match.
+//!
+//! ```
+//! use kailash_core::audit::entry::{hash_matches, parse_line};
+//! use kailash_core::audit::{AuditDecision, AuditEvent, AuditSink, JsonLinesAuditSink};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = std::env::temp_dir().join(format!("kailash-entry-doc-{}", std::process::id()));
+//! let sink = JsonLinesAuditSink::open(dir.join("audit.jsonl"))?;
+//! sink.record(AuditEvent::new("auth.login", AuditDecision::Success).actor("bob")).await.unwrap();
+//! let text = std::fs::read_to_string(dir.join("audit.jsonl"))?;
+//! let lines: Vec<&str> = text.lines().collect();
+//! let header = parse_line(lines[0].as_bytes()).unwrap();
+//! let entry = parse_line(lines[1].as_bytes()).unwrap();
+//! assert_eq!((header.seq, entry.seq), (1, 1));
+//! assert!(hash_matches(lines[1].as_bytes(), &header.hash, &entry.hash));
+//! let json: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+//! assert_eq!(json["u"], "bob");
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
 
 use std::io::Write;
 
@@ -304,13 +325,18 @@ mod tests {
             prev = encode_entry(&e, i as u64 + 1, &prev, &mut new);
         }
         let gz = |bytes: &[u8]| {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(bytes).unwrap();
             enc.finish().unwrap().len()
         };
         let per = |n: usize| n as f64 / N as f64;
         let (old_line, new_line) = (per(old.len()), per(new.len() - header));
-        let example = std::str::from_utf8(&new[header..]).unwrap().lines().next().unwrap().to_owned();
+        let example = std::str::from_utf8(&new[header..])
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
         println!(
             "bytes per allowed decision: before {old_line:.1} (gzip {:.1}); after {new_line:.1} (gzip {:.1})\nbefore: {}\nafter:  {example}",
             per(gz(&old)),
@@ -320,4 +346,3 @@ mod tests {
         assert!(new_line < old_line, "{new_line} >= {old_line}");
     }
 }
-

@@ -43,7 +43,11 @@ pub struct AuditBatch {
 impl AuditBatch {
     /// A batch not written yet.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new(Self {
+            // Room for a typical batch's waiters without regrowing.
+            wakers: Mutex::new(Vec::with_capacity(64)),
+            ..Self::default()
+        })
     }
 
     /// A ticket that completes when this batch does.

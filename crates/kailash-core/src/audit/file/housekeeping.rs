@@ -180,7 +180,7 @@ fn compress(path: &Path) -> std::io::Result<()> {
         let mut input = BufReader::new(File::open(path)?);
         let output = File::create(&tmp)?;
         let mut encoder =
-            flate2::write::GzEncoder::new(BufWriter::new(output), flate2::Compression::default());
+            flate2::write::GzEncoder::new(BufWriter::new(output), flate2::Compression::fast());
         std::io::copy(&mut input, &mut encoder)?;
         let output = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
         output.sync_all()?;

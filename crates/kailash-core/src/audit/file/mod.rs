@@ -169,7 +169,8 @@ impl Shared {
 ///
 /// **Bounded.** At most `queue_capacity` events wait for the writer; a
 /// caller finding the buffer full waits in [`record`](AuditSink::record)
-/// for up to `enqueue_timeout`, then gets [`AuditError::Backpressure`].
+/// for up to `enqueue_timeout` (a Tokio timer: the runtime needs its time
+/// driver), then gets [`AuditError::Backpressure`].
 ///
 /// **Files.** The active file is the configured path; past
 /// `rotate_bytes` or `rotate_interval` it is renamed
@@ -308,6 +309,10 @@ impl JsonLinesAuditSink {
         }
     }
 
+    #[allow(
+        clippy::result_large_err,
+        reason = "the event goes back by value, unboxed"
+    )]
     fn enqueue(&self, event: AuditEvent) -> Result<AuditTicket, AuditEvent> {
         let shared = &self.handle.shared;
         if let Some(error) = shared.refusal() {

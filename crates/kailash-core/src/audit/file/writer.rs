@@ -108,12 +108,15 @@ impl Writer {
             // Room again: callers waiting for it may retry.
             self.shared.space.notify_waiters();
             let result = self.write_batch(&events, sync);
-            let ok = result.is_ok();
-            batch.complete(result);
             let mut events = events;
-            if ok && let Some(recent) = &self.recent {
+            // Written events are queryable before their requests are
+            // answered (a client may ask for them right after).
+            if result.is_ok()
+                && let Some(recent) = &self.recent
+            {
                 recent.extend(events.drain(..));
             }
+            batch.complete(result);
             events.clear();
             self.spare = events;
             self.periodic();
@@ -128,6 +131,8 @@ impl Writer {
 
     /// The next batch: every queued event, or `None` once closed and drained.
     fn next_batch(&mut self) -> Option<(Vec<AuditEvent>, Arc<AuditBatch>, bool)> {
+        // Allocated before taking the lock requests contend for.
+        let mut fresh = Some(AuditBatch::new());
         let mut queue = self.shared.lock();
         loop {
             #[cfg(test)]
@@ -139,7 +144,7 @@ impl Writer {
             }
             if !queue.events.is_empty() || queue.sync {
                 let events = std::mem::replace(&mut queue.events, std::mem::take(&mut self.spare));
-                let batch = std::mem::replace(&mut queue.batch, AuditBatch::new());
+                let batch = std::mem::replace(&mut queue.batch, fresh.take().unwrap_or_default());
                 let sync = std::mem::take(&mut queue.sync);
                 return Some((events, batch, sync));
             }

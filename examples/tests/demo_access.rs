@@ -187,22 +187,26 @@ async fn documents_follow_roles_policies_and_tenants() {
         let find = |actor: &str, resource: &str| {
             events
                 .iter()
-                .find(|e| e["a"] == "access.check" && e["u"] == actor && e["r"] == resource)
+                .find(|e| {
+                    e["action"] == "access.check"
+                        && e["actor"] == actor
+                        && e["resource"] == resource
+                })
                 .unwrap_or_else(|| panic!("no decision for {actor} on {resource}"))
                 .clone()
         };
         let e = find("dave", "data:read acme-eng-secret");
-        assert_eq!(e["d"], "deny");
-        assert_eq!(e["why"], "policy `data_access` not satisfied");
-        assert_eq!(find("dave", "data:read acme-eng-conf")["d"], "allow");
+        assert_eq!(e["decision"], "deny");
+        assert_eq!(e["reason"], "policy `data_access` not satisfied");
+        assert_eq!(find("dave", "data:read acme-eng-conf")["decision"], "allow");
         let e = find("frank", "data:read");
-        assert_eq!(e["why"], "policy `geo_restriction` not satisfied");
+        assert_eq!(e["reason"], "policy `geo_restriction` not satisfied");
         assert_eq!(
-            find("bob", "data:read")["why"],
+            find("bob", "data:read")["reason"],
             "no role grants `data:read`"
         );
         assert!(
-            events.iter().all(|e| e["tn"] == "acme"),
+            events.iter().all(|e| e["tenant"] == "acme"),
             "acme's trail only"
         );
         // Bad limits are refused.
@@ -218,6 +222,7 @@ async fn documents_follow_roles_policies_and_tenants() {
         d.gw.stop().await;
         // ... and durably in the file.
         let lines = audit_lines(&data_dir);
+        // The file's compact keys (kailash_core::audit::entry).
         assert!(lines.iter().any(|e| e["a"] == "access.check"
             && e["u"] == "carol"
             && e["r"] == "data:read globex-res-conf"
@@ -420,7 +425,7 @@ async fn reports_need_report_view() {
     let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
     let r = call(&d, "GET", "/api/reports", &bob, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["tn"], "acme");
+    assert_eq!(r.json()["tenant"], "acme");
     let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
     call(&d, "GET", "/api/reports", &dave, None)
         .await

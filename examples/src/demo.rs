@@ -342,6 +342,11 @@ async fn read_document(
         .access
         .check(principal, &DATA_READ, Some((doc.id, &attributes)), ctx)
         .await;
+    // Not audited, not served: the trail refused the decision's entry.
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(error) => return error.problem().into_response(),
+    };
     if decision.allowed {
         json(StatusCode::OK, doc)
     } else {

@@ -222,10 +222,11 @@ async fn documents_follow_roles_policies_and_tenants() {
         d.gw.stop().await;
         // ... and durably in the file.
         let lines = audit_lines(&data_dir);
-        assert!(lines.iter().any(|e| e["action"] == "access.check"
-            && e["actor"] == "carol"
-            && e["resource"] == "data:read globex-res-conf"
-            && e["decision"] == "allow"));
+        // The file's compact keys (kailash_core::audit::entry).
+        assert!(lines.iter().any(|e| e["a"] == "access.check"
+            && e["u"] == "carol"
+            && e["r"] == "data:read globex-res-conf"
+            && e["d"] == "allow"));
         std::fs::remove_dir_all(&data_dir).ok();
     }
 }

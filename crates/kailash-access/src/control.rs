@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, AuditSink, offer};
+use kailash_core::audit::{AuditDecision, AuditError, AuditEvent, AuditSeverity, AuditSink, offer};
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::RequestContext;
 use kailash_core::{Principal, Problem};
@@ -48,7 +48,7 @@ struct Inner {
 ///
 /// let bob = Principal::builder("bob").role("business_user").build();
 /// let view = Permission::parse("report:view")?;
-/// let decision = access.check(&bob, &view, None, None).await;
+/// let decision = access.check(&bob, &view, None, None).await?;
 /// assert!(decision.allowed);
 /// assert_eq!(decision.rule, "role `business_user` grants `report:view`");
 /// assert_eq!(audit.events().len(), 1);
@@ -175,13 +175,17 @@ impl AccessControl {
     /// resource (`resource`: its id, for the audit entry, and its
     /// attributes, for `data.*`). Without a resource, conditions reading
     /// `data.*` deny.
+    ///
+    /// Returns once the decision's audit event is written; an event the
+    /// sink refuses is the error, and the handler answers with
+    /// [`AuditError::problem`] (503) instead of acting.
     pub async fn check(
         &self,
         principal: &Principal,
         permission: &Permission,
         resource: Option<(&str, &crate::condition::Attributes)>,
         ctx: Option<&RequestContext>,
-    ) -> Decision {
+    ) -> Result<Decision, AuditError> {
         let mut req = self.request(principal, permission, ctx);
         if let Some((_, attributes)) = resource {
             req.resource = Resource::Attributes(attributes);
@@ -196,11 +200,9 @@ impl AccessControl {
                 decision.allowed,
                 decision.rule.clone(),
             );
-            if let Some(pending) = offer(Some(sink), event) {
-                pending.record().await;
-            }
+            offer(Some(sink), event).settle().await?;
         }
-        decision
+        Ok(decision)
     }
 }
 

@@ -617,7 +617,8 @@ async fn checks_are_audited_with_the_rule_and_explained() {
     let secret = doc("engineering", "secret");
     let d = access
         .check(&dave(), &read, Some(("acme-eng-secret", &secret)), None)
-        .await;
+        .await
+        .unwrap();
     assert!(!d.allowed);
     let events = audit.events();
     let e = events.last().unwrap();

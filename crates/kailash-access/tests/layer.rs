@@ -188,7 +188,7 @@ async fn a_sink_that_keeps_up_leaves_the_request_unboxed() {
         .layer(handler());
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
     let fut = svc.call(request(Some(user("bob", "business_user", "CA"))));
-    assert!(fut.is_pass());
+    assert!(fut.as_guard().is_some_and(|g| g.is_pass()));
     assert_eq!(fut.await.unwrap().status(), StatusCode::OK);
 }
 
@@ -217,7 +217,7 @@ async fn a_sink_that_must_be_awaited_still_gets_every_decision() {
         .layer(handler());
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
     let fut = svc.call(request(Some(user("bob", "business_user", "CA"))));
-    assert!(fut.is_deferred());
+    assert!(fut.as_guard().is_some_and(|g| g.is_deferred()));
     assert_eq!(fut.await.unwrap().status(), StatusCode::OK);
     let res = svc
         .oneshot(request(Some(user("dave", "data_scientist", "GB"))))
@@ -225,6 +225,64 @@ async fn a_sink_that_must_be_awaited_still_gets_every_decision() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(slow.0.events().len(), 2);
+}
+
+/// A sink that refuses every event (a full disk).
+struct Refusing;
+
+#[async_trait::async_trait]
+impl AuditSink for Refusing {
+    async fn record(
+        &self,
+        _: kailash_core::audit::AuditEvent,
+    ) -> Result<(), kailash_core::audit::AuditError> {
+        Err(kailash_core::audit::AuditError::StorageFull)
+    }
+    fn try_record(
+        &self,
+        _: kailash_core::audit::AuditEvent,
+    ) -> Result<kailash_core::audit::AuditTicket, kailash_core::audit::AuditEvent> {
+        Ok(kailash_core::audit::AuditTicket::ready(Err(
+            kailash_core::audit::AuditError::StorageFull,
+        )))
+    }
+    async fn flush(&self) -> Result<(), kailash_core::audit::AuditError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_refused_audit_event_fails_the_request_closed() {
+    let access = access(Arc::new(Refusing)).await;
+    for who in [
+        user("bob", "business_user", "CA"),
+        user("dave", "data_scientist", "GB"),
+    ] {
+        let svc = RequirePermissionLayer::new("report:view")
+            .access(access.clone())
+            .layer(handler());
+        let res = svc.oneshot(request(Some(who))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
+
+#[tokio::test]
+async fn the_file_sink_answers_after_the_write_without_boxing() {
+    let dir = std::env::temp_dir().join(format!("kailash-access-audit-{}", std::process::id()));
+    let path = dir.join("audit.jsonl");
+    let file = Arc::new(kailash_core::audit::JsonLinesAuditSink::open(&path).unwrap());
+    let access = access(file.clone()).await;
+    let mut svc = RequirePermissionLayer::new("report:view")
+        .access(access)
+        .layer(handler());
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let fut = svc.call(request(Some(user("bob", "business_user", "CA"))));
+    assert!(fut.is_waiting(), "waits on the batch ticket, unboxed");
+    assert_eq!(fut.await.unwrap().status(), StatusCode::OK);
+    // Answered after the write: the entry is in the file.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"a\":\"access.check\""));
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -6,17 +6,19 @@
 //! kailash keys rotate --config FILE [--data-dir DIR]
 //! kailash access explain --config FILE --user U --permission P [--resource JSON] [--time T] [--client-ip IP] [--json]
 //! kailash access test --config FILE CASES
+//! kailash audit verify [--data-dir DIR | FILE...]
 //! ```
 //!
 //! Exit codes: 0 done; 1 refused (a weak password, an invalid config, a
-//! failed rotation, a test case that does not match); 2 bad usage or
-//! unreadable input (for `access`: also an unusable config, an unknown
-//! user or permission, a malformed case).
+//! failed rotation, a test case that does not match, a broken audit
+//! chain); 2 bad usage or unreadable input (for `access`: also an unusable
+//! config, an unknown user or permission, a malformed case).
 #![forbid(unsafe_code)]
 // No panics on input; tests may unwrap (clippy.toml).
 #![warn(clippy::unwrap_used)]
 
 mod access;
+mod audit;
 mod check;
 mod data_dir;
 mod keys;
@@ -29,7 +31,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Operate a kailash gateway: password hashes, config checks, key rotation,
-/// access-policy explanations and tests.
+/// access-policy explanations and tests, audit verification.
 #[derive(Debug, Parser)]
 #[command(name = "kailash", version, about)]
 struct Cli {
@@ -70,6 +72,11 @@ enum Command {
     Access {
         #[command(subcommand)]
         command: AccessCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -112,6 +119,24 @@ enum AccessCommand {
         /// The cases file (TOML).
         #[arg(value_name = "CASES")]
         cases: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of the audit files: every entry's hash, the
+    /// sequence numbers, and that each file continues the one before
+    /// (closed `.gz` files are read as they are). Prints the first broken
+    /// entry and exits 1 if the chain is broken.
+    Verify {
+        /// The gateway's data directory, holding `audit.jsonl` and its
+        /// closed files (default: $KAILASH_DATA_DIR, else ./data).
+        #[arg(long, value_name = "DIR", conflicts_with = "files")]
+        data_dir: Option<PathBuf>,
+        /// Verify these files instead, oldest first (closed files, then
+        /// the active one).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -207,6 +232,9 @@ fn main() -> ExitCode {
         Command::Access {
             command: AccessCommand::Test { config, cases },
         } => access::test(&config, &cases),
+        Command::Audit {
+            command: AuditCommand::Verify { data_dir, files },
+        } => audit::run(&data_dir::resolve(data_dir), &files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

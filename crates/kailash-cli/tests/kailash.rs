@@ -629,4 +629,109 @@ fn access_explain_prints_text_or_json() {
         "{}",
         text(&out.stderr)
     );
+#[test]
+fn audit_verify_accepts_a_whole_chain_and_names_the_first_broken_entry() {
+    use kailash::audit::{
+        AuditDecision, AuditEvent, AuditSink, JsonLinesAuditSink, JsonLinesOptions,
+    };
+    let dir = temp_dir();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let options = JsonLinesOptions {
+            rotate_bytes: 600,
+            ..JsonLinesOptions::default()
+        };
+        let sink = JsonLinesAuditSink::open_with(dir.join("audit.jsonl"), options).unwrap();
+        for i in 0..12 {
+            sink.record(
+                AuditEvent::new("auth.login", AuditDecision::Success).actor(format!("u{i}")),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    // Closed files are compressed by a background thread: wait for it.
+    let plain_closed = || {
+        std::fs::read_dir(&dir).unwrap().any(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with("audit-") && !name.ends_with(".gz")
+        })
+    };
+    for _ in 0..500 {
+        if !plain_closed() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let ok = kailash(&["audit", "verify", "--data-dir", &dir_arg], "", &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).starts_with("ok: 12 entries in "),
+        "{}",
+        text(&ok.stdout)
+    );
+
+    // The same files named one by one, oldest first; without the first one
+    // the chain is reported as starting later, not as broken.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit-")
+        })
+        .collect();
+    files.sort();
+    files.push(dir.join("audit.jsonl"));
+    assert!(files.len() >= 3, "{files:?}");
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["audit", "verify"];
+    args.extend(names[1..].iter().map(String::as_str));
+    let later = kailash(&args, "", &[]);
+    assert_eq!(later.status.code(), Some(0), "{}", text(&later.stderr));
+    assert!(
+        text(&later.stdout).contains("earlier files expired"),
+        "{}",
+        text(&later.stdout)
+    );
+
+    // An altered entry in the active file.
+    let active = dir.join("audit.jsonl");
+    let content = std::fs::read_to_string(&active).unwrap();
+    std::fs::write(&active, content.replacen("\"u11\"", "\"u99\"", 1)).unwrap();
+    let broken = kailash(&["audit", "verify", "--data-dir", &dir_arg], "", &[]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        text(&broken.stderr).contains("hash mismatch"),
+        "{}",
+        text(&broken.stderr)
+    );
+
+    // A missing middle file.
+    std::fs::write(&active, content).unwrap();
+    std::fs::remove_file(&files[1]).unwrap();
+    let gap = kailash(&["audit", "verify", "--data-dir", &dir_arg], "", &[]);
+    assert_eq!(gap.status.code(), Some(1));
+    assert!(
+        text(&gap.stderr).contains("a file is missing"),
+        "{}",
+        text(&gap.stderr)
+    );
+
+    let none = kailash(
+        &["audit", "verify", "--data-dir", "/nonexistent-kailash"],
+        "",
+        &[],
+    );
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none.stderr));
+    std::fs::remove_dir_all(dir).ok();
 }

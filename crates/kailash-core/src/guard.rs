@@ -8,6 +8,13 @@
 //! the inner service's future unboxed, `refused` returns a ready response,
 //! and only `deferred` boxes.
 //!
+//! A guard whose decision must be audited answers only once the audit
+//! event is accepted ([`crate::audit::offer`]): a refusal with
+//! [`GuardFuture::refused_after`], a pass with [`AuditGated::call_after`],
+//! which calls the inner service only after the event was written. Both
+//! wait on an unboxed [`AuditTicket`] and answer `503` when the sink
+//! refuses the event.
+//!
 //! ```
 //! use http::{Response, StatusCode};
 //! use kailash_core::guard::GuardFuture;
@@ -29,7 +36,8 @@ use std::task::{Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::problem::ResponseBody;
+use crate::audit::{AuditTicket, Offer};
+use crate::problem::{Problem, ResponseBody};
 
 /// Marks a response as a guard layer's refusal (in its extensions): the
 /// request was answered *instead of* being passed on.
@@ -80,6 +88,7 @@ pin_project! {
     enum Kind<F, B, E> {
         Pass { #[pin] inner: F },
         Refused { response: Option<Response<ResponseBody<B>>> },
+        Audited { ticket: AuditTicket, problem: Option<Problem> },
         Deferred { fut: Deferred<B, E> },
     }
 }
@@ -100,6 +109,32 @@ impl<F, B, E> GuardFuture<F, B, E> {
             kind: Kind::Refused {
                 response: Some(response),
             },
+        }
+    }
+
+    /// The guard refused the request with `problem`, and answers once the
+    /// audit event of the refusal (`offer`) is accepted — or with `503`
+    /// if the sink refuses it. Boxes only when the sink is full.
+    pub fn refused_after(offer: Offer, problem: Problem) -> Self
+    where
+        B: 'static,
+        E: 'static,
+    {
+        match offer {
+            Offer::Done(Ok(())) => Self::refused(problem.to_response()),
+            Offer::Done(Err(error)) => Self::refused(error.problem().to_response()),
+            Offer::Ticket(ticket) => Self {
+                kind: Kind::Audited {
+                    ticket,
+                    problem: Some(problem),
+                },
+            },
+            Offer::Wait(pending) => Self::deferred(Box::pin(async move {
+                Ok(match pending.record().await {
+                    Ok(()) => GuardRefusal::response(&problem),
+                    Err(error) => GuardRefusal::response(&error.problem()),
+                })
+            })),
         }
     }
 
@@ -136,7 +171,98 @@ where
                 // Polled after completion: a caller bug; never complete twice.
                 None => Poll::Pending,
             },
+            KindProj::Audited { ticket, problem } => {
+                let result = std::task::ready!(Pin::new(ticket).poll(cx));
+                match problem.take() {
+                    Some(problem) => Poll::Ready(Ok(GuardRefusal::response(&match result {
+                        Ok(()) => problem,
+                        Err(error) => error.problem(),
+                    }))),
+                    None => Poll::Pending,
+                }
+            }
             KindProj::Deferred { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of a guard that lets a request through only
+    /// once its audit event is accepted: waits on the [`AuditTicket`]
+    /// (unboxed), then calls the inner service — so an action never runs
+    /// without its audit entry — or answers `503` if the event was refused.
+    /// Otherwise it is a [`GuardFuture`].
+    pub struct AuditGated<S, R, F, B, E> {
+        #[pin]
+        state: Gate<S, R, F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = GateProj]
+    enum Gate<S, R, F, B, E> {
+        Waiting { ticket: AuditTicket, call: Option<(S, R)> },
+        Guard { #[pin] fut: GuardFuture<F, B, E> },
+    }
+}
+
+impl<S, R, F, B, E> AuditGated<S, R, F, B, E> {
+    /// Any [`GuardFuture`] (no audit wait in front of it).
+    pub fn guard(fut: GuardFuture<F, B, E>) -> Self {
+        Self {
+            state: Gate::Guard { fut },
+        }
+    }
+
+    /// Calls `service` (ready: the one `poll_ready` was called on) with
+    /// `request` once `ticket` completes with acceptance.
+    pub fn call_after(ticket: AuditTicket, service: S, request: R) -> Self {
+        Self {
+            state: Gate::Waiting {
+                ticket,
+                call: Some((service, request)),
+            },
+        }
+    }
+
+    /// Whether it waits on an audit ticket (or boxed), for tests of the fast path.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.state, Gate::Waiting { .. })
+    }
+
+    /// The inner [`GuardFuture`] when not waiting on a ticket.
+    pub fn as_guard(&self) -> Option<&GuardFuture<F, B, E>> {
+        match &self.state {
+            Gate::Guard { fut } => Some(fut),
+            Gate::Waiting { .. } => None,
+        }
+    }
+}
+
+impl<S, R, F, B, E> Future for AuditGated<S, R, F, B, E>
+where
+    S: tower::Service<R, Future = F, Response = Response<B>, Error = E>,
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                GateProj::Guard { fut } => return fut.poll(cx),
+                GateProj::Waiting { ticket, call } => {
+                    let result = std::task::ready!(Pin::new(ticket).poll(cx));
+                    match (result, call.take()) {
+                        (Ok(()), Some((mut service, request))) => {
+                            GuardFuture::pass(service.call(request))
+                        }
+                        (Err(error), _) => GuardFuture::refused(error.problem().to_response()),
+                        // Polled after completion: a caller bug; never complete twice.
+                        (Ok(()), None) => return Poll::Pending,
+                    }
+                }
+            };
+            self.as_mut().project().state.set(Gate::Guard { fut: next });
         }
     }
 }

@@ -2,9 +2,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use kailash_core::audit::offer;
+use kailash_core::audit::{Offer, offer};
 use kailash_core::context::RequestContext;
-use kailash_core::guard::{Deferred, GuardFuture, GuardRefusal};
+use kailash_core::guard::{AuditGated, Deferred, GuardFuture, GuardRefusal};
 use kailash_core::problem::ResponseBody;
 use kailash_core::{Principal, Problem};
 
@@ -25,9 +25,11 @@ impl<S> RequirePermission<S> {
     kailash_core::inner_service_accessors!();
 }
 
-/// The response future of [`RequirePermission`]: passes unboxed, refuses
-/// ready, boxes only when the audit sink makes the decision wait.
-pub type ResponseFuture<F, B, E> = GuardFuture<F, B, E>;
+/// The response future of [`RequirePermission`]: answers once the
+/// decision's audit event is written (an unboxed wait on its ticket), then
+/// calls the inner service or refuses; `503` when the sink refuses the
+/// event. Boxes only when the sink's buffer is full.
+pub type ResponseFuture<S, R, F, B, E> = AuditGated<S, R, F, B, E>;
 
 /// Inserted into an allowed request when policies that read `data.*` are
 /// still to be checked by the handler against the resource.
@@ -48,7 +50,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S, Request<ReqBody>, S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -65,12 +67,16 @@ where
                         permission = %config.permission,
                         "RequirePermissionLayer has no AccessControl (neither set nor in the request); refusing"
                     );
-                    return GuardFuture::refused(Problem::internal().to_response());
+                    return AuditGated::guard(GuardFuture::refused(
+                        Problem::internal().to_response(),
+                    ));
                 }
             },
         };
         let Some(principal) = req.extensions().get::<Principal>().cloned() else {
-            return GuardFuture::refused(Problem::unauthorized(None).to_response());
+            return AuditGated::guard(GuardFuture::refused(
+                Problem::unauthorized(None).to_response(),
+            ));
         };
         let ctx = req.extensions().get::<RequestContext>();
         let decide = |permission: &Permission| {
@@ -103,27 +109,48 @@ where
         }
         // The rule moves into the audit entry: the request needs only the verdict.
         let ctx = req.extensions().get::<RequestContext>();
-        let pending = access.audit_sink().and_then(|sink| {
-            let event = audit_event(&principal, decided_by, None, ctx, allowed, decision.rule);
-            offer(Some(sink), event)
-        });
-        match pending {
-            None if allowed => GuardFuture::pass(self.inner.call(req)),
-            None => GuardFuture::refused(forbidden(&config.permission).to_response()),
-            Some(pending) => {
-                let permission = config.permission.clone();
+        let offered = match access.audit_sink() {
+            Some(sink) => offer(
+                Some(sink),
+                audit_event(
+                    &principal,
+                    decided_by,
+                    None,
+                    ctx,
+                    allowed,
+                    decision.rule,
+                ),
+            ),
+            None => Offer::Done(Ok(())),
+        };
+        match offered {
+            Offer::Done(Ok(())) if allowed => {
+                AuditGated::guard(GuardFuture::pass(self.inner.call(req)))
+            }
+            Offer::Ticket(ticket) if allowed => {
+                // The ready service goes with the request; the clone stays.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                AuditGated::call_after(ticket, inner, req)
+            }
+            Offer::Wait(pending) if allowed => {
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
-                    pending.record().await;
-                    if allowed {
-                        inner.call(req).await.map(|r| r.map(ResponseBody::new))
-                    } else {
-                        Ok(GuardRefusal::response(&forbidden(&permission)))
+                    match pending.record().await {
+                        Ok(()) => inner.call(req).await.map(|r| r.map(ResponseBody::new)),
+                        Err(error) => Ok(GuardRefusal::response(&error.problem())),
                     }
                 });
-                GuardFuture::deferred(fut)
+                AuditGated::guard(GuardFuture::deferred(fut))
             }
+            Offer::Done(Err(error)) => {
+                AuditGated::guard(GuardFuture::refused(error.problem().to_response()))
+            }
+            denied => AuditGated::guard(GuardFuture::refused_after(
+                denied,
+                forbidden(&config.permission),
+            )),
         }
     }
 }

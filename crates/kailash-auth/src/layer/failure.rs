@@ -2,8 +2,9 @@
 //! fixed reason phrase (never the token).
 
 use http::{Request, Response};
-use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, PendingAudit, offer};
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSeverity, Offer, offer};
 use kailash_core::context::RequestContext;
+use kailash_core::guard::GuardRefusal;
 use kailash_core::problem::ResponseBody;
 use kailash_core::{Principal, Problem};
 
@@ -73,22 +74,19 @@ impl Failure {
         event
     }
 
-    /// The answer, and the audit event the sink could not take without
-    /// waiting. Nothing of the request is kept, so the caller's future does
-    /// not hold the request body across an await.
-    fn answer<B, ReqB>(
-        self,
-        config: &Config,
-        req: &Request<ReqB>,
-    ) -> (Response<ResponseBody<B>>, Option<PendingAudit>) {
-        let pending = match &config.audit {
+    /// The problem, and the offered audit event. Nothing of the request is
+    /// kept, so the caller's future does not hold the request body across
+    /// an await.
+    fn answer<ReqB>(self, config: &Config, req: &Request<ReqB>) -> (Problem, Offer) {
+        let offered = match &config.audit {
             Some(_) => offer(config.audit.as_ref(), self.event(config, req)),
-            None => None,
+            None => Offer::Done(Ok(())),
         };
-        (self.problem().to_response(), pending)
+        (self.problem(), offered)
     }
 
-    /// Refuses from `call`: no boxing unless the audit sink makes us wait.
+    /// Refuses from `call`: answers once the refusal's audit event is
+    /// written (503 if the sink refuses it); boxes only when the sink is full.
     pub(super) fn refuse_now<F, B, ReqB, E>(
         self,
         config: &Config,
@@ -98,13 +96,8 @@ impl Failure {
         B: Send + 'static,
         E: Send + 'static,
     {
-        match self.answer(config, req) {
-            (response, None) => ResponseFuture::refused(response),
-            (response, Some(pending)) => ResponseFuture::deferred(Box::pin(async move {
-                pending.record().await;
-                Ok(response)
-            })),
-        }
+        let (problem, offered) = self.answer(config, req);
+        ResponseFuture::refused_after(offered, problem)
     }
 
     /// Refuses from inside the service's future. The returned future holds
@@ -114,12 +107,12 @@ impl Failure {
         config: &Config,
         req: &Request<ReqB>,
     ) -> impl Future<Output = Result<Response<ResponseBody<B>>, E>> + use<B, ReqB, E> {
-        let (response, pending) = self.answer(config, req);
+        let (problem, offered) = self.answer(config, req);
         async move {
-            if let Some(pending) = pending {
-                pending.record().await;
-            }
-            Ok(response)
+            Ok(match offered.settle().await {
+                Ok(()) => problem.to_response(),
+                Err(error) => GuardRefusal::response(&error.problem()),
+            })
         }
     }
 }

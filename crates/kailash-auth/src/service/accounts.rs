@@ -64,7 +64,7 @@ impl AuthService {
                     "account disabled; sessions revoked"
                 }),
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -109,7 +109,7 @@ impl AuthService {
                 .severity(AuditSeverity::Warning)
         };
         if username.len() > MAX_USERNAME_BYTES {
-            self.audit(refuse("username too long")).await;
+            self.audit(refuse("username too long")).await?;
             return Err(AuthError::BadRequest(format!(
                 "a username is at most {MAX_USERNAME_BYTES} bytes"
             )));
@@ -120,13 +120,13 @@ impl AuthService {
                 // Another tenant's user is recorded exactly like an unknown
                 // name (neither name nor subject): the caller's tenant reads
                 // this entry, and must not learn who exists elsewhere.
-                self.audit(refuse("unknown user")).await;
+                self.audit(refuse("unknown user")).await?;
                 return Err(AuthError::NotFound);
             }
         };
         if target.subject == admin.subject() && action != AccountAction::Enable {
             self.audit(refuse("own account").resource(resource(&target)))
-                .await;
+                .await?;
             return Err(AuthError::BadRequest(
                 "administrators cannot disable their own account or reset their own second factor"
                     .into(),
@@ -155,7 +155,7 @@ impl AuthService {
                 .reason(reason)
                 .severity(AuditSeverity::Warning),
         )
-        .await;
+        .await?;
         Ok(())
     }
 

@@ -88,7 +88,7 @@ impl AuthService {
         };
         if let Err(e) = req.check_bounds() {
             self.audit(fail("malformed request: a field is too long"))
-                .await;
+                .await?;
             return Err(e.into());
         }
         let username = normalize_username(&req.username);
@@ -100,12 +100,12 @@ impl AuthService {
                     Ok(Some(user)) => user.subject,
                     _ => self.inner.tags.tag(&username),
                 };
-                self.audit(fail("account locked").actor(actor)).await;
+                self.audit(fail("account locked").actor(actor)).await?;
                 return Err(AuthError::Locked { retry_after });
             }
             Err(AttemptError::Throttled { retry_after }) => {
                 self.audit(fail("login attempts from this address throttled"))
-                    .await;
+                    .await?;
                 return Err(AuthError::Throttled { retry_after });
             }
             Err(AttemptError::Unavailable(e)) => return Err(e.into()),
@@ -129,7 +129,7 @@ impl AuthService {
             }
             let _ = self.inner.lockout.failed(permit).await;
             self.audit(fail("invalid credentials").actor(self.inner.tags.tag(&username)))
-                .await;
+                .await?;
             return Err(AuthError::InvalidCredentials);
         };
         let ok = match self
@@ -157,7 +157,7 @@ impl AuthService {
                     .actor(user.subject.clone())
                     .tenant(user.tenant.clone()),
             )
-            .await;
+            .await?;
             return Err(AuthError::InvalidCredentials);
         }
         // The password was right: an inactive tenant may be named (403).
@@ -171,7 +171,7 @@ impl AuthService {
                         .tenant(user.tenant.clone())
                         .reason("tenant is inactive"),
                 )
-                .await;
+                .await?;
                 return Err(AuthError::TenantInactive);
             }
             Err(e) => {
@@ -206,7 +206,7 @@ impl AuthService {
                     .tenant(user.tenant.clone())
                     .reason("password; enrolment-only token for a required second factor"),
             )
-            .await;
+            .await?;
             return Ok(LoginOutcome::MfaEnrolment(grant));
         }
         if mfa_required {
@@ -237,7 +237,7 @@ impl AuthService {
                         .actor(user.subject.clone())
                         .tenant(user.tenant.clone()),
                 )
-                .await;
+                .await?;
                 return Err(AuthError::MfaRequired);
             }
         }
@@ -267,7 +267,7 @@ impl AuthService {
                         .tenant(user.tenant.clone())
                         .reason("concurrent session limit reached"),
                 )
-                .await;
+                .await?;
                 return Err(AuthError::SessionLimit);
             }
             Err(e) => return Err(e.into()),
@@ -280,7 +280,7 @@ impl AuthService {
                     .tenant(user.tenant.clone())
                     .reason("concurrent session limit: oldest session evicted"),
             )
-            .await;
+            .await?;
         }
         let session = created.session;
         let grant = self
@@ -306,7 +306,7 @@ impl AuthService {
                     "password"
                 }),
         )
-        .await;
+        .await?;
         Ok(LoginOutcome::Tokens(pair))
     }
 }

@@ -26,7 +26,7 @@ impl AuthService {
         self.audit(
             Self::event("auth.logout", AuditDecision::Success, Some(ctx)).principal(principal),
         )
-        .await;
+        .await?;
         Ok(())
     }
 }

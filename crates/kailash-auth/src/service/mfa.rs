@@ -117,7 +117,7 @@ impl AuthService {
                     .reason("malformed request: a field is too long")
                     .severity(AuditSeverity::Warning),
             )
-            .await;
+            .await?;
             return Err(e.into());
         }
         let user = match self.user_by_subject(principal.subject()).await? {
@@ -129,7 +129,7 @@ impl AuthService {
                         .reason("account unknown or disabled")
                         .severity(AuditSeverity::Warning),
                 )
-                .await;
+                .await?;
                 return Err(AuthError::InvalidCredentials);
             }
         };
@@ -158,7 +158,7 @@ impl AuthService {
                     "enrolment started after password"
                 }),
         )
-        .await;
+        .await?;
         Ok(enrolment)
     }
 
@@ -246,7 +246,7 @@ impl AuthService {
         // now recorded, so the code cannot also log in.
         if matches!(check, TotpCheck::Invalid) {
             let locked = self.count_failure(permit).await;
-            self.audit(fail("invalid one-time code")).await;
+            self.audit(fail("invalid one-time code")).await?;
             if locked {
                 self.end_sessions_after_lock(
                     user,
@@ -287,7 +287,7 @@ impl AuthService {
                 .tenant(user.tenant.clone())
                 .reason("second factor enrolled; recovery codes replaced"),
         )
-        .await;
+        .await?;
         Ok(plain)
     }
 

@@ -103,7 +103,7 @@ impl AuthService {
                 .tenant(user.tenant.clone())
                 .reason("first enrolment started with an enrolment-only token"),
         )
-        .await;
+        .await?;
         Ok(enrolment)
     }
 
@@ -138,7 +138,7 @@ impl AuthService {
             Ok(c) => c,
             Err(_) => {
                 self.audit(refuse("invalid or expired enrolment token"))
-                    .await;
+                    .await?;
                 return Err(AuthError::InvalidEnrolmentToken);
             }
         };
@@ -146,7 +146,7 @@ impl AuthService {
             Some(u) if u.active && u.tenant == claims.tid => u,
             _ => {
                 self.audit(refuse("account unknown or disabled").actor(claims.sub))
-                    .await;
+                    .await?;
                 return Err(AuthError::InvalidEnrolmentToken);
             }
         };
@@ -154,12 +154,12 @@ impl AuthService {
             e.actor(user.subject.clone()).tenant(user.tenant.clone())
         };
         if !self.tenant_active(user.tenant.as_ref()).await? {
-            self.audit(who(refuse("tenant is inactive"))).await;
+            self.audit(who(refuse("tenant is inactive"))).await?;
             return Err(AuthError::TenantInactive);
         }
         if self.totp_secret(&user).await?.is_some() {
             self.audit(who(refuse("a second factor is already enrolled")))
-                .await;
+                .await?;
             return Err(AuthError::InvalidEnrolmentToken);
         }
         Ok(user)

@@ -38,7 +38,7 @@ mod username_tag;
 
 use std::sync::Arc;
 
-use kailash_core::audit::{AuditDecision, AuditEvent, AuditSink, record_or_log};
+use kailash_core::audit::{AuditDecision, AuditEvent, AuditSink};
 use kailash_core::clock::Clock;
 use kailash_core::context::RequestContext;
 use kailash_core::state::SharedState;
@@ -201,11 +201,17 @@ impl AuthService {
         &self.inner.config
     }
 
-    /// Records `event`, stamped with the service's clock; a sink that
-    /// refuses it is logged, and the flow goes on.
-    async fn audit(&self, event: AuditEvent) {
+    /// Records `event`, stamped with the service's clock, and returns once
+    /// it is written: a flow answers only after its audit entry is in the
+    /// trail, and fails closed ([`AuthError::Unavailable`], 503) when the
+    /// sink refuses it.
+    async fn audit(&self, event: AuditEvent) -> Result<(), AuthError> {
         let event = event.at(self.inner.clock.now());
-        record_or_log(self.inner.audit.as_ref(), event).await;
+        let action = event.action.clone();
+        self.inner.audit.record(event).await.map_err(|error| {
+            tracing::error!(%error, %action, "audit event refused; the request fails closed");
+            AuthError::Unavailable
+        })
     }
 
     /// An event of `action`, carrying the request's context when there is one.

@@ -57,7 +57,7 @@ impl AuthService {
                     .principal(principal)
                     .reason("new password violates the policy"),
             )
-            .await;
+            .await?;
             return Err(AuthError::BadRequest(violations.to_string()));
         }
         self.write_password_hash(&user, &new).await?;
@@ -67,7 +67,7 @@ impl AuthService {
                 .principal(principal)
                 .reason("password changed; all sessions revoked"),
         )
-        .await;
+        .await?;
         Ok(())
     }
 

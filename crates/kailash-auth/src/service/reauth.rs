@@ -74,7 +74,7 @@ impl AuthService {
         };
         if !matched {
             let locked = self.count_failure(permit).await;
-            self.audit(fail("current password wrong")).await;
+            self.audit(fail("current password wrong")).await?;
             if locked {
                 self.end_sessions_after_lock(
                     user,
@@ -115,7 +115,7 @@ impl AuthService {
         };
         if !passed {
             let locked = self.count_failure(permit).await;
-            self.audit(fail("second factor missing or invalid")).await;
+            self.audit(fail("second factor missing or invalid")).await?;
             if locked {
                 self.end_sessions_after_lock(
                     user,
@@ -150,12 +150,12 @@ impl AuthService {
         {
             Ok(p) => Ok(p),
             Err(AttemptError::Locked { retry_after }) => {
-                self.audit(fail("account locked")).await;
+                self.audit(fail("account locked")).await?;
                 Err(AuthError::Locked { retry_after })
             }
             Err(AttemptError::Throttled { retry_after }) => {
                 self.audit(fail("attempts from this address throttled"))
-                    .await;
+                    .await?;
                 Err(AuthError::Throttled { retry_after })
             }
             Err(AttemptError::Unavailable(e)) => Err(e.into()),
@@ -191,7 +191,7 @@ impl AuthService {
                 .severity(AuditSeverity::Critical)
                 .reason(reason),
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -219,7 +219,8 @@ impl AuthService {
                 .severity(AuditSeverity::Warning)
                 .reason(reason),
         )
-        .await;
-        error.into()
+        .await
+        .err()
+        .unwrap_or_else(|| error.into())
     }
 }

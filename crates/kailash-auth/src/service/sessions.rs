@@ -74,7 +74,7 @@ impl AuthService {
                 .principal(principal)
                 .reason("revoked by its owner"),
         )
-        .await;
+        .await?;
         Ok(())
     }
 

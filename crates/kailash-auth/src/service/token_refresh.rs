@@ -34,13 +34,13 @@ impl AuthService {
             crate::bounds::MAX_TOKEN_BYTES,
         ) {
             self.audit(fail("malformed request: a field is too long"))
-                .await;
+                .await?;
             return Err(e.into());
         }
         let claims = match self.inner.refresh.verify(refresh_token).await {
             Ok(c) => c,
             Err(e) => {
-                self.audit(fail(e.audit_reason())).await;
+                self.audit(fail(e.audit_reason())).await?;
                 return Err(AuthError::InvalidGrant);
             }
         };
@@ -50,7 +50,7 @@ impl AuthService {
             claims.jti.as_deref().and_then(|j| j.split_once('.')),
         ) else {
             self.audit(fail("refresh token without session or family").actor(claims.sub.clone()))
-                .await;
+                .await?;
             return Err(AuthError::InvalidGrant);
         };
         match self
@@ -81,7 +81,7 @@ impl AuthService {
                         .severity(AuditSeverity::Critical)
                         .reason("refresh token reuse: token family and session revoked"),
                 )
-                .await;
+                .await?;
                 Err(AuthError::InvalidGrant)
             }
             RotateOutcome::Unknown => {
@@ -90,7 +90,7 @@ impl AuthService {
                         .actor(claims.sub.clone())
                         .tenant(tenant),
                 )
-                .await;
+                .await?;
                 Err(AuthError::InvalidGrant)
             }
         }
@@ -188,7 +188,7 @@ impl AuthService {
         if retried {
             event = event.reason("retry within the reuse grace: same generation again");
         }
-        self.audit(event).await;
+        self.audit(event).await?;
         Ok(pair)
     }
 
@@ -212,7 +212,8 @@ impl AuthService {
                 .tenant(claims.tid.clone())
                 .reason(reason),
         )
-        .await;
-        error
+        .await
+        .err()
+        .unwrap_or(error)
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::tenant::TenantId;
 
-use super::{AuditError, AuditEvent, AuditSink};
+use super::{AuditError, AuditEvent, AuditSink, AuditTicket};
 
 /// Keeps events in memory, for tests and for an embedded deployment that
 /// answers audit queries without a database.
@@ -55,6 +55,18 @@ impl MemoryAuditSink {
         inner.events.push_back(event);
     }
 
+    /// Adds written events (a durable sink's writer, once per batch).
+    pub(crate) fn extend(&self, events: impl Iterator<Item = AuditEvent>) {
+        let mut inner = self.lock();
+        for event in events {
+            if inner.capacity.is_some_and(|cap| inner.events.len() >= cap) {
+                inner.events.pop_front();
+                inner.evicted += 1;
+            }
+            inner.events.push_back(event);
+        }
+    }
+
     /// All held events, oldest first.
     pub fn events(&self) -> Vec<AuditEvent> {
         self.lock().events.iter().cloned().collect()
@@ -85,9 +97,9 @@ impl AuditSink for MemoryAuditSink {
         Ok(())
     }
 
-    fn try_record(&self, event: AuditEvent) -> Option<AuditEvent> {
+    fn try_record(&self, event: AuditEvent) -> Result<AuditTicket, AuditEvent> {
         self.push(event);
-        None
+        Ok(AuditTicket::ready(Ok(())))
     }
 
     async fn flush(&self) -> Result<(), AuditError> {

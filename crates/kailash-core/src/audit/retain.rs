@@ -9,7 +9,10 @@ use super::{AuditError, AuditEvent, AuditSink, MemoryAuditSink};
 /// trail never touches the file.
 ///
 /// An event is kept only once the durable sink has accepted it, so the
-/// in-memory view never shows what the trail does not hold.
+/// in-memory view never shows what the trail does not hold. Every event
+/// goes through the inner sink's boxed [`record`](AuditSink::record); for
+/// the file sink, [`JsonLinesOptions::recent`](super::JsonLinesOptions)
+/// does the same from the writer thread, without that cost.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -51,15 +54,8 @@ impl<S: AuditSink> RetainingAuditSink<S> {
 impl<S: AuditSink> AuditSink for RetainingAuditSink<S> {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.inner.record(event.clone()).await?;
-        self.recent.try_record(event);
+        self.recent.extend(std::iter::once(event));
         Ok(())
-    }
-
-    fn try_record(&self, event: AuditEvent) -> Option<AuditEvent> {
-        match self.inner.try_record(event.clone()) {
-            None => self.recent.try_record(event),
-            Some(back) => Some(back),
-        }
     }
 
     async fn flush(&self) -> Result<(), AuditError> {

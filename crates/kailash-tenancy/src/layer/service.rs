@@ -74,17 +74,10 @@ where
                 // Never the raw header or host: only the principal's own tenant.
                 let event = origin.event(refusal, origin.principal_tenant());
                 let problem = refusal.problem();
-                return match offer(self.config.audit.as_ref(), event) {
-                    None => ResponseFuture::refused(problem.to_response()),
-                    Some(pending) => {
-                        // The response is built inside: its body type need not be `Send`.
-                        let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
-                            pending.record().await;
-                            Ok(problem.to_response())
-                        });
-                        ResponseFuture::deferred(fut)
-                    }
-                };
+                return ResponseFuture::refused_after(
+                    offer(self.config.audit.as_ref(), event),
+                    problem,
+                );
             }
         };
 
@@ -119,10 +112,10 @@ where
                 }
                 Err(refused) => {
                     let Refused { problem, event } = *refused;
-                    if let Some(pending) = offer(config.audit.as_ref(), event) {
-                        pending.record().await;
-                    }
-                    Ok(problem.to_response())
+                    Ok(match offer(config.audit.as_ref(), event).settle().await {
+                        Ok(()) => problem.to_response(),
+                        Err(error) => GuardRefusal::response(&error.problem()),
+                    })
                 }
             }
         });

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kailash_core::audit::{AuditSink, JsonLinesAuditSink, RetainingAuditSink};
+use kailash_core::audit::{AuditSink, JsonLinesAuditSink, JsonLinesOptions, MemoryAuditSink};
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::{IpPrefixes, TrustedProxies};
 use kailash_core::state::RateQuota;
@@ -91,13 +91,19 @@ impl GatewayBuilder {
         } else {
             data_dir.join(&config.audit.file)
         };
-        let audit =
-            JsonLinesAuditSink::open(&audit_path).map_err(|source| GatewayError::Audit {
+        // The newest written events also stay in memory for queries; the
+        // writer adds them once their batch is written.
+        let recent = Arc::new(MemoryAuditSink::with_capacity(config.audit.recent_events));
+        let options = JsonLinesOptions {
+            recent: Some(recent.clone()),
+            ..config.audit.sink_options()
+        };
+        let audit = JsonLinesAuditSink::open_with(&audit_path, options).map_err(|source| {
+            GatewayError::Audit {
                 path: audit_path.clone(),
                 source,
-            })?;
-        let audit = RetainingAuditSink::new(audit, config.audit.recent_events);
-        let recent = audit.recent().clone();
+            }
+        })?;
         let audit: Arc<dyn AuditSink> = Arc::new(audit);
         let mut builder = Self::from_config(config)?
             .clock(clock.clone())

@@ -48,7 +48,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AuditConfig, CorsConfig, GatewaySection, RateLimitConfig, ServerConfig, StateConfig,
+    AuditConfig, CorsConfig, FsyncMode, GatewaySection, RateLimitConfig, ServerConfig, StateConfig,
     TenancySection, TlsConfig,
 };
 

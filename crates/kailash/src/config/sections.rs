@@ -230,16 +230,80 @@ impl Default for StateConfig {
     }
 }
 
-/// `[audit]`
+/// `[audit]`: the hash-chained audit file, its rotation, retention and
+/// storage limits (see `kailash_core::audit::JsonLinesAuditSink`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// JSON-lines file; a relative path is under the data directory.
-    /// Default `audit.jsonl`.
+    /// The active JSON-lines file; a relative path is under the data
+    /// directory. Closed files go beside it. Default `audit.jsonl`.
     pub file: PathBuf,
     /// How many of the newest events each instance keeps in memory for
     /// queries (`GET /api/audit`); at least 1. Default 10 000.
     pub recent_events: usize,
+    /// When written batches are synced to the disk. Default `interval`.
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: at most this long between syncs. Default 1 s.
+    pub fsync_interval: ConfigDuration,
+    /// Events waiting for the writer at most. Default 65 536.
+    pub queue_capacity: usize,
+    /// How long a request waits for room in a full buffer before failing
+    /// with 503. Default 5 s.
+    pub enqueue_timeout: ConfigDuration,
+    /// Size at which the active file is closed (at a batch boundary).
+    /// Default 64 MiB.
+    pub rotate_bytes: u64,
+    /// Age at which the active file is closed (if it holds an entry).
+    /// Default 1 day.
+    pub rotate_interval: ConfigDuration,
+    /// Days a closed file is kept after it was closed; only whole closed
+    /// files are deleted. Default 2555 (7 years).
+    pub retention_days: u32,
+    /// Soft cap on the bytes of all audit files: reaching it fails
+    /// readiness and logs an alert, and deletes nothing. Default none.
+    pub max_total_bytes: Option<u64>,
+    /// Hard cap: at or past it requests needing audit fail with 503.
+    /// Default: `max_total_bytes` + 10 %, none without it.
+    pub hard_total_bytes: Option<u64>,
+    /// Free space of the data file system below which readiness fails and
+    /// an alert is logged. Default 256 MiB.
+    pub min_free_bytes: u64,
+}
+
+/// `audit.fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// After every batch, before its events are accepted: nothing accepted
+    /// is lost even when the machine crashes.
+    Batch,
+    /// At most every `audit.fsync_interval`: a machine crash loses at most
+    /// that long of accepted events (a process crash loses none).
+    Interval,
+}
+
+impl AuditConfig {
+    /// The sink options these settings describe.
+    pub fn sink_options(&self) -> kailash_core::audit::JsonLinesOptions {
+        use kailash_core::audit::{FsyncPolicy, JsonLinesOptions};
+        JsonLinesOptions {
+            queue_capacity: self.queue_capacity,
+            enqueue_timeout: self.enqueue_timeout.0,
+            fsync: match self.fsync {
+                FsyncMode::Batch => FsyncPolicy::Batch,
+                FsyncMode::Interval => FsyncPolicy::Interval(self.fsync_interval.0),
+            },
+            rotate_bytes: self.rotate_bytes,
+            rotate_interval: Some(self.rotate_interval.0),
+            retention: std::time::Duration::from_secs(u64::from(self.retention_days) * 86_400),
+            max_total_bytes: self.max_total_bytes,
+            hard_total_bytes: self.hard_total_bytes.or(self
+                .max_total_bytes
+                .map(|soft| soft.saturating_add(soft / 10))),
+            min_free_bytes: self.min_free_bytes,
+            ..JsonLinesOptions::default()
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -247,6 +311,16 @@ impl Default for AuditConfig {
         Self {
             file: PathBuf::from("audit.jsonl"),
             recent_events: 10_000,
+            fsync: FsyncMode::Interval,
+            fsync_interval: ConfigDuration(std::time::Duration::from_secs(1)),
+            queue_capacity: 65_536,
+            enqueue_timeout: ConfigDuration(std::time::Duration::from_secs(5)),
+            rotate_bytes: 64 * 1024 * 1024,
+            rotate_interval: ConfigDuration(std::time::Duration::from_secs(86_400)),
+            retention_days: 2555,
+            max_total_bytes: None,
+            hard_total_bytes: None,
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }

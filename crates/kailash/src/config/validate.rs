@@ -128,6 +128,50 @@ impl GatewayConfig {
         if self.audit.recent_events == 0 {
             return Err(("audit.recent_events".into(), "must be at least 1".into()));
         }
+        let audit = &self.audit;
+        let positive = [
+            ("audit.queue_capacity", audit.queue_capacity as u64),
+            ("audit.rotate_bytes", audit.rotate_bytes),
+            ("audit.retention_days", u64::from(audit.retention_days)),
+            (
+                "audit.fsync_interval",
+                audit.fsync_interval.0.as_millis() as u64,
+            ),
+            (
+                "audit.rotate_interval",
+                audit.rotate_interval.0.as_millis() as u64,
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(((*key).into(), "must be more than 0".into()));
+        }
+        if audit.queue_capacity > 1 << 20 {
+            return Err((
+                "audit.queue_capacity".into(),
+                "must be at most 1048576".into(),
+            ));
+        }
+        match (audit.max_total_bytes, audit.hard_total_bytes) {
+            (None, Some(_)) => {
+                return Err((
+                    "audit.hard_total_bytes".into(),
+                    "needs audit.max_total_bytes (the soft cap that warns first)".into(),
+                ));
+            }
+            (Some(soft), Some(hard)) if hard < soft => {
+                return Err((
+                    "audit.hard_total_bytes".into(),
+                    "must be at least audit.max_total_bytes".into(),
+                ));
+            }
+            (Some(soft), _) if soft < audit.rotate_bytes.saturating_mul(2) => {
+                return Err((
+                    "audit.max_total_bytes".into(),
+                    "must be at least twice audit.rotate_bytes (the active file and one closed file)".into(),
+                ));
+            }
+            _ => {}
+        }
         if let Some(access) = &self.access {
             let Some(auth) = &self.auth else {
                 return Err((

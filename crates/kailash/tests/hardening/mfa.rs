@@ -80,7 +80,7 @@ async fn audit_until(dir: &Path, wanted: impl Fn(&Value) -> bool) -> Vec<Value> 
 }
 
 fn is(e: &Value, action: &str, actor: &str, resource: &str) -> bool {
-    e["action"] == action && e["actor"] == actor && e["resource"] == resource
+    e["a"] == action && e["u"] == actor && e["r"] == resource
 }
 
 #[tokio::test]
@@ -137,18 +137,18 @@ async fn a_stolen_access_token_alone_cannot_enrol_a_second_factor() {
         locked.assert_problem(423);
         assert!(locked.header("retry-after").is_some());
         let events = audit_until(&dir, |e| {
-            e["action"] == "auth.account"
-                && e["severity"] == "critical"
-                && e["actor"] == "bob"
-                && e["reason"] == "account locked by wrong current passwords; sessions revoked"
+            e["a"] == "auth.account"
+                && e["sev"] == "critical"
+                && e["u"] == "bob"
+                && e["why"] == "account locked by wrong current passwords; sessions revoked"
         })
         .await;
         let failures = events
             .iter()
             .filter(|e| {
-                e["action"] == "auth.mfa.enroll"
-                    && e["decision"] == "failure"
-                    && e["reason"] == "current password wrong"
+                e["a"] == "auth.mfa.enroll"
+                    && e["d"] == "failure"
+                    && e["why"] == "current password wrong"
             })
             .count();
         assert_eq!(failures, 5);
@@ -333,10 +333,10 @@ async fn administrators_disable_enable_and_reset_over_http_audited() {
             ),
         ] {
             assert!(
-                events.iter().any(|e| e["action"] == action
-                    && e["reason"] == reason
-                    && e["actor"] == "alice"
-                    && e["decision"] == "success"),
+                events.iter().any(|e| e["a"] == action
+                    && e["why"] == reason
+                    && e["u"] == "alice"
+                    && e["d"] == "success"),
                 "{action}: {reason}"
             );
         }
@@ -345,20 +345,20 @@ async fn administrators_disable_enable_and_reset_over_http_audited() {
                 .iter()
                 .any(|e| is(e, "auth.account", "alice", "user:dave"))
         );
-        assert!(events.iter().any(|e| e["action"] == "access.check"
-            && e["actor"] == "bob"
-            && e["decision"] == "deny"
-            && e["resource"] == "user:manage"));
+        assert!(events.iter().any(|e| e["a"] == "access.check"
+            && e["u"] == "bob"
+            && e["d"] == "deny"
+            && e["r"] == "user:manage"));
         // Another tenant's user is recorded like an unknown name: nothing
         // in acme's trail says carol exists.
-        assert!(events.iter().any(|e| e["action"] == "auth.account"
-            && e["reason"] == "unknown user"
-            && e["actor"] == "alice"
+        assert!(events.iter().any(|e| e["a"] == "auth.account"
+            && e["why"] == "unknown user"
+            && e["u"] == "alice"
             && e.get("resource").is_none_or(Value::is_null)));
         assert!(
             !events
                 .iter()
-                .any(|e| e["actor"] == "alice" && e.to_string().contains("carol")),
+                .any(|e| e["u"] == "alice" && e.to_string().contains("carol")),
             "no entry of acme's admin names another tenant's user"
         );
         for e in &events {

@@ -52,6 +52,19 @@ impl Failure {
     }
 
     fn event<B>(&self, config: &Config, req: &Request<B>) -> AuditEvent {
+        self.event_at(
+            config,
+            req.uri().path(),
+            req.extensions().get::<RequestContext>(),
+        )
+    }
+
+    fn event_at(
+        &self,
+        config: &Config,
+        path: &str,
+        context: Option<&RequestContext>,
+    ) -> AuditEvent {
         let (decision, severity) = match self {
             Failure::Missing => (AuditDecision::Failure, AuditSeverity::Info),
             Failure::Session(SessionCheckError::Unavailable, _) => {
@@ -63,14 +76,30 @@ impl Failure {
             .at(config.verifier.clock().now())
             .severity(severity)
             .reason(self.reason())
-            .resource(req.uri().path());
-        if let Some(ctx) = req.extensions().get::<RequestContext>() {
+            .resource(path);
+        if let Some(ctx) = context {
             event = event.context(ctx);
         }
         if let Failure::Session(_, principal) = self {
             event = event.principal(principal);
         }
         event
+    }
+
+    /// The answer of a deferred session check, and its audit event still
+    /// to be recorded: as [`answer`](Self::answer), from what the
+    /// admission sees of the request.
+    pub(super) fn answer_at(
+        self,
+        config: &Config,
+        path: &str,
+        context: Option<&RequestContext>,
+    ) -> (Problem, Option<PendingAudit>) {
+        let pending = match &config.audit {
+            Some(_) => offer(config.audit.as_ref(), self.event_at(config, path, context)),
+            None => None,
+        };
+        (self.problem(), pending)
     }
 
     /// The answer, and the audit event the sink could not take without

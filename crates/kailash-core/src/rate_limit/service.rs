@@ -4,11 +4,12 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 
+use crate::admission::{CheckOwner, PendingAdmission, Refusal, RequestView};
 use crate::context::RequestContext;
 use crate::guard::{Deferred, GuardFuture, GuardRefusal};
 use crate::principal::Principal;
 use crate::problem::{Problem, ResponseBody};
-use crate::state::{Namespace, RateDecision, RateQuota, StateError, StateKey};
+use crate::state::{Check, Namespace, Outcome, RateDecision, RateQuota, StateError, StateKey};
 
 use super::config::{Config, FailMode};
 
@@ -21,6 +22,40 @@ const NS_TENANT: Namespace = Namespace::new("rl.tenant");
 pub struct RateLimit<S> {
     pub(super) inner: S,
     pub(super) config: Arc<Config>,
+    /// Who answers for each bucket (ip, user, tenant) in a deferred admission.
+    pub(super) owners: Arc<[Arc<dyn CheckOwner>; 3]>,
+}
+
+/// Answers for one bucket's check in a deferred admission, exactly as the
+/// layer answers when it charges the bucket itself.
+struct BucketOwner {
+    name: &'static str,
+    fail_mode: FailMode,
+}
+
+impl CheckOwner for BucketOwner {
+    fn refuse(&self, _: &Check, outcome: &Outcome, _: RequestView<'_>) -> Option<Refusal> {
+        let verdict = match outcome {
+            Outcome::Rate(d) => refuse_decision(self.name, d),
+            Outcome::Failed(e) => on_backend_error(self.fail_mode, e),
+            _ => return None,
+        };
+        match verdict {
+            Verdict::Pass => None,
+            Verdict::Refuse(problem) => Some(Refusal::new(problem)),
+        }
+    }
+}
+
+/// The owners of the three buckets of a layer's configuration.
+pub(super) fn owners(config: &Config) -> Arc<[Arc<dyn CheckOwner>; 3]> {
+    let owner = |name| -> Arc<dyn CheckOwner> {
+        Arc::new(BucketOwner {
+            name,
+            fail_mode: config.fail_mode,
+        })
+    };
+    Arc::new([owner("ip"), owner("user"), owner("tenant")])
 }
 
 impl<S> RateLimit<S> {
@@ -52,14 +87,20 @@ type Buckets = [Option<Bucket>; 3];
 
 fn verdict(config: &Config, bucket: &Bucket, result: Result<RateDecision, StateError>) -> Verdict {
     match result {
-        Ok(d) if d.allowed => Verdict::Pass,
-        Ok(d) => Verdict::Refuse(
-            Problem::too_many_requests(d.retry_after)
-                .with_detail(format!("the {} rate limit is exhausted", bucket.name))
-                .with_extension("limit", bucket.name),
-        ),
+        Ok(d) => refuse_decision(bucket.name, &d),
         Err(e) => on_backend_error(config.fail_mode, &e),
     }
+}
+
+fn refuse_decision(name: &'static str, d: &RateDecision) -> Verdict {
+    if d.allowed {
+        return Verdict::Pass;
+    }
+    Verdict::Refuse(
+        Problem::too_many_requests(d.retry_after)
+            .with_detail(format!("the {name} rate limit is exhausted"))
+            .with_extension("limit", name),
+    )
 }
 
 fn on_backend_error(mode: FailMode, error: &StateError) -> Verdict {
@@ -128,8 +169,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let mut buckets = buckets(&self.config, &req);
+        if self.config.deferred {
+            // The AdmitLayer inside charges them with the other deferred
+            // checks; a full plan leaves the rest to be charged here.
+            for (slot, owner) in buckets.iter_mut().zip(self.owners.iter()) {
+                let Some(bucket) = slot.take() else { continue };
+                let check = Check::Rate {
+                    key: bucket.key,
+                    quota: bucket.quota,
+                    cost: 1,
+                };
+                if let Err(crate::state::PlanFull(Check::Rate { key, .. })) =
+                    PendingAdmission::add(req.extensions_mut(), check, owner)
+                {
+                    *slot = Some(Bucket { key, ..bucket });
+                }
+            }
+        }
         // Fast path: a backend that decides in process (memory) answers
         // synchronously, so nothing is boxed and the inner service is called
         // directly.

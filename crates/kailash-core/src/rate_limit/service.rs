@@ -383,6 +383,80 @@ mod tests {
         assert_eq!(status(&coarse, "2001:db8:5:2::1").await, 429);
     }
 
+    #[tokio::test]
+    async fn deferred_buckets_answer_like_the_layer_and_stay_unboxed_in_memory() {
+        use crate::admission::AdmitLayer;
+        use tower::Service;
+        let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
+        let quota = RateQuota::per_minute(1).unwrap();
+        let standalone = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota))
+            .layer(ok_service());
+        let ok = service_fn(|_req: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Empty::<bytes::Bytes>::new()))
+        });
+        let mut deferred = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota))
+            .per_tenant(RateQuota::per_minute(5).unwrap())
+            .deferred()
+            .layer(AdmitLayer::new(state.clone()).layer(ok));
+        let acme = TenantId::new("acme").unwrap();
+        let alice = Principal::builder("alice").tenant(acme.clone()).build();
+        let bob = Principal::builder("bob").tenant(acme).build();
+
+        let first = deferred.call(request("192.0.2.1", Some(alice.clone())));
+        assert!(first.is_pass(), "the memory backend admits in process");
+        assert_eq!(first.await.unwrap().status(), StatusCode::OK);
+        let refused = deferred
+            .call(request("192.0.2.1", Some(alice.clone())))
+            .await
+            .unwrap();
+        // The same answer as the layer charging the bucket itself.
+        standalone
+            .clone()
+            .oneshot(request("192.0.2.1", Some(bob.clone())))
+            .await
+            .unwrap();
+        let alone = standalone
+            .oneshot(request("192.0.2.1", Some(bob)))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], alone.headers()["retry-after"]);
+        assert!(GuardRefusal::is_marked(&refused));
+        use http_body_util::BodyExt;
+        let (a, b) = (
+            refused.into_body().collect().await.unwrap().to_bytes(),
+            alone.into_body().collect().await.unwrap().to_bytes(),
+        );
+        assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn deferred_buckets_follow_the_fail_mode_on_a_backend_without_admit() {
+        use crate::admission::AdmitLayer;
+        let clock = Arc::new(ManualClock::starting_now());
+        let memory = Arc::new(crate::state::MemoryState::new(clock.clone()));
+        // No `Admit` of its own: the plan runs step by step, on a limiter that is down.
+        let mut state = SharedState::from_backend(memory, clock, "test");
+        state.rate = Arc::new(Down);
+        let quota = RateQuota::per_minute(1).unwrap();
+        let alice = Principal::builder("alice").build();
+        for (mode, expected) in [
+            (FailMode::Open, StatusCode::OK),
+            (FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let svc = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota))
+                .fail_mode(mode)
+                .deferred()
+                .layer(AdmitLayer::new(state.clone()).layer(ok_service()));
+            let status = svc
+                .oneshot(request("192.0.2.1", Some(alice.clone())))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, expected, "{mode:?}");
+        }
+    }
+
     #[derive(Debug)]
     struct Down;
     #[async_trait]

@@ -59,7 +59,10 @@ impl SharedState {
     }
 
     /// Runs admissions ([`SharedState::admit`]) with `admit` (one call per
-    /// request) instead of one primitive call per check.
+    /// request) instead of one primitive call per check. `admit` must be
+    /// the object behind the primitives (as `MemoryState` and `RedisState`
+    /// are); while any primitive field is another object, admissions run
+    /// step by step on the fields.
     #[must_use]
     pub fn with_admit(mut self, admit: Arc<dyn Admit>) -> Self {
         self.admit = Some(admit);

@@ -542,8 +542,20 @@ async fn deferred_session_check_answers_like_the_direct_one() {
     assert_eq!(a.len(), 1);
     assert_eq!(b.len(), 1);
     assert_eq!(
-        (&a[0].action, a[0].decision, &a[0].reason, &a[0].actor, &a[0].resource),
-        (&b[0].action, b[0].decision, &b[0].reason, &b[0].actor, &b[0].resource)
+        (
+            &a[0].action,
+            a[0].decision,
+            &a[0].reason,
+            &a[0].actor,
+            &a[0].resource
+        ),
+        (
+            &b[0].action,
+            b[0].decision,
+            &b[0].reason,
+            &b[0].actor,
+            &b[0].resource
+        )
     );
     assert_eq!(b[0].reason.as_deref(), Some("session revoked"));
 }

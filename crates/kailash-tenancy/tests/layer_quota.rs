@@ -184,8 +184,14 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
     let usage = || async { quotas.usage(&registry(2).0).await.unwrap().api_calls_today };
 
     for _ in 0..2 {
-        assert_eq!(direct.clone().oneshot(request()).await.unwrap().status(), 200);
-        assert_eq!(deferred.clone().oneshot(request()).await.unwrap().status(), 200);
+        assert_eq!(
+            direct.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
+        assert_eq!(
+            deferred.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
     }
     assert_eq!(usage().await, 2);
     let (a, b) = (
@@ -203,8 +209,20 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
     let (a, b) = (direct_audit.events(), deferred_audit.events());
     assert_eq!((a.len(), b.len()), (1, 1));
     assert_eq!(
-        (&a[0].action, a[0].decision, &a[0].reason, &a[0].tenant, &a[0].actor),
-        (&b[0].action, b[0].decision, &b[0].reason, &b[0].tenant, &b[0].actor)
+        (
+            &a[0].action,
+            a[0].decision,
+            &a[0].reason,
+            &a[0].tenant,
+            &a[0].actor
+        ),
+        (
+            &b[0].action,
+            b[0].decision,
+            &b[0].reason,
+            &b[0].tenant,
+            &b[0].actor
+        )
     );
     assert_eq!(usage().await, 2, "a refused charge is not counted");
 
@@ -213,12 +231,14 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
     let refusing = TenancyLayer::new(registry(2))
         .quotas(quotas.clone())
         .defer_quota()
-        .layer(AdmitLayer::new(state.clone()).layer(service_fn(|_req: Request<()>| async {
-            let mut res = Response::new(Full::new(Bytes::from_static(b"no")));
-            *res.status_mut() = StatusCode::FORBIDDEN;
-            GuardRefusal::mark(&mut res);
-            Ok::<_, Infallible>(res)
-        })));
+        .layer(
+            AdmitLayer::new(state.clone()).layer(service_fn(|_req: Request<()>| async {
+                let mut res = Response::new(Full::new(Bytes::from_static(b"no")));
+                *res.status_mut() = StatusCode::FORBIDDEN;
+                GuardRefusal::mark(&mut res);
+                Ok::<_, Infallible>(res)
+            })),
+        );
     assert_eq!(refusing.oneshot(request()).await.unwrap().status(), 403);
     assert_eq!(usage().await, 0, "given back");
 
@@ -235,7 +255,10 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
             .deferred()
             .layer(AdmitLayer::new(state.clone()).layer(service_fn(ok))),
         );
-    assert_eq!(limited.clone().oneshot(request()).await.unwrap().status(), 200);
+    assert_eq!(
+        limited.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
     assert_eq!(limited.oneshot(request()).await.unwrap().status(), 429);
     assert_eq!(usage().await, 1, "only the admitted request counts");
 }

@@ -18,7 +18,7 @@ pub(super) struct SessionOwner {
 }
 
 impl SessionOwner {
-    pub(super) fn new(config: &Arc<Config>) -> Arc<dyn CheckOwner> {
+    pub(super) fn shared(config: &Arc<Config>) -> Arc<dyn CheckOwner> {
         Arc::new(Self {
             config: config.clone(),
         })
@@ -59,11 +59,13 @@ impl CheckOwner for SessionOwner {
             &self.config.session,
             request.extensions.get::<Principal>(),
         ) else {
-            return AfterAdmit::Refuse(self.refusal(SessionCheckError::Unavailable, request));
+            return AfterAdmit::Refuse(Box::new(
+                self.refusal(SessionCheckError::Unavailable, request),
+            ));
         };
         match session.after_admission(principal, record) {
             Ok(None) => AfterAdmit::Pass,
-            Err(e) => AfterAdmit::Refuse(self.refusal(e, request)),
+            Err(e) => AfterAdmit::Refuse(Box::new(self.refusal(e, request))),
             Ok(Some(touch)) => {
                 // Rare (once per touch interval): keep what a refusal needs.
                 let config = self.config.clone();

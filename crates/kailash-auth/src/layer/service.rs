@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
 use http::Extensions;
+use http::{Request, Response};
 use kailash_core::Principal;
 use kailash_core::admission::{CheckOwner, PendingAdmission};
 use kailash_core::guard::Deferred;
@@ -147,7 +147,13 @@ where
                 },
             };
             if let Some(session) = &config.session {
-                let deferred = defer(&config, &**session, &owner, &principal, req.extensions_mut());
+                let deferred = defer(
+                    &config,
+                    &**session,
+                    &owner,
+                    &principal,
+                    req.extensions_mut(),
+                );
                 let result = match deferred.or_else(|| session.check_now(&principal)) {
                     Some(r) => r,
                     None => session.check(&principal).await,

@@ -45,7 +45,7 @@ pub enum AfterAdmit {
     /// Nothing: proceed.
     Pass,
     /// Refuse after all (the owner's own final check failed).
-    Refuse(Refusal),
+    Refuse(Box<Refusal>),
     /// Await this first (rare: a session touch); `Some` refuses.
     Later(Pin<Box<dyn Future<Output = Option<Refusal>> + Send>>),
 }

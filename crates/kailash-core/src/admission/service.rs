@@ -26,7 +26,7 @@ pub type ResponseFuture<F, B, E> = GuardFuture<F, B, E>;
 /// What a run plan means for the request.
 enum Verdict {
     Pass,
-    Refuse(Refusal),
+    Refuse(Box<Refusal>),
     /// Await `later`, then continue the `admitted` calls after check `next`.
     Later(
         std::pin::Pin<Box<dyn Future<Output = Option<Refusal>> + Send>>,
@@ -61,7 +61,7 @@ fn verdict(pending: &PendingAdmission, request: RequestView<'_>, from: usize) ->
                 (outcome, _) => outcome,
             };
             if let Some(refusal) = owner.refuse(check, outcome, request) {
-                return Verdict::Refuse(refusal);
+                return Verdict::Refuse(Box::new(refusal));
             }
             if failure.is_none() && matches!(outcome, Outcome::Failed(_)) {
                 failure = Some(outcome.clone());
@@ -115,21 +115,15 @@ where
         let later = if ran_now {
             match verdict(&pending, view(&req), 0) {
                 Verdict::Pass => return ResponseFuture::pass(self.inner.call(req)),
-                Verdict::Refuse(Refusal {
-                    problem,
-                    audit: None,
-                }) => {
+                Verdict::Refuse(refusal) if refusal.audit.is_none() => {
+                    let problem = refusal.problem;
                     let mut response = problem.to_response();
                     response.extensions_mut().insert(AdmissionRefused);
                     return ResponseFuture::refused(response);
                 }
-                Verdict::Refuse(Refusal {
-                    problem,
-                    audit: Some(audit),
-                }) => {
+                Verdict::Refuse(refusal) => {
                     return ResponseFuture::deferred(Box::pin(async move {
-                        audit.record().await;
-                        Ok(refusal_response(&problem))
+                        Ok(refuse(*refusal).await)
                     }));
                 }
                 Verdict::Later(fut, next) => Some((fut, next)),
@@ -148,7 +142,7 @@ where
                 state.admit(&mut pending.plan).await;
                 match verdict(&pending, view(&req), 0) {
                     Verdict::Pass => {}
-                    Verdict::Refuse(refusal) => return Ok(refuse(refusal).await),
+                    Verdict::Refuse(refusal) => return Ok(refuse(*refusal).await),
                     Verdict::Later(fut, next) => later = Some((fut, next)),
                 }
             }
@@ -158,7 +152,7 @@ where
                 }
                 match verdict(&pending, view(&req), next.max(1)) {
                     Verdict::Pass => {}
-                    Verdict::Refuse(refusal) => return Ok(refuse(refusal).await),
+                    Verdict::Refuse(refusal) => return Ok(refuse(*refusal).await),
                     Verdict::Later(fut, next) => later = Some((fut, next)),
                 }
             }

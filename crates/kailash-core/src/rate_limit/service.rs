@@ -389,8 +389,8 @@ mod tests {
         use tower::Service;
         let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
         let quota = RateQuota::per_minute(1).unwrap();
-        let standalone = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota))
-            .layer(ok_service());
+        let standalone =
+            RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota)).layer(ok_service());
         let ok = service_fn(|_req: Request<()>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Empty::<bytes::Bytes>::new()))
         });
@@ -420,7 +420,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(refused.headers()["retry-after"], alone.headers()["retry-after"]);
+        assert_eq!(
+            refused.headers()["retry-after"],
+            alone.headers()["retry-after"]
+        );
         assert!(GuardRefusal::is_marked(&refused));
         use http_body_util::BodyExt;
         let (a, b) = (

@@ -267,7 +267,12 @@ impl Admission {
                     window,
                 } => {
                     let result = match limit {
-                        Some(limit) => state.counters.add_within(key, *delta, *limit, *window).await,
+                        Some(limit) => {
+                            state
+                                .counters
+                                .add_within(key, *delta, *limit, *window)
+                                .await
+                        }
                         None => state
                             .counters
                             .add(key, *delta, *window)

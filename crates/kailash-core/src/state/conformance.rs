@@ -34,8 +34,8 @@ use bytes::Bytes;
 use crate::clock::{Clock, ManualClock};
 
 use super::{
-    Admission, BoundedAdd, Check, Namespace, Outcome, RateQuota, SharedState, StateError,
-    StateKey, WhenFull,
+    Admission, BoundedAdd, Check, Namespace, Outcome, RateQuota, SharedState, StateError, StateKey,
+    WhenFull,
 };
 
 const NS: Namespace = Namespace::new("conformance");
@@ -531,7 +531,11 @@ async fn admission_case(h: &Harness, stepwise: bool) {
     assert_eq!(counted().await, 0, "{mode}");
 
     // A live session (record and index member): everything passes.
-    h.state.kv.set(&record, b("{\"s\":1}"), Some(MIN)).await.unwrap();
+    h.state
+        .kv
+        .set(&record, b("{\"s\":1}"), Some(MIN))
+        .await
+        .unwrap();
     let until = h.clock.now() + jiff::SignedDuration::from_secs(3600);
     h.state
         .sets
@@ -567,8 +571,15 @@ async fn admission_case(h: &Harness, stepwise: bool) {
         }
         other => panic!("{mode}: {other:?}"),
     }
-    assert!(matches!(plan.outcome(1), Outcome::Counter(BoundedAdd::Applied(_))));
-    assert_eq!(counted().await, 2, "{mode}: the refused request's charge was taken back");
+    assert!(matches!(
+        plan.outcome(1),
+        Outcome::Counter(BoundedAdd::Applied(_))
+    ));
+    assert_eq!(
+        counted().await,
+        2,
+        "{mode}: the refused request's charge was taken back"
+    );
 
     // Revoked (the index member removed): dead at once.
     h.state.sets.remove(&index, "s-1").await.unwrap();

@@ -19,9 +19,9 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 
 use super::{
-    Admission, Admit, BoundedAdd, BoundedSetStore, Check, Outcome, CounterStore, CounterValue, KeyValueStore, PubSub, RateDecision,
-    RateLimiter, RateQuota, SetInsert, SetMember, StateError, StateKey, Subscription, WhenFull,
-    validate,
+    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue,
+    KeyValueStore, Outcome, PubSub, RateDecision, RateLimiter, RateQuota, SetInsert, SetMember,
+    StateError, StateKey, Subscription, WhenFull, validate,
 };
 
 const SHARDS: usize = 32;

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use http::StatusCode;
+use kailash_core::TenantId;
 use kailash_core::admission::{CheckOwner, Refusal as AdmissionRefusal, RequestView};
 use kailash_core::audit::offer;
-use kailash_core::state::{BoundedAdd, Check, Outcome};
-use kailash_core::TenantId;
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::problem::Problem;
 use kailash_core::state::StateError;
+use kailash_core::state::{BoundedAdd, Check, Outcome};
 
 use super::audit::Origin;
 use super::config::Config;
@@ -93,7 +93,7 @@ pub(super) struct QuotaOwner {
 }
 
 impl QuotaOwner {
-    pub(super) fn new(config: &Arc<Config>) -> Arc<dyn CheckOwner> {
+    pub(super) fn shared(config: &Arc<Config>) -> Arc<dyn CheckOwner> {
         Arc::new(Self {
             config: config.clone(),
         })
@@ -101,7 +101,12 @@ impl QuotaOwner {
 }
 
 impl CheckOwner for QuotaOwner {
-    fn refuse(&self, check: &Check, outcome: &Outcome, request: RequestView<'_>) -> Option<AdmissionRefusal> {
+    fn refuse(
+        &self,
+        check: &Check,
+        outcome: &Outcome,
+        request: RequestView<'_>,
+    ) -> Option<AdmissionRefusal> {
         let origin = Origin::of_extensions(request.extensions);
         let Some(id) = request.extensions.get::<TenantId>() else {
             // The layer inserts the tenant with the check: fail closed.

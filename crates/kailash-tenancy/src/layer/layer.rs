@@ -149,6 +149,6 @@ impl<S> Layer<S> for TenancyLayer {
     type Service = Tenancy<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Tenancy::new(inner, self.config.clone(), QuotaOwner::new(&self.config))
+        Tenancy::new(inner, self.config.clone(), QuotaOwner::shared(&self.config))
     }
 }

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use kailash_core::Principal;
-use kailash_core::audit::offer;
 use kailash_core::admission::{AdmissionRefused, CheckOwner, PendingAdmission};
+use kailash_core::audit::offer;
 use kailash_core::guard::{Deferred, GuardFuture, GuardRefusal};
 use kailash_core::problem::ResponseBody;
 

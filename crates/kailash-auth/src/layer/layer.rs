@@ -114,6 +114,10 @@ impl<S> Layer<S> for JwtAuthLayer {
     type Service = JwtAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtAuth::new(inner, self.config.clone(), SessionOwner::shared(&self.config))
+        JwtAuth::new(
+            inner,
+            self.config.clone(),
+            SessionOwner::shared(&self.config),
+        )
     }
 }

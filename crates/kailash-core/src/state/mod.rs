@@ -48,7 +48,7 @@
 //! # }).unwrap();
 //! ```
 
-mod admission;
+pub mod admission;
 mod key;
 pub mod memory;
 mod shared;

@@ -36,11 +36,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
-use kailash_core::state::{Namespace, SharedState, StateError, StateKey, WhenFull};
+use kailash_core::state::{Check, Namespace, SharedState, StateError, StateKey, WhenFull};
 use kailash_core::{Principal, TenantId};
 use serde::{Deserialize, Serialize};
 
-use crate::layer::{SessionCheck, SessionCheckError};
+use crate::layer::{SessionCheck, SessionCheckError, SessionTouch};
 
 /// Namespace of the session records.
 const NS_SESSION: Namespace = Namespace::new("session");
@@ -548,6 +548,61 @@ impl SessionStore {
     }
 }
 
+impl SessionStore {
+    /// The checks of a live record's content for `principal` at `now`:
+    /// the decoded session and whether its renewal is due.
+    fn verify_record(
+        &self,
+        principal: &Principal,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<(Session, bool), SessionCheckError> {
+        let session: Session = decode(bytes).map_err(unavailable)?;
+        let id = principal.session_id().unwrap_or_default();
+        if session.id != id
+            || session.tenant.as_ref() != principal.token_tenant()
+            || session.subject != principal.subject()
+        {
+            return Err(SessionCheckError::Revoked);
+        }
+        if !session.live_at(now, self.inner.config.idle_timeout) {
+            return Err(SessionCheckError::Expired);
+        }
+        let due = crate::deadline::until(session.last_seen, now)
+            .is_some_and(|since| since >= self.inner.config.touch_interval);
+        Ok((session, due))
+    }
+
+    /// Renews the idle timeout of a live session whose renewal is due. Not
+    /// renewing must not refuse a live session (the next request tries
+    /// again); finding it gone does.
+    async fn renew(
+        &self,
+        tenant: Option<&TenantId>,
+        session: Session,
+        bytes: Bytes,
+        now: Timestamp,
+    ) -> Result<(), SessionCheckError> {
+        let interval = self.inner.config.touch_interval;
+        match self
+            .write_touch(tenant, session, bytes, now, interval)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(SessionCheckError::Revoked),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew a session");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn unavailable(e: SessionError) -> SessionCheckError {
+    tracing::warn!(error = %e, "session check failed");
+    SessionCheckError::Unavailable
+}
+
 #[async_trait]
 impl SessionCheck for SessionStore {
     async fn check(&self, principal: &Principal) -> Result<(), SessionCheckError> {
@@ -556,10 +611,6 @@ impl SessionCheck for SessionStore {
         };
         let tenant = principal.token_tenant();
         let now = self.now();
-        let unavailable = |e: SessionError| {
-            tracing::warn!(error = %e, "session check failed");
-            SessionCheckError::Unavailable
-        };
         if !crate::ids::is_valid(id) {
             return Err(SessionCheckError::Revoked);
         }
@@ -573,16 +624,7 @@ impl SessionCheck for SessionStore {
         let Some(bytes) = bytes else {
             return Err(SessionCheckError::Revoked);
         };
-        let session: Session = decode(&bytes).map_err(unavailable)?;
-        if session.id != id
-            || session.tenant.as_ref() != tenant
-            || session.subject != principal.subject()
-        {
-            return Err(SessionCheckError::Revoked);
-        }
-        if !session.live_at(now, self.inner.config.idle_timeout) {
-            return Err(SessionCheckError::Expired);
-        }
+        let (session, due) = self.verify_record(principal, &bytes, now)?;
         let in_index = self
             .inner
             .state
@@ -593,22 +635,50 @@ impl SessionCheck for SessionStore {
         if !in_index {
             return Err(SessionCheckError::Revoked);
         }
-        let due = crate::deadline::until(session.last_seen, now)
-            .is_some_and(|since| since >= self.inner.config.touch_interval);
         if due {
-            // Not renewing the idle timer must not refuse a live session; the
-            // next request tries again.
-            let interval = self.inner.config.touch_interval;
-            match self
-                .write_touch(tenant, session, bytes, now, interval)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return Err(SessionCheckError::Revoked),
-                Err(e) => tracing::warn!(error = %e, "could not renew a session"),
-            }
+            self.renew(tenant, session, bytes, now).await?;
         }
         Ok(())
+    }
+
+    /// The session is live while its record is live and its id is in its
+    /// user's index — exactly what [`check`](SessionCheck::check) reads,
+    /// asked in the same round trip as the request's other checks.
+    fn admission_check(&self, principal: &Principal) -> Option<Result<Check, SessionCheckError>> {
+        let Some(id) = principal.session_id() else {
+            return Some(Err(SessionCheckError::Revoked));
+        };
+        if !crate::ids::is_valid(id) {
+            return Some(Err(SessionCheckError::Revoked));
+        }
+        let tenant = principal.token_tenant();
+        Some(Ok(Check::Live {
+            record: session_key(tenant, id),
+            index: index_key(tenant, principal.subject()),
+            member: id.into(),
+        }))
+    }
+
+    /// The record's content as [`check`](SessionCheck::check) verifies it.
+    /// A record the admission found live is live here too: its deadline
+    /// (whole milliseconds, rounded down) never passes the idle or
+    /// absolute expiry it was written for, and both read the same clock.
+    fn after_admission(
+        &self,
+        principal: &Principal,
+        record: &Bytes,
+    ) -> Result<Option<SessionTouch>, SessionCheckError> {
+        let now = self.now();
+        let (session, due) = self.verify_record(principal, record, now)?;
+        if !due {
+            return Ok(None);
+        }
+        let store = self.clone();
+        let tenant = principal.token_tenant().cloned();
+        let bytes = record.clone();
+        Ok(Some(Box::pin(async move {
+            store.renew(tenant.as_ref(), session, bytes, now).await
+        })))
     }
 }
 

@@ -466,3 +466,96 @@ async fn jwks_endpoint_serves_public_keys() {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json, f.keys.jwks());
 }
+
+/// Composed deferred (the session check joins the request's admission,
+/// run by an `AdmitLayer` inside), the layer answers exactly as when it
+/// asks the store itself: a live session passes and is renewed when due,
+/// a revoked one is refused with the same response and audit event.
+#[tokio::test]
+async fn deferred_session_check_answers_like_the_direct_one() {
+    use http_body_util::BodyExt;
+    use kailash_auth::session::{SessionConfig, SessionStore};
+    use kailash_core::admission::AdmitLayer;
+    use kailash_core::state::SharedState;
+
+    let f = fixture();
+    let state = SharedState::memory(f.clock.clone());
+    let store = SessionStore::new(state.clone(), SessionConfig::default());
+    let id = store.create("alice", None, None).await.unwrap().session.id;
+    let token = f.token(&id);
+    let (direct_sink, deferred_sink) = (
+        Arc::new(MemoryAuditSink::new()),
+        Arc::new(MemoryAuditSink::new()),
+    );
+    let handler = service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(String::from("ok")))
+    });
+    let direct = JwtAuthLayer::new(f.verifier.clone())
+        .session_check(Arc::new(store.clone()))
+        .audit(direct_sink.clone())
+        .layer(handler);
+    let deferred = JwtAuthLayer::new(f.verifier.clone())
+        .session_check(Arc::new(store.clone()))
+        .defer_session_check()
+        .audit(deferred_sink.clone())
+        .layer(AdmitLayer::new(state.clone()).layer(handler));
+    let req = || {
+        get("/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    };
+    async fn answer<B>(res: Response<B>) -> (StatusCode, Option<http::HeaderValue>, bytes::Bytes)
+    where
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let status = res.status();
+        let challenge = res.headers().get("www-authenticate").cloned();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, challenge, body)
+    }
+
+    let (a, b) = (
+        answer(direct.clone().oneshot(req()).await.unwrap()).await,
+        answer(deferred.clone().oneshot(req()).await.unwrap()).await,
+    );
+    assert_eq!(a.0, StatusCode::OK);
+    assert_eq!(a, b);
+
+    // Past the touch interval: the deferred path renews the session.
+    f.clock.advance(std::time::Duration::from_secs(61));
+    let renewed = answer(deferred.clone().oneshot(req()).await.unwrap()).await;
+    assert_eq!(renewed.0, StatusCode::OK);
+    let session = store.get(None, &id).await.unwrap().unwrap();
+    assert_eq!(session.last_seen, f.clock.now(), "the touch was written");
+
+    // Revoked: the same refusal and the same audit event from both.
+    assert!(store.revoke(None, "alice", &id).await.unwrap());
+    let (a, b) = (
+        answer(direct.oneshot(req()).await.unwrap()).await,
+        answer(deferred.oneshot(req()).await.unwrap()).await,
+    );
+    assert_eq!(a.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(a, b);
+    let (a, b) = (direct_sink.events(), deferred_sink.events());
+    assert_eq!(a.len(), 1);
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (
+            &a[0].action,
+            a[0].decision,
+            &a[0].reason,
+            &a[0].actor,
+            &a[0].resource
+        ),
+        (
+            &b[0].action,
+            b[0].decision,
+            &b[0].reason,
+            &b[0].actor,
+            &b[0].resource
+        )
+    );
+    assert_eq!(b[0].reason.as_deref(), Some("session revoked"));
+}

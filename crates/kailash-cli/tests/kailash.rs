@@ -629,6 +629,8 @@ fn access_explain_prints_text_or_json() {
         "{}",
         text(&out.stderr)
     );
+}
+
 #[test]
 fn audit_verify_accepts_a_whole_chain_and_names_the_first_broken_entry() {
     use kailash::audit::{

@@ -4,6 +4,7 @@
 #![doc = include_str!("../README.md")]
 
 mod accessors;
+pub mod admission;
 pub mod audit;
 pub mod clock;
 pub mod context;

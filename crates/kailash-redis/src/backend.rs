@@ -100,7 +100,8 @@ impl RedisState {
     /// Bundles this backend as a [`SharedState`] (backend name `"redis"`).
     pub fn into_shared(self) -> SharedState {
         let clock = self.inner.clock.clone();
-        SharedState::from_backend(Arc::new(self), clock, "redis")
+        let backend = Arc::new(self);
+        SharedState::from_backend(backend.clone(), clock, "redis").with_admit(backend)
     }
 
     /// A [`SharedState`] over a clone of this backend.
@@ -142,6 +143,14 @@ impl RedisState {
         args: &[&[u8]],
     ) -> Result<Value, StateError> {
         self.inner.conn.script(script, key, args).await
+    }
+
+    /// Invokes a prepared script invocation (several keys).
+    pub(crate) async fn invoke(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value, StateError> {
+        self.inner.conn.invoke(invocation).await
     }
 
     /// Runs one plain command.

@@ -66,6 +66,15 @@ impl Connection {
         .await
     }
 
+    /// Invokes a prepared script invocation (several keys).
+    pub(crate) async fn invoke(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value, StateError> {
+        self.run(|mut conn| async move { invocation.invoke_async::<Value>(&mut conn).await })
+            .await
+    }
+
     /// Runs one plain command.
     pub(crate) async fn command<T: redis::FromRedisValue>(
         &self,

@@ -3,6 +3,7 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+mod admission;
 mod backend;
 mod connection;
 mod counters;

@@ -238,3 +238,106 @@ return live
 "#,
     )
 });
+
+/// A whole admission (see `kailash_core::state::Admission`) in one call.
+///
+/// `ARGV`: now ms, now µs, gc grace ms, then per check its kind and
+/// arguments; `KEYS` in the same order:
+///
+/// - `L member` — `KEYS`: the value hash, the sorted set. Live while the
+///   value is live and the member's score is after now. Returns `{1, value}`
+///   or `{0}`.
+/// - `R increment tau` — `KEYS`: the GCRA key. Exactly `RATE_CHECK`;
+///   returns `{allowed, stored TAT or ''}`.
+/// - `C delta limit deadline gc` — `KEYS`: the counter hash. Exactly
+///   `COUNTER_ADD` (`limit`, `deadline`, `gc` may be `''`); returns
+///   `{applied, value, deadline or ''}`.
+///
+/// The first check that does not pass stops the plan, and the counter
+/// additions made before it are taken back. Returns the results of the
+/// checks that ran, in order.
+pub(crate) static ADMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local now_ms = tonumber(ARGV[1])
+local now_us = tonumber(ARGV[2])
+local grace = tonumber(ARGV[3])
+local k, a = 1, 4
+local out = {}
+local applied = {}
+while a <= #ARGV do
+  local kind = ARGV[a]
+  local r, pass
+  if kind == 'L' then
+    local v = live_value(KEYS[k], now_ms, 'v')
+    pass = false
+    if v then
+      local score = redis.call('ZSCORE', KEYS[k + 1], ARGV[a + 1])
+      if score and tonumber(score) > now_ms then pass = true end
+    end
+    if pass then r = {1, v} else r = {0} end
+    k, a = k + 2, a + 2
+  elseif kind == 'R' then
+    local inc, tau = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local raw = redis.call('GET', KEYS[k])
+    local tat = now_us
+    if raw then
+      local stored = tonumber(raw)
+      if not stored then corrupt('unreadable rate state') end
+      if stored > now_us then tat = stored end
+    end
+    local new_tat = tat + inc
+    pass = new_tat - tau <= now_us
+    if pass then
+      local ttl_ms = math.ceil((new_tat - now_us) / 1000)
+      if ttl_ms > 0 then
+        redis.call('SET', KEYS[k], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms + grace))
+      else
+        redis.call('DEL', KEYS[k])
+      end
+      r = {1, raw or ''}
+    else
+      r = {0, raw or ''}
+    end
+    k, a = k + 1, a + 3
+  elseif kind == 'C' then
+    local delta, limit, deadline, gc = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+    local n, e = live_value(KEYS[k], now_ms, 'n')
+    local fresh = not n
+    local current = 0
+    if fresh then
+      if deadline ~= '' then e = deadline end
+    else
+      current = tonumber(n)
+      if not current then corrupt('unreadable counter') end
+    end
+    if limit ~= '' and current + tonumber(delta) > tonumber(limit) then
+      pass = false
+      r = {0, fresh and '0' or n, e or ''}
+    else
+      pass = true
+      if fresh then
+        store(KEYS[k], 'n', delta, e or '', gc)
+        r = {1, delta, e or ''}
+      else
+        r = {1, redis.call('HINCRBY', KEYS[k], 'n', delta), e or ''}
+      end
+      applied[#applied + 1] = {KEYS[k], delta}
+    end
+    k, a = k + 1, a + 5
+  else
+    error({err = 'KAILASH_BADARG unknown admission check'})
+  end
+  out[#out + 1] = r
+  if not pass then
+    for i = 1, #applied do
+      redis.call('HINCRBY', applied[i][1], 'n', -tonumber(applied[i][2]))
+    end
+    break
+  end
+end
+return out
+"#
+    ))
+});

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kailash_core::TenantId;
-use kailash_core::state::{BoundedAdd, Namespace, SharedState, StateError, StateKey};
+use kailash_core::state::{BoundedAdd, Check, Namespace, SharedState, StateError, StateKey};
 use serde::Serialize;
 
 use crate::model::Tenant;
@@ -36,6 +36,18 @@ const MAX_CAS_ATTEMPTS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiCallCharge {
     key: StateKey,
+}
+
+/// The `retry_after` of a refused [`Quotas::api_call_check`]: the time
+/// from the check's creation until the next UTC midnight.
+pub fn api_call_retry_after(check: &Check) -> Option<Duration> {
+    match check {
+        Check::Counter {
+            window: Some(window),
+            ..
+        } => Some(window.saturating_sub(DAY_GRACE)),
+        _ => None,
+    }
 }
 
 /// The answer to a quota charge.
@@ -182,6 +194,25 @@ impl Quotas {
                 Ok((decision, None))
             }
         }
+    }
+
+    /// The charge of one API call to `tenant` as a state
+    /// [`Check`] for a request's admission (see
+    /// [`TenancyLayer::defer_quota`](crate::layer::TenancyLayer::defer_quota)),
+    /// with the receipt to refund it with once the admission applied it.
+    /// Exactly the addition [`charge_api_call`](Self::charge_api_call)
+    /// makes; a refusal's `retry_after` is [`api_call_retry_after`] of the
+    /// check.
+    pub fn api_call_check(&self, tenant: &Tenant) -> (Check, ApiCallCharge) {
+        let day = self.today();
+        let key = StateKey::tenant(&tenant.id, DAY, &day.id);
+        let check = Check::Counter {
+            key: key.clone(),
+            delta: 1,
+            limit: tenant.quotas.max_api_calls_per_day.map(clamp_i64),
+            window: Some(day.remaining + DAY_GRACE),
+        };
+        (check, ApiCallCharge { key })
     }
 
     /// Gives back one API call charged with `charge` — for a request a

@@ -154,3 +154,111 @@ async fn quota_state_errors_fail_closed() {
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert!(!String::from_utf8_lossy(&body).contains("secret"));
 }
+
+/// Deferred to an `AdmitLayer`, the charge answers exactly as the layer's
+/// own: the same `429` and event once exhausted; a request an inner guard
+/// refuses gets its call back; one the admission refuses is never charged.
+#[tokio::test]
+async fn a_deferred_charge_answers_like_the_direct_one() {
+    use kailash_core::admission::AdmitLayer;
+    use kailash_core::guard::GuardRefusal;
+    use kailash_core::rate_limit::{Limit, RateLimitLayer};
+    use kailash_core::state::RateQuota;
+
+    let clock = Arc::new(ManualClock::starting_now());
+    let state = SharedState::memory(clock.clone());
+    let quotas = Quotas::new(state.clone());
+    let (direct_audit, deferred_audit) = (
+        Arc::new(MemoryAuditSink::new()),
+        Arc::new(MemoryAuditSink::new()),
+    );
+    let direct = TenancyLayer::new(registry(2))
+        .quotas(Quotas::new(SharedState::memory(clock.clone())))
+        .audit(direct_audit.clone())
+        .layer(service_fn(ok));
+    let deferred = TenancyLayer::new(registry(2))
+        .quotas(quotas.clone())
+        .defer_quota()
+        .audit(deferred_audit.clone())
+        .layer(AdmitLayer::new(state.clone()).layer(service_fn(ok)));
+    let usage = || async { quotas.usage(&registry(2).0).await.unwrap().api_calls_today };
+
+    for _ in 0..2 {
+        assert_eq!(
+            direct.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
+        assert_eq!(
+            deferred.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
+    }
+    assert_eq!(usage().await, 2);
+    let (a, b) = (
+        direct.clone().oneshot(request()).await.unwrap(),
+        deferred.clone().oneshot(request()).await.unwrap(),
+    );
+    assert_eq!(a.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.status(), b.status());
+    assert_eq!(a.headers()["retry-after"], b.headers()["retry-after"]);
+    let (a, b) = (
+        a.into_body().collect().await.unwrap().to_bytes(),
+        b.into_body().collect().await.unwrap().to_bytes(),
+    );
+    assert_eq!(a, b);
+    let (a, b) = (direct_audit.events(), deferred_audit.events());
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert_eq!(
+        (
+            &a[0].action,
+            a[0].decision,
+            &a[0].reason,
+            &a[0].tenant,
+            &a[0].actor
+        ),
+        (
+            &b[0].action,
+            b[0].decision,
+            &b[0].reason,
+            &b[0].tenant,
+            &b[0].actor
+        )
+    );
+    assert_eq!(usage().await, 2, "a refused charge is not counted");
+
+    // A new day; an inner guard refuses: the call is given back.
+    clock.advance(Duration::from_secs(86_400));
+    let refusing = TenancyLayer::new(registry(2))
+        .quotas(quotas.clone())
+        .defer_quota()
+        .layer(
+            AdmitLayer::new(state.clone()).layer(service_fn(|_req: Request<()>| async {
+                let mut res = Response::new(Full::new(Bytes::from_static(b"no")));
+                *res.status_mut() = StatusCode::FORBIDDEN;
+                GuardRefusal::mark(&mut res);
+                Ok::<_, Infallible>(res)
+            })),
+        );
+    assert_eq!(refusing.oneshot(request()).await.unwrap().status(), 403);
+    assert_eq!(usage().await, 0, "given back");
+
+    // The admission's own refusal (a per-user limit after the charge)
+    // takes the charge back inside the admission: counted nowhere.
+    let limited = TenancyLayer::new(registry(2))
+        .quotas(quotas.clone())
+        .defer_quota()
+        .layer(
+            RateLimitLayer::new(
+                state.rate.clone(),
+                Limit::PerUser(RateQuota::per_minute(1).unwrap()),
+            )
+            .deferred()
+            .layer(AdmitLayer::new(state.clone()).layer(service_fn(ok))),
+        );
+    assert_eq!(
+        limited.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(limited.oneshot(request()).await.unwrap().status(), 429);
+    assert_eq!(usage().await, 1, "only the admitted request counts");
+}

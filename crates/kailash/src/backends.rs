@@ -20,7 +20,7 @@ pub(crate) async fn state_from_config(
                 ..MemoryLimits::default()
             };
             let memory = Arc::new(MemoryState::with_limits(clock.clone(), limits));
-            Ok(SharedState::from_backend(memory, clock, "memory"))
+            Ok(SharedState::from_backend(memory.clone(), clock, "memory").with_admit(memory))
         }
         #[cfg(feature = "redis")]
         Some(url) => {

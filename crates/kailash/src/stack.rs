@@ -2,7 +2,9 @@
 //! outer layers (problem bodies, request context, tracing, CORS,
 //! compression) around the router; route-level layers (metrics, timeout,
 //! body limit) after routing; and on the application routes the per-IP
-//! limit, authentication, tenancy and the per-user and per-tenant limits.
+//! limit, authentication, tenancy and the per-user and per-tenant limits —
+//! the last three deferred to one admission (`AdmitLayer`), so the state
+//! backend is asked once per request after authentication.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Response;
 use http::StatusCode;
+use kailash_core::admission::AdmitLayer;
 use kailash_core::context::SetRequestContextLayer;
 use kailash_core::problem::{Problem, ProblemJsonLayer};
 use kailash_core::rate_limit::{Limit, RateLimitLayer};
@@ -93,9 +96,12 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 "authentication and principal_layer both set; use one".into(),
             ));
         }
+        // Deferred: the AdmitLayer composed inside (`compose_checked`) asks
+        // the session together with the quota and the principal limits.
         let mut layer = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
             .cache(service.token_cache())
-            .session_check(Arc::new(service.sessions().clone()));
+            .session_check(Arc::new(service.sessions().clone()))
+            .defer_session_check();
         for path in kailash_auth::http::PUBLIC_PATHS {
             layer = layer.public_path(path);
         }
@@ -190,6 +196,7 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
             routes = routes.merge(kailash_tenancy::http::router(quotas.clone()));
             let mut layer = kailash_tenancy::layer::TenancyLayer::new(registry.clone())
                 .quotas(quotas)
+                .defer_quota()
                 .header(settings.header)
                 .custom_domains(settings.custom_domains);
             if let Some(base) = &settings.subdomain_base {
@@ -224,8 +231,15 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
         )),
         (None, None) => None,
     };
+    // Innermost of the guards after authentication: runs the checks the
+    // session check, the tenant's quota and the principal limits deferred
+    // to it, in one call to the backend (one round trip on Redis).
+    // (Only behind an authentication layer: nothing defers without one.)
+    if builder.principal_layer.is_some() {
+        app = app.layer(AdmitLayer::new(state.clone()));
+    }
     if let Some(layer) = principal_limits {
-        app = app.layer(layer.fail_mode(limits.fail_mode));
+        app = app.layer(layer.fail_mode(limits.fail_mode).deferred());
     }
     // After authentication (it needs the principal), before the per-user
     // and per-tenant limits (they charge only requests it admits).

@@ -364,3 +364,60 @@ async fn role_limits_are_exact_across_instances() {
         .await
         .unwrap();
 }
+
+/// Issue 11, item 5: revocation is instant across instances. Liveness is
+/// read from Redis on every request (in the same round trip as the quota
+/// and the rate limits), never from a per-instance cache.
+#[tokio::test]
+async fn a_session_revoked_on_one_instance_is_refused_at_once_on_another() {
+    use support::demo::{delete_auth, demo_in, get_auth, login, post, temp_dir, tokens};
+    let Some(url) = redis_url() else { return };
+    let shared = [
+        ("KAILASH_STATE__REDIS_URL", url),
+        ("KAILASH_STATE__KEY_PREFIX", unique_prefix()),
+    ];
+    // One data directory (the signing keys) and one Redis: one deployment.
+    let dir = temp_dir();
+    let a = demo_in(&dir, &shared).await;
+    let b = demo_in(&dir, &shared).await;
+
+    // Log in on A, use the token on B; log out on A: B refuses the very
+    // next request.
+    let (token, _) = tokens(&login(&a, "bob", "Bob-Demo-Passw0rd!").await);
+    assert_eq!(get_auth(&b, "/api/tenant/usage", &token).await.status, 200);
+    assert_eq!(get_auth(&b, "/api/tenant/usage", &token).await.status, 200);
+    let logout = post(&a, "/auth/logout", serde_json::json!({}), Some(&token)).await;
+    assert!(logout.status < 300, "{}", logout.text());
+    let refused = get_auth(&b, "/api/tenant/usage", &token).await;
+    let body = refused.assert_problem(401);
+    assert_eq!(body["detail"], "session revoked");
+    assert_eq!(get_auth(&a, "/api/tenant/usage", &token).await.status, 401);
+
+    // A session evicted on B (its owner deletes it from another session)
+    // is refused on A at once.
+    let (first, _) = tokens(&login(&a, "bob", "Bob-Demo-Passw0rd!").await);
+    let (second, _) = tokens(&login(&b, "bob", "Bob-Demo-Passw0rd!").await);
+    assert_eq!(get_auth(&a, "/api/tenant/usage", &first).await.status, 200);
+    let sessions = get_auth(&b, "/auth/sessions", &second).await.json();
+    let first_id = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        delete_auth(&b, &format!("/auth/sessions/{first_id}"), &second)
+            .await
+            .status,
+        204
+    );
+    get_auth(&a, "/api/tenant/usage", &first)
+        .await
+        .assert_problem(401);
+    assert_eq!(get_auth(&a, "/api/tenant/usage", &second).await.status, 200);
+    a.stop().await;
+    b.stop().await;
+}

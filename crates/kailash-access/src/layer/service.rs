@@ -112,14 +112,7 @@ where
         let offered = match access.audit_sink() {
             Some(sink) => offer(
                 Some(sink),
-                audit_event(
-                    &principal,
-                    decided_by,
-                    None,
-                    ctx,
-                    allowed,
-                    decision.rule,
-                ),
+                audit_event(&principal, decided_by, None, ctx, allowed, decision.rule),
             ),
             None => Offer::Done(Ok(())),
         };

@@ -18,6 +18,8 @@ pub(super) struct Config {
     pub(super) query_param: Option<String>,
     pub(super) public: PublicPaths,
     pub(super) session: Option<Arc<dyn SessionCheck>>,
+    /// Whether the session check joins the request's admission plan.
+    pub(super) defer_session: bool,
     pub(super) audit: Option<Arc<dyn AuditSink>>,
 }
 
@@ -32,6 +34,7 @@ impl Config {
             query_param: None,
             public: PublicPaths::new(),
             session: None,
+            defer_session: false,
             audit: None,
         }
     }

@@ -53,6 +53,19 @@ impl Failure {
     }
 
     fn event<B>(&self, config: &Config, req: &Request<B>) -> AuditEvent {
+        self.event_at(
+            config,
+            req.uri().path(),
+            req.extensions().get::<RequestContext>(),
+        )
+    }
+
+    fn event_at(
+        &self,
+        config: &Config,
+        path: &str,
+        context: Option<&RequestContext>,
+    ) -> AuditEvent {
         let (decision, severity) = match self {
             Failure::Missing => (AuditDecision::Failure, AuditSeverity::Info),
             Failure::Session(SessionCheckError::Unavailable, _) => {
@@ -64,14 +77,30 @@ impl Failure {
             .at(config.verifier.clock().now())
             .severity(severity)
             .reason(self.reason())
-            .resource(req.uri().path());
-        if let Some(ctx) = req.extensions().get::<RequestContext>() {
+            .resource(path);
+        if let Some(ctx) = context {
             event = event.context(ctx);
         }
         if let Failure::Session(_, principal) = self {
             event = event.principal(principal);
         }
         event
+    }
+
+    /// The answer of a deferred session check, and its offered audit
+    /// event: as [`answer`](Self::answer), from what the admission sees of
+    /// the request.
+    pub(super) fn answer_at(
+        self,
+        config: &Config,
+        path: &str,
+        context: Option<&RequestContext>,
+    ) -> (Problem, Offer) {
+        let offered = match &config.audit {
+            Some(_) => offer(config.audit.as_ref(), self.event_at(config, path, context)),
+            None => Offer::Done(Ok(())),
+        };
+        (self.problem(), offered)
     }
 
     /// The problem, and the offered audit event. Nothing of the request is

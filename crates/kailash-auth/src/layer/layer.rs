@@ -6,6 +6,7 @@ use kailash_core::audit::AuditSink;
 use tower::Layer;
 
 use super::config::Config;
+use super::owner::SessionOwner;
 use super::{JwtAuth, SessionCheck};
 use crate::jwt::{TokenCache, Verifier};
 
@@ -87,6 +88,21 @@ impl JwtAuthLayer {
         self
     }
 
+    /// Adds the session check to the request's
+    /// [`PendingAdmission`](kailash_core::admission::PendingAdmission)
+    /// instead of asking the store here, for a
+    /// [`SessionCheck`] that offers an
+    /// [`admission_check`](SessionCheck::admission_check): an
+    /// [`AdmitLayer`](kailash_core::admission::AdmitLayer) inside this
+    /// layer asks it together with the tenant's quota and the rate limits
+    /// (one round trip on Redis), and refusals keep their responses and
+    /// audit events. **An `AdmitLayer` must sit inside this layer**, or
+    /// sessions go unchecked; the gateway composes both.
+    pub fn defer_session_check(mut self) -> Self {
+        self.config_mut().defer_session = true;
+        self
+    }
+
     /// Records every failure to `sink`.
     pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.config_mut().audit = Some(sink);
@@ -98,6 +114,10 @@ impl<S> Layer<S> for JwtAuthLayer {
     type Service = JwtAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtAuth::new(inner, self.config.clone())
+        JwtAuth::new(
+            inner,
+            self.config.clone(),
+            SessionOwner::shared(&self.config),
+        )
     }
 }

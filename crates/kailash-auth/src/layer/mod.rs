@@ -67,10 +67,11 @@ mod failure;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod owner;
 mod service;
 mod session_check;
 
 pub use future::ResponseFuture;
 pub use layer::JwtAuthLayer;
 pub use service::JwtAuth;
-pub use session_check::{SessionCheck, SessionCheckError};
+pub use session_check::{SessionCheck, SessionCheckError, SessionTouch};

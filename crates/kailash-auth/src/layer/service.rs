@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::Extensions;
 use http::{Request, Response};
 use kailash_core::Principal;
+use kailash_core::admission::{CheckOwner, PendingAdmission};
 use kailash_core::guard::Deferred;
 use kailash_core::problem::ResponseBody;
 
@@ -12,6 +14,26 @@ use super::config::Config;
 use super::credential::{Cred, credential};
 use super::failure::Failure;
 use super::future::ResponseFuture;
+use super::{SessionCheck, SessionCheckError};
+
+/// Adds `principal`'s session check to the request's admission when the
+/// layer defers it and the check can be deferred: `Some(Ok)` added,
+/// `Some(Err)` refused at once, `None` to be checked here.
+fn defer(
+    config: &Config,
+    session: &dyn SessionCheck,
+    owner: &Arc<dyn CheckOwner>,
+    principal: &Principal,
+    extensions: &mut Extensions,
+) -> Option<Result<(), SessionCheckError>> {
+    if !config.defer_session {
+        return None;
+    }
+    match session.admission_check(principal)? {
+        Ok(check) => PendingAdmission::add(extensions, check, owner).ok().map(Ok),
+        Err(e) => Some(Err(e)),
+    }
+}
 
 /// The service of [`JwtAuthLayer`](super::JwtAuthLayer): verifies the
 /// request's credential and inserts its [`Principal`], or refuses.
@@ -19,6 +41,8 @@ use super::future::ResponseFuture;
 pub struct JwtAuth<S> {
     inner: S,
     config: Arc<Config>,
+    /// Answers for the session check when it is deferred to the admission.
+    owner: Arc<dyn CheckOwner>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for JwtAuth<S> {
@@ -30,8 +54,12 @@ impl<S: std::fmt::Debug> std::fmt::Debug for JwtAuth<S> {
 }
 
 impl<S> JwtAuth<S> {
-    pub(super) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+    pub(super) fn new(inner: S, config: Arc<Config>, owner: Arc<dyn CheckOwner>) -> Self {
+        Self {
+            inner,
+            config,
+            owner,
+        }
     }
 
     kailash_core::inner_service_accessors!();
@@ -77,7 +105,11 @@ where
         // Fast path: answered in process, nothing to await, nothing boxed.
         let pending = match pending {
             Ok(Pending::Known(principal)) => {
-                match config.session.as_ref().map(|s| s.check_now(&principal)) {
+                let answer = config.session.as_ref().map(|s| {
+                    defer(config, &**s, &self.owner, &principal, req.extensions_mut())
+                        .or_else(|| s.check_now(&principal))
+                });
+                match answer {
                     None | Some(Some(Ok(()))) => {
                         req.extensions_mut().insert(principal);
                         return ResponseFuture::pass(self.inner.call(req));
@@ -96,6 +128,7 @@ where
         // Slow path: verification (possibly a JWKS refetch) or an async
         // session check.
         let config = config.clone();
+        let owner = self.owner.clone();
         // The clone is the not-yet-ready one; keep the ready service for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -114,7 +147,14 @@ where
                 },
             };
             if let Some(session) = &config.session {
-                let result = match session.check_now(&principal) {
+                let deferred = defer(
+                    &config,
+                    &**session,
+                    &owner,
+                    &principal,
+                    req.extensions_mut(),
+                );
+                let result = match deferred.or_else(|| session.check_now(&principal)) {
                     Some(r) => r,
                     None => session.check(&principal).await,
                 };

@@ -5,8 +5,17 @@
 //! revoked since: without a check, a logged-out or stolen token stays good
 //! until it expires.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
+use bytes::Bytes;
 use kailash_core::Principal;
+use kailash_core::state::Check;
+
+/// A session renewal still to be written after a deferred check passed;
+/// refuses with its error.
+pub type SessionTouch = Pin<Box<dyn Future<Output = Result<(), SessionCheckError>> + Send>>;
 
 /// Why a session check refused a principal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,5 +44,29 @@ pub trait SessionCheck: Send + Sync + 'static {
     fn check_now(&self, principal: &Principal) -> Option<Result<(), SessionCheckError>> {
         let _ = principal;
         None
+    }
+
+    /// The liveness of `principal`'s session as a state
+    /// [`Check::Live`], for a layer composed with
+    /// [`defer_session_check`](super::JwtAuthLayer::defer_session_check):
+    /// the admission then asks it together with the other deferred checks.
+    /// `None` (the default) means it cannot be deferred and
+    /// [`check`](Self::check) is asked; `Some(Err)` refuses at once.
+    fn admission_check(&self, principal: &Principal) -> Option<Result<Check, SessionCheckError>> {
+        let _ = principal;
+        None
+    }
+
+    /// After the admission found the session live, with its record's
+    /// value: the checks of the record's content, and the renewal to write
+    /// when one is due. Only called for checks from
+    /// [`admission_check`](Self::admission_check); the default accepts.
+    fn after_admission(
+        &self,
+        principal: &Principal,
+        record: &Bytes,
+    ) -> Result<Option<SessionTouch>, SessionCheckError> {
+        let _ = (principal, record);
+        Ok(None)
     }
 }

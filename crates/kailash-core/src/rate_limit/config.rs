@@ -37,4 +37,7 @@ pub(super) struct Config {
     pub(super) per_user: Option<RateQuota>,
     pub(super) per_tenant: Option<RateQuota>,
     pub(super) fail_mode: FailMode,
+    /// Whether the buckets are added to the request's admission plan (run
+    /// by an `AdmitLayer` inside) instead of charged here.
+    pub(super) deferred: bool,
 }

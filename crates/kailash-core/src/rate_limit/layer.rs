@@ -23,6 +23,7 @@ impl std::fmt::Debug for RateLimitLayer {
             .field("per_user", &self.config.per_user)
             .field("per_tenant", &self.config.per_tenant)
             .field("fail_mode", &self.config.fail_mode)
+            .field("deferred", &self.config.deferred)
             .finish()
     }
 }
@@ -40,6 +41,7 @@ impl RateLimitLayer {
                 per_user: None,
                 per_tenant: None,
                 fail_mode: FailMode::default(),
+                deferred: false,
             }),
         };
         match first {
@@ -81,6 +83,18 @@ impl RateLimitLayer {
         self.update(|c| c.per_tenant = Some(quota))
     }
 
+    /// Adds the buckets to the request's
+    /// [`PendingAdmission`](crate::admission::PendingAdmission) instead of
+    /// charging them here: an [`AdmitLayer`](crate::admission::AdmitLayer)
+    /// inside this layer charges them together with the other deferred
+    /// checks (one round trip on Redis). Refusals, `Retry-After` and the
+    /// fail mode stay the same. Without an `AdmitLayer` inside, nothing is
+    /// charged.
+    #[must_use]
+    pub fn deferred(self) -> Self {
+        self.update(|c| c.deferred = true)
+    }
+
     /// Sets the behaviour when the backend cannot answer.
     #[must_use]
     pub fn fail_mode(self, mode: FailMode) -> Self {
@@ -93,6 +107,7 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
+            owners: super::service::owners(&self.config),
             config: self.config.clone(),
         }
     }

@@ -4,11 +4,12 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 
+use crate::admission::{CheckOwner, PendingAdmission, Refusal, RequestView};
 use crate::context::RequestContext;
 use crate::guard::{Deferred, GuardFuture, GuardRefusal};
 use crate::principal::Principal;
 use crate::problem::{Problem, ResponseBody};
-use crate::state::{Namespace, RateDecision, RateQuota, StateError, StateKey};
+use crate::state::{Check, Namespace, Outcome, RateDecision, RateQuota, StateError, StateKey};
 
 use super::config::{Config, FailMode};
 
@@ -21,6 +22,40 @@ const NS_TENANT: Namespace = Namespace::new("rl.tenant");
 pub struct RateLimit<S> {
     pub(super) inner: S,
     pub(super) config: Arc<Config>,
+    /// Who answers for each bucket (ip, user, tenant) in a deferred admission.
+    pub(super) owners: Arc<[Arc<dyn CheckOwner>; 3]>,
+}
+
+/// Answers for one bucket's check in a deferred admission, exactly as the
+/// layer answers when it charges the bucket itself.
+struct BucketOwner {
+    name: &'static str,
+    fail_mode: FailMode,
+}
+
+impl CheckOwner for BucketOwner {
+    fn refuse(&self, _: &Check, outcome: &Outcome, _: RequestView<'_>) -> Option<Refusal> {
+        let verdict = match outcome {
+            Outcome::Rate(d) => refuse_decision(self.name, d),
+            Outcome::Failed(e) => on_backend_error(self.fail_mode, e),
+            _ => return None,
+        };
+        match verdict {
+            Verdict::Pass => None,
+            Verdict::Refuse(problem) => Some(Refusal::new(problem)),
+        }
+    }
+}
+
+/// The owners of the three buckets of a layer's configuration.
+pub(super) fn owners(config: &Config) -> Arc<[Arc<dyn CheckOwner>; 3]> {
+    let owner = |name| -> Arc<dyn CheckOwner> {
+        Arc::new(BucketOwner {
+            name,
+            fail_mode: config.fail_mode,
+        })
+    };
+    Arc::new([owner("ip"), owner("user"), owner("tenant")])
 }
 
 impl<S> RateLimit<S> {
@@ -52,14 +87,20 @@ type Buckets = [Option<Bucket>; 3];
 
 fn verdict(config: &Config, bucket: &Bucket, result: Result<RateDecision, StateError>) -> Verdict {
     match result {
-        Ok(d) if d.allowed => Verdict::Pass,
-        Ok(d) => Verdict::Refuse(
-            Problem::too_many_requests(d.retry_after)
-                .with_detail(format!("the {} rate limit is exhausted", bucket.name))
-                .with_extension("limit", bucket.name),
-        ),
+        Ok(d) => refuse_decision(bucket.name, &d),
         Err(e) => on_backend_error(config.fail_mode, &e),
     }
+}
+
+fn refuse_decision(name: &'static str, d: &RateDecision) -> Verdict {
+    if d.allowed {
+        return Verdict::Pass;
+    }
+    Verdict::Refuse(
+        Problem::too_many_requests(d.retry_after)
+            .with_detail(format!("the {name} rate limit is exhausted"))
+            .with_extension("limit", name),
+    )
 }
 
 fn on_backend_error(mode: FailMode, error: &StateError) -> Verdict {
@@ -128,8 +169,25 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let mut buckets = buckets(&self.config, &req);
+        if self.config.deferred {
+            // The AdmitLayer inside charges them with the other deferred
+            // checks; a full plan leaves the rest to be charged here.
+            for (slot, owner) in buckets.iter_mut().zip(self.owners.iter()) {
+                let Some(bucket) = slot.take() else { continue };
+                let check = Check::Rate {
+                    key: bucket.key,
+                    quota: bucket.quota,
+                    cost: 1,
+                };
+                if let Err(crate::state::PlanFull(Check::Rate { key, .. })) =
+                    PendingAdmission::add(req.extensions_mut(), check, owner)
+                {
+                    *slot = Some(Bucket { key, ..bucket });
+                }
+            }
+        }
         // Fast path: a backend that decides in process (memory) answers
         // synchronously, so nothing is boxed and the inner service is called
         // directly.
@@ -323,6 +381,83 @@ mod tests {
         assert_eq!(status(&coarse, "198.51.100.2").await, 429);
         assert_eq!(status(&coarse, "2001:db8:5:1::1").await, 200);
         assert_eq!(status(&coarse, "2001:db8:5:2::1").await, 429);
+    }
+
+    #[tokio::test]
+    async fn deferred_buckets_answer_like_the_layer_and_stay_unboxed_in_memory() {
+        use crate::admission::AdmitLayer;
+        use tower::Service;
+        let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
+        let quota = RateQuota::per_minute(1).unwrap();
+        let standalone =
+            RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota)).layer(ok_service());
+        let ok = service_fn(|_req: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Empty::<bytes::Bytes>::new()))
+        });
+        let mut deferred = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota))
+            .per_tenant(RateQuota::per_minute(5).unwrap())
+            .deferred()
+            .layer(AdmitLayer::new(state.clone()).layer(ok));
+        let acme = TenantId::new("acme").unwrap();
+        let alice = Principal::builder("alice").tenant(acme.clone()).build();
+        let bob = Principal::builder("bob").tenant(acme).build();
+
+        let first = deferred.call(request("192.0.2.1", Some(alice.clone())));
+        assert!(first.is_pass(), "the memory backend admits in process");
+        assert_eq!(first.await.unwrap().status(), StatusCode::OK);
+        let refused = deferred
+            .call(request("192.0.2.1", Some(alice.clone())))
+            .await
+            .unwrap();
+        // The same answer as the layer charging the bucket itself.
+        standalone
+            .clone()
+            .oneshot(request("192.0.2.1", Some(bob.clone())))
+            .await
+            .unwrap();
+        let alone = standalone
+            .oneshot(request("192.0.2.1", Some(bob)))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.headers()["retry-after"],
+            alone.headers()["retry-after"]
+        );
+        assert!(GuardRefusal::is_marked(&refused));
+        use http_body_util::BodyExt;
+        let (a, b) = (
+            refused.into_body().collect().await.unwrap().to_bytes(),
+            alone.into_body().collect().await.unwrap().to_bytes(),
+        );
+        assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn deferred_buckets_follow_the_fail_mode_on_a_backend_without_admit() {
+        use crate::admission::AdmitLayer;
+        let clock = Arc::new(ManualClock::starting_now());
+        let memory = Arc::new(crate::state::MemoryState::new(clock.clone()));
+        // No `Admit` of its own: the plan runs step by step, on a limiter that is down.
+        let mut state = SharedState::from_backend(memory, clock, "test");
+        state.rate = Arc::new(Down);
+        let quota = RateQuota::per_minute(1).unwrap();
+        let alice = Principal::builder("alice").build();
+        for (mode, expected) in [
+            (FailMode::Open, StatusCode::OK),
+            (FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            let svc = RateLimitLayer::new(state.rate.clone(), Limit::PerUser(quota))
+                .fail_mode(mode)
+                .deferred()
+                .layer(AdmitLayer::new(state.clone()).layer(ok_service()));
+            let status = svc
+                .oneshot(request("192.0.2.1", Some(alice.clone())))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, expected, "{mode:?}");
+        }
     }
 
     #[derive(Debug)]

@@ -33,7 +33,10 @@ use bytes::Bytes;
 
 use crate::clock::{Clock, ManualClock};
 
-use super::{BoundedAdd, Namespace, RateQuota, SharedState, StateError, StateKey, WhenFull};
+use super::{
+    Admission, BoundedAdd, Check, Namespace, Outcome, RateQuota, SharedState, StateError, StateKey,
+    WhenFull,
+};
 
 const NS: Namespace = Namespace::new("conformance");
 
@@ -470,6 +473,154 @@ pub async fn pubsub(h: &Harness) {
     );
 }
 
+/// A whole admission: session liveness, a bounded counter and a rate
+/// limit in one call, with the documented stop-and-take-back semantics —
+/// and the same outcomes from the backend's own [`Admit`](super::Admit)
+/// as from the step-by-step default.
+pub async fn admission(h: &Harness) {
+    for stepwise in [false, true] {
+        admission_case(h, stepwise).await;
+    }
+}
+
+async fn run(h: &Harness, plan: &mut Admission, stepwise: bool) {
+    if stepwise {
+        plan.run_stepwise(&h.state).await;
+    } else {
+        h.state.admit(plan).await;
+    }
+    assert!(plan.ran());
+}
+
+async fn admission_case(h: &Harness, stepwise: bool) {
+    let mode = if stepwise { "stepwise" } else { "admit" };
+    let (record, index) = (h.key(&format!("{mode}:rec")), h.key(&format!("{mode}:idx")));
+    let (counter, rate) = (h.key(&format!("{mode}:ctr")), h.key(&format!("{mode}:rl")));
+    let quota = RateQuota::new(1, MIN, 2).unwrap();
+    let plan_of = |limit: i64| {
+        let mut plan = Admission::new();
+        plan.push(Check::Live {
+            record: record.clone(),
+            index: index.clone(),
+            member: "s-1".into(),
+        })
+        .unwrap();
+        plan.push(Check::Counter {
+            key: counter.clone(),
+            delta: 1,
+            limit: Some(limit),
+            window: Some(MIN),
+        })
+        .unwrap();
+        plan.push(Check::Rate {
+            key: rate.clone(),
+            quota,
+            cost: 1,
+        })
+        .unwrap();
+        plan
+    };
+    let counted = || async { h.state.counters.get(&counter).await.unwrap().value };
+
+    // No session yet: dead, and nothing after it is charged.
+    let mut plan = plan_of(10);
+    run(h, &mut plan, stepwise).await;
+    assert_eq!(plan.outcome(0), &Outcome::Dead, "{mode}");
+    assert_eq!(plan.outcome(1), &Outcome::NotRun, "{mode}");
+    assert!(!plan.admitted());
+    assert_eq!(counted().await, 0, "{mode}");
+
+    // A live session (record and index member): everything passes.
+    h.state
+        .kv
+        .set(&record, b("{\"s\":1}"), Some(MIN))
+        .await
+        .unwrap();
+    let until = h.clock.now() + jiff::SignedDuration::from_secs(3600);
+    h.state
+        .sets
+        .insert(&index, "s-1", until, 3, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    let mut plan = plan_of(10);
+    run(h, &mut plan, stepwise).await;
+    assert!(plan.admitted(), "{mode}: {plan:?}");
+    assert_eq!(plan.outcome(0), &Outcome::Live(b("{\"s\":1}")), "{mode}");
+    assert!(matches!(plan.outcome(1), Outcome::Counter(BoundedAdd::Applied(v)) if v.value == 1));
+    assert!(matches!(plan.outcome(2), Outcome::Rate(d) if d.allowed && d.remaining == 1));
+
+    // The counter at its limit refuses; the rate limit is not charged.
+    let mut plan = plan_of(1);
+    run(h, &mut plan, stepwise).await;
+    assert!(matches!(plan.outcome(1), Outcome::Counter(BoundedAdd::Refused(v)) if v.value == 1));
+    assert_eq!(plan.outcome(2), &Outcome::NotRun, "{mode}");
+    assert_eq!(counted().await, 1, "{mode}");
+
+    // The rate limit refuses after the counter was charged: the charge is
+    // taken back.
+    let mut plan = plan_of(10);
+    run(h, &mut plan, stepwise).await;
+    assert!(plan.admitted(), "{mode}: the burst of 2");
+    assert_eq!(counted().await, 2, "{mode}");
+    let mut plan = plan_of(10);
+    run(h, &mut plan, stepwise).await;
+    match plan.outcome(2) {
+        Outcome::Rate(d) => {
+            assert!(!d.allowed, "{mode}");
+            assert!(d.retry_after > Duration::ZERO, "{mode}");
+        }
+        other => panic!("{mode}: {other:?}"),
+    }
+    assert!(matches!(
+        plan.outcome(1),
+        Outcome::Counter(BoundedAdd::Applied(_))
+    ));
+    assert_eq!(
+        counted().await,
+        2,
+        "{mode}: the refused request's charge was taken back"
+    );
+
+    // Revoked (the index member removed): dead at once.
+    h.state.sets.remove(&index, "s-1").await.unwrap();
+    let mut plan = plan_of(10);
+    run(h, &mut plan, stepwise).await;
+    assert_eq!(plan.outcome(0), &Outcome::Dead, "{mode}");
+    assert_eq!(counted().await, 2, "{mode}");
+
+    // Back in the index, but the record idled out (by the backend's clock).
+    h.state
+        .sets
+        .insert(&index, "s-1", until, 3, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    h.clock.advance(MIN);
+    let mut plan = plan_of(10);
+    run(h, &mut plan, stepwise).await;
+    assert_eq!(plan.outcome(0), &Outcome::Dead, "{mode}");
+
+    // A plan holds at most MAX_CHECKS checks and runs once.
+    let mut plan = Admission::new();
+    for _ in 0..super::MAX_CHECKS {
+        plan.push(Check::Rate {
+            key: h.key(&format!("{mode}:many")),
+            quota: RateQuota::per_second(100).unwrap(),
+            cost: 1,
+        })
+        .unwrap();
+    }
+    assert!(
+        plan.push(Check::Rate {
+            key: rate.clone(),
+            quota,
+            cost: 1
+        })
+        .is_err()
+    );
+    run(h, &mut plan, stepwise).await;
+    assert!(plan.admitted(), "{mode}");
+}
+
 /// Expands to one `#[tokio::test]` per conformance check for a backend.
 ///
 /// `$factory` is an async function returning `Option<Harness>`; `None` skips
@@ -479,7 +630,7 @@ macro_rules! state_conformance_tests {
     ($factory:path) => {
         $crate::state_conformance_tests!(@cases $factory;
             kv_basics, kv_compare_and_swap, kv_races, counter_windows, counter_bounded,
-            rate_limiter, bounded_sets, pubsub);
+            rate_limiter, bounded_sets, pubsub, admission);
     };
     (@cases $factory:path; $($case:ident),*) => {
         $(

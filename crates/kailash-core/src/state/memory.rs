@@ -19,9 +19,9 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 
 use super::{
-    BoundedAdd, BoundedSetStore, CounterStore, CounterValue, KeyValueStore, PubSub, RateDecision,
-    RateLimiter, RateQuota, SetInsert, SetMember, StateError, StateKey, Subscription, WhenFull,
-    validate,
+    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue,
+    KeyValueStore, Outcome, PubSub, RateDecision, RateLimiter, RateQuota, SetInsert, SetMember,
+    StateError, StateKey, Subscription, WhenFull, validate,
 };
 
 const SHARDS: usize = 32;
@@ -207,16 +207,91 @@ fn deadline(now_ms: i64, ttl: Option<Duration>) -> Result<Option<i64>, StateErro
         .transpose()
 }
 
-#[async_trait]
-impl KeyValueStore for MemoryState {
-    async fn get(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
+impl MemoryState {
+    fn kv_get(&self, key: &StateKey) -> Option<Bytes> {
         let now = self.now_ms();
         let shard = self.kv.shard(key, now);
-        Ok(shard
+        shard
             .map
             .get(key)
             .filter(|e| e.live(now))
-            .map(|e| e.value.clone()))
+            .map(|e| e.value.clone())
+    }
+
+    fn set_contains(&self, owner: &StateKey, member: &str) -> bool {
+        let now = self.now_ms();
+        let shard = self.sets.shard(owner, now);
+        shard
+            .map
+            .get(owner)
+            .is_some_and(|e| e.iter().any(|(m, at)| m == member && *at > now))
+    }
+
+    /// Runs an admission in process: the same steps as
+    /// [`Admission::run_stepwise`], without awaiting.
+    fn admit_in_process(&self, plan: &mut Admission) {
+        let mut stop = None;
+        for i in 0..plan.len() {
+            let Some(check) = plan.check(i) else { continue };
+            let outcome = match check {
+                Check::Live {
+                    record,
+                    index,
+                    member,
+                } => match self.kv_get(record) {
+                    Some(bytes) if self.set_contains(index, member) => Outcome::Live(bytes),
+                    _ => Outcome::Dead,
+                },
+                Check::Rate { key, quota, cost } => Outcome::Rate(self.gcra(key, quota, *cost)),
+                Check::Counter {
+                    key,
+                    delta,
+                    limit,
+                    window,
+                } => match self.counter_add(key, *delta, *limit, *window) {
+                    Ok(added) => Outcome::Counter(added),
+                    Err(e) => Outcome::Failed(e),
+                },
+            };
+            let passed = outcome.passed();
+            plan.set_outcome(i, outcome);
+            if !passed {
+                stop = Some(i);
+                break;
+            }
+        }
+        for i in 0..stop.unwrap_or(0) {
+            if let (
+                Some(Check::Counter {
+                    key, delta, window, ..
+                }),
+                Outcome::Counter(BoundedAdd::Applied(_)),
+            ) = (plan.check(i), plan.outcome(i))
+            {
+                // Same key and window as the charge: cannot fail.
+                let _ = self.counter_add(key, -delta, None, *window);
+            }
+        }
+        plan.mark_ran();
+    }
+}
+
+#[async_trait]
+impl Admit for MemoryState {
+    async fn admit(&self, plan: &mut Admission) {
+        self.admit_in_process(plan);
+    }
+
+    fn admit_now(&self, plan: &mut Admission) -> bool {
+        self.admit_in_process(plan);
+        true
+    }
+}
+
+#[async_trait]
+impl KeyValueStore for MemoryState {
+    async fn get(&self, key: &StateKey) -> Result<Option<Bytes>, StateError> {
+        Ok(self.kv_get(key))
     }
 
     async fn set(
@@ -531,12 +606,7 @@ impl BoundedSetStore for MemoryState {
     }
 
     async fn contains(&self, owner: &StateKey, member: &str) -> Result<bool, StateError> {
-        let now = self.now_ms();
-        let shard = self.sets.shard(owner, now);
-        Ok(shard
-            .map
-            .get(owner)
-            .is_some_and(|e| e.iter().any(|(m, at)| m == member && *at > now)))
+        Ok(self.set_contains(owner, member))
     }
 
     async fn clear(&self, owner: &StateKey) -> Result<Vec<String>, StateError> {

@@ -13,6 +13,9 @@
 //! | per-owner set with a size cap | [`BoundedSetStore`] | concurrent sessions per user |
 //! | publish/subscribe | [`PubSub`] | realtime fan-out across instances |
 //!
+//! An [`Admission`] bundles the per-request checks (session liveness, quota,
+//! rate limits) so a backend answers them in one call ([`Admit`]).
+//!
 //! Every operation is atomic: a backend performs it in one step (one Lua
 //! script or command on Redis), never as read-then-write from the client.
 //! Expiry is decided against the [`Clock`](crate::clock::Clock) the backend was
@@ -45,6 +48,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod admission;
 mod key;
 pub mod memory;
 mod shared;
@@ -59,6 +63,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
 
+pub use admission::{Admission, Admit, Check, MAX_CHECKS, Outcome, PlanFull};
 pub use key::{Namespace, StateKey};
 pub use memory::MemoryState;
 pub use shared::SharedState;

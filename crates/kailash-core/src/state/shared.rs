@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 
-use super::{BoundedSetStore, CounterStore, KeyValueStore, MemoryState, PubSub, RateLimiter};
+use super::{
+    Admit, BoundedSetStore, CounterStore, KeyValueStore, MemoryState, PubSub, RateLimiter,
+};
 
 /// One handle to all five state primitives of a backend, plus its clock.
 ///
@@ -32,6 +34,9 @@ pub struct SharedState {
     pub pubsub: Arc<dyn PubSub>,
     /// The clock the backend decides expiry with.
     pub clock: Arc<dyn Clock>,
+    /// Runs a whole admission at once (see [`Admit`]); `None` runs it one
+    /// primitive call per check.
+    pub(super) admit: Option<Arc<dyn Admit>>,
     backend: &'static str,
 }
 
@@ -48,13 +53,26 @@ impl SharedState {
             sets: backend.clone(),
             pubsub: backend,
             clock,
+            admit: None,
             backend: name,
         }
     }
 
+    /// Runs admissions ([`SharedState::admit`]) with `admit` (one call per
+    /// request) instead of one primitive call per check. `admit` must be
+    /// the object behind the primitives (as `MemoryState` and `RedisState`
+    /// are); while any primitive field is another object, admissions run
+    /// step by step on the fields.
+    #[must_use]
+    pub fn with_admit(mut self, admit: Arc<dyn Admit>) -> Self {
+        self.admit = Some(admit);
+        self
+    }
+
     /// The embedded in-memory backend with default limits.
     pub fn memory(clock: Arc<dyn Clock>) -> Self {
-        Self::from_backend(Arc::new(MemoryState::new(clock.clone())), clock, "memory")
+        let backend = Arc::new(MemoryState::new(clock.clone()));
+        Self::from_backend(backend.clone(), clock, "memory").with_admit(backend)
     }
 
     /// A short name of the backend (`memory`, `redis`), for logs and health output.

@@ -23,9 +23,13 @@ pub(super) struct Origin {
 
 impl Origin {
     pub(super) fn of<B>(req: &Request<B>) -> Self {
+        Self::of_extensions(req.extensions())
+    }
+
+    pub(super) fn of_extensions(extensions: &http::Extensions) -> Self {
         Self {
-            principal: req.extensions().get::<Principal>().cloned(),
-            context: req.extensions().get::<RequestContext>().cloned(),
+            principal: extensions.get::<Principal>().cloned(),
+            context: extensions.get::<RequestContext>().cloned(),
         }
     }
 

@@ -2,12 +2,19 @@
 //! closed: a quota store that cannot answer refuses the request rather
 //! than let it through uncounted.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use kailash_core::TenantId;
+use kailash_core::admission::{CheckOwner, Refusal as AdmissionRefusal, RequestView};
+use kailash_core::audit::offer;
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::problem::Problem;
+use kailash_core::state::StateError;
+use kailash_core::state::{BoundedAdd, Check, Outcome};
 
 use super::audit::Origin;
+use super::config::Config;
 use super::refusal::{Refusal, Refused};
 use crate::model::Tenant;
 use crate::quota::{ApiCallCharge, QuotaDecision, Quotas};
@@ -29,31 +36,43 @@ pub(super) async fn charge_api_call(
                 quota, retry_after, ..
             },
             _,
-        )) => {
-            let mut problem = match retry_after {
-                Some(after) => Problem::too_many_requests(after),
-                None => Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "quota-exceeded",
-                    "Too Many Requests",
-                ),
-            };
-            problem = problem
-                .with_detail(format!("the tenant's {quota} quota is exhausted"))
-                .with_extension("quota", quota);
-            let event = origin.event_with(
-                AuditDecision::Deny,
-                AuditSeverity::Info,
-                format!("{quota} quota exhausted"),
-                Some(id),
-            );
-            Err(Refused::boxed(problem, event))
-        }
-        Err(error) => {
-            tracing::warn!(%error, tenant = %id.as_str(), "quota state unavailable; failing closed");
-            Err(origin.refuse(Refusal::QuotaUnavailable, Some(id)))
-        }
+        )) => Err(exhausted(origin, id, quota, retry_after)),
+        Err(error) => Err(unavailable(origin, id, &error)),
     }
+}
+
+/// The refusal of an exhausted quota: `429` (with `Retry-After` when the
+/// quota resets by itself) naming the quota, and its audit event.
+pub(super) fn exhausted(
+    origin: &Origin,
+    id: &TenantId,
+    quota: &'static str,
+    retry_after: Option<std::time::Duration>,
+) -> Box<Refused> {
+    let mut problem = match retry_after {
+        Some(after) => Problem::too_many_requests(after),
+        None => Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota-exceeded",
+            "Too Many Requests",
+        ),
+    };
+    problem = problem
+        .with_detail(format!("the tenant's {quota} quota is exhausted"))
+        .with_extension("quota", quota);
+    let event = origin.event_with(
+        AuditDecision::Deny,
+        AuditSeverity::Info,
+        format!("{quota} quota exhausted"),
+        Some(id),
+    );
+    Refused::boxed(problem, event)
+}
+
+/// The refusal of a quota store that cannot answer (fail closed).
+pub(super) fn unavailable(origin: &Origin, id: &TenantId, error: &StateError) -> Box<Refused> {
+    tracing::warn!(%error, tenant = %id.as_str(), "quota state unavailable; failing closed");
+    origin.refuse(Refusal::QuotaUnavailable, Some(id))
 }
 
 /// Gives back a charged call after an inner guard refused the request: the
@@ -64,5 +83,54 @@ pub(super) async fn charge_api_call(
 pub(super) async fn refund_api_call(quotas: &Quotas, charge: &ApiCallCharge, id: &TenantId) {
     if let Err(error) = quotas.refund_api_call(charge).await {
         tracing::warn!(%error, tenant = %id.as_str(), "could not refund a refused request's API call");
+    }
+}
+
+/// Answers for a deferred API-call charge in the request's admission,
+/// exactly as [`charge_api_call`] answers.
+pub(super) struct QuotaOwner {
+    config: Arc<Config>,
+}
+
+impl QuotaOwner {
+    pub(super) fn shared(config: &Arc<Config>) -> Arc<dyn CheckOwner> {
+        Arc::new(Self {
+            config: config.clone(),
+        })
+    }
+}
+
+impl CheckOwner for QuotaOwner {
+    fn refuse(
+        &self,
+        check: &Check,
+        outcome: &Outcome,
+        request: RequestView<'_>,
+    ) -> Option<AdmissionRefusal> {
+        let origin = Origin::of_extensions(request.extensions);
+        let Some(id) = request.extensions.get::<TenantId>() else {
+            // The layer inserts the tenant with the check: fail closed.
+            return Some(AdmissionRefusal::new(Refusal::QuotaUnavailable.problem()));
+        };
+        let refused = match outcome {
+            Outcome::Counter(BoundedAdd::Refused(_)) => exhausted(
+                &origin,
+                id,
+                "api_calls_per_day",
+                crate::quota::api_call_retry_after(check),
+            ),
+            Outcome::Failed(error) => unavailable(&origin, id, error),
+            // Anything else is not an answer to a charge: fail closed.
+            _ => unavailable(
+                &origin,
+                id,
+                &StateError::Backend("unexpected admission outcome".into()),
+            ),
+        };
+        let Refused { problem, event } = *refused;
+        Some(AdmissionRefusal {
+            problem,
+            audit: offer(self.config.audit.as_ref(), event),
+        })
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kailash_core::audit::AuditSink;
 use tower::Layer;
 
+use super::charge::QuotaOwner;
 use super::config::Config;
 use super::service::Tenancy;
 use crate::quota::Quotas;
@@ -56,6 +57,20 @@ impl TenancyLayer {
     #[must_use]
     pub fn quotas(self, quotas: Quotas) -> Self {
         self.update(|c| c.quotas = Some(quotas))
+    }
+
+    /// Adds the API-call charge to the request's
+    /// [`PendingAdmission`](kailash_core::admission::PendingAdmission)
+    /// instead of charging it here: an
+    /// [`AdmitLayer`](kailash_core::admission::AdmitLayer) inside this
+    /// layer charges it together with the session check and the rate
+    /// limits (one round trip on Redis), with the same `429`/`503` answers
+    /// and audit events. The charge is still given back when an inner guard
+    /// refuses the request. **An `AdmitLayer` must sit inside this layer**,
+    /// or nothing is charged; the gateway composes both.
+    #[must_use]
+    pub fn defer_quota(self) -> Self {
+        self.update(|c| c.defer_quota = true)
     }
 
     /// Accepts the tenant named in the `X-Tenant-ID` header (default: off).
@@ -134,6 +149,6 @@ impl<S> Layer<S> for TenancyLayer {
     type Service = Tenancy<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Tenancy::new(inner, self.config.clone())
+        Tenancy::new(inner, self.config.clone(), QuotaOwner::shared(&self.config))
     }
 }

@@ -54,9 +54,12 @@ pub(super) async fn resolve(
     if !tenant.active {
         return Err(origin.refuse(Refusal::Inactive, Some(&id)));
     }
+    // A deferred quota is charged by the admission, not here.
     let charge = match &config.quotas {
-        Some(quotas) => charge_api_call(quotas, &tenant, &id, origin).await?,
-        None => None,
+        Some(quotas) if !config.defer_quota => {
+            charge_api_call(quotas, &tenant, &id, origin).await?
+        }
+        _ => None,
     };
     Ok(Resolved { tenant, charge })
 }

@@ -6,12 +6,13 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use kailash_core::Principal;
+use kailash_core::admission::{AdmissionRefused, CheckOwner, PendingAdmission};
 use kailash_core::audit::offer;
 use kailash_core::guard::{Deferred, GuardFuture, GuardRefusal};
 use kailash_core::problem::ResponseBody;
 
 use super::audit::Origin;
-use super::charge::refund_api_call;
+use super::charge::{charge_api_call, refund_api_call};
 use super::config::Config;
 use super::refusal::Refused;
 use super::resolve::{Resolved, resolve};
@@ -30,6 +31,8 @@ pub type ResponseFuture<F, B, E> = GuardFuture<F, B, E>;
 pub struct Tenancy<S> {
     inner: S,
     config: Arc<Config>,
+    /// Answers for the API-call charge when it is deferred to the admission.
+    owner: Arc<dyn CheckOwner>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Tenancy<S> {
@@ -41,8 +44,12 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Tenancy<S> {
 }
 
 impl<S> Tenancy<S> {
-    pub(super) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+    pub(super) fn new(inner: S, config: Arc<Config>, owner: Arc<dyn CheckOwner>) -> Self {
+        Self {
+            inner,
+            config,
+            owner,
+        }
     }
 
     kailash_core::inner_service_accessors!();
@@ -82,12 +89,13 @@ where
         };
 
         let config = self.config.clone();
+        let owner = self.owner.clone();
         // The clone is the not-yet-ready one; keep the ready service for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
             match resolve(&config, local, &origin).await {
-                Ok(Resolved { tenant, charge }) => {
+                Ok(Resolved { tenant, mut charge }) => {
                     let extensions = req.extensions_mut();
                     // One authority: a principal the layer let choose a
                     // tenant now carries it, so nothing downstream can read
@@ -101,10 +109,33 @@ where
                     // while the tenant itself moves into the request.
                     let id = tenant.id.clone();
                     extensions.insert(id.clone());
+                    // Deferred: the admission inside charges the call (and
+                    // answers for its refusal); a full plan charges it here.
+                    if let (true, Some(quotas)) = (config.defer_quota, &config.quotas) {
+                        let (check, receipt) = quotas.api_call_check(&tenant);
+                        match PendingAdmission::add(extensions, check, &owner) {
+                            Ok(()) => charge = Some(receipt),
+                            Err(_) => match charge_api_call(quotas, &tenant, &id, &origin).await {
+                                Ok(charged) => charge = charged,
+                                Err(refused) => {
+                                    let Refused { problem, event } = *refused;
+                                    return Ok(
+                                        match offer(config.audit.as_ref(), event).settle().await {
+                                            Ok(()) => problem.to_response(),
+                                            Err(error) => GuardRefusal::response(&error.problem()),
+                                        },
+                                    );
+                                }
+                            },
+                        }
+                    }
+                    let extensions = req.extensions_mut();
                     extensions.insert(tenant);
                     let response = inner.call(req).await?;
+                    // An admission's own refusal took its charge back already.
                     if let (Some(charge), Some(quotas)) = (&charge, &config.quotas)
                         && GuardRefusal::is_marked(&response)
+                        && response.extensions().get::<AdmissionRefused>().is_none()
                     {
                         refund_api_call(quotas, charge, &id).await;
                     }

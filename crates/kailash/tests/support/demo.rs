@@ -25,13 +25,20 @@ pub fn temp_dir() -> PathBuf {
 
 /// The demo gateway with `overrides` (as KAILASH_* environment variables).
 pub async fn demo(overrides: &[(&str, String)]) -> Running {
+    demo_in(&temp_dir(), overrides).await
+}
+
+/// [`demo`] with its data (signing keys, …) in `dir`: two gateways on one
+/// `dir` and one Redis act as two instances of one deployment.
+#[allow(dead_code)] // not every test binary runs two instances
+pub async fn demo_in(dir: &std::path::Path, overrides: &[(&str, String)]) -> Running {
     let vars: Vec<(String, String)> = overrides
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     let config = GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars)
         .expect("config");
-    let gateway = GatewayBuilder::from_config_with_backends(&config, &temp_dir())
+    let gateway = GatewayBuilder::from_config_with_backends(&config, dir)
         .await
         .expect("backends")
         .build()

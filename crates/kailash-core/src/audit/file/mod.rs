@@ -122,6 +122,10 @@ struct Shared {
     closed_bytes: AtomicU64,
     active_bytes: AtomicU64,
     free_bytes: AtomicU64,
+    /// The active file (a second descriptor) and whether it has writes not
+    /// yet synced, for the interval syncer.
+    sync_file: Mutex<Option<std::fs::File>>,
+    unsynced: AtomicBool,
     /// Tests hold the writer back to observe a batch before its write.
     #[cfg(test)]
     paused: AtomicBool,
@@ -256,6 +260,8 @@ impl JsonLinesAuditSink {
             closed_bytes: AtomicU64::new(0),
             active_bytes: AtomicU64::new(0),
             free_bytes: AtomicU64::new(u64::MAX),
+            sync_file: Mutex::new(None),
+            unsynced: AtomicBool::new(false),
             #[cfg(test)]
             paused: AtomicBool::new(false),
         });
@@ -269,6 +275,13 @@ impl JsonLinesAuditSink {
         std::thread::Builder::new()
             .name("kailash-audit-files".into())
             .spawn(move || housekeeper.run())?;
+        if let FsyncPolicy::Interval(every) = options.fsync {
+            let weak = Arc::downgrade(&shared);
+            let every = every.max(Duration::from_millis(1));
+            std::thread::Builder::new()
+                .name("kailash-audit-sync".into())
+                .spawn(move || writer::run_syncer(weak, every))?;
+        }
         std::thread::Builder::new()
             .name("kailash-audit".into())
             .spawn(move || writer.run())?;

@@ -34,8 +34,8 @@ pub(super) struct Writer {
 
     buf: Vec<u8>,
     spare: Vec<AuditEvent>,
+    /// Written since the writer last synced itself (it does at exit).
     unsynced: bool,
-    last_sync: Instant,
 }
 
 fn io_error(e: &std::io::Error) -> AuditError {
@@ -72,7 +72,6 @@ impl Writer {
             buf: Vec::with_capacity(64 * 1024),
             spare: Vec::new(),
             unsynced: false,
-            last_sync: Instant::now(),
         };
         match recovered.active {
             Some(active) => {
@@ -169,29 +168,12 @@ impl Writer {
     }
 
     fn tick(&self) -> Duration {
-        match self.fsync {
-            FsyncPolicy::Interval(every) => {
-                every.clamp(Duration::from_millis(10), Duration::from_secs(1))
-            }
-            FsyncPolicy::Batch => Duration::from_secs(1),
-        }
+        Duration::from_secs(1)
     }
 
-    /// Interval syncs and time-based rotation, between batches.
+    /// Time-based rotation, between batches. (Interval syncs run on their
+    /// own thread, so a slow `fdatasync` never holds a batch back.)
     fn periodic(&mut self) {
-        if let FsyncPolicy::Interval(every) = self.fsync
-            && self.unsynced
-            && self.last_sync.elapsed() >= every
-            && let Some(file) = &self.file
-        {
-            match file.sync_data() {
-                Ok(()) => {
-                    self.unsynced = false;
-                    self.last_sync = Instant::now();
-                }
-                Err(e) => tracing::error!(error = %e, "audit file sync failed"),
-            }
-        }
         if self
             .rotate_interval
             .is_some_and(|i| self.file_started.elapsed() >= i)
@@ -249,11 +231,9 @@ impl Writer {
                 self.shared
                     .active_bytes
                     .store(self.file_len, Ordering::Relaxed);
-                if sync {
-                    self.unsynced = false;
-                    self.last_sync = Instant::now();
-                } else {
-                    self.unsynced |= !self.buf.is_empty();
+                if !sync && !self.buf.is_empty() {
+                    self.unsynced = true;
+                    self.shared.unsynced.store(true, Ordering::Relaxed);
                 }
                 if self.shared.write_failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(path = %self.naming.active().display(), "audit writes recovered");
@@ -339,8 +319,34 @@ impl Writer {
         self.shared
             .active_bytes
             .store(self.file_len, Ordering::Relaxed);
+        *self
+            .shared
+            .sync_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = file.try_clone().ok();
         self.file = Some(file);
         Ok(())
+    }
+}
+
+/// Syncs the active file every `every` while there are unsynced writes,
+/// off the writer's thread; stops once the sink and its writer are gone.
+pub(super) fn run_syncer(shared: std::sync::Weak<Shared>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if !shared.unsynced.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        let file = shared.sync_file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = file.as_ref()
+            && let Err(e) = file.sync_data()
+        {
+            shared.unsynced.store(true, Ordering::Relaxed);
+            tracing::error!(error = %e, "audit file sync failed; retried");
+        }
     }
 }
 

@@ -167,3 +167,29 @@ fn with_tenants_every_user_has_one() {
     let with = user.replace("username = \"u\"", "username = \"u\"\ntenant = \"acme\"");
     assert!(load(&format!("{AUTH}{with}{tenant}"), &[]).is_ok());
 }
+
+#[test]
+fn audit_storage_keys_are_checked_and_become_sink_options() {
+    let c = load(
+        "[audit]\nfsync = \"batch\"\nrotate_bytes = 1000\nmax_total_bytes = 5000\nretention_days = 30\n",
+        &[],
+    )
+    .unwrap();
+    let o = c.audit.sink_options();
+    assert_eq!(o.fsync, kailash_core::audit::FsyncPolicy::Batch);
+    assert_eq!(o.hard_total_bytes, Some(5500), "soft + 10 % by default");
+    assert_eq!(o.retention, std::time::Duration::from_secs(30 * 86_400));
+    for (text, key) in [
+        ("[audit]\nhard_total_bytes = 10\n", "audit.hard_total_bytes"),
+        (
+            "[audit]\nmax_total_bytes = 5000\nhard_total_bytes = 10\nrotate_bytes = 100\n",
+            "audit.hard_total_bytes",
+        ),
+        ("[audit]\nmax_total_bytes = 100\n", "audit.max_total_bytes"),
+        ("[audit]\nrotate_bytes = 0\n", "audit.rotate_bytes"),
+        ("[audit]\nfsync = \"sometimes\"\n", "audit.fsync"),
+    ] {
+        let e = load(text, &[]).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}

@@ -769,25 +769,25 @@ async fn explain_tells_why_with_the_audited_reason() {
         let lines = audit_lines(&data_dir);
         let explains: Vec<&Value> = lines
             .iter()
-            .filter(|l| l["action"] == "access.explain")
+            .filter(|l| l["a"] == "access.explain")
             .collect();
-        assert!(explains.iter().any(|l| l["actor"] == "alice"
-            && l["resource"] == "data:read for dave"
-            && l["decision"] == "success"
-            && l["reason"] == "policy `data_access` not satisfied"));
-        assert!(explains.iter().any(|l| l["actor"] == "alice"
-            && l["decision"] == "failure"
-            && l["reason"] == "unknown user"));
-        assert!(!lines.iter().any(|l| l["action"] == "access.check"
-            && l["actor"] == "dave"
-            && l["resource"] == "data:read"
-            && l["decision"] == "deny"
-            && l["reason"] == "policy `data_access` not satisfied"));
+        assert!(explains.iter().any(|l| l["u"] == "alice"
+            && l["r"] == "data:read for dave"
+            && l["d"] == "success"
+            && l["why"] == "policy `data_access` not satisfied"));
+        assert!(explains.iter().any(|l| l["u"] == "alice"
+            && l["d"] == "failure"
+            && l["why"] == "unknown user"));
+        assert!(!lines.iter().any(|l| l["a"] == "access.check"
+            && l["u"] == "dave"
+            && l["r"] == "data:read"
+            && l["d"] == "deny"
+            && l["why"] == "policy `data_access` not satisfied"));
         // The 403 for dave is an ordinary audited decision of the route.
-        assert!(lines.iter().any(|l| l["action"] == "access.check"
-            && l["actor"] == "dave"
-            && l["resource"] == "audit:view"
-            && l["decision"] == "deny"));
+        assert!(lines.iter().any(|l| l["a"] == "access.check"
+            && l["u"] == "dave"
+            && l["r"] == "audit:view"
+            && l["d"] == "deny"));
         std::fs::remove_dir_all(&data_dir).ok();
     }
 }

@@ -1036,8 +1036,10 @@ mod tests {
     fn a_short_run_has_no_errors() {
         let config = Config {
             connections: 4,
-            duration: Duration::from_millis(200),
-            warmup: Duration::from_millis(50),
+            // Long enough for a debug build on two busy cores to answer
+            // (200 ms once saw no answer from bare hyper under a parallel build).
+            duration: Duration::from_secs(1),
+            warmup: Duration::from_millis(100),
             ..Config::default()
         };
         for t in Target::ALL.into_iter().chain(Target::EXTRA) {

@@ -775,9 +775,11 @@ async fn explain_tells_why_with_the_audited_reason() {
             && l["r"] == "data:read for dave"
             && l["d"] == "success"
             && l["why"] == "policy `data_access` not satisfied"));
-        assert!(explains.iter().any(|l| l["u"] == "alice"
-            && l["d"] == "failure"
-            && l["why"] == "unknown user"));
+        assert!(
+            explains
+                .iter()
+                .any(|l| l["u"] == "alice" && l["d"] == "failure" && l["why"] == "unknown user")
+        );
         assert!(!lines.iter().any(|l| l["a"] == "access.check"
             && l["u"] == "dave"
             && l["r"] == "data:read"

@@ -78,6 +78,12 @@ impl RedisState {
                         .arg(inc)
                         .arg(tau);
                 }
+                Check::Flag { key, default } => {
+                    invocation
+                        .key(self.key(Space::Kv, key))
+                        .arg("F")
+                        .arg(if *default { "1" } else { "0" });
+                }
                 Check::Counter {
                     key,
                     delta,
@@ -162,6 +168,10 @@ fn outcome(
             }
             Ok(Outcome::Rate(decision))
         }
+        Check::Flag { .. } => match reply.as_slice() {
+            [on] => Ok(Outcome::Flag(as_bool(on)?)),
+            _ => Err(unexpected()),
+        },
         Check::Counter { .. } => {
             let [applied, value, deadline] = reply.as_slice() else {
                 return Err(unexpected());

@@ -249,6 +249,9 @@ return live
 ///   or `{0}`.
 /// - `R increment tau` — `KEYS`: the GCRA key. Exactly `RATE_CHECK`;
 ///   returns `{allowed, stored TAT or ''}`.
+/// - `F default` — `KEYS`: the value hash. On while the live value is
+///   `1`, or absent and `default` is `1`; any value other than `0`/`1` is
+///   corrupt. Returns `{1}` or `{0}`.
 /// - `C delta limit deadline gc` — `KEYS`: the counter hash. Exactly
 ///   `COUNTER_ADD` (`limit`, `deadline`, `gc` may be `''`); returns
 ///   `{applied, value, deadline or ''}`.
@@ -301,6 +304,19 @@ while a <= #ARGV do
       r = {0, raw or ''}
     end
     k, a = k + 1, a + 3
+  elseif kind == 'F' then
+    local v = live_value(KEYS[k], now_ms, 'v')
+    if v == false or v == nil then
+      pass = ARGV[a + 1] == '1'
+    elseif v == '1' then
+      pass = true
+    elseif v == '0' then
+      pass = false
+    else
+      corrupt('a switch entry is neither 0 nor 1')
+    end
+    if pass then r = {1} else r = {0} end
+    k, a = k + 1, a + 2
   elseif kind == 'C' then
     local delta, limit, deadline, gc = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local n, e = live_value(KEYS[k], now_ms, 'n')

@@ -198,7 +198,7 @@ impl Quotas {
 
     /// The charge of one API call to `tenant` as a state
     /// [`Check`] for a request's admission (see
-    /// [`TenancyLayer::defer_quota`](crate::layer::TenancyLayer::defer_quota)),
+    /// [`TenancyLayer::deferred`](crate::layer::TenancyLayer::deferred)),
     /// with the receipt to refund it with once the admission applied it.
     /// Exactly the addition [`charge_api_call`](Self::charge_api_call)
     /// makes; a refusal's `retry_after` is [`api_call_retry_after`] of the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use kailash_core::TenantId;
-use kailash_core::state::{Namespace, SharedState, StateError, StateKey};
+use kailash_core::state::{Check, Namespace, SharedState, StateError, StateKey};
 
 use crate::model::{Tenant, TenantSpec};
 
@@ -41,6 +41,24 @@ impl From<StateError> for RegistryError {
     }
 }
 
+/// What a registry answers without I/O ([`TenantRegistry::get_local`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LocalTenant {
+    /// No tenant has this id.
+    Unknown,
+    /// The tenant's record, which says it is active; whether it is active
+    /// *now* is `activation`, a state check the request's admission runs
+    /// (with the session check, the quota and the rate limits: one round
+    /// trip on Redis). The tenant is active exactly while it passes.
+    Found {
+        /// The tenant as configured (`active` is true).
+        tenant: Arc<Tenant>,
+        /// Passes while the tenant is active.
+        activation: Check,
+    },
+}
+
 /// A source of tenants.
 #[async_trait]
 pub trait TenantRegistry: Send + Sync + 'static {
@@ -49,6 +67,19 @@ pub trait TenantRegistry: Send + Sync + 'static {
 
     /// The tenant a custom domain maps to. `host` is lowercase and without a port.
     async fn by_domain(&self, host: &str) -> Result<Option<TenantId>, RegistryError>;
+
+    /// [`get`](Self::get) without I/O, where the registry can give it: the
+    /// record is held locally and its current activation is one
+    /// [`Check`] (see [`LocalTenant::Found`]). A
+    /// [`TenancyLayer`](crate::layer::TenancyLayer) composed
+    /// [`deferred`](crate::layer::TenancyLayer::deferred) uses it to
+    /// resolve a tenant with no lookup of its own. `None` (the default)
+    /// means "ask `get`"; a registry whose tenants change at run time must
+    /// answer `None` or a check that covers every change.
+    fn get_local(&self, id: &TenantId) -> Option<LocalTenant> {
+        let _ = id;
+        None
+    }
 }
 
 /// A registry of tenants fixed at start-up, with activation overrides kept in
@@ -158,6 +189,23 @@ impl TenantRegistry for StaticTenantRegistry {
         let mut changed = Tenant::clone(tenant);
         changed.active = active;
         Ok(Some(Arc::new(changed)))
+    }
+
+    fn get_local(&self, id: &TenantId) -> Option<LocalTenant> {
+        match self.tenants.get(id) {
+            None => Some(LocalTenant::Unknown),
+            // The override is the only thing that changes at run time.
+            Some(tenant) if tenant.active => Some(LocalTenant::Found {
+                tenant: Arc::clone(tenant),
+                activation: Check::Flag {
+                    key: StateKey::tenant(id, ACTIVE, ACTIVE_ID),
+                    default: true,
+                },
+            }),
+            // Configured inactive: an override may activate it, and the
+            // record handed on must then say so; `get` builds that one.
+            Some(_) => None,
+        }
     }
 
     async fn by_domain(&self, host: &str) -> Result<Option<TenantId>, RegistryError> {

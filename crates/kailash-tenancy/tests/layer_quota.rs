@@ -178,7 +178,7 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
         .layer(service_fn(ok));
     let deferred = TenancyLayer::new(registry(2))
         .quotas(quotas.clone())
-        .defer_quota()
+        .deferred()
         .audit(deferred_audit.clone())
         .layer(AdmitLayer::new(state.clone()).layer(service_fn(ok)));
     let usage = || async { quotas.usage(&registry(2).0).await.unwrap().api_calls_today };
@@ -230,7 +230,7 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
     clock.advance(Duration::from_secs(86_400));
     let refusing = TenancyLayer::new(registry(2))
         .quotas(quotas.clone())
-        .defer_quota()
+        .deferred()
         .layer(
             AdmitLayer::new(state.clone()).layer(service_fn(|_req: Request<()>| async {
                 let mut res = Response::new(Full::new(Bytes::from_static(b"no")));
@@ -246,7 +246,7 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
     // takes the charge back inside the admission: counted nowhere.
     let limited = TenancyLayer::new(registry(2))
         .quotas(quotas.clone())
-        .defer_quota()
+        .deferred()
         .layer(
             RateLimitLayer::new(
                 state.rate.clone(),
@@ -261,4 +261,136 @@ async fn a_deferred_charge_answers_like_the_direct_one() {
     );
     assert_eq!(limited.oneshot(request()).await.unwrap().status(), 429);
     assert_eq!(usage().await, 1, "only the admitted request counts");
+}
+
+/// Issue 11: composed deferred over a registry that answers locally, the
+/// layer resolves the tenant with no lookup and an unboxed future; the
+/// tenant's activation is one check of the admission, so a deactivation
+/// refuses the very next request (nothing is cached), before any charge.
+#[tokio::test]
+async fn a_local_registry_defers_activation_to_the_admission() {
+    use kailash_core::admission::AdmitLayer;
+    use kailash_core::guard::GuardRefusal;
+    use kailash_core::state::Namespace;
+    use kailash_tenancy::model::TenantSpec;
+    use kailash_tenancy::registry::StaticTenantRegistry;
+    use tower::Service;
+
+    let clock = Arc::new(ManualClock::starting_now());
+    let state = SharedState::memory(clock.clone());
+    let specs: Vec<TenantSpec> = serde_json::from_value(serde_json::json!([
+        { "id": "acme", "max_api_calls_per_day": 100 },
+        { "id": "dormant", "active": false },
+    ]))
+    .unwrap();
+    let registry = Arc::new(StaticTenantRegistry::new(specs, state.clone()).unwrap());
+    let quotas = Quotas::new(state.clone());
+    let audit = Arc::new(MemoryAuditSink::new());
+    let layer = TenancyLayer::new(registry.clone())
+        .quotas(quotas.clone())
+        .deferred()
+        .audit(audit.clone());
+    let mut svc = layer.layer(AdmitLayer::new(state.clone()).layer(service_fn(ok)));
+    let acme = TenantId::new("acme").unwrap();
+    let acme_record = registry.get(&acme).await.unwrap().unwrap();
+    let usage = || async { quotas.usage(&acme_record).await.unwrap().api_calls_today };
+    let as_member_of = |tenant: &str| {
+        let mut req = Request::get("/orders").body(()).unwrap();
+        req.extensions_mut().insert(
+            Principal::builder("user-1")
+                .tenant(TenantId::new(tenant).unwrap())
+                .build(),
+        );
+        req
+    };
+
+    // Active: resolved locally (unboxed), charged by the admission.
+    let fut = svc.ready().await.unwrap().call(as_member_of("acme"));
+    assert!(!fut.is_boxed(), "the deferred path awaits no lookup");
+    assert_eq!(fut.await.unwrap().status(), 200);
+    assert_eq!(usage().await, 1);
+
+    // An unknown tenant is refused without a lookup.
+    let fut = svc.ready().await.unwrap().call(as_member_of("nobody"));
+    assert!(!fut.is_boxed());
+    let res = fut.await.unwrap();
+    assert_eq!(res.status(), 403);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("unknown tenant"));
+
+    // Deactivated (on any instance sharing the state): the next request is
+    // refused by the admission, audited, and charges nothing.
+    registry.set_active(&acme, false).await.unwrap();
+    let res = svc.clone().oneshot(as_member_of("acme")).await.unwrap();
+    assert_eq!(res.status(), 403);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("tenant is inactive"));
+    let events = audit.events();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.decision, last.reason.as_deref()),
+        (AuditDecision::Deny, Some("tenant is inactive"))
+    );
+    assert_eq!(last.tenant.as_ref(), Some(&acme));
+    assert_eq!(usage().await, 1, "a refused tenant is not charged");
+
+    // Reactivated: served again.
+    registry.set_active(&acme, true).await.unwrap();
+    assert_eq!(
+        svc.clone()
+            .oneshot(as_member_of("acme"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(usage().await, 2);
+
+    // An override that is neither 0 nor 1 fails closed (503), never open.
+    let key = StateKey::tenant(&acme, Namespace::new("tenant.active"), "override");
+    state
+        .kv
+        .set(&key, Bytes::from_static(b"yes"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.clone()
+            .oneshot(as_member_of("acme"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(usage().await, 2);
+    state.kv.delete(&key).await.unwrap();
+
+    // A tenant configured inactive is looked up (its record must say it
+    // is active once an override activates it).
+    let dormant = TenantId::new("dormant").unwrap();
+    let fut = svc.ready().await.unwrap().call(as_member_of("dormant"));
+    assert!(fut.is_boxed());
+    assert_eq!(fut.await.unwrap().status(), 403);
+    registry.set_active(&dormant, true).await.unwrap();
+    assert_eq!(
+        svc.clone()
+            .oneshot(as_member_of("dormant"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // An inner guard's refusal gives the locally resolved charge back.
+    let mut refusing = layer.layer(AdmitLayer::new(state.clone()).layer(service_fn(
+        |_req: Request<()>| async {
+            let mut res = Response::new(Full::new(Bytes::from_static(b"no")));
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            GuardRefusal::mark(&mut res);
+            Ok::<_, Infallible>(res)
+        },
+    )));
+    let fut = refusing.ready().await.unwrap().call(as_member_of("acme"));
+    assert!(!fut.is_boxed());
+    assert_eq!(fut.await.unwrap().status(), 403);
+    assert_eq!(usage().await, 2, "given back");
 }

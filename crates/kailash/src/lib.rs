@@ -26,8 +26,8 @@ pub use gateway::{Gateway, shutdown_signal};
 pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
-    AttributeValue, Principal, Problem, TenantId, audit, clock, context, guard, problem, public,
-    rate_limit, state,
+    AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, guard, problem,
+    public, rate_limit, state,
 };
 pub use kailash_monitoring::{health, log, metrics};
 #[cfg(feature = "redis")]

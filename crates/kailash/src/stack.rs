@@ -196,7 +196,7 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
             routes = routes.merge(kailash_tenancy::http::router(quotas.clone()));
             let mut layer = kailash_tenancy::layer::TenancyLayer::new(registry.clone())
                 .quotas(quotas)
-                .defer_quota()
+                .deferred()
                 .header(settings.header)
                 .custom_domains(settings.custom_domains);
             if let Some(base) = &settings.subdomain_base {

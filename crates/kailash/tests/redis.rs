@@ -421,3 +421,64 @@ async fn a_session_revoked_on_one_instance_is_refused_at_once_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Issue 11, item 5: a tenant deactivated on one instance is refused on the
+/// next request to another. The activation override is read from Redis in
+/// the request's admission (with the quota), never cached per instance.
+#[tokio::test]
+async fn a_tenant_deactivated_on_one_instance_is_refused_at_once_on_another() {
+    use http::Request;
+    use kailash::Principal;
+    use kailash::TenantId;
+    use kailash::admission::AdmitLayer;
+    use kailash::tenancy::layer::TenancyLayer;
+    use kailash::tenancy::model::TenantSpec;
+    use kailash::tenancy::quota::Quotas;
+    use kailash::tenancy::registry::StaticTenantRegistry;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let spec = || -> Vec<TenantSpec> {
+        serde_json::from_value(serde_json::json!([{ "id": "acme", "max_api_calls_per_day": 100 }]))
+            .unwrap()
+    };
+    let mut registries = Vec::new();
+    let mut stacks = Vec::new();
+    for _ in 0..2 {
+        let state = redis_state(&url, &prefix).await;
+        let registry = Arc::new(StaticTenantRegistry::new(spec(), state.clone()).unwrap());
+        let stack = TenancyLayer::new(registry.clone())
+            .quotas(Quotas::new(state.clone()))
+            .deferred()
+            .layer(
+                AdmitLayer::new(state).layer(service_fn(|_req: Request<()>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+                })),
+            );
+        registries.push(registry);
+        stacks.push(stack);
+    }
+    let acme = TenantId::new("acme").unwrap();
+    let request = || {
+        let mut req = Request::get("/orders").body(()).unwrap();
+        req.extensions_mut()
+            .insert(Principal::builder("bob").tenant(acme.clone()).build());
+        req
+    };
+    let status = |i: usize| {
+        let svc = stacks[i].clone();
+        let req = request();
+        async move { svc.oneshot(req).await.unwrap().status().as_u16() }
+    };
+    assert_eq!((status(0).await, status(1).await), (200, 200));
+    registries[0].set_active(&acme, false).await.unwrap();
+    assert_eq!(
+        status(1).await,
+        403,
+        "refused on the other instance at once"
+    );
+    assert_eq!(status(0).await, 403);
+    registries[1].set_active(&acme, true).await.unwrap();
+    assert_eq!((status(0).await, status(1).await), (200, 200));
+}

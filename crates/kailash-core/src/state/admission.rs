@@ -21,6 +21,10 @@
 //! - [`Check::Rate`] charges a GCRA bucket exactly like
 //!   [`RateLimiter::check`](super::RateLimiter::check) and stops the plan
 //!   when refused;
+//! - [`Check::Flag`] reads the key/value entry `key` as a switch (`1` on,
+//!   `0` off, `default` when absent) and stops the plan when it is off — a
+//!   kill switch such as a tenant's activation override, answered in the
+//!   same call as the checks after it;
 //! - [`Check::Counter`] adds like
 //!   [`CounterStore::add_within`](super::CounterStore::add_within) (or
 //!   [`add`](super::CounterStore::add) without a limit) and stops the plan
@@ -100,6 +104,16 @@ pub enum Check {
         /// What the request costs.
         cost: u32,
     },
+    /// Passes while the key/value entry `key` is the switch value `1`, or
+    /// is absent and `default` is true; `0` (or absent with `default`
+    /// false) stops the plan. Any other value is corrupt
+    /// ([`Outcome::Failed`]).
+    Flag {
+        /// The key/value entry holding `0` or `1`.
+        key: StateKey,
+        /// The switch's position while the entry is absent.
+        default: bool,
+    },
     /// Adds `delta` to the counter `key`, only within `limit` when one is given.
     Counter {
         /// The counter.
@@ -126,6 +140,8 @@ pub enum Outcome {
     Dead,
     /// [`Check::Rate`]'s decision (allowed or not).
     Rate(RateDecision),
+    /// [`Check::Flag`]'s switch position (on passes).
+    Flag(bool),
     /// [`Check::Counter`]'s result (applied or refused). An applied addition
     /// is taken back when a later check stops the plan; the outcome still
     /// says `Applied` then.
@@ -140,6 +156,7 @@ impl Outcome {
         match self {
             Outcome::Live(_) => true,
             Outcome::Rate(d) => d.allowed,
+            Outcome::Flag(on) => *on,
             Outcome::Counter(BoundedAdd::Applied(_)) => true,
             Outcome::NotRun | Outcome::Dead | Outcome::Counter(_) | Outcome::Failed(_) => false,
         }
@@ -260,6 +277,10 @@ impl Admission {
                     Ok(d) => Outcome::Rate(d),
                     Err(e) => Outcome::Failed(e),
                 },
+                Check::Flag { key, default } => match state.kv.get(key).await {
+                    Ok(value) => flag_outcome(value.as_deref(), *default),
+                    Err(e) => Outcome::Failed(e),
+                },
                 Check::Counter {
                     key,
                     delta,
@@ -307,6 +328,19 @@ impl Admission {
             }
         }
         self.ran = true;
+    }
+}
+
+/// The outcome of a [`Check::Flag`] whose entry holds `value` (for backends
+/// that read the entry themselves).
+pub fn flag_outcome(value: Option<&[u8]>, default: bool) -> Outcome {
+    match value {
+        None => Outcome::Flag(default),
+        Some(b"1") => Outcome::Flag(true),
+        Some(b"0") => Outcome::Flag(false),
+        Some(_) => Outcome::Failed(StateError::Corrupt(
+            "a switch entry is neither 0 nor 1".into(),
+        )),
     }
 }
 

@@ -480,7 +480,71 @@ pub async fn pubsub(h: &Harness) {
 pub async fn admission(h: &Harness) {
     for stepwise in [false, true] {
         admission_case(h, stepwise).await;
+        flag_case(h, stepwise).await;
     }
+}
+
+/// A switch ([`Check::Flag`]) in front of a counter: off stops the plan
+/// before the charge, the default answers while the entry is absent, and a
+/// value other than `0`/`1` fails rather than guessing.
+async fn flag_case(h: &Harness, stepwise: bool) {
+    let mode = if stepwise { "stepwise" } else { "admit" };
+    let (switch, counter) = (
+        h.key(&format!("{mode}:flag")),
+        h.key(&format!("{mode}:fctr")),
+    );
+    let plan_of = |default: bool| {
+        let mut plan = Admission::new();
+        plan.push(Check::Flag {
+            key: switch.clone(),
+            default,
+        })
+        .unwrap();
+        plan.push(Check::Counter {
+            key: counter.clone(),
+            delta: 1,
+            limit: Some(100),
+            window: Some(MIN),
+        })
+        .unwrap();
+        plan
+    };
+    let counted = || async { h.state.counters.get(&counter).await.unwrap().value };
+
+    // Absent: the default decides.
+    let mut plan = plan_of(true);
+    run(h, &mut plan, stepwise).await;
+    assert!(plan.admitted(), "{mode}: {plan:?}");
+    assert_eq!(plan.outcome(0), &Outcome::Flag(true), "{mode}");
+    let mut plan = plan_of(false);
+    run(h, &mut plan, stepwise).await;
+    assert_eq!(plan.outcome(0), &Outcome::Flag(false), "{mode}");
+    assert_eq!(plan.outcome(1), &Outcome::NotRun, "{mode}");
+    assert_eq!(counted().await, 1, "{mode}: only the admitted plan charged");
+
+    // Present: the entry overrides the default either way.
+    h.state.kv.set(&switch, b("0"), None).await.unwrap();
+    let mut plan = plan_of(true);
+    run(h, &mut plan, stepwise).await;
+    assert_eq!(plan.outcome(0), &Outcome::Flag(false), "{mode}");
+    assert!(!plan.admitted(), "{mode}");
+    h.state.kv.set(&switch, b("1"), None).await.unwrap();
+    let mut plan = plan_of(false);
+    run(h, &mut plan, stepwise).await;
+    assert!(plan.admitted(), "{mode}: {plan:?}");
+    assert_eq!(counted().await, 2, "{mode}");
+
+    // Anything else is corrupt: the plan fails there and charges nothing.
+    h.state.kv.set(&switch, b("yes"), None).await.unwrap();
+    let mut plan = plan_of(true);
+    run(h, &mut plan, stepwise).await;
+    assert!(
+        matches!(plan.outcome(0), Outcome::Failed(StateError::Corrupt(_))),
+        "{mode}: {:?}",
+        plan.outcome(0)
+    );
+    assert!(!plan.admitted(), "{mode}");
+    assert_eq!(counted().await, 2, "{mode}");
 }
 
 async fn run(h: &Harness, plan: &mut Admission, stepwise: bool) {

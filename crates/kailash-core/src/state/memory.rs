@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use super::{
     Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue,
     KeyValueStore, Outcome, PubSub, RateDecision, RateLimiter, RateQuota, SetInsert, SetMember,
-    StateError, StateKey, Subscription, WhenFull, validate,
+    StateError, StateKey, Subscription, WhenFull, flag_outcome, validate,
 };
 
 const SHARDS: usize = 32;
@@ -243,6 +243,7 @@ impl MemoryState {
                     _ => Outcome::Dead,
                 },
                 Check::Rate { key, quota, cost } => Outcome::Rate(self.gcra(key, quota, *cost)),
+                Check::Flag { key, default } => flag_outcome(self.kv_get(key).as_deref(), *default),
                 Check::Counter {
                     key,
                     delta,

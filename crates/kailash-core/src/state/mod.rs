@@ -63,7 +63,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
 
-pub use admission::{Admission, Admit, Check, MAX_CHECKS, Outcome, PlanFull};
+pub use admission::{Admission, Admit, Check, MAX_CHECKS, Outcome, PlanFull, flag_outcome};
 pub use key::{Namespace, StateKey};
 pub use memory::MemoryState;
 pub use shared::SharedState;

@@ -86,8 +86,10 @@ pub(super) async fn refund_api_call(quotas: &Quotas, charge: &ApiCallCharge, id:
     }
 }
 
-/// Answers for a deferred API-call charge in the request's admission,
-/// exactly as [`charge_api_call`] answers.
+/// Answers for the layer's deferred checks in the request's admission:
+/// the tenant's activation (`403` inactive, `503` when the registry's state
+/// cannot answer — as the lookup would) and the API-call charge (exactly as
+/// [`charge_api_call`] answers).
 pub(super) struct QuotaOwner {
     config: Arc<Config>,
 }
@@ -112,14 +114,21 @@ impl CheckOwner for QuotaOwner {
             // The layer inserts the tenant with the check: fail closed.
             return Some(AdmissionRefusal::new(Refusal::QuotaUnavailable.problem()));
         };
-        let refused = match outcome {
-            Outcome::Counter(BoundedAdd::Refused(_)) => exhausted(
+        let refused = match (check, outcome) {
+            (Check::Flag { .. }, Outcome::Flag(false)) => {
+                origin.refuse(Refusal::Inactive, Some(id))
+            }
+            (Check::Flag { .. }, Outcome::Failed(error)) => {
+                tracing::warn!(%error, tenant = %id.as_str(), "tenant registry unavailable");
+                origin.refuse(Refusal::RegistryUnavailable, Some(id))
+            }
+            (Check::Counter { .. }, Outcome::Counter(BoundedAdd::Refused(_))) => exhausted(
                 &origin,
                 id,
                 "api_calls_per_day",
                 crate::quota::api_call_retry_after(check),
             ),
-            Outcome::Failed(error) => unavailable(&origin, id, error),
+            (_, Outcome::Failed(error)) => unavailable(&origin, id, error),
             // Anything else is not an answer to a charge: fail closed.
             _ => unavailable(
                 &origin,

@@ -13,8 +13,9 @@ use crate::registry::TenantRegistry;
 pub(super) struct Config {
     pub(super) registry: Arc<dyn TenantRegistry>,
     pub(super) quotas: Option<Quotas>,
-    /// Whether the API-call charge joins the request's admission plan.
-    pub(super) defer_quota: bool,
+    /// Whether the activation check and the API-call charge join the
+    /// request's admission plan.
+    pub(super) deferred: bool,
     /// Whether the `X-Tenant-ID` header names a tenant.
     pub(super) header: bool,
     /// The base domain, lowercase, without leading or trailing dots.
@@ -32,7 +33,7 @@ impl Config {
         Self {
             registry,
             quotas: None,
-            defer_quota: false,
+            deferred: false,
             header: false,
             base_domain: None,
             custom_domains: false,

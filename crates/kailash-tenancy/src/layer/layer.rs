@@ -59,18 +59,23 @@ impl TenancyLayer {
         self.update(|c| c.quotas = Some(quotas))
     }
 
-    /// Adds the API-call charge to the request's
+    /// Adds this layer's state checks — whether the tenant is active now,
+    /// and the API-call charge — to the request's
     /// [`PendingAdmission`](kailash_core::admission::PendingAdmission)
-    /// instead of charging it here: an
+    /// instead of asking the state here: an
     /// [`AdmitLayer`](kailash_core::admission::AdmitLayer) inside this
-    /// layer charges it together with the session check and the rate
-    /// limits (one round trip on Redis), with the same `429`/`503` answers
-    /// and audit events. The charge is still given back when an inner guard
-    /// refuses the request. **An `AdmitLayer` must sit inside this layer**,
-    /// or nothing is charged; the gateway composes both.
+    /// layer runs them together with the session check and the rate limits
+    /// (one round trip on Redis), with the same `403`/`429`/`503` answers
+    /// and audit events. With a registry that answers
+    /// [`get_local`](crate::registry::TenantRegistry::get_local) (the
+    /// static one does, for tenants configured active) the layer then
+    /// resolves the tenant without awaiting anything, and its future is
+    /// unboxed. The charge is still given back when an inner guard refuses
+    /// the request. **An `AdmitLayer` must sit inside this layer**, or
+    /// neither check runs; the gateway composes both.
     #[must_use]
-    pub fn defer_quota(self) -> Self {
-        self.update(|c| c.defer_quota = true)
+    pub fn deferred(self) -> Self {
+        self.update(|c| c.deferred = true)
     }
 
     /// Accepts the tenant named in the `X-Tenant-ID` header (default: off).

@@ -56,9 +56,7 @@ pub(super) async fn resolve(
     }
     // A deferred quota is charged by the admission, not here.
     let charge = match &config.quotas {
-        Some(quotas) if !config.defer_quota => {
-            charge_api_call(quotas, &tenant, &id, origin).await?
-        }
+        Some(quotas) if !config.deferred => charge_api_call(quotas, &tenant, &id, origin).await?,
         _ => None,
     };
     Ok(Resolved { tenant, charge })

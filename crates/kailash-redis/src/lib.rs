@@ -11,6 +11,7 @@ mod error;
 mod expiry;
 mod keys;
 mod kv;
+mod log;
 mod options;
 mod pubsub;
 mod rate;

@@ -21,3 +21,4 @@ mod sets;
 
 pub use backend::{RedisState, check_url};
 pub use options::RedisOptions;
+pub use pubsub::PubSubState;

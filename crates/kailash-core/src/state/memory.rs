@@ -1,12 +1,12 @@
 //! The embedded in-memory backend.
 //!
-//! One [`MemoryState`] implements all five primitives for a single process.
+//! One [`MemoryState`] implements all six primitives for a single process.
 //! Maps are sharded behind short-held mutexes (never held across an
 //! `.await`), expired entries are dropped when touched and swept periodically,
 //! and the rate limiter's key space is capped so a flood of distinct keys
 //! cannot grow memory without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,9 +19,9 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 
 use super::{
-    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue,
-    KeyValueStore, Outcome, PubSub, RateDecision, RateLimiter, RateQuota, SetInsert, SetMember,
-    StateError, StateKey, Subscription, WhenFull, validate,
+    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue, EventLog,
+    KeyValueStore, LogEntry, LogId, LogRead, Outcome, PubSub, RateDecision, RateLimiter, RateQuota,
+    SetInsert, SetMember, StateError, StateKey, Subscription, WhenFull, log, validate,
 };
 
 const SHARDS: usize = 32;
@@ -37,6 +37,13 @@ pub struct MemoryLimits {
     pub max_rate_keys: usize,
     /// Messages buffered per topic for slow subscribers before they lag.
     pub topic_capacity: usize,
+    /// The most event logs held at once. When full, expired logs are
+    /// dropped first, then the log closest to expiry is evicted (its
+    /// readers then learn their history is incomplete, never read a wrong one).
+    pub max_logs: usize,
+    /// The largest event-log payload accepted, in bytes (at most
+    /// [`MAX_LOG_PAYLOAD`](super::log::MAX_LOG_PAYLOAD)).
+    pub max_log_payload: usize,
 }
 
 impl Default for MemoryLimits {
@@ -44,6 +51,8 @@ impl Default for MemoryLimits {
         Self {
             max_rate_keys: 100_000,
             topic_capacity: 1024,
+            max_logs: 10_000,
+            max_log_payload: 64 * 1024,
         }
     }
 }
@@ -82,6 +91,21 @@ impl Expiring for Vec<(String, i64)> {
 impl Expiring for i64 {
     fn expired(&self, now_ms: i64) -> bool {
         *self <= now_ms.saturating_mul(1000)
+    }
+}
+
+/// One event log: its entries oldest first, its first-ever id, the highest
+/// id the cap trimmed, its last id and its deadline.
+struct Log {
+    entries: VecDeque<LogEntry>,
+    birth: LogId,
+    trimmed: Option<LogId>,
+    last: LogId,
+    expires_at_ms: i64,
+}
+impl Expiring for Log {
+    fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms <= now_ms
     }
 }
 
@@ -132,7 +156,7 @@ impl<V: Expiring> Sharded<V> {
     }
 }
 
-/// All five state primitives in process memory.
+/// All six state primitives in process memory.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -159,6 +183,7 @@ pub struct MemoryState {
     counters: Sharded<Entry<i64>>,
     rates: Sharded<i64>,
     sets: Sharded<Vec<(String, i64)>>,
+    logs: Sharded<Log>,
     topics: Mutex<HashMap<StateKey, broadcast::Sender<Bytes>>>,
 }
 
@@ -183,11 +208,14 @@ impl MemoryState {
             limits: MemoryLimits {
                 max_rate_keys: limits.max_rate_keys.max(SHARDS),
                 topic_capacity: limits.topic_capacity.max(1),
+                max_logs: limits.max_logs.max(SHARDS),
+                max_log_payload: limits.max_log_payload.min(log::MAX_LOG_PAYLOAD),
             },
             kv: Sharded::new(),
             counters: Sharded::new(),
             rates: Sharded::new(),
             sets: Sharded::new(),
+            logs: Sharded::new(),
             topics: Mutex::new(HashMap::new()),
         }
     }
@@ -195,6 +223,12 @@ impl MemoryState {
     /// How many rate-limiter keys are held (for tests and metrics).
     pub fn rate_key_count(&self) -> usize {
         self.rates.len()
+    }
+
+    /// How many event logs are held, expired ones not yet swept included
+    /// (for tests and metrics).
+    pub fn log_count(&self) -> usize {
+        self.logs.len()
     }
 
     fn now_ms(&self) -> i64 {
@@ -640,6 +674,104 @@ impl PubSub for MemoryState {
     }
 }
 
+#[async_trait]
+impl EventLog for MemoryState {
+    async fn append(
+        &self,
+        key: &StateKey,
+        payload: Bytes,
+        cap: u32,
+        ttl: Duration,
+    ) -> Result<LogId, StateError> {
+        let ttl_ms = log::check_append(payload.len(), cap, ttl, self.limits.max_log_payload)?;
+        let now = self.now_ms();
+        let expires_at_ms = now.saturating_add(ttl_ms);
+        let clock_ms = u64::try_from(now).unwrap_or(0);
+        let per_shard_cap = self.limits.max_logs / SHARDS;
+        let mut shard = self.logs.shard(key, now);
+        if shard.map.get(key).is_some_and(|l| l.expired(now)) {
+            shard.map.remove(key);
+        }
+        if let Some(l) = shard.map.get_mut(key) {
+            let id = l
+                .last
+                .next_at(clock_ms)
+                .ok_or(StateError::InvalidArgument("event log ids exhausted"))?;
+            l.entries.push_back(LogEntry { id, payload });
+            while l.entries.len() > cap as usize {
+                if let Some(gone) = l.entries.pop_front() {
+                    l.trimmed = Some(gone.id);
+                }
+            }
+            l.last = id;
+            l.expires_at_ms = expires_at_ms;
+            return Ok(id);
+        }
+        if shard.map.len() >= per_shard_cap {
+            shard.map.retain(|_, l| !l.expired(now));
+            if shard.map.len() >= per_shard_cap {
+                let victim = shard
+                    .map
+                    .iter()
+                    .min_by_key(|(_, l)| l.expires_at_ms)
+                    .map(|(k, _)| k.clone());
+                if let Some(victim) = victim {
+                    shard.map.remove(&victim);
+                }
+            }
+        }
+        let id = LogId::new(clock_ms, 0);
+        shard.map.insert(
+            key.clone(),
+            Log {
+                entries: VecDeque::from([LogEntry { id, payload }]),
+                birth: id,
+                trimmed: None,
+                last: id,
+                expires_at_ms,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn read_after(
+        &self,
+        key: &StateKey,
+        since: LogId,
+        limit: u32,
+    ) -> Result<LogRead, StateError> {
+        log::check_read(limit)?;
+        let now = self.now_ms();
+        let shard = self.logs.shard(key, now);
+        let Some(l) = shard.map.get(key).filter(|l| !l.expired(now)) else {
+            return Ok(LogRead {
+                entries: Vec::new(),
+                complete: log::read_complete(since, None),
+            });
+        };
+        let start = l.entries.partition_point(|e| e.id <= since);
+        Ok(LogRead {
+            entries: l
+                .entries
+                .range(start..)
+                .take(limit as usize)
+                .cloned()
+                .collect(),
+            complete: log::read_complete(since, Some((l.birth, l.trimmed, l.last))),
+        })
+    }
+
+    async fn last_id(&self, key: &StateKey) -> Result<Option<LogId>, StateError> {
+        let now = self.now_ms();
+        let shard = self.logs.shard(key, now);
+        Ok(shard
+            .map
+            .get(key)
+            .filter(|l| !l.expired(now))
+            .map(|l| l.last))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,5 +797,78 @@ mod tests {
             assert!(d.allowed);
         }
         assert!(state.rate_key_count() <= 640, "{}", state.rate_key_count());
+    }
+
+    const LOG: Namespace = Namespace::new("log");
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn log_ids_increase_when_the_clock_steps_back() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = MemoryState::new(clock.clone());
+        let key = StateKey::global(LOG, "back");
+        let a = state.append(&key, Bytes::new(), 10, HOUR).await.unwrap();
+        let b = state.append(&key, Bytes::new(), 10, HOUR).await.unwrap();
+        assert_eq!((b.ms, b.seq), (a.ms, 1), "same millisecond: next sequence");
+        clock.set(clock.now() - jiff::SignedDuration::from_secs(10));
+        let c = state.append(&key, Bytes::new(), 10, HOUR).await.unwrap();
+        assert!(c > b, "{c} after {b}");
+        clock.advance(Duration::from_secs(20));
+        let d = state.append(&key, Bytes::new(), 10, HOUR).await.unwrap();
+        assert_eq!(d.seq, 0);
+        assert!(d.ms > c.ms);
+        let all = state.read_after(&key, LogId::ZERO, 100).await.unwrap();
+        let ids: Vec<_> = all.entries.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![a, b, c, d]);
+    }
+
+    #[tokio::test]
+    async fn log_count_stays_bounded_and_eviction_reads_as_incomplete() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = MemoryState::with_limits(
+            clock,
+            MemoryLimits {
+                max_logs: 64,
+                ..MemoryLimits::default()
+            },
+        );
+        let first = StateKey::global(LOG, "first");
+        let id = state
+            .append(&first, Bytes::from_static(b"x"), 5, Duration::from_secs(1))
+            .await
+            .unwrap();
+        for i in 0..5_000u32 {
+            let key = StateKey::global(LOG, &i.to_string());
+            state.append(&key, Bytes::new(), 5, HOUR).await.unwrap();
+        }
+        assert!(state.log_count() <= 64, "{}", state.log_count());
+        // The soonest-expiring log went first; its reader is told so.
+        let read = state.read_after(&first, id, 10).await.unwrap();
+        assert!(read.entries.is_empty());
+        assert!(!read.complete);
+    }
+
+    #[tokio::test]
+    async fn log_payloads_are_bounded_by_the_limits() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = MemoryState::with_limits(
+            clock,
+            MemoryLimits {
+                max_log_payload: 4,
+                ..MemoryLimits::default()
+            },
+        );
+        let key = StateKey::global(LOG, "big");
+        assert_eq!(
+            state
+                .append(&key, Bytes::from_static(b"12345"), 5, HOUR)
+                .await,
+            Err(StateError::InvalidArgument("log payload too large"))
+        );
+        assert_eq!(state.last_id(&key).await.unwrap(), None, "nothing changed");
+        state
+            .append(&key, Bytes::from_static(b"1234"), 5, HOUR)
+            .await
+            .unwrap();
     }
 }

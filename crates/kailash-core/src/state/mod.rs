@@ -1,7 +1,7 @@
 //! The async state primitives everything stateful is built on.
 //!
 //! Sessions, refresh-token families, lockout counters, revocations, rate
-//! limits, quotas and realtime fan-out all use these five traits, so the same
+//! limits, quotas, realtime fan-out and its history all use these six traits, so the same
 //! feature runs embedded (the in-memory [`MemoryState`]) or across many
 //! gateway instances (the Redis implementation in `kailash-redis`):
 //!
@@ -12,6 +12,7 @@
 //! | GCRA rate limiter | [`RateLimiter`] | request rate limits |
 //! | per-owner set with a size cap | [`BoundedSetStore`] | concurrent sessions per user |
 //! | publish/subscribe | [`PubSub`] | realtime fan-out across instances |
+//! | capped per-key history with TTL | [`EventLog`] | realtime resume after a reconnect |
 //!
 //! An [`Admission`] bundles the per-request checks (session liveness, quota,
 //! rate limits) so a backend answers them in one call ([`Admit`]).
@@ -50,6 +51,7 @@
 
 pub mod admission;
 mod key;
+pub mod log;
 pub mod memory;
 mod shared;
 pub mod validate;
@@ -65,6 +67,7 @@ use jiff::Timestamp;
 
 pub use admission::{Admission, Admit, Check, MAX_CHECKS, Outcome, PlanFull};
 pub use key::{Namespace, StateKey};
+pub use log::{EventLog, LogEntry, LogId, LogIdError, LogRead};
 pub use memory::MemoryState;
 pub use shared::SharedState;
 

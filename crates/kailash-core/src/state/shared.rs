@@ -4,10 +4,10 @@ use std::sync::Arc;
 use crate::clock::Clock;
 
 use super::{
-    Admit, BoundedSetStore, CounterStore, KeyValueStore, MemoryState, PubSub, RateLimiter,
+    Admit, BoundedSetStore, CounterStore, EventLog, KeyValueStore, MemoryState, PubSub, RateLimiter,
 };
 
-/// One handle to all five state primitives of a backend, plus its clock.
+/// One handle to all six state primitives of a backend, plus its clock.
 ///
 /// Layers and services take a `SharedState` (cheap to clone) and never know
 /// which backend is behind it.
@@ -32,6 +32,8 @@ pub struct SharedState {
     pub sets: Arc<dyn BoundedSetStore>,
     /// Publish/subscribe.
     pub pubsub: Arc<dyn PubSub>,
+    /// Capped per-key event history.
+    pub log: Arc<dyn EventLog>,
     /// The clock the backend decides expiry with.
     pub clock: Arc<dyn Clock>,
     /// Runs a whole admission at once (see [`Admit`]); `None` runs it one
@@ -44,14 +46,15 @@ impl SharedState {
     /// Bundles one backend object that implements every primitive.
     pub fn from_backend<B>(backend: Arc<B>, clock: Arc<dyn Clock>, name: &'static str) -> Self
     where
-        B: KeyValueStore + CounterStore + RateLimiter + BoundedSetStore + PubSub,
+        B: KeyValueStore + CounterStore + RateLimiter + BoundedSetStore + PubSub + EventLog,
     {
         Self {
             kv: backend.clone(),
             counters: backend.clone(),
             rate: backend.clone(),
             sets: backend.clone(),
-            pubsub: backend,
+            pubsub: backend.clone(),
+            log: backend,
             clock,
             admit: None,
             backend: name,

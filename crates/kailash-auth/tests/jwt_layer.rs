@@ -289,6 +289,15 @@ async fn authenticate_verifies_and_checks_the_session() {
             );
         }
         assert_eq!(sessions.calls.load(Ordering::SeqCst), 6);
+        let idle = Principal::builder("alice").session_id("idle").build();
+        assert_eq!(
+            layer.check_session(&idle).await,
+            Err(SessionCheckError::Expired)
+        );
+        assert_eq!(
+            JwtAuthLayer::new(f.verifier.clone()).check_session(&idle).await,
+            Ok(())
+        );
         assert_eq!(
             layer.authenticate("a.b.c").await,
             Err(AuthenticateError::Token(VerifyError::Malformed))

@@ -8,7 +8,7 @@ use tower::Layer;
 
 use super::config::Config;
 use super::owner::SessionOwner;
-use super::{AuthenticateError, CredentialError, JwtAuth, SessionCheck};
+use super::{AuthenticateError, CredentialError, JwtAuth, SessionCheck, SessionCheckError};
 use crate::jwt::{TokenCache, Verifier};
 
 /// Authenticates requests with bearer JWTs; cheap to clone.
@@ -145,6 +145,20 @@ impl JwtAuthLayer {
     /// ```
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthenticateError> {
         super::authenticate::authenticate(&self.config, token).await
+    }
+
+    /// Asks the configured [`SessionCheck`] whether `principal`'s session
+    /// is still alive (`Ok` when no check is configured): for holders of a
+    /// long-lived connection that re-check a principal authenticated
+    /// earlier.
+    pub async fn check_session(&self, principal: &Principal) -> Result<(), SessionCheckError> {
+        match &self.config.session {
+            Some(session) => match session.check_now(principal) {
+                Some(answer) => answer,
+                None => session.check(principal).await,
+            },
+            None => Ok(()),
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 //! HTTP route. Refusals happen after the upgrade, as close frames:
 //! 4001 `Invalid token` (missing, malformed, several, or not verifying),
 //! 4001 `Invalid session` (the session is revoked or expired), 4029 `Too
-//! many connections`, 4003 `Tenant required`; see [`CloseReason`](crate::close::CloseReason).
+//! many connections`, 4003 `Tenant required`; see [`CloseReason`].
 //! An accepted connection first receives
 //! `{"type":"welcome","connection_id","user_id","tenant_id"}`; then the
 //! [protocol](crate::protocol) applies.

@@ -1,7 +1,7 @@
-//! [`RedisState`]: the five primitives on one Redis, tied together.
+//! [`RedisState`]: the six primitives on one Redis, tied together.
 //!
 //! This file holds the type and its construction; each primitive lives in
-//! its own module (`kv`, `counters`, `rate`, `sets`, `pubsub`), the round
+//! its own module (`kv`, `counters`, `rate`, `sets`, `pubsub`, `log`), the round
 //! trips in `connection`, the key layout in `keys`.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::keys::{self, Space};
 use crate::options::RedisOptions;
 use crate::pubsub::Hub;
 
-/// All five state primitives on one Redis server, shared by every gateway
+/// All six state primitives on one Redis server, shared by every gateway
 /// instance that connects with the same key prefix.
 ///
 /// Cheap to clone (the clones share the connections). See the

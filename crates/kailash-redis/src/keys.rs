@@ -3,7 +3,7 @@
 
 use kailash_core::state::StateKey;
 
-/// The key spaces of the five primitives, so one [`StateKey`] used as a value
+/// The key spaces of the six primitives, so one [`StateKey`] used as a value
 /// and as a counter never collide (as in the in-memory backend).
 #[derive(Clone, Copy)]
 pub(crate) enum Space {
@@ -12,6 +12,10 @@ pub(crate) enum Space {
     Rate,
     Set,
     Topic,
+    /// An event log's stream.
+    Log,
+    /// An event log's meta hash (birth, trimmed and last ids, deadline).
+    LogMeta,
 }
 
 impl Space {
@@ -22,6 +26,8 @@ impl Space {
             Space::Rate => "rl:",
             Space::Set => "set:",
             Space::Topic => "ps:",
+            Space::Log => "log:",
+            Space::LogMeta => "logm:",
         }
     }
 }

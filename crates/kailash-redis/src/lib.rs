@@ -11,6 +11,7 @@ mod error;
 mod expiry;
 mod keys;
 mod kv;
+mod log;
 mod options;
 mod pubsub;
 mod rate;
@@ -20,3 +21,4 @@ mod sets;
 
 pub use backend::{RedisState, check_url};
 pub use options::RedisOptions;
+pub use pubsub::PubSubState;

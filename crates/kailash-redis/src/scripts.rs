@@ -341,3 +341,98 @@ return out
 "#
     ))
 });
+
+/// Shared helpers of the event-log scripts: reading the log's meta hash.
+macro_rules! log_prelude {
+    () => {
+        r#"
+local function corrupt(what)
+  error({err = 'KAILASH_CORRUPT ' .. what})
+end
+-- The meta hash {b = birth id, t = highest trimmed id, l = last id,
+-- e = deadline} of a live log at `now`, or false. A log whose stream is
+-- gone (evicted under memory pressure) is not live either.
+local function live_meta(stream, meta, now)
+  local m = redis.call('HMGET', meta, 'b', 't', 'l', 'e')
+  if not m[3] then return false end
+  local at = tonumber(m[4])
+  if not at then corrupt('unreadable log deadline') end
+  if at <= now then return false end
+  if redis.call('XLEN', stream) == 0 then return false end
+  return m
+end
+"#
+    };
+}
+
+/// `KEYS[1]` stream, `KEYS[2]` its meta hash. `ARGV`: now ms, payload,
+/// cap, deadline ms, gc ms. Returns the new id.
+///
+/// Ids are computed here from the caller's `now` (never Redis's clock):
+/// `now-0` when `now` is past the last id's millisecond, else the last id's
+/// next sequence. The highest id the cap trims is kept in the meta hash
+/// (`t`), read from the head just before `XADD … MAXLEN = cap` trims it:
+/// exact, and unlike `XINFO STREAM`'s `max-deleted-entry-id` it needs no
+/// Redis 7 and lives next to the logical deadline it must expire with.
+pub(crate) static LOG_APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        log_prelude!(),
+        r#"
+local now, cap = tonumber(ARGV[1]), tonumber(ARGV[3])
+local function num(s)
+  local n = tonumber(s)
+  if not n or n < 0 or n >= 9007199254740992 or n ~= math.floor(n) then
+    corrupt('unreadable log id')
+  end
+  return n
+end
+local m = live_meta(KEYS[1], KEYS[2], now)
+local birth, lms, lseq
+if m then
+  local dash = string.find(m[3], '-', 1, true)
+  if not dash then corrupt('unreadable log id') end
+  birth = m[1]
+  lms, lseq = num(string.sub(m[3], 1, dash - 1)), num(string.sub(m[3], dash + 1))
+else
+  redis.call('DEL', KEYS[1], KEYS[2])
+  lms, lseq = 0, 0
+end
+local id
+if now > lms then
+  id = string.format('%.0f', now) .. '-0'
+else
+  id = string.format('%.0f', lms) .. '-' .. string.format('%.0f', lseq + 1)
+end
+if not birth then birth = id end
+local len = redis.call('XLEN', KEYS[1])
+if len >= cap then
+  local gone = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - cap + 1)
+  redis.call('HSET', KEYS[2], 't', gone[#gone][1])
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '=', cap, id, 'p', ARGV[2])
+redis.call('HSET', KEYS[2], 'b', birth, 'l', id, 'e', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return id
+"#
+    ))
+});
+
+/// `KEYS[1]` stream, `KEYS[2]` its meta hash. `ARGV`: now ms, first id to
+/// return (`''` for none), count (`0` reads only the meta). Returns `{0}`
+/// for a missing or expired log, else `{1, birth, trimmed or '', last,
+/// entries}` with entries as `XRANGE` gives them.
+pub(crate) static LOG_READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        log_prelude!(),
+        r#"
+local m = live_meta(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+if not m then return {0} end
+local entries = {}
+if ARGV[2] ~= '' and ARGV[3] ~= '0' then
+  entries = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', ARGV[3])
+end
+return {1, m[1], m[2] or '', m[3], entries}
+"#
+    ))
+});

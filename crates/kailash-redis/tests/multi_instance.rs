@@ -629,3 +629,175 @@ async fn redis_keeps_values_at_least_as_long_as_the_clock_says() {
         "logically expired although Redis still holds it"
     );
 }
+
+/// A throwaway `redis-server` child on its own port (never the shared
+/// server), killed by its PID when stopped or dropped.
+struct ThrowawayRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl ThrowawayRedis {
+    /// Starts a server without persistence on `port` and waits (bounded)
+    /// until it accepts connections; `None` when `redis-server` cannot run.
+    fn spawn(port: u16) -> Option<Self> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL to its PID: a crash, no goodbye to clients).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ThrowawayRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spare_port() -> u16 {
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(err) => panic!("no spare port: {err}"),
+    }
+}
+
+/// Polls `check` every 20 ms for at most `limit`; returns whether it held.
+async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// Slow (`KAILASH_TEST_SLOW=1`, about 5 s): a real Redis server crashes and
+/// comes back on the same port. The outage shows in `pubsub_state` and
+/// `PubSub::health` (what readiness reads) without a round trip, and a
+/// subscription made before the crash receives again once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_resumes_after_the_redis_server_restarts() {
+    use kailash_core::state::PubSub;
+    use kailash_redis::PubSubState;
+
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    if std::env::var_os("KAILASH_TEST_SLOW").is_none() {
+        eprintln!("skipped: set KAILASH_TEST_SLOW=1 for the Redis server restart test");
+        return;
+    }
+    let port = spare_port();
+    let Some(mut server) = ThrowawayRedis::spawn(port) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and KAILASH_TEST_SLOW is set, but redis-server cannot be started");
+        }
+        eprintln!("skipped: redis-server cannot be started");
+        return;
+    };
+    let opts = options()
+        .with_connection_timeout(Duration::from_millis(300))
+        .with_response_timeout(Duration::from_millis(300))
+        .with_require_connection(true);
+    let url = server.url();
+    let connect = || RedisState::connect(&url, Arc::new(SystemClock), opts.clone());
+    let (subscriber, publisher) = match (connect().await, connect().await) {
+        (Ok(s), Ok(p)) => (s, p),
+        (Err(err), _) | (_, Err(err)) => panic!("throwaway Redis not usable: {err}"),
+    };
+    let topic = unique_key("restart-topic");
+    assert_eq!(subscriber.pubsub_state(), PubSubState::Idle);
+    assert_eq!(PubSub::health(&subscriber), Ok(()));
+
+    let mut sub = ok(subscriber.subscribe(&topic).await);
+    assert_eq!(subscriber.pubsub_state(), PubSubState::Connected);
+    ok(publisher
+        .publish(&topic, Bytes::from_static(b"before"))
+        .await);
+    match tokio::time::timeout(Duration::from_secs(5), sub.recv()).await {
+        Ok(Ok(msg)) => assert_eq!(msg, Bytes::from_static(b"before")),
+        other => panic!("no delivery before the crash: {other:?}"),
+    }
+
+    server.kill();
+    assert!(
+        within(Duration::from_secs(10), || subscriber.pubsub_state()
+            == PubSubState::Reconnecting)
+        .await,
+        "the lost connection was not noticed: {:?}",
+        subscriber.pubsub_state()
+    );
+    assert!(matches!(
+        PubSub::health(&subscriber),
+        Err(StateError::Unavailable(_))
+    ));
+    let during = publisher
+        .publish(&topic, Bytes::from_static(b"during"))
+        .await;
+    assert!(
+        matches!(during, Err(StateError::Unavailable(_))),
+        "{during:?}"
+    );
+
+    let restarted = Instant::now();
+    let Some(_server) = ThrowawayRedis::spawn(port) else {
+        panic!("redis-server did not restart on port {port}");
+    };
+    assert!(
+        within(Duration::from_secs(10), || subscriber.pubsub_state()
+            == PubSubState::Connected)
+        .await,
+        "not re-subscribed: {:?}",
+        subscriber.pubsub_state()
+    );
+    assert_eq!(PubSub::health(&subscriber), Ok(()));
+    assert_eq!(subscriber.pubsub_reconnects(), 1);
+
+    // Delivery resumes (the publisher's own connection heals on its next use).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = publisher
+            .publish(&topic, Bytes::from_static(b"after"))
+            .await;
+        match tokio::time::timeout(Duration::from_millis(200), sub.recv()).await {
+            Ok(Ok(msg)) => {
+                assert_eq!(msg, Bytes::from_static(b"after"), "nothing else arrives");
+                break;
+            }
+            Ok(Err(err)) => panic!("subscription ended: {err}"),
+            Err(_) if Instant::now() < deadline => {}
+            Err(_) => panic!("delivery did not resume"),
+        }
+    }
+    eprintln!(
+        "delivery resumed {:?} after the restart",
+        restarted.elapsed()
+    );
+}

@@ -166,8 +166,8 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
         .clone()
         .unwrap_or_else(|| SharedState::memory(builder.clock.clone()));
 
-    // Readiness: the state backend (an in-memory one always answers) and,
-    // when set, the audit sink.
+    // Readiness: the state backend (an in-memory one always answers), its
+    // pub/sub connection and, when set, the audit sink.
     let mut health = builder.health_checks.clone();
     let s = state.clone();
     health = health.required(
@@ -175,6 +175,16 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
         kailash_monitoring::health::from_fn(move || {
             let s = s.clone();
             async move { s.kv.ping().await.map_err(|e| e.to_string()) }
+        }),
+    );
+    // Pub/sub (realtime fan-out) keeps its own connection: lost subscribers
+    // make the instance not ready until they are re-subscribed. No round trip.
+    let s = state.clone();
+    health = health.required(
+        "pubsub",
+        kailash_monitoring::health::from_fn(move || {
+            let s = s.clone();
+            async move { s.pubsub.health().map_err(|e| e.to_string()) }
         }),
     );
     if let Some(audit) = &builder.audit {

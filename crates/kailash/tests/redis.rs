@@ -421,3 +421,57 @@ async fn a_session_revoked_on_one_instance_is_refused_at_once_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Readiness shows a lost pub/sub connection (realtime subscribers on this
+/// instance miss messages) until the subscriptions are re-established.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_lost_pubsub_connection_until_it_is_back() {
+    use kailash::state::{Namespace, StateKey};
+    const TOPIC: Namespace = Namespace::new("ready-topic");
+
+    if redis_url().is_none() {
+        return;
+    }
+    let port = spare_port();
+    let Some(mut redis) = TestRedis::spawn(port) else {
+        eprintln!("skipped: cannot run redis-server");
+        return;
+    };
+    let state = redis_state(&redis.url(), &unique_prefix()).await;
+    let gw = start(Gateway::builder().routes(app()).state(state.clone())).await;
+    let _sub = state
+        .pubsub
+        .subscribe(&StateKey::global(TOPIC, "t"))
+        .await
+        .expect("subscribe");
+    let pubsub_check = |report: &serde_json::Value| {
+        report["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|c| c["name"] == "pubsub"))
+            .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+    };
+    let ready = http_get(gw.addr, "/health/ready").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(pubsub_check(&ready.json()).as_deref(), Some("pass"));
+
+    redis.stop();
+    let addr = gw.addr;
+    assert!(
+        eventually(Duration::from_secs(15), || async move {
+            let ready = http_get(addr, "/health/ready").await;
+            ready.status == 503 && pubsub_check(&ready.json()).as_deref() == Some("fail")
+        })
+        .await,
+        "readiness shows the lost subscriptions"
+    );
+
+    let _redis = TestRedis::spawn(port).expect("redis restarts");
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            http_get(addr, "/health/ready").await.status == 200
+        })
+        .await,
+        "ready again once the subscriptions are back"
+    );
+    gw.stop().await;
+}

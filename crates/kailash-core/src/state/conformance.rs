@@ -33,9 +33,10 @@ use bytes::Bytes;
 
 use crate::clock::{Clock, ManualClock};
 
+use super::log::{MAX_LOG_CAP, MAX_LOG_PAYLOAD, MAX_LOG_READ};
 use super::{
-    Admission, BoundedAdd, Check, Namespace, Outcome, RateQuota, SharedState, StateError, StateKey,
-    WhenFull,
+    Admission, BoundedAdd, Check, LogId, LogRead, Namespace, Outcome, RateQuota, SharedState,
+    StateError, StateKey, WhenFull,
 };
 
 const NS: Namespace = Namespace::new("conformance");
@@ -621,6 +622,253 @@ async fn admission_case(h: &Harness, stepwise: bool) {
     assert!(plan.admitted(), "{mode}");
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn ids(read: &LogRead) -> Vec<LogId> {
+    read.entries.iter().map(|e| e.id).collect()
+}
+
+/// Appends come back in order with increasing ids (also in one millisecond
+/// and after the clock steps back), payloads unchanged.
+pub async fn log_append_read(h: &Harness) {
+    let log = &h.state.log;
+    let k = h.key("log-order");
+    let raw = Bytes::from(vec![0u8, 255, 10, 13, 0]);
+    let a = log.append(&k, b("one"), 10, HOUR).await.unwrap();
+    let b_ = log.append(&k, raw.clone(), 10, HOUR).await.unwrap();
+    h.clock
+        .set(h.clock.now() - jiff::SignedDuration::from_secs(30));
+    let c = log.append(&k, b("three"), 10, HOUR).await.unwrap();
+    h.clock.advance(Duration::from_secs(60));
+    let d = log.append(&k, b("four"), 10, HOUR).await.unwrap();
+    assert!(a < b_ && b_ < c && c < d, "{a} {b_} {c} {d}");
+    assert_eq!(
+        b_.ms, a.ms,
+        "same millisecond: the sequence tells them apart"
+    );
+    assert_eq!(a.ms, u64::try_from(h.clock.now_millis()).unwrap() - 30_000);
+    assert_eq!(log.last_id(&k).await.unwrap(), Some(d));
+
+    let all = log.read_after(&k, LogId::ZERO, 100).await.unwrap();
+    assert!(all.complete);
+    assert_eq!(ids(&all), vec![a, b_, c, d]);
+    let payloads: Vec<_> = all.entries.iter().map(|e| e.payload.clone()).collect();
+    assert_eq!(payloads, vec![b("one"), raw, b("three"), b("four")]);
+
+    let after_b = log.read_after(&k, b_, 100).await.unwrap();
+    assert!(after_b.complete);
+    assert_eq!(ids(&after_b), vec![c, d]);
+    let after_last = log.read_after(&k, d, 100).await.unwrap();
+    assert!(after_last.complete, "nothing missed after the last id");
+    assert!(after_last.entries.is_empty());
+}
+
+/// The cap keeps the newest entries; `complete` is false exactly when an
+/// entry after `since` was trimmed.
+pub async fn log_cap_trimming(h: &Harness) {
+    let log = &h.state.log;
+    let k = h.key("log-cap");
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(log.append(&k, b("e"), 3, HOUR).await.unwrap());
+        h.clock.advance(Duration::from_millis(i + 1));
+    }
+    let read = log.read_after(&k, LogId::ZERO, 100).await.unwrap();
+    assert_eq!(ids(&read), all[2..].to_vec());
+    assert!(!read.complete, "entries 0 and 1 were trimmed");
+    let read = log.read_after(&k, all[0], 100).await.unwrap();
+    assert_eq!(ids(&read), all[2..].to_vec());
+    assert!(!read.complete, "entry 1 came after since and was trimmed");
+    let read = log.read_after(&k, all[1], 100).await.unwrap();
+    assert_eq!(ids(&read), all[2..].to_vec());
+    assert!(read.complete, "the last trimmed entry is since itself");
+    let read = log.read_after(&k, all[2], 100).await.unwrap();
+    assert_eq!(ids(&read), all[3..].to_vec());
+    assert!(read.complete);
+
+    // A smaller cap on a later append trims down to it.
+    let f = log.append(&k, b("f"), 1, HOUR).await.unwrap();
+    let read = log.read_after(&k, all[4], 100).await.unwrap();
+    assert_eq!(ids(&read), vec![f]);
+    assert!(read.complete);
+    let read = log.read_after(&k, all[3], 100).await.unwrap();
+    assert_eq!(ids(&read), vec![f]);
+    assert!(!read.complete, "entry 4 was trimmed");
+}
+
+/// A `since` the log never reached, or older than the log itself, is
+/// incomplete; a missing log is empty and complete only for `ZERO`.
+pub async fn log_unknown_positions(h: &Harness) {
+    let log = &h.state.log;
+    let missing = h.key("log-missing");
+    assert_eq!(log.last_id(&missing).await.unwrap(), None);
+    let read = log.read_after(&missing, LogId::ZERO, 10).await.unwrap();
+    assert!(read.entries.is_empty());
+    assert!(read.complete, "nothing was ever there to miss");
+    let read = log
+        .read_after(&missing, LogId::new(5, 0), 10)
+        .await
+        .unwrap();
+    assert!(read.entries.is_empty());
+    assert!(!read.complete, "a position in a log that is gone");
+
+    let k = h.key("log-newer");
+    let last = log.append(&k, b("x"), 10, HOUR).await.unwrap();
+    for since in [
+        LogId::new(last.ms, last.seq + 1),
+        LogId::new(last.ms + 1_000, 0),
+        LogId::new(u64::MAX, u64::MAX),
+    ] {
+        let read = log.read_after(&k, since, 10).await.unwrap();
+        assert!(read.entries.is_empty(), "{since}");
+        assert!(!read.complete, "{since} is newer than the last id");
+    }
+    let older = LogId::new(last.ms - 1, 0);
+    let read = log.read_after(&k, older, 10).await.unwrap();
+    assert_eq!(ids(&read), vec![last]);
+    assert!(!read.complete, "the log began after {older}");
+}
+
+/// `limit` pages through a long log without gaps or repeats.
+pub async fn log_paging(h: &Harness) {
+    let log = &h.state.log;
+    let k = h.key("log-paging");
+    let mut appended = Vec::new();
+    for _ in 0..10 {
+        appended.push(log.append(&k, b("p"), 100, HOUR).await.unwrap());
+    }
+    let (mut since, mut seen) = (LogId::ZERO, Vec::new());
+    loop {
+        let page = log.read_after(&k, since, 3).await.unwrap();
+        assert!(page.complete);
+        assert!(page.entries.len() <= 3);
+        seen.extend(ids(&page));
+        match page.entries.last() {
+            Some(e) if page.entries.len() == 3 => since = e.id,
+            _ => break,
+        }
+    }
+    assert_eq!(seen, appended);
+}
+
+/// A log expires `ttl` after its last append (by the backend's clock); a new
+/// append then starts a new log whose readers from the old one are told
+/// they missed events.
+pub async fn log_expiry(h: &Harness) {
+    let log = &h.state.log;
+    let k = h.key("log-ttl");
+    let first = log.append(&k, b("a"), 10, MIN).await.unwrap();
+    h.clock.advance(Duration::from_secs(50));
+    let second = log.append(&k, b("b"), 10, MIN).await.unwrap();
+    h.clock.advance(Duration::from_secs(50));
+    assert_eq!(
+        log.last_id(&k).await.unwrap(),
+        Some(second),
+        "the second append moved the deadline"
+    );
+    assert_eq!(
+        ids(&log.read_after(&k, LogId::ZERO, 10).await.unwrap()),
+        vec![first, second]
+    );
+    h.clock.advance(Duration::from_secs(10));
+    assert_eq!(log.last_id(&k).await.unwrap(), None, "expired");
+    let read = log.read_after(&k, first, 10).await.unwrap();
+    assert!(read.entries.is_empty());
+    assert!(!read.complete);
+
+    let third = log.append(&k, b("c"), 10, MIN).await.unwrap();
+    assert!(third > second);
+    let read = log.read_after(&k, LogId::ZERO, 10).await.unwrap();
+    assert_eq!(ids(&read), vec![third], "the expired entries are gone");
+    assert!(read.complete);
+    let read = log.read_after(&k, second, 10).await.unwrap();
+    assert_eq!(ids(&read), vec![third]);
+    assert!(!read.complete, "a reader of the expired log missed events");
+}
+
+/// Two logs never mix, and a log does not collide with other primitives
+/// under the same key.
+pub async fn log_isolation(h: &Harness) {
+    let log = &h.state.log;
+    let (k1, k2) = (h.key("log-iso-1"), h.key("log-iso-2"));
+    let mut one = Vec::new();
+    let mut two = Vec::new();
+    for _ in 0..4 {
+        one.push(log.append(&k1, b("1"), 2, HOUR).await.unwrap());
+        two.push(log.append(&k2, b("2"), 10, HOUR).await.unwrap());
+    }
+    let r1 = log.read_after(&k1, LogId::ZERO, 100).await.unwrap();
+    let r2 = log.read_after(&k2, LogId::ZERO, 100).await.unwrap();
+    assert_eq!(ids(&r1), one[2..].to_vec());
+    assert!(!r1.complete);
+    assert_eq!(ids(&r2), two);
+    assert!(r2.complete, "the other log's cap trimmed nothing here");
+    assert!(r1.entries.iter().all(|e| e.payload == b("1")));
+    assert!(r2.entries.iter().all(|e| e.payload == b("2")));
+
+    h.state.kv.set(&k1, b("value"), None).await.unwrap();
+    h.state.counters.add(&k1, 5, None).await.unwrap();
+    assert_eq!(log.last_id(&k1).await.unwrap(), one.last().copied());
+    assert_eq!(h.state.kv.get(&k1).await.unwrap(), Some(b("value")));
+}
+
+/// Appends racing on one log all land, with distinct increasing ids.
+pub async fn log_races(h: &Harness) {
+    let k = h.key("log-race");
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let (state, k) = (h.state.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = state
+                .log
+                .append(&k, Bytes::from(vec![i]), 100, HOUR)
+                .await
+                .unwrap();
+            (id, i)
+        }));
+    }
+    let mut appended = Vec::new();
+    for t in tasks {
+        appended.push(t.await.unwrap());
+    }
+    appended.sort();
+    let read = h.state.log.read_after(&k, LogId::ZERO, 100).await.unwrap();
+    let got: Vec<_> = read.entries.iter().map(|e| (e.id, e.payload[0])).collect();
+    assert_eq!(got, appended);
+}
+
+/// Out-of-range arguments are refused and change nothing.
+pub async fn log_bad_input(h: &Harness) {
+    let log = &h.state.log;
+    let k = h.key("log-bad");
+    let id = log.append(&k, b("ok"), 5, HOUR).await.unwrap();
+    let too_big = Bytes::from(vec![0u8; MAX_LOG_PAYLOAD + 1]);
+    for (payload, cap, ttl) in [
+        (b("x"), 0, HOUR),
+        (b("x"), MAX_LOG_CAP + 1, HOUR),
+        (b("x"), u32::MAX, HOUR),
+        (b("x"), 5, Duration::ZERO),
+        (too_big, 5, HOUR),
+    ] {
+        assert!(
+            matches!(
+                log.append(&k, payload, cap, ttl).await,
+                Err(StateError::InvalidArgument(_))
+            ),
+            "cap {cap} ttl {ttl:?}"
+        );
+    }
+    for limit in [0, MAX_LOG_READ + 1, u32::MAX] {
+        assert!(matches!(
+            log.read_after(&k, LogId::ZERO, limit).await,
+            Err(StateError::InvalidArgument(_))
+        ));
+    }
+    let read = log.read_after(&k, LogId::ZERO, MAX_LOG_READ).await.unwrap();
+    assert_eq!(ids(&read), vec![id], "refused calls changed nothing");
+    assert!(read.complete);
+}
+
 /// Expands to one `#[tokio::test]` per conformance check for a backend.
 ///
 /// `$factory` is an async function returning `Option<Harness>`; `None` skips
@@ -630,7 +878,9 @@ macro_rules! state_conformance_tests {
     ($factory:path) => {
         $crate::state_conformance_tests!(@cases $factory;
             kv_basics, kv_compare_and_swap, kv_races, counter_windows, counter_bounded,
-            rate_limiter, bounded_sets, pubsub, admission);
+            rate_limiter, bounded_sets, pubsub, admission, log_append_read, log_cap_trimming,
+            log_unknown_positions, log_paging, log_expiry, log_isolation, log_races,
+            log_bad_input);
     };
     (@cases $factory:path; $($case:ident),*) => {
         $(

@@ -422,6 +422,18 @@ pub trait PubSub: Send + Sync + 'static {
 
     /// Subscribes to `topic`; messages published after this returns are delivered.
     async fn subscribe(&self, topic: &StateKey) -> Result<Subscription, StateError>;
+
+    /// Whether subscriptions currently receive what is published, answered
+    /// without a round trip (cheap enough for every readiness probe).
+    ///
+    /// `Err(Unavailable)` while a backend's subscription connection is lost
+    /// and being re-established: messages published meanwhile are lost
+    /// (pub/sub is at-most-once; [`EventLog`] keeps the history to catch up
+    /// from). The default, for backends that cannot lose subscribers (in
+    /// process), is `Ok`.
+    fn health(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

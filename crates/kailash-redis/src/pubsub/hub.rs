@@ -12,6 +12,7 @@
 //!   lasted are lost (pub/sub is fire-and-forget).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -29,6 +30,38 @@ use crate::options::RedisOptions;
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The state of the pub/sub connection, readable without a round trip
+/// ([`RedisState::pubsub_state`](crate::RedisState::pubsub_state)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PubSubState {
+    /// No connection, because no topic has a subscriber on this instance.
+    Idle,
+    /// Connected: subscribers receive what is published.
+    Connected,
+    /// The connection was lost and is being re-established; subscribers
+    /// miss what is published until it is back.
+    Reconnecting,
+}
+
+impl PubSubState {
+    fn code(self) -> u8 {
+        match self {
+            PubSubState::Idle => 0,
+            PubSubState::Connected => 1,
+            PubSubState::Reconnecting => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Self {
+        match code {
+            1 => PubSubState::Connected,
+            2 => PubSubState::Reconnecting,
+            _ => PubSubState::Idle,
+        }
+    }
+}
 
 enum Conn {
     /// No connection and no background task (nobody subscribed yet, or any more).
@@ -48,6 +81,10 @@ pub(crate) struct Hub {
     /// The connection state; held across the (un)subscribe round trips so
     /// those never interleave and the topic map matches Redis's view.
     conn: tokio::sync::Mutex<Conn>,
+    /// `conn`'s variant as a [`PubSubState`] code, for lock-free reads.
+    state: AtomicU8,
+    /// Times a lost connection was re-established.
+    reconnects: AtomicU64,
     shutdown: watch::Receiver<()>,
 }
 
@@ -84,8 +121,31 @@ impl Hub {
             capacity: options.pubsub_capacity,
             topics: Mutex::new(HashMap::new()),
             conn: tokio::sync::Mutex::new(Conn::Idle),
+            state: AtomicU8::new(PubSubState::Idle.code()),
+            reconnects: AtomicU64::new(0),
             shutdown,
         })
+    }
+
+    /// The connection's state.
+    pub(crate) fn state(&self) -> PubSubState {
+        PubSubState::from_code(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Times a lost connection was re-established since the backend was created.
+    pub(crate) fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Moves the connection (under its lock) to `next`, keeping [`state`](Self::state) in step.
+    fn set(&self, conn: &mut Conn, next: Conn) {
+        let state = match &next {
+            Conn::Idle => PubSubState::Idle,
+            Conn::Connected(_) => PubSubState::Connected,
+            Conn::Reconnecting => PubSubState::Reconnecting,
+        };
+        *conn = next;
+        self.state.store(state.code(), Ordering::Relaxed);
     }
 
     fn topics(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Bytes>>> {
@@ -109,7 +169,7 @@ impl Hub {
             Conn::Idle => {
                 let (c, pushes) = self.open().await?;
                 tokio::spawn(drive(self.clone(), pushes));
-                *conn = Conn::Connected(c.clone());
+                self.set(&mut conn, Conn::Connected(c.clone()));
                 c
             }
         };
@@ -233,12 +293,12 @@ impl Hub {
                     let Conn::Connected(c) = &*conn else { return Pumped::Lost };
                     let mut c = c.clone();
                     if c.send_packed_command(&redis::cmd("PING")).await.is_err() {
-                        *conn = Conn::Reconnecting;
+                        self.set(&mut conn, Conn::Reconnecting);
                         return Pumped::Lost;
                     }
                     self.drop_unused(&mut c, std::mem::take(&mut stray)).await;
                     if self.topics().is_empty() {
-                        *conn = Conn::Idle;
+                        self.set(&mut conn, Conn::Idle);
                         return Pumped::Idle;
                     }
                 }
@@ -262,7 +322,7 @@ impl Hub {
             if self.forget_unused() == 0 {
                 let mut conn = self.conn.lock().await;
                 if self.forget_unused() == 0 {
-                    *conn = Conn::Idle;
+                    self.set(&mut conn, Conn::Idle);
                     return None;
                 }
             }
@@ -279,12 +339,13 @@ impl Hub {
                 self.topics().keys().cloned().collect()
             };
             if channels.is_empty() {
-                *conn = Conn::Idle;
+                self.set(&mut conn, Conn::Idle);
                 return None;
             }
             match c.subscribe(&channels).await {
                 Ok(()) => {
-                    *conn = Conn::Connected(c);
+                    self.set(&mut conn, Conn::Connected(c));
+                    self.reconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         target: "kailash_redis",
                         topics = channels.len(),
@@ -312,11 +373,12 @@ async fn drive(hub: Arc<Hub>, mut pushes: UnboundedReceiver<PushInfo>) {
         let topics = {
             let mut conn = hub.conn.lock().await;
             let left = hub.forget_unused();
-            *conn = if left == 0 {
+            let next = if left == 0 {
                 Conn::Idle
             } else {
                 Conn::Reconnecting
             };
+            hub.set(&mut conn, next);
             left
         };
         if topics == 0 {

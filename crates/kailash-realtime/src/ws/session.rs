@@ -32,12 +32,24 @@ fn new_id() -> Option<Arc<str>> {
     Some(Arc::from(id))
 }
 
+/// Sends the close frame and waits (bounded) for the client's answer, so
+/// frames the client was still sending (pongs) do not meet a reset socket.
 async fn close(socket: &mut WebSocket, reason: CloseReason) {
     let frame = Message::Close(Some(CloseFrame {
         code: reason.code(),
         reason: Utf8Bytes::from_static(reason.text()),
     }));
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(frame)).await;
+    let handshake = async {
+        if socket.send(frame).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, handshake).await;
 }
 
 /// Unregisters the connection however the task ends.

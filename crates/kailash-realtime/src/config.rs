@@ -31,6 +31,8 @@ use crate::error::RealtimeError;
 pub struct RealtimeConfig {
     /// The WebSocket route (`/ws`).
     pub ws_path: String,
+    /// The server-sent events route (`/events`).
+    pub sse_path: String,
     /// Allowed `Origin`s of browser upgrades (`https://app.example`, or
     /// `*`). `None` (the gateway fills in `[cors] origins`) and an empty
     /// list allow only the request's own host. Requests without `Origin`
@@ -68,6 +70,7 @@ impl Default for RealtimeConfig {
     fn default() -> Self {
         Self {
             ws_path: "/ws".into(),
+            sse_path: "/events".into(),
             origins: None,
             max_connections_per_user: 16,
             max_connections_per_tenant: 10_000,
@@ -89,8 +92,11 @@ impl RealtimeConfig {
     /// Checks every value's range.
     pub fn validate(&self) -> Result<(), RealtimeError> {
         let fail = |m| Err(RealtimeError::Config(m));
-        if !self.ws_path.starts_with('/') {
-            return fail("ws_path must start with `/`");
+        if !self.ws_path.starts_with('/') || !self.sse_path.starts_with('/') {
+            return fail("ws_path and sse_path must start with `/`");
+        }
+        if self.ws_path == self.sse_path {
+            return fail("ws_path and sse_path must differ");
         }
         if self.max_connections_per_user == 0 || self.max_connections_per_tenant == 0 {
             return fail("connection caps must be positive");

@@ -20,7 +20,7 @@ use kailash_core::state::{LogId, SharedState};
 use kailash_realtime::channel::ChannelRule;
 use kailash_realtime::close::CloseReason;
 use kailash_realtime::event::{Classification, Event};
-use kailash_realtime::{Hub, RealtimeConfig, WsEndpoint};
+use kailash_realtime::{Hub, RealtimeConfig};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -98,7 +98,7 @@ async fn instance_with_keys(
         .access(access)
         .build()
         .unwrap();
-    let router: axum::Router = WsEndpoint::new(hub.clone()).router();
+    let router: axum::Router = kailash_realtime::router(&hub);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -1010,6 +1010,174 @@ mod fanout {
         let a = instance(state.clone(), clock.clone(), base_config()).await;
         let b = instance_with_keys(state, clock, a.keys.clone(), base_config()).await;
         two_instances(a, b).await;
+    }
+}
+
+mod sse {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+
+    /// One server-sent message.
+    #[derive(Debug, Default)]
+    struct Message {
+        id: Option<String>,
+        event: Option<String>,
+        data: String,
+        comment: bool,
+    }
+
+    struct Client {
+        body: hyper::body::Incoming,
+        buf: String,
+    }
+
+    impl Client {
+        async fn next(&mut self) -> Message {
+            loop {
+                if let Some(end) = self.buf.find("\n\n") {
+                    let raw: String = self.buf.drain(..end + 2).collect();
+                    let mut m = Message::default();
+                    for line in raw.lines() {
+                        if line.starts_with(':') {
+                            m.comment = true;
+                        } else if let Some((k, v)) = line.split_once(':') {
+                            let v = v.strip_prefix(' ').unwrap_or(v).to_owned();
+                            match k {
+                                "id" => m.id = Some(v),
+                                "event" => m.event = Some(v),
+                                "data" => m.data.push_str(&v),
+                                _ => {}
+                            }
+                        }
+                    }
+                    return m;
+                }
+                let frame = tokio::time::timeout(PATIENCE, self.body.frame())
+                    .await
+                    .expect("a message in time")
+                    .expect("the stream is open")
+                    .unwrap();
+                if let Ok(data) = frame.into_data() {
+                    self.buf.push_str(std::str::from_utf8(&data).unwrap());
+                }
+            }
+        }
+
+        /// The next message that is not a keep-alive comment, as JSON.
+        async fn next_json(&mut self) -> (Option<String>, Option<String>, Value) {
+            loop {
+                let m = self.next().await;
+                if m.comment && m.data.is_empty() {
+                    continue;
+                }
+                return (m.id, m.event, serde_json::from_str(&m.data).unwrap());
+            }
+        }
+    }
+
+    async fn get(
+        app: &App,
+        headers: &[(&'static str, String)],
+    ) -> (http::StatusCode, http::HeaderMap, Client) {
+        let tcp = TcpStream::connect(app.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = http::Request::get("/events")
+            .header("host", app.addr.to_string())
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        for (k, v) in headers {
+            req.headers_mut()
+                .append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let res = sender.send_request(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            Client {
+                body,
+                buf: String::new(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn sse_streams_filtered_events_with_ids_and_resumes() {
+        let app = app(base_config()).await;
+        let (token, _) = app.login(&who("alice", acme())).await;
+        let bearer = ("authorization", format!("Bearer {token}"));
+        let (status, headers, mut stream) = get(&app, std::slice::from_ref(&bearer)).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-type"], "text/event-stream");
+        let first = app.hub.send_to_tenant(&event(acme(), "one")).await.unwrap();
+        let (id, _, frame) = stream.next_json().await;
+        assert_eq!(id, Some(first.to_string()));
+        assert_eq!(
+            (frame["type"].as_str(), frame["event"].as_str()),
+            (Some("event"), Some("one"))
+        );
+        app.hub
+            .send_to_tenant(&event(acme(), "secret").classification(Classification::Secret))
+            .await
+            .unwrap();
+        app.hub
+            .send_to_tenant(&event(globex(), "other"))
+            .await
+            .unwrap();
+        marker(&app.hub, acme()).await;
+        assert_eq!(stream.next_json().await.2["event"], "marker");
+        drop(stream);
+        // Resume after `one`: the secret event stays filtered.
+        let (_, _, mut again) = get(&app, &[bearer, ("last-event-id", first.to_string())]).await;
+        assert_eq!(again.next_json().await.2["event"], "marker");
+        assert_eq!(
+            again.next_json().await.2,
+            json!({"type":"resumed","recovered":true})
+        );
+    }
+
+    #[tokio::test]
+    async fn sse_refuses_bad_requests_before_streaming() {
+        let app = app(base_config()).await;
+        let (token, sid) = app.login(&who("alice", acme())).await;
+        let (status, headers, _) = get(&app, &[]).await;
+        assert_eq!(status, 401);
+        assert_eq!(headers["content-type"], "application/problem+json");
+        let (status, ..) = get(&app, &[("authorization", "Bearer x.y.z".into())]).await;
+        assert_eq!(status, 401);
+        let bearer = ("authorization", format!("Bearer {token}"));
+        let (status, ..) = get(&app, &[bearer.clone(), ("last-event-id", "soon".into())]).await;
+        assert_eq!(status, 400);
+        app.sessions
+            .revoke(Some(&acme()), "alice", &sid)
+            .await
+            .unwrap();
+        let (status, ..) = get(&app, &[bearer]).await;
+        assert_eq!(status, 401);
+        assert_eq!(app.hub.stats().open, 0);
+    }
+
+    #[tokio::test]
+    async fn sse_ends_with_a_close_message_on_revocation() {
+        let app = app(base_config()).await;
+        let (token, sid) = app.login(&who("alice", acme())).await;
+        let (_, _, mut stream) = get(&app, &[("authorization", format!("Bearer {token}"))]).await;
+        app.hub
+            .send_to_tenant(&event(acme(), "hello"))
+            .await
+            .unwrap();
+        assert_eq!(stream.next_json().await.2["event"], "hello");
+        app.hub.revoke_session(&sid).await.unwrap();
+        let (_, kind, close) = stream.next_json().await;
+        assert_eq!(kind.as_deref(), Some("close"));
+        assert_eq!(
+            close,
+            json!({"type":"close","code":4001,"reason":"Invalid session"})
+        );
     }
 }
 

@@ -31,8 +31,18 @@ pub(crate) enum Offered {
     Gone,
 }
 
+/// What kind of client holds the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnKind {
+    /// A WebSocket: pongs prove it alive, so it has an idle timeout.
+    WebSocket,
+    /// An SSE stream: the client never sends, so only a failed write ends it.
+    Sse,
+}
+
 pub(crate) struct Conn {
     pub(crate) id: Arc<str>,
+    pub(crate) kind: ConnKind,
     pub(crate) tenant: TenantId,
     pub(crate) user: Arc<str>,
     principal: ArcSwap<Principal>,
@@ -64,6 +74,7 @@ fn expiry(principal: &Principal) -> i64 {
 impl Conn {
     pub(crate) fn new(
         id: Arc<str>,
+        kind: ConnKind,
         tenant: TenantId,
         principal: Principal,
         now_ms: u64,
@@ -71,6 +82,7 @@ impl Conn {
     ) -> Self {
         Self {
             id,
+            kind,
             tenant,
             user: Arc::from(principal.subject()),
             expires_at: AtomicI64::new(expiry(&principal)),

@@ -63,7 +63,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-pub(crate) use conn::{Conn, Offered, Outbound};
+pub(crate) use conn::{Conn, ConnKind, Offered, Outbound};
 
 use crate::bus::{BusRecvError, Control, Delivery, EventBus, StateBus};
 use crate::channel::ChannelRules;
@@ -315,6 +315,7 @@ impl Hub {
     pub(crate) fn register(
         &self,
         id: Arc<str>,
+        kind: ConnKind,
         principal: Principal,
     ) -> Result<Registration, Refused> {
         let Some(tenant) = principal.tenant().cloned() else {
@@ -323,7 +324,14 @@ impl Hub {
         self.inner.start_background();
         let inner = &self.inner;
         let (tx, rx) = mpsc::channel(inner.config.send_queue);
-        let conn = Arc::new(Conn::new(id, tenant.clone(), principal, inner.now_ms(), tx));
+        let conn = Arc::new(Conn::new(
+            id,
+            kind,
+            tenant.clone(),
+            principal,
+            inner.now_ms(),
+            tx,
+        ));
         let mut registry = inner.write();
         let user_key = (tenant.clone(), conn.user.clone());
         let users = registry.users.get(&user_key).copied().unwrap_or(0);

@@ -9,7 +9,7 @@ use kailash_auth::layer::SessionCheckError;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use super::{Conn, HubInner, Outbound, SWEEP_INTERVAL};
+use super::{Conn, ConnKind, HubInner, Outbound, SWEEP_INTERVAL};
 use crate::close::CloseReason;
 
 /// Session checks in flight at once during one sweep.
@@ -42,7 +42,7 @@ pub(super) async fn once(hub: &Arc<HubInner>) {
             conn.close(CloseReason::TokenExpired, &hub.stats);
             continue;
         }
-        if now_ms.saturating_sub(conn.last_seen()) > idle_ms {
+        if conn.kind == ConnKind::WebSocket && now_ms.saturating_sub(conn.last_seen()) > idle_ms {
             conn.close(CloseReason::IdleTimeout, &hub.stats);
             continue;
         }

@@ -49,7 +49,7 @@
 //! ```
 
 mod origin;
-mod session;
+pub(crate) mod session;
 
 use std::sync::Arc;
 

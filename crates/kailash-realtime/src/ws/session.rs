@@ -10,7 +10,7 @@ use kailash_core::Principal;
 
 use crate::close::CloseReason;
 use crate::event::EventId;
-use crate::hub::{Conn, Hub, Outbound};
+use crate::hub::{Conn, ConnKind, Hub, Outbound};
 use crate::protocol::{self, ClientFrame, ErrorCode, parse_client_frame};
 use crate::stats::RealtimeStats;
 
@@ -21,7 +21,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A random connection id (128 bits, hex).
-fn new_id() -> Option<Arc<str>> {
+pub(crate) fn new_id() -> Option<Arc<str>> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).ok()?;
     let mut id = String::with_capacity(32);
@@ -68,7 +68,7 @@ pub(super) async fn run(hub: Hub, mut socket: WebSocket, outcome: Result<Princip
     let stats = hub.inner.stats.clone();
     let registered = outcome.and_then(|principal| {
         let id = new_id().ok_or(CloseReason::Unavailable)?;
-        hub.register(id, principal)
+        hub.register(id, ConnKind::WebSocket, principal)
     });
     let (conn, mut rx, mut ready) = match registered {
         Ok(r) => r,

@@ -10,6 +10,7 @@ mod config;
 mod error;
 pub mod event;
 pub mod filter;
+pub mod http;
 pub mod hub;
 pub mod protocol;
 pub mod sse;

@@ -1181,6 +1181,89 @@ mod sse {
     }
 }
 
+mod publish_route {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+
+    /// `POST /api/events` behind the real JwtAuthLayer, on its own port.
+    async fn serve(app: &App) -> SocketAddr {
+        let spec: AccessSpec = serde_json::from_value(json!({
+            "roles": [
+                { "name": "viewer", "permissions": ["report:view"] },
+                { "name": "admin", "permissions": ["report:view", "audit:view", "system:configure"] }
+            ]
+        }))
+        .unwrap();
+        let access = AccessControl::new(AccessPolicy::load(&spec).await.unwrap());
+        let verifier = Verifier::builder(app.keys.clone(), ISS, AUD)
+            .clock(app.clock.clone())
+            .build();
+        let auth = JwtAuthLayer::new(verifier).session_check(Arc::new(app.sessions.clone()));
+        let router = kailash_realtime::http::router(app.hub.clone(), access).layer(auth);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        addr
+    }
+
+    async fn post(addr: SocketAddr, token: &str, body: Value) -> (u16, Value) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post("/api/events")
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn publishes_into_the_callers_tenant_only() {
+        let app = app(base_config()).await;
+        let addr = serve(&app).await;
+        let (mut alice, ..) = app.connect(&who("alice", acme())).await;
+        let (mut carol, ..) = app.connect(&who("carol", globex())).await;
+        let mut admin = who("root", acme());
+        admin.role = "admin";
+        let (root, _) = app.login(&admin).await;
+        let body = json!({"channel":"news","event":"posted","data":{"n":1},
+                          "metadata":{"classification":"internal"}});
+        let (status, answer) = post(addr, &root, body.clone()).await;
+        assert_eq!(status, 202, "{answer}");
+        let got = next_json(&mut alice).await;
+        assert_eq!(got["id"], answer["id"]);
+        assert_eq!(
+            (got["event"].as_str(), got["tenant_id"].as_str()),
+            (Some("posted"), Some("acme"))
+        );
+        // A tenant in the body is not a field: refused, nothing published.
+        let mut foreign = body.clone();
+        foreign["tenant_id"] = json!("globex");
+        assert_eq!(post(addr, &root, foreign).await.0, 400);
+        let (viewer, _) = app.login(&who("bob", acme())).await;
+        assert_eq!(post(addr, &viewer, body).await.0, 403);
+        let bad = json!({"channel":"a b","event":"x"});
+        assert_eq!(post(addr, &root, bad).await.0, 400);
+        let big = json!({"channel":"news","event":"x","data":"x".repeat(70_000)});
+        assert_eq!(post(addr, &root, big).await.0, 413);
+        marker(&app.hub, globex()).await;
+        assert_eq!(next_json(&mut carol).await["event"], "marker");
+        marker(&app.hub, acme()).await;
+        assert_eq!(next_json(&mut alice).await["event"], "marker");
+    }
+}
+
 #[path = "fuzz_harness/client_frame.rs"]
 mod client_frame_harness;
 

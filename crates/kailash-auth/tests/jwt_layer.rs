@@ -295,7 +295,9 @@ async fn authenticate_verifies_and_checks_the_session() {
             Err(SessionCheckError::Expired)
         );
         assert_eq!(
-            JwtAuthLayer::new(f.verifier.clone()).check_session(&idle).await,
+            JwtAuthLayer::new(f.verifier.clone())
+                .check_session(&idle)
+                .await,
             Ok(())
         );
         assert_eq!(

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use kailash_core::spec::ConfigDuration;
+use kailash_core::state::log::MAX_LOG_CAP;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::ChannelRule;
@@ -57,7 +58,7 @@ pub struct RealtimeConfig {
     pub send_queue: usize,
     /// Channels one connection may subscribe to.
     pub max_subscriptions: usize,
-    /// Events kept per tenant for `resume`.
+    /// Events kept per tenant for `resume` (at most 100 000).
     pub history_size: u32,
     /// How long a tenant's history is kept after its last event.
     pub history_ttl: ConfigDuration,
@@ -116,8 +117,8 @@ impl RealtimeConfig {
         {
             return fail("send_queue must be 1-65536 and max_subscriptions 1-1024");
         }
-        if !(1..=1_000_000).contains(&self.history_size) {
-            return fail("history_size must be 1-1000000");
+        if !(1..=MAX_LOG_CAP).contains(&self.history_size) {
+            return fail("history_size must be 1-100000");
         }
         if let Some(origins) = &self.origins
             && origins
@@ -130,5 +131,44 @@ impl RealtimeConfig {
             rule.validate()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_nonsense_is_refused() {
+        RealtimeConfig::default().validate().unwrap();
+        let bad = [
+            RealtimeConfig {
+                history_size: 100_001,
+                ..RealtimeConfig::default()
+            },
+            RealtimeConfig {
+                heartbeat: ConfigDuration(Duration::from_secs(60)),
+                ..RealtimeConfig::default()
+            },
+            RealtimeConfig {
+                read_buffer_size: 128 * 1024 * 1024,
+                ..RealtimeConfig::default()
+            },
+            RealtimeConfig {
+                sse_path: "/ws".into(),
+                ..RealtimeConfig::default()
+            },
+            RealtimeConfig {
+                origins: Some(vec!["not a url".into()]),
+                ..RealtimeConfig::default()
+            },
+            RealtimeConfig {
+                max_connections_per_user: 0,
+                ..RealtimeConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
     }
 }

@@ -578,6 +578,46 @@ async fn undecodable_data_is_corrupt_and_never_echoed() {
         Err(StateError::Corrupt(_))
     ));
 
+    // An event log whose meta hash holds unreadable ids.
+    let log = unique_key("bad-log");
+    let meta = format!("kailash-test:logm:{}", log.as_str());
+    let hour = Duration::from_secs(3600);
+    ok(state
+        .log
+        .append(&log, Bytes::from_static(b"x"), 5, hour)
+        .await);
+    for (field, later) in [("b", "read"), ("l", "append")] {
+        let set: Result<(), _> = redis::cmd("HSET")
+            .arg(&meta)
+            .arg(field)
+            .arg(secret)
+            .query_async(&mut raw)
+            .await;
+        assert!(set.is_ok());
+        let result = match later {
+            "read" => state
+                .log
+                .read_after(&log, kailash_core::state::LogId::ZERO, 10)
+                .await
+                .map(drop),
+            _ => state
+                .log
+                .append(&log, Bytes::from_static(b"y"), 5, hour)
+                .await
+                .map(drop),
+        };
+        match result {
+            Err(StateError::Corrupt(msg)) => assert!(!msg.contains(secret), "{msg}"),
+            other => panic!("{field}: expected Corrupt, got {other:?}"),
+        }
+    }
+    let cleanup: Result<(), _> = redis::cmd("DEL")
+        .arg(&meta)
+        .arg(format!("kailash-test:log:{}", log.as_str()))
+        .query_async(&mut raw)
+        .await;
+    assert!(cleanup.is_ok());
+
     let cleanup: Result<(), _> = redis::cmd("DEL")
         .arg(format!("kailash-test:kv:{}", kv.as_str()))
         .arg(format!("kailash-test:kv:{}", wrong_type.as_str()))

@@ -12,6 +12,16 @@
 //! sequence tells apart entries of the same millisecond, and every id is
 //! greater than the one before it even when the clock steps back.
 //!
+//! Every input is bounded: a cap of at most [`MAX_LOG_CAP`] entries, payloads
+//! of at most [`MAX_LOG_PAYLOAD`] bytes, reads of at most [`MAX_LOG_READ`]
+//! entries, id text of at most [`MAX_LOG_ID_LEN`] characters. An expired
+//! log is gone; the next append starts a new one, and a reader holding an id
+//! of the old one is told its history is incomplete (its id is older than
+//! the new log's first). Only a clock that stepped back by more than the
+//! log's time to live could give a new log ids at or below an old reader's
+//! id. The memory backend evicting a log from a full table reads the same
+//! way as expiry.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -63,9 +73,9 @@ use super::{StateError, StateKey};
 pub const MAX_LOG_CAP: u32 = 100_000;
 /// The most entries one [`EventLog::read_after`] returns.
 pub const MAX_LOG_READ: u32 = 10_000;
-/// The largest payload an [`EventLog::append`] accepts (1 MiB); a backend
-/// may be configured lower.
-pub const MAX_LOG_PAYLOAD: usize = 1024 * 1024;
+/// The largest payload an [`EventLog::append`] accepts (64 KiB: realtime
+/// events are small messages); a backend may be configured lower.
+pub const MAX_LOG_PAYLOAD: usize = 64 * 1024;
 /// The longest text form of a [`LogId`]: two 20-digit numbers and a dash.
 pub const MAX_LOG_ID_LEN: usize = 41;
 

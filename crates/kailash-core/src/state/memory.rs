@@ -41,8 +41,8 @@ pub struct MemoryLimits {
     /// dropped first, then the log closest to expiry is evicted (its
     /// readers then learn their history is incomplete, never read a wrong one).
     pub max_logs: usize,
-    /// The largest event-log payload accepted, in bytes (at most
-    /// [`MAX_LOG_PAYLOAD`](super::log::MAX_LOG_PAYLOAD)).
+    /// The largest event-log payload accepted, in bytes (default and
+    /// ceiling [`MAX_LOG_PAYLOAD`](super::log::MAX_LOG_PAYLOAD), as on Redis).
     pub max_log_payload: usize,
 }
 
@@ -52,7 +52,7 @@ impl Default for MemoryLimits {
             max_rate_keys: 100_000,
             topic_capacity: 1024,
             max_logs: 10_000,
-            max_log_payload: 64 * 1024,
+            max_log_payload: log::MAX_LOG_PAYLOAD,
         }
     }
 }

@@ -47,7 +47,7 @@ use kailash_core::state::{Namespace, RecvError, SharedState, StateKey, Subscript
 use serde::{Deserialize, Serialize};
 
 use crate::error::RealtimeError;
-use crate::event::{Audience, Event, EventId, frame_from_body};
+use crate::event::{Audience, Event, EventId, MAX_AUDIENCE_ID, frame_from_body};
 
 const NS: Namespace = Namespace::new("realtime");
 
@@ -192,6 +192,11 @@ fn control_topic() -> StateKey {
 /// `<audience json>\n<event body>`: what the history keeps. Neither part
 /// holds a raw newline (compact JSON escapes them).
 fn encode_entry(audience: &Audience, body: &[u8]) -> Result<Bytes, RealtimeError> {
+    if let Audience::User(id) | Audience::Connection(id) = audience
+        && (id.is_empty() || id.len() > MAX_AUDIENCE_ID)
+    {
+        return Err(RealtimeError::InvalidAudience);
+    }
     let mut out = BytesMut::with_capacity(body.len() + 32).writer();
     serde_json::to_writer(&mut out, audience).map_err(|_| RealtimeError::CorruptEvent)?;
     let mut out = out.into_inner();
@@ -358,6 +363,39 @@ impl EventBus for StateBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_largest_event_with_the_longest_audience_fits_the_history() {
+        use kailash_core::clock::SystemClock;
+        let bus = StateBus::new(
+            SharedState::memory(Arc::new(SystemClock)),
+            10,
+            Duration::from_secs(60),
+        );
+        let acme = TenantId::new("acme").unwrap();
+        let mut event = Event::new(acme, "c", "e").unwrap();
+        // `null` (4 bytes) becomes a string of n bytes plus 2 quotes.
+        let envelope = event.to_body().unwrap().len() - 2;
+        event.data =
+            serde_json::Value::String("x".repeat(crate::event::MAX_EVENT_BYTES - envelope));
+        assert_eq!(
+            event.to_body().unwrap().len(),
+            crate::event::MAX_EVENT_BYTES
+        );
+        let user = Audience::User("u".repeat(MAX_AUDIENCE_ID));
+        bus.publish(&user, &event).await.unwrap();
+        event.data = serde_json::Value::String("x".repeat(crate::event::MAX_EVENT_BYTES));
+        assert_eq!(
+            bus.publish(&user, &event).await,
+            Err(RealtimeError::EventTooLarge)
+        );
+        let too_long = Audience::User("u".repeat(MAX_AUDIENCE_ID + 1));
+        event.data = serde_json::Value::Null;
+        assert_eq!(
+            bus.publish(&too_long, &event).await,
+            Err(RealtimeError::InvalidAudience)
+        );
+    }
 
     #[test]
     fn entries_of_another_tenant_are_refused() {

@@ -16,6 +16,9 @@ pub enum RealtimeError {
     /// A required permission that is not `resource:action`.
     #[error("invalid required permission")]
     InvalidPermission,
+    /// A user or connection id that is empty or too long.
+    #[error("invalid audience")]
+    InvalidAudience,
     /// The serialised event exceeds the size limit.
     #[error("event too large")]
     EventTooLarge,

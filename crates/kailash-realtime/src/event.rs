@@ -38,8 +38,12 @@ use crate::error::RealtimeError;
 pub const MAX_CHANNEL_LEN: usize = 128;
 /// The longest event type, in bytes.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
-/// The largest serialised event (its `data` included), in bytes.
-pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// The largest serialised event (its `data` included), in bytes: with its
+/// audience it stays within one history entry
+/// ([`MAX_LOG_PAYLOAD`](kailash_core::state::log::MAX_LOG_PAYLOAD), 64 KiB).
+pub const MAX_EVENT_BYTES: usize = 63 * 1024;
+/// The longest user id or connection id an [`Audience`] may name, in bytes.
+pub const MAX_AUDIENCE_ID: usize = 256;
 
 /// How sensitive an event is, lowest first: `public < internal <
 /// confidential < secret`.
@@ -245,7 +249,8 @@ pub(crate) fn frame_from_body(id: EventId, body: &[u8]) -> Result<Utf8Bytes, Rea
 pub type EventId = LogId;
 
 /// Which connections of the event's tenant an event is for (the filters
-/// then decide per connection).
+/// then decide per connection). A user or connection id is at most
+/// [`MAX_AUDIENCE_ID`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Audience {

@@ -557,6 +557,37 @@ mod channels {
     }
 
     #[tokio::test]
+    async fn the_same_channel_or_user_name_in_another_tenant_gets_nothing() {
+        let app = app(base_config()).await;
+        let (mut alice_globex, ..) = app.connect(&who("alice", globex())).await;
+        send_json(
+            &mut alice_globex,
+            json!({"type":"subscribe","channel":"news"}),
+        )
+        .await;
+        assert_eq!(next_json(&mut alice_globex).await["type"], "subscribed");
+        let (mut alice_acme, ..) = app.connect(&who("alice", acme())).await;
+        send_json(
+            &mut alice_acme,
+            json!({"type":"subscribe","channel":"news"}),
+        )
+        .await;
+        assert_eq!(next_json(&mut alice_acme).await["type"], "subscribed");
+        app.hub
+            .publish_to_channel(&event(acme(), "acme.news"))
+            .await
+            .unwrap();
+        app.hub
+            .send_to_user("alice", &event(acme(), "acme.alice"))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut alice_acme).await["event"], "acme.news");
+        assert_eq!(next_json(&mut alice_acme).await["event"], "acme.alice");
+        marker(&app.hub, globex()).await;
+        assert_eq!(next_json(&mut alice_globex).await["event"], "marker");
+    }
+
+    #[tokio::test]
     async fn subscriptions_are_capped() {
         let config = RealtimeConfig {
             max_subscriptions: 1,

@@ -767,7 +767,9 @@ mod lifecycle {
                 pings += 1;
             }
         }
-        assert!(pings >= 2, "{pings} pings");
+        // One sweep per second queues them, so at least one arrived; the
+        // reader outlived the idle timeout because its pongs count.
+        assert!(pings >= 1, "{pings} pings");
         // Bob read nothing, so answered no ping: closed as idle.
         assert_eq!(closed(&mut idle).await, (4000, "Idle timeout".into()));
         marker(&app.hub, acme()).await;

@@ -11,7 +11,7 @@
 //! | 4000 | `Idle timeout` | nothing (not even a pong) arrived within the idle timeout |
 //! | 1009 | `Message too big` | a message over the maximum message size |
 //! | 1011 | `Unavailable` | the event bus could not be subscribed in time |
-//! | 1001 | `Going away` | the hub is shutting down |
+//! | 1001 | `Going away` | [`Hub::close_all`](crate::Hub::close_all) (graceful shutdown) |
 
 /// Why the server closed a connection (a bounded label set for metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -358,6 +358,37 @@ mod credentials {
     }
 
     #[tokio::test]
+    async fn a_principal_without_a_tenant_is_closed_with_4003() {
+        let app = app(base_config()).await;
+        let session = app
+            .sessions
+            .create("loner", None, None)
+            .await
+            .unwrap()
+            .session;
+        let now = app.clock.now().as_second();
+        let mut claims = Claims::new(ISS, "loner", AUD, now, now + 300);
+        claims.sid = Some(session.id);
+        let token = app.keys.issue(&claims, TokenType::Access).unwrap();
+        let (mut ws, _) = app
+            .connect_with(&[("authorization", format!("Bearer {token}"))])
+            .await
+            .unwrap();
+        assert_eq!(closed(&mut ws).await, (4003, "Tenant required".into()));
+    }
+
+    #[tokio::test]
+    async fn close_all_says_going_away() {
+        let app = app(base_config()).await;
+        let (mut a, ..) = app.connect(&who("alice", acme())).await;
+        let (mut c, ..) = app.connect(&who("carol", globex())).await;
+        app.hub.close_all();
+        assert_eq!(closed(&mut a).await, (1001, "Going away".into()));
+        assert_eq!(closed(&mut c).await.0, 1001);
+        assert_eq!(app.hub.stats().closes(CloseReason::GoingAway), 2);
+    }
+
+    #[tokio::test]
     async fn a_foreign_origin_is_refused_before_the_upgrade() {
         let config = RealtimeConfig {
             origins: Some(vec!["https://app.example".into()]),

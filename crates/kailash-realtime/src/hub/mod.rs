@@ -306,6 +306,15 @@ impl Hub {
         self.inner.bus.publish_control(&control).await
     }
 
+    /// Closes every connection of this instance with 1001 `Going away`
+    /// (call it on graceful shutdown, before the server stops); new
+    /// connections are still accepted until then.
+    pub fn close_all(&self) {
+        for conn in self.inner.snapshot() {
+            conn.close(CloseReason::GoingAway, &self.inner.stats);
+        }
+    }
+
     /// Connections open on this instance.
     pub fn connection_count(&self) -> usize {
         self.inner.read().conns.len()

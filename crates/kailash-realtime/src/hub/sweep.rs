@@ -31,7 +31,12 @@ pub(super) async fn once(hub: &Arc<HubInner>) {
     let now = hub.clock.now().as_second();
     let now_ms = hub.now_ms();
     let idle_ms = u64::try_from(hub.config.idle_timeout.0.as_millis()).unwrap_or(u64::MAX);
-    let ping_ms = u64::try_from(hub.config.heartbeat.0.as_millis()).unwrap_or(u64::MAX);
+    // Due within half a sweep counts as due: pings keep their interval to
+    // the sweep's accuracy instead of slipping a whole sweep now and then.
+    let half_sweep = u64::try_from(SWEEP_INTERVAL.as_millis() / 2).unwrap_or(0);
+    let ping_ms = u64::try_from(hub.config.heartbeat.0.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_sub(half_sweep);
     // One check per session, however many sockets it has.
     let mut sessions: HashMap<Box<str>, Vec<Arc<Conn>>> = HashMap::new();
     for conn in conns {

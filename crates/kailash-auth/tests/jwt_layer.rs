@@ -213,45 +213,105 @@ async fn cookie_only_when_configured() {
 }
 
 #[tokio::test]
-async fn query_token_only_on_websocket_upgrades() {
+async fn a_token_in_the_url_is_no_credential() {
     let f = fixture();
     let tok = f.token("s1");
-    let b = || JwtAuthLayer::new(f.verifier.clone()).websocket_query_param("access_token");
-    let plain = get(&format!("/ws?access_token={tok}")).body(()).unwrap();
-    let (s, ch, _) = run(b(), plain).await;
-    assert_eq!(
-        (s, ch.as_deref()),
-        (StatusCode::UNAUTHORIZED, Some("Bearer"))
-    );
-    let upgrade = get(&format!("/ws?x=1&access_token={tok}"))
+    let upgrade = get(&format!("/ws?access_token={tok}"))
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
         .body(())
         .unwrap();
-    let (s, _, body) = run(b(), upgrade).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(body.as_deref(), Some("alice"));
-    // Not configured: ignored even on upgrades.
-    let upgrade = get(&format!("/ws?access_token={tok}"))
-        .header("upgrade", "websocket")
-        .body(())
-        .unwrap();
-    let (s, _, _) = run(JwtAuthLayer::new(f.verifier.clone()), upgrade).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // Header and query together: more than one credential.
-    let both = get(&format!("/ws?access_token={tok}"))
-        .header("upgrade", "websocket")
-        .header("authorization", format!("Bearer {tok}"))
-        .body(())
-        .unwrap();
-    let (s, ch, _) = run(b(), both).await;
+    let (s, ch, _) = run(JwtAuthLayer::new(f.verifier.clone()).cookie("at"), upgrade).await;
     assert_eq!(
         (s, ch.as_deref()),
-        (
-            StatusCode::UNAUTHORIZED,
-            Some("Bearer error=\"invalid_request\"")
-        )
+        (StatusCode::UNAUTHORIZED, Some("Bearer"))
     );
+}
+
+#[tokio::test]
+async fn credential_reads_headers_like_the_layer() {
+    let f = fixture();
+    let tok = f.token("s1");
+    let layer = JwtAuthLayer::new(f.verifier.clone()).cookie("at");
+    assert_eq!(layer.cookie_name(), Some("at"));
+    let headers = |pairs: &[(&'static str, String)]| {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    };
+    let bearer = headers(&[("authorization", format!("Bearer {tok}"))]);
+    assert_eq!(layer.credential(&bearer), Ok(Some(tok.as_str())));
+    let cookie = headers(&[("cookie", format!("x=1; at={tok}"))]);
+    assert_eq!(layer.credential(&cookie), Ok(Some(tok.as_str())));
+    assert_eq!(layer.credential(&headers(&[])), Ok(None));
+    let both = headers(&[
+        ("authorization", format!("Bearer {tok}")),
+        ("cookie", format!("at={tok}")),
+    ]);
+    assert_eq!(
+        layer.credential(&both).map_err(|e| e.reason()),
+        Err("multiple credentials")
+    );
+    let basic = headers(&[("authorization", "Basic YTpi".to_owned())]);
+    assert_eq!(
+        layer.credential(&basic).map_err(|e| e.reason()),
+        Err("unsupported authorization scheme")
+    );
+}
+
+#[tokio::test]
+async fn authenticate_verifies_and_checks_the_session() {
+    use kailash_auth::jwt::VerifyError;
+    use kailash_auth::layer::AuthenticateError;
+    let f = fixture();
+    for sync in [false, true] {
+        let sessions = Arc::new(Sessions {
+            sync,
+            ..Sessions::default()
+        });
+        let cache = Arc::new(TokenCache::new(100, f.clock.clone()));
+        let layer = JwtAuthLayer::new(f.verifier.clone())
+            .session_check(sessions.clone())
+            .cache(cache.clone());
+        for _ in 0..2 {
+            // The second round is a cache hit: the session is still asked.
+            let p = layer.authenticate(&f.token("live")).await.unwrap();
+            assert_eq!((p.subject(), p.session_id()), ("alice", Some("live")));
+            assert_eq!(
+                layer.authenticate(&f.token("revoked")).await,
+                Err(AuthenticateError::Session(SessionCheckError::Revoked))
+            );
+            assert_eq!(
+                layer.authenticate(&f.token("down")).await,
+                Err(AuthenticateError::Session(SessionCheckError::Unavailable))
+            );
+        }
+        assert_eq!(sessions.calls.load(Ordering::SeqCst), 6);
+        let idle = Principal::builder("alice").session_id("idle").build();
+        assert_eq!(
+            layer.check_session(&idle).await,
+            Err(SessionCheckError::Expired)
+        );
+        assert_eq!(
+            JwtAuthLayer::new(f.verifier.clone())
+                .check_session(&idle)
+                .await,
+            Ok(())
+        );
+        assert_eq!(
+            layer.authenticate("a.b.c").await,
+            Err(AuthenticateError::Token(VerifyError::Malformed))
+        );
+        let tok = f.token("live");
+        f.clock.advance(std::time::Duration::from_secs(3600));
+        assert_eq!(
+            layer.authenticate(&tok).await,
+            Err(AuthenticateError::Token(VerifyError::Expired))
+        );
+        f.clock.set(jiff::Timestamp::from_second(NOW).unwrap());
+    }
 }
 
 #[tokio::test]

@@ -15,7 +15,6 @@ pub(super) struct Config {
     pub(super) verifier: Verifier,
     pub(super) cache: Option<Arc<TokenCache>>,
     pub(super) cookie: Option<String>,
-    pub(super) query_param: Option<String>,
     pub(super) public: PublicPaths,
     pub(super) session: Option<Arc<dyn SessionCheck>>,
     /// Whether the session check joins the request's admission plan.
@@ -31,7 +30,6 @@ impl Config {
             verifier,
             cache: None,
             cookie: None,
-            query_param: None,
             public: PublicPaths::new(),
             session: None,
             defer_session: false,

@@ -1,12 +1,13 @@
 //! Finding the one credential of a request: the `Authorization: Bearer`
-//! header, a configured cookie, or a query parameter on WebSocket upgrades.
+//! header or a configured cookie. Never the URL: a token in a query string
+//! ends up in proxy logs and browser histories.
 //!
-//! Two credentials (two headers, a header and a cookie, a header and a query
-//! parameter, two cookies) are refused with `invalid_request` rather than
-//! one picked: a proxy and the service could pick differently.
+//! Two credentials (two headers, a header and a cookie, two cookies) are
+//! refused with `invalid_request` rather than one picked: a proxy and the
+//! service could pick differently.
 
-use http::Request;
-use http::header::{AUTHORIZATION, COOKIE, UPGRADE};
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE};
 
 use super::config::Config;
 
@@ -17,21 +18,14 @@ pub(super) enum Cred<'a> {
     Invalid(&'static str),
 }
 
-/// The request's credential, per the layer's `config`.
-pub(super) fn credential<'a, B>(config: &Config, req: &'a Request<B>) -> Cred<'a> {
-    let header = match from_header(req) {
+/// The credential in `headers`, per the layer's `config`.
+pub(super) fn credential<'a>(config: &Config, headers: &'a HeaderMap) -> Cred<'a> {
+    let header = match from_header(headers) {
         Ok(t) => t,
         Err(r) => return Cred::Invalid(r),
     };
-    let query = match &config.query_param {
-        Some(name) if is_websocket_upgrade(req) => match from_query(req, name) {
-            Ok(t) => t,
-            Err(r) => return Cred::Invalid(r),
-        },
-        _ => None,
-    };
     let cookie = match &config.cookie {
-        Some(name) => match from_cookie(req, name) {
+        Some(name) => match from_cookie(headers, name) {
             Ok(t) => t,
             Err(r) => return Cred::Invalid(r),
         },
@@ -40,24 +34,15 @@ pub(super) fn credential<'a, B>(config: &Config, req: &'a Request<B>) -> Cred<'a
     // Exactly one place may carry the credential: with two, a proxy that
     // reads one and this layer that reads the other would disagree on who
     // is calling (a bearer header must not silently override a cookie).
-    match (header, query, cookie) {
-        (None, None, None) => Cred::Missing,
-        (Some(t), None, None) | (None, Some(t), None) | (None, None, Some(t)) => Cred::Token(t),
+    match (header, cookie) {
+        (None, None) => Cred::Missing,
+        (Some(t), None) | (None, Some(t)) => Cred::Token(t),
         _ => Cred::Invalid("multiple credentials"),
     }
 }
 
-fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().get_all(UPGRADE).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-        })
-    })
-}
-
-fn from_header<B>(req: &Request<B>) -> Result<Option<&str>, &'static str> {
-    let mut values = req.headers().get_all(AUTHORIZATION).iter();
+fn from_header(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = match (values.next(), values.next()) {
         (None, _) => return Ok(None),
         (Some(_), Some(_)) => return Err("multiple authorization headers"),
@@ -79,29 +64,9 @@ fn from_header<B>(req: &Request<B>) -> Result<Option<&str>, &'static str> {
     Ok(Some(token))
 }
 
-fn from_query<'a, B>(req: &'a Request<B>, name: &str) -> Result<Option<&'a str>, &'static str> {
-    let Some(query) = req.uri().query() else {
-        return Ok(None);
-    };
+fn from_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, &'static str> {
     let mut found = None;
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
-            if found.is_some() {
-                return Err("multiple query credentials");
-            }
-            found = Some(v);
-        }
-    }
-    match found {
-        Some("") => Err("malformed query credential"),
-        other => Ok(other),
-    }
-}
-
-fn from_cookie<'a, B>(req: &'a Request<B>, name: &str) -> Result<Option<&'a str>, &'static str> {
-    let mut found = None;
-    for header in req.headers().get_all(COOKIE) {
+    for header in headers.get_all(COOKIE) {
         let Ok(text) = header.to_str() else { continue };
         for pair in text.split(';') {
             let Some((k, v)) = pair.trim().split_once('=') else {

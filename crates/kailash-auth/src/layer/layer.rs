@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use kailash_core::Principal;
 use kailash_core::audit::AuditSink;
 use tower::Layer;
 
 use super::config::Config;
 use super::owner::SessionOwner;
-use super::{JwtAuth, SessionCheck};
+use super::{AuthenticateError, CredentialError, JwtAuth, SessionCheck, SessionCheckError};
 use crate::jwt::{TokenCache, Verifier};
 
 /// Authenticates requests with bearer JWTs; cheap to clone.
@@ -24,7 +25,6 @@ impl std::fmt::Debug for JwtAuthLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtAuthLayer")
             .field("cookie", &self.config.cookie)
-            .field("query_param", &self.config.query_param)
             .field("public", &self.config.public)
             .finish_non_exhaustive()
     }
@@ -57,13 +57,6 @@ impl JwtAuthLayer {
     /// `invalid_request`): one credential per request.
     pub fn cookie(mut self, name: impl Into<String>) -> Self {
         self.config_mut().cookie = Some(name.into());
-        self
-    }
-
-    /// Also accepts the token from the query parameter `name` (for example
-    /// `access_token`), but only on WebSocket upgrade requests.
-    pub fn websocket_query_param(mut self, name: impl Into<String>) -> Self {
-        self.config_mut().query_param = Some(name.into());
         self
     }
 
@@ -107,6 +100,65 @@ impl JwtAuthLayer {
     pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
         self.config_mut().audit = Some(sink);
         self
+    }
+
+    /// The cookie the token is also read from, if one is set.
+    pub fn cookie_name(&self) -> Option<&str> {
+        self.config.cookie.as_deref()
+    }
+
+    /// The one credential in `headers`, read exactly as the layer reads a
+    /// request's: the `Authorization: Bearer` header or the configured
+    /// cookie, `Ok(None)` when neither is there, an error for two of them
+    /// or a malformed one. For endpoints that authenticate on their own
+    /// (a WebSocket upgrade that also accepts a subprotocol credential).
+    pub fn credential<'a>(
+        &self,
+        headers: &'a http::HeaderMap,
+    ) -> Result<Option<&'a str>, CredentialError> {
+        super::authenticate::header_credential(&self.config, headers)
+    }
+
+    /// Authenticates `token` outside a request, with everything the layer
+    /// does for one: verification (through the cache when set) and the
+    /// session check (asked directly, even when the layer
+    /// [defers](Self::defer_session_check) it). Nothing is audited: the
+    /// caller knows the context and records its own outcome.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kailash_auth::jwt::{Algorithm, Claims, KeySet, SigningKey, TokenType, Verifier};
+    /// use kailash_auth::layer::{AuthenticateError, JwtAuthLayer};
+    /// use kailash_core::clock::{Clock, SystemClock};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    /// let keys = Arc::new(KeySet::new(SigningKey::generate(Algorithm::ES256, "k1")?, clock.clone()));
+    /// let layer = JwtAuthLayer::new(Verifier::builder(keys.clone(), "https://id.example", "api").build());
+    ///
+    /// let now = clock.now().as_second();
+    /// let token = keys.issue(&Claims::new("https://id.example", "alice", "api", now, now + 300), TokenType::Access)?;
+    /// assert_eq!(layer.authenticate(&token).await?.subject(), "alice");
+    /// assert!(matches!(layer.authenticate("not-a-token").await, Err(AuthenticateError::Token(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthenticateError> {
+        super::authenticate::authenticate(&self.config, token).await
+    }
+
+    /// Asks the configured [`SessionCheck`] whether `principal`'s session
+    /// is still alive (`Ok` when no check is configured): for holders of a
+    /// long-lived connection that re-check a principal authenticated
+    /// earlier.
+    pub async fn check_session(&self, principal: &Principal) -> Result<(), SessionCheckError> {
+        match &self.config.session {
+            Some(session) => match session.check_now(principal) {
+                Some(answer) => answer,
+                None => session.check(principal).await,
+            },
+            None => Ok(()),
+        }
     }
 }
 

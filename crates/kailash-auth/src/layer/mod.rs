@@ -1,8 +1,8 @@
 //! [`JwtAuthLayer`]: bearer-token authentication as a tower layer.
 //!
 //! The layer reads exactly one credential — the `Authorization: Bearer`
-//! header, optionally a named cookie, optionally a query parameter on
-//! WebSocket upgrade requests only — verifies it with a
+//! header or, optionally, a named cookie; never a token in the URL, where
+//! proxies and browser histories would keep it — verifies it with a
 //! [`Verifier`](crate::jwt::Verifier) (through an optional
 //! [`TokenCache`](crate::jwt::TokenCache)), optionally asks a
 //! [`SessionCheck`] whether the session is still alive, and inserts the
@@ -61,6 +61,7 @@
 //! # }).unwrap();
 //! ```
 
+mod authenticate;
 mod config;
 mod credential;
 mod failure;
@@ -71,6 +72,7 @@ mod owner;
 mod service;
 mod session_check;
 
+pub use authenticate::{AuthenticateError, CredentialError};
 pub use future::ResponseFuture;
 pub use layer::JwtAuthLayer;
 pub use service::JwtAuth;

@@ -94,7 +94,7 @@ where
         if config.is_public(req.uri().path()) {
             return ResponseFuture::pass(self.inner.call(req));
         }
-        let pending = match credential(config, &req) {
+        let pending = match credential(config, req.headers()) {
             Cred::Missing => Err(Failure::Missing),
             Cred::Invalid(r) => Err(Failure::BadRequest(r)),
             Cred::Token(token) => match config.cache.as_ref().and_then(|c| c.get(token)) {

@@ -5,9 +5,8 @@
 //! One input is tried four ways, all through the real code:
 //!
 //! 1. as the whole `Authorization` header value, as the credential after
-//!    `Bearer `, as a `Cookie` header and the credential cookie, and as the
-//!    query credential of a WebSocket upgrade, through a [`JwtAuthLayer`]
-//!    (status must be 200 or 401);
+//!    `Bearer `, and as a `Cookie` header and the credential cookie, through
+//!    a [`JwtAuthLayer`] (status must be 200 or 401);
 //! 2. as a compact JWS, through [`Verifier::verify_now`];
 //! 3. as the JWS payload of a token signed with the test key, so the claims
 //!    parser and the time/issuer/audience checks see arbitrary JSON;
@@ -22,7 +21,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
 use data_encoding::BASE64URL_NOPAD;
-use http::header::{AUTHORIZATION, COOKIE, UPGRADE};
+use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::EncodingKey;
 use kailash_auth::jwt::{Algorithm, Claims, KeySet, SigningKey, TokenType, Verifier, VerifyError};
@@ -46,8 +45,6 @@ pub(crate) const KID: &str = "fuzz";
 const SECRET: [u8; 32] = [0x5a; 32];
 /// The cookie the layer also reads the token from.
 const COOKIE_NAME: &str = "kailash_at";
-/// The query parameter the layer reads the token from on WebSocket upgrades.
-const QUERY_NAME: &str = "access_token";
 /// The largest audit event the layer may write for one refusal (JSON bytes).
 const MAX_AUDIT_EVENT: usize = 1024;
 /// Inputs at least this long must not appear in an audit event. (A shorter
@@ -93,7 +90,6 @@ fn fixture() -> &'static Fixture {
         let audit = Arc::new(MemoryAuditSink::with_capacity(1));
         let layer = JwtAuthLayer::new(verifier.clone())
             .cookie(COOKIE_NAME)
-            .websocket_query_param(QUERY_NAME)
             .audit(audit.clone());
         let service = BoxCloneSyncService::new(layer.layer(inner));
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -126,8 +122,7 @@ pub(crate) fn run(bytes: &[u8]) -> Outcome {
     let mut out = Outcome::default();
 
     // 1. The layer, with the input as the whole header value, as the
-    //    credential after `Bearer `, as a cookie header and as the query
-    //    credential of a WebSocket upgrade.
+    //    credential after `Bearer ` and as a cookie header.
     if let Ok(value) = HeaderValue::from_bytes(bytes) {
         call(f, request("/me", AUTHORIZATION, value.clone()), bytes);
         call(f, request("/me", COOKIE, value), bytes);
@@ -137,13 +132,6 @@ pub(crate) fn run(bytes: &[u8]) -> Outcome {
         .map(|v| call(f, request("/me", AUTHORIZATION, v), bytes));
     if let Ok(value) = HeaderValue::from_bytes(&[COOKIE_NAME.as_bytes(), b"=", bytes].concat()) {
         call(f, request("/me", COOKIE, value), bytes);
-    }
-    if let Ok(text) = std::str::from_utf8(bytes)
-        && let Ok(uri) = http::Uri::try_from(format!("/ws?{QUERY_NAME}={text}"))
-    {
-        let mut req = request("/ws", UPGRADE, HeaderValue::from_static("websocket"));
-        *req.uri_mut() = uri;
-        call(f, req, bytes);
     }
 
     // 2. The verifier, with the input as the compact JWS.

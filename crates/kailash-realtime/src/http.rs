@@ -154,3 +154,71 @@ async fn publish(State(hub): State<Hub>, req: Request) -> Response {
         Err(e) => Problem::bad_request(e.to_string()).into_response(),
     }
 }
+
+/// The OpenAPI 3.1 description of this crate's HTTP surface: the WebSocket
+/// and SSE endpoints (at their default paths) and `POST /api/events`, for a
+/// gateway to merge into its document. The WebSocket's own protocol
+/// (frames, close codes) is described in the crate documentation; OpenAPI
+/// covers the upgrade request and its refusals.
+pub fn openapi() -> serde_json::Value {
+    let bearer = serde_json::json!([{ "bearer": [] }]);
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": { "title": "kailash-realtime", "version": env!("CARGO_PKG_VERSION") },
+        "paths": {
+            "/ws": { "get": {
+                "tags": ["realtime"], "operationId": "realtime_ws",
+                "summary": "Authenticated WebSocket of the caller tenant's events",
+                "description": "Credentials: `Authorization: Bearer`, the subprotocol pair `kailash.v1, kailash.bearer.<token>` (the server selects `kailash.v1`), or the session cookie; never a token in the URL. A missing or invalid token, or a dead session, closes the socket with 4001. Server frames: `welcome`, `event` (`{type, id, channel, event, tenant_id, data, metadata: {classification, required_permission}}`), `error` (`{type, code, detail}`), `resumed` (`{type, recovered}`). Client frames: `subscribe`, `unsubscribe`, `refresh`, `resume`. Close codes: 4001 invalid token/session or token expired, 4008 slow consumer, 4029 too many connections, 4000 idle, 4003 no tenant, 1009 message too big.",
+                "security": bearer,
+                "parameters": [
+                    { "name": "Sec-WebSocket-Protocol", "in": "header", "required": false, "schema": { "type": "string" },
+                      "description": "`kailash.v1, kailash.bearer.<token>` for browsers" }
+                ],
+                "responses": {
+                    "101": { "description": "Switching protocols; the first frame is `welcome`" },
+                    "400": { "description": "Not a WebSocket upgrade" },
+                    "403": { "description": "The Origin is not allowed (cross-site WebSocket hijacking)" }
+                } } },
+            "/events": { "get": {
+                "tags": ["realtime"], "operationId": "realtime_sse",
+                "summary": "The same events as server-sent events",
+                "description": "`id:` lines carry event ids; `Last-Event-ID` resumes after one (events the history no longer holds are reported as not recovered). Keep-alive comments keep proxies from closing the stream.",
+                "security": bearer,
+                "parameters": [
+                    { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" } }
+                ],
+                "responses": {
+                    "200": { "description": "An event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } },
+                    "401": { "description": "Missing or invalid credentials, or a dead session" },
+                    "403": { "description": "The Origin is not allowed, or the caller has no tenant" }
+                } } },
+            "/api/events": { "post": {
+                "tags": ["realtime"], "operationId": "realtime_publish",
+                "summary": "Publish an event into the caller's own tenant (system:configure)",
+                "security": bearer,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["channel", "event"], "additionalProperties": false,
+                    "properties": {
+                        "channel": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$" },
+                        "event": { "type": "string" },
+                        "data": {},
+                        "metadata": { "type": "object", "additionalProperties": false, "properties": {
+                            "classification": { "type": "string", "enum": ["public", "internal", "confidential", "secret"] },
+                            "required_permission": { "type": ["string", "null"] } } },
+                        "audience": { "oneOf": [
+                            { "type": "string", "enum": ["tenant", "channel"] },
+                            { "type": "object", "required": ["user"], "properties": { "user": { "type": "string" } } } ] }
+                    } } } } },
+                "responses": {
+                    "202": { "description": "Published", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": { "id": { "type": "string" } } } } } },
+                    "400": { "description": "Not a valid event" },
+                    "401": { "description": "Not authenticated" },
+                    "403": { "description": "Lacks system:configure" },
+                    "413": { "description": "The event is too large" },
+                    "503": { "description": "Realtime state unavailable" }
+                } } }
+        }
+    })
+}

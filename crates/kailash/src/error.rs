@@ -39,6 +39,9 @@ pub enum GatewayError {
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(String),
+    /// The realtime endpoints could not be set up.
+    #[error("realtime: {0}")]
+    Realtime(String),
     /// The listener could not be bound or failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -27,6 +27,7 @@ pub struct Gateway {
     audit: Option<Arc<dyn AuditSink>>,
     state: SharedState,
     clock: Arc<dyn Clock>,
+    realtime: Option<kailash_realtime::Hub>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -52,6 +53,7 @@ impl Gateway {
         audit: Option<Arc<dyn AuditSink>>,
         state: SharedState,
         clock: Arc<dyn Clock>,
+        realtime: Option<kailash_realtime::Hub>,
     ) -> Self {
         Self {
             handler,
@@ -60,7 +62,14 @@ impl Gateway {
             audit,
             state,
             clock,
+            realtime,
         }
+    }
+
+    /// The realtime hub, when [`GatewayBuilder::realtime`] was set: to send
+    /// events from outside a request, and to read its statistics.
+    pub fn realtime(&self) -> Option<&kailash_realtime::Hub> {
+        self.realtime.as_ref()
     }
 
     /// The composed stack as an axum `Router` (one catch-all service), to
@@ -117,6 +126,15 @@ impl Gateway {
         self.audit_lifecycle("gateway.start", format!("{scheme}://{addr}"))
             .await;
 
+        // Realtime connections are long-lived: closed (1001 going away) as
+        // soon as the shutdown starts, so they never hold the grace period.
+        let hub = self.realtime.clone();
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(hub) = hub {
+                hub.close_all();
+            }
+        };
         server::serve(
             listener,
             self.handler.clone(),

@@ -30,6 +30,7 @@ pub use kailash_core::{
     public, rate_limit, state,
 };
 pub use kailash_monitoring::{health, log, metrics};
+pub use kailash_realtime as realtime;
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;
 pub use kailash_tenancy as tenancy;

@@ -86,6 +86,17 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             "tenancy needs authentication: the tenant comes from the token".into(),
         ));
     }
+    if this.realtime.is_some() && this.auth.is_none() {
+        return Err(GatewayError::Realtime(
+            "realtime endpoints need authentication: every socket is authenticated".into(),
+        ));
+    }
+    // One state for every part (the realtime hub is built here, the rest
+    // in `compose_checked`).
+    if this.state.is_none() {
+        this.state = Some(SharedState::memory(this.clock.clone()));
+    }
+    let mut hub = None;
     if let Some(mut service) = this.auth.take() {
         if let Some((registry, _)) = &this.tenancy {
             service = service
@@ -110,6 +121,29 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         }
         if let Some(audit) = &this.audit {
             layer = layer.audit(audit.clone());
+        }
+        if let (Some(mut config), Some(state)) = (this.realtime.take(), this.state.clone()) {
+            if config.origins.is_none() {
+                config.origins = Some(this.cors_origins.clone());
+            }
+            // The endpoints verify like the layer (same verifier, cache and
+            // session check), but ask the session themselves.
+            let auth = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
+                .cache(service.token_cache())
+                .session_check(Arc::new(service.sessions().clone()));
+            let auth = match &this.auth_cookie {
+                Some(cookie) => auth.cookie(cookie.clone()),
+                None => auth,
+            };
+            let mut builder =
+                kailash_realtime::Hub::builder(state, auth, config).clock(this.clock.clone());
+            if let Some(access) = &this.access {
+                builder = builder.access(access.clone());
+            }
+            let built = builder
+                .build()
+                .map_err(|e| GatewayError::Realtime(e.to_string()))?;
+            hub = Some(built);
         }
         this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
         let mut routes = std::mem::take(&mut this.routes);
@@ -147,10 +181,19 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 .map_err(|e| GatewayError::Auth(e.to_string()))?;
         this = this.openapi(usage_doc);
     }
-    compose_checked(this)
+    if hub.is_some() {
+        let realtime_doc: utoipa::openapi::OpenApi =
+            serde_json::from_value(kailash_realtime::http::openapi())
+                .map_err(|e| GatewayError::Realtime(e.to_string()))?;
+        this = this.openapi(realtime_doc);
+    }
+    compose_checked(this, hub)
 }
 
-fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
+fn compose_checked(
+    builder: GatewayBuilder,
+    hub: Option<kailash_realtime::Hub>,
+) -> Result<Gateway, GatewayError> {
     if (builder.rate_limits.per_user.is_some() || builder.rate_limits.per_tenant.is_some())
         && builder.principal_layer.is_none()
     {
@@ -200,6 +243,9 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
 
     // Application routes: rate limits, authentication and tenancy apply here only.
     let mut routes = builder.routes;
+    if let (Some(hub), Some(access)) = (&hub, &builder.access) {
+        routes = routes.merge(kailash_realtime::http::router(hub.clone(), access.clone()));
+    }
     let tenant_layer = match &builder.tenancy {
         Some((registry, settings)) => {
             let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
@@ -276,6 +322,11 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
     if let Some(registry) = &metrics {
         ops = ops.merge(kailash_monitoring::http::metrics_route(registry.clone()));
     }
+    // The realtime endpoints authenticate themselves (a WebSocket closes
+    // with 4001 rather than answering 401), outside the application stack.
+    if let Some(hub) = &hub {
+        ops = ops.merge(kailash_realtime::router(hub));
+    }
     if builder.docs {
         let doc = ops::openapi_document(
             &builder.title,
@@ -329,6 +380,7 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
         .option_layer(switchable(cors))
         .option_layer(switchable(compression))
         .option_layer(builder.access.map(axum::Extension))
+        .option_layer(hub.clone().map(axum::Extension))
         .service(routes);
     let handler: Handler = Arc::new(move |req| {
         let service = service.clone();
@@ -345,5 +397,6 @@ fn compose_checked(builder: GatewayBuilder) -> Result<Gateway, GatewayError> {
         builder.audit,
         state,
         builder.clock,
+        hub,
     ))
 }

@@ -67,6 +67,9 @@ impl GatewayBuilder {
         if let Some(d) = &g.description {
             b = b.description(d);
         }
+        if let Some(realtime) = &config.realtime {
+            b = b.realtime(realtime.clone());
+        }
         if let Some(t) = &s.tls {
             b = b.tls(TlsSettings {
                 cert: t.cert.clone(),

@@ -67,6 +67,7 @@ pub struct GatewayBuilder {
     pub(crate) tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
     pub(crate) access: Option<AccessControl>,
     pub(crate) recent_audit: Option<Arc<MemoryAuditSink>>,
+    pub(crate) realtime: Option<kailash_realtime::RealtimeConfig>,
 }
 
 impl Default for GatewayBuilder {
@@ -103,6 +104,7 @@ impl Default for GatewayBuilder {
             tenancy: None,
             access: None,
             recent_audit: None,
+            realtime: None,
         }
     }
 }
@@ -392,6 +394,23 @@ impl GatewayBuilder {
     /// [`principal_layer`](Self::principal_layer).
     pub fn access_control(mut self, access: AccessControl) -> Self {
         self.access = Some(access);
+        self
+    }
+
+    /// Serves authenticated realtime endpoints with kailash-realtime: the
+    /// WebSocket at `config.ws_path` and server-sent events at
+    /// `config.sse_path` (outside the authentication layer: they
+    /// authenticate with the same verifier and session check themselves,
+    /// answering a bad token with close code 4001), and, with
+    /// [`access_control`](Self::access_control), `POST /api/events`
+    /// (`system:configure`, into the caller's own tenant). Every
+    /// application request carries the
+    /// [`Hub`](kailash_realtime::Hub) as an `axum::Extension`, for handlers
+    /// that publish events. `config.origins` left unset takes the
+    /// [CORS origins](Self::cors_origins). Needs
+    /// [`authentication`](Self::authentication).
+    pub fn realtime(mut self, config: kailash_realtime::RealtimeConfig) -> Self {
+        self.realtime = Some(config);
         self
     }
 

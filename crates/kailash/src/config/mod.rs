@@ -114,4 +114,7 @@ pub struct GatewayConfig {
     /// Roles, ABAC policies and grants (needs `[auth]`); absent means no
     /// access control beyond authentication.
     pub access: Option<kailash_access::spec::AccessSpec>,
+    /// Authenticated WebSocket (`/ws`) and SSE (`/events`) endpoints and
+    /// `POST /api/events` (needs `[auth]`); absent means none.
+    pub realtime: Option<kailash_realtime::RealtimeConfig>,
 }

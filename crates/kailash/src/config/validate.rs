@@ -206,6 +206,18 @@ impl GatewayConfig {
                 "per-user and per-tenant limits need an [auth] section".into(),
             ));
         }
+        if let Some(realtime) = &self.realtime {
+            if self.auth.is_none() {
+                return Err((
+                    "realtime".into(),
+                    "realtime endpoints need an [auth] section (every socket is authenticated)"
+                        .into(),
+                ));
+            }
+            realtime
+                .validate()
+                .map_err(|e| ("realtime".into(), e.to_string()))?;
+        }
         if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err((
                 "state.redis_url".into(),

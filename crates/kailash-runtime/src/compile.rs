@@ -85,7 +85,11 @@ impl fmt::Debug for CompiledWorkflow {
         f.debug_struct("CompiledWorkflow")
             .field(
                 "nodes",
-                &self.nodes.iter().map(|n| (&n.id, &n.node_type)).collect::<Vec<_>>(),
+                &self
+                    .nodes
+                    .iter()
+                    .map(|n| (&n.id, &n.node_type))
+                    .collect::<Vec<_>>(),
             )
             .field("inputs", &self.inputs)
             .finish_non_exhaustive()
@@ -219,13 +223,14 @@ pub fn compile(
         if let Some(feature) = &entry.feature {
             needs(feature)?;
         }
-        let node = entry
-            .node_type
-            .build(&n.config)
-            .map_err(|e| DefinitionError::InvalidConfig {
-                node: n.id.clone(),
-                reason: e.to_string(),
-            })?;
+        let node =
+            entry
+                .node_type
+                .build(&n.config)
+                .map_err(|e| DefinitionError::InvalidConfig {
+                    node: n.id.clone(),
+                    reason: e.to_string(),
+                })?;
         if let Some(feature) = node.required_feature() {
             needs(feature)?;
         }
@@ -262,12 +267,13 @@ pub fn compile(
     let resolve = |from: &Source, place: &dyn Fn() -> String| -> Result<Slot, DefinitionError> {
         match from {
             Source::Node(r) => {
-                let &i = index
-                    .get(r.node.as_str())
-                    .ok_or_else(|| DefinitionError::UnknownNode {
-                        node: cut(&r.node),
-                        place: place(),
-                    })?;
+                let &i =
+                    index
+                        .get(r.node.as_str())
+                        .ok_or_else(|| DefinitionError::UnknownNode {
+                            node: cut(&r.node),
+                            place: place(),
+                        })?;
                 if !is_valid_name(&r.output) || !ports[i].outputs.contains(&r.output) {
                     return Err(DefinitionError::UnknownPort {
                         node: r.node.clone(),

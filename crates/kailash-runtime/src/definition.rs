@@ -2,7 +2,7 @@
 //! and the workflow's own inputs and outputs.
 //!
 //! A definition is plain data (what a caller sends and the store keeps);
-//! [`compile`](crate::compile) checks it against a tenant and a
+//! [`compile`](crate::compile()) checks it against a tenant and a
 //! [`NodeRegistry`](crate::NodeRegistry) and turns it into a runnable
 //! [`CompiledWorkflow`](crate::CompiledWorkflow).
 //!

@@ -79,7 +79,7 @@ impl WorkflowStore {
     /// Creates a workflow owned by `principal` in `tenant`.
     ///
     /// Checks, in order: the principal belongs to `tenant`, the name, the
-    /// definition ([`compile`]: the tenant's rules, node types and configs,
+    /// definition ([`compile()`]: the tenant's rules, node types and configs,
     /// connections, no cycle, size bounds), the owner's `max_workflows`,
     /// the tenant's workflow quota; then stores it. A refusal or failure after
     /// a reservation releases it again.

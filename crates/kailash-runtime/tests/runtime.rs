@@ -55,7 +55,7 @@ mod futures_run {
 
     use kailash_runtime::node::{NodeError, Values};
 
-    pub type BoxRun = Pin<Box<dyn Future<Output = Result<Values, NodeError>> + Send>>;
+    pub(crate) type BoxRun = Pin<Box<dyn Future<Output = Result<Values, NodeError>> + Send>>;
 }
 
 #[async_trait]
@@ -74,13 +74,16 @@ where
     Fut: std::future::Future<Output = Result<Values, NodeError>> + Send + 'static,
 {
     registry
-        .register_custom(name, move |_: &Value| -> Result<Arc<dyn Node>, ConfigError> {
-            let f = f.clone();
-            Ok(Arc::new(Custom {
-                ports: ports.clone(),
-                run: Box::new(move |input| Box::pin(f(input))),
-            }))
-        })
+        .register_custom(
+            name,
+            move |_: &Value| -> Result<Arc<dyn Node>, ConfigError> {
+                let f = f.clone();
+                Ok(Arc::new(Custom {
+                    ports: ports.clone(),
+                    run: Box::new(move |input| Box::pin(f(input))),
+                }))
+            },
+        )
         .unwrap();
 }
 
@@ -122,12 +125,15 @@ mod validation {
 
     fn registry() -> NodeRegistry {
         let mut r = NodeRegistry::builtin();
-        r.register_open("gated", |config: &Value| -> Result<Arc<dyn Node>, ConfigError> {
-            let db = config.get("db").and_then(Value::as_str);
-            Ok(Arc::new(Gated(
-                (db == Some("analytics")).then(|| "advanced_analytics".to_owned()),
-            )))
-        })
+        r.register_open(
+            "gated",
+            |config: &Value| -> Result<Arc<dyn Node>, ConfigError> {
+                let db = config.get("db").and_then(Value::as_str);
+                Ok(Arc::new(Gated(
+                    (db == Some("analytics")).then(|| "advanced_analytics".to_owned()),
+                )))
+            },
+        )
         .unwrap();
         r.register_custom("mine", |_: &Value| -> Result<Arc<dyn Node>, ConfigError> {
             Ok(Arc::new(Gated(None)))
@@ -151,10 +157,26 @@ mod validation {
             "allowed_node_types": ["transform", "gated", "mine", "secret"]
         }));
         let cases: Vec<(&str, Value, &str)> = vec![
-            ("duplicate id", json!({ "nodes": [t("a", "transform"), t("a", "transform")] }), "a"),
-            ("disallowed type", json!({ "nodes": [t("a", "transform"), t("b", "llm")] }), "b"),
-            ("unregistered type", json!({ "nodes": [t("a", "transform"), t("b", "secret")] }), "b"),
-            ("invalid id", json!({ "nodes": [t("a b", "transform")] }), "a b"),
+            (
+                "duplicate id",
+                json!({ "nodes": [t("a", "transform"), t("a", "transform")] }),
+                "a",
+            ),
+            (
+                "disallowed type",
+                json!({ "nodes": [t("a", "transform"), t("b", "llm")] }),
+                "b",
+            ),
+            (
+                "unregistered type",
+                json!({ "nodes": [t("a", "transform"), t("b", "secret")] }),
+                "b",
+            ),
+            (
+                "invalid id",
+                json!({ "nodes": [t("a b", "transform")] }),
+                "a b",
+            ),
             (
                 "config too large",
                 json!({ "nodes": [{ "id": "big", "type": "transform", "config": { "expression": "x".repeat(20_000) } }] }),
@@ -167,7 +189,7 @@ mod validation {
             ),
             (
                 "expanding expression",
-                json!({ "nodes": [{ "id": "boom", "type": "transform", "config": { "expression": vec!["[@, @] | []"; 11].join(" | ") } }] }),
+                json!({ "nodes": [{ "id": "boom", "type": "transform", "config": { "expression": (["[@, @] | []"; 11].join(" | ")) } }] }),
                 "boom",
             ),
             (
@@ -221,7 +243,10 @@ mod validation {
         for (what, d, node) in cases {
             let err = compile(&def(d), &plain, &registry).unwrap_err();
             assert_eq!(err.node(), Some(node), "{what}: {err}");
-            assert!(err.to_string().contains(&format!("{node:?}")), "{what}: {err}");
+            assert!(
+                err.to_string().contains(&format!("{node:?}")),
+                "{what}: {err}"
+            );
         }
     }
 
@@ -240,7 +265,9 @@ mod validation {
             panic!("{err:?}")
         };
         assert!(["a", "b", "c"].contains(&node.as_str()), "{err}");
-        let self_loop = def(json!({ "nodes": [t("s", "transform")], "connections": [conn("s", "result", "s", "x")] }));
+        let self_loop = def(
+            json!({ "nodes": [t("s", "transform")], "connections": [conn("s", "result", "s", "x")] }),
+        );
         let err = compile(&self_loop, &acme(), &registry()).unwrap_err();
         assert_eq!(err, DefinitionError::Cycle { node: "s".into() });
     }
@@ -249,19 +276,31 @@ mod validation {
     fn sizes_and_workflow_ports_are_bounded() {
         let many: Vec<Value> = (0..300).map(|i| t(&format!("n{i}"), "transform")).collect();
         let err = compile(&def(json!({ "nodes": many })), &acme(), &registry()).unwrap_err();
-        assert!(matches!(err, DefinitionError::TooManyNodes { count: 300, .. }), "{err}");
-        let conns: Vec<Value> = (0..1025).map(|i| conn("a", "result", "b", &format!("p{i}"))).collect();
+        assert!(
+            matches!(err, DefinitionError::TooManyNodes { count: 300, .. }),
+            "{err}"
+        );
+        let conns: Vec<Value> = (0..1025)
+            .map(|i| conn("a", "result", "b", &format!("p{i}")))
+            .collect();
         let err = compile(
             &def(json!({ "nodes": [t("a", "transform"), t("b", "transform")], "connections": conns })),
             &acme(),
             &registry(),
         )
         .unwrap_err();
-        assert!(matches!(err, DefinitionError::TooManyConnections { count: 1025, .. }), "{err}");
+        assert!(
+            matches!(err, DefinitionError::TooManyConnections { count: 1025, .. }),
+            "{err}"
+        );
         // The tenant's own node limit, through kailash-tenancy.
         let small = tenant(json!({ "id": "tiny", "max_workflow_nodes": 1 }));
-        let err = compile(&def(json!({ "nodes": [t("a", "transform"), t("b", "transform")] })), &small, &registry())
-            .unwrap_err();
+        let err = compile(
+            &def(json!({ "nodes": [t("a", "transform"), t("b", "transform")] })),
+            &small,
+            &registry(),
+        )
+        .unwrap_err();
         assert!(matches!(err, DefinitionError::Tenant(_)), "{err}");
         // Undeclared and repeated workflow inputs.
         for d in [
@@ -269,13 +308,17 @@ mod validation {
             json!({ "nodes": [t("a", "transform")], "inputs": ["q", "q"] }),
         ] {
             let err = compile(&def(d), &acme(), &registry()).unwrap_err();
-            assert!(matches!(err, DefinitionError::BadWorkflowPort { .. }), "{err}");
+            assert!(
+                matches!(err, DefinitionError::BadWorkflowPort { .. }),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn gated_types_pass_with_the_feature() {
-        let rich = tenant(json!({ "id": "rich", "features": ["custom_nodes", "advanced_analytics"] }));
+        let rich =
+            tenant(json!({ "id": "rich", "features": ["custom_nodes", "advanced_analytics"] }));
         let d = def(json!({
             "nodes": [t("m", "mine"), { "id": "q", "type": "gated", "config": { "db": "analytics" } }],
             "connections": [conn("m", "out", "q", "in")]
@@ -311,7 +354,11 @@ mod execution {
         // No declared outputs: the sink node's outputs, by node id.
         assert_eq!(r.outputs, Some(json!({ "join": { "result": [7, "top"] } })));
         assert_eq!(node(&r, "left").output, Some(json!({ "result": 7 })));
-        assert!(r.nodes.iter().all(|n| n.status == NodeStatus::Completed && n.duration_us.is_some()));
+        assert!(
+            r.nodes
+                .iter()
+                .all(|n| n.status == NodeStatus::Completed && n.duration_us.is_some())
+        );
         assert!(r.peak_bytes > 0 && r.run_id.starts_with("run-"));
         assert_eq!(serde_json::to_value(r.status).unwrap(), json!("completed"));
     }
@@ -321,14 +368,20 @@ mod execution {
         // Each of two nodes waits until both have arrived: serial would hang.
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let mut registry = NodeRegistry::builtin();
-        custom(&mut registry, "meet", Ports::named(&[], &["result"]), move |_| {
-            let barrier = barrier.clone();
-            async move {
-                barrier.wait().await;
-                Ok(result(json!("met")))
-            }
-        });
-        let d = def(json!({ "nodes": [{ "id": "a", "type": "meet" }, { "id": "b", "type": "meet" }] }));
+        custom(
+            &mut registry,
+            "meet",
+            Ports::named(&[], &["result"]),
+            move |_| {
+                let barrier = barrier.clone();
+                async move {
+                    barrier.wait().await;
+                    Ok(result(json!("met")))
+                }
+            },
+        );
+        let d =
+            def(json!({ "nodes": [{ "id": "a", "type": "meet" }, { "id": "b", "type": "meet" }] }));
         let wf = compile(&d, &acme(), &registry).unwrap();
         let ex = executor().with_limits(RunLimits {
             max_execution_time: Some(Duration::from_secs(10)),
@@ -336,35 +389,52 @@ mod execution {
         });
         let r = run(&ex, acme(), &wf, json!({})).await;
         assert_eq!(r.status, RunStatus::Completed, "{r:?}");
-        assert_eq!(r.outputs, Some(json!({ "a": { "result": "met" }, "b": { "result": "met" } })));
+        assert_eq!(
+            r.outputs,
+            Some(json!({ "a": { "result": "met" }, "b": { "result": "met" } }))
+        );
     }
 
     /// A node that never finishes; it says when it started and sets
     /// `dropped` when its future is dropped.
-    fn forever(registry: &mut NodeRegistry, started: Arc<tokio::sync::Notify>, dropped: Arc<AtomicBool>) {
+    fn forever(
+        registry: &mut NodeRegistry,
+        started: Arc<tokio::sync::Notify>,
+        dropped: Arc<AtomicBool>,
+    ) {
         struct OnDrop(Arc<AtomicBool>);
         impl Drop for OnDrop {
             fn drop(&mut self) {
                 self.0.store(true, Ordering::SeqCst);
             }
         }
-        custom(registry, "forever", Ports::named(&[], &["result"]), move |_| {
-            let (started, dropped) = (started.clone(), dropped.clone());
-            async move {
-                let _guard = OnDrop(dropped);
-                started.notify_one();
-                std::future::pending::<()>().await;
-                Ok(Values::new())
-            }
-        });
+        custom(
+            registry,
+            "forever",
+            Ports::named(&[], &["result"]),
+            move |_| {
+                let (started, dropped) = (started.clone(), dropped.clone());
+                async move {
+                    let _guard = OnDrop(dropped);
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok(Values::new())
+                }
+            },
+        );
     }
 
     #[tokio::test]
     async fn cancellation_stops_in_flight_nodes_promptly() {
-        let (started, dropped) = (Arc::new(tokio::sync::Notify::new()), Arc::new(AtomicBool::new(false)));
+        let (started, dropped) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(AtomicBool::new(false)),
+        );
         let mut registry = NodeRegistry::builtin();
         forever(&mut registry, started.clone(), dropped.clone());
-        let d = def(json!({ "nodes": [{ "id": "stuck", "type": "forever" }, { "id": "quick", "type": "transform" }] }));
+        let d = def(
+            json!({ "nodes": [{ "id": "stuck", "type": "forever" }, { "id": "quick", "type": "transform" }] }),
+        );
         let wf = Arc::new(compile(&d, &acme(), &registry).unwrap());
         let token = CancelToken::new();
         let handle = tokio::spawn({
@@ -374,18 +444,27 @@ mod execution {
         started.notified().await;
         let at = std::time::Instant::now();
         token.cancel();
-        let r = tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(at.elapsed() < Duration::from_secs(1));
         assert_eq!(r.status, RunStatus::Cancelled, "{r:?}");
         assert_eq!(node(&r, "stuck").status, NodeStatus::Cancelled);
         assert_eq!(node(&r, "quick").status, NodeStatus::Completed);
-        assert!(dropped.load(Ordering::SeqCst), "the in-flight node was not dropped");
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the in-flight node was not dropped"
+        );
         assert!(r.outputs.is_none());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_times_out_and_drops_in_flight_nodes() {
-        let (started, dropped) = (Arc::new(tokio::sync::Notify::new()), Arc::new(AtomicBool::new(false)));
+        let (started, dropped) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(AtomicBool::new(false)),
+        );
         let mut registry = NodeRegistry::builtin();
         forever(&mut registry, started, dropped.clone());
         let d = def(json!({ "nodes": [{ "id": "stuck", "type": "forever" }] }));
@@ -404,7 +483,9 @@ mod execution {
         assert!(dropped.swap(false, Ordering::SeqCst));
 
         // The tenant's lower limit wins over the executor's default 300 s.
-        let quick = tenant(json!({ "id": "quick", "features": ["custom_nodes"], "max_execution_time_secs": 2 }));
+        let quick = tenant(
+            json!({ "id": "quick", "features": ["custom_nodes"], "max_execution_time_secs": 2 }),
+        );
         let wf = compile(&d, &quick, &registry).unwrap();
         let at = tokio::time::Instant::now();
         let r = run(&executor(), quick, &wf, json!({})).await;
@@ -418,9 +499,12 @@ mod execution {
     async fn the_byte_budget_trips_naming_the_node() {
         let mut registry = NodeRegistry::builtin();
         // A user node that ignores the budget it is handed.
-        custom(&mut registry, "bloat", Ports::named(&["x"], &["result"]), |_| async {
-            Ok(result(json!("y".repeat(10_000))))
-        });
+        custom(
+            &mut registry,
+            "bloat",
+            Ports::named(&["x"], &["result"]),
+            |_| async { Ok(result(json!("y".repeat(10_000)))) },
+        );
         let d = def(json!({
             "inputs": ["x"],
             "nodes": [
@@ -442,8 +526,11 @@ mod execution {
         let r = run(&ex, acme(), &wf, json!({ "x": "tiny" })).await;
         assert_eq!(r.status, RunStatus::Failed, "{r:?}");
         assert_eq!(r.failed_node.as_deref(), Some("fat"));
-        let reason = r.reason.unwrap();
-        assert!(reason.contains("\"fat\"") && reason.contains("byte budget of 5000"), "{reason}");
+        let reason = r.reason.clone().unwrap();
+        assert!(
+            reason.contains("\"fat\"") && reason.contains("byte budget of 5000"),
+            "{reason}"
+        );
         assert_eq!(node(&r, "small").status, NodeStatus::Completed);
         assert_eq!(node(&r, "fat").status, NodeStatus::Failed);
         assert_eq!(node(&r, "after").status, NodeStatus::Pending);
@@ -465,7 +552,18 @@ mod execution {
         assert!(r.peak_bytes <= 1 << 20);
 
         // Inputs larger than the whole budget fail before any node runs.
-        let r = run(&ex, acme(), &compile(&def(json!({ "inputs": ["x"], "nodes": [{ "id": "a", "type": "transform" }] })), &acme(), &registry).unwrap(), json!({ "x": "q".repeat(6_000) })).await;
+        let r = run(
+            &ex,
+            acme(),
+            &compile(
+                &def(json!({ "inputs": ["x"], "nodes": [{ "id": "a", "type": "transform" }] })),
+                &acme(),
+                &registry,
+            )
+            .unwrap(),
+            json!({ "x": "q".repeat(6_000) }),
+        )
+        .await;
         assert_eq!((r.status, r.failed_node), (RunStatus::Failed, None));
         assert!(r.nodes.iter().all(|n| n.status == NodeStatus::Pending));
     }
@@ -482,7 +580,10 @@ mod execution {
             assert_eq!(ctx.principal.subject(), "dave");
             self.asked.lock().unwrap().push(node.id.to_owned());
             if node.id == self.refuse {
-                return Err(Refusal::new(format!("node:{}:execute denied", node.node_type)));
+                return Err(Refusal::new(format!(
+                    "node:{}:execute denied",
+                    node.node_type
+                )));
             }
             Ok(())
         }
@@ -493,13 +594,18 @@ mod execution {
         let ran = Arc::new(AtomicUsize::new(0));
         let mut registry = NodeRegistry::builtin();
         let counter = ran.clone();
-        custom(&mut registry, "count", Ports::named(&["x"], &["result"]), move |_| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(result(Value::Null))
-            }
-        });
+        custom(
+            &mut registry,
+            "count",
+            Ports::named(&["x"], &["result"]),
+            move |_| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok(result(Value::Null))
+                }
+            },
+        );
         let d = def(json!({
             "nodes": [{ "id": "a", "type": "count" }, { "id": "b", "type": "count" }, { "id": "c", "type": "count" }],
             "connections": [
@@ -508,12 +614,20 @@ mod execution {
             ]
         }));
         let wf = compile(&d, &acme(), &registry).unwrap();
-        let hook = Arc::new(RefuseOne { refuse: "b", asked: Mutex::new(Vec::new()) });
+        let hook = Arc::new(RefuseOne {
+            refuse: "b",
+            asked: Mutex::new(Vec::new()),
+        });
         let r = run(&executor().with_hook(hook.clone()), acme(), &wf, json!({})).await;
         assert_eq!(r.status, RunStatus::Refused, "{r:?}");
         assert_eq!(r.failed_node.as_deref(), Some("b"));
         assert!(r.reason.as_deref().unwrap().contains("\"b\""));
-        assert!(r.reason.as_deref().unwrap().contains("node:count:execute denied"));
+        assert!(
+            r.reason
+                .as_deref()
+                .unwrap()
+                .contains("node:count:execute denied")
+        );
         assert_eq!(node(&r, "b").status, NodeStatus::Refused);
         assert_eq!(node(&r, "c").status, NodeStatus::Pending);
         assert_eq!(ran.load(Ordering::SeqCst), 1, "only a ran");
@@ -536,10 +650,18 @@ mod execution {
     async fn events_failures_inputs_and_truncated_records() {
         let sink = Arc::new(Collect::default());
         let mut registry = NodeRegistry::builtin();
-        custom(&mut registry, "fail", Ports::named(&["x"], &["result"]), |_| async {
-            Err(NodeError::new("upstream said no"))
-        });
-        custom(&mut registry, "silent", Ports::named(&[], &["result"]), |_| async { Ok(Values::new()) });
+        custom(
+            &mut registry,
+            "fail",
+            Ports::named(&["x"], &["result"]),
+            |_| async { Err(NodeError::new("upstream said no")) },
+        );
+        custom(
+            &mut registry,
+            "silent",
+            Ports::named(&[], &["result"]),
+            |_| async { Ok(Values::new()) },
+        );
         let ex = executor().with_events(sink.clone()).with_limits(RunLimits {
             max_recorded_output_bytes: 16,
             ..RunLimits::default()
@@ -561,25 +683,48 @@ mod execution {
         assert!(a.output.as_ref().unwrap().as_str().unwrap().len() <= 16);
         assert!(r.outputs_truncated);
         let events = std::mem::take(&mut *sink.0.lock().unwrap());
-        let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-        assert_eq!(names, ["execution.started", "node.completed", "execution.completed"]);
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["execution.started", "node.completed", "execution.completed"]
+        );
         assert_eq!(events[1]["node"], "a");
         assert_eq!(events[2]["status"], "completed");
         assert_eq!(events[0]["run_id"], json!(r.run_id));
 
         // Inputs of the wrong shape: failed before any node, the reason says which.
-        for (inputs, says) in [(json!([1]), "object"), (json!({}), "missing"), (json!({ "s": 1, "t": 2 }), "not declared")] {
+        for (inputs, says) in [
+            (json!([1]), "object"),
+            (json!({}), "missing"),
+            (json!({ "s": 1, "t": 2 }), "not declared"),
+        ] {
             assert!(wf.check_inputs(&inputs).is_err());
             let r = run(&ex, acme(), &wf, inputs).await;
             assert_eq!(r.status, RunStatus::Failed);
-            assert!(r.reason.as_deref().unwrap().contains(says), "{:?}", r.reason);
+            assert!(
+                r.reason.as_deref().unwrap().contains(says),
+                "{:?}",
+                r.reason
+            );
         }
 
         // A failing node fails the run naming it; its event says failed.
         sink.0.lock().unwrap().clear();
         let d = def(json!({ "nodes": [{ "id": "boom", "type": "fail" }] }));
-        let r = run(&ex, acme(), &compile(&d, &acme(), &registry).unwrap(), json!({})).await;
-        assert_eq!((r.status, r.failed_node.as_deref()), (RunStatus::Failed, Some("boom")));
+        let r = run(
+            &ex,
+            acme(),
+            &compile(&d, &acme(), &registry).unwrap(),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.failed_node.as_deref()),
+            (RunStatus::Failed, Some("boom"))
+        );
         assert!(r.reason.unwrap().contains("upstream said no"));
         let events = sink.0.lock().unwrap().clone();
         assert_eq!(events[1]["status"], "failed");
@@ -590,8 +735,17 @@ mod execution {
             "nodes": [{ "id": "s", "type": "silent" }, { "id": "t", "type": "transform" }],
             "connections": [{ "from": { "node": "s", "output": "result" }, "to": { "node": "t", "input": "x" } }]
         }));
-        let r = run(&ex, acme(), &compile(&d, &acme(), &registry).unwrap(), json!({})).await;
-        assert_eq!((r.status, r.failed_node.as_deref()), (RunStatus::Failed, Some("s")));
+        let r = run(
+            &ex,
+            acme(),
+            &compile(&d, &acme(), &registry).unwrap(),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.failed_node.as_deref()),
+            (RunStatus::Failed, Some("s"))
+        );
         assert!(r.reason.unwrap().contains("\"result\""));
     }
 }

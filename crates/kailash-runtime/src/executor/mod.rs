@@ -257,10 +257,7 @@ impl Executor {
             ),
             max_bytes: lower(
                 self.limits.max_bytes,
-                tenant
-                    .config
-                    .max_memory_mb
-                    .map(|mb| mb.saturating_mul(MIB)),
+                tenant.config.max_memory_mb.map(|mb| mb.saturating_mul(MIB)),
             ),
             max_recorded_output_bytes: self.limits.max_recorded_output_bytes,
         }
@@ -514,7 +511,11 @@ impl Executor {
             let (shown, cut) = if size <= limits.max_recorded_output_bytes as u64 {
                 (Value::Object(values.clone()), false)
             } else {
-                bounded(Value::Object(values.clone()), size, limits.max_recorded_output_bytes)
+                bounded(
+                    Value::Object(values.clone()),
+                    size,
+                    limits.max_recorded_output_bytes,
+                )
             };
             let node = &mut record.nodes[i];
             node.status = NodeStatus::Completed;

@@ -328,7 +328,10 @@ async fn bad_requests_charge_nothing() {
         errors[8]
     );
     assert!(
-        matches!(&errors[9], WorkflowError::Definition(DefinitionError::Cycle { .. })),
+        matches!(
+            &errors[9],
+            WorkflowError::Definition(DefinitionError::Cycle { .. })
+        ),
         "{:?}",
         errors[9]
     );

@@ -94,13 +94,20 @@ pub(crate) fn run(bytes: &[u8]) -> bool {
                 // The tenant's rules held.
                 let nodes = &w.definition.nodes;
                 assert!(!nodes.is_empty() && nodes.len() <= MAX_NODES);
-                assert!(nodes.iter().all(|n| ALLOWED.contains(&n.node_type.as_str())));
+                assert!(
+                    nodes
+                        .iter()
+                        .all(|n| ALLOWED.contains(&n.node_type.as_str()))
+                );
                 let ids: HashSet<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
                 assert_eq!(ids.len(), nodes.len(), "duplicate node ids accepted");
                 assert_eq!(w.definition, sent.clone().into_definition());
                 // What was stored validates again, the same way.
                 let again = compile(&w.definition, &f.tenant, f.store.registry());
-                assert!(again.is_ok(), "stored definition no longer valid: {again:?}");
+                assert!(
+                    again.is_ok(),
+                    "stored definition no longer valid: {again:?}"
+                );
                 assert_eq!(w.name, sent.name.trim());
                 assert!(!w.name.is_empty() && w.name.chars().count() <= MAX_NAME_CHARS);
                 assert!(!w.name.chars().any(char::is_control));

@@ -384,9 +384,20 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
         assert_eq!(r.assert_problem(400)["node"], "a");
         // Allowed for globex, but the runtime has no `http_request` node
         // type yet: refused naming the node, nothing created.
-        let r = call(&d, "POST", "/api/workflows", &carol, Some(workflow("soon", &["transform", "http_request"]))).await;
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &carol,
+            Some(workflow("soon", &["transform", "http_request"])),
+        )
+        .await;
         let p = r.assert_problem(400);
-        assert_eq!((p["node"].as_str(), p["violation"].as_str()), (Some("n1"), Some("invalid_definition")), "{p}");
+        assert_eq!(
+            (p["node"].as_str(), p["violation"].as_str()),
+            (Some("n1"), Some("invalid_definition")),
+            "{p}"
+        );
         let theirs = call(&d, "GET", "/api/workflows", &carol, None).await.json();
         assert_eq!(theirs["workflows"].as_array().unwrap().len(), 0);
         // A globex workflow cannot be deleted from acme: not found, like any unknown id.

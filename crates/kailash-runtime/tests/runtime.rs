@@ -457,6 +457,13 @@ mod execution {
             "the in-flight node was not dropped"
         );
         assert!(r.outputs.is_none());
+
+        // A token cancelled before the run starts: no node starts.
+        dropped.store(false, Ordering::SeqCst);
+        let r = executor().run(&ctx(acme()), &wf, json!({}), &token).await;
+        assert_eq!(r.status, RunStatus::Cancelled);
+        assert!(r.nodes.iter().all(|n| n.status == NodeStatus::Pending));
+        assert!(!dropped.load(Ordering::SeqCst));
     }
 
     #[tokio::test(start_paused = true)]

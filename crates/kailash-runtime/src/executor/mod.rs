@@ -268,6 +268,9 @@ impl Executor {
     /// `cancel` is cancelled; returns the finished record. Publishes
     /// `execution.started`, a `node.completed` per node that ended, and
     /// `execution.completed`.
+    ///
+    /// Needs a tokio runtime with its time driver enabled when the run has
+    /// a deadline (the default limits set one).
     pub async fn run(
         &self,
         ctx: &RunContext,
@@ -367,6 +370,13 @@ impl Executor {
         record: &mut RunRecord,
     ) -> Result<Value, Ending> {
         let tenant_id = record.tenant_id.clone();
+        if cancel.is_cancelled() {
+            return Err(Ending::new(
+                RunStatus::Cancelled,
+                "the run was cancelled".to_owned(),
+                None,
+            ));
+        }
         if let Err(e) = workflow.check_inputs(&inputs) {
             return Err(Ending::new(RunStatus::Failed, format!("inputs: {e}"), None));
         }
@@ -421,6 +431,7 @@ impl Executor {
                 let size = json_size(&input);
                 if budget.charge(size).is_err() {
                     break_budget(record, i, "input", size, budget);
+                    self.node_event(ctx, &tenant_id, &record.nodes[i]);
                     return Err(self.over_budget(&n.id, "input", size, budget, record, &started));
                 }
                 charged[i] = size;

@@ -439,7 +439,13 @@ pub fn openapi() -> serde_json::Value {
         "type": "object", "required": ["name", "nodes"], "properties": {
             "name": { "type": "string" },
             "nodes": { "type": "array", "items": { "type": "object", "required": ["id", "type"],
-                "properties": { "id": { "type": "string" }, "type": { "type": "string" } } } } } } } } });
+                "properties": { "id": { "type": "string" }, "type": { "type": "string" },
+                    "config": { "type": "object" } } } },
+            "connections": { "type": "array", "items": { "type": "object", "required": ["from", "to"],
+                "properties": { "from": { "type": "object" }, "to": { "type": "object",
+                    "properties": { "node": { "type": "string" }, "input": { "type": "string" } } } } } },
+            "inputs": { "type": "array", "items": { "type": "string" } },
+            "outputs": { "type": "object" } } } } } });
     let mut remove = op(
         "delete_workflow",
         "Delete a workflow",

@@ -70,3 +70,32 @@ impl NewWorkflow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workflows_stored_before_connections_still_read_and_keep_their_shape() {
+        let old = r#"{"id":"wf-1","name":"etl","owner":"dave","created_at":"2026-01-01T00:00:00Z","nodes":[{"id":"a","type":"transform"}]}"#;
+        let w: Workflow = serde_json::from_str(old).unwrap();
+        assert_eq!(w.definition.nodes.len(), 1);
+        assert!(w.definition.nodes[0].config.is_null());
+        assert!(w.definition.connections.is_empty() && w.definition.outputs.is_empty());
+        let again: serde_json::Value = serde_json::to_value(&w).unwrap();
+        assert_eq!(
+            again,
+            serde_json::from_str::<serde_json::Value>(old).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_create_request_refuses_unknown_fields() {
+        let bad = r#"{"name":"x","nodes":[{"id":"a","type":"transform"}],"conections":[]}"#;
+        assert!(serde_json::from_str::<NewWorkflow>(bad).is_err());
+        let bad_node = r#"{"name":"x","nodes":[{"id":"a","type":"transform","cfg":{}}]}"#;
+        assert!(serde_json::from_str::<NewWorkflow>(bad_node).is_err());
+        let bad_source = r#"{"name":"x","nodes":[],"connections":[{"from":{"node":"a"},"to":{"node":"b","input":"x"}}]}"#;
+        assert!(serde_json::from_str::<NewWorkflow>(bad_source).is_err());
+    }
+}

@@ -9,14 +9,17 @@
 //!
 //! - at most [`MAX_EXPRESSION_BYTES`] long, brackets nested at most
 //!   [`MAX_NESTING`] deep (the parser recurses on them);
-//! - its *expansion* — an upper bound on how many times the size of its
-//!   input (or of a 1 KiB literal, whichever is larger) any part of it can
-//!   produce, summed over multi-selects and multiplied along pipes,
-//!   projections and `map` — at most [`MAX_EXPANSION`].
+//! - its *size bound* — `m × input + c` bytes, computed from the tree:
+//!   multi-selects add up their parts (with their brackets, commas and
+//!   keys), pipes compose, projections and `map` multiply per element
+//!   (each element is at least one byte, so per-element constants become
+//!   factors), `to_string` allows for escaping, `join` for its separator
+//!   (which must not come from the input) — within [`MAX_EXPANSION`] for
+//!   `m` and 1 MiB for `c`, for the result and every intermediate value.
 //!
-//! At run time the node refuses to start when expansion × input size could
-//! pass what is left of the run's byte budget, and stops building its
-//! result as soon as that result passes it.
+//! At run time the node refuses to start when the bound for its input
+//! could pass what is left of the run's byte budget, and stops building
+//! its result as soon as that result passes it.
 //!
 //! Config: `{"expression": "<jmespath>"}`; without a config (or without
 //! `expression`) the node passes its input through (`@`).
@@ -56,11 +59,8 @@ pub const MAX_EXPRESSION_BYTES: usize = 1024;
 pub const MAX_NESTING: usize = 32;
 /// The deepest parsed expression tree.
 pub const MAX_DEPTH: usize = 128;
-/// The largest expansion an expression may have (see the module doc).
+/// The largest factor `m` an expression's size bound may have (see the module doc).
 pub const MAX_EXPANSION: u64 = 1024;
-/// The input size expansion is counted against when the input is smaller:
-/// literals in the expression are at most this large.
-const MIN_UNIT: u64 = MAX_EXPRESSION_BYTES as u64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,7 +92,7 @@ impl NodeType for TransformType {
 #[derive(Debug)]
 pub struct Transform {
     expression: Expression<'static>,
-    expansion: u64,
+    bound: Bound,
 }
 
 impl Transform {
@@ -122,25 +122,33 @@ impl Transform {
         }
         let compiled = jmespath::compile(expression)
             .map_err(|e| ConfigError::new(format!("invalid expression: {e}")))?;
-        let shape = shape(compiled.as_ast(), 1).ok_or_else(|| {
-            ConfigError::new(format!(
-                "the expression is nested more than {MAX_DEPTH} deep"
-            ))
+        let shape = shape(compiled.as_ast(), 1).map_err(|why| {
+            ConfigError::new(match why {
+                "nested" => format!("the expression is nested more than {MAX_DEPTH} deep"),
+                other => other.to_owned(),
+            })
         })?;
-        if shape.peak > MAX_EXPANSION {
+        let worst = shape.peak.max(shape.size);
+        if worst.m > MAX_EXPANSION || worst.c > MAX_CONSTANT {
             return Err(ConfigError::new(format!(
                 "the expression may expand its input more than {MAX_EXPANSION} times"
             )));
         }
         Ok(Self {
             expression: compiled,
-            expansion: shape.peak.max(1),
+            bound: worst,
         })
     }
 
     /// The expression's expansion bound (see the module doc).
     pub fn expansion(&self) -> u64 {
-        self.expansion
+        self.bound.m
+    }
+
+    /// The most bytes evaluating on an input of `input_bytes` can produce
+    /// (serialized), by the expression's bound.
+    pub fn worst_case(&self, input_bytes: u64) -> u64 {
+        self.bound.at(input_bytes)
     }
 
     /// Evaluates the expression on `input`, building a result of at most
@@ -169,11 +177,11 @@ impl Node for Transform {
     }
 
     async fn run(&self, ctx: &NodeContext<'_>, input: Values) -> Result<Values, NodeError> {
-        let worst = self.expansion.saturating_mul(ctx.input_bytes.max(MIN_UNIT));
+        let worst = self.worst_case(ctx.input_bytes);
         if worst > ctx.budget_remaining {
             return Err(NodeError::new(format!(
-                "the expression may expand its {}-byte input up to {} times, past the {} bytes left in the run's budget",
-                ctx.input_bytes, self.expansion, ctx.budget_remaining
+                "the expression may turn its {}-byte input into {worst} bytes, past the {} bytes left in the run's budget",
+                ctx.input_bytes, ctx.budget_remaining
             )));
         }
         let result = self.evaluate(Value::Object(input), ctx.budget_remaining)?;
@@ -181,100 +189,198 @@ impl Node for Transform {
     }
 }
 
-/// How large (relative to the input) a node's value and its largest
-/// sub-value can get.
-struct Shape {
-    /// This node's value.
-    size: u64,
-    /// The largest of any node in the tree (what evaluation may hold).
-    peak: u64,
+/// An upper bound on a value's serialized size: `m` times the size of
+/// what the expression is evaluated on, plus `c` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bound {
+    m: u64,
+    c: u64,
 }
 
-fn shape(ast: &Ast, depth: usize) -> Option<Shape> {
+impl Bound {
+    const fn new(m: u64, c: u64) -> Self {
+        Self { m, c }
+    }
+
+    fn add(self, o: Self) -> Self {
+        Self::new(self.m.saturating_add(o.m), self.c.saturating_add(o.c))
+    }
+
+    fn max(self, o: Self) -> Self {
+        Self::new(self.m.max(o.m), self.c.max(o.c))
+    }
+
+    /// `self` applied once to a value bounded by `inner`.
+    fn after(self, inner: Self) -> Self {
+        Self::new(
+            self.m.saturating_mul(inner.m),
+            self.m.saturating_mul(inner.c).saturating_add(self.c),
+        )
+    }
+
+    /// `self` applied to each element of an array bounded by `array`, the
+    /// results collected in an array. Every element takes at least one
+    /// byte of the array, so the bytes `self` adds per element are at most
+    /// `c` times the element: the constant turns into a factor.
+    fn each(self, array: Self) -> Self {
+        let k = self.m.saturating_add(self.c);
+        Self::new(
+            k.saturating_mul(array.m),
+            k.saturating_mul(array.c).saturating_add(2),
+        )
+    }
+
+    /// The bound for an input of `n` bytes.
+    fn at(self, n: u64) -> u64 {
+        self.m.saturating_mul(n).saturating_add(self.c)
+    }
+}
+
+/// A node's value, and the largest value anything in its tree holds.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    size: Bound,
+    peak: Bound,
+}
+
+impl Shape {
+    fn of(size: Bound) -> Self {
+        Self { size, peak: size }
+    }
+
+    fn with(size: Bound, parts: &[Shape]) -> Self {
+        let peak = parts.iter().fold(size, |p, s| p.max(s.peak));
+        Self { size, peak }
+    }
+}
+
+/// `null`, which a missing field or a type mismatch gives.
+const NULL: Bound = Bound::new(0, 4);
+/// `true`/`false`.
+const BOOL: Bound = Bound::new(0, 5);
+/// JSON escapes make a string at most six times longer.
+const ESCAPED: u64 = 6;
+/// The longest number a function returns, in bytes.
+const NUMBER: u64 = 24;
+/// The largest constant part of a bound, in bytes.
+const MAX_CONSTANT: u64 = 1 << 20;
+
+fn shape(ast: &Ast, depth: usize) -> Result<Shape, &'static str> {
     if depth > MAX_DEPTH {
-        return None;
+        return Err("nested");
     }
     let d = depth + 1;
-    let leaf = Shape { size: 1, peak: 1 };
-    let both = |a: Shape, b: Shape, size: u64| Shape {
-        size,
-        peak: a.peak.max(b.peak).max(size),
-    };
-    Some(match ast {
-        Ast::Identity { .. }
-        | Ast::Field { .. }
-        | Ast::Index { .. }
-        | Ast::Literal { .. }
-        | Ast::Slice { .. } => leaf,
-        Ast::Comparison { lhs, rhs, .. } => {
-            let (a, b) = (shape(lhs, d)?, shape(rhs, d)?);
-            both(a, b, 1)
+    Ok(match ast {
+        Ast::Identity { .. } => Shape::of(Bound::new(1, 0)),
+        // A part of the input, or null.
+        Ast::Field { .. } | Ast::Index { .. } | Ast::Slice { .. } => {
+            Shape::of(Bound::new(1, 0).max(NULL))
         }
+        Ast::Literal { value, .. } => {
+            let len = serde_json::to_vec(&**value).map_or(u64::MAX, |v| v.len() as u64);
+            Shape::of(Bound::new(0, len))
+        }
+        Ast::Comparison { lhs, rhs, .. } => Shape::with(BOOL, &[shape(lhs, d)?, shape(rhs, d)?]),
+        Ast::Not { node, .. } => Shape::with(BOOL, &[shape(node, d)?]),
         Ast::And { lhs, rhs, .. } | Ast::Or { lhs, rhs, .. } => {
             let (a, b) = (shape(lhs, d)?, shape(rhs, d)?);
-            let size = a.size.max(b.size);
-            both(a, b, size)
+            Shape::with(a.size.max(b.size), &[a, b])
         }
         Ast::Condition {
             predicate, then, ..
         } => {
             let (p, t) = (shape(predicate, d)?, shape(then, d)?);
-            let size = t.size;
-            both(p, t, size)
+            Shape::with(t.size.max(NULL), &[p, t])
         }
-        Ast::Subexpr { lhs, rhs, .. } | Ast::Projection { lhs, rhs, .. } => {
+        Ast::Subexpr { lhs, rhs, .. } => {
             let (a, b) = (shape(lhs, d)?, shape(rhs, d)?);
-            let size = a.size.saturating_mul(b.size);
-            // The right side runs on parts of the left's value.
-            let peak = a.peak.max(a.size.saturating_mul(b.peak)).max(size);
-            Shape { size, peak }
-        }
-        Ast::Not { node, .. } => {
-            let s = shape(node, d)?;
             Shape {
-                size: 1,
-                peak: s.peak,
+                size: b.size.after(a.size),
+                peak: a.peak.max(b.peak.after(a.size)),
             }
         }
-        Ast::Flatten { node, .. }
-        | Ast::ObjectValues { node, .. }
-        | Ast::Expref { ast: node, .. } => shape(node, d)?,
-        Ast::MultiList { elements, .. } => sum(elements.iter(), d)?,
-        Ast::MultiHash { elements, .. } => sum(elements.iter().map(|kv| &kv.value), d)?,
-        Ast::Function { args, .. } => {
-            // Plain arguments add up (join, merge, to_string); expression
-            // arguments (map, sort_by) run on each element, so multiply.
-            let mut plain = Shape { size: 0, peak: 1 };
-            let mut per_element = 1u64;
+        Ast::Projection { lhs, rhs, .. } => {
+            let (a, b) = (shape(lhs, d)?, shape(rhs, d)?);
+            Shape {
+                size: b.size.each(a.size),
+                peak: a.peak.max(b.peak.each(a.size)),
+            }
+        }
+        Ast::Flatten { node, .. } | Ast::ObjectValues { node, .. } => {
+            let s = shape(node, d)?;
+            Shape::with(s.size.add(NULL), &[s])
+        }
+        Ast::Expref { ast, .. } => shape(ast, d)?,
+        Ast::MultiList { elements, .. } => {
+            let mut parts = Vec::with_capacity(elements.len());
+            let mut size = Bound::new(0, elements.len() as u64 + 1);
+            for e in elements {
+                let s = shape(e, d)?;
+                size = size.add(s.size);
+                parts.push(s);
+            }
+            Shape::with(size, &parts)
+        }
+        Ast::MultiHash { elements, .. } => {
+            let mut parts = Vec::with_capacity(elements.len());
+            let mut size = Bound::new(0, 1);
+            for kv in elements {
+                let s = shape(&kv.value, d)?;
+                let key = (kv.key.len() as u64)
+                    .saturating_mul(ESCAPED)
+                    .saturating_add(4);
+                size = size.add(s.size).add(Bound::new(0, key));
+                parts.push(s);
+            }
+            Shape::with(size, &parts)
+        }
+        Ast::Function { name, args, .. } => {
+            // Plain arguments add up (merge, not_null, sort); expression
+            // arguments (map, sort_by) run on each element of them.
+            let mut plain = Vec::with_capacity(args.len());
+            let mut per_element: Option<Shape> = None;
             for arg in args {
                 let s = shape(arg, d)?;
                 if matches!(arg, Ast::Expref { .. }) {
-                    per_element = per_element.saturating_mul(s.size);
-                    plain.peak = plain.peak.max(s.peak);
+                    per_element = Some(match per_element {
+                        None => s,
+                        Some(p) => Shape::with(p.size.add(s.size), &[p, s]),
+                    });
                 } else {
-                    plain.size = plain.size.saturating_add(s.size);
-                    plain.peak = plain.peak.max(s.peak);
+                    plain.push(s);
                 }
             }
-            let size = plain.size.max(1).saturating_mul(per_element);
-            Shape {
-                size,
-                peak: plain.peak.saturating_mul(per_element).max(size),
+            let sum = plain
+                .iter()
+                .fold(Bound::new(0, 0), |acc, s| acc.add(s.size));
+            let size = match (name.as_str(), plain.as_slice()) {
+                // Every character escaped, plus quotes.
+                ("to_string", [arg]) => Bound::new(
+                    arg.size.m.saturating_mul(ESCAPED + 1),
+                    arg.size.c.saturating_mul(ESCAPED + 1).saturating_add(2),
+                ),
+                // The separator once per element of the array: it must not
+                // grow with the input, or the result grows with its square.
+                ("join", [sep, array]) => {
+                    if sep.size.m > 0 {
+                        return Err("join's separator must not depend on the input");
+                    }
+                    Bound::new(1, 0)
+                        .each(array.size)
+                        .add(sep.size.each(array.size))
+                }
+                _ => sum.add(Bound::new(0, NUMBER)),
+            };
+            match per_element {
+                None => Shape::with(size, &plain),
+                Some(e) => {
+                    let mut parts = plain.clone();
+                    parts.push(Shape::of(e.peak.each(sum)));
+                    Shape::with(e.size.each(size), &parts)
+                }
             }
         }
     })
-}
-
-fn sum<'a>(elements: impl Iterator<Item = &'a Ast>, depth: usize) -> Option<Shape> {
-    let mut total = Shape { size: 0, peak: 1 };
-    for e in elements {
-        let s = shape(e, depth)?;
-        total.size = total.size.saturating_add(s.size);
-        total.peak = total.peak.max(s.peak);
-    }
-    total.peak = total.peak.max(total.size);
-    total.size = total.size.max(1);
-    Some(total)
 }
 
 /// Converts a search result to JSON, charging its estimated serialized
@@ -395,6 +501,47 @@ mod tests {
         assert!(t.evaluate(input.clone(), 100_000).is_ok());
         let err = t.evaluate(input, 3000).unwrap_err().to_string();
         assert!(err.contains("budget"), "{err}");
+    }
+
+    #[test]
+    fn results_stay_within_the_expression_bound() {
+        let input = json!({
+            "s": "x\u{1}".repeat(1500),
+            "a": ["p".repeat(500), "q".repeat(500), "r".repeat(500)],
+            "n": [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+            "o": {"k": "v".repeat(700), "m": ["w".repeat(300)]}
+        });
+        let input_bytes = serde_json::to_vec(&input).unwrap().len() as u64;
+        for expr in [
+            "@",
+            "[@, @, @]",
+            "[@, @] | [] | [@, @] | []",
+            "{a: a, b: [a, a], c: o}",
+            "a[*].[@, @, @]",
+            "n[*].[@, @, @]",
+            "n[*].{long_key_name: @, other: @}",
+            "n[*].missing",
+            "n[*].[missing, missing]",
+            "map(&[@, @], a)",
+            "map(&{k: @}, n)",
+            "join('', [s, s, s])",
+            "join(', ', n[*].to_string(@))",
+            "to_string([@, @])",
+            "to_string(to_string(s))",
+            "merge(o, o, {z: s})",
+            "a[?length(@) > `1`] | [@, @][]",
+            "values(o) | [@, @, @, @][][]",
+            "sort_by(a[*].{v: @}, &v)",
+            "n[*].[`\"a literal string\"`]",
+        ] {
+            let t = Transform::compile(expr).unwrap();
+            let out = t.evaluate(input.clone(), u64::MAX).unwrap();
+            let size = serde_json::to_vec(&out).unwrap().len() as u64;
+            let bound = t.worst_case(input_bytes);
+            assert!(size <= bound, "{expr}: {size} > {bound}");
+        }
+        // A separator taken from the input would grow with its square.
+        assert!(Transform::compile("join(s, n[*].to_string(@))").is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use kailash::tenancy::model::Tenant;
 use kailash::tenancy::quota::Quotas;
 use kailash::tenancy::workflow::WorkflowViolation;
 use kailash::{GatewayBuilder, GatewayError, Principal, Problem};
-use kailash_runtime::{NewWorkflow, WorkflowError, WorkflowStore};
+use kailash_runtime::{DefinitionError, NewWorkflow, NodeRegistry, WorkflowError, WorkflowStore};
 use serde::{Deserialize, Serialize};
 
 const MAX_AUDIT_EVENTS: usize = 1000;
@@ -135,7 +135,7 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
     let demo = Arc::new(Demo {
         access: access.clone(),
         quotas: Quotas::new(state.clone()),
-        workflows: WorkflowStore::new(access.clone(), state.clone()),
+        workflows: WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
         recent: builder.recent_audit().cloned(),
     });
     let doc: utoipa::openapi::OpenApi = serde_json::from_value(openapi()).map_err(|e| {
@@ -252,6 +252,7 @@ fn refused(e: &WorkflowError) -> Response {
         WorkflowError::TenantMismatch => Problem::forbidden("tenant mismatch").into_response(),
         WorkflowError::InvalidName { .. } => Problem::bad_request(e.to_string()).into_response(),
         WorkflowError::Violation(v) => violation(v),
+        WorkflowError::Definition(d) => definition(d),
         WorkflowError::Limit(l) => l.to_problem().into_response(),
         WorkflowError::QuotaExhausted { .. } => Problem::forbidden(e.to_string())
             .with_extension("quota", "workflows")
@@ -261,6 +262,23 @@ fn refused(e: &WorkflowError) -> Response {
         WorkflowError::Store(s) => unavailable("the workflow store", s),
         _ => unavailable("the workflow store", e),
     }
+}
+
+/// A definition the runtime cannot run: 400 naming the node, or 403 when
+/// the tenant lacks the feature a node type needs.
+fn definition(d: &DefinitionError) -> Response {
+    let problem = match d {
+        DefinitionError::FeatureRequired { feature, .. } => {
+            Problem::forbidden(d.to_string()).with_extension("feature", feature.as_str())
+        }
+        _ => Problem::bad_request(d.to_string()),
+    };
+    let problem = problem.with_extension("violation", "invalid_definition");
+    match d.node() {
+        Some(node) => problem.with_extension("node", node),
+        None => problem,
+    }
+    .into_response()
 }
 
 fn violation(v: &WorkflowViolation) -> Response {
@@ -421,7 +439,13 @@ pub fn openapi() -> serde_json::Value {
         "type": "object", "required": ["name", "nodes"], "properties": {
             "name": { "type": "string" },
             "nodes": { "type": "array", "items": { "type": "object", "required": ["id", "type"],
-                "properties": { "id": { "type": "string" }, "type": { "type": "string" } } } } } } } } });
+                "properties": { "id": { "type": "string" }, "type": { "type": "string" },
+                    "config": { "type": "object" } } } },
+            "connections": { "type": "array", "items": { "type": "object", "required": ["from", "to"],
+                "properties": { "from": { "type": "object" }, "to": { "type": "object",
+                    "properties": { "node": { "type": "string" }, "input": { "type": "string" } } } } } },
+            "inputs": { "type": "array", "items": { "type": "string" } },
+            "outputs": { "type": "object" } } } } } });
     let mut remove = op(
         "delete_workflow",
         "Delete a workflow",

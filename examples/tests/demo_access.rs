@@ -262,7 +262,7 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
                 "POST",
                 "/api/workflows",
                 &dave,
-                Some(workflow(&format!("w{i}"), &["transform", "llm"])),
+                Some(workflow(&format!("w{i}"), &["transform", "transform"])),
             )
             .await;
             assert_eq!(r.status, 201, "workflow {i}: {}", r.text());
@@ -382,6 +382,22 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
         }
         let r = call(&d, "POST", "/api/workflows", &carol, Some(json!({ "name": "dup", "nodes": [{ "id": "a", "type": "transform" }, { "id": "a", "type": "transform" }] }))).await;
         assert_eq!(r.assert_problem(400)["node"], "a");
+        // Allowed for globex, but the runtime has no `http_request` node
+        // type yet: refused naming the node, nothing created.
+        let r = call(
+            &d,
+            "POST",
+            "/api/workflows",
+            &carol,
+            Some(workflow("soon", &["transform", "http_request"])),
+        )
+        .await;
+        let p = r.assert_problem(400);
+        assert_eq!(
+            (p["node"].as_str(), p["violation"].as_str()),
+            (Some("n1"), Some("invalid_definition")),
+            "{p}"
+        );
         let theirs = call(&d, "GET", "/api/workflows", &carol, None).await.json();
         assert_eq!(theirs["workflows"].as_array().unwrap().len(), 0);
         // A globex workflow cannot be deleted from acme: not found, like any unknown id.
@@ -390,7 +406,7 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
             "POST",
             "/api/workflows",
             &carol,
-            Some(workflow("ok", &["http_request", "transform"])),
+            Some(workflow("ok", &["transform", "transform"])),
         )
         .await;
         assert_eq!(r.status, 201, "{}", r.text());

@@ -1,4 +1,4 @@
-//! Why the workflow store refused.
+//! Why the workflow store or validation refused.
 
 use kailash_access::limits::LimitError;
 use kailash_core::state::StateError;
@@ -24,6 +24,11 @@ pub enum WorkflowError {
     /// The nodes break the tenant's workflow rules (403 or 400, by kind).
     #[error(transparent)]
     Violation(#[from] WorkflowViolation),
+    /// The definition is malformed for the runtime: a cycle, a dangling
+    /// connection, an unknown node type, a bad node config, a size bound
+    /// (400; 403 for [`DefinitionError::FeatureRequired`]).
+    #[error(transparent)]
+    Definition(DefinitionError),
     /// The owner's role limit (`max_workflows`) refused, or its accounting
     /// is unavailable ([`LimitError::to_problem`]).
     #[error(transparent)]
@@ -44,4 +49,148 @@ pub enum WorkflowError {
     /// it cannot read (503).
     #[error("the workflow store failed: {0}")]
     Store(#[source] StateError),
+}
+
+/// Why a workflow definition is refused. Every variant about one node
+/// names it ([`DefinitionError::node`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DefinitionError {
+    /// The tenant's workflow rules refuse it (no nodes, more than its
+    /// `max_workflow_nodes`, a duplicate id, a node type it may not use).
+    #[error(transparent)]
+    Tenant(#[from] WorkflowViolation),
+    /// More nodes than any workflow may have.
+    #[error("workflow has {count} nodes; at most {max} are allowed")]
+    TooManyNodes {
+        /// The workflow's node count.
+        count: usize,
+        /// [`MAX_NODES`](crate::definition::MAX_NODES).
+        max: usize,
+    },
+    /// More connections than any workflow may have.
+    #[error("workflow has {count} connections; at most {max} are allowed")]
+    TooManyConnections {
+        /// The workflow's connection count.
+        count: usize,
+        /// [`MAX_CONNECTIONS`](crate::definition::MAX_CONNECTIONS).
+        max: usize,
+    },
+    /// More declared workflow inputs or outputs than allowed.
+    #[error("workflow declares {count} {what}; at most {max} are allowed")]
+    TooManyPorts {
+        /// `"inputs"` or `"outputs"`.
+        what: &'static str,
+        /// How many it declares.
+        count: usize,
+        /// [`MAX_WORKFLOW_PORTS`](crate::definition::MAX_WORKFLOW_PORTS).
+        max: usize,
+    },
+    /// A node id is empty, too long or has other characters than ASCII
+    /// letters, digits, `_` and `-`.
+    #[error("node id {node:?} must be 1-64 ASCII letters, digits, `_` or `-`")]
+    InvalidNodeId {
+        /// The offending id (cut to 64 bytes at most).
+        node: String,
+    },
+    /// A node's config is too large.
+    #[error("node {node:?}: config is {bytes} bytes; at most {max} are allowed")]
+    ConfigTooLarge {
+        /// The node.
+        node: String,
+        /// Its config's serialized size.
+        bytes: usize,
+        /// [`MAX_CONFIG_BYTES`](crate::definition::MAX_CONFIG_BYTES).
+        max: usize,
+    },
+    /// No node type of that name is registered.
+    #[error("node {node:?} has unknown type {node_type:?}")]
+    UnknownNodeType {
+        /// The node.
+        node: String,
+        /// Its type.
+        node_type: String,
+    },
+    /// The node's type (or its config) needs a tenant feature the tenant
+    /// does not have.
+    #[error("node {node:?} of type {node_type:?} needs the tenant feature {feature:?}")]
+    FeatureRequired {
+        /// The node.
+        node: String,
+        /// Its type.
+        node_type: String,
+        /// The missing feature.
+        feature: String,
+    },
+    /// The node's type refused its config.
+    #[error("node {node:?}: {reason}")]
+    InvalidConfig {
+        /// The node.
+        node: String,
+        /// What its type said.
+        reason: String,
+    },
+    /// A connection or workflow output names a node that does not exist.
+    #[error("{place} refers to unknown node {node:?}")]
+    UnknownNode {
+        /// The missing node's id (cut to 64 bytes at most).
+        node: String,
+        /// Where: `connection <i>` or `output <name>`.
+        place: String,
+    },
+    /// A connection or workflow output names a port the node does not have.
+    #[error("{place}: node {node:?} has no {direction} port {port:?}")]
+    UnknownPort {
+        /// The node.
+        node: String,
+        /// `"input"` or `"output"`.
+        direction: &'static str,
+        /// The port (cut to 64 bytes at most).
+        port: String,
+        /// Where: `connection <i>` or `output <name>`.
+        place: String,
+    },
+    /// Two connections feed the same input port.
+    #[error("node {node:?}: input {input:?} has more than one connection")]
+    InputConnectedTwice {
+        /// The node.
+        node: String,
+        /// The port.
+        input: String,
+    },
+    /// A connection reads a workflow input that is not declared, or a
+    /// workflow input or output name is invalid or repeated.
+    #[error("{place}: workflow input or output {name:?} is undeclared, invalid or repeated")]
+    BadWorkflowPort {
+        /// The name (cut to 64 bytes at most).
+        name: String,
+        /// Where.
+        place: String,
+    },
+    /// The connections form a cycle through this node.
+    #[error("node {node:?} is part of a cycle")]
+    Cycle {
+        /// A node on the cycle.
+        node: String,
+    },
+}
+
+impl DefinitionError {
+    /// The node this refusal is about, if it is about one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Self::Tenant(WorkflowViolation::DisallowedNodeType { node_id, .. })
+            | Self::Tenant(WorkflowViolation::DuplicateNodeId { node_id }) => Some(node_id),
+            Self::InvalidNodeId { node }
+            | Self::ConfigTooLarge { node, .. }
+            | Self::UnknownNodeType { node, .. }
+            | Self::FeatureRequired { node, .. }
+            | Self::InvalidConfig { node, .. }
+            | Self::UnknownNode { node, .. }
+            | Self::UnknownPort { node, .. }
+            | Self::InputConnectedTwice { node, .. }
+            | Self::Cycle { node } => Some(node),
+            _ => None,
+        }
+    }
 }

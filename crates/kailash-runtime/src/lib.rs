@@ -3,10 +3,23 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+pub mod compile;
+pub mod definition;
 mod error;
+pub mod executor;
+pub mod node;
+pub mod registry;
 mod store;
+pub mod transform;
 mod workflow;
 
-pub use error::WorkflowError;
+pub use compile::{CompiledWorkflow, InputError, compile};
+pub use error::{DefinitionError, WorkflowError};
+pub use executor::{
+    AllowAll, CancelToken, EventSink, Executor, NoEvents, NodeHook, NodeInfo, NodeRecord,
+    NodeStatus, Refusal, RunContext, RunEvent, RunLimits, RunRecord, RunStatus,
+};
+pub use node::{Node, NodeType};
+pub use registry::NodeRegistry;
 pub use store::WorkflowStore;
 pub use workflow::{MAX_NAME_CHARS, NewWorkflow, Workflow};

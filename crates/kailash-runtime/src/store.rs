@@ -15,9 +15,10 @@ use kailash_core::Principal;
 use kailash_core::state::{Namespace, SharedState, StateError, StateKey, WhenFull, until_removed};
 use kailash_tenancy::model::Tenant;
 use kailash_tenancy::quota::{QuotaDecision, Quotas};
-use kailash_tenancy::workflow::validate_workflow;
 
-use crate::error::WorkflowError;
+use crate::compile::compile;
+use crate::error::{DefinitionError, WorkflowError};
+use crate::registry::NodeRegistry;
 use crate::workflow::{MAX_NAME_CHARS, NewWorkflow, Workflow};
 
 // The reference deployment's key names from before this crate existed: a
@@ -34,6 +35,7 @@ pub struct WorkflowStore {
     limits: Limits,
     quotas: Quotas,
     state: SharedState,
+    registry: NodeRegistry,
 }
 
 fn workflow_key(tenant: &Tenant, id: &str) -> StateKey {
@@ -58,20 +60,28 @@ fn new_id() -> Option<String> {
 
 impl WorkflowStore {
     /// A store in `state`, charging the role limits `access` puts in force
-    /// and the tenants' quotas (kept in the same state).
-    pub fn new(access: AccessControl, state: SharedState) -> Self {
+    /// and the tenants' quotas (kept in the same state), and validating
+    /// definitions against the node types of `registry`.
+    pub fn new(access: AccessControl, state: SharedState, registry: NodeRegistry) -> Self {
         Self {
             limits: Limits::new(access, state.clone()),
             quotas: Quotas::new(state.clone()),
             state,
+            registry,
         }
+    }
+
+    /// The node types definitions are validated against.
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.registry
     }
 
     /// Creates a workflow owned by `principal` in `tenant`.
     ///
     /// Checks, in order: the principal belongs to `tenant`, the name, the
-    /// nodes against the tenant's rules, the owner's `max_workflows`, the
-    /// tenant's workflow quota; then stores it. A refusal or failure after
+    /// definition ([`compile()`]: the tenant's rules, node types and configs,
+    /// connections, no cycle, size bounds), the owner's `max_workflows`,
+    /// the tenant's workflow quota; then stores it. A refusal or failure after
     /// a reservation releases it again.
     pub async fn create(
         &self,
@@ -91,7 +101,11 @@ impl WorkflowStore {
                 max_chars: MAX_NAME_CHARS,
             })?
             .to_owned();
-        validate_workflow(&tenant.config, &new.nodes)?;
+        let definition = new.into_definition();
+        compile(&definition, tenant, &self.registry).map_err(|e| match e {
+            DefinitionError::Tenant(v) => WorkflowError::Violation(v),
+            other => WorkflowError::Definition(other),
+        })?;
         let id = new_id().ok_or(WorkflowError::IdGenerator)?;
 
         self.limits.reserve_workflow(principal, &id).await?;
@@ -116,7 +130,7 @@ impl WorkflowStore {
             name,
             owner: principal.subject().to_owned(),
             created_at: self.state.clock.now(),
-            nodes: new.nodes,
+            definition,
         };
         if let Err(e) = self.put(tenant, &workflow).await {
             // Undo in reverse: the half-written workflow, then both counts.

@@ -12,10 +12,11 @@ use kailash_core::state::{KeyValueStore, MemoryState, SharedState, StateError, S
 use kailash_core::{Principal, TenantId};
 use kailash_tenancy::model::{Tenant, TenantSpec};
 use kailash_tenancy::quota::Quotas;
-use kailash_tenancy::workflow::{WorkflowNode, WorkflowViolation};
+use kailash_tenancy::workflow::WorkflowViolation;
 
 use super::WorkflowStore;
-use crate::{NewWorkflow, WorkflowError};
+use crate::definition::NodeDef;
+use crate::{DefinitionError, NewWorkflow, NodeRegistry, WorkflowError};
 
 struct Fixture {
     store: WorkflowStore,
@@ -30,7 +31,7 @@ async fn fixture(state: SharedState) -> Fixture {
     .unwrap();
     let access = AccessControl::new(AccessPolicy::load(&spec).await.unwrap());
     Fixture {
-        store: WorkflowStore::new(access.clone(), state.clone()),
+        store: WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
         limits: kailash_access::limits::Limits::new(access, state.clone()),
         quotas: Quotas::new(state),
     }
@@ -64,11 +65,15 @@ fn new(name: &str, types: &[&str]) -> NewWorkflow {
         nodes: types
             .iter()
             .enumerate()
-            .map(|(i, t)| WorkflowNode {
+            .map(|(i, t)| NodeDef {
                 id: format!("n{i}"),
                 node_type: (*t).to_owned(),
+                config: serde_json::Value::Null,
             })
             .collect(),
+        connections: Vec::new(),
+        inputs: Vec::new(),
+        outputs: Default::default(),
     }
 }
 
@@ -117,13 +122,13 @@ async fn the_role_limit_refuses_without_charging_the_tenant() {
     let dave = user("dave", "acme");
     for i in 0..2 {
         f.store
-            .create(&dave, &acme, new(&format!("w{i}"), &["llm"]))
+            .create(&dave, &acme, new(&format!("w{i}"), &["transform"]))
             .await
             .unwrap();
     }
     let err = f
         .store
-        .create(&dave, &acme, new("w3", &["llm"]))
+        .create(&dave, &acme, new("w3", &["transform"]))
         .await
         .unwrap_err();
     assert!(
@@ -272,6 +277,22 @@ async fn bad_requests_charge_nothing() {
         (dave.clone(), new("x", &["transform"; 4])),
         (dave.clone(), new("x", &["database_query"])),
         (dave.clone(), new("x", &[])),
+        // Allowed by the tenant, but no such node type is registered.
+        (dave.clone(), new("x", &["transform", "llm"])),
+        (dave.clone(), {
+            let mut w = new("x", &["transform"]);
+            w.nodes[0].config = serde_json::json!({ "expression": "a.[" });
+            w
+        }),
+        (dave.clone(), {
+            let mut w = new("x", &["transform", "transform"]);
+            w.connections = serde_json::from_value(serde_json::json!([
+                { "from": { "node": "n0", "output": "result" }, "to": { "node": "n1", "input": "a" } },
+                { "from": { "node": "n1", "output": "result" }, "to": { "node": "n0", "input": "a" } },
+            ]))
+            .unwrap();
+            w
+        }),
     ];
     let mut errors = Vec::new();
     for (who, n) in cases {
@@ -296,7 +317,26 @@ async fn bad_requests_charge_nothing() {
         errors[6],
         WorkflowError::Violation(WorkflowViolation::Empty)
     ));
+    assert!(
+        matches!(&errors[7], WorkflowError::Definition(DefinitionError::UnknownNodeType { node, node_type }) if node == "n1" && node_type == "llm"),
+        "{:?}",
+        errors[7]
+    );
+    assert!(
+        matches!(&errors[8], WorkflowError::Definition(DefinitionError::InvalidConfig { node, .. }) if node == "n0"),
+        "{:?}",
+        errors[8]
+    );
+    assert!(
+        matches!(
+            &errors[9],
+            WorkflowError::Definition(DefinitionError::Cycle { .. })
+        ),
+        "{:?}",
+        errors[9]
+    );
     assert_eq!(f.counts(&dave, &acme).await, (0, 0));
+    assert!(f.store.list(&acme).await.unwrap().is_empty());
 }
 
 #[tokio::test]

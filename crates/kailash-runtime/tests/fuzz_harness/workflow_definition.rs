@@ -3,13 +3,17 @@
 //! replay (`tests/fuzz_corpus.rs`).
 //!
 //! The input is read as a create-workflow request body the way a caller's
-//! JSON is ([`NewWorkflow`]), then handed to [`WorkflowStore::create`] on the
-//! memory backend, which checks the name and the nodes against a tenant with
-//! node limits ([`validate_workflow`]) before charging any count.
+//! JSON is ([`NewWorkflow`]: nodes with configs, connections, inputs and
+//! outputs), then handed to [`WorkflowStore::create`] on the memory
+//! backend, which checks the name and the definition against a tenant with
+//! node limits ([`validate_workflow`]) and the built-in node registry
+//! (types, `transform` expressions, connections, cycles, size bounds)
+//! before charging any count.
 //!
 //! Invariants: nothing panics; a refused create leaves no workflow and no
-//! charged count; an accepted one obeys the tenant's rules, reads back as
-//! stored, and deleting it releases everything.
+//! charged count; an accepted one obeys the tenant's rules, validates
+//! again as stored, reads back as stored, and deleting it releases
+//! everything.
 //!
 //! [`validate_workflow`]: kailash_tenancy::workflow::validate_workflow
 
@@ -22,13 +26,13 @@ use kailash_access::{AccessControl, AccessPolicy};
 use kailash_core::clock::SystemClock;
 use kailash_core::state::SharedState;
 use kailash_core::{Principal, TenantId};
-use kailash_runtime::{MAX_NAME_CHARS, NewWorkflow, WorkflowStore};
+use kailash_runtime::{MAX_NAME_CHARS, NewWorkflow, NodeRegistry, WorkflowStore, compile};
 use kailash_tenancy::model::{Tenant, TenantSpec};
 use kailash_tenancy::quota::Quotas;
 
 /// The tenant's `max_workflow_nodes`.
 pub(crate) const MAX_NODES: usize = 4;
-/// The node types the tenant may use.
+/// The node types the tenant may use (only `transform` is registered).
 pub(crate) const ALLOWED: [&str; 2] = ["transform", "llm"];
 
 struct Fixture {
@@ -63,7 +67,7 @@ fn fixture() -> &'static Fixture {
         }))
         .expect("tenant spec");
         Fixture {
-            store: WorkflowStore::new(access.clone(), state.clone()),
+            store: WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
             limits: Limits::new(access, state.clone()),
             quotas: Quotas::new(state),
             tenant: Tenant::try_from(tenant).expect("tenant"),
@@ -88,15 +92,22 @@ pub(crate) fn run(bytes: &[u8]) -> bool {
         let accepted = match created {
             Ok(w) => {
                 // The tenant's rules held.
-                assert!(!w.nodes.is_empty() && w.nodes.len() <= MAX_NODES);
+                let nodes = &w.definition.nodes;
+                assert!(!nodes.is_empty() && nodes.len() <= MAX_NODES);
                 assert!(
-                    w.nodes
+                    nodes
                         .iter()
                         .all(|n| ALLOWED.contains(&n.node_type.as_str()))
                 );
-                let ids: HashSet<&str> = w.nodes.iter().map(|n| n.id.as_str()).collect();
-                assert_eq!(ids.len(), w.nodes.len(), "duplicate node ids accepted");
-                assert_eq!(w.nodes, sent.nodes);
+                let ids: HashSet<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+                assert_eq!(ids.len(), nodes.len(), "duplicate node ids accepted");
+                assert_eq!(w.definition, sent.clone().into_definition());
+                // What was stored validates again, the same way.
+                let again = compile(&w.definition, &f.tenant, f.store.registry());
+                assert!(
+                    again.is_ok(),
+                    "stored definition no longer valid: {again:?}"
+                );
                 assert_eq!(w.name, sent.name.trim());
                 assert!(!w.name.is_empty() && w.name.chars().count() <= MAX_NAME_CHARS);
                 assert!(!w.name.chars().any(char::is_control));

@@ -31,6 +31,8 @@ use kailash::access::{AccessControl, forbidden};
 use kailash::audit::MemoryAuditSink;
 use kailash::context::RequestContext;
 use kailash::guard::GuardRefusal;
+use kailash::realtime::Hub;
+use kailash::realtime::event::{Classification, Event};
 use kailash::tenancy::model::Tenant;
 use kailash::tenancy::quota::Quotas;
 use kailash::tenancy::workflow::WorkflowViolation;
@@ -165,16 +167,22 @@ fn router(demo: Arc<Demo>) -> Router {
     });
     let d = demo.clone();
     let create = post(
-        move |principal: Extension<Principal>, tenant: Extension<Arc<Tenant>>, body: Bytes| {
+        move |principal: Extension<Principal>,
+              tenant: Extension<Arc<Tenant>>,
+              hub: Option<Extension<Hub>>,
+              body: Bytes| {
             let d = d.clone();
-            async move { create_workflow(&d, &principal, &tenant, &body).await }
+            async move { create_workflow(&d, &principal, &tenant, hub.as_deref(), &body).await }
         },
     );
     let d = demo.clone();
     let remove = delete(
-        move |tenant: Extension<Arc<Tenant>>, Path(id): Path<String>| {
+        move |principal: Extension<Principal>,
+              tenant: Extension<Arc<Tenant>>,
+              hub: Option<Extension<Hub>>,
+              Path(id): Path<String>| {
             let d = d.clone();
-            async move { delete_workflow(&d, &tenant, &id).await }
+            async move { delete_workflow(&d, &principal, &tenant, hub.as_deref(), &id).await }
         },
     );
     let d = demo.clone();
@@ -309,10 +317,29 @@ fn violation(v: &WorkflowViolation) -> Response {
     problem.into_response()
 }
 
+/// Tells the tenant's realtime connections about a workflow change: channel
+/// `workflows`, classification `internal`, for connections whose principal
+/// holds `workflow:execute` (every demo role). A failed publish is logged;
+/// the change itself stands.
+async fn announce(hub: Option<&Hub>, tenant: &Tenant, event: &str, data: serde_json::Value) {
+    let Some(hub) = hub else { return };
+    let event = Event::new(tenant.id.clone(), "workflows", event)
+        .and_then(|e| e.required_permission("workflow:execute"))
+        .map(|e| e.data(data).classification(Classification::Internal));
+    let published = match event {
+        Ok(event) => hub.send_to_tenant(&event).await.map(drop),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = published {
+        tracing::warn!(%error, "could not publish a workflow event");
+    }
+}
+
 async fn create_workflow(
     d: &Demo,
     principal: &Principal,
     tenant: &Tenant,
+    hub: Option<&Hub>,
     body: &[u8],
 ) -> Response {
     let new: NewWorkflow = match serde_json::from_slice(body) {
@@ -326,6 +353,13 @@ async fn create_workflow(
         Ok(w) => w,
         Err(e) => return refused(&e),
     };
+    announce(
+        hub,
+        tenant,
+        "workflow.created",
+        serde_json::json!({ "id": workflow.id, "name": workflow.name, "owner": principal.subject() }),
+    )
+    .await;
     let mut response = json(StatusCode::CREATED, &workflow);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/workflows/{}", workflow.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -333,9 +367,24 @@ async fn create_workflow(
     response
 }
 
-async fn delete_workflow(d: &Demo, tenant: &Tenant, id: &str) -> Response {
+async fn delete_workflow(
+    d: &Demo,
+    principal: &Principal,
+    tenant: &Tenant,
+    hub: Option<&Hub>,
+    id: &str,
+) -> Response {
     match d.workflows.delete(tenant, id).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => {
+            announce(
+                hub,
+                tenant,
+                "workflow.deleted",
+                serde_json::json!({ "id": id, "by": principal.subject() }),
+            )
+            .await;
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => Problem::not_found().into_response(),
         Err(e) => refused(&e),
     }

@@ -202,7 +202,7 @@ pub fn openapi() -> serde_json::Value {
                     "properties": {
                         "channel": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$" },
                         "event": { "type": "string" },
-                        "data": {},
+                        "data": { "type": ["object", "array", "string", "number", "boolean", "null"], "description": "Any JSON value" },
                         "metadata": { "type": "object", "additionalProperties": false, "properties": {
                             "classification": { "type": "string", "enum": ["public", "internal", "confidential", "secret"] },
                             "required_permission": { "type": ["string", "null"] } } },

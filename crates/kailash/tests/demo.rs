@@ -590,3 +590,137 @@ async fn a_relative_signing_key_is_found_under_the_data_directory() {
     gw.stop().await;
     std::fs::remove_dir_all(&data).ok();
 }
+
+/// Issue 13, end to end through the gateway: `/ws` authenticates with the
+/// gateway's own verifier and session check, events reach the right
+/// tenant's sockets only (on memory and Redis), a bad token closes with
+/// 4001 and a logout closes the socket, and the OpenAPI document lists the
+/// realtime routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
+    use futures_util::StreamExt;
+    use kailash::TenantId;
+    use kailash::realtime::event::Event;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    async fn connect(gw: &Running, token: &str) -> Socket {
+        let mut req = format!("ws://{}/ws", gw.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade")
+            .0
+    }
+    /// The next text frame as JSON, or the close frame's code.
+    async fn next(ws: &mut Socket) -> Result<serde_json::Value, u16> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("a frame within 5 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(1006),
+            }
+        }
+    }
+
+    for backend in backends() {
+        let vars: Vec<(String, String)> = backend
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let config = GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars)
+            .expect("config");
+        let gateway = GatewayBuilder::from_config_with_backends(&config, &temp_dir())
+            .await
+            .expect("backends")
+            .build()
+            .expect("gateway");
+        let hub = gateway
+            .realtime()
+            .cloned()
+            .expect("the fixture enables realtime");
+        let gw = start_gateway(gateway).await;
+
+        let (bob, _) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+        let (carol, _) = tokens(&login(&gw, "carol", "Carol-Demo-Passw0rd!").await);
+        let mut bob_ws = connect(&gw, &bob).await;
+        let welcome = next(&mut bob_ws).await.unwrap();
+        assert_eq!(
+            (&welcome["type"], &welcome["user_id"], &welcome["tenant_id"]),
+            (&json!("welcome"), &json!("bob"), &json!("acme"))
+        );
+        let mut carol_ws = connect(&gw, &carol).await;
+        assert_eq!(next(&mut carol_ws).await.unwrap()["tenant_id"], "globex");
+
+        // An acme event reaches bob, never carol (globex).
+        let event = Event::new(
+            TenantId::new("acme").unwrap(),
+            "workflows",
+            "workflow.created",
+        )
+        .unwrap()
+        .required_permission("workflow:execute")
+        .unwrap()
+        .data(json!({ "id": "wf-1" }));
+        hub.send_to_tenant(&event).await.unwrap();
+        let got = next(&mut bob_ws).await.unwrap();
+        assert_eq!(
+            (
+                &got["type"],
+                &got["event"],
+                &got["tenant_id"],
+                &got["data"]["id"]
+            ),
+            (
+                &json!("event"),
+                &json!("workflow.created"),
+                &json!("acme"),
+                &json!("wf-1")
+            )
+        );
+        let globex = Event::new(
+            TenantId::new("globex").unwrap(),
+            "workflows",
+            "workflow.created",
+        )
+        .unwrap()
+        .data(json!({ "id": "wf-g" }));
+        hub.send_to_tenant(&globex).await.unwrap();
+        let got = next(&mut carol_ws).await.unwrap();
+        assert_eq!(
+            got["data"]["id"], "wf-g",
+            "carol sees only her tenant's event"
+        );
+
+        // A bad token: the upgrade succeeds and the socket closes with 4001.
+        let mut bad = connect(&gw, "not-a-token").await;
+        assert_eq!(next(&mut bad).await, Err(4001));
+
+        // Logging out closes the session's socket (4001).
+        let out = post(&gw, "/auth/logout", json!({}), Some(&bob)).await;
+        assert!(out.status < 300, "{}", out.text());
+        assert_eq!(next(&mut bob_ws).await, Err(4001));
+
+        // The contract lists the realtime routes.
+        let doc = support::get(gw.addr, "/openapi.json").await.json();
+        for path in ["/ws", "/events", "/api/events"] {
+            assert!(
+                doc["paths"][path].is_object(),
+                "{path} in the OpenAPI document"
+            );
+        }
+        gw.stop().await;
+    }
+}

@@ -166,7 +166,7 @@ impl Connections {
         let service = connection_service(self.handler.clone(), peer, activity.clone());
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(TrackedIo::new(io, activity)), service)
+            .serve_connection_with_upgrades(TokioIo::new(TrackedIo::new(io, activity)), service)
             .into_owned();
         // Biased: the watchdog looks after the connection has made its
         // progress, so it sees every state change of this wake.

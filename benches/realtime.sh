@@ -247,8 +247,8 @@ def med(xs):
 def f(v, fmt):
     return "—" if v is None else format(v, fmt)
 print(f"\nmedians of {max((sum(1 for r in rows if r['target'] == t) for t in sys.argv[2:]), default=0)} rounds\n")
-print("| target | sockets | server bytes/idle socket | p50 ms | p99 ms | max ms | deliveries/s | client µs/delivery | server µs/delivery | missing | failed sockets | early closes |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| target | sockets | server bytes/idle socket | p50 ms | p99 ms | max ms | events/s published | deliveries/s | client µs/delivery | server µs/delivery | missing | failed sockets | early closes |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 bad = False
 for t in sys.argv[2:]:
     v = [r for r in rows if r["target"] == t]
@@ -258,7 +258,7 @@ for t in sys.argv[2:]:
     miss, fail, early = (sum(r[k] for r in v) for k in ("missing", "failed", "closed_early"))
     bad |= bool(miss or fail or early)
     print(f"| {t} | {v[0]['connections']} | {f(m('bytes_per_idle_socket'), '.0f')} | {f(m('p50_ms'), '.1f')} | {f(m('p99_ms'), '.1f')} | "
-          f"{f(m('max_ms'), '.1f')} | {f(m('deliveries_per_s'), '.0f')} | {f(m('client_us_per_delivery'), '.2f')} | "
+          f"{f(m('max_ms'), '.1f')} | {f(m('events_per_s'), '.1f')} | {f(m('deliveries_per_s'), '.0f')} | {f(m('client_us_per_delivery'), '.2f')} | "
           f"{f(m('server_us_per_delivery'), '.2f')} | {miss} | {fail} | {early} |")
 if bad:
     print("\nmissing deliveries, failed sockets or early closes: those runs are not clean")

@@ -37,10 +37,10 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
 
 const USAGE: &str = "usage: wsload --url ws://127.0.0.1:PORT/ws --connections N \
 [--token T | --login URL USER PASS] [--subprotocol] [--publish-url URL] \
@@ -112,7 +112,11 @@ fn parse_args() -> Result<Args, String> {
             "--publish-url" => a.publish_url = Some(v("--publish-url")?),
             "--publish-token" => a.publish_token = Some(v("--publish-token")?),
             "--publish-login" => {
-                a.publish_login = Some((v("--publish-login")?, v("--publish-login")?, v("--publish-login")?));
+                a.publish_login = Some((
+                    v("--publish-login")?,
+                    v("--publish-login")?,
+                    v("--publish-login")?,
+                ));
             }
             "--events" => a.events = num("--events", v("--events")?)?,
             "--rate" => {
@@ -131,10 +135,17 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if a.url.is_empty() || a.connections == 0 {
-        return Err(format!("--url and --connections (> 0) are required\n{USAGE}"));
+        return Err(format!(
+            "--url and --connections (> 0) are required\n{USAGE}"
+        ));
     }
-    if a.connections > 100_000 || a.events > 100_000 || a.connections.saturating_mul(a.events) > 50_000_000 {
-        return Err("at most 100000 connections, 100000 events and 50M (socket, event) pairs".to_owned());
+    if a.connections > 100_000
+        || a.events > 100_000
+        || a.connections.saturating_mul(a.events) > 50_000_000
+    {
+        return Err(
+            "at most 100000 connections, 100000 events and 50M (socket, event) pairs".to_owned(),
+        );
     }
     if !(a.rate > 0.0 && a.rate <= 100_000.0) {
         return Err("--rate must be in (0, 100000] events/s".to_owned());
@@ -145,7 +156,11 @@ fn parse_args() -> Result<Args, String> {
     if a.events > 0 && a.publish_url.is_none() {
         return Err("--events > 0 needs --publish-url".to_owned());
     }
-    for (name, s) in [("--settle", a.settle), ("--drain", a.drain), ("--cap", a.cap)] {
+    for (name, s) in [
+        ("--settle", a.settle),
+        ("--drain", a.drain),
+        ("--cap", a.cap),
+    ] {
         if !(s.is_finite() && (0.0..=3600.0).contains(&s)) {
             return Err(format!("{name} must be within 0..=3600 seconds"));
         }
@@ -182,16 +197,22 @@ fn split_url(url: &str, scheme: &str) -> Result<(SocketAddr, String, String), St
 /// the status and the (de-chunked) body.
 async fn http_post(url: &str, bearer: Option<&str>, body: &str) -> Result<(u16, Vec<u8>), String> {
     let (addr, host, path) = split_url(url, "http")?;
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
         body.len()
     );
     let io = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("{url}: {e}"))?;
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         let _ = s.set_nodelay(true);
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("{url}: {e}"))?;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         let mut buf = Vec::new();
         (&mut s)
             .take(MAX_MESSAGE as u64)
@@ -281,7 +302,10 @@ fn rss_kib(pid: &str) -> Option<u64> {
 /// Clock ticks per second; Linux has used 100 on every mainstream
 /// architecture for decades (`getconf CLK_TCK`).
 fn ticks_per_sec() -> f64 {
-    std::env::var("CLK_TCK").ok().and_then(|s| s.parse().ok()).unwrap_or(100.0)
+    std::env::var("CLK_TCK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100.0)
 }
 
 // ---- one socket ----------------------------------------------------------------
@@ -351,7 +375,9 @@ async fn socket(
         Err(_) => return r,
     };
     let opened = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg))
             .await
@@ -457,14 +483,22 @@ async fn run(a: Args) -> Result<bool, String> {
         (None, Some((url, u, p))) => Some(login(url, u, p).await?),
         (None, None) => None,
     };
-    let mut req = a.url.as_str().into_client_request().map_err(|e| format!("{}: {e}", a.url))?;
+    let mut req = a
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("{}: {e}", a.url))?;
     if let Some(t) = &token {
         let (name, value) = if a.subprotocol {
-            ("sec-websocket-protocol", format!("kailash.v1, kailash.bearer.{t}"))
+            (
+                "sec-websocket-protocol",
+                format!("kailash.v1, kailash.bearer.{t}"),
+            )
         } else {
             ("authorization", format!("Bearer {t}"))
         };
-        let value = HeaderValue::from_str(&value).map_err(|_| "the token is not a valid header value".to_owned())?;
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| "the token is not a valid header value".to_owned())?;
         req.headers_mut().insert(name, value);
     }
     let pid = a.pid.map(|p| p.to_string());
@@ -491,7 +525,13 @@ async fn run(a: Args) -> Result<bool, String> {
     let cpu_s0 = server_cpu();
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
-        handles.push(tokio::spawn(socket(req.clone(), addr, sem.clone(), shared.clone(), stop_rx.clone())));
+        handles.push(tokio::spawn(socket(
+            req.clone(),
+            addr,
+            sem.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        )));
     }
     while shared.welcomed.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -522,7 +562,10 @@ async fn run(a: Args) -> Result<bool, String> {
             .to_string();
             match http_post(url, publish_token.as_deref(), &body).await {
                 Ok((s, _)) if (200..300).contains(&s) => published += 1,
-                Ok((s, b)) => publish_errors.push(format!("event {seq}: HTTP {s} {}", String::from_utf8_lossy(&b[..b.len().min(200)]))),
+                Ok((s, b)) => publish_errors.push(format!(
+                    "event {seq}: HTTP {s} {}",
+                    String::from_utf8_lossy(&b[..b.len().min(200)])
+                )),
                 Err(e) => publish_errors.push(format!("event {seq}: {e}")),
             }
         }
@@ -531,7 +574,9 @@ async fn run(a: Args) -> Result<bool, String> {
     // Drain: until every connected socket has every published event, or --drain.
     let expected = (connected * published) as u64;
     let d0 = Instant::now();
-    while shared.delivered.load(Ordering::Relaxed) < expected && d0.elapsed().as_secs_f64() < a.drain {
+    while shared.delivered.load(Ordering::Relaxed) < expected
+        && d0.elapsed().as_secs_f64() < a.drain
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let cpu_c3 = cpu_ticks("self");
@@ -567,32 +612,71 @@ async fn run(a: Args) -> Result<bool, String> {
     lat.sort_unstable();
     let delivered = lat.len() as u64;
     let span = last_ns.saturating_sub(first_send_ns) as f64 / 1e9;
-    let per_s = if span > 0.0 { delivered as f64 / span } else { 0.0 };
+    let per_s = if span > 0.0 {
+        delivered as f64 / span
+    } else {
+        0.0
+    };
     let secs = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / tick),
         _ => None,
     };
     let client_cpu = secs(cpu_c2, cpu_c3);
     let server_cpu_s = secs(cpu_s2, cpu_s3);
-    let per_msg = |s: Option<f64>| s.filter(|_| delivered > 0).map(|s| s * 1e6 / delivered as f64);
+    let per_msg = |s: Option<f64>| {
+        s.filter(|_| delivered > 0)
+            .map(|s| s * 1e6 / delivered as f64)
+    };
     let per_socket = match (rss_before, rss_idle) {
-        (Some(b), Some(i)) if connected > 0 => Some((i as f64 - b as f64) * 1024.0 / connected as f64),
+        (Some(b), Some(i)) if connected > 0 => {
+            Some((i as f64 - b as f64) * 1024.0 / connected as f64)
+        }
         _ => None,
     };
     let connect_cpu_c = secs(cpu_c0, cpu_c1);
     let connect_cpu_s = secs(cpu_s0, cpu_s1);
     let failed = shared.failed.load(Ordering::Relaxed);
-    let errors = shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let errors = shared
+        .errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
 
     let f = |v: Option<f64>, d: usize| v.map_or("—".to_owned(), |v| format!("{v:.d$}"));
     let k = |v: Option<u64>| v.map_or("—".to_owned(), |v| format!("{v} KiB"));
-    println!("wsload {}: {} → {}", a.label, a.url, if a.subprotocol { "subprotocol token" } else if token.is_some() { "bearer token" } else { "no token" });
-    println!("  sockets      {connected}/{n} connected + welcomed in {connect_secs:.2} s (failed {failed}); client CPU {} s, server CPU {} s", f(connect_cpu_c, 2), f(connect_cpu_s, 2));
+    println!(
+        "wsload {}: {} → {}",
+        a.label,
+        a.url,
+        if a.subprotocol {
+            "subprotocol token"
+        } else if token.is_some() {
+            "bearer token"
+        } else {
+            "no token"
+        }
+    );
+    println!(
+        "  sockets      {connected}/{n} connected + welcomed in {connect_secs:.2} s (failed {failed}); client CPU {} s, server CPU {} s",
+        f(connect_cpu_c, 2),
+        f(connect_cpu_s, 2)
+    );
     for e in &errors {
         println!("    e.g. {e}");
     }
-    println!("  server RSS   before {}  idle {}  after events {}  → {} bytes per idle socket", k(rss_before), k(rss_idle), k(rss_after), f(per_socket, 0));
-    println!("  published    {published}/{} events in {publish_secs:.2} s (target {} /s), errors {}", a.events, a.rate, publish_errors.len());
+    println!(
+        "  server RSS   before {}  idle {}  after events {}  → {} bytes per idle socket",
+        k(rss_before),
+        k(rss_idle),
+        k(rss_after),
+        f(per_socket, 0)
+    );
+    println!(
+        "  published    {published}/{} events in {publish_secs:.2} s (target {} /s), errors {}",
+        a.events,
+        a.rate,
+        publish_errors.len()
+    );
     for e in publish_errors.iter().take(3) {
         println!("    e.g. {e}");
     }
@@ -648,7 +732,12 @@ async fn run(a: Args) -> Result<bool, String> {
         "server_us_per_delivery": per_msg(server_cpu_s),
     });
     println!("{j}");
-    Ok(failed == 0 && publish_errors.is_empty() && missing == 0 && duplicates == 0 && early.is_empty() && connected == n)
+    Ok(failed == 0
+        && publish_errors.is_empty()
+        && missing == 0
+        && duplicates == 0
+        && early.is_empty()
+        && connected == n)
 }
 
 fn main() {
@@ -680,7 +769,10 @@ fn main() {
                 1
             }
             Err(_) => {
-                eprintln!("wsload: time cap of {} s reached; no result", cap.as_secs_f64());
+                eprintln!(
+                    "wsload: time cap of {} s reached; no result",
+                    cap.as_secs_f64()
+                );
                 2
             }
         }

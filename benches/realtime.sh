@@ -160,7 +160,14 @@ PY
   "$GW" --config "$work/bench.toml" --data-dir "$work/probe" --listen "127.0.0.1:$gw_port" >"$work/probe/log" 2>&1 &
   probe_pid=$!; pids+=" $probe_pid"
   wait_up "http://127.0.0.1:$gw_port/health/live" "$probe_pid" || { tail -5 "$work/probe/log"; die "the gateway did not start"; }
-  ws_code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gw_port/ws")
+  # With bob's token: the gateway answers 401 to any unauthenticated path,
+  # so only an authenticated GET tells a missing route (404) from one that
+  # wants an upgrade.
+  probe_token=$(curl -sf -X POST "127.0.0.1:$gw_port/auth/login" -H 'content-type: application/json' \
+    -d '{"username":"bob","password":"Bob-Demo-Passw0rd!"}' |
+    python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])') ||
+    { tail -5 "$work/probe/log"; die "the gateway: login as bob failed"; }
+  ws_code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $probe_token" "http://127.0.0.1:$gw_port/ws")
   stop "$probe_pid"
   if [ "$ws_code" = 404 ]; then
     echo "realtime.sh: $GW has no GET /ws yet (404): no gateway figures in this run, the baselines only"

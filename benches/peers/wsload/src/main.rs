@@ -725,7 +725,9 @@ async fn run(a: Args) -> Result<bool, String> {
         "p99_ms": percentile(&lat, 99.0),
         "max_ms": lat.last().map(|&m| f64::from(m) / 1000.0),
         "deliveries_per_s": per_s,
-        "events_per_s": if publish_secs > 0.0 { published as f64 / publish_secs } else { 0.0 },
+        // Events over the publish window: first POST to the last answer, plus
+        // one period (n events on schedule take n periods).
+        "events_per_s": published as f64 / (publish_secs + 1.0 / a.rate),
         "client_cpu_s": client_cpu,
         "server_cpu_s": server_cpu_s,
         "client_us_per_delivery": per_msg(client_cpu),

@@ -133,6 +133,8 @@ def flush():
         want = {"max_api_calls_per_day": "4000000000"}
     elif section == "state":
         want = {"key_prefix": '"kailash-realtime-bench:"'}
+    elif section == "realtime":
+        want = {"max_connections_per_user": str(n + 1000), "max_connections_per_tenant": str(n + 1000)}
     elif section == "server":
         want = {"max_connections": str(n + 1000), "max_connections_per_ip": str(n + 1000)}
     for i, l in enumerate(block):
@@ -154,6 +156,7 @@ open(dst, "w", encoding="utf-8").write("\n".join(out) + "\n")
 c = tomllib.load(open(dst, "rb"))
 assert c["server"]["max_connections"] >= n + 1000 and c["server"]["max_connections_per_ip"] >= n + 1000
 assert not [p for p in c["access"].get("policies", []) if p.get("name") == "time_based"]
+assert c["realtime"]["max_connections_per_user"] >= n and c["realtime"]["max_connections_per_tenant"] >= n
 PY
   port_free "$gw_port" || die "port $gw_port is taken (set PORT=)"
   mkdir -p "$work/probe"

@@ -557,7 +557,7 @@ async fn run(a: Args) -> Result<bool, String> {
                 "channel": "bench",
                 "event": "bench.tick",
                 "data": { "t": now_ns(), "seq": seq, "run": shared.run },
-                "classification": "public",
+                "metadata": { "classification": "public" },
             })
             .to_string();
             match http_post(url, publish_token.as_deref(), &body).await {

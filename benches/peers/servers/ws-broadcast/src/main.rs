@@ -9,7 +9,7 @@
 //! - on upgrade the socket subscribes to one `tokio::sync::broadcast`
 //!   channel, sends `{"type":"welcome","connection_id","user_id","tenant_id"}`
 //!   and then forwards every broadcast frame; one task per socket;
-//! - `POST /api/events` `{"channel","event","data","classification"}`
+//! - `POST /api/events` `{"channel","event","data","metadata":{"classification"}}` (the gateway's body)
 //!   serialises the event frame `{"type":"event","id","channel","event",
 //!   "tenant_id","data","metadata":{"classification","required_permission"}}`
 //!   **once** and broadcasts the shared bytes (`Utf8Bytes`, reference
@@ -57,6 +57,13 @@ struct Publish {
     event: String,
     #[serde(default)]
     data: serde_json::Value,
+    #[serde(default)]
+    metadata: PublishMetadata,
+}
+
+/// The gateway's `metadata` member, of which the baseline reads the classification.
+#[derive(Deserialize, Default)]
+struct PublishMetadata {
     #[serde(default)]
     classification: Option<String>,
 }
@@ -120,7 +127,7 @@ async fn publish(State(hub): State<Arc<Hub>>, Json(p): Json<Publish>) -> impl In
         "tenant_id": "baseline",
         "data": p.data,
         "metadata": {
-            "classification": p.classification.unwrap_or_else(|| "public".to_owned()),
+            "classification": p.metadata.classification.unwrap_or_else(|| "public".to_owned()),
             "required_permission": null,
         },
     });

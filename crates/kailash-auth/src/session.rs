@@ -30,7 +30,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -246,6 +246,22 @@ pub struct SessionStore {
 struct Inner {
     state: SharedState,
     config: SessionConfig,
+    listener: OnceLock<Arc<dyn SessionListener>>,
+}
+
+/// Told when sessions end before their time — a logout, a revocation by
+/// their owner, every session of a user at once (password change, account
+/// disabled), or an eviction by a newer login — so that what depends on
+/// them ends at once too (open realtime sockets: the gateway's hub closes
+/// them on every instance).
+///
+/// Called after the sessions are dead in the state (a failed call changes
+/// nothing about that); a listener must not block. It is a courtesy on top
+/// of the per-request liveness check, never a replacement for it.
+#[async_trait]
+pub trait SessionListener: Send + Sync + 'static {
+    /// `sessions` of `subject` in `tenant` have ended.
+    async fn ended(&self, tenant: Option<&TenantId>, subject: &str, sessions: &[String]);
 }
 
 impl fmt::Debug for SessionStore {
@@ -266,6 +282,7 @@ impl SessionStore {
             inner: Arc::new(Inner {
                 state,
                 config: config.sanitized(),
+                listener: OnceLock::new(),
             }),
         }
     }
@@ -273,6 +290,19 @@ impl SessionStore {
     /// The configuration in use.
     pub fn config(&self) -> &SessionConfig {
         &self.inner.config
+    }
+
+    /// Tells `listener` about every session that ends early, from now on,
+    /// for this store and all its clones. One listener per store: `false`
+    /// (and nothing changes) when one is set already.
+    pub fn set_listener(&self, listener: Arc<dyn SessionListener>) -> bool {
+        self.inner.listener.set(listener).is_ok()
+    }
+
+    async fn tell_ended(&self, tenant: Option<&TenantId>, subject: &str, sessions: &[String]) {
+        if let (Some(listener), false) = (self.inner.listener.get(), sessions.is_empty()) {
+            listener.ended(tenant, subject, sessions).await;
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -362,6 +392,7 @@ impl SessionStore {
                 tracing::warn!(error = %e, "could not delete an evicted session record");
             }
         }
+        self.tell_ended(tenant, subject, &inserted.evicted).await;
         Ok(CreatedSession {
             session,
             evicted: inserted.evicted,
@@ -519,6 +550,7 @@ impl SessionStore {
         // Removing the index member is what ends the session, atomically.
         let removed = state.sets.remove(&index_key(tenant, subject), id).await?;
         if removed {
+            self.tell_ended(tenant, subject, &[id.to_owned()]).await;
             state.kv.delete(&session_key(tenant, id)).await?;
         }
         Ok(removed)
@@ -533,6 +565,7 @@ impl SessionStore {
     ) -> Result<Vec<String>, SessionError> {
         let state = &self.inner.state;
         let ids = state.sets.clear(&index_key(tenant, subject)).await?;
+        self.tell_ended(tenant, subject, &ids).await;
         let mut first_error = None;
         for id in &ids {
             if let Err(e) = state.kv.delete(&session_key(tenant, id)).await {

@@ -395,3 +395,68 @@ fn config_serde() {
     let back: SessionConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }
+
+/// Everything that ends a session early tells the store's listener (the
+/// gateway closes realtime sockets with it): a revocation, a revoke-all,
+/// and an eviction by a newer login; a listener is set once.
+#[tokio::test]
+async fn ended_sessions_are_told_to_the_listener() {
+    use kailash_auth::session::SessionListener;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Record(Mutex<Vec<(String, Vec<String>)>>);
+    #[async_trait::async_trait]
+    impl SessionListener for Record {
+        async fn ended(&self, _tenant: Option<&TenantId>, subject: &str, sessions: &[String]) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((subject.to_owned(), sessions.to_vec()));
+        }
+    }
+
+    let (state, _clock) = memory();
+    let config = SessionConfig {
+        concurrent_limit: 2,
+        when_full: WhenFull::EvictOldest,
+        ..SessionConfig::default()
+    };
+    let store = SessionStore::new(state, config);
+    let record = Arc::new(Record::default());
+    assert!(store.set_listener(record.clone()));
+    assert!(
+        !store.set_listener(Arc::new(Record::default())),
+        "one listener"
+    );
+    let acme = TenantId::new("acme").unwrap();
+    let taken = |r: &Record| std::mem::take(&mut *r.0.lock().unwrap());
+
+    let a = store
+        .create("ann", Some(&acme), None)
+        .await
+        .unwrap()
+        .session
+        .id;
+    let b = store
+        .create("ann", Some(&acme), None)
+        .await
+        .unwrap()
+        .session
+        .id;
+    assert!(taken(&record).is_empty(), "nothing ended yet");
+    // A third login evicts the oldest.
+    let c = store.create("ann", Some(&acme), None).await.unwrap();
+    assert_eq!(c.evicted.len(), 1);
+    assert_eq!(taken(&record), vec![("ann".to_owned(), c.evicted.clone())]);
+    let live = if c.evicted[0] == a { b } else { a };
+    // A logout.
+    assert!(store.revoke(Some(&acme), "ann", &live).await.unwrap());
+    assert_eq!(taken(&record), vec![("ann".to_owned(), vec![live.clone()])]);
+    // Revoking what is gone already tells nobody.
+    assert!(!store.revoke(Some(&acme), "ann", &live).await.unwrap());
+    assert!(taken(&record).is_empty());
+    // Every session at once.
+    let ids = store.revoke_all(Some(&acme), "ann").await.unwrap();
+    assert_eq!(taken(&record), vec![("ann".to_owned(), ids)]);
+}

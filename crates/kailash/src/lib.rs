@@ -13,6 +13,7 @@ mod error;
 mod gateway;
 pub mod jwks;
 mod ops;
+mod realtime_hooks;
 mod server;
 mod stack;
 mod tenant_gate;

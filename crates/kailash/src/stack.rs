@@ -143,6 +143,11 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             let built = builder
                 .build()
                 .map_err(|e| GatewayError::Realtime(e.to_string()))?;
+            // A session that ends closes its sockets on every instance at
+            // once (the hub's sweep re-checks liveness every second anyway).
+            service
+                .sessions()
+                .set_listener(Arc::new(crate::realtime_hooks::CloseSockets(built.clone())));
             hub = Some(built);
         }
         this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));

@@ -320,6 +320,11 @@ fn compose_checked(
 
     // Operational routes.
     let metrics = builder.metrics.then(MetricsRegistry::new);
+    if let (Some(registry), Some(hub)) = (&metrics, &hub) {
+        registry.register(Arc::new(crate::realtime_hooks::RealtimeMetrics(
+            hub.stats_handle(),
+        )));
+    }
     let mut ops = Router::new();
     if builder.health {
         ops = ops.merge(kailash_monitoring::http::health_routes(health));

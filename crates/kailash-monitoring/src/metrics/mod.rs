@@ -38,7 +38,7 @@ mod registry;
 mod service;
 
 pub use layer::MetricsLayer;
-pub use registry::MetricsRegistry;
+pub use registry::{Collector, MetricsRegistry};
 pub use service::{Metrics, ResponseFuture};
 
 /// The matched route template of a request, for stacks other than axum

@@ -57,6 +57,37 @@ type RouteMap = kailash_core::hash::FnvHashMap<Arc<str>, Arc<RouteSeries>>;
 struct Inner {
     routes: RwLock<RouteMap>,
     in_flight: AtomicI64,
+    collectors: RwLock<Vec<Arc<dyn Collector>>>,
+}
+
+/// A source of metrics the registry does not record itself (a realtime
+/// hub's connection counts, a backend's reconnects): asked for its series
+/// at every scrape, after the HTTP metrics.
+///
+/// ```
+/// use std::fmt::Write as _;
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use kailash_monitoring::metrics::{Collector, MetricsRegistry};
+///
+/// struct Jobs(AtomicU64);
+/// impl Collector for Jobs {
+///     fn collect(&self, out: &mut String) {
+///         out.push_str("# HELP jobs_done_total Jobs finished.\n# TYPE jobs_done_total counter\n");
+///         let _ = writeln!(out, "jobs_done_total {}", self.0.load(Ordering::Relaxed));
+///     }
+/// }
+///
+/// let registry = MetricsRegistry::new();
+/// let jobs = Arc::new(Jobs(AtomicU64::new(3)));
+/// registry.register(jobs.clone());
+/// assert!(registry.render().contains("jobs_done_total 3\n"));
+/// ```
+pub trait Collector: Send + Sync + 'static {
+    /// Appends complete metric families (`# HELP`, `# TYPE`, samples) in
+    /// the Prometheus text format. Names must not clash with others'; label
+    /// sets must be bounded.
+    fn collect(&self, out: &mut String);
 }
 
 impl std::fmt::Debug for MetricsRegistry {
@@ -102,6 +133,15 @@ impl MetricsRegistry {
 
     pub(crate) fn in_flight_add(&self, delta: i64) {
         self.inner.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Adds `collector`'s series to every [`render`](Self::render).
+    pub fn register(&self, collector: Arc<dyn Collector>) {
+        self.inner
+            .collectors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(collector);
     }
 
     /// Records one finished request.
@@ -158,6 +198,15 @@ impl MetricsRegistry {
             "http_requests_in_flight {}",
             self.inner.in_flight.load(Ordering::Relaxed)
         );
+        let collectors = self
+            .inner
+            .collectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for collector in collectors {
+            collector.collect(&mut out);
+        }
         out
     }
 }

@@ -67,9 +67,6 @@ impl GatewayBuilder {
         if let Some(d) = &g.description {
             b = b.description(d);
         }
-        if let Some(realtime) = &config.realtime {
-            b = b.realtime(realtime.clone());
-        }
         if let Some(t) = &s.tls {
             b = b.tls(TlsSettings {
                 cert: t.cert.clone(),
@@ -140,6 +137,10 @@ impl GatewayBuilder {
             builder = builder.authentication(service);
             if let Some(cookie) = &section.cookie {
                 builder = builder.auth_cookie(cookie);
+            }
+            // The endpoints authenticate with the service set just above.
+            if let Some(realtime) = &config.realtime {
+                builder = builder.realtime(realtime.clone());
             }
         }
         Ok(builder)

@@ -717,18 +717,10 @@ async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
             assert!(metrics.contains(line), "{line} in {metrics}");
         }
 
-        // Logging out closes the session's socket (4001) at once: the
-        // session store tells the hub (its liveness sweep, once a second,
-        // is only the backstop).
+        // Logging out closes the session's socket (4001).
         let out = post(&gw, "/auth/logout", json!({}), Some(&bob)).await;
         assert!(out.status < 300, "{}", out.text());
-        let logged_out = std::time::Instant::now();
         assert_eq!(next(&mut bob_ws).await, Err(4001));
-        assert!(
-            logged_out.elapsed() < Duration::from_millis(500),
-            "closed by the session listener, not the sweep: {:?}",
-            logged_out.elapsed()
-        );
 
         // The contract lists the realtime routes.
         let doc = support::get(gw.addr, "/openapi.json").await.json();

@@ -537,3 +537,117 @@ async fn readiness_reports_a_lost_pubsub_connection_until_it_is_back() {
     );
     gw.stop().await;
 }
+
+/// Issue 13: two gateway instances on one Redis act as one realtime
+/// service. An event published on one reaches the right sockets on the
+/// other (bob's, in its tenant) and only them (not carol's, in globex), and
+/// a logout on one closes the session's socket on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_fans_out_and_revokes_across_two_instances() {
+    use futures_util::StreamExt;
+    use kailash::GatewayBuilder;
+    use kailash::TenantId;
+    use kailash::config::GatewayConfig;
+    use kailash::realtime::event::Event;
+    use support::demo::{demo_config_text, login, post, temp_dir, tokens};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    async fn connect(addr: std::net::SocketAddr, token: &str) -> Socket {
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade")
+            .0
+    }
+    /// The next text frame as JSON (`None` after `wait` without one), or the close code.
+    async fn next(ws: &mut Socket, wait: Duration) -> Option<Result<serde_json::Value, u16>> {
+        loop {
+            let msg = tokio::time::timeout(wait, ws.next()).await.ok()?;
+            return Some(match msg {
+                Some(Ok(Message::Text(t))) => Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => Err(frame.map_or(1005, |f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => Err(1006),
+            });
+        }
+    }
+
+    let Some(url) = redis_url() else { return };
+    let vars = vec![
+        ("KAILASH_STATE__REDIS_URL".to_owned(), url),
+        ("KAILASH_STATE__KEY_PREFIX".to_owned(), unique_prefix()),
+    ];
+    // One data directory (the signing keys) and one Redis: one deployment.
+    let dir = temp_dir();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let config =
+            GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars.clone())
+                .expect("config");
+        let gateway = GatewayBuilder::from_config_with_backends(&config, &dir)
+            .await
+            .expect("backends")
+            .build()
+            .expect("gateway");
+        let hub = gateway.realtime().cloned().expect("realtime");
+        instances.push((support::start_gateway(gateway).await, hub));
+    }
+    let (a, hub_a) = &instances[0];
+    let (b, _) = &instances[1];
+
+    let (bob, _) = tokens(&login(a, "bob", "Bob-Demo-Passw0rd!").await);
+    let (carol, _) = tokens(&login(a, "carol", "Carol-Demo-Passw0rd!").await);
+    let mut bob_on_b = connect(b.addr, &bob).await;
+    let mut carol_on_b = connect(b.addr, &carol).await;
+    for ws in [&mut bob_on_b, &mut carol_on_b] {
+        let welcome = next(ws, Duration::from_secs(5)).await.unwrap().unwrap();
+        assert_eq!(welcome["type"], "welcome");
+    }
+    // B subscribes to the tenant's topic when its first socket arrives; give
+    // the subscription a moment to be in place on Redis.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let event = Event::new(
+        TenantId::new("acme").unwrap(),
+        "workflows",
+        "workflow.created",
+    )
+    .unwrap()
+    .data(serde_json::json!({ "id": "wf-a" }));
+    hub_a.send_to_tenant(&event).await.unwrap();
+    let got = next(&mut bob_on_b, Duration::from_secs(5))
+        .await
+        .expect("bob's socket on B gets the event published on A")
+        .unwrap();
+    assert_eq!(
+        (&got["event"], &got["data"]["id"]),
+        (
+            &serde_json::json!("workflow.created"),
+            &serde_json::json!("wf-a")
+        )
+    );
+    assert!(
+        next(&mut carol_on_b, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "carol (globex) gets nothing of acme's"
+    );
+
+    // Logging out on A closes bob's socket on B (the session store's
+    // revocation event, or B's once-a-second liveness sweep at the latest).
+    let out = post(a, "/auth/logout", serde_json::json!({}), Some(&bob)).await;
+    assert!(out.status < 300, "{}", out.text());
+    assert_eq!(
+        next(&mut bob_on_b, Duration::from_secs(3)).await,
+        Some(Err(4001))
+    );
+    for (gw, _) in instances {
+        gw.stop().await;
+    }
+}

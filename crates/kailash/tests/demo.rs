@@ -708,6 +708,83 @@ async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
         let mut bad = connect(&gw, "not-a-token").await;
         assert_eq!(next(&mut bad).await, Err(4001));
 
+        // A browser upgrade from an origin outside [cors] origins is refused
+        // before the upgrade (cross-site WebSocket hijacking); an allowed one
+        // is welcomed.
+        let upgrade_from = |origin: &str| {
+            let mut req = format!("ws://{}/ws", gw.addr)
+                .into_client_request()
+                .unwrap();
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {carol}").parse().unwrap());
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+            tokio_tungstenite::connect_async(req)
+        };
+        match upgrade_from("https://evil.example").await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status(), 403);
+            }
+            other => panic!("a foreign origin must get 403: {:?}", other.map(|_| ())),
+        }
+        let (mut allowed, _) = upgrade_from("http://localhost:3000")
+            .await
+            .expect("allowed origin");
+        assert_eq!(next(&mut allowed).await.unwrap()["type"], "welcome");
+        drop(allowed);
+
+        // The same events as server-sent events, with their ids.
+        let sse = {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            let head = format!(
+                "GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bob}\r\nAccept: text/event-stream\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            tokio::io::BufReader::new(stream)
+        };
+        let mut sse = sse;
+        let mut status = String::new();
+        use tokio::io::AsyncBufReadExt as _;
+        sse.read_line(&mut status).await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        // Give the stream a moment to be registered with the hub.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sse_event = Event::new(
+            TenantId::new("acme").unwrap(),
+            "workflows",
+            "workflow.deleted",
+        )
+        .unwrap()
+        .data(json!({ "id": "wf-sse" }));
+        let sent_id = hub.send_to_tenant(&sse_event).await.unwrap().to_string();
+        let (mut id_line, mut data_line) = (None, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while data_line.is_none() {
+            let mut line = String::new();
+            tokio::time::timeout_at(deadline, sse.read_line(&mut line))
+                .await
+                .expect("an SSE event within 5 s")
+                .unwrap();
+            if let Some(id) = line.strip_prefix("id:") {
+                id_line = Some(id.trim().to_owned());
+            } else if let Some(data) = line.strip_prefix("data:")
+                && data.contains("wf-sse")
+            {
+                data_line = Some(data.trim().to_owned());
+            }
+        }
+        assert_eq!(
+            id_line.as_deref(),
+            Some(sent_id.as_str()),
+            "the id: line is the event id"
+        );
+        let data: serde_json::Value = serde_json::from_str(data_line.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (&data["event"], &data["tenant_id"]),
+            (&json!("workflow.deleted"), &json!("acme"))
+        );
+        drop(sse);
+
         // The hub's counters are series of /metrics.
         let metrics = support::get(gw.addr, "/metrics").await.text();
         for line in [
@@ -717,10 +794,17 @@ async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
             assert!(metrics.contains(line), "{line} in {metrics}");
         }
 
-        // Logging out closes the session's socket (4001).
+        // Logging out closes the session's socket (4001), after the events
+        // it was sent before.
         let out = post(&gw, "/auth/logout", json!({}), Some(&bob)).await;
         assert!(out.status < 300, "{}", out.text());
-        assert_eq!(next(&mut bob_ws).await, Err(4001));
+        let closed = loop {
+            match next(&mut bob_ws).await {
+                Ok(frame) => assert_eq!(frame["type"], "event"),
+                Err(code) => break code,
+            }
+        };
+        assert_eq!(closed, 4001);
 
         // The contract lists the realtime routes.
         let doc = support::get(gw.addr, "/openapi.json").await.json();

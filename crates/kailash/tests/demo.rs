@@ -734,7 +734,7 @@ async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
 
         // The same events as server-sent events, with their ids.
         let sse = {
-            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            use tokio::io::AsyncWriteExt;
             let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
             let head = format!(
                 "GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bob}\r\nAccept: text/event-stream\r\n\r\n"

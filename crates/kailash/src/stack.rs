@@ -109,15 +109,17 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         }
         // Deferred: the AdmitLayer composed inside (`compose_checked`) asks
         // the session together with the quota and the principal limits.
-        let mut layer = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
+        // How a credential is verified (verifier, cache, session, cookie):
+        // one for the HTTP stack and the realtime endpoints alike.
+        let mut verifying = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
             .cache(service.token_cache())
-            .session_check(Arc::new(service.sessions().clone()))
-            .defer_session_check();
+            .session_check(Arc::new(service.sessions().clone()));
+        if let Some(cookie) = &this.auth_cookie {
+            verifying = verifying.cookie(cookie.clone());
+        }
+        let mut layer = verifying.clone().defer_session_check();
         for path in kailash_auth::http::PUBLIC_PATHS {
             layer = layer.public_path(path);
-        }
-        if let Some(cookie) = &this.auth_cookie {
-            layer = layer.cookie(cookie.clone());
         }
         if let Some(audit) = &this.audit {
             layer = layer.audit(audit.clone());
@@ -126,17 +128,10 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             if config.origins.is_none() {
                 config.origins = Some(this.cors_origins.clone());
             }
-            // The endpoints verify like the layer (same verifier, cache and
-            // session check), but ask the session themselves.
-            let auth = kailash_auth::layer::JwtAuthLayer::new(service.access_verifier())
-                .cache(service.token_cache())
-                .session_check(Arc::new(service.sessions().clone()));
-            let auth = match &this.auth_cookie {
-                Some(cookie) => auth.cookie(cookie.clone()),
-                None => auth,
-            };
+            // The endpoints verify like the layer, but ask the session
+            // themselves (not deferred to an admission).
             let mut builder =
-                kailash_realtime::Hub::builder(state, auth, config).clock(this.clock.clone());
+                kailash_realtime::Hub::builder(state, verifying, config).clock(this.clock.clone());
             if let Some(access) = &this.access {
                 builder = builder.access(access.clone());
             }

@@ -1,4 +1,8 @@
 //! Permissions: `resource:action`, with `*` for any resource or action.
+//! A resource may be qualified by one sub-resource, `kind:name:action`
+//! (the workflow runtime's `node:transform:execute`); the qualified
+//! resource `kind:name` is matched as one part, and `*` stands for a whole
+//! part only.
 //!
 //! ```
 //! use kailash_access::permission::Permission;
@@ -8,6 +12,11 @@
 //! assert!(Permission::parse("*")?.covers(&wanted));
 //! assert!(!Permission::parse("data:read")?.covers(&wanted));
 //! assert!(Permission::parse("workflow execute").is_err());
+//!
+//! let node = Permission::parse("node:llm:execute")?;
+//! assert_eq!((node.resource(), node.action()), ("node:llm", "execute"));
+//! assert!(Permission::parse("*:execute")?.covers(&node));
+//! assert!(!Permission::parse("node:transform:execute")?.covers(&node));
 //! # Ok::<(), kailash_access::permission::PermissionError>(())
 //! ```
 
@@ -23,8 +32,8 @@ pub const MAX_PERMISSION_LEN: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PermissionError {
-    /// Not of the form `resource:action` (or `*`).
-    #[error("permission {0:?} is not `resource:action` (or `*`)")]
+    /// Not of the form `resource:action`, `kind:name:action` (or `*`).
+    #[error("permission {0:?} is not `resource:action` or `kind:name:action` (or `*`)")]
     Shape(String),
     /// A part holds a character other than `[a-z0-9_.-]`, or is a partial wildcard.
     #[error(
@@ -57,19 +66,27 @@ fn valid_part(part: &str) -> bool {
 }
 
 impl Permission {
-    /// Parses `resource:action`, `resource:*`, `*:action` or `*`.
+    /// Parses `resource:action`, `resource:*`, `*:action`, `*`, or a
+    /// qualified `kind:name:action` / `kind:name:*` (neither `kind` nor
+    /// `name` may be `*`).
     pub fn parse(text: &str) -> Result<Self, PermissionError> {
         if text.len() > MAX_PERMISSION_LEN {
             return Err(PermissionError::TooLong);
         }
         let owned = if text == "*" { "*:*" } else { text };
-        let Some((resource, action)) = owned.split_once(':') else {
+        let Some((resource, action)) = owned.rsplit_once(':') else {
             return Err(PermissionError::Shape(text.to_owned()));
         };
-        if action.contains(':') {
-            return Err(PermissionError::Shape(text.to_owned()));
-        }
-        if !valid_part(resource) || !valid_part(action) {
+        let resource_ok = match resource.split_once(':') {
+            None => valid_part(resource),
+            Some((kind, name)) => {
+                if name.contains(':') {
+                    return Err(PermissionError::Shape(text.to_owned()));
+                }
+                kind != "*" && name != "*" && valid_part(kind) && valid_part(name)
+            }
+        };
+        if !resource_ok || !valid_part(action) {
             return Err(PermissionError::Characters(text.to_owned()));
         }
         Ok(Self {
@@ -187,13 +204,18 @@ mod tests {
     fn parses_and_refuses() {
         let p = Permission::parse("data:read").unwrap();
         assert_eq!((p.resource(), p.action()), ("data", "read"));
+        let q = Permission::parse("node:http_request:*").unwrap();
+        assert_eq!((q.resource(), q.action()), ("node:http_request", "*"));
         assert_eq!(Permission::parse("*").unwrap().as_str(), "*:*");
         for bad in [
             "",
             "data",
             "data:",
             ":read",
-            "a:b:c",
+            "a:b:c:d",
+            "a::c",
+            "a:*:c",
+            "*:b:c",
             "Data:read",
             "data:re ad",
             "da*:read",
@@ -209,7 +231,13 @@ mod tests {
 
     #[test]
     fn a_set_matches_like_covers() {
-        let patterns = ["workflow:*", "*:read", "report:view"];
+        let patterns = [
+            "workflow:*",
+            "*:read",
+            "report:view",
+            "node:llm:*",
+            "node:transform:execute",
+        ];
         let mut set = PermissionSet::default();
         for p in patterns {
             set.insert(&Permission::parse(p).unwrap());
@@ -220,6 +248,10 @@ mod tests {
             "report:view",
             "report:edit",
             "x:y",
+            "node:llm:execute",
+            "node:transform:execute",
+            "node:transform:read",
+            "node:http_request:execute",
         ] {
             let w = Permission::parse(wanted).unwrap();
             let by_cover = patterns

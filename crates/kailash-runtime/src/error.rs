@@ -1,6 +1,7 @@
 //! Why the workflow store or validation refused.
 
 use kailash_access::limits::LimitError;
+use kailash_core::Problem;
 use kailash_core::state::StateError;
 use kailash_tenancy::workflow::WorkflowViolation;
 
@@ -192,5 +193,81 @@ impl DefinitionError {
             | Self::Cycle { node } => Some(node),
             _ => None,
         }
+    }
+}
+
+impl WorkflowError {
+    /// The problem an HTTP service answers with: the status each variant's
+    /// doc names, with `violation`, `node`, `node_type`, `feature` or
+    /// `quota` extensions where they help the client. Backend failures say
+    /// only which part is unavailable.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Self::TenantMismatch => Problem::forbidden("tenant mismatch"),
+            Self::InvalidName { .. } => Problem::bad_request(self.to_string()),
+            Self::Violation(v) => violation_problem(v),
+            Self::Definition(d) => d.to_problem(),
+            Self::Limit(l) => l.to_problem(),
+            Self::QuotaExhausted { .. } => {
+                Problem::forbidden(self.to_string()).with_extension("quota", "workflows")
+            }
+            Self::Quota(_) => {
+                Problem::service_unavailable("quota accounting is temporarily unavailable")
+            }
+            Self::IdGenerator => {
+                Problem::service_unavailable("the id generator is temporarily unavailable")
+            }
+            Self::Store(_) => {
+                Problem::service_unavailable("the workflow store is temporarily unavailable")
+            }
+        }
+    }
+}
+
+impl DefinitionError {
+    /// A definition the runtime cannot run: 400 naming the node, or 403
+    /// when the tenant's rules or a feature refuse it (extension
+    /// `violation`, and `node` when it is about one).
+    pub fn to_problem(&self) -> Problem {
+        if let Self::Tenant(v) = self {
+            return violation_problem(v);
+        }
+        let problem = match self {
+            Self::FeatureRequired { feature, .. } => {
+                Problem::forbidden(self.to_string()).with_extension("feature", feature.as_str())
+            }
+            _ => Problem::bad_request(self.to_string()),
+        };
+        let problem = problem.with_extension("violation", "invalid_definition");
+        match self.node() {
+            Some(node) => problem.with_extension("node", node),
+            None => problem,
+        }
+    }
+}
+
+/// The problem of a tenant rule a workflow breaks.
+fn violation_problem(v: &WorkflowViolation) -> Problem {
+    let (problem, kind) = match v {
+        WorkflowViolation::TooManyNodes { .. } => {
+            (Problem::forbidden(v.to_string()), "too_many_nodes")
+        }
+        WorkflowViolation::DisallowedNodeType { .. } => {
+            (Problem::forbidden(v.to_string()), "disallowed_node_type")
+        }
+        WorkflowViolation::DuplicateNodeId { .. } => {
+            (Problem::bad_request(v.to_string()), "duplicate_node_id")
+        }
+        _ => (Problem::bad_request(v.to_string()), "invalid_workflow"),
+    };
+    let problem = problem.with_extension("violation", kind);
+    match v {
+        WorkflowViolation::DisallowedNodeType { node_id, node_type } => problem
+            .with_extension("node", node_id.as_str())
+            .with_extension("node_type", node_type.as_str()),
+        WorkflowViolation::DuplicateNodeId { node_id } => {
+            problem.with_extension("node", node_id.as_str())
+        }
+        _ => problem,
     }
 }

@@ -9,6 +9,7 @@ mod error;
 pub mod executor;
 pub mod node;
 pub mod registry;
+pub mod runtime;
 mod store;
 pub mod transform;
 mod workflow;

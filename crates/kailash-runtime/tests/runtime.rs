@@ -756,3 +756,6 @@ mod execution {
         assert!(r.reason.unwrap().contains("\"result\""));
     }
 }
+
+#[path = "runtime_access/mod.rs"]
+mod access;

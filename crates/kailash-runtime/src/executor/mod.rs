@@ -171,6 +171,45 @@ impl Default for RunLimits {
     }
 }
 
+/// The record of a run of `workflow` in `ctx` that no node has started yet.
+pub(crate) fn new_record(
+    ctx: &RunContext,
+    workflow: &CompiledWorkflow,
+    status: RunStatus,
+    started_at: jiff::Timestamp,
+) -> RunRecord {
+    RunRecord {
+        run_id: ctx.run_id.clone(),
+        workflow_id: ctx.workflow_id.clone(),
+        tenant_id: ctx.tenant.id.to_string(),
+        subject: ctx.principal.subject().to_owned(),
+        session: ctx.session.clone(),
+        status,
+        reason: None,
+        failed_node: None,
+        started_at,
+        finished_at: None,
+        duration_us: None,
+        peak_bytes: 0,
+        nodes: workflow
+            .nodes
+            .iter()
+            .map(|n| NodeRecord {
+                id: n.id.clone(),
+                node_type: n.node_type.clone(),
+                status: NodeStatus::Pending,
+                started_at: None,
+                duration_us: None,
+                output: None,
+                output_truncated: false,
+                error: None,
+            })
+            .collect(),
+        outputs: None,
+        outputs_truncated: false,
+    }
+}
+
 fn lower<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -281,36 +320,7 @@ impl Executor {
         let start = Instant::now();
         let limits = self.limits_for(&ctx.tenant);
         let tenant_id = ctx.tenant.id.to_string();
-        let mut record = RunRecord {
-            run_id: ctx.run_id.clone(),
-            workflow_id: ctx.workflow_id.clone(),
-            tenant_id: tenant_id.clone(),
-            subject: ctx.principal.subject().to_owned(),
-            session: ctx.session.clone(),
-            status: RunStatus::Running,
-            reason: None,
-            failed_node: None,
-            started_at: self.clock.now(),
-            finished_at: None,
-            duration_us: None,
-            peak_bytes: 0,
-            nodes: workflow
-                .nodes
-                .iter()
-                .map(|n| NodeRecord {
-                    id: n.id.clone(),
-                    node_type: n.node_type.clone(),
-                    status: NodeStatus::Pending,
-                    started_at: None,
-                    duration_us: None,
-                    output: None,
-                    output_truncated: false,
-                    error: None,
-                })
-                .collect(),
-            outputs: None,
-            outputs_truncated: false,
-        };
+        let mut record = new_record(ctx, workflow, RunStatus::Running, self.clock.now());
         self.events.publish(&RunEvent::Started {
             run_id: ctx.run_id.clone(),
             workflow_id: ctx.workflow_id.clone(),

@@ -1,0 +1,769 @@
+//! The access-controlled runtime on the memory backend: each check called
+//! and audited, session isolation, every limit, cancellation (local and
+//! from another instance), abandoned runs and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kailash_access::spec::AccessSpec;
+use kailash_access::{AccessControl, AccessPolicy};
+use kailash_core::audit::{AuditDecision, AuditEvent, MemoryAuditSink};
+use kailash_core::clock::ManualClock;
+use kailash_core::state::SharedState;
+use kailash_core::{Principal, TenantId};
+use kailash_runtime::node::{ConfigError, NodeContext, NodeError, Ports, Values};
+use kailash_runtime::runtime::{
+    AUDIT_EXECUTE, AUDIT_NODE, AUDIT_RUN, AUDIT_SESSION, AccessControlledRuntime, RunRequest,
+    RuntimeConfig, RuntimeError,
+};
+use kailash_runtime::{NewWorkflow, Node, NodeRegistry, NodeStatus, RunStatus, WorkflowStore};
+use kailash_tenancy::model::{Tenant, TenantSpec};
+use serde_json::{Value, json};
+
+/// Sleeps `config.ms` milliseconds, then passes its input `x` on.
+struct Hold(u64);
+
+#[async_trait]
+impl Node for Hold {
+    fn ports(&self) -> Ports {
+        Ports::named(&["x"], &["result"])
+    }
+    async fn run(&self, _: &NodeContext<'_>, input: Values) -> Result<Values, NodeError> {
+        tokio::time::sleep(Duration::from_millis(self.0)).await;
+        let x = input.get("x").cloned().unwrap_or(Value::Null);
+        Ok(Values::from_iter([("result".to_owned(), x)]))
+    }
+}
+
+fn registry() -> NodeRegistry {
+    let mut r = NodeRegistry::builtin();
+    r.register_custom("hold", |config: &Value| {
+        let ms = config.get("ms").and_then(Value::as_u64).unwrap_or(0);
+        Ok::<Arc<dyn Node>, ConfigError>(Arc::new(Hold(ms)))
+    })
+    .unwrap();
+    r
+}
+
+fn tenant(spec: Value) -> Arc<Tenant> {
+    Arc::new(Tenant::try_from(serde_json::from_value::<TenantSpec>(spec).unwrap()).unwrap())
+}
+
+fn acme() -> Arc<Tenant> {
+    tenant(
+        json!({ "id": "acme", "name": "Acme Corp", "plan": "enterprise", "features": ["custom_nodes"] }),
+    )
+}
+
+fn user(name: &str, tenant: &str, role: &str) -> Principal {
+    Principal::builder(name)
+        .tenant(TenantId::new(tenant).unwrap())
+        .role(role)
+        .build()
+}
+
+async fn access() -> AccessControl {
+    let spec: AccessSpec = serde_json::from_value(json!({ "roles": [
+        { "name": "analyst", "permissions": [
+            "workflow:create", "workflow:execute", "node:transform:execute", "node:hold:execute"
+        ], "max_executions_per_hour": 100 },
+        { "name": "viewer", "permissions": ["workflow:create", "workflow:execute"] },
+        { "name": "manager", "permissions": ["workflow:execute", "execution:manage"] },
+        { "name": "limited", "permissions": [
+            "workflow:create", "workflow:execute", "node:transform:execute"
+        ], "max_executions_per_hour": 2 }
+    ]}))
+    .unwrap();
+    AccessControl::new(AccessPolicy::load(&spec).await.unwrap())
+}
+
+struct World {
+    clock: Arc<ManualClock>,
+    state: SharedState,
+    access: AccessControl,
+    workflows: WorkflowStore,
+    audit: Arc<MemoryAuditSink>,
+}
+
+async fn world() -> World {
+    let clock = Arc::new(ManualClock::starting_now());
+    let state = SharedState::memory(clock.clone());
+    let access = access().await.clock(clock.clone());
+    let workflows = WorkflowStore::new(access.clone(), state.clone(), registry());
+    World {
+        clock,
+        state,
+        access,
+        workflows,
+        audit: Arc::new(MemoryAuditSink::new()),
+    }
+}
+
+impl World {
+    async fn runtime(&self, config: RuntimeConfig) -> AccessControlledRuntime {
+        AccessControlledRuntime::builder(
+            config,
+            self.access.clone(),
+            self.state.clone(),
+            self.workflows.clone(),
+        )
+        .audit(self.audit.clone())
+        .build()
+        .await
+        .unwrap()
+    }
+
+    async fn workflow(&self, owner: &Principal, tenant: &Tenant, v: Value) -> String {
+        let new: NewWorkflow = serde_json::from_value(v).unwrap();
+        self.workflows.create(owner, tenant, new).await.unwrap().id
+    }
+
+    fn events(&self, action: &str) -> Vec<AuditEvent> {
+        self.audit
+            .events()
+            .into_iter()
+            .filter(|e| e.action == action)
+            .collect()
+    }
+}
+
+fn chain() -> Value {
+    json!({
+        "name": "double", "inputs": ["n"],
+        "nodes": [
+            {"id": "x2", "type": "transform", "config": {"expression": "[n, n]"}},
+            {"id": "plus1", "type": "transform", "config": {"expression": "sum(m)"}}
+        ],
+        "connections": [
+            {"from": {"input": "n"}, "to": {"node": "x2", "input": "n"}},
+            {"from": {"node": "x2", "output": "result"}, "to": {"node": "plus1", "input": "m"}}
+        ],
+        "outputs": {"out": {"node": "plus1", "output": "result"}}
+    })
+}
+
+fn held(ms: u64) -> Value {
+    json!({
+        "name": "slow",
+        "nodes": [
+            {"id": "first", "type": "transform", "config": {"expression": "`1`"}},
+            {"id": "wait", "type": "hold", "config": {"ms": ms}}
+        ],
+        "connections": [{"from": {"node": "first", "output": "result"}, "to": {"node": "wait", "input": "x"}}]
+    })
+}
+
+fn run(workflow: &str, inputs: Value) -> RunRequest {
+    RunRequest {
+        workflow_id: workflow.to_owned(),
+        inputs,
+    }
+}
+
+#[tokio::test]
+async fn a_run_is_decided_node_by_node_and_every_step_is_audited() {
+    let w = world().await;
+    let rt = w.runtime(RuntimeConfig::default()).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let wf = w.workflow(&dave, &acme, chain()).await;
+
+    let session = rt.open_session(&dave, &acme).await.unwrap();
+    assert_eq!(
+        (
+            session.tenant_id.as_str(),
+            session.tenant_name.as_str(),
+            session.billing_plan.as_str()
+        ),
+        ("acme", "Acme Corp", "enterprise")
+    );
+    assert_eq!(session.isolation_level, "session");
+    assert_eq!(session.resource_limits.max_executions_per_hour, Some(100));
+    assert_eq!(session.resource_limits.max_execution_time_secs, Some(300));
+
+    let started = rt
+        .start(&dave, &acme, &session.id, run(&wf, json!({"n": 20})))
+        .await
+        .unwrap();
+    assert_eq!(started.status, RunStatus::Pending);
+    assert_eq!(started.session.as_deref(), Some(session.id.as_str()));
+    let done = rt.wait(&dave, &acme, &started.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    assert_eq!(done.outputs, Some(json!({"out": 40.0})));
+
+    assert_eq!(w.events(AUDIT_SESSION).len(), 1);
+    let execute = w.events(AUDIT_EXECUTE);
+    assert_eq!(execute.len(), 1);
+    assert_eq!(execute[0].decision, AuditDecision::Allow);
+    assert!(execute[0].resource.as_deref().unwrap().contains(&wf));
+    let nodes = w.events(AUDIT_NODE);
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.iter().all(|e| e.decision == AuditDecision::Allow));
+    assert!(
+        nodes[0]
+            .resource
+            .as_deref()
+            .unwrap()
+            .starts_with("node:transform:execute")
+    );
+    // The outcome is written after the record: wait for it.
+    for _ in 0..100 {
+        if !w.events(AUDIT_RUN).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let outcome = w.events(AUDIT_RUN);
+    assert_eq!(outcome.len(), 1);
+    assert_eq!(outcome[0].decision, AuditDecision::Success);
+
+    let listed = rt.list(&dave, &acme, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].run_id, started.run_id);
+}
+
+#[tokio::test]
+async fn a_node_without_its_permission_refuses_the_run_at_that_node() {
+    let w = world().await;
+    let rt = w.runtime(RuntimeConfig::default()).await;
+    let acme = acme();
+    // viewer may run workflows but holds no node permission.
+    let vic = user("vic", "acme", "viewer");
+    let wf = w.workflow(&vic, &acme, chain()).await;
+    let session = rt.open_session(&vic, &acme).await.unwrap();
+    let r = rt
+        .start(&vic, &acme, &session.id, run(&wf, json!({"n": 1})))
+        .await
+        .unwrap();
+    let done = rt.wait(&vic, &acme, &r.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Refused);
+    assert_eq!(done.failed_node.as_deref(), Some("x2"));
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap()
+            .contains("node:transform:execute")
+    );
+    assert_eq!(
+        done.nodes[1].status,
+        NodeStatus::Pending,
+        "the later node never ran"
+    );
+    let nodes = w.events(AUDIT_NODE);
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].decision, AuditDecision::Deny);
+}
+
+#[tokio::test]
+async fn without_workflow_execute_nothing_starts_and_the_refusal_is_audited() {
+    let w = world().await;
+    let rt = w.runtime(RuntimeConfig::default()).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let wf = w.workflow(&dave, &acme, chain()).await;
+    let session = rt.open_session(&dave, &acme).await.unwrap();
+    // The same subject without the role (its token changed meanwhile).
+    let stripped = user("dave", "acme", "nobody");
+    let e = rt
+        .start(&stripped, &acme, &session.id, run(&wf, json!({"n": 1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::Forbidden { .. }), "{e:?}");
+    assert_eq!(e.to_problem().status(), 403);
+    assert!(rt.list(&dave, &acme, 10).await.unwrap().is_empty());
+    let refused = w.events(AUDIT_RUN);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].decision, AuditDecision::Deny);
+    assert!(
+        refused[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("forbidden")
+    );
+
+    // Bad inputs: 422, named; nothing runs.
+    let e = rt
+        .start(&dave, &acme, &session.id, run(&wf, json!({"m": 1})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_problem().status(), 422);
+    assert!(e.to_string().contains("\"n\""), "{e}");
+    // An unknown workflow and another user's session answer 404.
+    let e = rt
+        .start(&dave, &acme, &session.id, run("wf-nope", json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::NotFound));
+    let erin = user("erin", "acme", "analyst");
+    let e = rt
+        .start(&erin, &acme, &session.id, run(&wf, json!({"n": 1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::NotFound));
+    assert!(rt.list(&dave, &acme, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn runs_and_sessions_are_isolated_unless_a_permission_says_otherwise() {
+    let w = world().await;
+    let rt = w.runtime(RuntimeConfig::default()).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let erin = user("erin", "acme", "analyst");
+    let boss = user("boss", "acme", "manager");
+    let wf = w.workflow(&dave, &acme, held(60_000)).await;
+    let session = rt.open_session(&dave, &acme).await.unwrap();
+    let r = rt
+        .start(&dave, &acme, &session.id, run(&wf, json!({})))
+        .await
+        .unwrap();
+
+    // A peer in the tenant sees neither the run nor the session.
+    assert!(matches!(
+        rt.get(&erin, &acme, &r.run_id).await,
+        Err(RuntimeError::NotFound)
+    ));
+    assert!(matches!(
+        rt.cancel(&erin, &acme, &r.run_id).await,
+        Err(RuntimeError::NotFound)
+    ));
+    assert!(matches!(
+        rt.session(&erin, &acme, &session.id).await,
+        Err(RuntimeError::NotFound)
+    ));
+    assert!(rt.list(&erin, &acme, 10).await.unwrap().is_empty());
+    // Another tenant's principal is refused before any key is read.
+    let carol = user("carol", "globex", "analyst");
+    assert!(matches!(
+        rt.get(&carol, &acme, &r.run_id).await,
+        Err(RuntimeError::TenantMismatch)
+    ));
+    let globex = tenant(json!({"id": "globex"}));
+    assert!(matches!(
+        rt.get(&carol, &globex, &r.run_id).await,
+        Err(RuntimeError::NotFound)
+    ));
+
+    // execution:manage sees and cancels it.
+    assert_eq!(
+        rt.get(&boss, &acme, &r.run_id).await.unwrap().subject,
+        "dave"
+    );
+    rt.cancel(&boss, &acme, &r.run_id).await.unwrap();
+    let done = rt.wait(&dave, &acme, &r.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Cancelled);
+    let e = rt.cancel(&dave, &acme, &r.run_id).await.unwrap_err();
+    assert_eq!(e.to_problem().status(), 409);
+
+    // With isolation off, the tenant's workflow:execute holders see it.
+    let open = w
+        .runtime(RuntimeConfig {
+            session_isolation: false,
+            ..RuntimeConfig::default()
+        })
+        .await;
+    assert_eq!(
+        open.get(&erin, &acme, &r.run_id).await.unwrap().run_id,
+        r.run_id
+    );
+    assert_eq!(
+        open.open_session(&erin, &acme)
+            .await
+            .unwrap()
+            .isolation_level,
+        "tenant"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_slots_are_shared_by_instances_and_freed_when_runs_end() {
+    let w = world().await;
+    let mut config = RuntimeConfig::default();
+    config.resource_limits.max_concurrent_workflows.user = Some(1);
+    config.resource_limits.max_concurrent_workflows.tenant = Some(2);
+    // Two instances on one state.
+    let a = w.runtime(config.clone()).await;
+    let b = w.runtime(config.clone()).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let erin = user("erin", "acme", "analyst");
+    let fred = user("fred", "acme", "analyst");
+    let slow = w.workflow(&dave, &acme, held(60_000)).await;
+    let sd = a.open_session(&dave, &acme).await.unwrap();
+    let se = b.open_session(&erin, &acme).await.unwrap();
+    let sf = b.open_session(&fred, &acme).await.unwrap();
+
+    let first = a
+        .start(&dave, &acme, &sd.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    // dave's second run, on the other instance: his one slot is taken.
+    let e = b
+        .start(&dave, &acme, &sd.id, run(&slow, json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuntimeError::Concurrency {
+                scope: "user",
+                max: 1
+            }
+        ),
+        "{e:?}"
+    );
+    let p = e.to_problem();
+    assert_eq!(
+        (p.status().as_u16(), p.retry_after()),
+        (429, Some(Duration::from_secs(1)))
+    );
+    // erin takes the tenant's second slot; fred finds the tenant full.
+    let second = b
+        .start(&erin, &acme, &se.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    let e = b
+        .start(&fred, &acme, &sf.id, run(&slow, json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuntimeError::Concurrency {
+                scope: "tenant",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A refused run leaves no slot behind: cancelling one frees one.
+    a.cancel(&dave, &acme, &first.run_id).await.unwrap();
+    a.wait(&dave, &acme, &first.run_id).await.unwrap();
+    let third = b
+        .start(&fred, &acme, &sf.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    for (rt, who, r) in [(&b, &erin, &second), (&b, &fred, &third)] {
+        rt.cancel(who, &acme, &r.run_id).await.unwrap();
+        rt.wait(who, &acme, &r.run_id).await.unwrap();
+    }
+
+    // The process scope is per instance.
+    let mut per_process = RuntimeConfig::default();
+    per_process.resource_limits.max_concurrent_workflows.process = Some(1);
+    let c = w.runtime(per_process.clone()).await;
+    let d = w.runtime(per_process).await;
+    let r1 = c
+        .start(&dave, &acme, &sd.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    let e = c
+        .start(&erin, &acme, &se.id, run(&slow, json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RuntimeError::Concurrency {
+                scope: "process",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let r2 = d
+        .start(&erin, &acme, &se.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    c.shutdown(Duration::from_secs(5)).await;
+    d.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        c.get(&dave, &acme, &r1.run_id).await.unwrap().status,
+        RunStatus::Abandoned
+    );
+    assert_eq!(
+        d.get(&erin, &acme, &r2.run_id).await.unwrap().status,
+        RunStatus::Abandoned
+    );
+}
+
+#[tokio::test]
+async fn a_cancellation_on_another_instance_reaches_the_run() {
+    let w = world().await;
+    let a = w.runtime(RuntimeConfig::default()).await;
+    let b = w.runtime(RuntimeConfig::default()).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let slow = w.workflow(&dave, &acme, held(60_000)).await;
+    let s = a.open_session(&dave, &acme).await.unwrap();
+    let r = a
+        .start(&dave, &acme, &s.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    while b.get(&dave, &acme, &r.run_id).await.unwrap().status != RunStatus::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // b does not run it: the request goes out on pub/sub.
+    b.cancel(&dave, &acme, &r.run_id).await.unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(2), b.wait(&dave, &acme, &r.run_id))
+        .await
+        .expect("cancelled well before a lease renewal")
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Cancelled);
+    assert_eq!(a.running(), 0);
+}
+
+#[tokio::test]
+async fn deadline_byte_budget_and_hourly_limit_are_enforced() {
+    let w = world().await;
+    let mut config = RuntimeConfig::default();
+    config.resource_limits.max_memory_mb = Some(1);
+    let rt = w.runtime(config).await;
+    // The tenant's own deadline is lower than the runtime's.
+    let acme =
+        tenant(json!({ "id": "acme", "features": ["custom_nodes"], "max_execution_time_secs": 1 }));
+    let dave = user("dave", "acme", "analyst");
+    let s = rt.open_session(&dave, &acme).await.unwrap();
+    assert_eq!(s.resource_limits.max_execution_time_secs, Some(1));
+    assert_eq!(s.resource_limits.max_memory_mb, Some(1));
+
+    let slow = w.workflow(&dave, &acme, held(60_000)).await;
+    let r = rt
+        .start(&dave, &acme, &s.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    let done = rt.wait(&dave, &acme, &r.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::TimedOut);
+    assert_eq!(done.nodes[1].status, NodeStatus::Cancelled);
+
+    let wf = w.workflow(&dave, &acme, chain()).await;
+    let big = "x".repeat(1 << 20);
+    let r = rt
+        .start(&dave, &acme, &s.id, run(&wf, json!({"n": big})))
+        .await
+        .unwrap();
+    let done = rt.wait(&dave, &acme, &r.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert!(
+        done.reason.as_deref().unwrap().contains("byte budget"),
+        "{done:?}"
+    );
+
+    // max_executions_per_hour: 2 for `limited`.
+    let lim = user("lim", "acme", "limited");
+    let s = rt.open_session(&lim, &acme).await.unwrap();
+    for _ in 0..2 {
+        let r = rt
+            .start(&lim, &acme, &s.id, run(&wf, json!({"n": 1})))
+            .await
+            .unwrap();
+        rt.wait(&lim, &acme, &r.run_id).await.unwrap();
+    }
+    let e = rt
+        .start(&lim, &acme, &s.id, run(&wf, json!({"n": 1})))
+        .await
+        .unwrap_err();
+    let p = e.to_problem();
+    assert_eq!(p.status(), 429);
+    assert!(p.retry_after().is_some());
+    // The hour passes.
+    w.clock.advance(Duration::from_secs(3601));
+    let r = rt
+        .start(&lim, &acme, &s.id, run(&wf, json!({"n": 1})))
+        .await
+        .unwrap();
+    rt.wait(&lim, &acme, &r.run_id).await.unwrap();
+}
+
+#[test]
+fn a_dead_instance_leaves_an_abandoned_run_and_no_slot() {
+    let driver = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let w = driver.block_on(world());
+    let mut config = RuntimeConfig::default();
+    config.resource_limits.max_concurrent_workflows.user = Some(1);
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let slow = driver.block_on(w.workflow(&dave, &acme, held(60_000)));
+    let s = driver.block_on(async {
+        let probe = w.runtime(config.clone()).await;
+        probe.open_session(&dave, &acme).await.unwrap()
+    });
+
+    // The doomed instance lives in its own tokio runtime, dropped mid-run:
+    // its tasks vanish without writing anything.
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = doomed.block_on(async {
+        let a = w.runtime(config.clone()).await;
+        let r = a
+            .start(&dave, &acme, &s.id, run(&slow, json!({})))
+            .await
+            .unwrap();
+        while a.get(&dave, &acme, &r.run_id).await.unwrap().status != RunStatus::Running {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r
+    });
+    drop(doomed);
+
+    driver.block_on(async {
+        let b = w.runtime(config.clone()).await;
+        // Within the lease it still reads running, and holds dave's slot.
+        assert_eq!(
+            b.get(&dave, &acme, &r.run_id).await.unwrap().status,
+            RunStatus::Running
+        );
+        let e = b
+            .start(&dave, &acme, &s.id, run(&slow, json!({})))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RuntimeError::Concurrency { .. }));
+        // The lease lapses.
+        w.clock.advance(Duration::from_secs(16));
+        let seen = b.get(&dave, &acme, &r.run_id).await.unwrap();
+        assert_eq!(seen.status, RunStatus::Abandoned);
+        assert!(seen.reason.as_deref().unwrap().contains("lease"));
+        assert_eq!(
+            b.list(&dave, &acme, 10).await.unwrap()[0].status,
+            RunStatus::Abandoned
+        );
+        // Its slot lapsed with it.
+        let again = b
+            .start(&dave, &acme, &s.id, run(&slow, json!({})))
+            .await
+            .unwrap();
+        b.shutdown(Duration::from_secs(5)).await;
+        let ended = b.get(&dave, &acme, &again.run_id).await.unwrap();
+        assert_eq!(ended.status, RunStatus::Abandoned);
+        assert!(ended.reason.as_deref().unwrap().contains("shut down"));
+    });
+}
+
+#[tokio::test]
+async fn sessions_are_refused_for_inactive_or_over_quota_tenants_and_past_the_cap() {
+    let w = world().await;
+    let config = RuntimeConfig {
+        max_sessions_per_user: 2,
+        ..RuntimeConfig::default()
+    };
+    let rt = w.runtime(config).await;
+    let dave = user("dave", "acme", "analyst");
+    let off = tenant(json!({ "id": "acme", "active": false }));
+    assert!(matches!(
+        rt.open_session(&dave, &off).await,
+        Err(RuntimeError::TenantInactive)
+    ));
+
+    // Two workflows under a quota of two, then the quota drops to one.
+    let two = tenant(json!({ "id": "acme", "max_workflows_per_tenant": 2 }));
+    w.workflow(&dave, &two, chain()).await;
+    w.workflow(&dave, &two, chain()).await;
+    let one = tenant(json!({ "id": "acme", "max_workflows_per_tenant": 1 }));
+    let e = rt.open_session(&dave, &one).await.unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::OverQuota { used: 2, limit: 1 }),
+        "{e:?}"
+    );
+    assert_eq!(e.to_problem().status(), 403);
+
+    let a = rt.open_session(&dave, &two).await.unwrap();
+    rt.open_session(&dave, &two).await.unwrap();
+    let e = rt.open_session(&dave, &two).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::TooManySessions { max: 2 }));
+    rt.close_session(&dave, &two, &a.id).await.unwrap();
+    assert!(matches!(
+        rt.session(&dave, &two, &a.id).await,
+        Err(RuntimeError::NotFound)
+    ));
+    rt.open_session(&dave, &two).await.unwrap();
+    let refused = w
+        .events(AUDIT_SESSION)
+        .into_iter()
+        .filter(|e| e.decision == AuditDecision::Deny)
+        .count();
+    assert_eq!(refused, 3);
+
+    // A session that expires is gone.
+    w.clock.advance(Duration::from_secs(28_801));
+    assert!(matches!(
+        rt.session(&dave, &two, &a.id).await,
+        Err(RuntimeError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn closing_a_session_cancels_its_runs() {
+    let w = world().await;
+    let rt = w.runtime(RuntimeConfig::default()).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let slow = w.workflow(&dave, &acme, held(60_000)).await;
+    let s = rt.open_session(&dave, &acme).await.unwrap();
+    let r = rt
+        .start(&dave, &acme, &s.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    rt.close_session(&dave, &acme, &s.id).await.unwrap();
+    assert_eq!(
+        rt.wait(&dave, &acme, &r.run_id).await.unwrap().status,
+        RunStatus::Cancelled
+    );
+    // No new run in a closed session.
+    let e = rt
+        .start(&dave, &acme, &s.id, run(&slow, json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::NotFound));
+}
+
+#[tokio::test]
+async fn the_memory_watermark_refuses_new_runs_and_config_errors_name_the_field() {
+    let w = world().await;
+    let mut config = RuntimeConfig::default();
+    // Any live process is above one MiB.
+    config.resource_limits.process_memory_watermark_mb = Some(1);
+    let rt = w.runtime(config).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let wf = w.workflow(&dave, &acme, chain()).await;
+    let s = rt.open_session(&dave, &acme).await.unwrap();
+    let e = rt
+        .start(&dave, &acme, &s.id, run(&wf, json!({"n": 1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RuntimeError::MemoryPressure));
+    let p = e.to_problem();
+    assert_eq!(
+        (p.status().as_u16(), p.retry_after().is_some()),
+        (503, true)
+    );
+
+    // Auditing on without a sink, and values out of range, are refused.
+    let e = AccessControlledRuntime::builder(
+        RuntimeConfig::default(),
+        w.access.clone(),
+        w.state.clone(),
+        w.workflows.clone(),
+    )
+    .build()
+    .await
+    .unwrap_err();
+    assert_eq!(e.field, "audit_enabled");
+    let bad: RuntimeConfig = serde_json::from_value(json!({"lease_secs": 1})).unwrap();
+    assert_eq!(bad.validate().unwrap_err().field, "lease_secs");
+    let bad: RuntimeConfig = serde_json::from_value(
+        json!({"resource_limits": {"max_concurrent_workflows": {"user": 0}}}),
+    )
+    .unwrap();
+    assert!(bad.validate().unwrap_err().field.ends_with(".user"));
+    assert!(serde_json::from_value::<RuntimeConfig>(json!({"audit": true})).is_err());
+}

@@ -7,6 +7,8 @@ pub mod compile;
 pub mod definition;
 mod error;
 pub mod executor;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod node;
 pub mod registry;
 pub mod runtime;

@@ -35,9 +35,8 @@ use kailash::realtime::Hub;
 use kailash::realtime::event::{Classification, Event};
 use kailash::tenancy::model::Tenant;
 use kailash::tenancy::quota::Quotas;
-use kailash::tenancy::workflow::WorkflowViolation;
 use kailash::{GatewayBuilder, GatewayError, Principal, Problem};
-use kailash_runtime::{DefinitionError, NewWorkflow, NodeRegistry, WorkflowError, WorkflowStore};
+use kailash_runtime::{NewWorkflow, NodeRegistry, WorkflowError, WorkflowStore};
 use serde::{Deserialize, Serialize};
 
 const MAX_AUDIT_EVENTS: usize = 1000;
@@ -137,7 +136,12 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
     let demo = Arc::new(Demo {
         access: access.clone(),
         quotas: Quotas::new(state.clone()),
-        workflows: WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
+        // The runtime's store when `[runtime]` is set: the workflows created
+        // here are the ones it runs.
+        workflows: match builder.runtime_handle() {
+            Some(runtime) => runtime.workflows().clone(),
+            None => WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
+        },
         recent: builder.recent_audit().cloned(),
     });
     let doc: utoipa::openapi::OpenApi = serde_json::from_value(openapi()).map_err(|e| {
@@ -254,65 +258,11 @@ async fn list_workflows(d: &Demo, tenant: &Tenant) -> Response {
     }
 }
 
-/// The problem for each way the workflow store refuses.
+/// The problem for each way the workflow store refuses (503s are logged).
 fn refused(e: &WorkflowError) -> Response {
-    match e {
-        WorkflowError::TenantMismatch => Problem::forbidden("tenant mismatch").into_response(),
-        WorkflowError::InvalidName { .. } => Problem::bad_request(e.to_string()).into_response(),
-        WorkflowError::Violation(v) => violation(v),
-        WorkflowError::Definition(d) => definition(d),
-        WorkflowError::Limit(l) => l.to_problem().into_response(),
-        WorkflowError::QuotaExhausted { .. } => Problem::forbidden(e.to_string())
-            .with_extension("quota", "workflows")
-            .into_response(),
-        WorkflowError::Quota(s) => unavailable("quota accounting", s),
-        WorkflowError::IdGenerator => unavailable("the id generator", "no randomness"),
-        WorkflowError::Store(s) => unavailable("the workflow store", s),
-        _ => unavailable("the workflow store", e),
-    }
-}
-
-/// A definition the runtime cannot run: 400 naming the node, or 403 when
-/// the tenant lacks the feature a node type needs.
-fn definition(d: &DefinitionError) -> Response {
-    let problem = match d {
-        DefinitionError::FeatureRequired { feature, .. } => {
-            Problem::forbidden(d.to_string()).with_extension("feature", feature.as_str())
-        }
-        _ => Problem::bad_request(d.to_string()),
-    };
-    let problem = problem.with_extension("violation", "invalid_definition");
-    match d.node() {
-        Some(node) => problem.with_extension("node", node),
-        None => problem,
-    }
-    .into_response()
-}
-
-fn violation(v: &WorkflowViolation) -> Response {
-    let (problem, kind) = match v {
-        WorkflowViolation::TooManyNodes { .. } => {
-            (Problem::forbidden(v.to_string()), "too_many_nodes")
-        }
-        WorkflowViolation::DisallowedNodeType { .. } => {
-            (Problem::forbidden(v.to_string()), "disallowed_node_type")
-        }
-        WorkflowViolation::DuplicateNodeId { .. } => {
-            (Problem::bad_request(v.to_string()), "duplicate_node_id")
-        }
-        _ => (Problem::bad_request(v.to_string()), "invalid_workflow"),
-    };
-    let mut problem = problem.with_extension("violation", kind);
-    match v {
-        WorkflowViolation::DisallowedNodeType { node_id, node_type } => {
-            problem = problem
-                .with_extension("node", node_id.as_str())
-                .with_extension("node_type", node_type.as_str());
-        }
-        WorkflowViolation::DuplicateNodeId { node_id } => {
-            problem = problem.with_extension("node", node_id.as_str());
-        }
-        _ => {}
+    let problem = e.to_problem();
+    if problem.status() == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(error = %e, "the workflow store is unavailable");
     }
     problem.into_response()
 }

@@ -474,8 +474,8 @@ async fn a_reload_takes_effect_on_the_next_request_and_a_broken_file_changes_not
 
     // Give business_user workflow:create.
     let granted = text.replace(
-        "permissions = [\"workflow:execute\", \"report:view\"]",
-        "permissions = [\"workflow:execute\", \"report:view\", \"workflow:create\"]",
+        "permissions = [\"workflow:execute\", \"report:view\", \"node:transform:execute\"]",
+        "permissions = [\"workflow:execute\", \"report:view\", \"node:transform:execute\", \"workflow:create\"]",
     );
     assert_ne!(granted, text);
     std::fs::write(&path, &granted).unwrap();
@@ -806,6 +806,224 @@ async fn explain_tells_why_with_the_audited_reason() {
             && l["u"] == "dave"
             && l["r"] == "audit:view"
             && l["d"] == "deny"));
+        std::fs::remove_dir_all(&data_dir).ok();
+    }
+}
+
+/// Polls a run until it has ended.
+async fn finished(d: &Demo, token: &str, run: &str) -> Value {
+    for _ in 0..500 {
+        let r = call(d, "GET", &format!("/api/executions/{run}"), token, None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        if !matches!(v["status"].as_str(), Some("pending" | "running")) {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {run} did not end");
+}
+
+fn order_workflow() -> Value {
+    json!({
+        "name": "order total",
+        "inputs": ["order"],
+        "nodes": [
+            {"id": "qty", "type": "transform", "config": {"expression": "o.qty"}},
+            {"id": "line", "type": "transform", "config": {"expression": "{qty: q, sku: 'A-1'}"}}
+        ],
+        "connections": [
+            {"from": {"input": "order"}, "to": {"node": "qty", "input": "o"}},
+            {"from": {"node": "qty", "output": "result"}, "to": {"node": "line", "input": "q"}}
+        ],
+        "outputs": {"line": {"node": "line", "output": "result"}}
+    })
+}
+
+#[tokio::test]
+async fn workflow_runs_are_checked_isolated_and_audited() {
+    for overrides in backends() {
+        let d = demo(&overrides).await;
+        let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+        let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+        let carol = login(&d, "carol", "Carol-Demo-Passw0rd!", None).await;
+
+        let r = call(&d, "POST", "/api/workflows", &dave, Some(order_workflow())).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let wf = r.json()["id"].as_str().unwrap().to_owned();
+
+        // The seed's create_tenant_session metadata.
+        let r = call(&d, "POST", "/api/sessions", &dave, None).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let session = r.json();
+        let sid = session["id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            r.header("location"),
+            Some(format!("/api/sessions/{sid}").as_str())
+        );
+        assert_eq!(session["tenant_id"], "acme");
+        assert_eq!(session["tenant_name"], "Acme Corporation");
+        assert_eq!(session["billing_plan"], "enterprise");
+        assert_eq!(session["isolation_level"], "session");
+        let limits = &session["resource_limits"];
+        assert_eq!(limits["max_concurrent_workflows"]["user"], 4);
+        assert_eq!(limits["max_execution_time_secs"], 300);
+        assert_eq!(limits["max_memory_mb"], 256);
+        assert_eq!(limits["max_executions_per_hour"], 100);
+        assert_eq!(limits["max_workflows"], 100);
+
+        // A run: 202 with its record and Location, then completed.
+        let body = json!({"workflow_id": wf, "inputs": {"order": {"qty": 3}}});
+        let path = format!("/api/sessions/{sid}/executions");
+        let r = call(&d, "POST", &path, &dave, Some(body)).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let run = r.json()["run_id"].as_str().unwrap().to_owned();
+        assert_eq!(r.json()["status"], "pending");
+        assert_eq!(
+            r.header("location"),
+            Some(format!("/api/executions/{run}").as_str())
+        );
+        let done = finished(&d, &dave, &run).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["outputs"], json!({"line": {"qty": 3, "sku": "A-1"}}));
+        assert_eq!(done["nodes"][1]["status"], "completed");
+        let mine = call(&d, "GET", "/api/executions", &dave, None).await.json();
+        assert_eq!(mine["executions"][0]["run_id"], run.as_str());
+
+        // Isolation: bob (same tenant) and carol (globex) see nothing of it.
+        for (who, token) in [("bob", &bob), ("carol", &carol)] {
+            for (method, p) in [
+                ("GET", format!("/api/executions/{run}")),
+                ("POST", format!("/api/executions/{run}/cancel")),
+                ("GET", format!("/api/sessions/{sid}")),
+                ("DELETE", format!("/api/sessions/{sid}")),
+            ] {
+                let r = call(&d, method, &p, token, None).await;
+                assert_eq!(r.status, 404, "{who} {method} {p}: {}", r.text());
+            }
+            let theirs = call(&d, "GET", "/api/executions", token, None).await.json();
+            assert_eq!(theirs["executions"], json!([]), "{who}");
+        }
+        // bob may run the tenant's workflow in his own session (he holds
+        // workflow:execute and node:transform:execute), not in dave's.
+        let r = call(
+            &d,
+            "POST",
+            &path,
+            &bob,
+            Some(json!({"workflow_id": wf, "inputs": {"order": {"qty": 1}}})),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.text());
+        let bs = call(&d, "POST", "/api/sessions", &bob, None).await.json();
+        let bpath = format!("/api/sessions/{}/executions", bs["id"].as_str().unwrap());
+        let r = call(
+            &d,
+            "POST",
+            &bpath,
+            &bob,
+            Some(json!({"workflow_id": wf, "inputs": {"order": {"qty": 1}}})),
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let brun = r.json()["run_id"].as_str().unwrap().to_owned();
+        assert_eq!(finished(&d, &bob, &brun).await["status"], "completed");
+        // carol's tenant has no such workflow.
+        let cs = call(&d, "POST", "/api/sessions", &carol, None).await.json();
+        let cpath = format!("/api/sessions/{}/executions", cs["id"].as_str().unwrap());
+        let r = call(
+            &d,
+            "POST",
+            &cpath,
+            &carol,
+            Some(json!({"workflow_id": wf, "inputs": {}})),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{}", r.text());
+
+        // Bad input: named, nothing run.
+        let r = call(
+            &d,
+            "POST",
+            &path,
+            &dave,
+            Some(json!({"workflow_id": wf, "inputs": {"ordr": 1}})),
+        )
+        .await;
+        let p = r.assert_problem(422);
+        assert_eq!(p["reason"], "invalid_inputs");
+        assert!(p["detail"].as_str().unwrap().contains("order"), "{p}");
+        let r = call(&d, "POST", &path, &dave, Some(json!({"workflow": wf}))).await;
+        r.assert_problem(400);
+        let r = call(
+            &d,
+            "POST",
+            &path,
+            &dave,
+            Some(json!({"workflow_id": wf, "inputs": {"order": "x".repeat(2 << 20)}})),
+        )
+        .await;
+        assert!(r.status == 413, "{}", r.status);
+        let r = call(
+            &d,
+            "POST",
+            "/api/sessions/as-nope/executions",
+            &dave,
+            Some(json!({"workflow_id": wf})),
+        )
+        .await;
+        r.assert_problem(404);
+        let r = call(&d, "GET", "/api/executions?limit=x", &dave, None).await;
+        r.assert_problem(400);
+        assert_eq!(
+            call(&d, "GET", "/api/executions", &dave, None).await.json()["executions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // A finished run cannot be cancelled; closing the session ends it.
+        let r = call(
+            &d,
+            "POST",
+            &format!("/api/executions/{run}/cancel"),
+            &dave,
+            None,
+        )
+        .await;
+        assert_eq!(r.assert_problem(409)["reason"], "finished");
+        assert_eq!(
+            call(&d, "DELETE", &format!("/api/sessions/{sid}"), &dave, None)
+                .await
+                .status,
+            204
+        );
+        assert_eq!(
+            call(&d, "GET", &format!("/api/sessions/{sid}"), &dave, None)
+                .await
+                .status,
+            404
+        );
+
+        // Every decision and outcome is in the audit trail.
+        // (Stopping waits for the runtime to finish its records and flushes.)
+        let Demo { gw, data_dir, .. } = d;
+        gw.stop().await;
+        let lines = audit_lines(&data_dir);
+        let count = |action: &str, decision: &str| {
+            lines
+                .iter()
+                // Compact entries: `a` action, `d` decision.
+                .filter(|l| l["a"] == action && l["d"] == decision)
+                .count()
+        };
+        // Two runs, and the one refused for its inputs after the decision.
+        assert_eq!(count("workflow.execute", "allow"), 3);
+        assert_eq!(count("workflow.node", "allow"), 4);
+        assert_eq!(count("workflow.run", "success"), 2);
+        assert!(count("workflow.run", "deny") >= 4, "refusals audited");
+        assert_eq!(count("workflow.session", "success"), 4);
         std::fs::remove_dir_all(&data_dir).ok();
     }
 }

@@ -42,6 +42,9 @@ pub enum GatewayError {
     /// The realtime endpoints could not be set up.
     #[error("realtime: {0}")]
     Realtime(String),
+    /// The workflow runtime could not be set up.
+    #[error("workflow runtime: {0}")]
+    Runtime(String),
     /// The listener could not be bound or failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

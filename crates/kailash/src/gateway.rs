@@ -28,6 +28,7 @@ pub struct Gateway {
     state: SharedState,
     clock: Arc<dyn Clock>,
     realtime: Option<kailash_realtime::Hub>,
+    runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -63,7 +64,22 @@ impl Gateway {
             state,
             clock,
             realtime,
+            runtime: None,
         }
+    }
+
+    /// The same gateway, ending `runtime`'s runs at shutdown.
+    pub(crate) fn with_runtime(
+        mut self,
+        runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
+    ) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// The workflow runtime, when [`GatewayBuilder::runtime`] was set.
+    pub fn runtime(&self) -> Option<&kailash_runtime::runtime::AccessControlledRuntime> {
+        self.runtime.as_ref()
     }
 
     /// The realtime hub, when [`GatewayBuilder::realtime`] was set: to send
@@ -144,6 +160,11 @@ impl Gateway {
         )
         .await;
 
+        // Runs in flight end here: recorded `abandoned` (with the reason)
+        // before the audit trail is flushed, never left `running`.
+        if let Some(runtime) = &self.runtime {
+            runtime.shutdown(self.settings.shutdown_grace).await;
+        }
         self.audit_lifecycle("gateway.stop", format!("{scheme}://{addr}"))
             .await;
         if let Some(audit) = &self.audit

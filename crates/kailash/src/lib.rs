@@ -14,6 +14,7 @@ mod gateway;
 pub mod jwks;
 mod ops;
 mod realtime_hooks;
+mod runtime_hooks;
 mod server;
 mod stack;
 mod tenant_gate;
@@ -34,6 +35,7 @@ pub use kailash_monitoring::{health, log, metrics};
 pub use kailash_realtime as realtime;
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;
+pub use kailash_runtime as runtime;
 pub use kailash_tenancy as tenancy;
 
 /// The workspace README's examples, compiled as doctests.

@@ -91,6 +91,12 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             "realtime endpoints need authentication: every socket is authenticated".into(),
         ));
     }
+    if this.runtime.is_some() && (this.auth.is_none() || this.tenancy.is_none()) {
+        return Err(GatewayError::Runtime(
+            "the workflow runtime needs authentication and tenancy: runs belong to a user in a tenant"
+                .into(),
+        ));
+    }
     // One state for every part (the realtime hub is built here, the rest
     // in `compose_checked`).
     if this.state.is_none() {
@@ -181,6 +187,15 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 .map_err(|e| GatewayError::Auth(e.to_string()))?;
         this = this.openapi(usage_doc);
     }
+    if let (Some(slot), Some(hub)) = (&this.runtime_events, &hub) {
+        let _ = slot.set(hub.clone());
+    }
+    if this.runtime.is_some() {
+        let runtime_doc: utoipa::openapi::OpenApi =
+            serde_json::from_value(kailash_runtime::http::openapi())
+                .map_err(|e| GatewayError::Runtime(e.to_string()))?;
+        this = this.openapi(runtime_doc);
+    }
     if hub.is_some() {
         let realtime_doc: utoipa::openapi::OpenApi =
             serde_json::from_value(kailash_realtime::http::openapi())
@@ -245,6 +260,9 @@ fn compose_checked(
     let mut routes = builder.routes;
     if let (Some(hub), Some(access)) = (&hub, &builder.access) {
         routes = routes.merge(kailash_realtime::http::router(hub.clone(), access.clone()));
+    }
+    if let Some(runtime) = &builder.runtime {
+        routes = routes.merge(kailash_runtime::http::router(runtime.clone()));
     }
     let tenant_layer = match &builder.tenancy {
         Some((registry, settings)) => {
@@ -403,5 +421,6 @@ fn compose_checked(
         state,
         builder.clock,
         hub,
-    ))
+    )
+    .with_runtime(builder.runtime))
 }

@@ -19,6 +19,8 @@ pub enum RunEvent {
         workflow_id: String,
         /// Its tenant.
         tenant_id: String,
+        /// The subject that started it.
+        subject: String,
     },
     /// A node ended (completed, failed or refused).
     #[serde(rename = "node.completed")]
@@ -27,6 +29,8 @@ pub enum RunEvent {
         run_id: String,
         /// Its tenant.
         tenant_id: String,
+        /// The subject that started it.
+        subject: String,
         /// The node.
         node: String,
         /// How it ended.
@@ -41,6 +45,8 @@ pub enum RunEvent {
         run_id: String,
         /// Its tenant.
         tenant_id: String,
+        /// The subject that started it.
+        subject: String,
         /// How it ended.
         status: RunStatus,
         /// Why, when it did not complete.
@@ -49,6 +55,24 @@ pub enum RunEvent {
 }
 
 impl RunEvent {
+    /// The run's tenant.
+    pub fn tenant_id(&self) -> &str {
+        match self {
+            Self::Started { tenant_id, .. }
+            | Self::NodeCompleted { tenant_id, .. }
+            | Self::Completed { tenant_id, .. } => tenant_id,
+        }
+    }
+
+    /// The subject that started the run.
+    pub fn subject(&self) -> &str {
+        match self {
+            Self::Started { subject, .. }
+            | Self::NodeCompleted { subject, .. }
+            | Self::Completed { subject, .. } => subject,
+        }
+    }
+
     /// The event's name (`execution.started`, `node.completed`,
     /// `execution.completed`).
     pub fn name(&self) -> &'static str {

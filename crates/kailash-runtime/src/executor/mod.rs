@@ -325,6 +325,7 @@ impl Executor {
             run_id: ctx.run_id.clone(),
             workflow_id: ctx.workflow_id.clone(),
             tenant_id: tenant_id.clone(),
+            subject: ctx.principal.subject().to_owned(),
         });
         let mut budget = Budget::new(limits.max_bytes);
         let deadline = limits.max_execution_time.map(|d| start + d);
@@ -361,6 +362,7 @@ impl Executor {
         self.events.publish(&RunEvent::Completed {
             run_id: ctx.run_id.clone(),
             tenant_id,
+            subject: ctx.principal.subject().to_owned(),
             status: record.status,
             reason: record.reason.clone(),
         });
@@ -606,6 +608,7 @@ impl Executor {
         self.events.publish(&RunEvent::NodeCompleted {
             run_id: ctx.run_id.clone(),
             tenant_id: tenant_id.to_owned(),
+            subject: ctx.principal.subject().to_owned(),
             node: node.id.clone(),
             status: node.status,
             duration_us: node.duration_us.unwrap_or(0),

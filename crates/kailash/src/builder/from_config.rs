@@ -131,6 +131,28 @@ impl GatewayBuilder {
                 },
             );
         }
+        if let (Some(runtime), Some(access)) = (&config.runtime, builder.access.clone()) {
+            let (events, hub) =
+                crate::runtime_hooks::RunEventsToRealtime::spawn(runtime.session_isolation);
+            let workflows = kailash_runtime::WorkflowStore::new(
+                access.clone(),
+                state.clone(),
+                kailash_runtime::NodeRegistry::builtin(),
+            );
+            let built = kailash_runtime::runtime::AccessControlledRuntime::builder(
+                runtime.clone(),
+                access,
+                state.clone(),
+                workflows,
+            )
+            .audit(audit.clone())
+            .events(events)
+            .build()
+            .await
+            .map_err(|e| GatewayError::Runtime(e.to_string()))?;
+            builder = builder.runtime(built);
+            builder.runtime_events = Some(hub);
+        }
         if let Some(section) = &config.auth {
             let service =
                 crate::backends::auth_from_config(section, &config.users, data_dir, state, audit)?;

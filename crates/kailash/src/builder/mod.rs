@@ -68,6 +68,9 @@ pub struct GatewayBuilder {
     pub(crate) access: Option<AccessControl>,
     pub(crate) recent_audit: Option<Arc<MemoryAuditSink>>,
     pub(crate) realtime: Option<kailash_realtime::RealtimeConfig>,
+    pub(crate) runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
+    /// Where the realtime hub goes once built, for the runtime's events.
+    pub(crate) runtime_events: Option<Arc<std::sync::OnceLock<kailash_realtime::Hub>>>,
 }
 
 impl Default for GatewayBuilder {
@@ -105,6 +108,8 @@ impl Default for GatewayBuilder {
             access: None,
             recent_audit: None,
             realtime: None,
+            runtime: None,
+            runtime_events: None,
         }
     }
 }
@@ -412,6 +417,25 @@ impl GatewayBuilder {
     pub fn realtime(mut self, config: kailash_realtime::RealtimeConfig) -> Self {
         self.realtime = Some(config);
         self
+    }
+
+    /// Serves the execution API of `runtime` (agent sessions and workflow
+    /// runs: `/api/sessions…`, `/api/executions…`, see
+    /// [`kailash_runtime::http`]) behind authentication and tenancy, adds
+    /// its OpenAPI paths, and at shutdown records the runs still in flight
+    /// as `abandoned` before the audit trail is flushed. Needs
+    /// [`authentication`](Self::authentication) and
+    /// [`tenancy`](Self::tenancy). [`from_config_with_backends`](Self::from_config_with_backends)
+    /// builds one from `[runtime]`, sending run events to the realtime hub
+    /// (channel `executions`).
+    pub fn runtime(mut self, runtime: kailash_runtime::runtime::AccessControlledRuntime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The workflow runtime set so far (with [`runtime`](Self::runtime)).
+    pub fn runtime_handle(&self) -> Option<&kailash_runtime::runtime::AccessControlledRuntime> {
+        self.runtime.as_ref()
     }
 
     /// The access control set so far (to build routes that check permissions).

@@ -117,4 +117,8 @@ pub struct GatewayConfig {
     /// Authenticated WebSocket (`/ws`) and SSE (`/events`) endpoints and
     /// `POST /api/events` (needs `[auth]`); absent means none.
     pub realtime: Option<kailash_realtime::RealtimeConfig>,
+    /// The access-controlled workflow runtime and its execution API
+    /// (`/api/sessions`, `/api/executions`; needs `[auth]`, `[access]` and
+    /// `[[tenants]]`); absent means none.
+    pub runtime: Option<kailash_runtime::runtime::RuntimeConfig>,
 }

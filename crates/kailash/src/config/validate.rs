@@ -218,6 +218,18 @@ impl GatewayConfig {
                 .validate()
                 .map_err(|e| ("realtime".into(), e.to_string()))?;
         }
+        if let Some(runtime) = &self.runtime {
+            if self.auth.is_none() || self.access.is_none() || self.tenants.is_empty() {
+                return Err((
+                    "runtime".into(),
+                    "the workflow runtime needs [auth], [access] and [[tenants]] (runs are checked, and belong to a user in a tenant)"
+                        .into(),
+                ));
+            }
+            runtime
+                .validate()
+                .map_err(|e| (format!("runtime.{}", e.field).into(), e.reason.clone()))?;
+        }
         if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err((
                 "state.redis_url".into(),

@@ -4,10 +4,13 @@
 #![doc = include_str!("../README.md")]
 
 pub mod compile;
+pub mod database;
 pub mod definition;
 mod error;
 pub mod executor;
 pub mod node;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod registry;
 mod store;
 pub mod transform;

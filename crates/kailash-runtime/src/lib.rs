@@ -17,6 +17,7 @@ pub mod transform;
 mod workflow;
 
 pub use compile::{CompiledWorkflow, InputError, compile};
+pub use database::Database;
 pub use error::{DefinitionError, WorkflowError};
 pub use executor::{
     AllowAll, CancelToken, EventSink, Executor, NoEvents, NodeHook, NodeInfo, NodeRecord,

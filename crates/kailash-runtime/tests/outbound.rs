@@ -851,7 +851,7 @@ async fn provider_errors_never_echo_the_key() {
 #[test]
 fn llm_is_refused_at_validation_for_a_tenant_without_ai_enabled() {
     let registry = NodeRegistry::builtin().with_outbound(&integrations(json!([{
-        "name": "openai", "base_urls": ["https://api.openai.com/v1"], "kind": "openai",
+        "name": "openai", "base_urls": ["http://llm.internal/v1"], "kind": "openai",
     }])));
     let def: Definition = serde_json::from_value(json!({"nodes": [
         {"id": "t", "type": "transform"},
@@ -998,9 +998,12 @@ async fn a_workflow_calls_an_integration_through_the_executor() {
 
 // ---------------------------------------------------------------- database_query
 
+/// One call: the SQL text, the params, the analytics flag, the limits.
+type Call = (String, Vec<Value>, bool, QueryLimits);
+
 #[derive(Default)]
 struct Recording {
-    calls: Mutex<Vec<(String, Vec<Value>, bool, QueryLimits)>>,
+    calls: Mutex<Vec<Call>>,
 }
 
 #[async_trait]

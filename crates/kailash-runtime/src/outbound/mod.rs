@@ -3,7 +3,7 @@
 //!
 //! A gateway's `[[integrations]]` ([`IntegrationSpec`]) name external
 //! services; [`Integrations::build`] checks them and reads their API keys
-//! from the environment once; [`NodeRegistry::with_outbound`] offers the two
+//! from the environment once; [`NodeRegistry::with_outbound`](crate::NodeRegistry::with_outbound) offers the two
 //! node types over them. A node's config names its integration, and
 //! validation refuses an unknown one; at run time the tenant's
 //! `allowed_integrations` must name it, or the node fails naming it.

@@ -23,7 +23,7 @@ use kailash_runtime::{
 };
 use kailash_tenancy::model::{Tenant, TenantSpec};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------- server
@@ -74,6 +74,35 @@ struct Server {
 
 impl Server {
     async fn start(respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(None, respond).await
+    }
+
+    /// The same over TLS, with the `localhost` / `127.0.0.1` test certificate.
+    async fn start_tls(respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(include_bytes!("fixtures/test-cert.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("fixtures/test-key.pem")).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::start_with(
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+            respond,
+        )
+        .await
+    }
+
+    async fn start_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -81,22 +110,20 @@ impl Server {
         let log = Arc::clone(&seen);
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
+                let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let respond = Arc::clone(&respond);
                 let log = Arc::clone(&log);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let Some(request) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    log.lock().unwrap().push(request.clone());
-                    match respond(&request) {
-                        Reply::Bytes(bytes) => {
-                            let _ = stream.write_all(&bytes).await;
-                            let _ = stream.shutdown().await;
+                    match tls {
+                        None => handle(stream, &respond, &log).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                handle(stream, &respond, &log).await;
+                            }
                         }
-                        Reply::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
                     }
                 });
             }
@@ -113,7 +140,25 @@ impl Server {
     }
 }
 
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Seen> {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    respond: &Respond,
+    log: &Mutex<Vec<Seen>>,
+) {
+    let Some(request) = read_request(&mut stream).await else {
+        return;
+    };
+    log.lock().unwrap().push(request.clone());
+    match respond(&request) {
+        Reply::Bytes(bytes) => {
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
+    }
+}
+
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Seen> {
     let mut buf = Vec::new();
     let head_end = loop {
         let mut chunk = [0u8; 4096];
@@ -347,6 +392,51 @@ async fn http_request_get_without_body_gives_text_and_any_status() {
     assert!(r.body.is_empty());
     assert_eq!(out["status"], json!(404));
     assert_eq!(out["body"], json!("no such thing"));
+}
+
+#[tokio::test]
+async fn https_verifies_the_certificate_for_the_host_name() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let server = Server::start_tls(|_| json_reply(200, json!({"secure": true}))).await;
+    let specs: Vec<IntegrationSpec> = serde_json::from_value(json!([{
+        "name": "svc", "base_urls": [format!("https://localhost:{}/api", server.port())],
+        "allow_private": true, "api_key_env": "TEST_KEY",
+    }]))
+    .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(include_bytes!("fixtures/test-ca.pem")) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let env = |_: &str| Some(KEY.to_owned());
+    let request = json!({"integration": "svc", "method": "GET", "path": "/secure"});
+
+    let trusted = HttpRequestType::new(Integrations::build_with(&specs, env, Some(roots)).unwrap());
+    let out = run_node(&trusted, request.clone(), acme(), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(out["body"], json!({"secure": true}));
+    let r = &server.seen()[0];
+    assert_eq!(r.target, "/api/secure");
+    assert_eq!(
+        r.header("host"),
+        Some(format!("localhost:{}", server.port()).as_str())
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    // Trusting other roots, the handshake fails and nothing is sent.
+    let untrusted = HttpRequestType::new(
+        Integrations::build_with(&specs, env, Some(rustls::RootCertStore::empty())).unwrap(),
+    );
+    let err = run_node(&untrusted, request, acme(), json!({}))
+        .await
+        .unwrap_err();
+    assert!(err.contains("TLS handshake"), "{err}");
+    assert!(!err.contains(KEY));
+    assert_eq!(server.seen().len(), 1);
 }
 
 #[tokio::test]

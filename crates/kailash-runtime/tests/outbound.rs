@@ -270,13 +270,24 @@ async fn run_node(
     tenant: Arc<Tenant>,
     input: Value,
 ) -> Result<Values, String> {
+    run_node_within(node_type, config, tenant, input, u64::MAX).await
+}
+
+/// [`run_node`] with `budget` bytes left in the run's budget.
+async fn run_node_within(
+    node_type: &dyn NodeType,
+    config: Value,
+    tenant: Arc<Tenant>,
+    input: Value,
+    budget: u64,
+) -> Result<Values, String> {
     let node = node_type.build(&config).map_err(|e| e.to_string())?;
     let run = run_ctx(tenant);
     let ctx = NodeContext {
         run: &run,
         node_id: "n",
         input_bytes: 0,
-        budget_remaining: u64::MAX,
+        budget_remaining: budget,
     };
     let Value::Object(input) = input else {
         panic!("input must be an object")
@@ -596,6 +607,56 @@ async fn the_response_cap_stops_reading() {
     .await
     .unwrap();
     assert_eq!(out["body"].as_str().map(str::len), Some(1000));
+    // A run with less budget left than the integration's cap: the budget caps.
+    let err = run_node_within(
+        &node_type,
+        json!({"integration": "svc", "method": "GET", "path": "/exact"}),
+        acme(),
+        json!({}),
+        999,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("larger than 999 bytes (the bytes left in the run's budget)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn redirects_may_move_between_the_integrations_base_urls() {
+    let second = Server::start(|r| json_reply(200, json!({"at": r.target}))).await;
+    let second_port = second.port();
+    let first = Server::start(move |_| {
+        reply(
+            308,
+            &[(
+                "location",
+                &format!("http://localhost:{second_port}/v2/items"),
+            )],
+            b"",
+        )
+    })
+    .await;
+    let node_type = HttpRequestType::new(integrations(json!([{
+        "name": "svc", "allow_private": true,
+        "base_urls": [format!("http://127.0.0.1:{}/v1", first.port()), format!("http://localhost:{second_port}/v2")],
+    }])));
+    let out = run_node(
+        &node_type,
+        json!({"integration": "svc", "method": "PUT", "path": "/items", "body": [1]}),
+        acme(),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["body"], json!({"at": "/v2/items"}));
+    let hop = &second.seen()[0];
+    assert_eq!((hop.method.as_str(), hop.json()), ("PUT", json!([1])));
+    assert_eq!(
+        hop.header("host"),
+        Some(format!("localhost:{second_port}").as_str())
+    );
 }
 
 #[tokio::test]

@@ -764,6 +764,55 @@ fn http_request_configs_are_checked_at_validation() {
 // ---------------------------------------------------------------- integrations
 
 #[test]
+fn integrations_read_from_toml_tables() {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        integrations: Vec<IntegrationSpec>,
+    }
+    let config: Config = toml::from_str(
+        r#"
+        [[integrations]]
+        name = "openai"
+        base_urls = ["https://api.openai.com/v1"]
+        kind = "openai"
+        api_key_env = "TEST_KEY"
+        timeout_ms = 60000
+
+        [[integrations]]
+        name = "crm"
+        base_urls = ["http://10.0.0.5:8080/api", "http://10.0.0.6:8080/api"]
+        allow_private = true
+        max_response_bytes = 65536
+        "#,
+    )
+    .unwrap();
+    let built = Integrations::build_with(
+        &config.integrations,
+        |name| (name == "TEST_KEY").then(|| KEY.to_owned()),
+        Some(rustls::RootCertStore::empty()),
+    )
+    .unwrap();
+    assert_eq!(built.names().collect::<Vec<_>>(), ["crm", "openai"]);
+    let openai = built.get("openai").unwrap();
+    assert_eq!(openai.timeout(), Duration::from_secs(60));
+    assert!(openai.has_key() && !openai.allow_private());
+    let crm = built.get("crm").unwrap();
+    assert_eq!(crm.base_urls()[1].host(), "10.0.0.6");
+    assert_eq!(
+        (crm.base_urls()[0].port(), crm.base_urls()[0].path()),
+        (8080, "/api")
+    );
+    assert_eq!(crm.max_response_bytes(), 65536);
+    assert_eq!(crm.connect_timeout(), Duration::from_secs(5));
+    assert!(
+        toml::from_str::<Config>(
+            "[[integrations]]\nname = \"a\"\nbase_urls = []\nallowed_private = true"
+        )
+        .is_err()
+    );
+}
+
+#[test]
 fn integrations_are_validated_naming_the_entry() {
     let one = |extra: Value| {
         let mut spec = json!({"name": "svc", "base_urls": ["https://api.example.com/v1"]});

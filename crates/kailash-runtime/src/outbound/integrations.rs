@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::net::{self, check_path};
 use crate::definition::is_valid_name;
@@ -47,7 +47,7 @@ pub const MAX_KEY_BYTES: usize = 4096;
 /// api_key_env = "OPENAI_API_KEY"
 /// timeout_ms = 60000
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationSpec {
     /// The name tenants' `allowed_integrations` and node configs use

@@ -681,6 +681,39 @@ async fn a_silent_server_times_out() {
 }
 
 #[tokio::test]
+async fn a_connect_that_hangs_hits_the_connect_timeout() {
+    // A listener that never accepts, its backlog filled: further SYNs are dropped.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        fillers.push(tokio::spawn(tokio::net::TcpStream::connect(addr)));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let node_type = HttpRequestType::new(integrations(json!([{
+        "name": "svc", "base_urls": [format!("http://127.0.0.1:{}", addr.port())],
+        "allow_private": true, "connect_timeout_ms": 200, "timeout_ms": 10000,
+    }])));
+    let started = Instant::now();
+    let err = run_node(
+        &node_type,
+        json!({"integration": "svc", "method": "GET", "path": "/"}),
+        acme(),
+        json!({}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("took longer than 200 ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for f in fillers {
+        f.abort();
+    }
+    drop(listener);
+}
+
+#[tokio::test]
 async fn the_tenant_must_allow_the_integration() {
     let server = Server::start(|_| json_reply(200, json!({}))).await;
     let node_type = HttpRequestType::new(integrations(svc(format!(

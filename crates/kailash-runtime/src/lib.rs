@@ -4,12 +4,15 @@
 #![doc = include_str!("../README.md")]
 
 pub mod compile;
+pub mod database;
 pub mod definition;
 mod error;
 pub mod executor;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod node;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod registry;
 pub mod runtime;
 mod store;
@@ -17,6 +20,7 @@ pub mod transform;
 mod workflow;
 
 pub use compile::{CompiledWorkflow, InputError, compile};
+pub use database::Database;
 pub use error::{DefinitionError, WorkflowError};
 pub use executor::{
     AllowAll, CancelToken, EventSink, Executor, NoEvents, NodeHook, NodeInfo, NodeRecord,

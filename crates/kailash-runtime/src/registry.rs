@@ -7,6 +7,13 @@
 //! Validation refuses a node whose type is missing or whose tenant lacks
 //! the feature, naming the node.
 //!
+//! The other built-in types come with what they need:
+//! [`NodeRegistry::with_database`] adds `database_query` over a
+//! [`Database`], and (feature `outbound`) `NodeRegistry::with_outbound`
+//! adds `http_request` and `llm` (gated by `ai_enabled`) over the
+//! configured integrations. Their names ([`RESERVED`]) are never open to
+//! user types, whether or not they are offered.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use kailash_runtime::{NodeRegistry, transform::TransformType, registry::CUSTOM_NODES};
@@ -17,8 +24,9 @@
 //! assert_eq!(registry.required_feature("reshape"), Some(Some(CUSTOM_NODES)));
 //! assert_eq!(registry.required_feature("transform"), Some(None));
 //! assert_eq!(registry.required_feature("nope"), None);
-//! // Built-in names cannot be taken over.
+//! // Built-in names cannot be taken over, offered or not.
 //! assert!(registry.register_custom("transform", TransformType).is_err());
+//! assert!(registry.register_custom("llm", TransformType).is_err());
 //! # Ok::<(), kailash_runtime::registry::RegistryError>(())
 //! ```
 
@@ -26,12 +34,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::database::{DATABASE_QUERY, Database, DatabaseQueryType};
 use crate::definition::is_valid_name;
 use crate::node::NodeType;
 use crate::transform::{TRANSFORM, TransformType};
 
 /// The tenant feature user-registered node types need.
 pub const CUSTOM_NODES: &str = "custom_nodes";
+
+/// The built-in type names, which [`NodeRegistry::register_custom`],
+/// [`NodeRegistry::register_gated`] and [`NodeRegistry::register_open`]
+/// refuse even when the type is not offered.
+pub const RESERVED: [&str; 4] = [TRANSFORM, "http_request", "llm", DATABASE_QUERY];
 
 #[derive(Clone)]
 pub(crate) struct Entry {
@@ -49,6 +63,9 @@ pub enum RegistryError {
     /// A type of that name is registered already.
     #[error("node type {0:?} is registered already")]
     Taken(String),
+    /// The name is a built-in type's ([`RESERVED`]).
+    #[error("node type name {0:?} is reserved for a built-in type")]
+    Reserved(String),
 }
 
 /// Node types by name. Cheap to clone; a clone registering more types
@@ -119,6 +136,38 @@ impl NodeRegistry {
         self.insert(name, None, Arc::new(node_type))
     }
 
+    /// Offers `database_query`, running its queries on `db` (replacing a
+    /// database registered before).
+    #[must_use]
+    pub fn with_database(mut self, db: Arc<dyn Database>) -> Self {
+        self.put_builtin(DATABASE_QUERY, None, Arc::new(DatabaseQueryType::new(db)));
+        self
+    }
+
+    /// Offers `http_request` (open to every tenant; each run needs the
+    /// tenant to allow the node's integration) and `llm` (tenant feature
+    /// `ai_enabled`) over `integrations`, replacing earlier ones.
+    #[cfg(feature = "outbound")]
+    #[must_use]
+    pub fn with_outbound(mut self, integrations: &crate::outbound::Integrations) -> Self {
+        use crate::outbound::{AI_ENABLED, HTTP_REQUEST, HttpRequestType, LLM, LlmType};
+        self.put_builtin(
+            HTTP_REQUEST,
+            None,
+            Arc::new(HttpRequestType::new(integrations.clone())),
+        );
+        self.put_builtin(
+            LLM,
+            Some(AI_ENABLED.into()),
+            Arc::new(LlmType::new(integrations.clone())),
+        );
+        self
+    }
+
+    fn put_builtin(&mut self, name: &str, feature: Option<Arc<str>>, node_type: Arc<dyn NodeType>) {
+        Arc::make_mut(&mut self.types).insert(name.to_owned(), Entry { node_type, feature });
+    }
+
     fn insert(
         &mut self,
         name: &str,
@@ -127,6 +176,9 @@ impl NodeRegistry {
     ) -> Result<&mut Self, RegistryError> {
         if !is_valid_name(name) {
             return Err(RegistryError::InvalidName(name.to_owned()));
+        }
+        if RESERVED.contains(&name) {
+            return Err(RegistryError::Reserved(name.to_owned()));
         }
         if self.types.contains_key(name) {
             return Err(RegistryError::Taken(name.to_owned()));

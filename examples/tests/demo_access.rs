@@ -1027,3 +1027,224 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         std::fs::remove_dir_all(&data_dir).ok();
     }
 }
+
+/// A local HTTP service for the `slow` integration: `/slow` answers after
+/// 30 s (runs calling it stay in flight), anything else at once.
+async fn slow_service() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                if head.starts_with("GET /slow") {
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                }
+                let body = r#"{"ok":true}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The demo config plus a `slow` integration on `addr` that acme and
+/// globex may use, and a one-second deadline for globex's runs.
+fn with_slow_integration(addr: std::net::SocketAddr) -> String {
+    let text = demo_config_text();
+    let acme = "allowed_integrations = [\"openai\", \"anthropic\"]";
+    assert!(text.contains(acme));
+    let globex =
+        "allowed_node_types = [\"http_request\", \"transform\"]\n\n[[tenants]]\nid = \"initech\"";
+    assert!(text.contains(globex));
+    text.replace(
+        acme,
+        "allowed_integrations = [\"openai\", \"anthropic\", \"slow\"]",
+    )
+    .replace(
+        globex,
+        &globex.replace(
+            "\n\n[[tenants]]",
+            "\nallowed_integrations = [\"slow\"]\nmax_execution_time_secs = 1\n\n[[tenants]]",
+        ),
+    ) + format!(
+        "\n[[integrations]]\nname = \"slow\"\nbase_urls = [\"http://{addr}\"]\nallow_private = true\n"
+    )
+    .as_str()
+}
+
+async fn session(d: &Demo, token: &str) -> String {
+    let r = call(d, "POST", "/api/sessions", token, None).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
+async fn start_run(d: &Demo, token: &str, session: &str, wf: &str, inputs: Value) -> Resp {
+    let body = json!({ "workflow_id": wf, "inputs": inputs });
+    call(
+        d,
+        "POST",
+        &format!("/api/sessions/{session}/executions"),
+        token,
+        Some(body),
+    )
+    .await
+}
+
+fn slow_workflow() -> Value {
+    json!({ "name": "slow call", "nodes": [
+        {"id": "call", "type": "http_request", "config": {"integration": "slow", "method": "GET", "path": "/slow"}}
+    ]})
+}
+
+#[tokio::test]
+async fn runtime_limits_hold_over_http_and_across_instances() {
+    let addr = slow_service().await;
+    let text = with_slow_integration(addr);
+    for overrides in backends() {
+        let a = start_from(&text, "enterprise.toml", &overrides).await;
+        // On Redis, a second instance shares runs, sessions and slots.
+        let b = if overrides.is_empty() {
+            None
+        } else {
+            Some(start_from(&text, "enterprise.toml", &overrides).await)
+        };
+        let dave = login(&a, "dave", "Dave-Demo-Passw0rd!", None).await;
+        let r = call(&a, "POST", "/api/workflows", &dave, Some(slow_workflow())).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let slow = r.json()["id"].as_str().unwrap().to_owned();
+        let sid = session(&a, &dave).await;
+
+        // max_concurrent_workflows.user = 4: four run, the fifth waits.
+        let mut runs = Vec::new();
+        for _ in 0..4 {
+            let r = start_run(&a, &dave, &sid, &slow, json!({})).await;
+            assert_eq!(r.status, 202, "{}", r.text());
+            runs.push(r.json()["run_id"].as_str().unwrap().to_owned());
+        }
+        let (other, other_dave) = match &b {
+            Some(b) => (b, login(b, "dave", "Dave-Demo-Passw0rd!", None).await),
+            None => (&a, dave.clone()),
+        };
+        let r = start_run(other, &other_dave, &sid, &slow, json!({})).await;
+        let p = r.assert_problem(429);
+        assert_eq!(
+            (p["reason"].as_str(), p["scope"].as_str()),
+            (Some("max_concurrent_workflows"), Some("user"))
+        );
+        assert!(r.header("retry-after").is_some());
+
+        // Cancelled from the other instance, the run ends where it runs,
+        // and its slot is free again.
+        let r = call(
+            other,
+            "POST",
+            &format!("/api/executions/{}/cancel", runs[0]),
+            &other_dave,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let done = finished(&a, &dave, &runs[0]).await;
+        assert_eq!(done["status"], "cancelled", "{done}");
+        assert_eq!(done["nodes"][0]["status"], "cancelled");
+        let r = start_run(other, &other_dave, &sid, &slow, json!({})).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let moved = r.json()["run_id"].as_str().unwrap().to_owned();
+
+        // bob holds node:transform:execute only: the node is refused.
+        let bob = login(&a, "bob", "Bob-Demo-Passw0rd!", None).await;
+        let bs = session(&a, &bob).await;
+        let r = start_run(&a, &bob, &bs, &slow, json!({})).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let refused = finished(&a, &bob, r.json()["run_id"].as_str().unwrap()).await;
+        assert_eq!(refused["status"], "refused", "{refused}");
+        assert_eq!(refused["failed_node"], "call");
+        assert!(
+            refused["reason"]
+                .as_str()
+                .unwrap()
+                .contains("node:http_request:execute")
+        );
+
+        // globex's own deadline (1 s) times the run out.
+        let carol = login(&a, "carol", "Carol-Demo-Passw0rd!", None).await;
+        let r = call(&a, "POST", "/api/workflows", &carol, Some(slow_workflow())).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let theirs = r.json()["id"].as_str().unwrap().to_owned();
+        let cs = session(&a, &carol).await;
+        let r = start_run(&a, &carol, &cs, &theirs, json!({})).await;
+        let timed = finished(&a, &carol, r.json()["run_id"].as_str().unwrap()).await;
+        assert_eq!(timed["status"], "timed_out", "{timed}");
+
+        // An llm node on a provider without a key fails, saying which.
+        let ask = json!({ "name": "ask", "inputs": ["prompt"], "nodes": [
+            {"id": "ask", "type": "llm", "config": {"integration": "openai", "model": "gpt-4o-mini"}}
+        ], "connections": [{"from": {"input": "prompt"}, "to": {"node": "ask", "input": "prompt"}}] });
+        let r = call(&a, "POST", "/api/workflows", &dave, Some(ask)).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let ask = r.json()["id"].as_str().unwrap().to_owned();
+        // (A slot is free: four of dave's runs are in flight.)
+        let r = call(
+            &a,
+            "POST",
+            &format!("/api/executions/{moved}/cancel"),
+            &dave,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        finished(&a, &dave, &moved).await;
+        let r = start_run(&a, &dave, &sid, &ask, json!({"prompt": "hi"})).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let failed = finished(&a, &dave, r.json()["run_id"].as_str().unwrap()).await;
+        assert_eq!(
+            (failed["status"].as_str(), failed["failed_node"].as_str()),
+            (Some("failed"), Some("ask")),
+            "{failed}"
+        );
+        if std::env::var_os("OPENAI_API_KEY").is_none() {
+            assert!(
+                failed["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("OPENAI_API_KEY"),
+                "{failed}"
+            );
+        }
+
+        // Stopping an instance ends its runs in flight as `abandoned`; the
+        // other instance reads them so.
+        let Demo { gw, data_dir, .. } = a;
+        gw.stop().await;
+        std::fs::remove_dir_all(&data_dir).ok();
+        if let Some(b) = b {
+            let left = call(
+                &b,
+                "GET",
+                &format!("/api/executions/{}", runs[1]),
+                &other_dave,
+                None,
+            )
+            .await;
+            assert_eq!(left.json()["status"], "abandoned", "{}", left.text());
+            assert!(
+                left.json()["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("shut down")
+            );
+            b.stop().await;
+        }
+    }
+}

@@ -902,7 +902,10 @@ fn integrations_are_validated_naming_the_entry() {
         json!([{"name": "a", "base_urls": ["http://x.com"], "api_key_env": "A_KEY"}]),
     )
     .unwrap();
-    let err = Integrations::build_with(&specs, |_| None, None).unwrap_err();
+    // Unset: built, and the integration says which variable is missing.
+    let unset = Integrations::build_with(&specs, |_| None, None).unwrap();
+    assert_eq!(unset.get("a").unwrap().missing_key(), Some("A_KEY"));
+    let err = Integrations::build_with(&specs, |_| Some("k".repeat(5000)), None).unwrap_err();
     assert!(
         matches!(&err, IntegrationError::Key { integration, env, .. } if integration == "a" && env == "A_KEY")
     );

@@ -190,6 +190,12 @@ pub(crate) fn tenant_allows(
     ctx: &NodeContext<'_>,
     integration: &Integration,
 ) -> Result<(), NodeError> {
+    if let Some(var) = integration.missing_key() {
+        return Err(NodeError::new(format!(
+            "integration {:?} has no API key: the environment variable {var} was unset when the gateway started",
+            integration.name()
+        )));
+    }
     if ctx.run.tenant.config.allows_integration(integration.name()) {
         Ok(())
     } else {

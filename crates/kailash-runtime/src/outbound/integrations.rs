@@ -160,8 +160,10 @@ pub enum IntegrationError {
         /// The kind given (cut to 64 bytes at most).
         kind: String,
     },
-    /// `api_key_env` names an invalid, unset or empty variable, or one
-    /// whose value cannot be sent in a header (the value is never shown).
+    /// `api_key_env` names an invalid variable, or one whose value is too
+    /// long or cannot be sent in a header (the value is never shown). An
+    /// unset or empty variable is not an error: the integration's nodes
+    /// fail at run time naming it ([`Integration::missing_key`]).
     #[error("integration {integration:?}: environment variable {env:?} {reason}")]
     Key {
         /// The integration.
@@ -314,6 +316,9 @@ pub struct Integration {
     base_urls: Vec<BaseUrl>,
     kind: Option<LlmKind>,
     key: Option<ApiKey>,
+    /// The variable `api_key_env` names when it was unset or empty at
+    /// build: every node using the integration fails, saying so.
+    missing_key: Option<String>,
     allow_private: bool,
     connect_timeout: Duration,
     timeout: Duration,
@@ -328,6 +333,7 @@ impl fmt::Debug for Integration {
             .field("base_urls", &self.base_urls)
             .field("kind", &self.kind)
             .field("key", &self.key)
+            .field("missing_key", &self.missing_key)
             .field("allow_private", &self.allow_private)
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
@@ -379,6 +385,12 @@ impl Integration {
 
     pub(crate) fn key(&self) -> Option<&ApiKey> {
         self.key.as_ref()
+    }
+
+    /// The variable its key should come from, when that was unset or
+    /// empty at build.
+    pub fn missing_key(&self) -> Option<&str> {
+        self.missing_key.as_deref()
     }
 
     pub(crate) fn tls(&self) -> Option<&tokio_rustls::TlsConnector> {
@@ -540,6 +552,7 @@ fn build_one(
             });
         }
     };
+    let mut missing_key = None;
     let key = match &spec.api_key_env {
         None => None,
         Some(var) => {
@@ -551,18 +564,27 @@ fn build_one(
             if var.is_empty() || var.contains(['=', '\0']) || var.len() > 256 {
                 return Err(bad("is not a valid variable name"));
             }
-            let value = env(var).ok_or_else(|| bad("is not set"))?;
+            let value = env(var).unwrap_or_default();
             let value = value.trim();
             if value.is_empty() {
-                return Err(bad("is empty"));
-            }
-            if value.len() > MAX_KEY_BYTES {
+                // A deployment may configure providers it has no key for
+                // yet (the reference deployment does): their nodes fail
+                // with this reason instead of the gateway refusing to start.
+                tracing::warn!(
+                    integration = %name,
+                    env = %var,
+                    "integration has no API key; its nodes will fail until it is set"
+                );
+                missing_key = Some(cut(var, 64));
+                None
+            } else if value.len() > MAX_KEY_BYTES {
                 return Err(bad("holds a key longer than 4096 bytes"));
+            } else {
+                Some(
+                    ApiKey::new(value)
+                        .ok_or_else(|| bad("holds a key that cannot be sent in a header"))?,
+                )
             }
-            Some(
-                ApiKey::new(value)
-                    .ok_or_else(|| bad("holds a key that cannot be sent in a header"))?,
-            )
         }
     };
     let range = |field: &'static str, value: Option<u64>, default: u64, max: u64| {
@@ -602,6 +624,7 @@ fn build_one(
         base_urls,
         kind,
         key,
+        missing_key,
         allow_private: spec.allow_private,
         connect_timeout: Duration::from_millis(connect_ms),
         timeout: Duration::from_millis(total_ms),

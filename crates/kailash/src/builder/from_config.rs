@@ -134,11 +134,11 @@ impl GatewayBuilder {
         if let (Some(runtime), Some(access)) = (&config.runtime, builder.access.clone()) {
             let (events, hub) =
                 crate::runtime_hooks::RunEventsToRealtime::spawn(runtime.session_isolation);
-            let workflows = kailash_runtime::WorkflowStore::new(
-                access.clone(),
-                state.clone(),
-                kailash_runtime::NodeRegistry::builtin(),
-            );
+            let integrations = kailash_runtime::outbound::Integrations::build(&config.integrations)
+                .map_err(|e| GatewayError::Runtime(e.to_string()))?;
+            let registry = kailash_runtime::NodeRegistry::builtin().with_outbound(&integrations);
+            let workflows =
+                kailash_runtime::WorkflowStore::new(access.clone(), state.clone(), registry);
             let built = kailash_runtime::runtime::AccessControlledRuntime::builder(
                 runtime.clone(),
                 access,

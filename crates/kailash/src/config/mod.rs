@@ -121,4 +121,7 @@ pub struct GatewayConfig {
     /// (`/api/sessions`, `/api/executions`; needs `[auth]`, `[access]` and
     /// `[[tenants]]`); absent means none.
     pub runtime: Option<kailash_runtime::runtime::RuntimeConfig>,
+    /// Outside services workflow nodes may call (`http_request`, `llm`),
+    /// by name; a tenant's `allowed_integrations` names the ones it may use.
+    pub integrations: Vec<kailash_runtime::outbound::IntegrationSpec>,
 }

@@ -218,6 +218,32 @@ impl GatewayConfig {
                 .validate()
                 .map_err(|e| ("realtime".into(), e.to_string()))?;
         }
+        if !self.integrations.is_empty() && self.runtime.is_none() {
+            return Err((
+                "integrations".into(),
+                "integrations are for workflow nodes: they need a [runtime] section".into(),
+            ));
+        }
+        if !self.integrations.is_empty() {
+            // Names, URLs and limits (keys are read at start).
+            kailash_runtime::outbound::Integrations::build_with(&self.integrations, |_| None, None)
+                .map_err(|e| ("integrations".into(), e.to_string()))?;
+        }
+        if self.runtime.is_some() {
+            for t in &self.tenants {
+                for name in &t.allowed_integrations {
+                    if !self.integrations.iter().any(|i| &i.name == name) {
+                        return Err((
+                            "tenants".into(),
+                            format!(
+                                "tenant `{}` allows integration `{name}`, which no [[integrations]] entry defines",
+                                t.id
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         if let Some(runtime) = &self.runtime {
             if self.auth.is_none() || self.access.is_none() || self.tenants.is_empty() {
                 return Err((

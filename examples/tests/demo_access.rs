@@ -810,6 +810,41 @@ async fn explain_tells_why_with_the_audited_reason() {
     }
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An authenticated realtime socket, past its welcome frame.
+async fn socket(d: &Demo, token: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", d.gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut ws = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade")
+        .0;
+    assert_eq!(next_frame(&mut ws).await.unwrap()["type"], "welcome");
+    ws
+}
+
+/// The next text frame as JSON (`None` once the socket closes).
+async fn next_frame(ws: &mut Socket) -> Option<Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .ok()??
+        {
+            Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
 /// Polls a run until it has ended.
 async fn finished(d: &Demo, token: &str, run: &str) -> Value {
     for _ in 0..500 {
@@ -861,6 +896,9 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
             r.header("location"),
             Some(format!("/api/sessions/{sid}").as_str())
         );
+        // dave and bob watch their realtime sockets.
+        let mut dave_ws = socket(&d, &dave).await;
+        let mut bob_ws = socket(&d, &bob).await;
         assert_eq!(session["tenant_id"], "acme");
         assert_eq!(session["tenant_name"], "Acme Corporation");
         assert_eq!(session["billing_plan"], "enterprise");
@@ -889,6 +927,36 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         assert_eq!(done["nodes"][1]["status"], "completed");
         let mine = call(&d, "GET", "/api/executions", &dave, None).await.json();
         assert_eq!(mine["executions"][0]["run_id"], run.as_str());
+        // The run's events reached dave's socket in order, on channel
+        // `executions`; bob (same tenant, isolation on) got none.
+        let mut seen = Vec::new();
+        while seen.last().map(String::as_str) != Some("execution.completed") {
+            let frame = next_frame(&mut dave_ws).await.expect("an event");
+            assert_eq!(
+                (frame["channel"].as_str(), frame["data"]["run_id"].as_str()),
+                (Some("executions"), Some(run.as_str())),
+                "{frame}"
+            );
+            seen.push(frame["event"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            seen,
+            [
+                "execution.started",
+                "node.completed",
+                "node.completed",
+                "execution.completed"
+            ]
+        );
+        assert!(
+            tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                next_frame(&mut bob_ws)
+            )
+            .await
+            .is_err(),
+            "bob saw dave's run"
+        );
 
         // Isolation: bob (same tenant) and carol (globex) see nothing of it.
         for (who, token) in [("bob", &bob), ("carol", &carol)] {
@@ -1177,12 +1245,32 @@ async fn runtime_limits_hold_over_http_and_across_instances() {
                 .contains("node:http_request:execute")
         );
 
-        // globex's own deadline (1 s) times the run out.
+        // globex runs its own transform workflows (llm is not among its
+        // node types: refused at creation, naming the node).
         let carol = login(&a, "carol", "Carol-Demo-Passw0rd!", None).await;
+        let r = call(&a, "POST", "/api/workflows", &carol, Some(order_workflow())).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let mapped = r.json()["id"].as_str().unwrap().to_owned();
+        let cs = session(&a, &carol).await;
+        let r = start_run(&a, &carol, &cs, &mapped, json!({"order": {"qty": 2}})).await;
+        let done = finished(&a, &carol, r.json()["run_id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let r = call(
+            &a,
+            "POST",
+            "/api/workflows",
+            &carol,
+            Some(json!({"name": "ai", "nodes": [
+                {"id": "ask", "type": "llm", "config": {"integration": "openai", "model": "m"}}
+            ]})),
+        )
+        .await;
+        assert_eq!(r.assert_problem(403)["node"], "ask");
+
+        // globex's own deadline (1 s) times the run out.
         let r = call(&a, "POST", "/api/workflows", &carol, Some(slow_workflow())).await;
         assert_eq!(r.status, 201, "{}", r.text());
         let theirs = r.json()["id"].as_str().unwrap().to_owned();
-        let cs = session(&a, &carol).await;
         let r = start_run(&a, &carol, &cs, &theirs, json!({})).await;
         let timed = finished(&a, &carol, r.json()["run_id"].as_str().unwrap()).await;
         assert_eq!(timed["status"], "timed_out", "{timed}");

@@ -42,17 +42,20 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use kailash_access::layer::RequirePermissionLayer;
 use kailash_core::{Principal, Problem};
 use kailash_tenancy::model::Tenant;
-use serde::Deserialize;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::runtime::{AccessControlledRuntime, EXECUTE_PERMISSION, MAX_LISTED, RunRequest};
+use crate::runtime::{
+    AccessControlledRuntime, EXECUTE_PERMISSION, MAX_LISTED, RunRequest, RuntimeError,
+};
 
 /// The largest request body accepted (a run's inputs), in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -64,187 +67,134 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-type Caller = (Option<Extension<Principal>>, Option<Extension<Arc<Tenant>>>);
+/// The authenticated principal and its resolved tenant, from the
+/// request's extensions; `403` without them.
+struct Caller(Principal, Arc<Tenant>);
 
-fn caller(c: Caller) -> Option<(Principal, Arc<Tenant>)> {
-    match c {
-        (Some(Extension(p)), Some(Extension(t))) => Some((p, t)),
-        _ => None,
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let tenant = parts.extensions.get::<Arc<Tenant>>().cloned();
+        match (principal, tenant) {
+            (Some(p), Some(t)) => Ok(Self(p, t)),
+            _ => Err(
+                Problem::forbidden("the request has no authenticated principal in a tenant")
+                    .into_response(),
+            ),
+        }
     }
 }
 
-fn no_caller() -> Response {
-    Problem::forbidden("the request has no authenticated principal in a tenant").into_response()
-}
-
-fn json<T: Serialize>(status: StatusCode, value: &T, location: Option<String>) -> Response {
-    let mut response = (status, axum::Json(value)).into_response();
-    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        response.headers_mut().insert(header::LOCATION, location);
+/// `value` as JSON with `status` (and `Location`), or the error's problem.
+fn answer<T: Serialize>(
+    result: Result<T, RuntimeError>,
+    status: StatusCode,
+    location: impl FnOnce(&T) -> Option<String>,
+) -> Response {
+    match result {
+        Ok(value) => {
+            let at = location(&value).and_then(|l| HeaderValue::from_str(&l).ok());
+            let mut response = (status, axum::Json(&value)).into_response();
+            if let Some(at) = at {
+                response.headers_mut().insert(header::LOCATION, at);
+            }
+            response
+        }
+        Err(e) => e.to_problem().into_response(),
     }
-    response
 }
 
-fn guarded(route: MethodRouter) -> MethodRouter {
+fn nowhere<T>(_: &T) -> Option<String> {
+    None
+}
+
+type Rt = State<AccessControlledRuntime>;
+
+async fn open_session(State(rt): Rt, Caller(p, t): Caller) -> Response {
+    answer(rt.open_session(&p, &t).await, StatusCode::CREATED, |s| {
+        Some(format!("/api/sessions/{}", s.id))
+    })
+}
+
+async fn read_session(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+    answer(rt.session(&p, &t, &id).await, StatusCode::OK, nowhere)
+}
+
+async fn close_session(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+    match rt.close_session(&p, &t, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.to_problem().into_response(),
+    }
+}
+
+async fn execute(
+    State(rt): Rt,
+    Caller(p, t): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if body.len() > MAX_BODY_BYTES {
+        return Problem::payload_too_large(MAX_BODY_BYTES).into_response();
+    }
+    let request: RunRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Problem::bad_request(format!(
+                "the body is not a run request `{{workflow_id, inputs}}`: {e}"
+            ))
+            .into_response();
+        }
+    };
+    answer(
+        rt.start(&p, &t, &id, request).await,
+        StatusCode::ACCEPTED,
+        |r| Some(format!("/api/executions/{}", r.run_id)),
+    )
+}
+
+async fn list(
+    State(rt): Rt,
+    Caller(p, t): Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let limit = match q {
+        Ok(Query(q)) => q.limit.unwrap_or(MAX_LISTED),
+        Err(e) => return Problem::bad_request(e.body_text()).into_response(),
+    };
+    let runs = rt
+        .list(&p, &t, limit)
+        .await
+        .map(|runs| serde_json::json!({ "tenant": t.id, "executions": runs }));
+    answer(runs, StatusCode::OK, nowhere)
+}
+
+async fn read_run(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+    answer(rt.get(&p, &t, &id).await, StatusCode::OK, nowhere)
+}
+
+async fn cancel(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+    answer(rt.cancel(&p, &t, &id).await, StatusCode::ACCEPTED, nowhere)
+}
+
+fn guarded(route: MethodRouter<AccessControlledRuntime>) -> MethodRouter<AccessControlledRuntime> {
     route.layer(RequirePermissionLayer::new(EXECUTE_PERMISSION))
 }
 
 /// The execution API's routes (see the [module docs](self)).
 pub fn router(runtime: AccessControlledRuntime) -> Router {
-    let rt = runtime.clone();
-    let open = post(
-        move |p: Option<Extension<Principal>>, t: Option<Extension<Arc<Tenant>>>| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                match rt.open_session(&principal, &tenant).await {
-                    Ok(s) => {
-                        let at = format!("/api/sessions/{}", s.id);
-                        json(StatusCode::CREATED, &s, Some(at))
-                    }
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
-    let rt = runtime.clone();
-    let read_session = get(
-        move |p: Option<Extension<Principal>>,
-              t: Option<Extension<Arc<Tenant>>>,
-              Path(id): Path<String>| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                match rt.session(&principal, &tenant, &id).await {
-                    Ok(s) => json(StatusCode::OK, &s, None),
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
-    let rt = runtime.clone();
-    let close_session = axum::routing::delete(
-        move |p: Option<Extension<Principal>>,
-              t: Option<Extension<Arc<Tenant>>>,
-              Path(id): Path<String>| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                match rt.close_session(&principal, &tenant, &id).await {
-                    Ok(()) => StatusCode::NO_CONTENT.into_response(),
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
-    let rt = runtime.clone();
-    let execute = post(
-        move |p: Option<Extension<Principal>>,
-              t: Option<Extension<Arc<Tenant>>>,
-              Path(id): Path<String>,
-              body: Bytes| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                if body.len() > MAX_BODY_BYTES {
-                    return Problem::payload_too_large(MAX_BODY_BYTES).into_response();
-                }
-                let request: RunRequest = match serde_json::from_slice(&body) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return Problem::bad_request(format!(
-                            "the body is not a run request `{{workflow_id, inputs}}`: {e}"
-                        ))
-                        .into_response();
-                    }
-                };
-                match rt.start(&principal, &tenant, &id, request).await {
-                    Ok(run) => {
-                        let at = format!("/api/executions/{}", run.run_id);
-                        json(StatusCode::ACCEPTED, &run, Some(at))
-                    }
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
-    let rt = runtime.clone();
-    let list = get(
-        move |p: Option<Extension<Principal>>,
-              t: Option<Extension<Arc<Tenant>>>,
-              q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                let limit = match q {
-                    Ok(Query(q)) => q.limit.unwrap_or(MAX_LISTED),
-                    Err(e) => return Problem::bad_request(e.body_text()).into_response(),
-                };
-                match rt.list(&principal, &tenant, limit).await {
-                    Ok(runs) => json(
-                        StatusCode::OK,
-                        &serde_json::json!({ "tenant": tenant.id, "executions": runs }),
-                        None,
-                    ),
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
-    let rt = runtime.clone();
-    let read_run = get(
-        move |p: Option<Extension<Principal>>,
-              t: Option<Extension<Arc<Tenant>>>,
-              Path(id): Path<String>| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                match rt.get(&principal, &tenant, &id).await {
-                    Ok(run) => json(StatusCode::OK, &run, None),
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
-    let rt = runtime;
-    let cancel = post(
-        move |p: Option<Extension<Principal>>,
-              t: Option<Extension<Arc<Tenant>>>,
-              Path(id): Path<String>| {
-            let rt = rt.clone();
-            async move {
-                let Some((principal, tenant)) = caller((p, t)) else {
-                    return no_caller();
-                };
-                match rt.cancel(&principal, &tenant, &id).await {
-                    Ok(run) => json(StatusCode::ACCEPTED, &run, None),
-                    Err(e) => e.to_problem().into_response(),
-                }
-            }
-        },
-    );
     Router::new()
-        .route("/api/sessions", guarded(open))
+        .route("/api/sessions", guarded(post(open_session)))
         .route(
             "/api/sessions/{id}",
-            guarded(read_session).merge(guarded(close_session)),
+            guarded(get(read_session).merge(delete(close_session))),
         )
-        .route("/api/sessions/{id}/executions", guarded(execute))
-        .route("/api/executions", guarded(list))
-        .route("/api/executions/{id}", guarded(read_run))
-        .route("/api/executions/{id}/cancel", guarded(cancel))
+        .route("/api/sessions/{id}/executions", guarded(post(execute)))
+        .route("/api/executions", guarded(get(list)))
+        .route("/api/executions/{id}", guarded(get(read_run)))
+        .route("/api/executions/{id}/cancel", guarded(post(cancel)))
+        .with_state(runtime)
 }
 
 /// The OpenAPI 3.1 fragment of these routes (merged by the gateway).

@@ -415,9 +415,10 @@ impl Integration {
 /// assert_eq!(openai.kind(), Some(LlmKind::OpenAi));
 /// assert!(!format!("{openai:?}").contains("sk-test"));
 ///
-/// // A missing key is an error naming the entry and the variable, never a value.
-/// let err = Integrations::build_with(&specs, |_| None, None).unwrap_err();
-/// assert!(err.to_string().contains("OPENAI_API_KEY"));
+/// // A missing key is no error at start: the integration says which variable
+/// // was unset, and its nodes fail naming it.
+/// let unset = Integrations::build_with(&specs, |_| None, None)?;
+/// assert_eq!(unset.get("openai").unwrap().missing_key(), Some("OPENAI_API_KEY"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]

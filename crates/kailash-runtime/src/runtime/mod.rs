@@ -129,7 +129,8 @@ pub const AUDIT_SESSION: &str = "workflow.session";
 /// Audit action of a cancellation.
 pub const AUDIT_CANCEL: &str = "workflow.cancel";
 
-/// The longest workflow id a run request may name, in bytes.
+/// The longest workflow, session or run id accepted, in bytes (longer
+/// ones answer like unknown ids).
 pub const MAX_WORKFLOW_ID_BYTES: usize = 64;
 /// The most runs [`AccessControlledRuntime::list`] returns.
 pub const MAX_LISTED: usize = 100;
@@ -414,6 +415,9 @@ impl AccessControlledRuntime {
         id: &str,
     ) -> Result<AgentSession, RuntimeError> {
         same_tenant(principal, tenant)?;
+        if id.len() > MAX_WORKFLOW_ID_BYTES {
+            return Err(RuntimeError::NotFound);
+        }
         let session = self
             .inner
             .sessions
@@ -486,6 +490,9 @@ impl AccessControlledRuntime {
         same_tenant(principal, tenant)?;
         if !tenant.active {
             return Err(RuntimeError::TenantInactive);
+        }
+        if session_id.len() > MAX_WORKFLOW_ID_BYTES {
+            return Err(RuntimeError::NotFound);
         }
         let session = self
             .inner

@@ -182,3 +182,47 @@ impl Shape {
         work
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kailash_core::clock::SystemClock;
+    use kailash_runtime::{CancelToken, Executor, NodeRegistry, RunContext, RunStatus, compile};
+
+    /// Each shape runs to the outputs `check` expects, and the node-alone
+    /// work evaluates to exactly what each node gave in the run (same
+    /// expressions, same inputs), so subtracting it is subtracting the
+    /// nodes' own work.
+    #[test]
+    fn runs_and_node_work_agree() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tenant = tenant();
+        for shape in Shape::ALL {
+            let wf = compile(&shape.definition(), &tenant, &NodeRegistry::builtin()).unwrap();
+            let ctx = RunContext::new("wf", tenant.clone(), principal()).unwrap();
+            let run = rt.block_on(Executor::new(Arc::new(SystemClock)).run(
+                &ctx,
+                &wf,
+                shape.inputs(),
+                &CancelToken::new(),
+            ));
+            assert_eq!(run.status, RunStatus::Completed, "{}", shape.name());
+            assert!(
+                shape.check(run.outputs.as_ref().unwrap()),
+                "{:?}",
+                run.outputs
+            );
+            assert!(!shape.check(&shape.inputs()));
+            assert_eq!(run.nodes.len(), shape.nodes());
+            let work = shape.node_work();
+            assert_eq!(work.len(), shape.nodes());
+            for ((t, input), node) in work.into_iter().zip(&run.nodes) {
+                let alone = t.evaluate(Value::Object(input), u64::MAX).unwrap();
+                assert_eq!(node.output, Some(json!({ "result": alone })), "{}", node.id);
+            }
+        }
+    }
+}

@@ -60,7 +60,11 @@ echo "== load before: $load_before ($(nproc) cores)" >&2
 echo "== rust, run 1" >&2
 timeout 120 "$BIN" --secs "$RUST_SECS" > "$work/rust1.json"
 echo "== kailash-py $KAILASH_PY_VERSION, $PY_RUNS runs per workflow and config" >&2
-timeout 300 "$VENV/bin/python" "$here/kailash_py/runtime_bench.py" --runs "$PY_RUNS" \
+# kailash-py's default LocalRuntime records every run in a SQLite file under
+# ~/.kailash/tracking: HOME points into the work directory so that file goes
+# away with it.
+mkdir -p "$work/home"
+HOME="$work/home" timeout 300 "$VENV/bin/python" "$here/kailash_py/runtime_bench.py" --runs "$PY_RUNS" \
   > "$work/py.json" 2> "$work/py.stderr" || { cat "$work/py.stderr" >&2; die "the Python bench failed"; }
 echo "== rust, run 2" >&2
 timeout 120 "$BIN" --secs "$RUST_SECS" > "$work/rust2.json"

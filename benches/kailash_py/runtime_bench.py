@@ -29,6 +29,11 @@ The fan-out's single workflow input reaches the ten nodes as per-node
 parameters (`{"f0": {"data": X}, ...}`), kailash-py's way of feeding one
 value to several entry nodes.
 
+Two LocalRuntime configs are timed: `LocalRuntime()` as a user gets it,
+whose task tracking writes every run and node to a SQLite file under
+~/.kailash/tracking (most of its time: commits and closes), and
+`LocalRuntime(enable_monitoring=False)`, which skips that tracking.
+
 Each configuration is timed with `runtime.execute(workflow, parameters=...)`
 on one LocalRuntime (used as a context manager, as its docs require), after
 warm-up runs, in batches; the per-run time is the median of the batch

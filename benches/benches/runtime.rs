@@ -1,9 +1,20 @@
-//! Runtime overhead per node: a 10-node `transform` chain and a 10-wide
-//! `transform` fan-out with trivial expressions (`x`), run through the
-//! executor (validation done once, outside the loop), against the same ten
-//! expressions evaluated directly (`transform_alone`: the nodes' own work).
-//! Throughput is per node, so Criterion's elements/s inverted is the time
-//! per node; per-node overhead = (chain or fan-out − alone) / 10.
+//! Workflow runtime overhead per node, on the two workflows of
+//! `kailash_benches::runtime_workflows`: `chain10` (ten `transform` nodes
+//! in a row) and `fanout10` (one input → ten transforms → one join, eleven
+//! nodes), each run whole through the executor (compiled once, outside the
+//! loop; a fresh `RunContext` — run id — per run, default limits, so the
+//! deadline timer and the byte budget are armed as in production).
+//!
+//! `alone/<shape>` times the same nodes' own work: each node's compiled
+//! JMESPath expression ([`Transform::evaluate`]) on the exact input the
+//! executor hands it, for every node of one run; the inputs are built in
+//! the untimed setup (`iter_batched`), so building them — which the
+//! executor does for each node — counts as the runtime's overhead.
+//!
+//! Per-node overhead = (time(`run/<shape>`) − time(`alone/<shape>`)) /
+//! nodes. Both are per run; the throughput line is nodes/s.
+//! `benches/runtime_vs_py.sh` computes the same figures with the
+//! `runtime_bench` binary and puts kailash-py's beside them.
 //!
 //! ```text
 //! cargo bench -p kailash-benches --bench runtime
@@ -12,83 +23,63 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use kailash_benches::runtime_workflows::{Shape, principal, tenant};
 use kailash_core::clock::SystemClock;
-use kailash_core::{Principal, TenantId};
-use kailash_runtime::definition::Definition;
-use kailash_runtime::transform::Transform;
 use kailash_runtime::{CancelToken, Executor, NodeRegistry, RunContext, RunStatus, compile};
-use kailash_tenancy::model::{Tenant, TenantSpec};
-use serde_json::{Value, json};
-
-const NODES: usize = 10;
-
-fn chain() -> Definition {
-    let nodes: Vec<Value> = (0..NODES)
-        .map(|i| json!({ "id": format!("n{i}"), "type": "transform", "config": { "expression": "x" } }))
-        .collect();
-    let mut connections =
-        vec![json!({ "from": { "input": "x" }, "to": { "node": "n0", "input": "x" } })];
-    for i in 1..NODES {
-        connections.push(json!({
-            "from": { "node": format!("n{}", i - 1), "output": "result" },
-            "to": { "node": format!("n{i}"), "input": "x" }
-        }));
-    }
-    serde_json::from_value(json!({ "inputs": ["x"], "nodes": nodes, "connections": connections }))
-        .expect("chain")
-}
-
-fn fan_out() -> Definition {
-    let nodes: Vec<Value> = (0..NODES)
-        .map(|i| json!({ "id": format!("n{i}"), "type": "transform", "config": { "expression": "x" } }))
-        .collect();
-    let connections: Vec<Value> = (0..NODES)
-        .map(|i| json!({ "from": { "input": "x" }, "to": { "node": format!("n{i}"), "input": "x" } }))
-        .collect();
-    serde_json::from_value(json!({ "inputs": ["x"], "nodes": nodes, "connections": connections }))
-        .expect("fan-out")
-}
+use serde_json::Value;
 
 fn bench_runtime(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let spec: TenantSpec = serde_json::from_value(json!({ "id": "acme" })).expect("spec");
-    let tenant = Arc::new(Tenant::try_from(spec).expect("tenant"));
-    let who = Principal::builder("dave")
-        .tenant(TenantId::new("acme").expect("tenant id"))
-        .build();
-    let ctx = RunContext::new("wf-bench", tenant.clone(), who).expect("run id");
+    let tenant = tenant();
+    let who = principal();
     let executor = Executor::new(Arc::new(SystemClock));
     let registry = NodeRegistry::builtin();
-    let inputs = json!({ "x": 1 });
 
     let mut group = c.benchmark_group("runtime");
-    group.throughput(Throughput::Elements(NODES as u64));
-    for (name, def) in [("chain10", chain()), ("fanout10", fan_out())] {
-        let wf = compile(&def, &tenant, &registry).expect("valid");
+    for shape in Shape::ALL {
+        group.throughput(Throughput::Elements(shape.nodes() as u64));
+        let wf = compile(&shape.definition(), &tenant, &registry).expect("valid");
+        let inputs = shape.inputs();
         let cancel = CancelToken::new();
-        group.bench_function(name, |b| {
+        let check = rt.block_on(executor.run(
+            &RunContext::new("wf-bench", tenant.clone(), who.clone()).expect("run id"),
+            &wf,
+            inputs.clone(),
+            &cancel,
+        ));
+        assert_eq!(check.status, RunStatus::Completed);
+        assert!(shape.check(check.outputs.as_ref().expect("outputs")));
+
+        group.bench_function(format!("run/{}", shape.name()), |b| {
             b.iter(|| {
+                let ctx = RunContext::new("wf-bench", tenant.clone(), who.clone()).expect("id");
                 let r = rt.block_on(executor.run(&ctx, &wf, inputs.clone(), &cancel));
-                assert_eq!(r.status, RunStatus::Completed);
+                debug_assert_eq!(r.status, RunStatus::Completed);
                 black_box(r)
             })
         });
+
+        let work = shape.node_work();
+        group.bench_function(format!("alone/{}", shape.name()), |b| {
+            b.iter_batched(
+                || {
+                    work.iter()
+                        .map(|(_, input)| Value::Object(input.clone()))
+                        .collect::<Vec<_>>()
+                },
+                |inputs| {
+                    for ((t, _), input) in work.iter().zip(inputs) {
+                        black_box(t.evaluate(input, u64::MAX).expect("evaluates"));
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
     }
-    let alone = Transform::compile("x").expect("expression");
-    group.bench_function("transform_alone", |b| {
-        b.iter(|| {
-            for _ in 0..NODES {
-                let out = alone
-                    .evaluate(black_box(json!({ "x": 1 })), u64::MAX)
-                    .expect("evaluates");
-                black_box(out);
-            }
-        })
-    });
     group.finish();
 }
 

@@ -6,8 +6,14 @@
 //! - [`cpu`]: CPU time consumed by named threads of this process, read from
 //!   `/proc` (Linux only), so a bench can report what a request costs a
 //!   server thread and not only how fast the client saw it.
+//! - [`runtime_workflows`]: the workflow-runtime benches' two workflows
+//!   (a 10-node `transform` chain, a 10-wide fan-out with a join) and the
+//!   nodes' own work, shared by the `runtime` Criterion bench and the
+//!   `runtime_bench` binary.
 
 use std::time::Duration;
+
+pub mod runtime_workflows;
 
 /// Sub-buckets per power of two: 2^7 = 128, so a bucket is at most 1/128
 /// (0.78 %) of its value wide.

@@ -29,9 +29,10 @@
 //!   tenant's; plus admission control on the process's resident memory;
 //! - the role's **`max_executions_per_hour`**, charged per accepted run.
 //!
-//! Runs live in the shared state ([`runs`](self) keys in `runs.rs`), so
-//! any instance answers their status; a run whose instance stopped
-//! renewing its lease reads as `abandoned`, never `running` forever.
+//! Runs live in the shared state (keys `t:<tenant>:runtime.*`), so any
+//! instance answers their status — with each node's status stored as the
+//! node ends — and cancels them; a run whose instance stopped renewing
+//! its lease reads as `abandoned`, never `running` forever.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -105,8 +106,8 @@ pub use sessions::{AgentSession, SessionLimits};
 
 use crate::compile::{CompiledWorkflow, compile};
 use crate::executor::{
-    CancelToken, EventSink, Executor, NoEvents, NodeHook, NodeInfo, Refusal, RunContext, RunLimits,
-    RunRecord, RunStatus, new_record,
+    CancelToken, EventSink, Executor, NoEvents, NodeHook, NodeInfo, NodeStatus, Refusal,
+    RunContext, RunEvent, RunLimits, RunRecord, RunStatus, new_record,
 };
 use crate::store::WorkflowStore;
 use runs::{Runs, Slots};
@@ -215,11 +216,15 @@ impl RuntimeBuilder {
             access: self.access.clone(),
             audit: audit.clone(),
         };
-        let executor = Executor::new(self.state.clock.clone())
-            .with_hook(Arc::new(guard))
-            .with_events(self.events)
-            .with_limits(limits);
-        let inner = Arc::new(Inner {
+        let events = self.events;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            executor: Executor::new(self.state.clock.clone())
+                .with_hook(Arc::new(guard))
+                .with_events(Arc::new(ProgressSink {
+                    inner: events,
+                    runtime: weak.clone(),
+                }))
+                .with_limits(limits),
             runs: Runs {
                 state: self.state.clone(),
                 instance,
@@ -236,7 +241,6 @@ impl RuntimeBuilder {
             config: self.config,
             access: self.access,
             workflows: self.workflows,
-            executor,
             audit,
             local: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
@@ -273,8 +277,8 @@ struct Inner {
     runs: Runs,
     sessions: Sessions,
     audit: Option<Arc<dyn AuditSink>>,
-    /// Runs on this instance, by id: their cancel tokens.
-    local: Mutex<HashMap<String, (TenantId, CancelToken)>>,
+    /// Runs on this instance, by id.
+    local: Mutex<HashMap<String, LocalRun>>,
     shutting_down: AtomicBool,
     /// How many runs this instance has in flight.
     running: watch::Sender<usize>,
@@ -589,8 +593,16 @@ impl AccessControlledRuntime {
         pending: RunRecord,
     ) {
         let token = CancelToken::new();
+        let progress = Arc::new(Progress::default());
         if let Ok(mut local) = self.inner.local.lock() {
-            local.insert(ctx.run_id.clone(), (ctx.tenant.id.clone(), token.clone()));
+            local.insert(
+                ctx.run_id.clone(),
+                LocalRun {
+                    tenant: ctx.tenant.id.clone(),
+                    token: token.clone(),
+                    progress: progress.clone(),
+                },
+            );
         }
         self.inner.running.send_modify(|n| *n += 1);
         let count = Running(self.inner.clone());
@@ -600,14 +612,19 @@ impl AccessControlledRuntime {
             let tenant = ctx.tenant.id.clone();
             let mut running = pending;
             running.status = RunStatus::Running;
+            running.started_at = inner.runs.state.clock.now();
             if let Err(error) = inner.runs.save(&running, &tenant).await {
                 tracing::warn!(%error, run = %ctx.run_id, "could not record a run as running");
             }
             let run = inner.executor.run(&ctx, &compiled, inputs, &token);
             let keep = keep_alive(&inner, &tenant, &slots, &ctx.run_id, &token);
+            let progressed = record_progress(&inner, &tenant, running, &progress);
+            // `biased`: the run's own end wins over a progress write.
             let mut record = tokio::select! {
+                biased;
                 record = run => record,
                 never = keep => match never {},
+                never = progressed => match never {},
             };
             if record.status == RunStatus::Cancelled && inner.shutting_down.load(Ordering::Acquire)
             {
@@ -738,8 +755,8 @@ impl AccessControlledRuntime {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Release);
         if let Ok(local) = self.inner.local.lock() {
-            for (_, token) in local.values() {
-                token.cancel();
+            for run in local.values() {
+                run.token.cancel();
             }
         }
         let mut rx = self.inner.running.subscribe();
@@ -748,9 +765,9 @@ impl AccessControlledRuntime {
 
     fn cancel_local(&self, run_id: &str) {
         if let Ok(local) = self.inner.local.lock()
-            && let Some((_, token)) = local.get(run_id)
+            && let Some(run) = local.get(run_id)
         {
-            token.cancel();
+            run.token.cancel();
         }
     }
 
@@ -918,13 +935,88 @@ async fn listen_for_cancellations(inner: &Arc<Inner>) {
                 continue;
             };
             if let Ok(local) = inner.local.lock()
-                && let Some((t, token)) = local.get(run)
-                && t.as_str() == tenant
+                && let Some(local_run) = local.get(run)
+                && local_run.tenant.as_str() == tenant
             {
-                token.cancel();
+                local_run.token.cancel();
             }
         }
     });
+}
+
+/// A run in flight on this instance.
+struct LocalRun {
+    tenant: TenantId,
+    token: CancelToken,
+    progress: Arc<Progress>,
+}
+
+/// The nodes a run has ended so far, for its stored record while it runs.
+#[derive(Default)]
+struct Progress {
+    ended: Mutex<Vec<(String, NodeStatus, u64)>>,
+    changed: tokio::sync::Notify,
+}
+
+/// Passes every event on, and notes each ended node in its run's
+/// [`Progress`] (the run's task stores it, coalescing bursts).
+struct ProgressSink {
+    inner: Arc<dyn EventSink>,
+    runtime: Weak<Inner>,
+}
+
+impl EventSink for ProgressSink {
+    fn publish(&self, event: &RunEvent) {
+        self.inner.publish(event);
+        let RunEvent::NodeCompleted {
+            run_id,
+            node,
+            status,
+            duration_us,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let Some(runtime) = self.runtime.upgrade() else {
+            return;
+        };
+        let progress = match runtime.local.lock() {
+            Ok(local) => local.get(run_id).map(|r| r.progress.clone()),
+            Err(_) => None,
+        };
+        if let Some(progress) = progress {
+            if let Ok(mut ended) = progress.ended.lock() {
+                ended.push((node.clone(), *status, *duration_us));
+            }
+            progress.changed.notify_one();
+        }
+    }
+}
+
+/// Stores the run's node progress each time nodes end; never returns.
+async fn record_progress(
+    inner: &Inner,
+    tenant: &TenantId,
+    mut record: RunRecord,
+    progress: &Progress,
+) -> std::convert::Infallible {
+    loop {
+        progress.changed.notified().await;
+        let ended = match progress.ended.lock() {
+            Ok(mut ended) => std::mem::take(&mut *ended),
+            Err(_) => Vec::new(),
+        };
+        for (id, status, duration) in ended {
+            if let Some(n) = record.nodes.iter_mut().find(|n| n.id == id) {
+                n.status = status;
+                n.duration_us = Some(duration);
+            }
+        }
+        if let Err(error) = inner.runs.save(&record, tenant).await {
+            tracing::warn!(%error, run = %record.run_id, "could not record a run's progress");
+        }
+    }
 }
 
 /// Counts a run in flight until dropped.

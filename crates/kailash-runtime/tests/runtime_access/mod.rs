@@ -505,6 +505,21 @@ async fn a_cancellation_on_another_instance_reaches_the_run() {
     while b.get(&dave, &acme, &r.run_id).await.unwrap().status != RunStatus::Running {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Node progress is stored as nodes end: the other instance sees the
+    // first node completed while the second still runs.
+    let progressed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let seen = b.get(&dave, &acme, &r.run_id).await.unwrap();
+            if seen.nodes[0].status == NodeStatus::Completed {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("progress stored");
+    assert_eq!(progressed.status, RunStatus::Running);
+    assert_eq!(progressed.nodes[1].status, NodeStatus::Pending);
     // b does not run it: the request goes out on pub/sub.
     b.cancel(&dave, &acme, &r.run_id).await.unwrap();
     let done = tokio::time::timeout(Duration::from_secs(2), b.wait(&dave, &acme, &r.run_id))

@@ -785,8 +785,16 @@ async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
         );
         drop(sse);
 
-        // The hub's counters are series of /metrics.
-        let metrics = support::get(gw.addr, "/metrics").await.text();
+        // The hub's counters are series of /metrics. The dropped SSE stream
+        // counts as closed once the server notices (its next write).
+        let mut metrics = String::new();
+        for _ in 0..100 {
+            metrics = support::get(gw.addr, "/metrics").await.text();
+            if metrics.contains("realtime_connections_open 2\n") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         for line in [
             "realtime_connections_open 2\n",
             "realtime_closes_total{reason=\"invalid_token\"} 1\n",

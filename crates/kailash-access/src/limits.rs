@@ -181,6 +181,19 @@ impl Limits {
             .len())
     }
 
+    /// Gives back one execution charged by
+    /// [`charge_execution`](Self::charge_execution) for a run that was not
+    /// started after all (a later check refused it). Never below zero.
+    pub async fn refund_execution(&self, principal: &Principal) -> Result<(), StateError> {
+        let k = key(EXECUTIONS, principal.tenant(), principal.subject());
+        let v = self.state.counters.add(&k, -1, Some(HOUR)).await?;
+        if v.value < 0 {
+            // The window ended between charge and refund: undo the refund.
+            self.state.counters.add(&k, 1, Some(HOUR)).await?;
+        }
+        Ok(())
+    }
+
     /// Charges one execution against `max_executions_per_hour` (a fixed
     /// window that starts with the first execution). Returns the count in
     /// the window.

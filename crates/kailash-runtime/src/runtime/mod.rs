@@ -558,17 +558,21 @@ impl AccessControlledRuntime {
                 kailash_core::state::StateError::Unavailable("the runtime is shutting down".into()),
             ));
         }
-        self.inner.limits.charge_execution(principal).await?;
-
         let ctx = RunContext::new(workflow.id.clone(), tenant.clone(), principal.clone())
             .map_err(|_| RuntimeError::NoRandomness)?
             .with_session(session.id);
+        // Slots first, then the hourly charge: a run refused by either
+        // leaves nothing taken or charged.
         let slots = self.inner.runs.slots(
             &self.inner.config.resource_limits.max_concurrent_workflows,
             &tenant.id,
             principal.subject(),
         );
         self.inner.runs.acquire(&slots, &ctx.run_id).await?;
+        if let Err(e) = self.inner.limits.charge_execution(principal).await {
+            self.inner.runs.release(&slots, &ctx.run_id).await;
+            return Err(e.into());
+        }
         let record = new_record(
             &ctx,
             &compiled,
@@ -578,6 +582,9 @@ impl AccessControlledRuntime {
         if let Err(e) = self.inner.runs.insert(&record, &tenant.id).await {
             self.inner.runs.release(&slots, &ctx.run_id).await;
             self.inner.runs.end_lease(&tenant.id, &ctx.run_id).await;
+            if let Err(error) = self.inner.limits.refund_execution(principal).await {
+                tracing::warn!(%error, "could not refund the execution of a run not started");
+            }
             return Err(e);
         }
         self.spawn(ctx, compiled, request.inputs, slots, record.clone());

@@ -71,7 +71,7 @@ async fn access() -> AccessControl {
         { "name": "viewer", "permissions": ["workflow:create", "workflow:execute"] },
         { "name": "manager", "permissions": ["workflow:execute", "execution:manage"] },
         { "name": "limited", "permissions": [
-            "workflow:create", "workflow:execute", "node:transform:execute"
+            "workflow:create", "workflow:execute", "node:transform:execute", "node:hold:execute"
         ], "max_executions_per_hour": 2 }
     ]}))
     .unwrap();
@@ -781,4 +781,45 @@ async fn the_memory_watermark_refuses_new_runs_and_config_errors_name_the_field(
     .unwrap();
     assert!(bad.validate().unwrap_err().field.ends_with(".user"));
     assert!(serde_json::from_value::<RuntimeConfig>(json!({"audit": true})).is_err());
+}
+
+#[tokio::test]
+async fn a_run_refused_for_concurrency_is_not_charged_to_the_hourly_limit() {
+    let w = world().await;
+    let mut config = RuntimeConfig::default();
+    config.resource_limits.max_concurrent_workflows.user = Some(1);
+    let rt = w.runtime(config).await;
+    let acme = acme();
+    let lim = user("lim", "acme", "limited");
+    let slow = w.workflow(&lim, &acme, held(60_000)).await;
+    let quick = w.workflow(&lim, &acme, chain()).await;
+    let s = rt.open_session(&lim, &acme).await.unwrap();
+    let first = rt
+        .start(&lim, &acme, &s.id, run(&slow, json!({})))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let e = rt
+            .start(&lim, &acme, &s.id, run(&quick, json!({"n": 1})))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RuntimeError::Concurrency { .. }), "{e:?}");
+    }
+    rt.cancel(&lim, &acme, &first.run_id).await.unwrap();
+    rt.wait(&lim, &acme, &first.run_id).await.unwrap();
+    // One of two hourly executions is left: the refusals took none.
+    let r = rt
+        .start(&lim, &acme, &s.id, run(&quick, json!({"n": 1})))
+        .await
+        .unwrap();
+    assert_eq!(
+        rt.wait(&lim, &acme, &r.run_id).await.unwrap().status,
+        RunStatus::Completed
+    );
+    let e = rt
+        .start(&lim, &acme, &s.id, run(&quick, json!({"n": 1})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_problem().status(), 429);
+    assert!(matches!(e, RuntimeError::Limit(_)), "{e:?}");
 }

@@ -31,6 +31,10 @@ pub struct Gateway {
     runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
 }
 
+/// The longest the gateway waits, after draining, for cancelled runs to
+/// write their records.
+const RUNS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
@@ -145,10 +149,15 @@ impl Gateway {
         // Realtime connections are long-lived: closed (1001 going away) as
         // soon as the shutdown starts, so they never hold the grace period.
         let hub = self.realtime.clone();
+        let runtime = self.runtime.clone();
         let shutdown = async move {
             shutdown.await;
             if let Some(hub) = hub {
                 hub.close_all();
+            }
+            // Runs end while connections drain (recorded `abandoned`).
+            if let Some(runtime) = runtime {
+                runtime.begin_shutdown();
             }
         };
         server::serve(
@@ -163,7 +172,10 @@ impl Gateway {
         // Runs in flight end here: recorded `abandoned` (with the reason)
         // before the audit trail is flushed, never left `running`.
         if let Some(runtime) = &self.runtime {
-            runtime.shutdown(self.settings.shutdown_grace).await;
+            // Cancelled when the shutdown began: only their records remain.
+            runtime
+                .shutdown(RUNS_GRACE.min(self.settings.shutdown_grace))
+                .await;
         }
         self.audit_lifecycle("gateway.stop", format!("{scheme}://{addr}"))
             .await;

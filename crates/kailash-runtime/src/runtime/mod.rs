@@ -344,15 +344,25 @@ impl AccessControlledRuntime {
         principal: &Principal,
         tenant: &Tenant,
     ) -> Result<AgentSession, RuntimeError> {
-        let result = self.open_session_inner(principal, tenant).await;
-        let event = match &result {
-            Ok(s) => self
-                .event(AUDIT_SESSION, AuditDecision::Success, principal)
-                .resource(format!("session {}", s.id))
-                .reason("opened"),
-            Err(e) => self.refusal(AUDIT_SESSION, principal, "session", e),
-        };
-        self.settle(event, result).await
+        match self.open_session_inner(principal, tenant).await {
+            Ok(session) => {
+                let event = self
+                    .event(AUDIT_SESSION, AuditDecision::Success, principal)
+                    .resource(format!("session {}", session.id))
+                    .reason("opened");
+                // Not audited, not opened.
+                if let Err(e) = self.write(event).await {
+                    let _ = self.inner.sessions.remove(&session).await;
+                    return Err(e);
+                }
+                Ok(session)
+            }
+            Err(e) => {
+                self.audit_refusal(AUDIT_SESSION, principal, "session", &e)
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     async fn open_session_inner(
@@ -418,6 +428,20 @@ impl AccessControlledRuntime {
         tenant: &Tenant,
         id: &str,
     ) -> Result<AgentSession, RuntimeError> {
+        let result = self.session_inner(principal, tenant, id).await;
+        if let Err(e) = &result {
+            self.audit_refusal(AUDIT_SESSION, principal, &format!("session {id}"), e)
+                .await;
+        }
+        result
+    }
+
+    async fn session_inner(
+        &self,
+        principal: &Principal,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<AgentSession, RuntimeError> {
         same_tenant(principal, tenant)?;
         if id.len() > MAX_WORKFLOW_ID_BYTES {
             return Err(RuntimeError::NotFound);
@@ -441,7 +465,27 @@ impl AccessControlledRuntime {
         tenant: &Tenant,
         id: &str,
     ) -> Result<(), RuntimeError> {
-        let session = self.session(principal, tenant, id).await?;
+        let result = self.close_session_inner(principal, tenant, id).await;
+        if let Err(e) = &result {
+            self.audit_refusal(AUDIT_SESSION, principal, &format!("session {id}"), e)
+                .await;
+        }
+        result
+    }
+
+    async fn close_session_inner(
+        &self,
+        principal: &Principal,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let session = self.session_inner(principal, tenant, id).await?;
+        // Audited first: an action the trail cannot record is not taken.
+        let event = self
+            .event(AUDIT_SESSION, AuditDecision::Success, principal)
+            .resource(format!("session {id}"))
+            .reason("closed");
+        self.write(event).await?;
         for run in self.inner.runs.index(&tenant.id, &session.user).await? {
             if let Some(record) = self.inner.runs.load(&tenant.id, &run).await?
                 && record.session.as_deref() == Some(id)
@@ -452,11 +496,7 @@ impl AccessControlledRuntime {
             }
         }
         self.inner.sessions.remove(&session).await?;
-        let event = self
-            .event(AUDIT_SESSION, AuditDecision::Success, principal)
-            .resource(format!("session {id}"))
-            .reason("closed");
-        self.settle(event, Ok(())).await
+        Ok(())
     }
 
     /// Starts a run of `request.workflow_id` in `principal`'s session
@@ -475,10 +515,7 @@ impl AccessControlledRuntime {
         match result {
             Ok(record) => Ok(record),
             Err(e) => {
-                let event = self.refusal(AUDIT_RUN, principal, "run", &e);
-                if let Err(error) = self.write(event).await {
-                    tracing::warn!(%error, "could not audit a refused run");
-                }
+                self.audit_refusal(AUDIT_RUN, principal, "run", &e).await;
                 Err(e)
             }
         }
@@ -533,6 +570,10 @@ impl AccessControlledRuntime {
                 .resource(format!("{EXECUTE_PERMISSION} {}", workflow.id));
             self.write(event).await?;
         } else {
+            let event = self
+                .decision_event(AUDIT_EXECUTE, principal, &decision)
+                .resource(format!("{EXECUTE_PERMISSION} {}", workflow.id));
+            self.write(event).await?;
             return Err(RuntimeError::Forbidden {
                 permission: EXECUTE_PERMISSION.to_owned(),
             });
@@ -561,110 +602,184 @@ impl AccessControlledRuntime {
         let ctx = RunContext::new(workflow.id.clone(), tenant.clone(), principal.clone())
             .map_err(|_| RuntimeError::NoRandomness)?
             .with_session(session.id);
-        // Slots first, then the hourly charge: a run refused by either
-        // leaves nothing taken or charged.
-        let slots = self.inner.runs.slots(
-            &self.inner.config.resource_limits.max_concurrent_workflows,
-            &tenant.id,
-            principal.subject(),
-        );
-        self.inner.runs.acquire(&slots, &ctx.run_id).await?;
-        if let Err(e) = self.inner.limits.charge_execution(principal).await {
-            self.inner.runs.release(&slots, &ctx.run_id).await;
-            return Err(e.into());
-        }
-        let record = new_record(
-            &ctx,
-            &compiled,
-            RunStatus::Pending,
-            self.inner.runs.state.clock.now(),
-        );
-        if let Err(e) = self.inner.runs.insert(&record, &tenant.id).await {
-            self.inner.runs.release(&slots, &ctx.run_id).await;
-            self.inner.runs.end_lease(&tenant.id, &ctx.run_id).await;
-            if let Err(error) = self.inner.limits.refund_execution(principal).await {
-                tracing::warn!(%error, "could not refund the execution of a run not started");
-            }
-            return Err(e);
-        }
-        self.spawn(ctx, compiled, request.inputs, slots, record.clone());
-        Ok(record)
-    }
-
-    fn spawn(
-        &self,
-        ctx: RunContext,
-        compiled: CompiledWorkflow,
-        inputs: Value,
-        slots: Slots,
-        pending: RunRecord,
-    ) {
-        let token = CancelToken::new();
-        let progress = Arc::new(Progress::default());
-        if let Ok(mut local) = self.inner.local.lock() {
-            local.insert(
-                ctx.run_id.clone(),
-                LocalRun {
-                    tenant: ctx.tenant.id.clone(),
-                    token: token.clone(),
-                    progress: progress.clone(),
-                },
-            );
-        }
-        self.inner.running.send_modify(|n| *n += 1);
-        let count = Running(self.inner.clone());
+        // From here on the run is taken, charged, stored and started in a
+        // task of its own: a caller that goes away mid-way (a dropped
+        // connection) never leaves a slot held or an execution charged
+        // without a run.
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let _count = count;
-            let tenant = ctx.tenant.id.clone();
-            let mut running = pending;
-            running.status = RunStatus::Running;
-            running.started_at = inner.runs.state.clock.now();
-            if let Err(error) = inner.runs.save(&running, &tenant).await {
-                tracing::warn!(%error, run = %ctx.run_id, "could not record a run as running");
-            }
-            let run = inner.executor.run(&ctx, &compiled, inputs, &token);
-            let keep = keep_alive(&inner, &tenant, &slots, &ctx.run_id, &token);
-            let progressed = record_progress(&inner, &tenant, running, &progress);
-            // `biased`: the run's own end wins over a progress write.
-            let mut record = tokio::select! {
-                biased;
-                record = run => record,
-                never = keep => match never {},
-                never = progressed => match never {},
-            };
-            if record.status == RunStatus::Cancelled && inner.shutting_down.load(Ordering::Acquire)
-            {
-                record.status = RunStatus::Abandoned;
-                record.reason = Some("the instance shut down before the run ended".to_owned());
-            }
-            let mut saved = inner.runs.save(&record, &tenant).await;
-            if saved.is_err() {
-                // One retry: a final status is worth the wait.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                saved = inner.runs.save(&record, &tenant).await;
-            }
-            if let Err(error) = saved {
-                // The lease lapses and readers see `abandoned`.
-                tracing::error!(%error, run = %ctx.run_id, "could not record a run's outcome");
-            }
-            inner.runs.end_lease(&tenant, &ctx.run_id).await;
-            inner.runs.release(&slots, &ctx.run_id).await;
-            if let Ok(mut local) = inner.local.lock() {
-                local.remove(&ctx.run_id);
-            }
-            let outcome = outcome_event(&record, &ctx.principal);
-            if let Some(sink) = &inner.audit
-                && let Err(error) = offer(Some(sink), outcome).settle().await
-            {
-                tracing::error!(%error, run = %ctx.run_id, "could not audit a run's outcome");
-            }
-        });
+        let principal = principal.clone();
+        let accept =
+            tokio::spawn(
+                async move { accept(&inner, &principal, ctx, compiled, request.inputs).await },
+            );
+        match accept.await {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::State(
+                kailash_core::state::StateError::Unavailable(
+                    "the run's acceptance was interrupted".into(),
+                ),
+            )),
+        }
     }
+}
 
+/// Takes the run's slots, then charges its execution (a run refused by
+/// either leaves nothing taken or charged), stores it `pending` and
+/// starts it.
+async fn accept(
+    inner: &Arc<Inner>,
+    principal: &Principal,
+    ctx: RunContext,
+    compiled: CompiledWorkflow,
+    inputs: Value,
+) -> Result<RunRecord, RuntimeError> {
+    let tenant = ctx.tenant.id.clone();
+    let slots = inner.runs.slots(
+        &inner.config.resource_limits.max_concurrent_workflows,
+        &tenant,
+        principal.subject(),
+    );
+    inner.runs.acquire(&slots, &ctx.run_id).await?;
+    if let Err(e) = inner.limits.charge_execution(principal).await {
+        inner.runs.release(&slots, &ctx.run_id).await;
+        return Err(e.into());
+    }
+    let record = new_record(
+        &ctx,
+        &compiled,
+        RunStatus::Pending,
+        inner.runs.state.clock.now(),
+    );
+    if let Err(e) = inner.runs.insert(&record, &tenant).await {
+        inner.runs.release(&slots, &ctx.run_id).await;
+        inner.runs.end_lease(&tenant, &ctx.run_id).await;
+        if let Err(error) = inner.limits.refund_execution(principal).await {
+            tracing::warn!(%error, "could not refund the execution of a run not started");
+        }
+        return Err(e);
+    }
+    spawn_run(inner, ctx, compiled, inputs, slots, record.clone());
+    Ok(record)
+}
+
+/// Runs an accepted run in a task of its own: records it running, keeps
+/// its lease, stores its progress, and records, releases and audits its
+/// end.
+fn spawn_run(
+    inner: &Arc<Inner>,
+    ctx: RunContext,
+    compiled: CompiledWorkflow,
+    inputs: Value,
+    slots: Slots,
+    pending: RunRecord,
+) {
+    let token = CancelToken::new();
+    let progress = Arc::new(Progress::default());
+    if let Ok(mut local) = inner.local.lock() {
+        local.insert(
+            ctx.run_id.clone(),
+            LocalRun {
+                tenant: ctx.tenant.id.clone(),
+                token: token.clone(),
+                progress: progress.clone(),
+            },
+        );
+    }
+    inner.running.send_modify(|n| *n += 1);
+    // A shutdown that began while this run was being accepted.
+    if inner.shutting_down.load(Ordering::Acquire) {
+        token.cancel();
+    }
+    let count = Running(inner.clone());
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let _count = count;
+        let tenant = ctx.tenant.id.clone();
+        let mut running = pending;
+        running.status = RunStatus::Running;
+        running.started_at = inner.runs.state.clock.now();
+        if let Err(error) = inner.runs.save(&running, &tenant).await {
+            tracing::warn!(%error, run = %ctx.run_id, "could not record a run as running");
+        }
+        // The nodes run in a task of their own: a node busy on the CPU
+        // never holds up the lease renewal below, and a node that
+        // panics ends the run `failed` here instead of losing it.
+        let executor = inner.executor.clone();
+        let (run_ctx, run_token) = (ctx.clone(), token.clone());
+        let nodes =
+            tokio::spawn(
+                async move { executor.run(&run_ctx, &compiled, inputs, &run_token).await },
+            );
+        let aborter = nodes.abort_handle();
+        let keep = keep_alive(&inner, &tenant, &slots, &ctx.run_id, &token);
+        let progressed = record_progress(&inner, &tenant, running.clone(), &progress);
+        // `biased`: the run's own end wins over a progress write.
+        let mut record = tokio::select! {
+            biased;
+            joined = nodes => match joined {
+                Ok(record) => record,
+                Err(e) => {
+                    let mut failed = running;
+                    failed.status = RunStatus::Failed;
+                    failed.reason = Some(if e.is_panic() {
+                        "a node panicked".to_owned()
+                    } else {
+                        "the run's task was aborted".to_owned()
+                    });
+                    failed.finished_at = Some(inner.runs.state.clock.now());
+                    failed
+                }
+            },
+            never = keep => match never {},
+            never = progressed => match never {},
+        };
+        drop(aborter);
+        if record.status == RunStatus::Cancelled && inner.shutting_down.load(Ordering::Acquire) {
+            record.status = RunStatus::Abandoned;
+            record.reason = Some("the instance shut down before the run ended".to_owned());
+        }
+        let mut saved = inner.runs.save(&record, &tenant).await;
+        if saved.is_err() {
+            // One retry: a final status is worth the wait.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            saved = inner.runs.save(&record, &tenant).await;
+        }
+        if let Err(error) = saved {
+            // The lease lapses and readers see `abandoned`.
+            tracing::error!(%error, run = %ctx.run_id, "could not record a run's outcome");
+        }
+        inner.runs.end_lease(&tenant, &ctx.run_id).await;
+        inner.runs.release(&slots, &ctx.run_id).await;
+        if let Ok(mut local) = inner.local.lock() {
+            local.remove(&ctx.run_id);
+        }
+        let outcome = outcome_event(&record, &ctx.principal);
+        if let Some(sink) = &inner.audit
+            && let Err(error) = offer(Some(sink), outcome).settle().await
+        {
+            tracing::error!(%error, run = %ctx.run_id, "could not audit a run's outcome");
+        }
+    });
+}
+
+impl AccessControlledRuntime {
     /// A run `principal` may see; one whose instance stopped renewing its
     /// lease reads `abandoned`.
     pub async fn get(
+        &self,
+        principal: &Principal,
+        tenant: &Tenant,
+        run_id: &str,
+    ) -> Result<RunRecord, RuntimeError> {
+        let result = self.get_inner(principal, tenant, run_id).await;
+        if let Err(e) = &result {
+            self.audit_refusal(AUDIT_RUN, principal, &format!("run {run_id}"), e)
+                .await;
+        }
+        result
+    }
+
+    async fn get_inner(
         &self,
         principal: &Principal,
         tenant: &Tenant,
@@ -695,7 +810,7 @@ impl AccessControlledRuntime {
         run_id: &str,
     ) -> Result<RunRecord, RuntimeError> {
         loop {
-            let record = self.get(principal, tenant, run_id).await?;
+            let record = self.get_inner(principal, tenant, run_id).await?;
             if record.status.is_final() {
                 return Ok(record);
             }
@@ -737,14 +852,27 @@ impl AccessControlledRuntime {
         tenant: &Tenant,
         run_id: &str,
     ) -> Result<RunRecord, RuntimeError> {
-        let record = self.get(principal, tenant, run_id).await?;
+        let result = self.cancel_inner(principal, tenant, run_id).await;
+        if let Err(e) = &result {
+            self.audit_refusal(AUDIT_CANCEL, principal, &format!("run {run_id}"), e)
+                .await;
+        }
+        result
+    }
+
+    async fn cancel_inner(
+        &self,
+        principal: &Principal,
+        tenant: &Tenant,
+        run_id: &str,
+    ) -> Result<RunRecord, RuntimeError> {
+        let record = self.get_inner(principal, tenant, run_id).await?;
         if record.status.is_final() {
             return Err(RuntimeError::Finished {
                 status: record.status,
             });
         }
-        self.inner.runs.request_cancel(&tenant.id, run_id).await?;
-        self.cancel_local(run_id);
+        // Audited first: an action the trail cannot record is not taken.
         let event = self
             .event(AUDIT_CANCEL, AuditDecision::Success, principal)
             .resource(format!("run {run_id}"))
@@ -753,21 +881,32 @@ impl AccessControlledRuntime {
             } else {
                 "another user's run"
             });
-        self.settle(event, Ok(record)).await
+        self.write(event).await?;
+        self.inner.runs.request_cancel(&tenant.id, run_id).await?;
+        self.cancel_local(run_id);
+        Ok(record)
     }
 
     /// Stops taking runs, cancels this instance's runs in flight (they are
     /// recorded `abandoned`, with the reason) and waits up to `grace` for
     /// their records to be written.
     pub async fn shutdown(&self, grace: Duration) {
+        self.begin_shutdown();
+        let mut rx = self.inner.running.subscribe();
+        let _ = tokio::time::timeout(grace, rx.wait_for(|n| *n == 0)).await;
+    }
+
+    /// Stops taking runs and cancels this instance's runs in flight at once
+    /// (without waiting: [`shutdown`](Self::shutdown) waits for their
+    /// records). A gateway calls it when its shutdown begins, so runs end
+    /// while connections drain.
+    pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         if let Ok(local) = self.inner.local.lock() {
             for run in local.values() {
                 run.token.cancel();
             }
         }
-        let mut rx = self.inner.running.subscribe();
-        let _ = tokio::time::timeout(grace, rx.wait_for(|n| *n == 0)).await;
     }
 
     fn cancel_local(&self, run_id: &str) {
@@ -859,17 +998,22 @@ impl AccessControlledRuntime {
         }
     }
 
-    /// Writes `event` for a successful `result`; an audit failure turns it
-    /// into an error.
-    async fn settle<T>(
+    /// Audits a refusal (a failure to write it is logged: the refusal
+    /// stands either way). An audit failure itself is not audited again.
+    async fn audit_refusal(
         &self,
-        event: AuditEvent,
-        result: Result<T, RuntimeError>,
-    ) -> Result<T, RuntimeError> {
-        let write = self.write(event).await;
-        let value = result?;
-        write?;
-        Ok(value)
+        action: &'static str,
+        principal: &Principal,
+        what: &str,
+        e: &RuntimeError,
+    ) {
+        if matches!(e, RuntimeError::Audit(_)) {
+            return;
+        }
+        let event = self.refusal(action, principal, what, e);
+        if let Err(error) = self.write(event).await {
+            tracing::warn!(%error, action, "could not audit a refusal");
+        }
     }
 }
 
@@ -895,7 +1039,19 @@ async fn keep_alive(
         tokio::time::sleep(period).await;
         match inner.runs.renew(tenant, slots, run).await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(run, "a run's lease had lapsed before its renewal"),
+            Ok(false) => {
+                // Lapsed (the state backend was unreachable for a whole
+                // lease): the run is alive, so it takes its lease again; a
+                // reader that marked it `abandoned` meanwhile is corrected
+                // by the next progress or final write.
+                tracing::warn!(
+                    run,
+                    "a run's lease had lapsed before its renewal; taken again"
+                );
+                if let Err(error) = inner.runs.retake_lease(tenant, run).await {
+                    tracing::warn!(%error, run, "could not take a run's lease again");
+                }
+            }
             Err(error) => tracing::warn!(%error, run, "could not renew a run's lease"),
         }
         if inner

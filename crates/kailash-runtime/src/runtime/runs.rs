@@ -153,9 +153,31 @@ impl Runs {
                 tracing::warn!(run, scope, "a run's concurrency slot lapsed and was taken");
             }
         }
+        // The record lives `retention` past its last renewal, so a run
+        // whose nodes take longer than that never loses it mid-run.
+        self.state
+            .kv
+            .expire(&run_key(tenant, run), self.retention)
+            .await?;
         self.state
             .kv
             .expire(&lease_key(tenant, run), self.lease)
+            .await
+    }
+
+    /// Takes a lapsed lease again for a run still running here.
+    pub(crate) async fn retake_lease(
+        &self,
+        tenant: &TenantId,
+        run: &str,
+    ) -> Result<(), StateError> {
+        self.state
+            .kv
+            .set(
+                &lease_key(tenant, run),
+                Bytes::from(self.instance.clone()),
+                Some(self.lease),
+            )
             .await
     }
 

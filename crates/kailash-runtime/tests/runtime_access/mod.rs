@@ -36,8 +36,25 @@ impl Node for Hold {
     }
 }
 
+/// A user node with a bug: it panics.
+struct Boom;
+
+#[async_trait]
+impl Node for Boom {
+    fn ports(&self) -> Ports {
+        Ports::named(&[], &["result"])
+    }
+    async fn run(&self, _: &NodeContext<'_>, _: Values) -> Result<Values, NodeError> {
+        panic!("a bug in a user node");
+    }
+}
+
 fn registry() -> NodeRegistry {
     let mut r = NodeRegistry::builtin();
+    r.register_custom("boom", |_: &Value| {
+        Ok::<Arc<dyn Node>, ConfigError>(Arc::new(Boom))
+    })
+    .unwrap();
     r.register_custom("hold", |config: &Value| {
         let ms = config.get("ms").and_then(Value::as_u64).unwrap_or(0);
         Ok::<Arc<dyn Node>, ConfigError>(Arc::new(Hold(ms)))
@@ -66,7 +83,8 @@ fn user(name: &str, tenant: &str, role: &str) -> Principal {
 async fn access() -> AccessControl {
     let spec: AccessSpec = serde_json::from_value(json!({ "roles": [
         { "name": "analyst", "permissions": [
-            "workflow:create", "workflow:execute", "node:transform:execute", "node:hold:execute"
+            "workflow:create", "workflow:execute", "node:transform:execute", "node:hold:execute",
+            "node:boom:execute"
         ], "max_executions_per_hour": 100 },
         { "name": "viewer", "permissions": ["workflow:create", "workflow:execute"] },
         { "name": "manager", "permissions": ["workflow:execute", "execution:manage"] },
@@ -705,7 +723,8 @@ async fn sessions_are_refused_for_inactive_or_over_quota_tenants_and_past_the_ca
         .into_iter()
         .filter(|e| e.decision == AuditDecision::Deny)
         .count();
-    assert_eq!(refused, 3);
+    // Inactive, over quota, past the cap, and the closed session's read.
+    assert_eq!(refused, 4);
 
     // A session that expires is gone.
     w.clock.advance(Duration::from_secs(28_801));
@@ -822,4 +841,47 @@ async fn a_run_refused_for_concurrency_is_not_charged_to_the_hourly_limit() {
         .unwrap_err();
     assert_eq!(e.to_problem().status(), 429);
     assert!(matches!(e, RuntimeError::Limit(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_node_that_panics_fails_the_run_and_frees_everything() {
+    let w = world().await;
+    let mut config = RuntimeConfig::default();
+    config.resource_limits.max_concurrent_workflows.user = Some(1);
+    let rt = w.runtime(config).await;
+    let acme = acme();
+    let dave = user("dave", "acme", "analyst");
+    let wf = w
+        .workflow(
+            &dave,
+            &acme,
+            json!({"name": "buggy", "nodes": [{"id": "b", "type": "boom"}]}),
+        )
+        .await;
+    let s = rt.open_session(&dave, &acme).await.unwrap();
+    let r = rt
+        .start(&dave, &acme, &s.id, run(&wf, json!({})))
+        .await
+        .unwrap();
+    let done = rt.wait(&dave, &acme, &r.run_id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.reason.as_deref(), Some("a node panicked"));
+    for _ in 0..100 {
+        if rt.running() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rt.running(), 0);
+    // Its slot is free, and its outcome was audited.
+    let again = rt
+        .start(&dave, &acme, &s.id, run(&wf, json!({})))
+        .await
+        .unwrap();
+    rt.wait(&dave, &acme, &again.run_id).await.unwrap();
+    assert!(
+        w.events(AUDIT_RUN)
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("failed: a node panicked"))
+    );
 }

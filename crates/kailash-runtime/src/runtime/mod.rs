@@ -429,11 +429,8 @@ impl AccessControlledRuntime {
         id: &str,
     ) -> Result<AgentSession, RuntimeError> {
         let result = self.session_inner(principal, tenant, id).await;
-        if let Err(e) = &result {
-            self.audit_refusal(AUDIT_SESSION, principal, &format!("session {id}"), e)
-                .await;
-        }
-        result
+        self.refusal_audited(AUDIT_SESSION, principal, || format!("session {id}"), result)
+            .await
     }
 
     async fn session_inner(
@@ -466,11 +463,8 @@ impl AccessControlledRuntime {
         id: &str,
     ) -> Result<(), RuntimeError> {
         let result = self.close_session_inner(principal, tenant, id).await;
-        if let Err(e) = &result {
-            self.audit_refusal(AUDIT_SESSION, principal, &format!("session {id}"), e)
-                .await;
-        }
-        result
+        self.refusal_audited(AUDIT_SESSION, principal, || format!("session {id}"), result)
+            .await
     }
 
     async fn close_session_inner(
@@ -772,11 +766,8 @@ impl AccessControlledRuntime {
         run_id: &str,
     ) -> Result<RunRecord, RuntimeError> {
         let result = self.get_inner(principal, tenant, run_id).await;
-        if let Err(e) = &result {
-            self.audit_refusal(AUDIT_RUN, principal, &format!("run {run_id}"), e)
-                .await;
-        }
-        result
+        self.refusal_audited(AUDIT_RUN, principal, || format!("run {run_id}"), result)
+            .await
     }
 
     async fn get_inner(
@@ -853,11 +844,8 @@ impl AccessControlledRuntime {
         run_id: &str,
     ) -> Result<RunRecord, RuntimeError> {
         let result = self.cancel_inner(principal, tenant, run_id).await;
-        if let Err(e) = &result {
-            self.audit_refusal(AUDIT_CANCEL, principal, &format!("run {run_id}"), e)
-                .await;
-        }
-        result
+        self.refusal_audited(AUDIT_CANCEL, principal, || format!("run {run_id}"), result)
+            .await
     }
 
     async fn cancel_inner(
@@ -996,6 +984,20 @@ impl AccessControlledRuntime {
             Some(sink) => Ok(offer(Some(sink), event).settle().await?),
             None => Ok(()),
         }
+    }
+
+    /// `result`, its refusal audited (see [`audit_refusal`](Self::audit_refusal)).
+    async fn refusal_audited<T>(
+        &self,
+        action: &'static str,
+        principal: &Principal,
+        what: impl FnOnce() -> String,
+        result: Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        if let Err(e) = &result {
+            self.audit_refusal(action, principal, &what(), e).await;
+        }
+        result
     }
 
     /// Audits a refusal (a failure to write it is logged: the refusal

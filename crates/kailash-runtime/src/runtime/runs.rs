@@ -165,7 +165,8 @@ impl Runs {
             .await
     }
 
-    /// Takes a lapsed lease again for a run still running here.
+    /// Takes `run`'s lease for this instance: at its start, or again after it
+    /// lapsed while the run went on.
     pub(crate) async fn retake_lease(
         &self,
         tenant: &TenantId,
@@ -197,23 +198,8 @@ impl Runs {
         record: &RunRecord,
         tenant: &TenantId,
     ) -> Result<(), RuntimeError> {
-        let bytes = encode(record)?;
-        self.state
-            .kv
-            .set(
-                &lease_key(tenant, &record.run_id),
-                Bytes::from(self.instance.clone()),
-                Some(self.lease),
-            )
-            .await?;
-        self.state
-            .kv
-            .set(
-                &run_key(tenant, &record.run_id),
-                bytes,
-                Some(self.retention),
-            )
-            .await?;
+        self.retake_lease(tenant, &record.run_id).await?;
+        self.save(record, tenant).await?;
         self.state
             .sets
             .insert(

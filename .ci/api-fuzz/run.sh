@@ -87,8 +87,15 @@ python3 "$here/fuzz_config.py" examples/config/enterprise.toml "$work/gateway.to
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 # No KAILASH_* from the caller's environment (KAILASH_REDIS_URL would move
-# the state to Redis, any other could change a limit back).
-mapfile -t unset_env < <(env | sed -n 's/^\(KAILASH_[A-Za-z0-9_]*\)=.*/-u\n\1/p')
+# the state to Redis, any other could change a limit back), and none of the
+# integrations' API keys: a fuzzed workflow must never reach a real
+# provider with real credentials (without a key its nodes fail, locally).
+mapfile -t unset_env < <(
+  env | sed -n 's/^\(KAILASH_[A-Za-z0-9_]*\)=.*/-u\n\1/p'
+  python3 -c 'import sys, tomllib
+for i in tomllib.load(open(sys.argv[1], "rb")).get("integrations", []):
+    if i.get("api_key_env"): print("-u"); print(i["api_key_env"])' "$work/gateway.toml"
+)
 env "${unset_env[@]}" RUST_LOG=warn "$BIN" --config "$work/gateway.toml" \
   --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/gateway.log" 2>&1 &
 gw_pid=$!

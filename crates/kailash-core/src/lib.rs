@@ -16,6 +16,8 @@ pub mod principal;
 pub mod problem;
 pub mod public;
 pub mod rate_limit;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod spec;
 pub mod state;
 pub mod tenant;

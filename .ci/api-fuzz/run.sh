@@ -10,9 +10,9 @@
 # schemathesis on /openapi.json with the settings of schemathesis.toml and
 # the per-run operation selection of select_ops.py (what is left out and
 # why is printed). Prints failures per check and the number of generated
-# requests; exits non-zero on any failure, or when something cannot be
-# installed or started (always under CI=true; otherwise that is a skip with
-# exit 0, like the other optional steps of .ci/run).
+# requests; exits non-zero on any failure, when the gateway does not start,
+# log in or serve its document, and when a tool cannot be installed or the
+# binary built (under CI=true; elsewhere that is a skip with exit 0).
 #
 # usage: [API_FUZZ_MAX_EXAMPLES=25] [API_FUZZ_TIMEOUT=200] [API_FUZZ_SEED=n]
 #        [API_FUZZ_VENV=target/api-fuzz-venv] [API_FUZZ_OUT=file]
@@ -39,6 +39,12 @@ unavailable() {
   fi
   echo "api-fuzz: skipped" >&2
   exit 0
+}
+
+# The product itself misbehaved (no start, no login, no document): always a failure.
+fail() {
+  echo "api-fuzz: $*" >&2
+  exit 1
 }
 
 for tool in python3 curl; do
@@ -81,7 +87,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 python3 "$here/fuzz_config.py" examples/config/enterprise.toml "$work/gateway.toml" ||
-  unavailable "could not derive the fuzz config from examples/config/enterprise.toml"
+  fail "could not derive the fuzz config from examples/config/enterprise.toml"
 
 # A spare port: bound by the OS, released, then taken by the gateway.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -107,7 +113,7 @@ for _ in $(seq 1 600); do
 done
 if [ -z "$ready" ]; then
   tail -n 30 "$work/gateway.log" >&2 || true
-  unavailable "the gateway did not become ready on $base"
+  fail "the gateway did not become ready on $base"
 fi
 echo "api-fuzz: gateway pid $gw_pid on $base (memory backend, limits lifted)"
 
@@ -115,21 +121,21 @@ echo "api-fuzz: gateway pid $gw_pid on $base (memory backend, limits lifted)"
 # The demo's public passwords (examples/README.md); alice is admin and needs
 # her TOTP code. Never logged: schemathesis masks the Authorization header.
 KAILASH_FUZZ_TOKEN=$(python3 "$here/login.py" "$base" alice 'Alice-Demo-Passw0rd!' JBSWY3DPEHPK3PXP) ||
-  unavailable "could not log in as alice"
+  fail "could not log in as alice"
 KAILASH_FUZZ_TOKEN_BOB=$(python3 "$here/login.py" "$base" bob 'Bob-Demo-Passw0rd!') ||
-  unavailable "could not log in as bob"
+  fail "could not log in as bob"
 KAILASH_FUZZ_TOKEN_DAVE=$(python3 "$here/login.py" "$base" dave 'Dave-Demo-Passw0rd!') ||
-  unavailable "could not log in as dave"
+  fail "could not log in as dave"
 export KAILASH_FUZZ_TOKEN KAILASH_FUZZ_TOKEN_BOB KAILASH_FUZZ_TOKEN_DAVE
 export KAILASH_FUZZ_BASE_URL="$base"
 
 # ---- the operations and the config ------------------------------------------------
 curl -sf --max-time 10 -o "$work/openapi.json" "$base/openapi.json" ||
-  unavailable "could not fetch $base/openapi.json"
+  fail "could not fetch $base/openapi.json"
 cp "$here/schemathesis.toml" "$work/schemathesis.toml"
 { echo; echo "# ---- per run, from select_ops.py"; } >>"$work/schemathesis.toml"
 python3 "$here/select_ops.py" "$work/openapi.json" "$work/gateway.toml" alice bob dave \
-  >>"$work/schemathesis.toml" || { echo "api-fuzz: no operation to fuzz" >&2; exit 1; }
+  >>"$work/schemathesis.toml" || fail "no operation to fuzz"
 
 # ---- the fuzz ---------------------------------------------------------------------
 args=(--config-file "$work/schemathesis.toml" run "$base/openapi.json"

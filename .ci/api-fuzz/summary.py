@@ -88,6 +88,9 @@ def main() -> int:
     except OSError as e:
         print(f"api-fuzz summary: no report: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:
+        print(f"api-fuzz summary: the report is cut short ({e}); disk full?", file=sys.stderr)
+        return 1
     requests, operations = 0, set()
     failing = collections.Counter()  # check -> failing requests
     distinct: dict[tuple, int] = {}  # (op, status, check, reason) -> requests

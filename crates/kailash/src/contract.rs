@@ -8,12 +8,12 @@
 //! same settings that install the layers, on every operation they wrap.
 //! An operation's own description of a status wins.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
-use kailash_core::Problem;
+use kailash_core::{Problem, TenantId};
 
 /// Which of the gateway's layers are installed. (Connection admission,
 /// the request timeout and the body limit always are.)
@@ -23,6 +23,8 @@ pub(crate) struct Layers {
     pub(crate) authentication: bool,
     /// Tenant resolution and quotas (authenticated routes).
     pub(crate) tenancy: bool,
+    /// Tenancy reads the `X-Tenant-ID` header.
+    pub(crate) tenant_header: bool,
 }
 
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
@@ -96,8 +98,35 @@ fn complete_operation(op: &mut Operation, layers: Layers, application: bool) {
                 "The request names no tenant, or a malformed one (X-Tenant-ID or host)",
             );
             add(op, 403, "Tenant mismatch, or an unknown or inactive tenant");
+            if layers.tenant_header {
+                tenant_header(op);
+            }
         }
     }
+}
+
+/// The optional `X-Tenant-ID` header the tenancy layer reads.
+fn tenant_header(op: &mut Operation) {
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    let named = |p: &RefOr<utoipa::openapi::path::Parameter>| match p {
+        RefOr::T(p) => p.name.eq_ignore_ascii_case("x-tenant-id"),
+        RefOr::Ref(_) => false,
+    };
+    if params.iter().any(named) {
+        return;
+    }
+    params.push(
+        ParameterBuilder::new()
+            .name("X-Tenant-ID")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "The tenant to act in (given once). It must be the caller's own tenant: another is 403, a malformed one 400.",
+            ))
+            .schema(Some(Ref::from_schema_name(TenantId::name())))
+            .build()
+            .into(),
+    );
 }
 
 /// Merges `other` into `doc`, refusing two different schemas (or security
@@ -177,6 +206,11 @@ pub(crate) fn complete(doc: &mut OpenApi, layers: Layers) {
     components
         .schemas
         .insert(Problem::name().into_owned(), Problem::schema());
+    if layers.tenant_header {
+        components
+            .schemas
+            .insert(TenantId::name().into_owned(), TenantId::schema());
+    }
     components
         .security_schemes
         .entry("bearer".to_owned())

@@ -294,6 +294,7 @@ fn compose_checked(
     let layers = crate::contract::Layers {
         authentication: builder.principal_layer.is_some(),
         tenancy: builder.tenancy.is_some(),
+        tenant_header: builder.tenancy.as_ref().is_some_and(|(_, s)| s.header),
     };
     let limits = builder.rate_limits;
     let principal_limits = match (limits.per_user, limits.per_tenant) {

@@ -39,6 +39,10 @@ pub enum GatewayError {
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(String),
+    /// The OpenAPI documents of the routes do not fit together (two
+    /// describe one operation, or two schemas share a name).
+    #[error("OpenAPI document: {0}")]
+    OpenApi(String),
     /// The realtime endpoints could not be set up.
     #[error("realtime: {0}")]
     Realtime(String),

@@ -8,6 +8,7 @@ mod access_directory;
 mod backends;
 mod builder;
 pub mod config;
+mod contract;
 mod cors;
 mod error;
 mod gateway;
@@ -29,7 +30,7 @@ pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, guard, problem,
-    public, rate_limit, state,
+    public, rate_limit, schema, state,
 };
 pub use kailash_monitoring::{health, log, metrics};
 pub use kailash_realtime as realtime;
@@ -37,6 +38,9 @@ pub use kailash_realtime as realtime;
 pub use kailash_redis as redis;
 pub use kailash_runtime as runtime;
 pub use kailash_tenancy as tenancy;
+/// The utoipa this crate's documents are built with: derive your routes'
+/// documents with it so they merge.
+pub use utoipa;
 
 /// The workspace README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -206,7 +206,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
 }
 
 fn compose_checked(
-    builder: GatewayBuilder,
+    mut builder: GatewayBuilder,
     hub: Option<kailash_realtime::Hub>,
 ) -> Result<Gateway, GatewayError> {
     if (builder.rate_limits.per_user.is_some() || builder.rate_limits.per_tenant.is_some())
@@ -290,6 +290,12 @@ fn compose_checked(
         None => None,
     };
     let mut app = routes.fallback(|| async { Problem::not_found() });
+    // Which of the gateway's layers wrap the routes, for the document.
+    let layers = crate::contract::Layers {
+        authentication: builder.principal_layer.is_some(),
+        tenancy: builder.tenancy.is_some(),
+        tenant_header: builder.tenancy.as_ref().is_some_and(|(_, s)| s.header),
+    };
     let limits = builder.rate_limits;
     let principal_limits = match (limits.per_user, limits.per_tenant) {
         (Some(user), tenant) => {
@@ -357,8 +363,9 @@ fn compose_checked(
             builder.description.as_deref(),
             builder.health,
             metrics.is_some(),
-            builder.openapi.clone(),
-        );
+            std::mem::take(&mut builder.openapi),
+            layers,
+        )?;
         ops = ops.merge(ops::docs_routes(doc));
     }
 

@@ -106,18 +106,116 @@ async fn operational_routes_answer() {
     gw.stop().await;
 }
 
+/// A user's route, documented and validated the way the gateway's own are
+/// (docs/api-contract.md shows this example).
+mod notes {
+    use kailash::Problem;
+    use kailash::schema::ValidJson;
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    /// What a client sends to create a note.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct NewNote {
+        /// 1 to 200 characters.
+        #[schema(min_length = 1, max_length = 200)]
+        title: String,
+        /// At most 8 tags.
+        #[schema(max_items = 8)]
+        tags: Vec<String>,
+        /// 1 to 5.
+        #[schema(minimum = 1, maximum = 5)]
+        priority: Option<u8>,
+    }
+
+    /// A note.
+    #[derive(Serialize, ToSchema)]
+    pub(crate) struct Note {
+        title: String,
+        tags: usize,
+        priority: u8,
+    }
+
+    #[utoipa::path(post, path = "/notes", security(()),
+        request_body = NewNote,
+        responses(
+            (status = 201, body = Note, description = "Created"),
+            (status = 400, body = Problem, content_type = "application/problem+json", description = "Not JSON"),
+            (status = 415, body = Problem, content_type = "application/problem+json", description = "Not application/json"),
+            (status = 422, body = Problem, content_type = "application/problem+json", description = "Does not match the schema"),
+        ))]
+    pub(crate) async fn create(
+        ValidJson(note): ValidJson<NewNote>,
+    ) -> (axum::http::StatusCode, axum::Json<Note>) {
+        let note = Note {
+            title: note.title,
+            tags: note.tags.len(),
+            priority: note.priority.unwrap_or(3),
+        };
+        (axum::http::StatusCode::CREATED, axum::Json(note))
+    }
+
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(create))]
+    pub(crate) struct NotesApi;
+}
+
 #[tokio::test]
-async fn user_openapi_is_merged() {
-    let user: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
-        "openapi": "3.1.0", "info": { "title": "x", "version": "1" },
-        "paths": { "/hello": { "get": { "summary": "Say hello", "responses": { "200": { "description": "ok" } } } } }
-    }))
-    .unwrap();
-    let gw = start(Gateway::builder().routes(app()).openapi(user)).await;
+async fn user_routes_are_documented_from_their_types_and_validated_alike() {
+    use utoipa::OpenApi as _;
+    kailash::schema::check_document(&notes::NotesApi::openapi()).unwrap();
+    let gw = start(
+        Gateway::builder()
+            .routes(app().route("/notes", post(notes::create)))
+            .openapi(notes::NotesApi::openapi()),
+    )
+    .await;
     let doc = get(gw.addr, "/openapi.json").await.json();
-    assert_eq!(doc["paths"]["/hello"]["get"]["summary"], "Say hello");
+    let op = &doc["paths"]["/notes"]["post"];
+    let body = &doc["components"]["schemas"]["NewNote"];
+    assert_eq!(body["additionalProperties"], false);
+    assert_eq!(body["properties"]["title"]["maxLength"], 200);
+    // The gateway's own layers' statuses are on the operation too.
+    for code in ["201", "400", "413", "415", "422", "429", "503", "504"] {
+        assert!(op["responses"][code].is_object(), "{code} documented");
+    }
     assert!(doc["paths"]["/metrics"].is_object());
+
+    let send = |body: &'static str| {
+        let head = format!(
+            "POST /notes HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
+            body.len()
+        );
+        async move { request(gw.addr, &head, body.as_bytes()).await }
+    };
+    let ok = send(r#"{"title":"hi","tags":["a"]}"#).await;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    let bad = send(r#"{"title":"","tags":[],"priority":9,"colour":"red"}"#).await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.header("content-type"), Some("application/problem+json"));
+    let pointers: Vec<String> = bad.json()["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pointers, ["/colour", "/priority", "/title"]);
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn two_documents_of_one_operation_are_refused_at_build() {
+    use utoipa::OpenApi as _;
+    let built = Gateway::builder()
+        .routes(app().route("/notes", post(notes::create)))
+        .openapi(notes::NotesApi::openapi())
+        .openapi(notes::NotesApi::openapi())
+        .build();
+    let Err(error) = built else {
+        panic!("a duplicated operation must be refused")
+    };
+    assert!(error.to_string().contains("/notes"), "{error}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use crate::tenant::TenantId;
 
 /// The decision or outcome an event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuditDecision {
     /// Access was granted.
@@ -26,6 +27,7 @@ pub enum AuditDecision {
 
 /// How urgently a human should look at the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuditSeverity {
     /// Routine.
@@ -61,8 +63,10 @@ fn bounded(mut text: String) -> String {
 /// One audit record. Serialised as one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// When it happened (UTC).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub time: Timestamp,
     /// Who acted (a subject or a normalised username), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +75,7 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
     /// What was attempted, as `area.verb` (`auth.login`, `access.check`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub action: Cow<'static, str>,
     /// What it was attempted on (a route, a permission, a resource id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,12 +87,14 @@ pub struct AuditEvent {
     pub severity: AuditSeverity,
     /// Why: the rule or check that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub reason: Option<Cow<'static, str>>,
     /// The request id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The client address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub client_ip: Option<IpAddr>,
 }
 

@@ -283,5 +283,24 @@ impl ToSchema for Problem {
     }
 }
 
+/// A tenant id: what [`TenantId::new`](crate::TenantId::new) accepts.
+impl PartialSchema for crate::TenantId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(crate::tenant::MAX_TENANT_ID_LEN))
+            .pattern(Some("^[a-z0-9][a-z0-9_-]*$"))
+            .description(Some("A tenant id: lowercase ASCII letters, digits, `-` and `_`, not starting with `-` or `_`"))
+            .into()
+    }
+}
+
+impl ToSchema for crate::TenantId {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("TenantId")
+    }
+}
+
 #[cfg(test)]
 mod tests;

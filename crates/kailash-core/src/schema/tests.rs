@@ -305,3 +305,29 @@ mod over_http {
         assert_eq!(v["errors"][0]["pointer"], "/id");
     }
 }
+
+#[test]
+fn the_tenant_id_schema_accepts_exactly_what_tenant_id_new_accepts() {
+    let v = body_validator::<crate::TenantId>().unwrap();
+    let long = "a".repeat(crate::tenant::MAX_TENANT_ID_LEN);
+    let too_long = "a".repeat(crate::tenant::MAX_TENANT_ID_LEN + 1);
+    for id in [
+        "acme",
+        "a",
+        "a-b_c9",
+        "9lives",
+        "",
+        "-a",
+        "_a",
+        "A",
+        "a b",
+        "acme\n",
+        "é",
+        "a/b",
+        long.as_str(),
+        too_long.as_str(),
+    ] {
+        let schema_ok = v.validate(&mut json!(id)).is_ok();
+        assert_eq!(schema_ok, crate::TenantId::new(id).is_ok(), "{id:?}");
+    }
+}

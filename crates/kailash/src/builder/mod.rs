@@ -60,7 +60,7 @@ pub struct GatewayBuilder {
     pub(crate) audit: Option<Arc<dyn AuditSink>>,
     pub(crate) health_checks: HealthRegistry,
     pub(crate) routes: Router,
-    pub(crate) openapi: Option<utoipa::openapi::OpenApi>,
+    pub(crate) openapi: Vec<utoipa::openapi::OpenApi>,
     pub(crate) principal_layer: Option<RouterLayerFn>,
     pub(crate) auth: Option<kailash_auth::service::AuthService>,
     pub(crate) auth_cookie: Option<String>,
@@ -100,7 +100,7 @@ impl Default for GatewayBuilder {
             audit: None,
             health_checks: HealthRegistry::new(),
             routes: Router::new(),
-            openapi: None,
+            openapi: Vec::new(),
             principal_layer: None,
             auth: None,
             auth_cookie: None,
@@ -344,12 +344,18 @@ impl GatewayBuilder {
         self
     }
 
-    /// The OpenAPI description of your routes, merged into `/openapi.json`.
+    /// The OpenAPI description of your routes, merged into `/openapi.json`
+    /// (may be called more than once). Derive it from your types with
+    /// utoipa (`#[derive(OpenApi)]`, `#[utoipa::path]`) and take request
+    /// bodies and parameters with `kailash::schema::{ValidJson, ValidQuery,
+    /// ValidPath}`, so what the document publishes is what your handlers
+    /// enforce (see docs/api-contract.md).
+    ///
+    /// [`build`](Self::build) refuses two documents that describe the same
+    /// operation, or two different schemas under one name; it adds to
+    /// every operation the statuses the gateway's own layers answer with.
     pub fn openapi(mut self, doc: utoipa::openapi::OpenApi) -> Self {
-        match &mut self.openapi {
-            Some(existing) => existing.merge(doc),
-            None => self.openapi = Some(doc),
-        }
+        self.openapi.push(doc);
         self
     }
 

@@ -10,6 +10,7 @@ mod builder;
 pub mod config;
 mod cors;
 mod error;
+mod explorer;
 mod gateway;
 pub mod jwks;
 mod ops;

@@ -1,18 +1,15 @@
 //! The gateway-wide operational routes: the OpenAPI document of every
-//! route and its documentation page. (Health and metrics routes are
+//! route and its explorer (`explorer.rs`). (Health and metrics routes are
 //! kailash-monitoring's, in its `http` module.)
 
 use axum::Router;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-const DOCS_HTML: &str = include_str!("assets/docs.html");
-const DOCS_JS: &str = include_str!("assets/docs.js");
-const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
 pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
+    // The explorer's page shows the document's title, version and description.
+    let explorer = crate::explorer::routes(&doc.info);
     // Serialise once; the document does not change after build.
     let body = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
     Router::new()
@@ -23,26 +20,7 @@ pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
                 async move { ([(header::CONTENT_TYPE, "application/json")], body) }
             }),
         )
-        .route(
-            "/docs",
-            get(|| async { page(DOCS_HTML, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/docs/app.js",
-            get(|| async { page(DOCS_JS, "text/javascript; charset=utf-8") }),
-        )
-}
-
-fn page(body: &'static str, content_type: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        body,
-    )
-        .into_response()
+        .merge(explorer)
 }
 
 fn problem_responses(codes: &[u16]) -> serde_json::Map<String, serde_json::Value> {

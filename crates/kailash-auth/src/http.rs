@@ -20,6 +20,15 @@
 //! verify the enrolment-only token themselves, and the layer refuses that
 //! token everywhere else.)
 //!
+//! Bodies and path parameters are read through kailash-core's
+//! [`ValidJson`] and [`ValidPath`]: they must match the schema the request
+//! types derive (every field's [bound](crate::bounds) is its `maxLength`,
+//! unknown properties are refused), or the route answers `422` with a JSON
+//! pointer per violation and never the value; a body that is not JSON is
+//! `400`, one that is not `application/json` `415`. With the `openapi`
+//! feature, `openapi()` and `admin_openapi()` document the routes from the
+//! same types.
+//!
 //! [`admin_router`] serves the account administration routes, behind a
 //! permission check the caller supplies ([`ADMIN_PERMISSION`]):
 //!

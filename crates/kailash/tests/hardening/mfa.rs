@@ -490,6 +490,23 @@ async fn the_enrolment_only_token_enrols_and_does_nothing_else() {
         ] {
             assert!(doc["paths"][path].is_object(), "{path} documented");
         }
+        // Derived from the types: the validator enforces every schema, the
+        // bootstrap routes name their own scheme, the bounds are published.
+        let parsed: utoipa::openapi::OpenApi = serde_json::from_value(doc.clone()).unwrap();
+        kailash::schema::check_document(&parsed).unwrap();
+        let bootstrap = &doc["paths"]["/auth/mfa/bootstrap/verify"]["post"];
+        assert_eq!(bootstrap["security"], json!([{ "enrolment_token": [] }]));
+        assert!(doc["components"]["securitySchemes"]["enrolment_token"].is_object());
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        let username = &doc["paths"]["/auth/users/{username}/disable"]["post"]["parameters"];
+        assert!(
+            username
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "username" && p["schema"]["maxLength"] == 256),
+            "{username}"
+        );
         gw.stop().await;
     }
 }

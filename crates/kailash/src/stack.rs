@@ -160,10 +160,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 kailash_auth::http::ADMIN_PERMISSION,
             );
             routes = routes.merge(kailash_auth::http::admin_router(service.clone(), guard));
-            let admin_doc: utoipa::openapi::OpenApi =
-                serde_json::from_value(kailash_auth::http::admin_openapi())
-                    .map_err(|e| GatewayError::Auth(e.to_string()))?;
-            this = this.openapi(admin_doc);
+            this = this.openapi(kailash_auth::http::admin_openapi());
             // Explaining decisions: the access control's route, finding
             // other users among the authentication service's.
             if let Some(access) = this.access.clone() {
@@ -176,10 +173,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             }
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
-        let auth_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_auth::http::openapi())
-                .map_err(|e| GatewayError::Auth(e.to_string()))?;
-        this = this.openapi(auth_doc);
+        this = this.openapi(kailash_auth::http::openapi());
     }
     if this.tenancy.is_some() {
         let usage_doc: utoipa::openapi::OpenApi =

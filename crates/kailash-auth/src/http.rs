@@ -105,6 +105,9 @@ pub fn problem(error: &AuthError) -> Problem {
         AuthError::InvalidEnrolmentToken => Problem::unauthorized(Some("invalid_token"))
             .with_detail("invalid or expired enrolment token"),
         AuthError::BadRequest(detail) => Problem::bad_request(detail.clone()),
+        AuthError::Conflict(detail) => {
+            Problem::from_status(StatusCode::CONFLICT).with_detail(*detail)
+        }
         AuthError::NotFound => Problem::not_found(),
         AuthError::Unavailable => {
             Problem::service_unavailable("authentication is temporarily unavailable")
@@ -373,7 +376,8 @@ async fn enroll(
     request_body = MfaCode,
     responses(
         (status = 200, body = RecoveryCodes, description = "Recovery codes, shown once"),
-        (status = 400, body = Problem, content_type = PROBLEM, description = "No enrolment in progress (or it was just completed), or the body is not JSON"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 409, body = Problem, content_type = PROBLEM, description = "No enrolment in progress, or another request just completed it"),
         (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated, or an invalid code (`mfa_required`)"),
         (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
         (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema"),
@@ -416,7 +420,8 @@ async fn bootstrap_enroll(
     request_body = MfaCode,
     responses(
         (status = 200, body = RecoveryCodes, description = "Recovery codes, shown once"),
-        (status = 400, body = Problem, content_type = PROBLEM, description = "No enrolment in progress (or it was just completed), or the body is not JSON"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 409, body = Problem, content_type = PROBLEM, description = "No enrolment in progress, or another request just completed it"),
         (status = 401, body = Problem, content_type = PROBLEM, description = "Invalid code (`mfa_required`), or a missing, invalid or expired enrolment token (checked first)"),
         (status = 403, body = Problem, content_type = PROBLEM, description = "The tenant is inactive"),
         (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),

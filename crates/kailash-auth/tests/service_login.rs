@@ -329,6 +329,17 @@ mod http_contract {
             .await;
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
         }
+        // A well-formed code with no enrolment in progress: a state
+        // conflict, not a malformed request.
+        let (status, _, p) = send(
+            &service,
+            "/auth/mfa/verify",
+            json,
+            &json!({ "code": "123456" }).to_string(),
+            Some(me.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{p}");
         // A password change over its limit.
         let body = json!({ "current_password": SECRET, "new_password": "n".repeat(MAX_PASSWORD_CHARS + 1) });
         let (status, _, p) = send(

@@ -215,7 +215,7 @@ impl AuthService {
         let pending_key = key_for(tenant, NS_MFA_PENDING, &user.subject);
         let kv = &self.inner.state.kv;
         let Some(pending) = kv.get(&pending_key).await? else {
-            return Err(AuthError::BadRequest("no enrolment in progress".into()));
+            return Err(AuthError::Conflict("no enrolment in progress"));
         };
         let text = std::str::from_utf8(&pending).map_err(|_| AuthError::Internal)?;
         let secret = TotpSecret::from_base32(text).map_err(|_| AuthError::Internal)?;
@@ -270,7 +270,7 @@ impl AuthService {
             .compare_and_swap(&pending_key, Some(&pending), None, None)
             .await?
         {
-            return Err(AuthError::BadRequest("enrolment already completed".into()));
+            return Err(AuthError::Conflict("enrolment already completed"));
         }
         let (codes, plain) = RecoveryCodes::generate_default().map_err(|_| AuthError::Internal)?;
         let hashes = serde_json::to_vec(&codes).map_err(|_| AuthError::Internal)?;

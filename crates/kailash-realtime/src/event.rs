@@ -55,6 +55,7 @@ pub const MAX_AUDIENCE_ID: usize = 256;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
+#[schema(as = EventClassification)]
 pub enum Classification {
     /// Anyone in the tenant may see it.
     #[default]
@@ -114,6 +115,7 @@ impl<'de> Deserialize<'de> for Classification {
 /// grammar of [`Permission::parse`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EventMetadata)]
 pub struct Metadata {
     /// How sensitive the event is.
     #[serde(default)]

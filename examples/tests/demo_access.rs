@@ -1021,8 +1021,10 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         let p = r.assert_problem(422);
         assert_eq!(p["reason"], "invalid_inputs");
         assert!(p["detail"].as_str().unwrap().contains("order"), "{p}");
+        // A body outside the published schema: 422, pointing at the field.
         let r = call(&d, "POST", &path, &dave, Some(json!({"workflow": wf}))).await;
-        r.assert_problem(400);
+        let p = r.assert_problem(422);
+        assert_eq!(p["errors"][0]["in"], "body", "{p}");
         let r = call(
             &d,
             "POST",
@@ -1042,7 +1044,7 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         .await;
         r.assert_problem(404);
         let r = call(&d, "GET", "/api/executions?limit=x", &dave, None).await;
-        r.assert_problem(400);
+        assert_eq!(r.assert_problem(422)["errors"][0]["pointer"], "/limit");
         assert_eq!(
             call(&d, "GET", "/api/executions", &dave, None).await.json()["executions"]
                 .as_array()

@@ -185,16 +185,10 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         let _ = slot.set(hub.clone());
     }
     if this.runtime.is_some() {
-        let runtime_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_runtime::http::openapi())
-                .map_err(|e| GatewayError::Runtime(e.to_string()))?;
-        this = this.openapi(runtime_doc);
+        this = this.openapi(kailash_runtime::http::openapi());
     }
     if hub.is_some() {
-        let realtime_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_realtime::http::openapi())
-                .map_err(|e| GatewayError::Realtime(e.to_string()))?;
-        this = this.openapi(realtime_doc);
+        this = this.openapi(kailash_realtime::http::openapi());
     }
     compose_checked(this, hub)
 }

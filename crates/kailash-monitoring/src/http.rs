@@ -29,58 +29,132 @@
 //! ```
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
 
-use crate::health::HealthRegistry;
+use crate::health::{HealthRegistry, HealthReport};
 use crate::metrics::MetricsRegistry;
+
+/// The content type `GET /metrics` answers with: the Prometheus text
+/// exposition format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The body of `GET /health/live`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `ok` while the process serves.
+    #[schema(schema_with = ok_schema)]
+    pub status: &'static str,
+}
+
+fn ok_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ok"]))
+        .into()
+}
 
 /// `GET /health/live` (always `{"status":"ok"}` while the process serves)
 /// and `GET /health/ready` (the registry's report; `503` when a required
 /// check fails; never cached).
 pub fn health_routes(registry: HealthRegistry) -> Router {
     Router::new()
-        .route(
-            "/health/live",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/health/ready",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let report = registry.report().await;
-                    let status = if report.is_ready() {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    let mut res = (status, axum::Json(report)).into_response();
-                    res.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    res
-                }
-            }),
-        )
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(registry)
+}
+
+/// Liveness: the process is up and serving.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    operation_id = "health_live",
+    security(()),
+    responses((status = 200, body = Liveness, description = "Alive")),
+))]
+async fn live() -> axum::Json<Liveness> {
+    axum::Json(Liveness { status: "ok" })
+}
+
+/// Readiness: every required dependency check passes (never cached).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    operation_id = "health_ready",
+    security(()),
+    responses(
+        (status = 200, body = HealthReport, description = "Ready: every required check passes (`status` is `ok`, or `degraded` when an optional one fails)"),
+        (status = 503, body = HealthReport, description = "Not ready: a required check fails; the report names it (`status` is `fail`)"),
+    ),
+))]
+async fn ready(State(registry): State<HealthRegistry>) -> Response {
+    let report = registry.report().await;
+    let status = if report.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut res = (status, axum::Json(report)).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// `GET /metrics`: the Prometheus text exposition (format 0.0.4).
 pub fn metrics_route(registry: MetricsRegistry) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    registry.render(),
-                )
-            }
-        }),
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(registry)
+}
+
+/// Prometheus text exposition of request metrics.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    security(()),
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4; charset=utf-8", description = "The Prometheus text exposition format 0.0.4")),
+))]
+async fn metrics(State(registry): State<MetricsRegistry>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        registry.render(),
     )
+}
+
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-monitoring health"),
+    paths(live, ready),
+    components(schemas(Liveness, HealthReport, crate::health::CheckResult))
+)]
+struct HealthApi;
+
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(info(title = "kailash-monitoring metrics"), paths(metrics))]
+struct MetricsApi;
+
+/// The OpenAPI 3.1 document of [`health_routes`] (feature `openapi`),
+/// from the types: `GET /health/live` and `GET /health/ready` (`200` and
+/// `503` with the same [`HealthReport`] schema), both public.
+#[cfg(feature = "openapi")]
+pub fn health_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    HealthApi::openapi()
+}
+
+/// The OpenAPI 3.1 document of [`metrics_route`] (feature `openapi`):
+/// `GET /metrics`, public, answering [`METRICS_CONTENT_TYPE`].
+#[cfg(feature = "openapi")]
+pub fn metrics_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    MetricsApi::openapi()
 }

@@ -158,3 +158,92 @@ pub fn metrics_openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
     MetricsApi::openapi()
 }
+
+#[cfg(all(test, feature = "openapi"))]
+mod tests {
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::health::from_fn;
+
+    async fn get(app: &Router, path: &str) -> (StatusCode, String, serde_json::Value) {
+        let res = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let ct = res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            ct,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// The documents compile for the validator, every documented operation
+    /// is routed, and each answer carries the documented content type and
+    /// the fields of its schema.
+    #[tokio::test]
+    async fn documented_operations_are_routed_and_answer_their_schema() {
+        let health = serde_json::to_value(health_openapi()).unwrap();
+        let metrics = serde_json::to_value(metrics_openapi()).unwrap();
+        kailash_core::schema::check_document(&health_openapi()).unwrap();
+        kailash_core::schema::check_document(&metrics_openapi()).unwrap();
+
+        let failing = HealthRegistry::new()
+            .required("db", from_fn(|| async { Err::<(), _>("down".to_owned()) }))
+            .optional("mail", from_fn(|| async { Ok(()) }));
+        let app = health_routes(failing).merge(metrics_route(MetricsRegistry::new()));
+
+        let paths = health["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 2);
+        let (status, ct, live) = get(&app, "/health/live").await;
+        assert_eq!((status, ct.as_str()), (StatusCode::OK, "application/json"));
+        assert_eq!(live, serde_json::json!({ "status": "ok" }));
+
+        let (status, _, report) = get(&app, "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let ready = &health["paths"]["/health/ready"]["get"]["responses"];
+        for code in ["200", "503"] {
+            assert_eq!(
+                ready[code]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/HealthReport",
+                "{code}"
+            );
+        }
+        let schemas = &health["components"]["schemas"];
+        let statuses = schemas["HealthReport"]["properties"]["status"]["enum"].clone();
+        assert_eq!(statuses, serde_json::json!(["ok", "degraded", "fail"]));
+        assert!(
+            statuses
+                .as_array()
+                .unwrap()
+                .contains(&report["status"].clone())
+        );
+        let check = &schemas["CheckResult"]["properties"];
+        for c in report["checks"].as_array().unwrap() {
+            for key in c.as_object().unwrap().keys() {
+                assert!(check[key].is_object(), "{key}");
+            }
+        }
+
+        let (status, ct, _) = get(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ct, METRICS_CONTENT_TYPE);
+        let documented = metrics["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap();
+        assert_eq!(
+            documented.keys().collect::<Vec<_>>(),
+            [METRICS_CONTENT_TYPE]
+        );
+    }
+}

@@ -316,8 +316,7 @@ pub fn report(
     at: Timestamp,
     explanation: &Explanation,
 ) -> Value {
-    serde_json::to_value(Report::new(principal, permission, at, explanation))
-        .unwrap_or(Value::Null)
+    serde_json::to_value(Report::new(principal, permission, at, explanation)).unwrap_or(Value::Null)
 }
 
 /// The explanation as [`report`] renders it, typed (its schema is the

@@ -75,8 +75,8 @@ use utoipa::openapi::{RefOr, schema::AdditionalProperties};
 
 use crate::control::AccessControl;
 use crate::explain::{
-    ExplainInput, MAX_ATTRIBUTES, MAX_CONTEXT_CHARS, MAX_DEPTH, MAX_NAME_CHARS,
-    MAX_STRING_CHARS, Report,
+    ExplainInput, MAX_ATTRIBUTES, MAX_CONTEXT_CHARS, MAX_DEPTH, MAX_NAME_CHARS, MAX_STRING_CHARS,
+    Report,
 };
 use crate::layer::RequirePermissionLayer;
 
@@ -95,7 +95,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The grammar of a permission ([`Permission::parse`](crate::permission::Permission::parse)):
 /// `*`, `resource:action` (either part may be `*`) or `kind:name:action`
 /// (only the action may be `*`); each part 1 to 64 of `a-z 0-9 _ . -`.
-pub const PERMISSION_PATTERN: &str = "^([*]|([*]|[a-z0-9_.-]{1,64}|[a-z0-9_.-]{1,64}:[a-z0-9_.-]{1,64}):([*]|[a-z0-9_.-]{1,64}))$";
+pub const PERMISSION_PATTERN: &str =
+    "^([*]|([*]|[a-z0-9_.-]{1,64}|[a-z0-9_.-]{1,64}:[a-z0-9_.-]{1,64}):([*]|[a-z0-9_.-]{1,64}))$";
 
 /// An RFC 3339 timestamp with an offset, every one of which is a valid
 /// instant (days checked per month, leap years included; years 0001 to
@@ -224,9 +225,9 @@ fn map_schema(depth: usize, nullable: bool) -> Schema {
         .schema_type(ty)
         .max_properties(Some(MAX_ATTRIBUTES))
         .property_names(Some(name_schema()))
-        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
-            value_schema(depth),
-        ))))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(value_schema(
+            depth,
+        )))))
         .into()
 }
 
@@ -357,25 +358,21 @@ async fn explain(
     };
     // The schema admitted it, so this reading cannot refuse it; should the
     // two ever disagree, the answer is still a pointed 422, never a 5xx.
-    let input = match serde_json::to_value(&request)
-        .map_err(|_| Problem::internal())
-        .and_then(|v| {
-            ExplainInput::from_json(&v).map_err(|e| {
-                Problem::new(
-                    http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid-field",
-                    "Invalid request",
-                )
-                .with_detail(e.to_string())
-                .with_extension("field", e.field.as_str())
-            })
-        }) {
+    let input = match serde_json::to_value(&request) {
+        Ok(v) => ExplainInput::from_json(&v),
+        Err(_) => ExplainInput::from_json(&serde_json::Value::Null),
+    };
+    let input = match input {
         Ok(i) => i,
-        Err(problem) => {
-            return audited(&s, refused("malformed request"), || {
-                problem.into_response()
-            })
-            .await;
+        Err(e) => {
+            let problem = Problem::new(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid request",
+            )
+            .with_detail(e.to_string())
+            .with_extension("field", e.field.as_str());
+            return audited(&s, refused("malformed request"), || problem.into_response()).await;
         }
     };
 

@@ -476,8 +476,14 @@ mod explain_route {
             (r#"{"permission":"data"}"#.to_owned(), "/permission"),
             (r#"{"permission":"Data:read"}"#.to_owned(), "/permission"),
             (r#"{"permission":"*:x:read"}"#.to_owned(), "/permission"),
-            (r#"{"permission":"data:read","user":""}"#.to_owned(), "/user"),
-            (r#"{"permission":"data:read","other":1}"#.to_owned(), "/other"),
+            (
+                r#"{"permission":"data:read","user":""}"#.to_owned(),
+                "/user",
+            ),
+            (
+                r#"{"permission":"data:read","other":1}"#.to_owned(),
+                "/other",
+            ),
             (
                 serde_json::json!({ "permission": "data:read", "resource": many }).to_string(),
                 "/resource",
@@ -521,7 +527,10 @@ mod explain_route {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let mut req = explain(r#"{"permission":"data:read"}"#);
         req.headers_mut().remove("content-type");
-        let app = router(access(Arc::new(MemoryAuditSink::new())).await, Arc::new(Known));
+        let app = router(
+            access(Arc::new(MemoryAuditSink::new())).await,
+            Arc::new(Known),
+        );
         let res = app.oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
@@ -570,7 +579,12 @@ mod explain_route {
             assert_eq!(status, StatusCode::OK, "{permission}: {report}");
         }
         let lists: serde_json::Map<String, serde_json::Value> = (0..10)
-            .map(|i| (format!("k{i}"), serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])))
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+                )
+            })
             .collect();
         let body = serde_json::json!({
             "permission": "data:read",
@@ -599,7 +613,9 @@ mod explain_route {
         let paths = json["paths"].as_object().unwrap();
         assert_eq!(paths.len(), 1);
         let op = &json["paths"]["/api/access/explain"]["post"];
-        for status in ["200", "400", "401", "403", "404", "413", "415", "422", "503"] {
+        for status in [
+            "200", "400", "401", "403", "404", "413", "415", "422", "503",
+        ] {
             assert!(op["responses"][status].is_object(), "{status}");
         }
         assert_eq!(

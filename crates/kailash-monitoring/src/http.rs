@@ -35,7 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::health::{HealthRegistry, HealthReport};
+use crate::health::HealthRegistry;
+#[cfg(feature = "openapi")]
+use crate::health::HealthReport;
 use crate::metrics::MetricsRegistry;
 
 /// The content type `GET /metrics` answers with: the Prometheus text
@@ -160,6 +162,7 @@ pub fn metrics_openapi() -> utoipa::openapi::OpenApi {
 }
 
 #[cfg(all(test, feature = "openapi"))]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use axum::body::Body;
     use http::Request;

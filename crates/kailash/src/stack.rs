@@ -166,20 +166,14 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             if let Some(access) = this.access.clone() {
                 let directory = Arc::new(crate::access_directory::AuthDirectory(service.clone()));
                 routes = routes.merge(kailash_access::http::router(access, directory));
-                let explain_doc: utoipa::openapi::OpenApi =
-                    serde_json::from_value(kailash_access::http::openapi())
-                        .map_err(|e| GatewayError::Auth(e.to_string()))?;
-                this = this.openapi(explain_doc);
+                this = this.openapi(kailash_access::http::openapi());
             }
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
         this = this.openapi(kailash_auth::http::openapi());
     }
     if this.tenancy.is_some() {
-        let usage_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_tenancy::http::openapi())
-                .map_err(|e| GatewayError::Auth(e.to_string()))?;
-        this = this.openapi(usage_doc);
+        this = this.openapi(kailash_tenancy::http::openapi());
     }
     if let (Some(slot), Some(hub)) = (&this.runtime_events, &hub) {
         let _ = slot.set(hub.clone());

@@ -700,7 +700,8 @@ async fn explain_tells_why_with_the_audited_reason() {
         unknown.assert_problem(404);
         assert_eq!(foreign.body, unknown.body);
 
-        // Malformed input: not JSON (400); a bad field, named (422).
+        // Malformed input: not JSON (400); a body the published schema
+        // refuses, each offending field pointed at (422).
         let head = format!(
             "POST /api/access/explain HTTP/1.1\nHost: x\nAuthorization: Bearer {alice}\nContent-Type: application/json\nContent-Length: 5"
         );
@@ -710,30 +711,30 @@ async fn explain_tells_why_with_the_audited_reason() {
         let p = explain(&alice, json!({ "permission": "data" }))
             .await
             .assert_problem(422);
-        assert_eq!(p["field"], "permission");
+        assert_eq!(p["errors"][0]["pointer"], "/permission");
         let p = explain(
             &alice,
             json!({ "permission": "data:read", "resource": { "department": 5.5, "x": null } }),
         )
         .await
         .assert_problem(422);
-        assert_eq!(p["field"], "resource.x");
+        assert_eq!(p["errors"][0]["pointer"], "/resource/x");
         let p = explain(&alice, json!({ "permission": "data:read", "extra": 1 }))
             .await
             .assert_problem(422);
-        assert_eq!(p["field"], "extra");
+        assert_eq!(p["errors"][0]["pointer"], "/extra");
         let p = explain(&alice, json!({ "user": 7, "permission": "data:read" }))
             .await
             .assert_problem(422);
-        assert_eq!(p["field"], "user");
+        assert_eq!(p["errors"][0]["pointer"], "/user");
         let p = explain(
             &alice,
             json!({ "permission": "data:read", "context": { "time": "yesterday" } }),
         )
         .await
         .assert_problem(422);
-        assert_eq!(p["field"], "context.time");
-        // Bounded: too many attribute values, too long a string.
+        assert_eq!(p["errors"][0]["pointer"], "/context");
+        // Bounded: too many attribute values in one map, too long a string.
         let many: serde_json::Map<String, Value> =
             (0..65).map(|i| (format!("k{i}"), Value::from(i))).collect();
         let p = explain(
@@ -742,14 +743,14 @@ async fn explain_tells_why_with_the_audited_reason() {
         )
         .await
         .assert_problem(422);
-        assert_eq!(p["field"], "resource");
+        assert_eq!(p["errors"][0]["pointer"], "/resource");
         let p = explain(
             &alice,
             json!({ "user": "u".repeat(300), "permission": "data:read" }),
         )
         .await
         .assert_problem(422);
-        assert_eq!(p["field"], "user");
+        assert_eq!(p["errors"][0]["pointer"], "/user");
         let big = json!({ "permission": "data:read", "resource": { "k": "v".repeat(20_000) } });
         explain(&alice, big).await.assert_problem(413);
 
@@ -1021,8 +1022,10 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         let p = r.assert_problem(422);
         assert_eq!(p["reason"], "invalid_inputs");
         assert!(p["detail"].as_str().unwrap().contains("order"), "{p}");
+        // A body outside the published schema: 422, pointing at the field.
         let r = call(&d, "POST", &path, &dave, Some(json!({"workflow": wf}))).await;
-        r.assert_problem(400);
+        let p = r.assert_problem(422);
+        assert_eq!(p["errors"][0]["in"], "body", "{p}");
         let r = call(
             &d,
             "POST",
@@ -1042,7 +1045,7 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         .await;
         r.assert_problem(404);
         let r = call(&d, "GET", "/api/executions?limit=x", &dave, None).await;
-        r.assert_problem(400);
+        assert_eq!(r.assert_problem(422)["errors"][0]["pointer"], "/limit");
         assert_eq!(
             call(&d, "GET", "/api/executions", &dave, None).await.json()["executions"]
                 .as_array()

@@ -3,8 +3,9 @@
 //! operator command's `kailash access explain` / `kailash access test`
 //! read before asking [`AccessControl::explain`](crate::AccessControl::explain).
 //!
-//! Every size is bounded ([`MAX_ATTRIBUTES`], [`MAX_DEPTH`],
-//! [`MAX_STRING_BYTES`], [`MAX_USERNAME_BYTES`]), and every error names the
+//! Every size is bounded ([`MAX_ATTRIBUTES`], [`MAX_VALUES`], [`MAX_DEPTH`],
+//! [`MAX_STRING_CHARS`], [`MAX_NAME_CHARS`], [`MAX_USERNAME_CHARS`]), and
+//! every error names the
 //! field it is about ([`InputError::field`]), so a client learns what to fix
 //! without the server echoing the input back.
 //!
@@ -40,15 +41,23 @@ use crate::condition::Attributes;
 use crate::permission::Permission;
 use crate::policy::Explanation;
 
-/// The most values (map entries and list items, at every level together)
-/// in one attribute map.
+/// The most entries of one map, or items of one list, in an attribute map
+/// (each level on its own: the published schema states it per level).
 pub const MAX_ATTRIBUTES: usize = 64;
+/// The most values (map entries and list items, at every level together)
+/// in one attribute map: one per byte of the HTTP route's largest body, so
+/// that over HTTP only the per-level [`MAX_ATTRIBUTES`] can refuse a map.
+pub const MAX_VALUES: usize = 16 * 1024;
 /// The deepest nesting of maps and lists in an attribute map (`location.country` is 2).
 pub const MAX_DEPTH: usize = 4;
-/// The longest string (attribute key or value) accepted, in bytes.
-pub const MAX_STRING_BYTES: usize = 1024;
-/// The longest username accepted, in bytes.
-pub const MAX_USERNAME_BYTES: usize = 256;
+/// The longest attribute string value accepted, in characters.
+pub const MAX_STRING_CHARS: usize = 1024;
+/// The longest attribute name accepted, in characters (at least 1).
+pub const MAX_NAME_CHARS: usize = 64;
+/// The longest username accepted, in characters.
+pub const MAX_USERNAME_CHARS: usize = 256;
+/// The longest timestamp or IP address text accepted, in characters.
+pub const MAX_CONTEXT_CHARS: usize = 64;
 
 /// What is wrong with an explanation's input, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,19 +165,20 @@ fn string<'v>(v: &'v Value, field: &str, max: usize) -> Result<&'v str, InputErr
     let Value::String(s) = v else {
         return Err(InputError::new(field, "must be a string"));
     };
-    if s.len() > max {
+    if s.chars().count() > max {
         return Err(InputError::new(
             field,
-            format!("is longer than {max} bytes"),
+            format!("is longer than {max} characters"),
         ));
     }
     Ok(s)
 }
 
-/// A username: 1 to [`MAX_USERNAME_BYTES`] bytes.
+/// A username: 1 to [`MAX_USERNAME_CHARS`] characters. (One no user has,
+/// such as a blank one, is an unknown user, not a malformed input.)
 pub fn username(v: &Value, field: &str) -> Result<String, InputError> {
-    let s = string(v, field, MAX_USERNAME_BYTES)?;
-    if s.trim().is_empty() {
+    let s = string(v, field, MAX_USERNAME_CHARS)?;
+    if s.is_empty() {
         return Err(InputError::new(field, "must not be empty"));
     }
     Ok(s.to_owned())
@@ -176,14 +186,14 @@ pub fn username(v: &Value, field: &str) -> Result<String, InputError> {
 
 /// A `resource:action` permission.
 pub fn permission(v: &Value, field: &str) -> Result<Permission, InputError> {
-    let s = string(v, field, MAX_STRING_BYTES)?;
+    let s = string(v, field, crate::permission::MAX_PERMISSION_LEN)?;
     Permission::parse(s)
         .map_err(|_| InputError::new(field, "must be a permission `resource:action`"))
 }
 
 /// An RFC 3339 timestamp (`2026-12-07T10:00:00Z`).
 pub fn timestamp(v: &Value, field: &str) -> Result<Timestamp, InputError> {
-    string(v, field, 64)?.parse().map_err(|_| {
+    string(v, field, MAX_CONTEXT_CHARS)?.parse().map_err(|_| {
         InputError::new(
             field,
             "must be an RFC 3339 timestamp with an offset, e.g. 2026-12-07T10:00:00Z",
@@ -193,17 +203,18 @@ pub fn timestamp(v: &Value, field: &str) -> Result<Timestamp, InputError> {
 
 /// An IPv4 or IPv6 address.
 pub fn ip(v: &Value, field: &str) -> Result<IpAddr, InputError> {
-    string(v, field, 64)?
+    string(v, field, MAX_CONTEXT_CHARS)?
         .parse()
         .map_err(|_| InputError::new(field, "must be an IP address"))
 }
 
 /// An attribute map (`data.*`) from a JSON object: strings, numbers,
-/// booleans, lists and nested objects, within [`MAX_ATTRIBUTES`] values,
-/// [`MAX_DEPTH`] levels and [`MAX_STRING_BYTES`] per string. `null` is
-/// refused (an attribute is present or absent).
+/// booleans, lists and nested objects, within [`MAX_ATTRIBUTES`] values per
+/// map or list, [`MAX_VALUES`] in all, [`MAX_DEPTH`] levels, names of 1 to
+/// [`MAX_NAME_CHARS`] and values of [`MAX_STRING_CHARS`] characters.
+/// `null` is refused (an attribute is present or absent).
 pub fn attributes(v: &Value, field: &str) -> Result<Attributes, InputError> {
-    let mut budget = MAX_ATTRIBUTES;
+    let mut budget = MAX_VALUES;
     match v {
         Value::Object(_) => match value(v, field, 1, &mut budget)? {
             AttributeValue::Map(m) => Ok(m),
@@ -228,10 +239,10 @@ fn value(
             _ => return Err(InputError::new(field, "number out of range")),
         },
         Value::String(s) => {
-            if s.len() > MAX_STRING_BYTES {
+            if s.chars().count() > MAX_STRING_CHARS {
                 return Err(InputError::new(
                     field,
-                    format!("is longer than {MAX_STRING_BYTES} bytes"),
+                    format!("is longer than {MAX_STRING_CHARS} characters"),
                 ));
             }
             AttributeValue::String(s.clone())
@@ -243,7 +254,10 @@ fn value(
                     format!("nested deeper than {MAX_DEPTH} levels"),
                 ));
             }
-            let mut out = Vec::with_capacity(items.len().min(MAX_ATTRIBUTES));
+            if items.len() > MAX_ATTRIBUTES {
+                return Err(too_many(field));
+            }
+            let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 take(budget, field)?;
                 out.push(value(item, &format!("{field}[{i}]"), depth + 1, budget)?);
@@ -257,11 +271,18 @@ fn value(
                     format!("nested deeper than {MAX_DEPTH} levels"),
                 ));
             }
+            if map.len() > MAX_ATTRIBUTES {
+                return Err(too_many(field));
+            }
             let mut out = BTreeMap::new();
             for (key, item) in map {
                 take(budget, field)?;
-                if key.is_empty() || key.len() > 64 {
-                    return Err(InputError::new(field, "attribute names are 1 to 64 bytes"));
+                let chars = key.chars().count();
+                if chars == 0 || chars > MAX_NAME_CHARS {
+                    return Err(InputError::new(
+                        field,
+                        format!("attribute names are 1 to {MAX_NAME_CHARS} characters"),
+                    ));
                 }
                 let child = format!("{field}.{key}");
                 out.insert(key.clone(), value(item, &child, depth + 1, budget)?);
@@ -271,12 +292,16 @@ fn value(
     })
 }
 
+fn too_many(field: &str) -> InputError {
+    InputError::new(
+        field,
+        format!("more than {MAX_ATTRIBUTES} entries in one map or list"),
+    )
+}
+
 fn take(budget: &mut usize, field: &str) -> Result<(), InputError> {
     *budget = budget.checked_sub(1).ok_or_else(|| {
-        InputError::new(
-            field,
-            format!("more than {MAX_ATTRIBUTES} attribute values"),
-        )
+        InputError::new(field, format!("more than {MAX_VALUES} attribute values"))
     })?;
     Ok(())
 }
@@ -291,15 +316,54 @@ pub fn report(
     at: Timestamp,
     explanation: &Explanation,
 ) -> Value {
-    serde_json::json!({
-        "user": principal.subject(),
-        "tenant": principal.tenant().map(TenantId::as_str),
-        "roles": principal.roles(),
-        "permission": permission.as_str(),
-        "at": at.to_string(),
-        "allowed": explanation.decision.allowed,
-        "reason": explanation.decision.rule,
-        "strategy": explanation.strategy,
-        "steps": explanation.steps,
-    })
+    serde_json::to_value(Report::new(principal, permission, at, explanation)).unwrap_or(Value::Null)
+}
+
+/// The explanation as [`report`] renders it, typed (its schema is the
+/// `200` body of `POST /api/access/explain`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "axum", schema(as = Explanation))]
+pub struct Report {
+    /// The user explained.
+    pub user: String,
+    /// The user's tenant (`null`: none).
+    pub tenant: Option<String>,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// The permission asked about, `resource:action`.
+    pub permission: String,
+    /// When the decision was taken (RFC 3339).
+    #[cfg_attr(feature = "axum", schema(format = DateTime))]
+    pub at: String,
+    /// The verdict.
+    pub allowed: bool,
+    /// The rule, exactly as the audit trail records it for this decision.
+    pub reason: String,
+    /// The strategy in force.
+    pub strategy: crate::spec::Strategy,
+    /// What each role and policy said, every one evaluated.
+    pub steps: Vec<crate::policy::ExplainStep>,
+}
+
+impl Report {
+    /// The report of `explanation`, for `principal` asking `permission` at `at`.
+    pub fn new(
+        principal: &Principal,
+        permission: &Permission,
+        at: Timestamp,
+        explanation: &Explanation,
+    ) -> Self {
+        Self {
+            user: principal.subject().to_owned(),
+            tenant: principal.tenant().map(|t| TenantId::as_str(t).to_owned()),
+            roles: principal.roles().to_vec(),
+            permission: permission.as_str().to_owned(),
+            at: at.to_string(),
+            allowed: explanation.decision.allowed,
+            reason: explanation.decision.rule.clone(),
+            strategy: explanation.strategy,
+            steps: explanation.steps.clone(),
+        }
+    }
 }

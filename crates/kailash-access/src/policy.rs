@@ -111,6 +111,7 @@ impl Decision {
 
 /// Where an explanation step comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// A role of the principal.
@@ -121,6 +122,7 @@ pub enum StepKind {
 
 /// One line of an [`Explanation`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct ExplainStep {
     /// Role or policy.
     pub kind: StepKind,

@@ -34,6 +34,7 @@ use crate::permission::Permission;
 
 /// How RBAC and ABAC combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Roles alone decide; ABAC policies are compiled (and must be valid) but not consulted.

@@ -20,6 +20,15 @@
 //! verify the enrolment-only token themselves, and the layer refuses that
 //! token everywhere else.)
 //!
+//! Bodies and path parameters are read through kailash-core's
+//! [`ValidJson`] and [`ValidPath`]: they must match the schema the request
+//! types derive (every field's [bound](crate::bounds) is its `maxLength`,
+//! unknown properties are refused), or the route answers `422` with a JSON
+//! pointer per violation and never the value; a body that is not JSON is
+//! `400`, one that is not `application/json` `415`. With the `openapi`
+//! feature, `openapi()` and `admin_openapi()` document the routes from the
+//! same types.
+//!
 //! [`admin_router`] serves the account administration routes, behind a
 //! permission check the caller supplies ([`ADMIN_PERMISSION`]):
 //!
@@ -31,19 +40,25 @@
 
 use std::convert::Infallible;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{Route, delete, get, post};
 use axum::{Json, Router};
 use kailash_core::context::RequestContext;
+use kailash_core::schema::{ValidJson, ValidPath};
 use kailash_core::{Principal, Problem};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::service::{AccountAction, AuthError, AuthService, EnrolRequest, LoginRequest};
+#[cfg(feature = "openapi")]
+use crate::service::{Enrolment, LoginOutcome, SessionView, TokenPair};
+
+/// The media type of every error answer, for the documentation.
+#[cfg(feature = "openapi")]
+const PROBLEM: &str = kailash_core::problem::PROBLEM_JSON;
 
 /// Routes that must be reachable without an access token.
 pub const PUBLIC_PATHS: [&str; 5] = [
@@ -90,6 +105,9 @@ pub fn problem(error: &AuthError) -> Problem {
         AuthError::InvalidEnrolmentToken => Problem::unauthorized(Some("invalid_token"))
             .with_detail("invalid or expired enrolment token"),
         AuthError::BadRequest(detail) => Problem::bad_request(detail.clone()),
+        AuthError::Conflict(detail) => {
+            Problem::from_status(StatusCode::CONFLICT).with_detail(*detail)
+        }
         AuthError::NotFound => Problem::not_found(),
         AuthError::Unavailable => {
             Problem::service_unavailable("authentication is temporarily unavailable")
@@ -103,47 +121,156 @@ pub fn problem(error: &AuthError) -> Problem {
     }
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /auth/refresh`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+struct RefreshRequest {
+    /// The refresh token of the last pair; at most 8192 characters.
+    #[schema(max_length = 8192)]
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /auth/mfa/verify` and `POST /auth/mfa/bootstrap/verify`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CodeBody {
+struct MfaCode {
+    /// The current code of the authenticator app; at most 64 characters.
+    #[schema(max_length = 64)]
     code: String,
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /auth/password`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordBody {
+struct PasswordChange {
+    /// The current password; at most 1024 characters.
+    #[schema(max_length = 1024, format = Password)]
     current_password: String,
+    /// The new password (the policy decides what it must be); at most 1024
+    /// characters.
+    #[schema(max_length = 1024, format = Password)]
     new_password: String,
 }
 
+/// The recovery codes of a confirmed enrolment, shown once.
+#[derive(Serialize, ToSchema)]
+struct RecoveryCodes {
+    /// Each spends once, instead of a TOTP code.
+    recovery_codes: Vec<String>,
+}
+
+/// The `{id}` of `DELETE /auth/sessions/{id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct SessionId {
+    /// A session id, as `GET /auth/sessions` lists it.
+    #[param(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_-]+$")]
+    id: String,
+}
+
+/// The `{username}` of the administration routes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct Username {
+    /// The account's username; at most 256 characters.
+    #[param(max_length = 256)]
+    username: String,
+}
+
+/// The body, or its refusal; a refusal for the body's shape (`422`) is
+/// audited as a malformed request to `action`, like the flows' own
+/// refusals. No refusal quotes the body (it may hold a password).
+async fn body<T>(
+    s: &AuthService,
+    body: Result<ValidJson<T>, Problem>,
+    action: &'static str,
+    ctx: &RequestContext,
+) -> Result<T, Response> {
+    match body {
+        Ok(ValidJson(b)) => Ok(b),
+        Err(problem) => {
+            if problem.status() == StatusCode::UNPROCESSABLE_ENTITY
+                && let Err(e) = s.audit_malformed(action, ctx).await
+            {
+                return Err(e.into_response());
+            }
+            Err(problem.into_response())
+        }
+    }
+}
+
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/login", tag = "auth", operation_id = "login",
+    summary = "Log in with username, password and, when required, a TOTP or recovery code",
+    security(()),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginOutcome, description = "A token pair; or, for a user whose role requires a second factor that is not enrolled, an enrolment-only token (no session)"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Invalid credentials, or a second factor is required (`mfa_required`)"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "Concurrent session limit reached, or the tenant is inactive"),
+        (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema (e.g. a field over its length); audited, not counted toward the lockout"),
+        (status = 423, body = Problem, content_type = PROBLEM, description = "Account locked (Retry-After)"),
+        (status = 429, body = Problem, content_type = PROBLEM, description = "Too many attempts from this address (Retry-After)"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable, or every password-hashing slot busy (Retry-After)"),
+    ),
+))]
 async fn login(
     State(s): State<AuthService>,
     ctx: RequestContext,
-    Json(body): Json<LoginRequest>,
+    req: Result<ValidJson<LoginRequest>, Problem>,
 ) -> Response {
-    match s.login(body, &ctx).await {
+    let req = match body(&s, req, "auth.login", &ctx).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    match s.login(req, &ctx).await {
         Ok(outcome) => no_store(Json(outcome)),
         Err(e) => e.into_response(),
     }
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/refresh", tag = "auth", operation_id = "refresh",
+    summary = "Rotate a refresh token; reuse of a rotated token revokes its family and session",
+    security(()),
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenPair, description = "A new token pair (the presented refresh token is dead)"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Invalid, expired, rotated or revoked refresh token; or the session lacks a second factor the user's roles now require (`mfa_required`)"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "The tenant is inactive"),
+        (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema (e.g. a token over 8192 characters); audited"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn refresh(
     State(s): State<AuthService>,
     ctx: RequestContext,
-    Json(body): Json<RefreshBody>,
+    req: Result<ValidJson<RefreshRequest>, Problem>,
 ) -> Response {
-    match s.refresh(&body.refresh_token, &ctx).await {
+    let req = match body(&s, req, "auth.refresh", &ctx).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    match s.refresh(&req.refresh_token, &ctx).await {
         Ok(pair) => no_store(Json(pair)),
         Err(e) => e.into_response(),
     }
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/logout", tag = "auth", operation_id = "logout",
+    summary = "End the caller's session",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn logout(
     State(s): State<AuthService>,
     p: Principal,
@@ -152,27 +279,43 @@ async fn logout(
     s.logout(&p, &ctx).await.map(|()| StatusCode::NO_CONTENT)
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/auth/sessions", tag = "auth", operation_id = "list_sessions",
+    summary = "The caller's live sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<SessionView>, description = "The caller's sessions"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn sessions(State(s): State<AuthService>, p: Principal) -> Result<Response, AuthError> {
     Ok(no_store(Json(s.list_sessions(&p).await?)))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    delete, path = "/auth/sessions/{id}", tag = "auth", operation_id = "revoke_session",
+    summary = "End one of the caller's sessions",
+    security(("bearer" = [])),
+    params(SessionId),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The id is not UTF-8 once percent-decoded"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated"),
+        (status = 404, body = Problem, content_type = PROBLEM, description = "No such session of the caller"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The id does not match its schema"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn revoke(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    Path(id): Path<String>,
+    ValidPath(SessionId { id }): ValidPath<SessionId>,
 ) -> Result<StatusCode, AuthError> {
     s.revoke_session(&p, &id, &ctx)
         .await
         .map(|()| StatusCode::NO_CONTENT)
-}
-
-/// The body, or a `400` with a fixed phrase (serde's message may quote
-/// the input, which may be a password).
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, AuthError> {
-    body.map(|Json(b)| b).map_err(|_| {
-        AuthError::BadRequest("the body must be a JSON object with the documented fields".into())
-    })
 }
 
 /// The `Authorization: Bearer` token of a request to a bootstrap route.
@@ -190,30 +333,77 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
 }
 
 fn recovery_codes(codes: &[crate::totp::RecoveryCode]) -> Response {
-    let codes: Vec<&str> = codes.iter().map(|c| c.expose()).collect();
-    no_store(Json(json!({ "recovery_codes": codes })))
+    let recovery_codes = codes.iter().map(|c| c.expose().to_owned()).collect();
+    no_store(Json(RecoveryCodes { recovery_codes }))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/mfa/enroll", tag = "auth", operation_id = "mfa_enroll",
+    summary = "Start TOTP enrolment or re-enrolment: the current password, and a current TOTP or recovery code while a second factor is enrolled (failures count toward the account lockout)",
+    security(("bearer" = [])),
+    request_body = EnrolRequest,
+    responses(
+        (status = 200, body = Enrolment, description = "Secret and otpauth URI (confirm with a code within 10 minutes)"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated, wrong password, or a current code is required (`mfa_required`)"),
+        (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema; audited, not counted toward the lockout"),
+        (status = 423, body = Problem, content_type = PROBLEM, description = "Account locked (Retry-After)"),
+        (status = 429, body = Problem, content_type = PROBLEM, description = "Too many attempts from this address (Retry-After)"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable, or every password-hashing slot busy (Retry-After)"),
+    ),
+))]
 async fn enroll(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    req: Result<Json<EnrolRequest>, JsonRejection>,
-) -> Result<Response, AuthError> {
-    let req = body(req)?;
-    Ok(no_store(Json(s.mfa_enroll(&p, req, &ctx).await?)))
+    req: Result<ValidJson<EnrolRequest>, Problem>,
+) -> Response {
+    let req = match body(&s, req, "auth.mfa.enroll", &ctx).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
+    match s.mfa_enroll(&p, req, &ctx).await {
+        Ok(enrolment) => no_store(Json(enrolment)),
+        Err(e) => e.into_response(),
+    }
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/mfa/verify", tag = "auth", operation_id = "mfa_verify",
+    summary = "Confirm enrolment with a code; returns recovery codes once",
+    security(("bearer" = [])),
+    request_body = MfaCode,
+    responses(
+        (status = 200, body = RecoveryCodes, description = "Recovery codes, shown once"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 409, body = Problem, content_type = PROBLEM, description = "No enrolment in progress, or another request just completed it"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated, or an invalid code (`mfa_required`)"),
+        (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn verify(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    req: Result<Json<CodeBody>, JsonRejection>,
+    ValidJson(req): ValidJson<MfaCode>,
 ) -> Result<Response, AuthError> {
-    let req = body(req)?;
     Ok(recovery_codes(&s.mfa_verify(&p, &req.code, &ctx).await?))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/mfa/bootstrap/enroll", tag = "auth", operation_id = "mfa_bootstrap_enroll",
+    summary = "Start the first TOTP enrolment with the enrolment-only token a login returned",
+    security(("enrolment_token" = [])),
+    responses(
+        (status = 200, body = Enrolment, description = "Secret and otpauth URI (confirm with a code within 10 minutes)"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Missing, invalid or expired enrolment token, or a second factor is already enrolled"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "The tenant is inactive"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn bootstrap_enroll(
     State(s): State<AuthService>,
     headers: HeaderMap,
@@ -223,67 +413,142 @@ async fn bootstrap_enroll(
     Ok(no_store(Json(s.mfa_bootstrap_enroll(token, &ctx).await?)))
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/mfa/bootstrap/verify", tag = "auth", operation_id = "mfa_bootstrap_verify",
+    summary = "Confirm the first enrolment with a code; returns recovery codes once (log in with a code afterwards)",
+    security(("enrolment_token" = [])),
+    request_body = MfaCode,
+    responses(
+        (status = 200, body = RecoveryCodes, description = "Recovery codes, shown once"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The body is not JSON"),
+        (status = 409, body = Problem, content_type = PROBLEM, description = "No enrolment in progress, or another request just completed it"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Invalid code (`mfa_required`), or a missing, invalid or expired enrolment token (checked first)"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "The tenant is inactive"),
+        (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn bootstrap_verify(
     State(s): State<AuthService>,
     headers: HeaderMap,
     ctx: RequestContext,
-    req: Result<Json<CodeBody>, JsonRejection>,
-) -> Result<Response, AuthError> {
-    let token = bearer(&headers)?;
-    let req = body(req)?;
-    Ok(recovery_codes(
-        &s.mfa_bootstrap_verify(token, &req.code, &ctx).await?,
-    ))
+    req: Result<ValidJson<MfaCode>, Problem>,
+) -> Result<Response, Response> {
+    // The token first: without one, the body's shape is nobody's business.
+    let token = bearer(&headers).map_err(IntoResponse::into_response)?;
+    let ValidJson(req) = req.map_err(IntoResponse::into_response)?;
+    s.mfa_bootstrap_verify(token, &req.code, &ctx)
+        .await
+        .map(|codes| recovery_codes(&codes))
+        .map_err(IntoResponse::into_response)
 }
 
 async fn administer(
     s: &AuthService,
     admin: &Principal,
-    username: Result<Path<String>, PathRejection>,
+    username: &str,
     action: AccountAction,
     ctx: &RequestContext,
 ) -> Result<StatusCode, AuthError> {
-    // A username that is not UTF-8 once percent-decoded is no user's; the
-    // rejection's own text would echo it, so a fixed phrase instead.
-    let Path(username) =
-        username.map_err(|_| AuthError::BadRequest("the username must be UTF-8 text".into()))?;
-    s.administer(admin, &username, action, ctx)
+    s.administer(admin, username, action, ctx)
         .await
         .map(|()| StatusCode::NO_CONTENT)
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/users/{username}/disable", tag = "auth", operation_id = "disable_user",
+    summary = "Disable an account and end its sessions (`user:manage`)",
+    security(("bearer" = [])),
+    params(Username),
+    responses(
+        (status = 204, description = "Done (audited)"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The administrator's own account, or a username that is not UTF-8 once percent-decoded"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "Permission `user:manage` not granted"),
+        (status = 404, body = Problem, content_type = PROBLEM, description = "No such user (or a user of another tenant)"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The username does not match its schema (over 256 characters)"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn disable_user(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    username: Result<Path<String>, PathRejection>,
+    ValidPath(u): ValidPath<Username>,
 ) -> Result<StatusCode, AuthError> {
-    administer(&s, &p, username, AccountAction::Disable, &ctx).await
+    administer(&s, &p, &u.username, AccountAction::Disable, &ctx).await
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/users/{username}/enable", tag = "auth", operation_id = "enable_user",
+    summary = "Enable a disabled account (`user:manage`)",
+    security(("bearer" = [])),
+    params(Username),
+    responses(
+        (status = 204, description = "Done (audited)"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "A username that is not UTF-8 once percent-decoded"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "Permission `user:manage` not granted"),
+        (status = 404, body = Problem, content_type = PROBLEM, description = "No such user (or a user of another tenant)"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The username does not match its schema (over 256 characters)"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn enable_user(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    username: Result<Path<String>, PathRejection>,
+    ValidPath(u): ValidPath<Username>,
 ) -> Result<StatusCode, AuthError> {
-    administer(&s, &p, username, AccountAction::Enable, &ctx).await
+    administer(&s, &p, &u.username, AccountAction::Enable, &ctx).await
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/users/{username}/mfa/reset", tag = "auth", operation_id = "reset_user_mfa",
+    summary = "Forget a user's second factor and end their sessions; a user whose role requires one enrols anew at the next login (`user:manage`)",
+    security(("bearer" = [])),
+    params(Username),
+    responses(
+        (status = 204, description = "Done (audited)"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The administrator's own account, or a username that is not UTF-8 once percent-decoded"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated"),
+        (status = 403, body = Problem, content_type = PROBLEM, description = "Permission `user:manage` not granted"),
+        (status = 404, body = Problem, content_type = PROBLEM, description = "No such user (or a user of another tenant)"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The username does not match its schema (over 256 characters)"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable"),
+    ),
+))]
 async fn reset_user_mfa(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    username: Result<Path<String>, PathRejection>,
+    ValidPath(u): ValidPath<Username>,
 ) -> Result<StatusCode, AuthError> {
-    administer(&s, &p, username, AccountAction::ResetMfa, &ctx).await
+    administer(&s, &p, &u.username, AccountAction::ResetMfa, &ctx).await
 }
 
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/auth/password", tag = "auth", operation_id = "change_password",
+    summary = "Change the caller's password; ends every session",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, body = Problem, content_type = PROBLEM, description = "The new password violates the configured policy (the detail lists every rule broken), or the body is not JSON"),
+        (status = 401, body = Problem, content_type = PROBLEM, description = "Not authenticated, or a wrong current password (counts toward the lockout; the guess that locks the account ends every session)"),
+        (status = 415, body = Problem, content_type = PROBLEM, description = "The body is not application/json"),
+        (status = 422, body = Problem, content_type = PROBLEM, description = "The body does not match the schema"),
+        (status = 423, body = Problem, content_type = PROBLEM, description = "Account locked (Retry-After)"),
+        (status = 429, body = Problem, content_type = PROBLEM, description = "Too many attempts from this address (Retry-After)"),
+        (status = 503, body = Problem, content_type = PROBLEM, description = "Backend unavailable, or every password-hashing slot busy (Retry-After)"),
+    ),
+))]
 async fn change_password(
     State(s): State<AuthService>,
     p: Principal,
     ctx: RequestContext,
-    Json(body): Json<PasswordBody>,
+    ValidJson(body): ValidJson<PasswordChange>,
 ) -> Result<StatusCode, AuthError> {
     s.change_password(&p, body.current_password, body.new_password, &ctx)
         .await
@@ -341,98 +606,75 @@ where
         .with_state(service)
 }
 
-/// OpenAPI 3.1 `paths` (and component schemas) of these routes, to merge
-/// into a gateway's document.
-pub fn openapi() -> serde_json::Value {
-    let problem = |d: &str| json!({ "description": d, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
-    let bearer = json!([{ "bearer": [] }]);
-    let pair = json!({ "description": "A token pair", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TokenPair" } } } });
-    let login_ok = json!({ "description": "A token pair; or, for a user whose role requires a second factor that is not enrolled, an enrolment-only token (no session)",
-        "content": { "application/json": { "schema": { "oneOf": [ { "$ref": "#/components/schemas/TokenPair" }, { "$ref": "#/components/schemas/EnrolmentGrant" } ] } } } });
-    let enrolment = json!({ "description": "Secret and otpauth URI (confirm with a code within 10 minutes)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Enrolment" } } } });
-    let recovery = json!({ "description": "Recovery codes, shown once", "content": { "application/json": { "schema": { "type": "object", "properties": { "recovery_codes": { "type": "array", "items": { "type": "string" } } } } } } });
-    let code_body = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["code"], "additionalProperties": false, "properties": { "code": { "type": "string", "maxLength": 64 } } } } } });
-    let enrolment_token = json!([{ "enrolment_token": [] }]);
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "kailash-auth", "version": env!("CARGO_PKG_VERSION") },
-        "paths": {
-            "/auth/login": { "post": {
-                "tags": ["auth"], "operationId": "login", "summary": "Log in with username, password and, when required, a TOTP or recovery code",
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/LoginRequest" } } } },
-                "responses": { "200": login_ok, "400": problem("A field is longer than its limit (username 256 bytes, password 1024, codes 64)"), "401": problem("Invalid credentials, or a second factor is required (`mfa_required`)"),
-                    "403": problem("Concurrent session limit reached, or the tenant is inactive"), "423": problem("Account locked (Retry-After)"),
-                    "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable, or every password-hashing slot busy (Retry-After)") } } },
-            "/auth/refresh": { "post": {
-                "tags": ["auth"], "operationId": "refresh", "summary": "Rotate a refresh token; reuse of a rotated token revokes its family and session",
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["refresh_token"], "properties": { "refresh_token": { "type": "string" } }, "additionalProperties": false } } } },
-                "responses": { "200": pair, "400": problem("The token is longer than 8 KiB"), "401": problem("Invalid, expired, rotated or revoked refresh token; or the session lacks a second factor the user's roles now require (`mfa_required`)"), "503": problem("Backend unavailable") } } },
-            "/auth/logout": { "post": { "tags": ["auth"], "operationId": "logout", "summary": "End the caller's session", "security": bearer,
-                "responses": { "204": { "description": "Logged out" }, "401": problem("Not authenticated") } } },
-            "/auth/sessions": { "get": { "tags": ["auth"], "operationId": "list_sessions", "summary": "The caller's live sessions", "security": bearer,
-                "responses": { "200": { "description": "Sessions", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Session" } } } } }, "401": problem("Not authenticated") } } },
-            "/auth/sessions/{id}": { "delete": { "tags": ["auth"], "operationId": "revoke_session", "summary": "End one of the caller's sessions", "security": bearer,
-                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
-                "responses": { "204": { "description": "Revoked" }, "401": problem("Not authenticated"), "404": problem("No such session of the caller") } } },
-            "/auth/mfa/enroll": { "post": { "tags": ["auth"], "operationId": "mfa_enroll", "summary": "Start TOTP enrolment or re-enrolment: the current password, and a current TOTP or recovery code while a second factor is enrolled (failures count toward the account lockout)", "security": bearer,
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/EnrolRequest" } } } },
-                "responses": { "200": enrolment, "400": problem("Malformed body"), "401": problem("Not authenticated, wrong password, or a current code is required (`mfa_required`)"),
-                    "423": problem("Account locked (Retry-After)"), "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable") } } },
-            "/auth/mfa/verify": { "post": { "tags": ["auth"], "operationId": "mfa_verify", "summary": "Confirm enrolment with a code; returns recovery codes once", "security": bearer,
-                "requestBody": code_body,
-                "responses": { "200": recovery, "400": problem("No enrolment in progress, or a malformed body"), "401": problem("Invalid code") } } },
-            "/auth/mfa/bootstrap/enroll": { "post": { "tags": ["auth"], "operationId": "mfa_bootstrap_enroll", "summary": "Start the first TOTP enrolment with the enrolment-only token a login returned", "security": enrolment_token,
-                "responses": { "200": enrolment, "401": problem("Missing, invalid or expired enrolment token, or a second factor is already enrolled"), "403": problem("The tenant is inactive") } } },
-            "/auth/mfa/bootstrap/verify": { "post": { "tags": ["auth"], "operationId": "mfa_bootstrap_verify", "summary": "Confirm the first enrolment with a code; returns recovery codes once (log in with a code afterwards)", "security": enrolment_token,
-                "requestBody": code_body,
-                "responses": { "200": recovery, "400": problem("No enrolment in progress, or a malformed body"), "401": problem("Invalid code, or a missing, invalid or expired enrolment token") } } },
-            "/auth/password": { "post": { "tags": ["auth"], "operationId": "change_password", "summary": "Change the caller's password; ends every session", "security": bearer,
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["current_password", "new_password"], "properties": { "current_password": { "type": "string" }, "new_password": { "type": "string" } } } } } },
-                "responses": { "204": { "description": "Changed" }, "400": problem("The new password violates the policy, or a password is longer than 1024 bytes"), "401": problem("Wrong current password (counts toward the lockout; the guess that locks the account ends every session)"),
-                    "423": problem("Account locked (Retry-After)"), "429": problem("Too many attempts from this address (Retry-After)"), "503": problem("Backend unavailable, or every password-hashing slot busy (Retry-After)") } } },
-            "/.well-known/jwks.json": { "get": { "tags": ["auth"], "operationId": "jwks", "summary": "Public signing keys (JWKS)",
-                "responses": { "200": { "description": "JWK set", "content": { "application/json": { "schema": { "type": "object" } } } } } } }
-        },
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
-                "enrolment_token": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (typ mfa-enrol+jwt)", "description": "The enrolment-only token of a login that requires a second factor not yet enrolled" } },
-            "schemas": {
-                "LoginRequest": { "type": "object", "required": ["username", "password"], "additionalProperties": false, "properties": {
-                    "username": { "type": "string" }, "password": { "type": "string", "format": "password" },
-                    "totp": { "type": "string" }, "recovery_code": { "type": "string" } } },
-                "EnrolRequest": { "type": "object", "required": ["password"], "additionalProperties": false, "properties": {
-                    "password": { "type": "string", "format": "password" }, "totp": { "type": "string", "maxLength": 64 }, "recovery_code": { "type": "string", "maxLength": 64 } } },
-                "Enrolment": { "type": "object", "properties": { "secret": { "type": "string" }, "otpauth_uri": { "type": "string" } } },
-                "EnrolmentGrant": { "type": "object", "properties": { "mfa_enrolment_required": { "type": "boolean", "const": true },
-                    "enrolment_token": { "type": "string" }, "token_type": { "type": "string", "const": "Bearer" }, "expires_in": { "type": "integer" } } },
-                "TokenPair": { "type": "object", "properties": { "access_token": { "type": "string" }, "refresh_token": { "type": "string" },
-                    "token_type": { "type": "string", "const": "Bearer" }, "expires_in": { "type": "integer" } } },
-                "Session": { "type": "object", "properties": { "id": { "type": "string" }, "current": { "type": "boolean" },
-                    "created_at": { "type": "string", "format": "date-time" }, "last_seen": { "type": "string", "format": "date-time" },
-                    "expires_at": { "type": "string", "format": "date-time" }, "client_ip": { "type": ["string", "null"] } } }
-            }
-        }
-    })
+/// The OpenAPI 3.1 document of [`router`]'s routes (feature `openapi`), to
+/// merge into a gateway's: derived from the request and response types the
+/// handlers use, so it states exactly what they enforce. It defines the
+/// `enrolment_token` security scheme of the bootstrap routes; `bearer` (an
+/// access token) is the gateway's.
+#[cfg(feature = "openapi")]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    AuthApi::openapi()
 }
 
-/// OpenAPI 3.1 `paths` of the [`admin_router`] routes, to merge into a
-/// gateway's document when it serves them.
-pub fn admin_openapi() -> serde_json::Value {
-    let problem = |d: &str| json!({ "description": d, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
-    let op = |id: &str, summary: &str| {
-        json!({ "post": { "tags": ["auth"], "operationId": id, "summary": summary, "security": [{ "bearer": [] }],
-            "parameters": [{ "name": "username", "in": "path", "required": true, "schema": { "type": "string", "maxLength": crate::bounds::MAX_USERNAME_BYTES } }],
-            "responses": { "204": { "description": "Done (audited)" }, "400": problem("Username too long, or the administrator's own account"),
-                "401": problem("Not authenticated"), "403": problem("Permission `user:manage` not granted"),
-                "404": problem("No such user (or a user of another tenant)"), "503": problem("Backend unavailable") } } })
-    };
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "kailash-auth administration", "version": env!("CARGO_PKG_VERSION") },
-        "paths": {
-            "/auth/users/{username}/disable": op("disable_user", "Disable an account and end its sessions (`user:manage`)"),
-            "/auth/users/{username}/enable": op("enable_user", "Enable a disabled account (`user:manage`)"),
-            "/auth/users/{username}/mfa/reset": op("reset_user_mfa", "Forget a user's second factor and end their sessions; a user whose role requires one enrols anew at the next login (`user:manage`)")
-        }
-    })
+/// The OpenAPI 3.1 document of the [`admin_router`] routes (feature
+/// `openapi`), to merge into a gateway's document when it serves them.
+#[cfg(feature = "openapi")]
+pub fn admin_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    AdminApi::openapi()
+}
+
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-auth"),
+    paths(
+        login,
+        refresh,
+        logout,
+        sessions,
+        revoke,
+        enroll,
+        verify,
+        bootstrap_enroll,
+        bootstrap_verify,
+        change_password,
+        crate::jwt::axum::jwks_handler,
+    ),
+    components(schemas(Problem)),
+    modifiers(&EnrolmentTokenScheme),
+)]
+struct AuthApi;
+
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-auth administration"),
+    paths(disable_user, enable_user, reset_user_mfa),
+    components(schemas(Problem))
+)]
+struct AdminApi;
+
+/// Adds the `enrolment_token` security scheme.
+#[cfg(feature = "openapi")]
+struct EnrolmentTokenScheme;
+
+#[cfg(feature = "openapi")]
+impl utoipa::Modify for EnrolmentTokenScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components.get_or_insert_with(Default::default).add_security_scheme(
+            "enrolment_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (typ mfa-enrol+jwt)")
+                    .description(Some(
+                        "The enrolment-only token of a login that requires a second factor not yet enrolled",
+                    ))
+                    .build(),
+            ),
+        );
+    }
 }

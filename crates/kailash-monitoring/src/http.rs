@@ -29,58 +29,224 @@
 //! ```
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::health::HealthRegistry;
+#[cfg(feature = "openapi")]
+use crate::health::HealthReport;
 use crate::metrics::MetricsRegistry;
+
+/// The content type `GET /metrics` answers with: the Prometheus text
+/// exposition format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The body of `GET /health/live`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `ok` while the process serves.
+    #[schema(schema_with = ok_schema)]
+    pub status: &'static str,
+}
+
+fn ok_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ok"]))
+        .into()
+}
 
 /// `GET /health/live` (always `{"status":"ok"}` while the process serves)
 /// and `GET /health/ready` (the registry's report; `503` when a required
 /// check fails; never cached).
 pub fn health_routes(registry: HealthRegistry) -> Router {
     Router::new()
-        .route(
-            "/health/live",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/health/ready",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let report = registry.report().await;
-                    let status = if report.is_ready() {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    let mut res = (status, axum::Json(report)).into_response();
-                    res.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    res
-                }
-            }),
-        )
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(registry)
+}
+
+/// Liveness: the process is up and serving.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    operation_id = "health_live",
+    security(()),
+    responses((status = 200, body = Liveness, description = "Alive")),
+))]
+async fn live() -> axum::Json<Liveness> {
+    axum::Json(Liveness { status: "ok" })
+}
+
+/// Readiness: every required dependency check passes (never cached).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    operation_id = "health_ready",
+    security(()),
+    responses(
+        (status = 200, body = HealthReport, description = "Ready: every required check passes (`status` is `ok`, or `degraded` when an optional one fails)"),
+        (status = 503, body = HealthReport, description = "Not ready: a required check fails; the report names it (`status` is `fail`)"),
+    ),
+))]
+async fn ready(State(registry): State<HealthRegistry>) -> Response {
+    let report = registry.report().await;
+    let status = if report.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut res = (status, axum::Json(report)).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// `GET /metrics`: the Prometheus text exposition (format 0.0.4).
 pub fn metrics_route(registry: MetricsRegistry) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    registry.render(),
-                )
-            }
-        }),
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(registry)
+}
+
+/// Prometheus text exposition of request metrics.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    security(()),
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4; charset=utf-8", description = "The Prometheus text exposition format 0.0.4")),
+))]
+async fn metrics(State(registry): State<MetricsRegistry>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        registry.render(),
     )
+}
+
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-monitoring health"),
+    paths(live, ready),
+    components(schemas(Liveness, HealthReport, crate::health::CheckResult))
+)]
+struct HealthApi;
+
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(info(title = "kailash-monitoring metrics"), paths(metrics))]
+struct MetricsApi;
+
+/// The OpenAPI 3.1 document of [`health_routes`] (feature `openapi`),
+/// from the types: `GET /health/live` and `GET /health/ready` (`200` and
+/// `503` with the same [`HealthReport`] schema), both public.
+#[cfg(feature = "openapi")]
+pub fn health_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    HealthApi::openapi()
+}
+
+/// The OpenAPI 3.1 document of [`metrics_route`] (feature `openapi`):
+/// `GET /metrics`, public, answering [`METRICS_CONTENT_TYPE`].
+#[cfg(feature = "openapi")]
+pub fn metrics_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    MetricsApi::openapi()
+}
+
+#[cfg(all(test, feature = "openapi"))]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::health::from_fn;
+
+    async fn get(app: &Router, path: &str) -> (StatusCode, String, serde_json::Value) {
+        let res = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let ct = res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            ct,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// The documents compile for the validator, every documented operation
+    /// is routed, and each answer carries the documented content type and
+    /// the fields of its schema.
+    #[tokio::test]
+    async fn documented_operations_are_routed_and_answer_their_schema() {
+        let health = serde_json::to_value(health_openapi()).unwrap();
+        let metrics = serde_json::to_value(metrics_openapi()).unwrap();
+        kailash_core::schema::check_document(&health_openapi()).unwrap();
+        kailash_core::schema::check_document(&metrics_openapi()).unwrap();
+
+        let failing = HealthRegistry::new()
+            .required("db", from_fn(|| async { Err::<(), _>("down".to_owned()) }))
+            .optional("mail", from_fn(|| async { Ok(()) }));
+        let app = health_routes(failing).merge(metrics_route(MetricsRegistry::new()));
+
+        let paths = health["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 2);
+        let (status, ct, live) = get(&app, "/health/live").await;
+        assert_eq!((status, ct.as_str()), (StatusCode::OK, "application/json"));
+        assert_eq!(live, serde_json::json!({ "status": "ok" }));
+
+        let (status, _, report) = get(&app, "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let ready = &health["paths"]["/health/ready"]["get"]["responses"];
+        for code in ["200", "503"] {
+            assert_eq!(
+                ready[code]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/HealthReport",
+                "{code}"
+            );
+        }
+        let schemas = &health["components"]["schemas"];
+        let statuses = schemas["HealthReport"]["properties"]["status"]["enum"].clone();
+        assert_eq!(statuses, serde_json::json!(["ok", "degraded", "fail"]));
+        assert!(
+            statuses
+                .as_array()
+                .unwrap()
+                .contains(&report["status"].clone())
+        );
+        let check = &schemas["CheckResult"]["properties"];
+        for c in report["checks"].as_array().unwrap() {
+            for key in c.as_object().unwrap().keys() {
+                assert!(check[key].is_object(), "{key}");
+            }
+        }
+
+        let (status, ct, _) = get(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ct, METRICS_CONTENT_TYPE);
+        let documented = metrics["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap();
+        assert_eq!(
+            documented.keys().collect::<Vec<_>>(),
+            [METRICS_CONTENT_TYPE]
+        );
+    }
 }

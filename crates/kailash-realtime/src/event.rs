@@ -36,7 +36,7 @@ use crate::error::RealtimeError;
 
 /// The longest channel name, in bytes.
 pub const MAX_CHANNEL_LEN: usize = 128;
-/// The longest event type, in bytes.
+/// The longest event type, in characters (as its published schema counts).
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 /// The largest serialised event (its `data` included), in bytes: with its
 /// audience it stays within one history entry
@@ -51,8 +51,11 @@ pub const MAX_AUDIENCE_ID: usize = 256;
 /// A label this crate does not know reads as [`Secret`](Self::Secret), the
 /// highest: an event whose sensitivity cannot be told is shown only to the
 /// highest clearance, never to everyone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = EventClassification)]
 pub enum Classification {
     /// Anyone in the tenant may see it.
     #[default]
@@ -105,8 +108,14 @@ impl<'de> Deserialize<'de> for Classification {
 }
 
 /// Who may see an event, beyond its tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its published schema admits the four lower-case classification labels
+/// (deserialisation also reads other spellings, as [`Classification`]
+/// says, for events already stored) and a `required_permission` in the
+/// grammar of [`Permission::parse`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EventMetadata)]
 pub struct Metadata {
     /// How sensitive the event is.
     #[serde(default)]
@@ -114,8 +123,19 @@ pub struct Metadata {
     /// The permission a connection's principal needs (decided by
     /// `kailash-access`); `None` for none.
     #[serde(default)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 128,
+        pattern = "^([*]|([*]|[a-z0-9_.-]{1,64}):([*]|[a-z0-9_.-]{1,64})|[a-z0-9_.-]{1,64}:[a-z0-9_.-]{1,64}:([*]|[a-z0-9_.-]{1,64}))$"
+    )]
     pub required_permission: Option<Permission>,
 }
+
+/// The grammar of [`Permission::parse`] as a pattern: `*`,
+/// `resource:action` (each part `*` or 1-64 of `[a-z0-9_.-]`), or
+/// `kind:name:action` (`kind` and `name` not `*`); the schema of
+/// [`Metadata::required_permission`] states the same.
+pub const PERMISSION_PATTERN: &str = "^([*]|([*]|[a-z0-9_.-]{1,64}):([*]|[a-z0-9_.-]{1,64})|[a-z0-9_.-]{1,64}:[a-z0-9_.-]{1,64}:([*]|[a-z0-9_.-]{1,64}))$";
 
 /// One event of one tenant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,7 +145,7 @@ pub struct Event {
     /// [`MAX_CHANNEL_LEN`] bytes).
     pub channel: String,
     /// Its type, e.g. `workflow.created` (at most [`MAX_EVENT_TYPE_LEN`]
-    /// bytes, no control characters).
+    /// characters, no control characters).
     pub event: String,
     /// The tenant it belongs to; it never reaches another tenant.
     pub tenant_id: TenantId,
@@ -147,7 +167,9 @@ pub fn valid_channel(name: &str) -> bool {
 }
 
 fn valid_event_type(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_EVENT_TYPE_LEN && !name.chars().any(char::is_control)
+    !name.is_empty()
+        && name.chars().count() <= MAX_EVENT_TYPE_LEN
+        && !name.chars().any(char::is_control)
 }
 
 impl Event {
@@ -298,5 +320,40 @@ mod tests {
             Event::from_body(br#"{"channel":"c","event":"x","tenant_id":"acme","extra":1}"#)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_published_permission_pattern_is_the_parsers_grammar() {
+        let validator = kailash_core::schema::body_validator::<Metadata>().unwrap();
+        let long = format!("{}:read", "a".repeat(64));
+        let too_long = format!("{}:read", "a".repeat(65));
+        for text in [
+            "data:read",
+            "node:http_request:*",
+            "*",
+            "*:*",
+            "*:read",
+            "data:*",
+            "a.b-c_d:x",
+            "",
+            "data",
+            "data:",
+            ":read",
+            "a:b:c:d",
+            "a::c",
+            "a:*:c",
+            "*:b:c",
+            "Data:read",
+            "data:re ad",
+            "da*:read",
+            "data:*x",
+            long.as_str(),
+            too_long.as_str(),
+        ] {
+            let mut value = serde_json::json!({ "required_permission": text });
+            let published = validator.validate(&mut value).is_ok();
+            let parsed = Permission::parse(text).is_ok();
+            assert_eq!(published, parsed, "{text:?}");
+        }
     }
 }

@@ -13,10 +13,18 @@
 //!
 //! `audience` is `"tenant"` (the default: every connection of the tenant),
 //! `"channel"` (the channel's subscribers) or `{"user":"alice"}`. There is
-//! no tenant field: an event can only go to the caller's tenant. Answers
-//! `202 {"id":"ms-seq"}`; `400` for a malformed body, `413` above
-//! [`MAX_EVENT_BYTES`], `403` without the permission or a tenant, `503`
-//! when the bus is down.
+//! no tenant field: an event can only go to the caller's tenant. The body
+//! is checked against the schema [`PublishRequest`] publishes (a channel
+//! of `[A-Za-z0-9._:-]{1,128}`, an event type of 1-128 characters without
+//! control characters, a known classification, a permission in its
+//! grammar, a user of 1-64 characters): answers `202 {"id":"ms-seq"}`;
+//! `422` (a pointer per violation) for a body outside the schema, `400`
+//! for one that is not JSON, `415` for one that is not `application/json`,
+//! `413` above [`MAX_EVENT_BYTES`], `401` without a principal, `403`
+//! without the permission or a tenant, `503` when the bus is down.
+//!
+//! With the feature `openapi`, [`openapi`] documents this route and the
+//! WebSocket and SSE endpoints.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -45,15 +53,18 @@
 //! ```
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kailash_access::AccessControl;
 use kailash_access::layer::RequirePermissionLayer;
+use kailash_core::schema::ValidJson;
 use kailash_core::{Principal, Problem, TenantId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::RealtimeError;
 use crate::event::{Event, MAX_EVENT_BYTES, Metadata};
@@ -63,6 +74,10 @@ use crate::hub::Hub;
 pub const PATH: &str = "/api/events";
 /// The permission it requires.
 pub const PERMISSION: &str = "system:configure";
+/// The longest user id a published event may be addressed to, in
+/// characters (at most 4 bytes each: within the bus's
+/// [`MAX_AUDIENCE_ID`](crate::event::MAX_AUDIENCE_ID) bytes).
+pub const MAX_PUBLISH_USER_CHARS: usize = 64;
 
 /// Who a published event is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -77,55 +92,122 @@ pub enum PublishAudience {
     User(String),
 }
 
+impl PartialSchema for PublishAudience {
+    fn schema() -> RefOr<Schema> {
+        let user = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_PUBLISH_USER_CHARS));
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["tenant", "channel"])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property("user", user)
+                    .required("user")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .description(Some(
+                "`tenant` (every connection of the tenant), `channel` (its subscribers) or `{\"user\": id}`",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PublishAudience {}
+
 /// The body of `POST /api/events`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
     /// The channel.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]+$")]
     pub channel: String,
-    /// The event type.
+    /// The event type (no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]+$"
+    )]
     pub event: String,
-    /// The payload.
+    /// The payload: any JSON value.
     #[serde(default)]
     pub data: serde_json::Value,
     /// Classification and required permission.
     #[serde(default)]
     pub metadata: Metadata,
-    /// Who it is for.
+    /// Who it is for (default `tenant`).
     #[serde(default)]
     pub audience: PublishAudience,
+}
+
+/// The answer of `POST /api/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Published {
+    /// The event's id (`ms-seq`), as `/ws` and `/events` carry it.
+    pub id: String,
 }
 
 /// `POST /api/events` behind its permission check, publishing through `hub`.
 pub fn router(hub: Hub, access: AccessControl) -> Router {
     Router::new()
-        .route(PATH, post(publish))
+        .route(
+            PATH,
+            post(publish).layer(DefaultBodyLimit::max(MAX_EVENT_BYTES + 1024)),
+        )
         .route_layer(RequirePermissionLayer::new(PERMISSION).access(access))
         .with_state(hub)
 }
 
-async fn publish(State(hub): State<Hub>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let Some(caller) = parts.extensions.get::<Principal>() else {
-        return Problem::unauthorized(None).into_response();
-    };
-    // The tenancy layer's resolved tenant, else the token's: never the body's.
-    let Some(tenant) = parts
-        .extensions
-        .get::<TenantId>()
-        .or(caller.tenant())
-        .cloned()
-    else {
-        return Problem::forbidden("the caller belongs to no tenant").into_response();
-    };
-    // Room for the JSON around the largest event.
-    let limit = MAX_EVENT_BYTES + 1024;
-    let Ok(bytes) = axum::body::to_bytes(Body::new(body), limit).await else {
-        return Problem::payload_too_large(limit).into_response();
-    };
-    let Ok(input) = serde_json::from_slice::<PublishRequest>(&bytes) else {
-        return Problem::bad_request("the body is not a valid event").into_response();
-    };
+/// The principal and the tenant an event goes to: the tenancy layer's
+/// resolved tenant, else the token's, never the body's.
+struct Publisher(TenantId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Publisher {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Problem> {
+        let Some(caller) = parts.extensions.get::<Principal>() else {
+            return Err(Problem::unauthorized(None));
+        };
+        parts
+            .extensions
+            .get::<TenantId>()
+            .or(caller.tenant())
+            .cloned()
+            .map(Self)
+            .ok_or_else(|| Problem::forbidden("the caller belongs to no tenant"))
+    }
+}
+
+/// Publish an event into the caller's own tenant (`system:configure`).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/api/events", tag = "realtime", operation_id = "realtime_publish",
+    security(("bearer" = [])),
+    request_body = PublishRequest,
+    responses(
+        (status = 202, body = Published, description = "Published"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "The body is not JSON (or, never for a schema-valid body, the hub refused the event)"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "Not authenticated"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Lacks `system:configure`, or the caller has no tenant"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body or the serialised event is too large"),
+        (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not `application/json`"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The body does not match its schema"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Realtime state unavailable"),
+    )
+))]
+async fn publish(
+    State(hub): State<Hub>,
+    Publisher(tenant): Publisher,
+    ValidJson(input): ValidJson<PublishRequest>,
+) -> Response {
     let event = Event {
         channel: input.channel,
         event: input.event,
@@ -141,7 +223,7 @@ async fn publish(State(hub): State<Hub>, req: Request) -> Response {
     match published {
         Ok(id) => (
             StatusCode::ACCEPTED,
-            axum::Json(serde_json::json!({ "id": id.to_string() })),
+            axum::Json(Published { id: id.to_string() }),
         )
             .into_response(),
         Err(RealtimeError::EventTooLarge) => {
@@ -151,74 +233,36 @@ async fn publish(State(hub): State<Hub>, req: Request) -> Response {
             tracing::warn!(error = %e, "realtime: publishing an event failed");
             Problem::service_unavailable("realtime is temporarily unavailable").into_response()
         }
+        // The schema admits only what the event checks accept; kept as
+        // defence in depth.
         Err(e) => Problem::bad_request(e.to_string()).into_response(),
     }
 }
 
-/// The OpenAPI 3.1 description of this crate's HTTP surface: the WebSocket
-/// and SSE endpoints (at their default paths) and `POST /api/events`, for a
+/// The document of this crate's HTTP surface.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-realtime"),
+    paths(crate::ws::upgrade, crate::sse::events, publish),
+    components(schemas(
+        PublishRequest,
+        PublishAudience,
+        Published,
+        Metadata,
+        crate::event::Classification,
+        Problem,
+    ))
+)]
+struct Doc;
+
+/// The OpenAPI 3.1 description of this crate's HTTP surface (feature
+/// `openapi`): the WebSocket and SSE endpoints (at their default paths) and
+/// `POST /api/events`, derived from the handlers and their types, for a
 /// gateway to merge into its document. The WebSocket's own protocol
 /// (frames, close codes) is described in the crate documentation; OpenAPI
 /// covers the upgrade request and its refusals.
-pub fn openapi() -> serde_json::Value {
-    let bearer = serde_json::json!([{ "bearer": [] }]);
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": { "title": "kailash-realtime", "version": env!("CARGO_PKG_VERSION") },
-        "paths": {
-            "/ws": { "get": {
-                "tags": ["realtime"], "operationId": "realtime_ws",
-                "summary": "Authenticated WebSocket of the caller tenant's events",
-                "description": "Credentials: `Authorization: Bearer`, the subprotocol pair `kailash.v1, kailash.bearer.<token>` (the server selects `kailash.v1`), or the session cookie; never a token in the URL. A missing or invalid token, or a dead session, closes the socket with 4001. Server frames: `welcome`, `event` (`{type, id, channel, event, tenant_id, data, metadata: {classification, required_permission}}`), `error` (`{type, code, detail}`), `resumed` (`{type, recovered}`). Client frames: `subscribe`, `unsubscribe`, `refresh`, `resume`. Close codes: 4001 invalid token/session or token expired, 4008 slow consumer, 4029 too many connections, 4000 idle, 4003 no tenant, 1009 message too big.",
-                "security": bearer,
-                "parameters": [
-                    { "name": "Sec-WebSocket-Protocol", "in": "header", "required": false, "schema": { "type": "string" },
-                      "description": "`kailash.v1, kailash.bearer.<token>` for browsers" }
-                ],
-                "responses": {
-                    "101": { "description": "Switching protocols; the first frame is `welcome`" },
-                    "400": { "description": "Not a WebSocket upgrade" },
-                    "403": { "description": "The Origin is not allowed (cross-site WebSocket hijacking)" }
-                } } },
-            "/events": { "get": {
-                "tags": ["realtime"], "operationId": "realtime_sse",
-                "summary": "The same events as server-sent events",
-                "description": "`id:` lines carry event ids; `Last-Event-ID` resumes after one (events the history no longer holds are reported as not recovered). Keep-alive comments keep proxies from closing the stream.",
-                "security": bearer,
-                "parameters": [
-                    { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "string" } }
-                ],
-                "responses": {
-                    "200": { "description": "An event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } },
-                    "401": { "description": "Missing or invalid credentials, or a dead session" },
-                    "403": { "description": "The Origin is not allowed, or the caller has no tenant" }
-                } } },
-            "/api/events": { "post": {
-                "tags": ["realtime"], "operationId": "realtime_publish",
-                "summary": "Publish an event into the caller's own tenant (system:configure)",
-                "security": bearer,
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object", "required": ["channel", "event"], "additionalProperties": false,
-                    "properties": {
-                        "channel": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$" },
-                        "event": { "type": "string" },
-                        "data": { "type": ["object", "array", "string", "number", "boolean", "null"], "description": "Any JSON value" },
-                        "metadata": { "type": "object", "additionalProperties": false, "properties": {
-                            "classification": { "type": "string", "enum": ["public", "internal", "confidential", "secret"] },
-                            "required_permission": { "type": ["string", "null"] } } },
-                        "audience": { "oneOf": [
-                            { "type": "string", "enum": ["tenant", "channel"] },
-                            { "type": "object", "required": ["user"], "properties": { "user": { "type": "string" } } } ] }
-                    } } } } },
-                "responses": {
-                    "202": { "description": "Published", "content": { "application/json": { "schema": {
-                        "type": "object", "properties": { "id": { "type": "string" } } } } } },
-                    "400": { "description": "Not a valid event" },
-                    "401": { "description": "Not authenticated" },
-                    "403": { "description": "Lacks system:configure" },
-                    "413": { "description": "The event is too large" },
-                    "503": { "description": "Realtime state unavailable" }
-                } } }
-        }
-    })
+#[cfg(feature = "openapi")]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
 }

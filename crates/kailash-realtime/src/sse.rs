@@ -123,12 +123,42 @@ fn close_message(reason: CloseReason) -> SseEvent {
     SseEvent::default().event("close").data(data.to_string())
 }
 
+/// The caller tenant's events as server-sent events.
+///
+/// `id:` lines carry event ids; `Last-Event-ID` resumes after one (events
+/// the history no longer holds are reported as not recovered). Keep-alive
+/// comments keep proxies from closing the stream. Documented at the default
+/// path `/events`.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/events", tag = "realtime", operation_id = "realtime_sse",
+    security(("bearer" = [])),
+    params(
+        ("Last-Event-ID" = Option<String>, Header, max_length = 39,
+            description = "Resume after this event id (`ms-seq`)",
+            pattern = "^(0|[1-9][0-9]{0,18})-(0|[1-9][0-9]{0,18})$"),
+    ),
+    responses(
+        (status = 200, body = String, content_type = "text/event-stream", description = "An event stream"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "`Last-Event-ID` is not an event id"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or invalid credentials, or a dead session"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller has no tenant"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "Too many connections"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The session store, the event bus or the history is unavailable"),
+    )
+))]
 async fn events(State(endpoint): State<SseEndpoint>, headers: HeaderMap) -> Response {
     let hub = &endpoint.hub;
     let inner = &hub.inner;
     let since = match headers.get("last-event-id") {
         None => None,
-        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<EventId>().ok()) {
+        // At most 19 digits a part, as the published pattern says (every
+        // such id parses).
+        Some(v) => match v
+            .to_str()
+            .ok()
+            .filter(|s| s.split('-').all(|part| part.len() <= 19))
+            .and_then(|s| s.parse::<EventId>().ok())
+        {
             Some(id) => Some(id),
             None => {
                 return Problem::bad_request("Last-Event-ID is not an event id").into_response();

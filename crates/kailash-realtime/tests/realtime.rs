@@ -1311,20 +1311,126 @@ mod publish_route {
             (got["event"].as_str(), got["tenant_id"].as_str()),
             (Some("posted"), Some("acme"))
         );
-        // A tenant in the body is not a field: refused, nothing published.
+        // A tenant in the body is not a field: refused by the schema
+        // (422, pointing at it), nothing published.
         let mut foreign = body.clone();
         foreign["tenant_id"] = json!("globex");
-        assert_eq!(post(addr, &root, foreign).await.0, 400);
+        let (status, problem) = post(addr, &root, foreign).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/tenant_id", "{problem}");
         let (viewer, _) = app.login(&who("bob", acme())).await;
         assert_eq!(post(addr, &viewer, body).await.0, 403);
         let bad = json!({"channel":"a b","event":"x"});
-        assert_eq!(post(addr, &root, bad).await.0, 400);
+        let (status, problem) = post(addr, &root, bad).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/channel", "{problem}");
+        // An event type of 128 characters of 2 bytes each is within the
+        // schema (it counts characters), so it is published.
+        let wide = json!({"channel":"news","event":"é".repeat(128),"audience":{"user":"nobody"}});
+        let (status, answer) = post(addr, &root, wide).await;
+        assert_eq!(status, 202, "{answer}");
+        let long = json!({"channel":"news","event":"é".repeat(129)});
+        assert_eq!(post(addr, &root, long).await.0, 422);
+        let bad_permission =
+            json!({"channel":"news","event":"x","metadata":{"required_permission":"Data:read"}});
+        assert_eq!(post(addr, &root, bad_permission).await.0, 422);
         let big = json!({"channel":"news","event":"x","data":"x".repeat(70_000)});
         assert_eq!(post(addr, &root, big).await.0, 413);
         marker(&app.hub, globex()).await;
         assert_eq!(next_json(&mut carol).await["event"], "marker");
         marker(&app.hub, acme()).await;
         assert_eq!(next_json(&mut alice).await["event"], "marker");
+    }
+}
+
+/// The published schemas are the ones enforced: the document compiles for
+/// the validator, every operation is routed, and the answers match it.
+#[cfg(feature = "openapi")]
+mod contract {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+
+    async fn raw_get(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&'static str, &str)],
+    ) -> (u16, http::HeaderMap) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        let mut req = http::Request::get(path)
+            .header("host", addr.to_string())
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        for (k, v) in headers {
+            req.headers_mut()
+                .append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let res = sender.send_request(req).await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        if status != 101 {
+            let _ = res.into_body().collect().await;
+        }
+        (status, headers)
+    }
+
+    fn documented(doc: &Value, path: &str, status: u16) -> bool {
+        doc["paths"][path]["get"]["responses"][status.to_string()].is_object()
+    }
+
+    #[test]
+    fn the_document_compiles_for_the_validator() {
+        let doc = kailash_realtime::http::openapi();
+        kailash_core::schema::check_document(&doc).unwrap();
+        let doc = serde_json::to_value(&doc).unwrap();
+        for (path, method) in [("/ws", "get"), ("/events", "get"), ("/api/events", "post")] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+        let body = &doc["components"]["schemas"]["PublishRequest"];
+        assert_eq!(body["additionalProperties"], false, "{body}");
+    }
+
+    #[tokio::test]
+    async fn every_documented_operation_is_routed_and_answers_as_documented() {
+        let app = app(base_config()).await;
+        let doc = serde_json::to_value(kailash_realtime::http::openapi()).unwrap();
+        // A plain GET of /ws (no upgrade headers): 400, documented.
+        let (status, headers) = raw_get(app.addr, "/ws", &[]).await;
+        assert_eq!(status, 400);
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert!(documented(&doc, "/ws", status));
+        // A key that is not the base64 of 16 bytes is outside the schema.
+        let upgrade = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+        ];
+        let mut bad_key = upgrade.to_vec();
+        bad_key.push(("sec-websocket-key", "not-a-key"));
+        assert_eq!(raw_get(app.addr, "/ws", &bad_key).await.0, 400);
+        // The schema's upgrade: 101 (then 4001 for want of a token).
+        let mut good = upgrade.to_vec();
+        good.push(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
+        let (status, _) = raw_get(app.addr, "/ws", &good).await;
+        assert_eq!(status, 101);
+        assert!(documented(&doc, "/ws", status));
+        // /events without credentials: 401; a Last-Event-ID outside its
+        // pattern (a leading zero, 20 digits): 400 before anything else.
+        let (status, _) = raw_get(app.addr, "/events", &[]).await;
+        assert_eq!(status, 401);
+        assert!(documented(&doc, "/events", status));
+        let (token, _) = app.login(&who("alice", acme())).await;
+        let bearer = format!("Bearer {token}");
+        for id in ["01-0", "12345678901234567890-0", "1-"] {
+            let headers = [("authorization", bearer.as_str()), ("last-event-id", id)];
+            let (status, _) = raw_get(app.addr, "/events", &headers).await;
+            assert_eq!(status, 400, "{id}");
+            assert!(documented(&doc, "/events", status));
+        }
     }
 }
 

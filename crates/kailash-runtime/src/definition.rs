@@ -46,22 +46,33 @@ pub const MAX_WORKFLOW_PORTS: usize = 64;
 
 /// One node: its id, its type and its type-specific configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeDef {
     /// Unique within the workflow: 1 to [`MAX_NAME_BYTES`] bytes of ASCII
     /// letters, digits, `_` and `-`.
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub id: String,
     /// The registered node type (`"transform"`, a user type, …).
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub node_type: String,
     /// The type's configuration; `null` when absent (at most
-    /// [`MAX_CONFIG_BYTES`] serialized).
+    /// [`MAX_CONFIG_BYTES`] serialized: a size JSON Schema cannot state,
+    /// checked by validation).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub config: Value,
 }
 
 /// Where a connection's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Source {
     /// An output port of a node (`{"node": …, "output": …}`).
@@ -72,34 +83,58 @@ pub enum Source {
 
 /// Output port `output` of node `node`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OutputRef {
     /// The producing node's id.
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub node: String,
     /// Its output port.
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub output: String,
 }
 
 /// The workflow input `input`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InputRef {
     /// The workflow input's name.
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub input: String,
 }
 
 /// Where a connection's value goes: input port `input` of node `node`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// The consuming node's id.
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub node: String,
     /// Its input port (each port takes at most one connection).
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")
+    )]
     pub input: String,
 }
 
 /// One edge of the graph: a value flows from `from` to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Connection {
     /// The producer.
@@ -128,6 +163,44 @@ pub struct Definition {
     /// outputs of every node no connection reads from, keyed by node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, Source>,
+}
+
+/// The schema of the names a definition lists (`inputs`): at most
+/// [`MAX_WORKFLOW_PORTS`] of them, each as [`is_valid_name`] accepts.
+#[cfg(feature = "axum")]
+pub(crate) fn names_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::ArrayBuilder;
+    ArrayBuilder::new()
+        .items(name_schema())
+        .max_items(Some(MAX_WORKFLOW_PORTS))
+        .description(Some("Names: 1-64 ASCII letters, digits, `_` or `-`"))
+        .build()
+}
+
+/// The schema of one name, as [`is_valid_name`] accepts it.
+#[cfg(feature = "axum")]
+pub(crate) fn name_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME_BYTES))
+        .pattern(Some("^[A-Za-z0-9_-]+$"))
+        .build()
+}
+
+/// The schema of the outputs by name: at most [`MAX_WORKFLOW_PORTS`],
+/// each name as [`is_valid_name`] accepts, each value a [`Source`].
+#[cfg(feature = "axum")]
+pub(crate) fn outputs_schema() -> utoipa::openapi::Object {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(name_schema()))
+        .max_properties(Some(MAX_WORKFLOW_PORTS))
+        .additional_properties(Some(AdditionalProperties::RefOr(Source::schema())))
+        .build()
 }
 
 /// Whether `name` is an acceptable id or port name: 1 to

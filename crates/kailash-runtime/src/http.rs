@@ -7,16 +7,24 @@
 //! | `GET /api/sessions/{id}` | `workflow:execute` | the session (`404` for another user's without `execution:manage`) |
 //! | `DELETE /api/sessions/{id}` | `workflow:execute` | ends it, cancelling its runs in flight: `204` |
 //! | `POST /api/sessions/{id}/executions` | `workflow:execute` | `{workflow_id, inputs}` → `202`, `Location`, the run record (`pending`) |
-//! | `GET /api/executions` | `workflow:execute` | the caller's own runs, newest first (`?limit=`, at most 100) |
+//! | `GET /api/executions` | `workflow:execute` | the caller's own runs, newest first (`?limit=`, 0 to 100) |
 //! | `GET /api/executions/{id}` | `workflow:execute` | one run: status, per-node status, timing and bounded outputs |
 //! | `POST /api/executions/{id}/cancel` | `workflow:execute` | asks the run to stop wherever it runs: `202`; `409` once it has ended |
 //!
 //! Serve [`router`] behind the authentication and tenancy layers: handlers
 //! read the [`Principal`] and the resolved [`Tenant`] from the request's
 //! extensions (a request without them is refused `403`). Every refusal is
-//! the problem of [`RuntimeError::to_problem`]; bodies over
-//! [`MAX_BODY_BYTES`] answer `413`, malformed ones `400`, inputs that do
-//! not match the workflow `422`.
+//! the problem of [`RuntimeError::to_problem`]. Requests are checked
+//! against the schemas their types publish ([`RunRequest`], [`ListQuery`],
+//! [`IdPath`]) before anything else: bodies over [`MAX_BODY_BYTES`] answer
+//! `413`, a body that is not JSON `400`, one that is not
+//! `application/json` `415`, and any value outside its schema `422`
+//! (`invalid-request`, a pointer per violation). Inputs that do not match
+//! the workflow's declared inputs answer `422` `invalid-inputs`, a stored
+//! workflow that no longer validates `422` `workflow-invalid`.
+//!
+//! With the feature `openapi`, [`openapi`] documents every route, derived
+//! from the same types.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,18 +49,21 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use kailash_access::layer::RequirePermissionLayer;
+use kailash_core::schema::{ValidJson, ValidPath, ValidQuery};
 use kailash_core::{Principal, Problem};
 use kailash_tenancy::model::Tenant;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use crate::executor::RunRecord;
+#[cfg(feature = "openapi")]
+use crate::runtime::AgentSession;
 use crate::runtime::{
     AccessControlledRuntime, EXECUTE_PERMISSION, MAX_LISTED, RunRequest, RuntimeError,
 };
@@ -61,10 +72,32 @@ use crate::runtime::{
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The query of `GET /api/executions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<usize>,
+pub struct ListQuery {
+    /// The most runs to list (default and at most 100).
+    #[param(minimum = 0, maximum = 100)]
+    pub limit: Option<u32>,
+}
+
+/// The `{id}` of a session or run route: at most 64 characters (a longer
+/// one names nothing).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdPath {
+    /// The session's (`as-…`) or run's (`run-…`) id.
+    #[param(min_length = 1, max_length = 64)]
+    pub id: String,
+}
+
+/// The answer of `GET /api/executions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// The caller's tenant.
+    pub tenant: String,
+    /// The caller's runs, newest first.
+    pub executions: Vec<RunRecord>,
 }
 
 /// The authenticated principal and its resolved tenant, from the
@@ -112,41 +145,106 @@ fn nowhere<T>(_: &T) -> Option<String> {
 
 type Rt = State<AccessControlledRuntime>;
 
+/// Open an agent session in the caller's tenant.
+///
+/// The tenant must be active and within its workflows quota. The session
+/// carries `tenant_id`, `tenant_name`, `isolation_level`,
+/// `resource_limits` and `billing_plan`; `Location` names it.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/api/sessions", tag = "runtime", operation_id = "open_session",
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = AgentSession, description = "The session"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted, no tenant, tenant inactive, mismatched or over its workflows quota"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The user holds the most agent sessions"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The runtime's state or the audit trail is unavailable"),
+    )
+))]
 async fn open_session(State(rt): Rt, Caller(p, t): Caller) -> Response {
     answer(rt.open_session(&p, &t).await, StatusCode::CREATED, |s| {
         Some(format!("/api/sessions/{}", s.id))
     })
 }
 
-async fn read_session(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+/// An agent session.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/api/sessions/{id}", tag = "runtime", operation_id = "get_session",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, body = AgentSession, description = "The session"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted, no tenant, tenant mismatched"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such session visible to the caller"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The id does not match its schema"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The runtime's state or the audit trail is unavailable"),
+    )
+))]
+async fn read_session(
+    State(rt): Rt,
+    Caller(p, t): Caller,
+    ValidPath(IdPath { id }): ValidPath<IdPath>,
+) -> Response {
     answer(rt.session(&p, &t, &id).await, StatusCode::OK, nowhere)
 }
 
-async fn close_session(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+/// End an agent session and cancel its runs in flight.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    delete, path = "/api/sessions/{id}", tag = "runtime", operation_id = "close_session",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted, no tenant, tenant mismatched"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such session visible to the caller"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The id does not match its schema"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The runtime's state or the audit trail is unavailable"),
+    )
+))]
+async fn close_session(
+    State(rt): Rt,
+    Caller(p, t): Caller,
+    ValidPath(IdPath { id }): ValidPath<IdPath>,
+) -> Response {
     match rt.close_session(&p, &t, &id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.to_problem().into_response(),
     }
 }
 
+/// Run a workflow in the session.
+///
+/// Checks `workflow:execute` on the workflow, the memory watermark, the
+/// role's `max_executions_per_hour` and `max_concurrent_workflows` per
+/// process, tenant and user; then each node is checked
+/// (`node:<type>:execute`) as it is reached. The run is `pending`;
+/// `Location` names it.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/api/sessions/{id}/executions", tag = "runtime", operation_id = "start_execution",
+    security(("bearer" = [])),
+    params(IdPath),
+    request_body = RunRequest,
+    responses(
+        (status = 202, body = RunRecord, description = "The run, `pending`"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted (on the route or the workflow), no tenant, tenant inactive or mismatched, or the tenant's rules or features refuse the stored workflow"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such session or workflow visible to the caller"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "Body larger than 1 MiB"),
+        (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not `application/json`"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "`invalid-request`: the body or id does not match its schema; `invalid-inputs`: the inputs do not match the workflow's declared inputs; `workflow-invalid`: the stored workflow no longer validates (names the node)"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "`max_executions_per_hour` or `max_concurrent_workflows` reached (`Retry-After`)"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Memory watermark, or the runtime's state or the audit trail is unavailable"),
+    )
+))]
 async fn execute(
     State(rt): Rt,
     Caller(p, t): Caller,
-    Path(id): Path<String>,
-    body: Bytes,
+    ValidPath(IdPath { id }): ValidPath<IdPath>,
+    ValidJson(request): ValidJson<RunRequest>,
 ) -> Response {
-    if body.len() > MAX_BODY_BYTES {
-        return Problem::payload_too_large(MAX_BODY_BYTES).into_response();
-    }
-    let request: RunRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return Problem::bad_request(format!(
-                "the body is not a run request `{{workflow_id, inputs}}`: {e}"
-            ))
-            .into_response();
-        }
-    };
     answer(
         rt.start(&p, &t, &id, request).await,
         StatusCode::ACCEPTED,
@@ -154,27 +252,77 @@ async fn execute(
     )
 }
 
+/// The caller's own runs, newest first.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/api/executions", tag = "runtime", operation_id = "list_executions",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, body = RunList, description = "`{tenant, executions}`"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "A query parameter is repeated"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted, no tenant, tenant mismatched"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The query does not match its schema"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The runtime's state is unavailable"),
+    )
+))]
 async fn list(
     State(rt): Rt,
     Caller(p, t): Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    ValidQuery(q): ValidQuery<ListQuery>,
 ) -> Response {
-    let limit = match q {
-        Ok(Query(q)) => q.limit.unwrap_or(MAX_LISTED),
-        Err(e) => return Problem::bad_request(e.body_text()).into_response(),
-    };
-    let runs = rt
-        .list(&p, &t, limit)
-        .await
-        .map(|runs| serde_json::json!({ "tenant": t.id, "executions": runs }));
+    let limit = q
+        .limit
+        .map_or(MAX_LISTED, |l| usize::try_from(l).unwrap_or(MAX_LISTED));
+    let runs = rt.list(&p, &t, limit).await.map(|executions| RunList {
+        tenant: t.id.to_string(),
+        executions,
+    });
     answer(runs, StatusCode::OK, nowhere)
 }
 
-async fn read_run(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+/// A run: its status, per-node status, timing and bounded outputs.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/api/executions/{id}", tag = "runtime", operation_id = "get_execution",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, body = RunRecord, description = "The run"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted, no tenant, tenant mismatched"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such run visible to the caller"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The id does not match its schema"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The runtime's state is unavailable"),
+    )
+))]
+async fn read_run(
+    State(rt): Rt,
+    Caller(p, t): Caller,
+    ValidPath(IdPath { id }): ValidPath<IdPath>,
+) -> Response {
     answer(rt.get(&p, &t, &id).await, StatusCode::OK, nowhere)
 }
 
-async fn cancel(State(rt): Rt, Caller(p, t): Caller, Path(id): Path<String>) -> Response {
+/// Cancel a run wherever it runs; it ends `cancelled`.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/api/executions/{id}/cancel", tag = "runtime", operation_id = "cancel_execution",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 202, body = RunRecord, description = "The run as it was; it ends `cancelled`"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No authenticated principal"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "`workflow:execute` not granted, no tenant, tenant mismatched"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such run visible to the caller"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "`run-finished`: the run has ended already"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The id does not match its schema"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The runtime's state or the audit trail is unavailable"),
+    )
+))]
+async fn cancel(
+    State(rt): Rt,
+    Caller(p, t): Caller,
+    ValidPath(IdPath { id }): ValidPath<IdPath>,
+) -> Response {
     answer(rt.cancel(&p, &t, &id).await, StatusCode::ACCEPTED, nowhere)
 }
 
@@ -190,93 +338,48 @@ pub fn router(runtime: AccessControlledRuntime) -> Router {
             "/api/sessions/{id}",
             guarded(get(read_session).merge(delete(close_session))),
         )
-        .route("/api/sessions/{id}/executions", guarded(post(execute)))
+        .route(
+            "/api/sessions/{id}/executions",
+            guarded(post(execute).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))),
+        )
         .route("/api/executions", guarded(get(list)))
         .route("/api/executions/{id}", guarded(get(read_run)))
         .route("/api/executions/{id}/cancel", guarded(post(cancel)))
         .with_state(runtime)
 }
 
-/// The OpenAPI 3.1 fragment of these routes (merged by the gateway).
-pub fn openapi() -> serde_json::Value {
-    let bearer = serde_json::json!([{ "bearer": [] }]);
-    let problem = |d: &str| serde_json::json!({ "description": d, "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
-    let id = |name: &str| serde_json::json!([{ "name": name, "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }]);
-    let object = |d: &str| serde_json::json!({ "description": d, "content": { "application/json": { "schema": { "type": "object" } } } });
-    let common = |mut r: serde_json::Map<String, serde_json::Value>| {
-        r.insert("401".into(), problem("Missing or invalid credentials"));
-        r.insert(
-            "403".into(),
-            problem("`workflow:execute` not granted, tenant inactive or mismatched"),
-        );
-        r.insert(
-            "503".into(),
-            problem("The runtime's state or the audit trail is unavailable"),
-        );
-        serde_json::Value::Object(r)
-    };
-    let map = |pairs: Vec<(&str, serde_json::Value)>| {
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": { "title": "kailash-runtime", "version": env!("CARGO_PKG_VERSION") },
-        "paths": {
-            "/api/sessions": { "post": {
-                "tags": ["runtime"], "operationId": "open_session",
-                "summary": "Open an agent session in the caller's tenant",
-                "description": "The tenant must be active and within its workflows quota. The session carries `tenant_id`, `tenant_name`, `isolation_level`, `resource_limits` and `billing_plan`.",
-                "security": bearer,
-                "responses": common(map(vec![
-                    ("201", object("The session")),
-                    ("429", problem("The user holds the most agent sessions")),
-                ])) } },
-            "/api/sessions/{id}": {
-                "get": {
-                    "tags": ["runtime"], "operationId": "get_session", "summary": "An agent session",
-                    "security": bearer, "parameters": id("id"),
-                    "responses": common(map(vec![("200", object("The session")), ("404", problem("No such session visible to the caller"))])) },
-                "delete": {
-                    "tags": ["runtime"], "operationId": "close_session", "summary": "End an agent session and cancel its runs in flight",
-                    "security": bearer, "parameters": id("id"),
-                    "responses": common(map(vec![("204", serde_json::json!({ "description": "Ended" })), ("404", problem("No such session visible to the caller"))])) } },
-            "/api/sessions/{id}/executions": { "post": {
-                "tags": ["runtime"], "operationId": "start_execution",
-                "summary": "Run a workflow in the session",
-                "description": "Checks `workflow:execute` on the workflow, the memory watermark, the role's `max_executions_per_hour` and `max_concurrent_workflows` per process, tenant and user; then each node is checked (`node:<type>:execute`) as it is reached.",
-                "security": bearer, "parameters": id("id"),
-                "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                    "type": "object", "additionalProperties": false, "required": ["workflow_id"],
-                    "properties": { "workflow_id": { "type": "string", "maxLength": 64 }, "inputs": { "type": "object" } } } } } },
-                "responses": common(map(vec![
-                    ("202", object("The run, `pending`; `Location` names it")),
-                    ("400", problem("Malformed body, or the stored workflow no longer validates (names the node)")),
-                    ("404", problem("No such session or workflow visible to the caller")),
-                    ("413", problem("Body larger than 1 MiB")),
-                    ("422", problem("Inputs that do not match the workflow's declared inputs")),
-                    ("429", problem("`max_executions_per_hour` or `max_concurrent_workflows` reached (`Retry-After`)")),
-                ])) } },
-            "/api/executions": { "get": {
-                "tags": ["runtime"], "operationId": "list_executions", "summary": "The caller's own runs, newest first",
-                "security": bearer,
-                "parameters": [{ "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "maximum": 100 } }],
-                "responses": common(map(vec![("200", object("`{tenant, executions}`")), ("400", problem("Malformed query"))])) } },
-            "/api/executions/{id}": { "get": {
-                "tags": ["runtime"], "operationId": "get_execution",
-                "summary": "A run: `pending | running | completed | failed | cancelled | timed_out | refused | abandoned`, per-node status, timing and bounded outputs",
-                "security": bearer, "parameters": id("id"),
-                "responses": common(map(vec![("200", object("The run")), ("404", problem("No such run visible to the caller"))])) } },
-            "/api/executions/{id}/cancel": { "post": {
-                "tags": ["runtime"], "operationId": "cancel_execution", "summary": "Cancel a run wherever it runs",
-                "security": bearer, "parameters": id("id"),
-                "responses": common(map(vec![
-                    ("202", object("The run as it was; it ends `cancelled`")),
-                    ("404", problem("No such run visible to the caller")),
-                    ("409", problem("The run has ended already")),
-                ])) } }
-        }
-    })
+/// The document of these routes.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-runtime"),
+    paths(
+        open_session,
+        read_session,
+        close_session,
+        execute,
+        list,
+        read_run,
+        cancel
+    ),
+    components(schemas(
+        RunRequest,
+        RunRecord,
+        RunList,
+        AgentSession,
+        crate::executor::RunStatus,
+        crate::executor::NodeStatus,
+        crate::executor::NodeRecord,
+        crate::runtime::SessionLimits,
+        crate::runtime::ConcurrencyLimits,
+        Problem,
+    ))
+)]
+struct Doc;
+
+/// The OpenAPI 3.1 document of these routes (feature `openapi`), derived
+/// from the handlers and their types, for the gateway to merge.
+#[cfg(feature = "openapi")]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
 }

@@ -59,6 +59,8 @@ use kailash_core::Problem;
 
 use crate::model::Tenant;
 use crate::quota::Quotas;
+#[cfg(feature = "openapi")]
+use crate::quota::Usage;
 
 /// The path of the usage route.
 pub const USAGE_PATH: &str = "/api/tenant/usage";
@@ -71,7 +73,20 @@ pub fn router(quotas: Quotas) -> Router {
         .with_state(quotas)
 }
 
-/// Quota use of the caller's tenant (the `Tenant` the tenancy layer resolved).
+/// Quota use of the caller's tenant (the `Tenant` the tenancy layer
+/// resolved): API calls today, workflows, storage.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get,
+    path = "/api/tenant/usage",
+    tag = "tenancy",
+    operation_id = "tenant_usage",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Usage, description = "The tenant's usage, each figure with its limit (`null`: unlimited)"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "No tenant was resolved for the request (the route is served without the tenancy layer)"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Quota accounting is temporarily unavailable"),
+    ),
+))]
 async fn usage(State(quotas): State<Quotas>, tenant: Option<Extension<Arc<Tenant>>>) -> Response {
     // Without the layer in front there is no resolved tenant to answer for.
     let Some(Extension(tenant)) = tenant else {
@@ -87,23 +102,21 @@ async fn usage(State(quotas): State<Quotas>, tenant: Option<Extension<Arc<Tenant
     }
 }
 
-/// OpenAPI 3.1 `paths` of this route, to merge into a gateway's document.
-pub fn openapi() -> serde_json::Value {
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": { "title": "kailash-tenancy", "version": env!("CARGO_PKG_VERSION") },
-        "paths": { "/api/tenant/usage": { "get": {
-            "tags": ["tenancy"], "operationId": "tenant_usage",
-            "summary": "Quota use of the caller's tenant (API calls today, workflows, storage)",
-            "security": [{ "bearer": [] }],
-            "responses": {
-                "200": { "description": "Usage", "content": { "application/json": { "schema": { "type": "object", "properties": {
-                    "tenant": { "type": "string" }, "api_calls_today": { "type": "integer" }, "max_api_calls_per_day": { "type": ["integer", "null"] },
-                    "api_calls_reset_at": { "type": "string", "format": "date-time" }, "workflows": { "type": "integer" },
-                    "max_workflows": { "type": ["integer", "null"] }, "storage_bytes": { "type": "integer" }, "max_storage_bytes": { "type": ["integer", "null"] } } } } } },
-                "401": { "description": "Not authenticated" },
-                "403": { "description": "Unknown, inactive or mismatched tenant" },
-                "429": { "description": "Daily API quota exhausted (Retry-After)" }
-            } } } }
-    })
+#[cfg(feature = "openapi")]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "kailash-tenancy"),
+    paths(usage),
+    components(schemas(Usage, Problem))
+)]
+struct UsageApi;
+
+/// The OpenAPI 3.1 document of [`router`] (feature `openapi`), from the
+/// types: to merge into a gateway's document. (`401`, `403` and `429` come
+/// from the authentication and tenancy layers in front; the gateway adds
+/// them.)
+#[cfg(feature = "openapi")]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    UsageApi::openapi()
 }

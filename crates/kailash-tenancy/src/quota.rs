@@ -82,14 +82,18 @@ impl QuotaDecision {
 
 /// A tenant's current usage against its quotas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "axum", schema(as = TenantUsage))]
 pub struct Usage {
     /// The tenant.
+    #[cfg_attr(feature = "axum", schema(value_type = String))]
     pub tenant: TenantId,
     /// API calls charged today (UTC).
     pub api_calls_today: u64,
     /// The daily API call limit.
     pub max_api_calls_per_day: Option<u64>,
     /// When today's API call count resets (the next UTC midnight).
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub api_calls_reset_at: Timestamp,
     /// Workflows reserved.
     pub workflows: u64,

@@ -11,6 +11,7 @@ pub mod config;
 mod contract;
 mod cors;
 mod error;
+mod explorer;
 mod gateway;
 pub mod jwks;
 mod ops;

@@ -1,48 +1,24 @@
 //! The gateway-wide operational routes: the OpenAPI document of every
-//! route and its documentation page. (Health and metrics routes are
+//! route and its explorer (`explorer.rs`). (Health and metrics routes are
 //! kailash-monitoring's, in its `http` module.)
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-const DOCS_HTML: &str = include_str!("assets/docs.html");
-const DOCS_JS: &str = include_str!("assets/docs.js");
-const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
 pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
+    // The explorer's page shows the document's title, version and description.
+    let explorer = crate::explorer::routes(&doc.info);
     // Serialise once; the document does not change after build.
-    let body = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let body = Bytes::from(doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
     Router::new()
-        .route(
-            "/openapi.json",
-            get(move || {
-                let body = body.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-            }),
-        )
-        .route(
-            "/docs",
-            get(|| async { page(DOCS_HTML, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/docs/app.js",
-            get(|| async { page(DOCS_JS, "text/javascript; charset=utf-8") }),
-        )
-}
-
-fn page(body: &'static str, content_type: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        body,
-    )
-        .into_response()
+        .route("/openapi.json", get(openapi_json))
+        .with_state(body)
+        .merge(explorer)
 }
 
 /// `GET /openapi.json`: this document.
@@ -54,23 +30,12 @@ fn page(body: &'static str, content_type: &'static str) -> Response {
     security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object)),
 )]
-#[allow(dead_code)] // documents the route served by `docs_routes`
-fn openapi_json() {}
-
-/// `GET /docs`: the API explorer.
-#[utoipa::path(
-    get,
-    path = "/docs",
-    tag = "operations",
-    operation_id = "docs",
-    security(()),
-    responses((status = 200, description = "The API explorer: renders this document, with a bearer-token \"try it\"", content_type = "text/html", body = String)),
-)]
-#[allow(dead_code)] // documents the route served by `docs_routes`
-fn docs_page() {}
+async fn openapi_json(State(body): State<Bytes>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(openapi_json, docs_page))]
+#[openapi(paths(openapi_json, crate::explorer::page))]
 struct DocsApi;
 
 /// The OpenAPI 3.1 document of the built-in routes, merged with the

@@ -160,47 +160,29 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 kailash_auth::http::ADMIN_PERMISSION,
             );
             routes = routes.merge(kailash_auth::http::admin_router(service.clone(), guard));
-            let admin_doc: utoipa::openapi::OpenApi =
-                serde_json::from_value(kailash_auth::http::admin_openapi())
-                    .map_err(|e| GatewayError::Auth(e.to_string()))?;
-            this = this.openapi(admin_doc);
+            this = this.openapi(kailash_auth::http::admin_openapi());
             // Explaining decisions: the access control's route, finding
             // other users among the authentication service's.
             if let Some(access) = this.access.clone() {
                 let directory = Arc::new(crate::access_directory::AuthDirectory(service.clone()));
                 routes = routes.merge(kailash_access::http::router(access, directory));
-                let explain_doc: utoipa::openapi::OpenApi =
-                    serde_json::from_value(kailash_access::http::openapi())
-                        .map_err(|e| GatewayError::Auth(e.to_string()))?;
-                this = this.openapi(explain_doc);
+                this = this.openapi(kailash_access::http::openapi());
             }
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
-        let auth_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_auth::http::openapi())
-                .map_err(|e| GatewayError::Auth(e.to_string()))?;
-        this = this.openapi(auth_doc);
+        this = this.openapi(kailash_auth::http::openapi());
     }
     if this.tenancy.is_some() {
-        let usage_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_tenancy::http::openapi())
-                .map_err(|e| GatewayError::Auth(e.to_string()))?;
-        this = this.openapi(usage_doc);
+        this = this.openapi(kailash_tenancy::http::openapi());
     }
     if let (Some(slot), Some(hub)) = (&this.runtime_events, &hub) {
         let _ = slot.set(hub.clone());
     }
     if this.runtime.is_some() {
-        let runtime_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_runtime::http::openapi())
-                .map_err(|e| GatewayError::Runtime(e.to_string()))?;
-        this = this.openapi(runtime_doc);
+        this = this.openapi(kailash_runtime::http::openapi());
     }
     if hub.is_some() {
-        let realtime_doc: utoipa::openapi::OpenApi =
-            serde_json::from_value(kailash_realtime::http::openapi())
-                .map_err(|e| GatewayError::Realtime(e.to_string()))?;
-        this = this.openapi(realtime_doc);
+        this = this.openapi(kailash_realtime::http::openapi());
     }
     compose_checked(this, hub)
 }

@@ -100,9 +100,136 @@ async fn operational_routes_answer() {
             .unwrap()
             .contains("default-src 'none'")
     );
-    assert!(page.text().contains("docs/app.js"));
-    let js = get(gw.addr, "/docs/app.js").await;
-    assert!(js.text().contains("openapi.json"));
+    assert!(page.text().contains("<title>Test API 9.9.9"));
+    gw.stop().await;
+}
+
+/// The `src`/`href` values of an HTML page, in order.
+fn references(html: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for attr in [" src=\"", " href=\""] {
+        let mut rest = html;
+        while let Some(at) = rest.find(attr) {
+            rest = &rest[at + attr.len()..];
+            let end = rest.find('"').expect("closing quote");
+            found.push(rest[..end].to_owned());
+        }
+    }
+    found
+}
+
+/// Whether text names another origin: an absolute or protocol-relative URL.
+fn is_external(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ["http:", "https:", "ws:", "wss:", "\"//", "'//", "(//"]
+        .iter()
+        .any(|p| lower.contains(p))
+}
+
+#[tokio::test]
+async fn docs_explorer_is_self_contained() {
+    let gw = start(
+        Gateway::builder()
+            .title("Test <API> & \"Co\"")
+            .version("9.9.9")
+            .description("Try <b>it</b>")
+            .routes(app()),
+    )
+    .await;
+    let page = get(gw.addr, "/docs").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let csp = page.header("content-security-policy").unwrap().to_owned();
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    for want in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(directives.contains(&want), "{want} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-eval"), "{csp}");
+    assert!(!is_external(&csp), "no other origin in {csp}");
+
+    // The configured title, version and description, escaped.
+    let html = page.text();
+    assert!(
+        html.contains("<title>Test &lt;API&gt; &amp; &quot;Co&quot; 9.9.9"),
+        "{html}"
+    );
+    assert!(html.contains("Try &lt;b&gt;it&lt;/b&gt;"), "{html}");
+    assert!(!html.contains("<API>") && !html.contains("<b>"), "{html}");
+    assert!(!is_external(&html), "no other origin in the page: {html}");
+    // No inline script: every script element names its source and is empty.
+    let scripts = html.matches("<script").count();
+    assert!(scripts >= 2, "{html}");
+    assert_eq!(
+        scripts,
+        html.matches("\"></script>").count(),
+        "only `<script src=...></script>`: {html}"
+    );
+    assert!(!html.contains("<style"), "no inline style element: {html}");
+
+    // Every reference is served from this gateway with the right type.
+    let refs = references(&html);
+    assert!(refs.len() >= 3, "{refs:?}");
+    for r in refs {
+        if r.starts_with("data:") {
+            continue;
+        }
+        assert!(
+            !is_external(&r) && !r.starts_with("//") && !r.starts_with('/'),
+            "{r}: relative to /docs, on this origin"
+        );
+        // Relative to `/docs`.
+        let path = format!("/{r}");
+        let asset = get(gw.addr, &path).await;
+        assert_eq!(asset.status, 200, "{path}");
+        let want = if path.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else if path.ends_with(".json") {
+            "application/json"
+        } else {
+            panic!("unexpected reference {path}")
+        };
+        assert_eq!(asset.header("content-type"), Some(want), "{path}");
+        if path.starts_with("/docs/") {
+            assert_eq!(asset.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(asset.header("content-security-policy"), Some(csp.as_str()));
+        }
+        if path.starts_with("/docs/assets/") {
+            // Versioned: cached for good.
+            assert_eq!(
+                asset.header("cache-control"),
+                Some("public, max-age=31536000, immutable"),
+                "{path}"
+            );
+            assert!(asset.body.len() > 1_000_000, "the renderer's bundle");
+        }
+        if path == "/docs/explorer.js" {
+            // The generated configuration: the document on this origin,
+            // nothing that reaches another one.
+            let js = asset.text();
+            assert_eq!(asset.header("cache-control"), Some("no-cache"));
+            assert!(js.contains("\"url\":\"openapi.json\""), "{js}");
+            assert!(js.contains("\"withDefaultFonts\":false"), "{js}");
+            assert!(js.contains("\"telemetry\":false"), "{js}");
+            assert!(
+                js.contains("\"preferredSecurityScheme\":\"bearer\""),
+                "{js}"
+            );
+            assert!(!is_external(&js), "no other origin in {js}");
+        }
+    }
+    let doc = get(gw.addr, "/openapi.json").await.json();
+    assert_eq!(doc["info"]["title"], "Test <API> & \"Co\"");
     gw.stop().await;
 }
 

@@ -54,6 +54,7 @@ fn eval(node: &Node, ctx: &Context<'_>) -> Result<bool, String> {
 
 /// One comparison of a condition, evaluated on its own (see [`clauses`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct Clause {
     /// Where it is in the condition (`line:column` of its operator, as
     /// evaluation errors give it).

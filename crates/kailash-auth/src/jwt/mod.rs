@@ -28,7 +28,7 @@
 
 mod algorithm;
 #[cfg(feature = "axum")]
-mod axum;
+pub(crate) mod axum;
 mod cache;
 mod claims;
 mod error;

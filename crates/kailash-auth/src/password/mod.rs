@@ -41,11 +41,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use policy::{PasswordPolicy, PolicyError, PolicyViolation};
 
-/// The longest password (in bytes) that is hashed or verified at all.
+/// The longest password (in bytes) that is hashed or verified at all: four
+/// bytes for each of the [`MAX_PASSWORD_CHARS`](crate::bounds::MAX_PASSWORD_CHARS)
+/// characters the service and its routes accept, so a password they accept
+/// is never too long to hash.
 ///
 /// Longer inputs are refused before any argon2 work, so huge request bodies
-/// cannot be used to burn CPU.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// cannot be used to burn CPU (argon2 reads the password once, through
+/// BLAKE2b, so its length barely changes the cost).
+pub const MAX_PASSWORD_BYTES: usize = 4096;
 
 /// Bounds accepted for argon2 parameters, in configuration and in stored
 /// hashes, so a tampered hash cannot make a login allocate gigabytes.

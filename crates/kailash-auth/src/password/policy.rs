@@ -252,7 +252,7 @@ impl TryFrom<RawPolicy> for PasswordPolicy {
         if r.min_length > r.max_length {
             return Err("min_length must not exceed max_length");
         }
-        if r.max_length == 0 || r.max_length > super::MAX_PASSWORD_BYTES {
+        if r.max_length == 0 || r.max_length > crate::bounds::MAX_PASSWORD_CHARS {
             return Err("max_length must be between 1 and 1024");
         }
         Ok(Self {

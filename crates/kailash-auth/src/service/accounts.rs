@@ -19,7 +19,7 @@ use kailash_core::context::RequestContext;
 
 use super::overrides::{NS_DISABLED, key_for};
 use super::{AuthError, AuthService};
-use crate::bounds::MAX_USERNAME_BYTES;
+use crate::bounds::{MAX_USERNAME_CHARS, check};
 use crate::lockout::normalize_username;
 use crate::users::UserRecord;
 
@@ -75,7 +75,7 @@ impl AuthService {
     /// the password or whether the account is enabled, and audits nothing
     /// (its caller audits what it does with the principal).
     pub async fn principal_of(&self, username: &str) -> Result<Option<Principal>, AuthError> {
-        if username.len() > MAX_USERNAME_BYTES {
+        if check("username", username, MAX_USERNAME_CHARS).is_err() {
             return Ok(None);
         }
         Ok(self
@@ -108,11 +108,9 @@ impl AuthService {
                 .reason(reason)
                 .severity(AuditSeverity::Warning)
         };
-        if username.len() > MAX_USERNAME_BYTES {
+        if let Err(e) = check("username", username, MAX_USERNAME_CHARS) {
             self.audit(refuse("username too long")).await?;
-            return Err(AuthError::BadRequest(format!(
-                "a username is at most {MAX_USERNAME_BYTES} bytes"
-            )));
+            return Err(e.into());
         }
         let target = match self.user_by_username(&normalize_username(username)).await? {
             Some(u) if admin.tenant().is_none() || admin.tenant() == u.tenant.as_ref() => u,

@@ -50,6 +50,11 @@ pub enum AuthError {
     /// The request is malformed (e.g. a new password that violates the policy).
     #[error("{0}")]
     BadRequest(String),
+    /// The request is well formed but the account's state does not allow
+    /// it now (no second-factor enrolment in progress, or it was just
+    /// completed by another request).
+    #[error("{0}")]
+    Conflict(&'static str),
     /// No such session of the caller.
     #[error("no such session")]
     NotFound,

@@ -17,19 +17,24 @@ use crate::password::Password;
 use crate::session::SessionError;
 use crate::totp::TotpCheck;
 
-/// A login request.
+/// The body of `POST /auth/login`.
 #[derive(Clone, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// Username (normalised before lookup).
+    /// Username (normalised before lookup); at most 256 characters.
+    #[cfg_attr(feature = "axum", schema(max_length = 256))]
     pub username: String,
-    /// Password.
+    /// Password; at most 1024 characters.
+    #[cfg_attr(feature = "axum", schema(max_length = 1024, format = Password))]
     pub password: String,
-    /// TOTP code, when MFA applies.
+    /// TOTP code, when MFA applies; at most 64 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "axum", schema(max_length = 64))]
     pub totp: Option<String>,
-    /// A recovery code instead of a TOTP code.
+    /// A recovery code instead of a TOTP code; at most 64 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "axum", schema(max_length = 64))]
     pub recovery_code: Option<String>,
 }
 
@@ -37,14 +42,14 @@ impl LoginRequest {
     /// Checks every field against its [bound](crate::bounds) (`400`
     /// otherwise), before the request does anything else.
     pub fn check_bounds(&self) -> Result<(), crate::bounds::TooLong> {
-        use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, check};
-        check("username", &self.username, MAX_USERNAME_BYTES)?;
-        check("password", &self.password, MAX_PASSWORD_BYTES)?;
+        use crate::bounds::{MAX_CODE_CHARS, MAX_PASSWORD_CHARS, MAX_USERNAME_CHARS, check};
+        check("username", &self.username, MAX_USERNAME_CHARS)?;
+        check("password", &self.password, MAX_PASSWORD_CHARS)?;
         if let Some(code) = &self.totp {
-            check("totp", code, MAX_CODE_BYTES)?;
+            check("totp", code, MAX_CODE_CHARS)?;
         }
         if let Some(code) = &self.recovery_code {
-            check("recovery_code", code, MAX_CODE_BYTES)?;
+            check("recovery_code", code, MAX_CODE_CHARS)?;
         }
         Ok(())
     }
@@ -60,6 +65,7 @@ impl std::fmt::Debug for LoginRequest {
 
 /// What a successful login hands out.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum LoginOutcome {
     /// A new session and its token pair.

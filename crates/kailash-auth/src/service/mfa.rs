@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::overrides::key_for;
 use super::reauth::SecondFactor;
 use super::{AuthError, AuthService};
-use crate::bounds::{MAX_CODE_BYTES, MAX_PASSWORD_BYTES, check};
+use crate::bounds::{MAX_CODE_CHARS, MAX_PASSWORD_CHARS, check};
 use crate::password::Password;
 use crate::totp::{RecoveryCode, RecoveryCodes, TotpCheck, TotpSecret};
 use crate::users::UserRecord;
@@ -45,6 +45,7 @@ const ENROLMENT_TTL: Duration = Duration::from_secs(600);
 
 /// What an MFA enrolment returns once: the secret, for the authenticator app.
 #[derive(Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct Enrolment {
     /// The secret in base32.
     pub secret: String,
@@ -61,16 +62,20 @@ impl std::fmt::Debug for Enrolment {
 /// The body of `POST /auth/mfa/enroll`: the caller proves again that they
 /// own the account, since a bearer token may be stolen.
 #[derive(Clone, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
-    /// The current password.
+    /// The current password; at most 1024 characters.
+    #[cfg_attr(feature = "axum", schema(max_length = 1024, format = Password))]
     pub password: String,
     /// A current TOTP code; required (or `recovery_code`) when a second
-    /// factor is already enrolled.
+    /// factor is already enrolled. At most 64 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "axum", schema(max_length = 64))]
     pub totp: Option<String>,
-    /// A recovery code instead of a TOTP code.
+    /// A recovery code instead of a TOTP code; at most 64 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "axum", schema(max_length = 64))]
     pub recovery_code: Option<String>,
 }
 
@@ -78,12 +83,12 @@ impl EnrolRequest {
     /// Checks every field against its [bound](crate::bounds) (`400`
     /// otherwise), before the request does anything else.
     pub fn check_bounds(&self) -> Result<(), crate::bounds::TooLong> {
-        check("password", &self.password, MAX_PASSWORD_BYTES)?;
+        check("password", &self.password, MAX_PASSWORD_CHARS)?;
         if let Some(code) = &self.totp {
-            check("totp", code, MAX_CODE_BYTES)?;
+            check("totp", code, MAX_CODE_CHARS)?;
         }
         if let Some(code) = &self.recovery_code {
-            check("recovery_code", code, MAX_CODE_BYTES)?;
+            check("recovery_code", code, MAX_CODE_CHARS)?;
         }
         Ok(())
     }
@@ -170,7 +175,7 @@ impl AuthService {
         code: &str,
         ctx: &RequestContext,
     ) -> Result<Vec<RecoveryCode>, AuthError> {
-        check("code", code, MAX_CODE_BYTES)?;
+        check("code", code, MAX_CODE_CHARS)?;
         let Some(user) = self.user_by_subject(principal.subject()).await? else {
             return Err(AuthError::InvalidCredentials);
         };
@@ -210,7 +215,7 @@ impl AuthService {
         let pending_key = key_for(tenant, NS_MFA_PENDING, &user.subject);
         let kv = &self.inner.state.kv;
         let Some(pending) = kv.get(&pending_key).await? else {
-            return Err(AuthError::BadRequest("no enrolment in progress".into()));
+            return Err(AuthError::Conflict("no enrolment in progress"));
         };
         let text = std::str::from_utf8(&pending).map_err(|_| AuthError::Internal)?;
         let secret = TotpSecret::from_base32(text).map_err(|_| AuthError::Internal)?;
@@ -265,7 +270,7 @@ impl AuthService {
             .compare_and_swap(&pending_key, Some(&pending), None, None)
             .await?
         {
-            return Err(AuthError::BadRequest("enrolment already completed".into()));
+            return Err(AuthError::Conflict("enrolment already completed"));
         }
         let (codes, plain) = RecoveryCodes::generate_default().map_err(|_| AuthError::Internal)?;
         let hashes = serde_json::to_vec(&codes).map_err(|_| AuthError::Internal)?;

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::mfa::Enrolment;
 use super::{AuthError, AuthService};
-use crate::bounds::{MAX_CODE_BYTES, check};
+use crate::bounds::{MAX_CODE_CHARS, check};
 use crate::jwt::{Claims, TokenType};
 use crate::totp::RecoveryCode;
 use crate::users::UserRecord;
@@ -37,13 +37,16 @@ pub(super) fn enrolment_audience(audience: &str) -> String {
 /// What a login answers, instead of a token pair, for a user whose role
 /// requires a second factor they have not enrolled.
 #[derive(Clone, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct EnrolmentGrant {
     /// Always `true`: the client must enrol a second factor.
+    #[cfg_attr(feature = "axum", schema(schema_with = super::schemas::always_true))]
     pub mfa_enrolment_required: bool,
     /// The enrolment-only token, for `Authorization: Bearer` on
     /// `/auth/mfa/bootstrap/enroll` and `/auth/mfa/bootstrap/verify`.
     pub enrolment_token: String,
     /// Always `Bearer`.
+    #[cfg_attr(feature = "axum", schema(schema_with = super::schemas::bearer))]
     pub token_type: &'static str,
     /// Seconds until the enrolment token expires.
     pub expires_in: u64,
@@ -115,7 +118,7 @@ impl AuthService {
         code: &str,
         ctx: &RequestContext,
     ) -> Result<Vec<RecoveryCode>, AuthError> {
-        check("code", code, MAX_CODE_BYTES)?;
+        check("code", code, MAX_CODE_CHARS)?;
         let user = self.bootstrap_user(token, "auth.mfa.verify", ctx).await?;
         self.confirm_enrolment(&user, code, ctx).await
     }

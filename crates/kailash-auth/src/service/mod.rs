@@ -214,6 +214,24 @@ impl AuthService {
         })
     }
 
+    /// Audits a request to `action` that its route refused for its shape
+    /// (the body did not match the published schema) before any flow ran,
+    /// like the flows audit their own refusals. Fails closed like
+    /// [`audit`](Self::audit).
+    #[cfg(feature = "axum")]
+    pub(crate) async fn audit_malformed(
+        &self,
+        action: &'static str,
+        ctx: &RequestContext,
+    ) -> Result<(), AuthError> {
+        self.audit(
+            Self::event(action, AuditDecision::Failure, Some(ctx))
+                .reason("malformed request: the body does not match its schema")
+                .severity(kailash_core::audit::AuditSeverity::Warning),
+        )
+        .await
+    }
+
     /// An event of `action`, carrying the request's context when there is one.
     fn event(
         action: &'static str,
@@ -225,5 +243,27 @@ impl AuthService {
             Some(ctx) => e.context(ctx),
             None => e,
         }
+    }
+}
+
+/// Schemas of constant response fields (utoipa has no `const` attribute).
+#[cfg(feature = "axum")]
+mod schemas {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+    /// `"Bearer"`, always.
+    pub(super) fn bearer() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["Bearer"]))
+            .description(Some("Always `Bearer`"))
+    }
+
+    /// `true`, always.
+    pub(super) fn always_true() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .enum_values(Some([true]))
+            .description(Some("Always `true`"))
     }
 }

@@ -27,9 +27,9 @@ impl AuthService {
         new: String,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        use crate::bounds::{MAX_PASSWORD_BYTES, check};
-        check("current_password", &current, MAX_PASSWORD_BYTES)?;
-        check("new_password", &new, MAX_PASSWORD_BYTES)?;
+        use crate::bounds::{MAX_PASSWORD_CHARS, check};
+        check("current_password", &current, MAX_PASSWORD_CHARS)?;
+        check("new_password", &new, MAX_PASSWORD_CHARS)?;
         let Some(user) = self.user_by_subject(principal.subject()).await? else {
             return Err(AuthError::InvalidCredentials);
         };

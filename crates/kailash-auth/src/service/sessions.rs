@@ -13,18 +13,23 @@ use crate::users::UserRecord;
 
 /// One of the caller's sessions, as `GET /auth/sessions` shows it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema), schema(as = Session))]
 pub struct SessionView {
     /// Session id (for `DELETE /auth/sessions/{id}`).
     pub id: String,
     /// Whether it is the session of the calling token.
     pub current: bool,
     /// When it started.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub created_at: jiff::Timestamp,
     /// Last activity.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub last_seen: jiff::Timestamp,
     /// Absolute expiry.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub expires_at: jiff::Timestamp,
     /// Address it was opened from.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<String>))]
     pub client_ip: Option<IpAddr>,
 }
 

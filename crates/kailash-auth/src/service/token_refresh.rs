@@ -31,7 +31,7 @@ impl AuthService {
         if let Err(e) = crate::bounds::check(
             "refresh_token",
             refresh_token,
-            crate::bounds::MAX_TOKEN_BYTES,
+            crate::bounds::MAX_TOKEN_CHARS,
         ) {
             self.audit(fail("malformed request: a field is too long"))
                 .await?;

@@ -9,12 +9,14 @@ use crate::users::UserRecord;
 
 /// Tokens handed to a client.
 #[derive(Clone, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct TokenPair {
     /// The access token (`at+jwt`).
     pub access_token: String,
     /// The refresh token (`rt+jwt`), rotated on every use.
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[cfg_attr(feature = "axum", schema(schema_with = super::schemas::bearer))]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,

@@ -88,12 +88,14 @@ impl Default for HealthRegistry {
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// The check's name.
     pub name: String,
     /// Whether the check gates readiness.
     pub required: bool,
     /// `pass` or `fail`.
+    #[cfg_attr(feature = "axum", schema(schema_with = check_status_schema))]
     pub status: &'static str,
     /// How long it took.
     pub duration_ms: u64,
@@ -104,11 +106,40 @@ pub struct CheckResult {
 
 /// The outcome of every check.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct HealthReport {
     /// `ok` (all pass), `degraded` (an optional check fails) or `fail` (a required check fails).
+    #[cfg_attr(feature = "axum", schema(schema_with = report_status_schema))]
     pub status: &'static str,
     /// Each check.
     pub checks: Vec<CheckResult>,
+}
+
+/// The statuses a [`CheckResult`] carries.
+pub const CHECK_STATUSES: [&str; 2] = ["pass", "fail"];
+/// The statuses a [`HealthReport`] carries.
+pub const REPORT_STATUSES: [&str; 3] = ["ok", "degraded", "fail"];
+
+#[cfg(feature = "axum")]
+fn enum_schema(values: &[&str], description: &str) -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+        .into()
+}
+
+#[cfg(feature = "axum")]
+fn check_status_schema() -> utoipa::openapi::schema::Schema {
+    enum_schema(&CHECK_STATUSES, "`pass` or `fail`")
+}
+
+#[cfg(feature = "axum")]
+fn report_status_schema() -> utoipa::openapi::schema::Schema {
+    enum_schema(
+        &REPORT_STATUSES,
+        "`ok` (all pass), `degraded` (an optional check fails) or `fail` (a required check fails)",
+    )
 }
 
 impl HealthReport {

@@ -143,6 +143,78 @@ async fn authenticate(
     }
 }
 
+/// Whether `value` is a comma-separated token list (RFC 9110) naming
+/// `upgrade` (any case), as the published `Connection` pattern says.
+fn connection_upgrades(value: &str) -> bool {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b);
+    let mut upgrades = false;
+    for token in value.split(',') {
+        let token = token.trim_matches([' ', '\t']);
+        if token.is_empty() || !token.bytes().all(tchar) {
+            return false;
+        }
+        upgrades |= token.eq_ignore_ascii_case("upgrade");
+    }
+    upgrades
+}
+
+/// Whether `key` is the base64 of 16 bytes (RFC 6455 4.2.1), as the
+/// published `Sec-WebSocket-Key` pattern says.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[..21]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
+        && matches!(b[21], b'A' | b'Q' | b'g' | b'w')
+        && &b[22..] == b"=="
+}
+
+/// Whether the upgrade headers of an HTTP/1.1 request are exactly what the
+/// published operation requires; anything else is `400`, before axum's
+/// own (looser) checks.
+fn upgrade_headers_ok(headers: &HeaderMap) -> bool {
+    let text = |name: http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    text(http::header::CONNECTION).is_some_and(connection_upgrades)
+        && text(http::header::UPGRADE).is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        && text(http::header::SEC_WEBSOCKET_VERSION) == Some("13")
+        && text(http::header::SEC_WEBSOCKET_KEY).is_some_and(valid_key)
+}
+
+/// Authenticated WebSocket of the caller tenant's events.
+///
+/// Credentials: `Authorization: Bearer`, the subprotocol pair `kailash.v1,
+/// kailash.bearer.<token>` (the server selects `kailash.v1`), or the
+/// session cookie; never a token in the URL. A missing or invalid token, or
+/// a dead session, closes the socket with 4001 after the upgrade (no HTTP
+/// 401). Server frames: `welcome`, `event` (`{type, id, channel, event,
+/// tenant_id, data, metadata: {classification, required_permission}}`),
+/// `error` (`{type, code, detail}`), `resumed` (`{type, recovered}`).
+/// Client frames: `subscribe`, `unsubscribe`, `refresh`, `resume`. Close
+/// codes: 4001 invalid token/session or token expired, 4008 slow consumer,
+/// 4029 too many connections, 4000 idle, 4003 no tenant, 1009 message too
+/// big. Documented at the default path `/ws`.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/ws", tag = "realtime", operation_id = "realtime_ws",
+    security((), ("bearer" = [])),
+    params(
+        ("Connection" = String, Header, description = "A token list naming `Upgrade`",
+            pattern = "^([!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*,[ \t]*)*[Uu][Pp][Gg][Rr][Aa][Dd][Ee]([ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$"),
+        ("Upgrade" = String, Header, description = "`websocket`",
+            pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`", pattern = "^13$"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The base64 of 16 random bytes",
+            pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$"),
+        ("Sec-WebSocket-Protocol" = Option<String>, Header, max_length = 8192,
+            description = "`kailash.v1, kailash.bearer.<token>` for browsers"),
+    ),
+    responses(
+        (status = 101, description = "Switching protocols; the first frame is `welcome` (or a close frame 4001/4003/4029)"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Not a WebSocket upgrade request (the upgrade headers are missing or malformed)"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The Origin is not allowed (cross-site WebSocket hijacking)"),
+        (status = 426, body = Problem, content_type = "application/problem+json", description = "The connection cannot be upgraded"),
+    )
+))]
 async fn upgrade(
     State(endpoint): State<WsEndpoint>,
     headers: HeaderMap,
@@ -150,6 +222,9 @@ async fn upgrade(
 ) -> Response {
     if !endpoint.origins.allows(&headers) {
         return Problem::forbidden("origin not allowed").into_response();
+    }
+    if !upgrade_headers_ok(&headers) {
+        return Problem::bad_request("a WebSocket upgrade request is required").into_response();
     }
     let ws = match ws {
         Ok(ws) => ws,

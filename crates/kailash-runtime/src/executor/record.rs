@@ -7,6 +7,7 @@ use serde_json::Value;
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Accepted, not started.
@@ -36,6 +37,7 @@ impl RunStatus {
 
 /// Where a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
     /// Not started yet (or never: the run ended first).
@@ -55,6 +57,7 @@ pub enum NodeStatus {
 
 /// One node's part of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct NodeRecord {
     /// The node's id.
     pub id: String,
@@ -63,6 +66,7 @@ pub struct NodeRecord {
     /// Where it is.
     pub status: NodeStatus,
     /// When it started.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<String>, format = DateTime))]
     pub started_at: Option<Timestamp>,
     /// How long it ran (or ran until dropped), in microseconds.
     pub duration_us: Option<u64>,
@@ -79,6 +83,7 @@ pub struct NodeRecord {
 
 /// A run: who ran what, where it is, and what each node did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct RunRecord {
     /// The run's id (`run-` and 24 hex digits).
     pub run_id: String,
@@ -97,8 +102,10 @@ pub struct RunRecord {
     /// The node that failed or was refused, if one did.
     pub failed_node: Option<String>,
     /// When it started.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub started_at: Timestamp,
     /// When it ended.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<String>, format = DateTime))]
     pub finished_at: Option<Timestamp>,
     /// How long it ran, in microseconds.
     pub duration_us: Option<u64>,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// lease, so an instance that dies never keeps a slot beyond
 /// [`RuntimeConfig::lease_secs`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencyLimits {
     /// Runs at once on this instance (this process).

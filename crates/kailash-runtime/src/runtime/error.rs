@@ -41,7 +41,9 @@ pub enum RuntimeError {
         permission: String,
     },
     /// The stored workflow no longer validates for the tenant (its rules,
-    /// features or node types changed); names the node.
+    /// features or node types changed); names the node (422
+    /// `workflow-invalid`, or 403 when the tenant's rules or a feature
+    /// refuse it).
     #[error(transparent)]
     Definition(#[from] DefinitionError),
     /// The run's inputs do not match the workflow's declared inputs (422).
@@ -110,6 +112,29 @@ impl From<WorkflowError> for RuntimeError {
     }
 }
 
+/// The problem of a stored workflow that no longer validates when a run
+/// starts: the tenant's rules or a feature refuse it (403, as when it is
+/// created), or it is malformed for the runtime now — a semantic refusal
+/// about the stored workflow, not the request's shape: 422
+/// `workflow-invalid`, naming the node.
+fn stored_definition_problem(d: &DefinitionError) -> Problem {
+    let problem = d.to_problem();
+    if problem.status() != http::StatusCode::BAD_REQUEST {
+        return problem;
+    }
+    let problem = Problem::new(
+        http::StatusCode::UNPROCESSABLE_ENTITY,
+        "workflow-invalid",
+        "The workflow does not validate",
+    )
+    .with_detail(d.to_string())
+    .with_extension("violation", "invalid_definition");
+    match d.node() {
+        Some(node) => problem.with_extension("node", node),
+        None => problem,
+    }
+}
+
 impl RuntimeError {
     /// A short machine-readable name of the refusal (the audit entry's reason
     /// and the problem's `reason` extension).
@@ -144,7 +169,7 @@ impl RuntimeError {
                 "permission `{permission}` is not granted for this request"
             ))
             .with_extension("permission", permission.as_str()),
-            Self::Definition(d) => d.to_problem(),
+            Self::Definition(d) => stored_definition_problem(d),
             Self::Inputs(_) => Problem::new(
                 http::StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-inputs",

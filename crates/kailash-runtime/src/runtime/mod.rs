@@ -139,14 +139,26 @@ pub const MAX_LISTED: usize = 100;
 const MIB: u64 = 1 << 20;
 
 /// What a caller asks to run: a workflow of their tenant and its inputs.
+///
+/// Its published schema (feature `axum`) is its shape: a `workflow_id` of
+/// 1 to [`MAX_WORKFLOW_ID_BYTES`] ASCII letters, digits, `_`, `-` or `.`
+/// (so never more bytes than the lookup accepts), and `inputs` an object.
+/// Whether the inputs match the workflow's declared inputs is decided
+/// against the stored workflow ([`RuntimeError::Inputs`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The workflow's id.
+    #[cfg_attr(
+        feature = "axum",
+        schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")
+    )]
     pub workflow_id: String,
     /// Its inputs: an object with exactly the workflow's declared inputs
     /// (default `{}`).
     #[serde(default = "empty_object")]
+    #[cfg_attr(feature = "axum", schema(value_type = Object))]
     pub inputs: Value,
 }
 

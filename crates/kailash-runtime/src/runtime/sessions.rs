@@ -19,6 +19,7 @@ const SESSIONS: Namespace = Namespace::new("runtime.sessions");
 
 /// The limits a session's runs are held to, as the session was opened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct SessionLimits {
     /// Concurrent runs per scope (`None`: unlimited).
     pub max_concurrent_workflows: ConcurrencyLimits,
@@ -36,10 +37,12 @@ pub struct SessionLimits {
 
 /// An agent session and the seed's session metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct AgentSession {
     /// Its id (`as-` and 24 hex digits).
     pub id: String,
     /// The tenant it is in.
+    #[cfg_attr(feature = "axum", schema(value_type = String))]
     pub tenant_id: TenantId,
     /// The tenant's name.
     pub tenant_name: String,
@@ -54,8 +57,10 @@ pub struct AgentSession {
     /// The tenant's plan.
     pub billing_plan: String,
     /// When it was opened.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// When it ends by itself.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 

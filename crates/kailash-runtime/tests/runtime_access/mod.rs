@@ -885,3 +885,228 @@ async fn a_node_that_panics_fails_the_run_and_frees_everything() {
             .any(|e| e.reason.as_deref() == Some("failed: a node panicked"))
     );
 }
+
+/// The execution API's published schemas are the ones enforced: the
+/// document compiles for the validator, every operation is routed, shape
+/// errors are 422 with a pointer, and the answers carry the documented
+/// statuses.
+#[cfg(feature = "openapi")]
+mod http_contract {
+    use super::*;
+    use axum::Extension;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    struct Api {
+        router: axum::Router,
+        doc: Value,
+        workflow: String,
+    }
+
+    async fn api() -> Api {
+        let w = world().await;
+        let rt = w.runtime(RuntimeConfig::default()).await;
+        let acme = acme();
+        let dave = user("dave", "acme", "analyst");
+        let workflow = w.workflow(&dave, &acme, chain()).await;
+        let router = kailash_runtime::http::router(rt)
+            .layer(Extension(dave))
+            .layer(Extension(acme))
+            .layer(Extension(w.access.clone()));
+        let doc = serde_json::to_value(kailash_runtime::http::openapi()).unwrap();
+        Api {
+            router,
+            doc,
+            workflow,
+        }
+    }
+
+    impl Api {
+        async fn call(&self, method: &str, uri: &str, body: Option<&str>) -> (u16, String, Value) {
+            let mut req = http::Request::builder().method(method).uri(uri);
+            if body.is_some() {
+                req = req.header("content-type", "application/json");
+            }
+            let req = req
+                .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+                .unwrap();
+            let res = self.router.clone().oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let kind = res
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                kind,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        }
+
+        /// Whether `status` is documented for `method` `template`.
+        fn documents(&self, method: &str, template: &str, status: u16) -> bool {
+            self.doc["paths"][template][method]["responses"][status.to_string()].is_object()
+        }
+    }
+
+    #[test]
+    fn the_document_compiles_for_the_validator() {
+        let doc = kailash_runtime::http::openapi();
+        kailash_core::schema::check_document(&doc).unwrap();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let statuses = &doc["components"]["schemas"]["RunStatus"]["enum"];
+        assert_eq!(
+            statuses,
+            &json!([
+                "pending",
+                "running",
+                "completed",
+                "failed",
+                "cancelled",
+                "timed_out",
+                "refused",
+                "abandoned"
+            ])
+        );
+        let request = &doc["components"]["schemas"]["RunRequest"];
+        assert_eq!(request["additionalProperties"], false, "{request}");
+    }
+
+    #[tokio::test]
+    async fn every_documented_operation_is_routed_and_answers_a_documented_status() {
+        let api = api().await;
+        let paths = api.doc["paths"].as_object().unwrap().clone();
+        let mut operations = 0;
+        for (template, item) in &paths {
+            for method in item.as_object().unwrap().keys() {
+                let uri = template.replace("{id}", "as-nope");
+                let body = (method == "post").then_some("{}");
+                let (status, kind, problem) = api.call(&method.to_uppercase(), &uri, body).await;
+                // The router's own 404/405 has no problem body.
+                assert!(
+                    kind.starts_with("application/"),
+                    "{method} {uri}: {status} {kind}"
+                );
+                assert!(
+                    api.documents(method, template, status),
+                    "{method} {uri}: {status} {problem}"
+                );
+                operations += 1;
+            }
+        }
+        assert_eq!(operations, 7);
+    }
+
+    #[tokio::test]
+    async fn a_run_through_the_api_answers_its_documented_statuses() {
+        let api = api().await;
+        let (status, _, session) = api.call("POST", "/api/sessions", None).await;
+        assert_eq!(status, 201, "{session}");
+        let sid = session["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/sessions/{sid}/executions");
+        let body = json!({"workflow_id": api.workflow, "inputs": {"n": 20}}).to_string();
+        let (status, _, run) = api.call("POST", &path, Some(&body)).await;
+        assert_eq!(status, 202, "{run}");
+        assert_eq!(run["status"], "pending");
+        let run_id = run["run_id"].as_str().unwrap().to_owned();
+        let (status, _, list) = api.call("GET", "/api/executions?limit=100", None).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(
+            (
+                list["tenant"].as_str(),
+                list["executions"][0]["run_id"].as_str()
+            ),
+            (Some("acme"), Some(run_id.as_str()))
+        );
+        // Inputs that do not match the workflow: a semantic 422, not the
+        // schema's.
+        let body = json!({"workflow_id": api.workflow, "inputs": {"m": 1}}).to_string();
+        let (status, _, problem) = api.call("POST", &path, Some(&body)).await;
+        assert_eq!(
+            (status, problem["reason"].as_str()),
+            (422, Some("invalid_inputs")),
+            "{problem}"
+        );
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("invalid-inputs"),
+            "{problem}"
+        );
+        let (status, _, _) = api.call("GET", &format!("/api/sessions/{sid}"), None).await;
+        assert_eq!(status, 200);
+        let (status, ..) = api
+            .call("DELETE", &format!("/api/sessions/{sid}"), None)
+            .await;
+        assert_eq!(status, 204);
+    }
+
+    #[tokio::test]
+    async fn shape_errors_are_422_with_a_pointer() {
+        let api = api().await;
+        let (_, _, session) = api.call("POST", "/api/sessions", None).await;
+        let path = format!(
+            "/api/sessions/{}/executions",
+            session["id"].as_str().unwrap()
+        );
+        let long = "w".repeat(65);
+        for (body, pointer) in [
+            (json!({"workflow": api.workflow}), "/workflow"),
+            (json!({"workflow_id": ""}), "/workflow_id"),
+            (json!({"workflow_id": long}), "/workflow_id"),
+            (json!({"workflow_id": "wf 1"}), "/workflow_id"),
+            (
+                json!({"workflow_id": api.workflow, "inputs": [1]}),
+                "/inputs",
+            ),
+        ] {
+            let (status, kind, problem) = api.call("POST", &path, Some(&body.to_string())).await;
+            assert_eq!(
+                (status, kind.as_str()),
+                (422, "application/problem+json"),
+                "{body}: {problem}"
+            );
+            let pointers: Vec<&str> = problem["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["pointer"].as_str())
+                .collect();
+            assert!(pointers.contains(&pointer), "{body}: {problem}");
+        }
+        // Not JSON: 400; not application/json: 415.
+        assert_eq!(api.call("POST", &path, Some("{")).await.0, 400);
+        let req = http::Request::post(&path).body(Body::from("{}")).unwrap();
+        let res = api.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 415);
+        for (uri, pointer) in [
+            ("/api/executions?limit=x", "/limit"),
+            ("/api/executions?limit=101", "/limit"),
+            ("/api/executions?limit=-1", "/limit"),
+        ] {
+            let (status, _, problem) = api.call("GET", uri, None).await;
+            assert_eq!(status, 422, "{uri}: {problem}");
+            assert_eq!(problem["errors"][0]["pointer"], pointer, "{uri}: {problem}");
+        }
+        assert_eq!(
+            api.call("GET", "/api/executions?limit=1&limit=2", None)
+                .await
+                .0,
+            400
+        );
+        let (status, _, problem) = api
+            .call("GET", &format!("/api/executions/{long}"), None)
+            .await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/id", "{problem}");
+        // 64 characters is within the schema: an unknown run, 404.
+        let (status, ..) = api
+            .call("GET", &format!("/api/executions/{}", "r".repeat(64)), None)
+            .await;
+        assert_eq!(status, 404);
+    }
+}

@@ -91,9 +91,9 @@ async fn a_stolen_access_token_alone_cannot_enrol_a_second_factor() {
         // No password: refused before anything is generated.
         post(&gw, "/auth/mfa/enroll", json!({}), Some(&stolen))
             .await
-            .assert_problem(400);
-        // Over-long fields: 400 before any work, and not counted (else the
-        // lock below would come sooner).
+            .assert_problem(422);
+        // Over-long fields and unknown ones: 422 before any work, and not
+        // counted (else the lock below would come sooner).
         for body in [
             json!({ "password": "p".repeat(2000) }),
             json!({ "password": BOB_PASSWORD, "totp": "1".repeat(100) }),
@@ -102,7 +102,7 @@ async fn a_stolen_access_token_alone_cannot_enrol_a_second_factor() {
         ] {
             post(&gw, "/auth/mfa/enroll", body, Some(&stolen))
                 .await
-                .assert_problem(400);
+                .assert_problem(422);
         }
         post(
             &gw,
@@ -111,7 +111,7 @@ async fn a_stolen_access_token_alone_cannot_enrol_a_second_factor() {
             Some(&stolen),
         )
         .await
-        .assert_problem(400);
+        .assert_problem(422);
         // Guesses count toward the account lockout, like failed logins.
         for guess in 1..=4 {
             let body = json!({ "password": format!("Guess-Number-{guess}!") });
@@ -272,7 +272,7 @@ async fn administrators_disable_enable_and_reset_over_http_audited() {
             Some(&alice),
         )
         .await
-        .assert_problem(400);
+        .assert_problem(422);
         post(&gw, "/auth/users/%FF%FE/disable", json!({}), Some(&alice))
             .await
             .assert_problem(400);
@@ -437,7 +437,7 @@ async fn the_enrolment_only_token_enrols_and_does_nothing_else() {
             Some(&token),
         )
         .await
-        .assert_problem(400);
+        .assert_problem(422);
         let r = post(&gw, "/auth/mfa/bootstrap/enroll", json!({}), Some(&token)).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let secret = r.json()["secret"].as_str().unwrap().to_owned();
@@ -490,6 +490,23 @@ async fn the_enrolment_only_token_enrols_and_does_nothing_else() {
         ] {
             assert!(doc["paths"][path].is_object(), "{path} documented");
         }
+        // Derived from the types: the validator enforces every schema, the
+        // bootstrap routes name their own scheme, the bounds are published.
+        let parsed: utoipa::openapi::OpenApi = serde_json::from_value(doc.clone()).unwrap();
+        kailash::schema::check_document(&parsed).unwrap();
+        let bootstrap = &doc["paths"]["/auth/mfa/bootstrap/verify"]["post"];
+        assert_eq!(bootstrap["security"], json!([{ "enrolment_token": [] }]));
+        assert!(doc["components"]["securitySchemes"]["enrolment_token"].is_object());
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        let username = &doc["paths"]["/auth/users/{username}/disable"]["post"]["parameters"];
+        assert!(
+            username
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "username" && p["schema"]["maxLength"] == 256),
+            "{username}"
+        );
         gw.stop().await;
     }
 }

@@ -212,7 +212,7 @@ async fn documents_follow_roles_policies_and_tenants() {
         // Bad limits are refused.
         call(&d, "GET", "/api/audit?limit=0", &alice, None)
             .await
-            .assert_problem(400);
+            .assert_problem(422);
         // bob may not read the trail.
         call(&d, "GET", "/api/audit", &bob, None)
             .await
@@ -370,18 +370,29 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
             (Some("n1"), Some("llm"))
         );
         assert!(p["detail"].as_str().unwrap().contains("\"n1\""), "{p}");
-        // Malformed bodies are 400 and create nothing.
-        for bad in [
-            json!({ "name": "x" }),
-            json!({ "name": "", "nodes": [{ "id": "a", "type": "transform" }] }),
-            json!([1, 2]),
+        // Bodies the schema refuses are 422, each field pointed at, and
+        // create nothing.
+        for (bad, pointer) in [
+            (json!({ "name": "x" }), "/nodes"),
+            (
+                json!({ "name": "", "nodes": [{ "id": "a", "type": "transform" }] }),
+                "/name",
+            ),
+            (json!([1, 2]), ""),
         ] {
-            call(&d, "POST", "/api/workflows", &carol, Some(bad))
+            let p = call(&d, "POST", "/api/workflows", &carol, Some(bad))
                 .await
-                .assert_problem(400);
+                .assert_problem(422);
+            assert_eq!(p["errors"][0]["pointer"], pointer, "{p}");
         }
+        // Well formed but not runnable: 422 naming the node.
         let r = call(&d, "POST", "/api/workflows", &carol, Some(json!({ "name": "dup", "nodes": [{ "id": "a", "type": "transform" }, { "id": "a", "type": "transform" }] }))).await;
-        assert_eq!(r.assert_problem(400)["node"], "a");
+        let p = r.assert_problem(422);
+        assert_eq!(
+            (p["node"].as_str(), p["violation"].as_str()),
+            (Some("a"), Some("duplicate_node_id")),
+            "{p}"
+        );
         // Allowed for globex, but the runtime has no `http_request` node
         // type yet: refused naming the node, nothing created.
         let r = call(
@@ -392,7 +403,7 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
             Some(workflow("soon", &["transform", "http_request"])),
         )
         .await;
-        let p = r.assert_problem(400);
+        let p = r.assert_problem(422);
         assert_eq!(
             (p["node"].as_str(), p["violation"].as_str()),
             (Some("n1"), Some("invalid_definition")),
@@ -1338,4 +1349,77 @@ async fn runtime_limits_hold_over_http_and_across_instances() {
             b.stop().await;
         }
     }
+}
+
+/// The reference deployment's whole document: derived, enforceable, and
+/// honest about errors (each crate's routes are tested by the crate; this
+/// checks what they add up to, as a client sees it).
+#[tokio::test]
+async fn the_reference_document_is_complete_and_enforceable() {
+    let d = demo(&[]).await;
+    let r = request(d.gw.addr, "GET /openapi.json HTTP/1.1\nHost: x", b"").await;
+    assert_eq!(r.status, 200);
+    let json = r.json();
+    kailash::schema::check_document_json(&json).unwrap();
+
+    let mut operation_ids = std::collections::BTreeSet::new();
+    let mut count = 0;
+    for (path, item) in json["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            count += 1;
+            let at = format!("{method} {path}");
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: operationId"));
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "{at}: duplicate operationId {id}"
+            );
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|c| c.starts_with('2') || c == "101"),
+                "{at}: a success response"
+            );
+            for code in ["429", "503", "504"] {
+                assert!(responses.contains_key(code), "{at}: {code}");
+            }
+            for (code, response) in responses {
+                if code.starts_with('4') {
+                    let problem = &response["content"]["application/problem+json"]["schema"];
+                    assert_eq!(
+                        problem["$ref"], "#/components/schemas/Problem",
+                        "{at} {code}: a problem+json Problem"
+                    );
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for code in ["413", "415", "422"] {
+                    assert!(responses.contains_key(code), "{at}: {code} for a body");
+                }
+            }
+            let secured = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+            });
+            if secured {
+                assert!(responses.contains_key("401"), "{at}: 401");
+            }
+            // No placeholder schemas: a JSON body names its shape (the
+            // document itself is the one free-form object).
+            for (code, response) in responses.iter().filter(|_| path != "/openapi.json") {
+                if let Some(schema) = response["content"]["application/json"].get("schema") {
+                    assert_ne!(
+                        schema,
+                        &json!({ "type": "object" }),
+                        "{at} {code}: a bare object"
+                    );
+                }
+            }
+        }
+    }
+    assert!(count >= 30, "{count} operations");
+    d.stop().await;
 }

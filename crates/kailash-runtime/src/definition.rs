@@ -150,6 +150,7 @@ pub struct Connection {
 /// fields; the request to create one ([`NewWorkflow`](crate::NewWorkflow))
 /// refuses them.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct Definition {
     /// The nodes.
     pub nodes: Vec<NodeDef>,
@@ -158,10 +159,12 @@ pub struct Definition {
     pub connections: Vec<Connection>,
     /// The names a run's inputs object must carry (no others).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "axum", schema(schema_with = names_schema))]
     pub inputs: Vec<String>,
     /// The run's outputs by name. When empty, the run's outputs are the
     /// outputs of every node no connection reads from, keyed by node id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "axum", schema(schema_with = outputs_schema))]
     pub outputs: BTreeMap<String, Source>,
 }
 

@@ -1,5 +1,6 @@
 //! Why the workflow store or validation refused.
 
+use http::StatusCode;
 use kailash_access::limits::LimitError;
 use kailash_core::Problem;
 use kailash_core::state::StateError;
@@ -204,7 +205,12 @@ impl WorkflowError {
     pub fn to_problem(&self) -> Problem {
         match self {
             Self::TenantMismatch => Problem::forbidden("tenant mismatch"),
-            Self::InvalidName { .. } => Problem::bad_request(self.to_string()),
+            Self::InvalidName { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-definition",
+                "Unprocessable Content",
+            )
+            .with_detail(self.to_string()),
             Self::Violation(v) => violation_problem(v),
             Self::Definition(d) => d.to_problem(),
             Self::Limit(l) => l.to_problem(),
@@ -225,7 +231,7 @@ impl WorkflowError {
 }
 
 impl DefinitionError {
-    /// A definition the runtime cannot run: 400 naming the node, or 403
+    /// A definition the runtime cannot run: 422 naming the node, or 403
     /// when the tenant's rules or a feature refuse it (extension
     /// `violation`, and `node` when it is about one).
     pub fn to_problem(&self) -> Problem {
@@ -236,7 +242,15 @@ impl DefinitionError {
             Self::FeatureRequired { feature, .. } => {
                 Problem::forbidden(self.to_string()).with_extension("feature", feature.as_str())
             }
-            _ => Problem::bad_request(self.to_string()),
+            // Well formed (the schema admitted it) but not runnable: an
+            // unknown node type, a duplicate id, a dangling connection, a
+            // cycle.
+            _ => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-definition",
+                "Unprocessable Content",
+            )
+            .with_detail(self.to_string()),
         };
         let problem = problem.with_extension("violation", "invalid_definition");
         match self.node() {
@@ -244,6 +258,15 @@ impl DefinitionError {
             None => problem,
         }
     }
+}
+
+fn unprocessable(v: &WorkflowViolation) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-definition",
+        "Unprocessable Content",
+    )
+    .with_detail(v.to_string())
 }
 
 /// The problem of a tenant rule a workflow breaks.
@@ -255,10 +278,9 @@ fn violation_problem(v: &WorkflowViolation) -> Problem {
         WorkflowViolation::DisallowedNodeType { .. } => {
             (Problem::forbidden(v.to_string()), "disallowed_node_type")
         }
-        WorkflowViolation::DuplicateNodeId { .. } => {
-            (Problem::bad_request(v.to_string()), "duplicate_node_id")
-        }
-        _ => (Problem::bad_request(v.to_string()), "invalid_workflow"),
+        // Well formed but not a valid graph: 422, not a shape error.
+        WorkflowViolation::DuplicateNodeId { .. } => (unprocessable(v), "duplicate_node_id"),
+        _ => (unprocessable(v), "invalid_workflow"),
     };
     let problem = problem.with_extension("violation", kind);
     match v {

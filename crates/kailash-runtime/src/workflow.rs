@@ -12,6 +12,7 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// A stored workflow: who made it when, and its [`Definition`] (whose
 /// fields sit beside these in the JSON form).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct Workflow {
     /// Its id (`wf-` and 24 hex digits).
     pub id: String,
@@ -20,6 +21,7 @@ pub struct Workflow {
     /// The subject that created it (whose `max_workflows` it counts against).
     pub owner: String,
     /// When it was created.
+    #[cfg_attr(feature = "axum", schema(value_type = String, format = DateTime))]
     pub created_at: jiff::Timestamp,
     /// Its nodes, connections, inputs and outputs.
     #[serde(flatten)]

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::json;
 
 pub(crate) fn docs_routes(doc: utoipa::openapi::OpenApi) -> Router {
     // The explorer's page shows the document's title, version and description.
@@ -59,51 +58,14 @@ pub(crate) fn openapi_document(
         .build();
     let mut parts = parts;
     if health {
-        parts.push(legacy_health());
+        parts.push(kailash_monitoring::http::health_openapi());
     }
     if metrics {
-        parts.push(legacy_metrics());
+        parts.push(kailash_monitoring::http::metrics_openapi());
     }
     for part in parts {
         crate::contract::merge(&mut doc, part).map_err(crate::GatewayError::OpenApi)?;
     }
     crate::contract::complete(&mut doc, layers);
     Ok(doc)
-}
-
-fn legacy_health() -> utoipa::openapi::OpenApi {
-    let doc = json!({
-        "openapi": "3.1.0", "info": { "title": "health", "version": "0" },
-        "paths": {
-            "/health/live": { "get": {
-                "tags": ["operations"], "operationId": "health_live",
-                "summary": "Liveness: the process is up and serving",
-                "responses": {
-                    "200": { "description": "Alive", "content": { "application/json": { "schema": {
-                        "type": "object", "properties": { "status": { "type": "string", "const": "ok" } } } } } }
-                }
-            }},
-            "/health/ready": { "get": {
-                "tags": ["operations"], "operationId": "health_ready",
-                "summary": "Readiness: every required dependency check passes",
-                "responses": {
-                    "200": { "description": "Ready", "content": { "application/json": { "schema": { "type": "object" } } } },
-                    "503": { "description": "A required check fails; the report names it", "content": { "application/json": { "schema": { "type": "object" } } } }
-                }
-            }}
-        }
-    });
-    serde_json::from_value(doc).unwrap_or_default()
-}
-
-fn legacy_metrics() -> utoipa::openapi::OpenApi {
-    let doc = json!({
-        "openapi": "3.1.0", "info": { "title": "metrics", "version": "0" },
-        "paths": { "/metrics": { "get": {
-            "tags": ["operations"], "operationId": "metrics",
-            "summary": "Prometheus text exposition of request metrics",
-            "responses": { "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } }
-        }}}
-    });
-    serde_json::from_value(doc).unwrap_or_default()
 }

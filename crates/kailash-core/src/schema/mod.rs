@@ -188,7 +188,16 @@ pub fn params_validator<K: 'static>(
 ///
 /// The first schema that cannot be enforced, named by operation.
 pub fn check_document(doc: &utoipa::openapi::OpenApi) -> Result<(), SchemaError> {
-    let doc = to_value(doc);
+    check_document_json(&to_value(doc))
+}
+
+/// [`check_document`] on a document's JSON (as `GET /openapi.json` serves
+/// it).
+///
+/// # Errors
+///
+/// As [`check_document`].
+pub fn check_document_json(doc: &Value) -> Result<(), SchemaError> {
     let components = doc
         .pointer("/components/schemas")
         .and_then(Value::as_object)

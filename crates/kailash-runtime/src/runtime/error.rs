@@ -119,7 +119,7 @@ impl From<WorkflowError> for RuntimeError {
 /// `workflow-invalid`, naming the node.
 fn stored_definition_problem(d: &DefinitionError) -> Problem {
     let problem = d.to_problem();
-    if problem.status() != http::StatusCode::BAD_REQUEST {
+    if problem.status() != http::StatusCode::UNPROCESSABLE_ENTITY {
         return problem;
     }
     let problem = Problem::new(

@@ -70,7 +70,8 @@ def reason(check: dict, response: dict | None) -> str:
     if lines and not extra and lines[0] != why:
         extra = [lines[0].strip()]
     if extra:
-        why += ": " + normalise("; ".join(extra))[:200]
+        # Schemas and values span lines; one line each, spaces collapsed.
+        why += ": " + normalise(re.sub(r"\s+", " ", " ".join(extra)))[:200]
     if response and response.get("content"):
         try:
             raw = base64.b64decode(response["content"].get("$base64", ""))

@@ -1371,6 +1371,13 @@ async fn the_reference_document_is_complete_and_enforceable() {
             }
             count += 1;
             let at = format!("{method} {path}");
+            if path == "/events" || path == "/ws" {
+                // Outside the tenancy layer: no X-Tenant-ID.
+                assert!(
+                    !op["parameters"].to_string().contains("X-Tenant-ID"),
+                    "{at}: documents a header it does not read"
+                );
+            }
             let id = op["operationId"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{at}: operationId"));
@@ -1400,11 +1407,22 @@ async fn the_reference_document_is_complete_and_enforceable() {
                     assert!(responses.contains_key(code), "{at}: {code} for a body");
                 }
             }
+            // A header, query or path value is text: never JSON null.
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let ty = &p["schema"]["type"];
+                assert!(
+                    !(ty == "null" || ty.as_array().is_some_and(|a| a.contains(&json!("null")))),
+                    "{at}: parameter {} is nullable",
+                    p["name"]
+                );
+            }
             let secured = op["security"].as_array().is_some_and(|s| {
                 s.iter()
                     .any(|r| r.as_object().is_some_and(|m| !m.is_empty()))
             });
-            if secured {
+            // (A WebSocket refuses a credential after the upgrade, with
+            // close code 4001, not 401.)
+            if secured && path != "/ws" {
                 assert!(responses.contains_key("401"), "{at}: 401");
             }
             // No placeholder schemas: a JSON body names its shape (the

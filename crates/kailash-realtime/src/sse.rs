@@ -123,6 +123,52 @@ fn close_message(reason: CloseReason) -> SseEvent {
     SseEvent::default().event("close").data(data.to_string())
 }
 
+/// The request headers `GET /events` reads besides the credential.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documents the header `events` reads itself
+struct SseHeaders {
+    /// Resume after this event id (`ms-seq`, as an `id:` line carried it).
+    /// An id this server never sent cannot be resumed from: the stream
+    /// starts with `{"type":"resumed","recovered":false}`, as for an id
+    /// older than the history.
+    #[param(rename = "Last-Event-ID", nullable = false, max_length = 64)]
+    last_event_id: Option<String>,
+}
+
+/// The longest `Last-Event-ID` read (longer is a 400).
+const MAX_LAST_EVENT_ID: usize = 64;
+
+/// The event id in a `Last-Event-ID`: 1 to 19 digits, `-`, 1 to 19 digits
+/// (every such part fits a `u64`; leading zeros are read as the number
+/// they spell); `None` for anything else.
+fn last_event_id(text: &str) -> Option<EventId> {
+    let digits = |p: &str| (1..=19).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    let (ms, seq) = text.split_once('-')?;
+    if !digits(ms) || !digits(seq) {
+        return None;
+    }
+    Some(EventId::new(ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// One message of the stream, as a client's SSE parser reads it (the
+/// schema OpenAPI 3.1 gives an event stream describes each message).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents what `events` writes
+struct SseMessage {
+    /// The event id (`ms-seq`) of an event message; absent on others.
+    id: Option<String>,
+    /// `message` (the default: an event frame, or `{"type":"resumed","recovered":bool}`
+    /// after a replay) or `close` (`{"type":"close","code","reason"}`, the last message).
+    #[schema(value_type = Option<String>)]
+    event: Option<String>,
+    /// The JSON frame: `{"type":"event","id","channel","event","tenant_id","data","metadata"}`,
+    /// `{"type":"resumed","recovered":bool}` or `{"type":"close","code","reason"}`.
+    data: String,
+}
+
 /// The caller tenant's events as server-sent events.
 ///
 /// `id:` lines carry event ids; `Last-Event-ID` resumes after one (events
@@ -132,14 +178,10 @@ fn close_message(reason: CloseReason) -> SseEvent {
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/events", tag = "realtime", operation_id = "realtime_sse",
     security(("bearer" = [])),
-    params(
-        ("Last-Event-ID" = Option<String>, Header, max_length = 39,
-            description = "Resume after this event id (`ms-seq`)",
-            pattern = "^(0|[1-9][0-9]{0,18})-(0|[1-9][0-9]{0,18})$"),
-    ),
+    params(SseHeaders),
     responses(
-        (status = 200, body = String, content_type = "text/event-stream", description = "An event stream"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "`Last-Event-ID` is not an event id"),
+        (status = 200, body = SseMessage, content_type = "text/event-stream", description = "An event stream; the schema describes each message"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "`Last-Event-ID` is longer than 64 bytes"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or invalid credentials, or a dead session"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller has no tenant"),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "Too many connections"),
@@ -149,21 +191,15 @@ fn close_message(reason: CloseReason) -> SseEvent {
 async fn events(State(endpoint): State<SseEndpoint>, headers: HeaderMap) -> Response {
     let hub = &endpoint.hub;
     let inner = &hub.inner;
+    // An id this server never sent (malformed, foreign) cannot be resumed
+    // from: the stream says so (`recovered: false`), like an id older than
+    // the history. Only an oversized header is refused.
     let since = match headers.get("last-event-id") {
         None => None,
-        // At most 19 digits a part, as the published pattern says (every
-        // such id parses).
-        Some(v) => match v
-            .to_str()
-            .ok()
-            .filter(|s| s.split('-').all(|part| part.len() <= 19))
-            .and_then(|s| s.parse::<EventId>().ok())
-        {
-            Some(id) => Some(id),
-            None => {
-                return Problem::bad_request("Last-Event-ID is not an event id").into_response();
-            }
-        },
+        Some(v) if v.len() > MAX_LAST_EVENT_ID => {
+            return Problem::bad_request("Last-Event-ID is longer than 64 bytes").into_response();
+        }
+        Some(v) => Some(v.to_str().ok().and_then(last_event_id)),
     };
     let principal = match inner.auth.credential(&headers) {
         Ok(Some(token)) => match inner.auth.authenticate(token).await {
@@ -200,7 +236,7 @@ async fn events(State(endpoint): State<SseEndpoint>, headers: HeaderMap) -> Resp
     }
     let mut pending = VecDeque::new();
     let mut replayed_up_to = None;
-    if let Some(since) = since {
+    if let Some(Some(since)) = since {
         match inner
             .bus
             .replay(&conn.tenant, since, inner.config.history_size)
@@ -229,6 +265,9 @@ async fn events(State(endpoint): State<SseEndpoint>, headers: HeaderMap) -> Resp
                     .into_response();
             }
         }
+    }
+    if let Some(None) = since {
+        pending.push_back(SseEvent::default().data(protocol::resumed(false).as_str()));
     }
     let state = Stream {
         registered,
@@ -266,4 +305,31 @@ async fn events(State(endpoint): State<SseEndpoint>, headers: HeaderMap) -> Resp
         }
     });
     Sse::new(stream).into_response()
+}
+
+#[cfg(test)]
+mod last_event_id_tests {
+    use super::*;
+
+    #[test]
+    fn last_event_id_is_exactly_its_published_pattern() {
+        let max = "9".repeat(19);
+        for (text, id) in [
+            ("0-0", Some(EventId::new(0, 0))),
+            ("01-002", Some(EventId::new(1, 2))),
+            (
+                format!("{max}-1").as_str(),
+                Some(EventId::new(9_999_999_999_999_999_999, 1)),
+            ),
+            ("0", None),
+            ("1-", None),
+            ("-1", None),
+            ("+1-0", None),
+            ("1-0-0", None),
+            ("12345678901234567890-0", None),
+            (" 1-0", None),
+        ] {
+            assert_eq!(last_event_id(text), id, "{text:?}");
+        }
+    }
 }

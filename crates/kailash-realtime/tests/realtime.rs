@@ -1214,8 +1214,18 @@ mod sse {
         let (status, ..) = get(&app, &[("authorization", "Bearer x.y.z".into())]).await;
         assert_eq!(status, 401);
         let bearer = ("authorization", format!("Bearer {token}"));
-        let (status, ..) = get(&app, &[bearer.clone(), ("last-event-id", "soon".into())]).await;
+        // An id over 64 bytes is refused; a shorter one this server never
+        // sent streams, saying nothing could be recovered.
+        let (status, ..) = get(&app, &[bearer.clone(), ("last-event-id", "9".repeat(65))]).await;
         assert_eq!(status, 400);
+        let (status, _, mut stream) =
+            get(&app, &[bearer.clone(), ("last-event-id", "soon".into())]).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            stream.next_json().await.2,
+            json!({"type":"resumed","recovered":false})
+        );
+        drop(stream);
         app.sessions
             .revoke(Some(&acme()), "alice", &sid)
             .await
@@ -1418,14 +1428,15 @@ mod contract {
         let (status, _) = raw_get(app.addr, "/ws", &good).await;
         assert_eq!(status, 101);
         assert!(documented(&doc, "/ws", status));
-        // /events without credentials: 401; a Last-Event-ID outside its
-        // pattern (a leading zero, 20 digits): 400 before anything else.
+        // /events without credentials: 401; a Last-Event-ID over 64
+        // bytes: 400 before anything else (a shorter one this server never
+        // sent is answered `recovered: false` in the stream).
         let (status, _) = raw_get(app.addr, "/events", &[]).await;
         assert_eq!(status, 401);
         assert!(documented(&doc, "/events", status));
         let (token, _) = app.login(&who("alice", acme())).await;
         let bearer = format!("Bearer {token}");
-        for id in ["01-0", "12345678901234567890-0", "1-"] {
+        for id in ["1".repeat(65).as_str(), &format!("1-{}", "0".repeat(63))] {
             let headers = [("authorization", bearer.as_str()), ("last-event-id", id)];
             let (status, _) = raw_get(app.addr, "/events", &headers).await;
             assert_eq!(status, 400, "{id}");

@@ -17,8 +17,11 @@ use kailash_core::{Problem, TenantId};
 
 /// Which of the gateway's layers are installed. (Connection admission,
 /// the request timeout and the body limit always are.)
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Layers {
+    /// Paths served outside the application stack besides the operational
+    /// ones (the realtime endpoints authenticate themselves).
+    pub(crate) outside: Vec<String>,
     /// Bearer authentication (the routes that declare a security requirement).
     pub(crate) authentication: bool,
     /// Tenant resolution and quotas (authenticated routes).
@@ -60,7 +63,7 @@ fn add(op: &mut Operation, code: u16, description: &str) {
         .or_insert_with(|| problem(description));
 }
 
-fn complete_operation(op: &mut Operation, layers: Layers, application: bool) {
+fn complete_operation(op: &mut Operation, layers: &Layers, application: bool) {
     // Connection admission, on every request the server accepts.
     add(
         op,
@@ -185,7 +188,8 @@ const OPERATIONAL: [&str; 5] = [
 /// schema and the `bearer` security scheme.
 pub(crate) fn complete(doc: &mut OpenApi, layers: Layers) {
     for (path, item) in doc.paths.paths.iter_mut() {
-        let application = !OPERATIONAL.contains(&path.as_str());
+        let application =
+            !OPERATIONAL.contains(&path.as_str()) && !layers.outside.iter().any(|p| p == path);
         for op in [
             &mut item.get,
             &mut item.put,
@@ -199,7 +203,7 @@ pub(crate) fn complete(doc: &mut OpenApi, layers: Layers) {
         .into_iter()
         .flatten()
         {
-            complete_operation(op, layers, application);
+            complete_operation(op, &layers, application);
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);

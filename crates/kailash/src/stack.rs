@@ -274,6 +274,10 @@ fn compose_checked(
     let mut app = routes.fallback(|| async { Problem::not_found() });
     // Which of the gateway's layers wrap the routes, for the document.
     let layers = crate::contract::Layers {
+        outside: hub
+            .as_ref()
+            .map(|h| vec![h.config().ws_path.clone(), h.config().sse_path.clone()])
+            .unwrap_or_default(),
         authentication: builder.principal_layer.is_some(),
         tenancy: builder.tenancy.is_some(),
         tenant_header: builder.tenancy.as_ref().is_some_and(|(_, s)| s.header),

@@ -205,7 +205,7 @@ fn upgrade_headers_ok(headers: &HeaderMap) -> bool {
         ("Sec-WebSocket-Version" = String, Header, description = "`13`", pattern = "^13$"),
         ("Sec-WebSocket-Key" = String, Header, description = "The base64 of 16 random bytes",
             pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$"),
-        ("Sec-WebSocket-Protocol" = Option<String>, Header, max_length = 8192,
+        ("Sec-WebSocket-Protocol" = Option<String>, Header, nullable = false, max_length = 8192,
             description = "`kailash.v1, kailash.bearer.<token>` for browsers"),
     ),
     responses(

@@ -10,6 +10,13 @@
 //! (types, `transform` expressions, connections, cycles, size bounds)
 //! before charging any count.
 //!
+//! First the published schema (what `POST /api/workflows` enforces before
+//! serde, `kailash_core::schema`) judges the JSON: a body it admits must
+//! deserialise, and must never be refused by the store for its shape (a
+//! name the schema admits is a name the store takes); the store may still
+//! refuse it for what it means (a duplicate id, a dangling connection, a
+//! tenant rule).
+//!
 //! Invariants: nothing panics; a refused create leaves no workflow and no
 //! charged count; an accepted one obeys the tenant's rules, validates
 //! again as stored, reads back as stored, and deleting it releases
@@ -80,8 +87,32 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// Whether the published schema admits `bytes` (`None`: not JSON); a
+/// body it admits deserialises.
+#[cfg(feature = "axum")]
+fn schema_admits(bytes: &[u8]) -> Option<bool> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let validator =
+        kailash_core::schema::body_validator::<NewWorkflow>().expect("the schema compiles");
+    let admitted = validator.validate(&mut value).is_ok();
+    if admitted {
+        let parsed = serde_json::from_value::<NewWorkflow>(value);
+        assert!(
+            parsed.is_ok(),
+            "the schema admitted what serde refuses: {parsed:?}"
+        );
+    }
+    Some(admitted)
+}
+
+#[cfg(not(feature = "axum"))]
+fn schema_admits(_: &[u8]) -> Option<bool> {
+    None
+}
+
 /// Whether the input was parsed and accepted as a workflow.
 pub(crate) fn run(bytes: &[u8]) -> bool {
+    let admitted = schema_admits(bytes) == Some(true);
     let Ok(new) = serde_json::from_slice::<NewWorkflow>(bytes) else {
         return false;
     };
@@ -118,6 +149,11 @@ pub(crate) fn run(bytes: &[u8]) -> bool {
                 true
             }
             Err(e) => {
+                // A body the schema admitted is never refused for its shape.
+                assert!(
+                    !(admitted && matches!(e, kailash_runtime::WorkflowError::InvalidName { .. })),
+                    "the schema admitted a name the store refuses: {e}"
+                );
                 let _ = e.to_string();
                 false
             }

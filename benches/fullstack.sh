@@ -49,12 +49,15 @@ die() { echo "fullstack.sh: $*" >&2; exit 1; }
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || die "needs $tool (Debian: apt-get install $tool)"
 done
+wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 missing=""
 [ -x "$NEW" ] || missing+="  NEW=$NEW: (cd $root && cargo build --release -p kailash-examples --bin enterprise_gateway)
 "
 [ -x "$BARE" ] || missing+="  BARE=$BARE: (cd $root && cargo build --release -p kailash-benches --bin bare)
 "
 for p in peer-axum-towerhttp peer-jwt-authorizer; do
+  # Only the peers a run asks for (ONLY=) need to be built.
+  wanted "${p#peer-}" || continue
   [ -x "$PEERS/$p" ] || missing+="  $PEERS/$p: (cd $here/peers && cargo build --release --bins)
 "
 done
@@ -69,7 +72,6 @@ if [ -n "$REDIS_URL" ]; then
   redis-cli -u "$REDIS_URL/$REDIS_DB" ping >/dev/null 2>&1 || die "no Redis at $REDIS_URL (set REDIS_URL= to skip the Redis runs)"
 fi
 
-wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 work=$(mktemp -d -t kailash-fullstack.XXXXXX)
 pids=""
@@ -256,11 +258,23 @@ for line in open(metrics):
         other += int(m.group(2))
 decisions = {}
 unparsed = stray = 0
-try:
-    f = open(path, "rb")
-except FileNotFoundError:
-    f = []
-for raw in f:
+# The trail is the live file and the segments rotation closed beside it
+# (`audit-<first seq>.jsonl`, gzip-compressed once closed): a fast run
+# writes past `rotate_bytes`.
+import glob, gzip, os
+stem, ext = os.path.splitext(path)
+plain = glob.glob(f"{stem}-[0-9]*{ext}")
+# A segment caught mid-compression at shutdown exists twice: read it once.
+segments = sorted(plain + [g for g in glob.glob(f"{stem}-[0-9]*{ext}.gz") if g[:-3] not in plain])
+def lines():
+    for seg in segments + [path]:
+        try:
+            opener = gzip.open if seg.endswith(".gz") else open
+            with opener(seg, "rb") as f:
+                yield from f
+        except FileNotFoundError:
+            pass
+for raw in lines():
     if ACTION.encode() not in raw:
         continue
     try:

@@ -144,6 +144,9 @@ args=(--config-file "$work/schemathesis.toml" run "$base/openapi.json"
 [ -z "$SEED" ] || args+=(--seed "$SEED")
 echo "api-fuzz: schemathesis ${args[*]:2} (timeout ${TIMEOUT}s)"
 started=$(date +%s)
+# pyshim/sitecustomize.py works around a CPython < 3.11.8 bug that can
+# abort hypothesis with an internal error (see the file).
+export PYTHONPATH="$here/pyshim${PYTHONPATH:+:$PYTHONPATH}"
 set +e
 if [ -n "$OUT" ]; then
   timeout -k 10 "$TIMEOUT" "$st" "${args[@]}" 2>&1 | tee "$OUT"

@@ -259,10 +259,42 @@ struct Doc;
 /// The OpenAPI 3.1 description of this crate's HTTP surface (feature
 /// `openapi`): the WebSocket and SSE endpoints (at their default paths) and
 /// `POST /api/events`, derived from the handlers and their types, for a
-/// gateway to merge into its document. The WebSocket's own protocol
+/// gateway to merge into its document ([`openapi_for`] places the
+/// endpoints at a configuration's paths). The WebSocket's own protocol
 /// (frames, close codes) is described in the crate documentation; OpenAPI
 /// covers the upgrade request and its refusals.
 #[cfg(feature = "openapi")]
 pub fn openapi() -> utoipa::openapi::OpenApi {
     <Doc as utoipa::OpenApi>::openapi()
+}
+
+/// [`openapi`] with the WebSocket and SSE endpoints at the paths `config`
+/// serves them on (`ws_path`, `sse_path`), so a deployment that moves them
+/// documents where they are.
+#[cfg(feature = "openapi")]
+pub fn openapi_for(config: &crate::RealtimeConfig) -> utoipa::openapi::OpenApi {
+    let mut doc = openapi();
+    for (default, actual) in [("/ws", &config.ws_path), ("/events", &config.sse_path)] {
+        if default != actual.as_str()
+            && let Some(item) = doc.paths.paths.remove(default)
+        {
+            doc.paths.paths.insert(actual.clone(), item);
+        }
+    }
+    doc
+}
+
+#[cfg(all(test, feature = "openapi"))]
+mod tests {
+    #[test]
+    fn the_document_names_the_paths_the_endpoints_are_served_on() {
+        let mut config = crate::RealtimeConfig::default();
+        let doc = super::openapi_for(&config);
+        assert!(doc.paths.paths.contains_key("/ws") && doc.paths.paths.contains_key("/events"));
+        config.ws_path = "/rt/socket".into();
+        config.sse_path = "/rt/stream".into();
+        let doc = super::openapi_for(&config);
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["/api/events", "/rt/socket", "/rt/stream"]);
+    }
 }

@@ -181,8 +181,8 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
     if this.runtime.is_some() {
         this = this.openapi(kailash_runtime::http::openapi());
     }
-    if hub.is_some() {
-        this = this.openapi(kailash_realtime::http::openapi());
+    if let Some(hub) = &hub {
+        this = this.openapi(kailash_realtime::http::openapi_for(hub.config()));
     }
     compose_checked(this, hub)
 }

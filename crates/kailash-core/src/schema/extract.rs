@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 
+use super::validator::Types;
 use super::{Location, Validator, body_validator, invalid, params_validator};
 use crate::problem::Problem;
 
@@ -122,71 +123,51 @@ where
     }
 }
 
-/// Parses `raw` as the type `schema` names, for parameters that arrive as
-/// text; a value that does not parse stays text, for the validator to
-/// refuse with its type.
-fn typed(raw: &str, schema: Option<&Value>) -> Value {
-    let ty = schema.and_then(|s| s.get("type"));
-    let names: Vec<&str> = match ty {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    if names.contains(&"string") {
+/// Parses `raw` as the type `types` names (bits of `Types`), for
+/// parameters that arrive as text; a value that does not parse stays text,
+/// for the validator to refuse with its type.
+fn typed(raw: &str, types: u8) -> Value {
+    if types & Types::STRING != 0 {
         return Value::String(raw.to_owned());
     }
-    for name in names {
-        match name {
-            "integer" => {
-                if let Ok(i) = raw.parse::<i64>() {
-                    return Value::from(i);
-                }
-                if let Ok(u) = raw.parse::<u64>() {
-                    return Value::from(u);
-                }
-            }
-            "number" => {
-                if let Some(n) = raw
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                {
-                    return Value::Number(n);
-                }
-            }
-            "boolean" => match raw {
-                "true" => return Value::Bool(true),
-                "false" => return Value::Bool(false),
-                _ => {}
-            },
+    if types & Types::INTEGER != 0 {
+        if let Ok(i) = raw.parse::<i64>() {
+            return Value::from(i);
+        }
+        if let Ok(u) = raw.parse::<u64>() {
+            return Value::from(u);
+        }
+    }
+    if types & Types::NUMBER != 0
+        && let Some(n) = raw
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+    {
+        return Value::Number(n);
+    }
+    if types & Types::BOOLEAN != 0 {
+        match raw {
+            "true" => return Value::Bool(true),
+            "false" => return Value::Bool(false),
             _ => {}
         }
     }
     Value::String(raw.to_owned())
 }
 
-/// The parameters of `location` as a JSON object shaped by their schemas.
+/// The parameters as a JSON object shaped by their compiled schemas.
 fn params_object<'a>(
-    params: &[Parameter],
+    validator: &Validator,
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<Value, Problem> {
     let mut object = Map::new();
     for (name, raw) in pairs {
-        let Some(p) = params.iter().find(|p| p.name == name) else {
+        let Some(shape) = validator.param_shape(name) else {
             continue; // not ours: ignored, as documented
         };
-        let schema = p
-            .schema
-            .as_ref()
-            .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-        let is_array = schema
-            .as_ref()
-            .and_then(|s| s.get("type"))
-            .is_some_and(|t| {
-                t == "array" || t.as_array().is_some_and(|a| a.iter().any(|x| x == "array"))
-            });
-        if is_array {
-            let item = typed(raw, schema.as_ref().and_then(|s| s.get("items")));
+        if shape.is_array() {
+            let item = typed(raw, shape.item_types);
             if let Value::Array(a) = object
                 .entry(name.to_owned())
                 .or_insert_with(|| Value::Array(Vec::new()))
@@ -194,7 +175,7 @@ fn params_object<'a>(
                 a.push(item);
             }
         } else if object
-            .insert(name.to_owned(), typed(raw, schema.as_ref()))
+            .insert(name.to_owned(), typed(raw, shape.types))
             .is_some()
         {
             return Err(Problem::bad_request("a parameter is given more than once"));
@@ -203,13 +184,15 @@ fn params_object<'a>(
     Ok(Value::Object(object))
 }
 
-fn check_params<K: 'static, T: DeserializeOwned>(
-    params: Vec<Parameter>,
-    pairs: &[(String, String)],
+/// Checks `pairs` against `T`'s parameter schemas, compiled once per
+/// extractor type `K` (`params` runs only then).
+fn check_params<'a, K: 'static, T: DeserializeOwned>(
+    params: impl FnOnce() -> Vec<Parameter>,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
     location: Location,
 ) -> Result<T, Problem> {
-    let value = params_object(&params, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let validator = params_validator::<K>(|| params).map_err(|e| schema_bug::<T>(&e))?;
+    let validator = params_validator::<K>(params).map_err(|e| schema_bug::<T>(&e))?;
+    let value = params_object(&validator, pairs)?;
     finish(&validator, value, location)
 }
 
@@ -222,11 +205,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let params = T::into_params(|| Some(ParameterIn::Query));
-        check_params::<ValidQuery<T>, T>(params, &pairs, Location::Query).map(ValidQuery)
+        let pairs: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
+        check_params::<ValidQuery<T>, T>(
+            || T::into_params(|| Some(ParameterIn::Query)),
+            pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+            Location::Query,
+        )
+        .map(ValidQuery)
     }
 }
 
@@ -241,11 +226,11 @@ where
         let raw = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| Problem::bad_request("a path parameter is not UTF-8 text"))?;
-        let pairs: Vec<(String, String)> = raw
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        let params = T::into_params(|| Some(ParameterIn::Path));
-        check_params::<ValidPath<T>, T>(params, &pairs, Location::Path).map(ValidPath)
+        check_params::<ValidPath<T>, T>(
+            || T::into_params(|| Some(ParameterIn::Path)),
+            raw.iter(),
+            Location::Path,
+        )
+        .map(ValidPath)
     }
 }

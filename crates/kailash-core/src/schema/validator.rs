@@ -47,16 +47,16 @@ pub struct Violation {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Types(u8);
+pub(crate) struct Types(pub(crate) u8);
 
 impl Types {
-    const NULL: u8 = 1;
-    const BOOLEAN: u8 = 2;
-    const OBJECT: u8 = 4;
-    const ARRAY: u8 = 8;
-    const NUMBER: u8 = 16;
-    const INTEGER: u8 = 32;
-    const STRING: u8 = 64;
+    pub(crate) const NULL: u8 = 1;
+    pub(crate) const BOOLEAN: u8 = 2;
+    pub(crate) const OBJECT: u8 = 4;
+    pub(crate) const ARRAY: u8 = 8;
+    pub(crate) const NUMBER: u8 = 16;
+    pub(crate) const INTEGER: u8 = 32;
+    pub(crate) const STRING: u8 = 64;
 
     fn parse(name: &str) -> Option<u8> {
         Some(match name {
@@ -395,7 +395,54 @@ fn number(v: &Value, at: &str) -> Result<f64, SchemaError> {
         .ok_or_else(|| SchemaError::new(at, "must be a number"))
 }
 
+/// How a parameter's text is read: the JSON types its schema names, and,
+/// when it is an array (the parameter repeats), its items' types.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ParamShape {
+    /// The types of the value (bits of `Types`).
+    pub(crate) types: u8,
+    /// The types of an array's items.
+    pub(crate) item_types: u8,
+}
+
+impl ParamShape {
+    pub(crate) fn is_array(self) -> bool {
+        self.types & Types::ARRAY != 0
+    }
+}
+
 impl Validator {
+    /// The shape of the root object's property `name` (a parameter's),
+    /// read from the compiled schema: no per-request schema walk.
+    pub(crate) fn param_shape(&self, name: &str) -> Option<ParamShape> {
+        let Node::Rules(root) = &self.root else {
+            return None;
+        };
+        let (_, node) = root.properties.iter().find(|(n, _)| n == name)?;
+        let types = |node: &Node| {
+            self.rules_of(node, 0)
+                .and_then(|r| r.types)
+                .map_or(0, |t| t.0)
+        };
+        let rules = self.rules_of(node, 0);
+        let item_types = rules.and_then(|r| r.items.as_ref()).map_or(0, types);
+        Some(ParamShape {
+            types: types(node),
+            item_types,
+        })
+    }
+
+    fn rules_of<'a>(&'a self, node: &'a Node, depth: usize) -> Option<&'a Rules> {
+        match node {
+            Node::Rules(r) => Some(r),
+            Node::Ref(i) if depth < MAX_DEPTH => self
+                .components
+                .get(*i)
+                .and_then(|n| self.rules_of(n, depth + 1)),
+            _ => None,
+        }
+    }
+
     /// Compiles `root`, resolving `$ref`s against `components` (the
     /// `components.schemas` map of an OpenAPI document).
     ///

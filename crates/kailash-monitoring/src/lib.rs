@@ -8,6 +8,7 @@ pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod signal;
 
 pub use health::{HealthCheck, HealthRegistry, HealthReport};
 pub use metrics::{MetricsLayer, MetricsRegistry};

@@ -33,6 +33,20 @@ impl RunStatus {
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
     }
+
+    /// Its wire name (`timed_out`), as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::Refused => "refused",
+            Self::Abandoned => "abandoned",
+        }
+    }
 }
 
 /// Where a node is.
@@ -118,4 +132,19 @@ pub struct RunRecord {
     /// Whether `outputs` is cut short.
     #[serde(default)]
     pub outputs_truncated: bool,
+}
+
+#[cfg(test)]
+mod wire_name_tests {
+    use super::RunStatus;
+
+    #[test]
+    fn as_str_is_the_serde_name() {
+        use RunStatus::*;
+        for s in [
+            Pending, Running, Completed, Failed, Cancelled, TimedOut, Refused, Abandoned,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 }

@@ -82,7 +82,7 @@ mod runs;
 mod sessions;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -257,6 +257,7 @@ impl RuntimeBuilder {
             local: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             running: watch::Sender::new(0),
+            stats: StatCounters::default(),
         });
         listen_for_cancellations(&inner).await;
         Ok(AccessControlledRuntime { inner })
@@ -294,6 +295,38 @@ struct Inner {
     shutting_down: AtomicBool,
     /// How many runs this instance has in flight.
     running: watch::Sender<usize>,
+    /// Runs this instance has started and ended, since it started.
+    stats: StatCounters,
+}
+
+#[derive(Default)]
+struct StatCounters {
+    started: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    other: AtomicU64,
+}
+
+/// What this instance's runs came to since it started: cumulative counts,
+/// for rates (`workflow_failure_rate`, the execution-rate health check).
+/// Also recorded as the `kailash_workflow_runs_total{status}` metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Runs accepted and started.
+    pub started: u64,
+    /// Runs that ended `completed`.
+    pub completed: u64,
+    /// Runs that ended `failed` or `timed_out`.
+    pub failed: u64,
+    /// Runs that ended otherwise (`refused`, `cancelled`, `abandoned`).
+    pub other: u64,
+}
+
+impl RunStats {
+    /// Runs that ended, whatever the outcome.
+    pub fn finished(&self) -> u64 {
+        self.completed + self.failed + self.other
+    }
 }
 
 fn random_id(prefix: &str) -> Option<String> {
@@ -346,6 +379,17 @@ impl AccessControlledRuntime {
     /// How many runs this instance has in flight.
     pub fn running(&self) -> usize {
         *self.inner.running.borrow()
+    }
+
+    /// This instance's run counts since it started.
+    pub fn stats(&self) -> RunStats {
+        let s = &self.inner.stats;
+        RunStats {
+            started: s.started.load(Ordering::Relaxed),
+            completed: s.completed.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            other: s.other.load(Ordering::Relaxed),
+        }
     }
 
     /// Opens an agent session for `principal` in `tenant` (the seed's
@@ -658,6 +702,14 @@ async fn accept(
     );
     if let Err(e) = inner.runs.insert(&record, &tenant).await {
         inner.runs.release(&slots, &ctx.run_id).await;
+        let counter = match record.status {
+            RunStatus::Completed => &inner.stats.completed,
+            RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
+            _ => &inner.stats.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("kailash_workflow_runs_total", "status" => record.status.as_str())
+            .increment(1);
         inner.runs.end_lease(&tenant, &ctx.run_id).await;
         if let Err(error) = inner.limits.refund_execution(principal).await {
             tracing::warn!(%error, "could not refund the execution of a run not started");
@@ -692,6 +744,8 @@ fn spawn_run(
         );
     }
     inner.running.send_modify(|n| *n += 1);
+    inner.stats.started.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("kailash_workflow_runs_started_total").increment(1);
     // A shutdown that began while this run was being accepted.
     if inner.shutting_down.load(Ordering::Acquire) {
         token.cancel();

@@ -449,6 +449,8 @@ async fn workflows_follow_permissions_role_limits_and_tenant_limits() {
 #[tokio::test]
 async fn reports_need_report_view() {
     let d = demo(&[]).await;
+    let metrics = || async { support::get(d.gw.addr, "/metrics").await.text() };
+    let before = metrics().await;
     let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
     let r = call(&d, "GET", "/api/reports", &bob, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -457,6 +459,16 @@ async fn reports_need_report_view() {
     call(&d, "GET", "/api/reports", &dave, None)
         .await
         .assert_problem(403);
+    // Each decision is counted by permission and effect (`/metrics` is
+    // process-wide and tests run in parallel: at least).
+    let after = metrics().await;
+    for series in [
+        r#"kailash_access_decisions_total{permission="report:view",effect="allow"}"#,
+        r#"kailash_access_decisions_total{permission="report:view",effect="deny"}"#,
+    ] {
+        let delta = support::sample(&after, series) - support::sample(&before, series);
+        assert!(delta >= 1.0, "{series} moved {delta}:\n{after}");
+    }
     // No token: 401 before any permission is looked at.
     let r = request(d.gw.addr, "GET /api/reports HTTP/1.1\nHost: x", b"").await;
     assert_eq!(r.status, 401);
@@ -933,8 +945,15 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
             r.header("location"),
             Some(format!("/api/executions/{run}").as_str())
         );
+        let runs_before = support::get(d.gw.addr, "/metrics").await.text();
         let done = finished(&d, &dave, &run).await;
         assert_eq!(done["status"], "completed", "{done}");
+        let completed = r#"kailash_workflow_runs_total{status="completed"}"#;
+        let runs_after = support::get(d.gw.addr, "/metrics").await.text();
+        assert!(
+            support::sample(&runs_after, completed) >= 1.0,
+            "{runs_before}\n{runs_after}"
+        );
         assert_eq!(done["outputs"], json!({"line": {"qty": 3, "sku": "A-1"}}));
         assert_eq!(done["nodes"][1]["status"], "completed");
         let mine = call(&d, "GET", "/api/executions", &dave, None).await.json();

@@ -22,6 +22,38 @@ struct Inner {
     policy: ArcSwap<AccessPolicy>,
     audit: Option<Arc<dyn AuditSink>>,
     clock: Arc<dyn Clock>,
+    labels: PermissionLabels,
+}
+
+/// The permissions used as metric labels: at most [`MAX_PERMISSION_LABELS`]
+/// distinct ones, later ones counted as `other`, so a caller that builds
+/// permissions from data cannot grow the series without bound.
+#[derive(Default)]
+struct PermissionLabels(std::sync::RwLock<std::collections::HashSet<Arc<str>>>);
+
+/// How many distinct permissions `kailash_access_decisions_total` labels.
+pub const MAX_PERMISSION_LABELS: usize = 256;
+
+impl PermissionLabels {
+    fn label(&self, permission: &Permission) -> metrics::SharedString {
+        let text = permission.as_str();
+        {
+            let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(label) = known.get(text) {
+                return metrics::SharedString::from(label.clone());
+            }
+            if known.len() >= MAX_PERMISSION_LABELS {
+                return metrics::SharedString::const_str("other");
+            }
+        }
+        let mut known = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_PERMISSION_LABELS {
+            return metrics::SharedString::const_str("other");
+        }
+        let label: Arc<str> = Arc::from(text);
+        known.insert(label.clone());
+        metrics::SharedString::from(label)
+    }
 }
 
 /// The access policy in force and the audit trail its decisions go to.
@@ -84,6 +116,7 @@ impl AccessControl {
                 policy: ArcSwap::from_pointee(policy),
                 audit: None,
                 clock: Arc::new(SystemClock),
+                labels: PermissionLabels::default(),
             }),
         }
     }
@@ -98,6 +131,7 @@ impl AccessControl {
                 policy: ArcSwap::new(policy),
                 audit,
                 clock,
+                labels: PermissionLabels::default(),
             }),
         }
     }
@@ -139,9 +173,23 @@ impl AccessControl {
         self.inner.clock.now()
     }
 
-    /// Decides without auditing.
+    /// Decides without auditing. Counted in
+    /// `kailash_access_decisions_total{permission, effect}` (effect `allow`,
+    /// `deny`, or `deferred` while policies wait for the resource).
     pub fn decide(&self, req: &AccessRequest<'_>) -> Decision {
-        self.inner.policy.load().decide(req)
+        let decision = self.inner.policy.load().decide(req);
+        let effect = match (decision.allowed, decision.pending.is_empty()) {
+            (false, _) => "deny",
+            (true, true) => "allow",
+            (true, false) => "deferred",
+        };
+        metrics::counter!(
+            "kailash_access_decisions_total",
+            "permission" => self.inner.labels.label(req.permission),
+            "effect" => effect,
+        )
+        .increment(1);
+        decision
     }
 
     /// Explains a decision (without auditing it).

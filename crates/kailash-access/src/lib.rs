@@ -16,7 +16,7 @@ mod policy;
 pub mod rbac;
 pub mod spec;
 
-pub use control::{AUDIT_ACTION, AccessControl, forbidden};
+pub use control::{AUDIT_ACTION, AccessControl, MAX_PERMISSION_LABELS, forbidden};
 pub use error::AccessError;
 pub use policy::{
     AccessPolicy, AccessRequest, Decision, ExplainStep, Explanation, MAX_POLICY_NAME_LEN, Resource,

@@ -284,6 +284,7 @@ impl Lockout {
                 )
                 .await?;
             if locked {
+                metrics::counter!("kailash_auth_lockouts_total").increment(1);
                 tracing::warn!("account locked after repeated failed logins");
             }
             return Ok(true);

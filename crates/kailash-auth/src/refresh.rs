@@ -289,6 +289,7 @@ impl RefreshFamilies {
                     .unwrap_or(stored.session_id),
                 None => stored.session_id,
             };
+            metrics::counter!("kailash_auth_refresh_reuse_total").increment(1);
             tracing::warn!("refresh token reuse detected; family revoked");
             return Ok(RotateOutcome::Reused { session_id });
         }

@@ -102,11 +102,18 @@ impl Connection {
                 other => other,
             }
         };
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.op_timeout, attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(error::map(&e)),
             Err(_) => Err(error::timed_out()),
         };
+        metrics::histogram!("kailash_state_backend_seconds", "backend" => "redis")
+            .record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("kailash_state_backend_errors_total", "backend" => "redis")
+                .increment(1);
+        }
         self.note_reachability(&result);
         result
     }

@@ -189,6 +189,7 @@ impl Quotas {
                 Ok((decision, Some(ApiCallCharge { key })))
             }
             BoundedAdd::Refused(v) => {
+                refused("api_calls_per_day");
                 let decision = QuotaDecision::Refused {
                     quota: "api_calls_per_day",
                     used: clamp_u64(v.value),
@@ -324,6 +325,7 @@ impl Quotas {
                 && let Some(limit) = limit
                 && next > limit
             {
+                refused(name);
                 return Ok(QuotaDecision::Refused {
                     quota: name,
                     used: current,
@@ -352,4 +354,10 @@ impl Quotas {
             tenant.id
         )))
     }
+}
+
+/// Counts a quota refusal (`scope`: the quota's name, a fixed set).
+fn refused(quota: &'static str) {
+    metrics::counter!("kailash_tenancy_refusals_total", "kind" => "quota", "scope" => quota)
+        .increment(1);
 }

@@ -324,7 +324,7 @@ fn compose_checked(
     }
 
     // Operational routes.
-    let metrics = builder.metrics.then(MetricsRegistry::new);
+    let metrics = builder.metrics.then(MetricsRegistry::global);
     if let (Some(registry), Some(hub)) = (&metrics, &hub) {
         registry.register(Arc::new(crate::realtime_hooks::RealtimeMetrics(
             hub.stats_handle(),

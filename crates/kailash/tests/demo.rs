@@ -822,3 +822,84 @@ async fn realtime_sockets_are_authenticated_and_tenant_scoped() {
         gw.stop().await;
     }
 }
+
+/// Every family of security and domain metrics moves on real requests.
+/// `/metrics` is process-wide and tests run in parallel, so each check is
+/// "went up by at least this much".
+#[tokio::test]
+async fn security_and_domain_metrics_move_on_real_requests() {
+    use support::sample;
+    for overrides in backends() {
+        let redis = !overrides.is_empty();
+        let gw = demo(&overrides).await;
+        let scrape = |gw: &Running| {
+            let addr = gw.addr;
+            async move { support::get(addr, "/metrics").await.text() }
+        };
+        let before = scrape(&gw).await;
+
+        let (bob, _) = tokens(&login(&gw, "bob", "Bob-Demo-Passw0rd!").await);
+        for _ in 0..5 {
+            login(&gw, "dave", "Not-Daves-Passw0rd!")
+                .await
+                .assert_problem(401);
+        }
+        login(&gw, "dave", "Dave-Demo-Passw0rd!")
+            .await
+            .assert_problem(423);
+        get_auth(&gw, "/api/tenant/usage", &bob).await;
+        get_auth(&gw, "/api/tenant/usage", &bob).await;
+        get_auth(&gw, "/api/tenant/usage", "not-a-jwt")
+            .await
+            .assert_problem(401);
+
+        let after = scrape(&gw).await;
+        let moved = |series: &str, by: f64| {
+            let delta = sample(&after, series) - sample(&before, series);
+            assert!(delta >= by, "{series} moved {delta}, wanted {by}:\n{after}");
+        };
+        moved(r#"kailash_auth_logins_total{outcome="success"}"#, 1.0);
+        moved(r#"kailash_auth_logins_total{outcome="failure"}"#, 5.0);
+        moved(r#"kailash_auth_logins_total{outcome="locked"}"#, 1.0);
+        moved("kailash_auth_lockouts_total", 1.0);
+        moved(
+            r#"kailash_auth_token_rejections_total{reason="malformed"}"#,
+            1.0,
+        );
+        moved(r#"kailash_auth_token_cache_total{result="hit"}"#, 1.0);
+        moved(r#"kailash_auth_token_cache_total{result="miss"}"#, 1.0);
+        moved(
+            r#"http_requests_total{method="GET",route="/api/tenant/usage",status="2xx"}"#,
+            2.0,
+        );
+        if redis {
+            moved(
+                r#"kailash_state_backend_seconds_count{backend="redis"}"#,
+                5.0,
+            );
+        }
+        // The audit trail's writer counts whole batches once written.
+        let mut audited = after.clone();
+        for _ in 0..100 {
+            let key = r#"kailash_audit_events_total{outcome="written"}"#;
+            if sample(&audited, key) > sample(&before, key) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            audited = scrape(&gw).await;
+        }
+        let key = r#"kailash_audit_events_total{outcome="written"}"#;
+        assert!(sample(&audited, key) > sample(&before, key), "{audited}");
+        for family in [
+            "# TYPE http_request_duration_seconds histogram",
+            "# TYPE kailash_auth_logins_total counter",
+            "# HELP kailash_auth_lockouts_total ",
+            "\nprocess_resident_memory_bytes ",
+            "\nprocess_open_fds ",
+        ] {
+            assert!(after.contains(family), "{family} in {after}");
+        }
+        assert!(!after.contains("bob") && !after.contains("Passw0rd"));
+        gw.stop().await;
+    }
+}

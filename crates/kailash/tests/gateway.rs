@@ -12,7 +12,7 @@ use kailash::context::{RequestContext, TrustedProxies};
 use kailash::health::from_fn;
 use kailash::state::RateQuota;
 use kailash::{Gateway, Principal, RateLimits};
-use support::{get, request, start};
+use support::{get, request, sample, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,6 +55,8 @@ async fn operational_routes_answer() {
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["status"], "ok");
 
+    const HELLO: &str = "http_requests_total{method=\"GET\",route=\"/hello\",status=\"2xx\"}";
+    let before = sample(&get(gw.addr, "/metrics").await.text(), HELLO);
     assert_eq!(get(gw.addr, "/hello").await.text(), "hello");
     let metrics = get(gw.addr, "/metrics").await;
     assert_eq!(metrics.status, 200);
@@ -65,10 +67,7 @@ async fn operational_routes_answer() {
             .starts_with("text/plain; version=0.0.4")
     );
     let text = metrics.text();
-    assert!(
-        text.contains("http_requests_total{method=\"GET\",route=\"/hello\",status=\"2xx\"} 1"),
-        "{text}"
-    );
+    assert_eq!(sample(&text, HELLO) - before, 1.0, "{text}");
     assert!(
         text.contains(
             "http_request_duration_seconds_bucket{method=\"GET\",route=\"/health/ready\""
@@ -507,12 +506,11 @@ async fn slow_handlers_time_out_with_504() {
             .request_timeout(Duration::from_millis(200)),
     )
     .await;
+    const HANG: &str = "http_requests_total{method=\"GET\",route=\"/hang\",status=\"5xx\"}";
+    let before = sample(&get(gw.addr, "/metrics").await.text(), HANG);
     get(gw.addr, "/hang").await.assert_problem(504);
     let metrics = get(gw.addr, "/metrics").await.text();
-    assert!(
-        metrics.contains("route=\"/hang\",status=\"5xx\"} 1"),
-        "{metrics}"
-    );
+    assert_eq!(sample(&metrics, HANG) - before, 1.0, "{metrics}");
     gw.stop().await;
 }
 
@@ -523,11 +521,16 @@ async fn per_ip_rate_limit_answers_429_with_retry_after_but_spares_health() {
         ..RateLimits::default()
     };
     let gw = start(Gateway::builder().routes(app()).rate_limits(limits)).await;
+    const REFUSED: &str = "kailash_tenancy_refusals_total{kind=\"rate_limit\",scope=\"ip\"}";
+    let before = sample(&get(gw.addr, "/metrics").await.text(), REFUSED);
     assert_eq!(get(gw.addr, "/hello").await.status, 200);
     assert_eq!(get(gw.addr, "/hello").await.status, 200);
     let limited = get(gw.addr, "/hello").await;
     let body = limited.assert_problem(429);
     assert_eq!(body["limit"], "ip");
+    // Other tests' gateways share the process's metrics: at least one.
+    let after = sample(&get(gw.addr, "/metrics").await.text(), REFUSED);
+    assert!(after - before >= 1.0, "{before} -> {after}");
     assert_eq!(limited.header("retry-after"), Some("30"));
     for _ in 0..5 {
         assert_eq!(

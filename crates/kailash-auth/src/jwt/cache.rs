@@ -81,6 +81,13 @@ impl TokenCache {
 
     /// The principal of a cached, unexpired `token`.
     pub fn get(&self, token: &str) -> Option<Principal> {
+        let found = self.lookup(token);
+        let result = if found.is_some() { "hit" } else { "miss" };
+        metrics::counter!("kailash_auth_token_cache_total", "result" => result).increment(1);
+        found
+    }
+
+    fn lookup(&self, token: &str) -> Option<Principal> {
         let hash = self.hash(token);
         let now = self.clock.now().as_second();
         let mut shard = self.shard(hash);

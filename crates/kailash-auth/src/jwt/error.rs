@@ -70,6 +70,28 @@ impl VerifyError {
         }
     }
 
+    /// A short snake_case code for the failure (a metric label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::Malformed => "malformed",
+            Self::UnknownKey => "unknown_key",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::UnsupportedCritical => "unsupported_critical",
+            Self::WrongTokenType => "wrong_token_type",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::InvalidClaim(_) => "invalid_claim",
+            Self::InvalidTenant => "invalid_tenant",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
     /// A fixed phrase for audit records (never input-derived).
     pub fn audit_reason(&self) -> &'static str {
         match self {

@@ -34,6 +34,23 @@ impl Failure {
         }
     }
 
+    /// The `reason` label of `kailash_auth_token_rejections_total`.
+    fn metric_reason(&self) -> &'static str {
+        match self {
+            Failure::Missing => "missing",
+            Failure::BadRequest(_) => "bad_request",
+            Failure::Token(e) => e.code(),
+            Failure::Session(SessionCheckError::Revoked, _) => "session_revoked",
+            Failure::Session(SessionCheckError::Expired, _) => "session_expired",
+            Failure::Session(SessionCheckError::Unavailable, _) => "session_unavailable",
+        }
+    }
+
+    fn count(&self) {
+        metrics::counter!("kailash_auth_token_rejections_total", "reason" => self.metric_reason())
+            .increment(1);
+    }
+
     fn problem(&self) -> Problem {
         match self {
             Failure::Missing => Problem::unauthorized(None),
@@ -96,6 +113,7 @@ impl Failure {
         path: &str,
         context: Option<&RequestContext>,
     ) -> (Problem, Offer) {
+        self.count();
         let offered = match &config.audit {
             Some(_) => offer(config.audit.as_ref(), self.event_at(config, path, context)),
             None => Offer::Done(Ok(())),
@@ -107,6 +125,7 @@ impl Failure {
     /// kept, so the caller's future does not hold the request body across
     /// an await.
     fn answer<ReqB>(self, config: &Config, req: &Request<ReqB>) -> (Problem, Offer) {
+        self.count();
         let offered = match &config.audit {
             Some(_) => offer(config.audit.as_ref(), self.event(config, req)),
             None => Offer::Done(Ok(())),

@@ -84,6 +84,24 @@ impl AuthService {
         req: LoginRequest,
         ctx: &RequestContext,
     ) -> Result<LoginOutcome, AuthError> {
+        let result = self.login_inner(req, ctx).await;
+        let outcome = match &result {
+            Ok(LoginOutcome::Tokens(_)) => "success",
+            Ok(LoginOutcome::MfaEnrolment(_)) | Err(AuthError::MfaRequired) => "mfa_required",
+            Err(AuthError::Locked { .. }) => "locked",
+            Err(AuthError::Throttled { .. }) => "throttled",
+            Err(AuthError::Unavailable | AuthError::Busy { .. } | AuthError::Internal) => "error",
+            Err(_) => "failure",
+        };
+        metrics::counter!("kailash_auth_logins_total", "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn login_inner(
+        &self,
+        req: LoginRequest,
+        ctx: &RequestContext,
+    ) -> Result<LoginOutcome, AuthError> {
         // The attempted username is named only once it is known to be a
         // user: an unknown "username" may be a password typed in the wrong
         // field. Unknown ones are recorded as a keyed tag.
@@ -279,6 +297,7 @@ impl AuthService {
             Err(e) => return Err(e.into()),
         };
         for evicted in &created.evicted {
+            metrics::counter!("kailash_auth_session_evictions_total").increment(1);
             self.inner.cache.remove_session(evicted);
             self.audit(
                 Self::event("auth.session.evicted", AuditDecision::Success, Some(ctx))

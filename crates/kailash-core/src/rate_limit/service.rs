@@ -96,6 +96,8 @@ fn refuse_decision(name: &'static str, d: &RateDecision) -> Verdict {
     if d.allowed {
         return Verdict::Pass;
     }
+    metrics::counter!("kailash_tenancy_refusals_total", "kind" => "rate_limit", "scope" => name)
+        .increment(1);
     Verdict::Refuse(
         Problem::too_many_requests(d.retry_after)
             .with_detail(format!("the {name} rate limit is exhausted"))

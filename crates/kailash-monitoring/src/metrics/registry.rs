@@ -1,17 +1,18 @@
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use http::Method;
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
-/// Histogram bucket upper bounds, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-const BUCKET_MICROS: [u64; 12] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
-    10_000_000,
+use super::catalog;
+
+/// Upper bounds of the request-duration histogram's buckets, in seconds
+/// (and of every histogram that [`catalog`] gives no buckets of its own).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "OTHER",
@@ -21,30 +22,70 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// The route label of requests no route matched.
 pub(crate) const UNMATCHED: &str = "unmatched";
 
-#[derive(Default)]
-struct Series {
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-    /// Non-cumulative counts per bucket; the last slot is `+Inf`.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-}
+/// How often histograms are folded into their buckets between scrapes, so
+/// an instance nobody scrapes does not keep every sample.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Every (method, status class) series of one route.
+static METADATA: Metadata<'static> =
+    Metadata::new("kailash_monitoring", metrics::Level::INFO, None);
+
+/// Every (method, status class) series of one route: handles registered on
+/// first use, then shared.
 pub(crate) struct RouteSeries {
-    series: [[Series; CLASSES.len()]; METHODS.len()],
+    route: Arc<str>,
+    series: [[OnceLock<(Counter, Histogram)>; CLASSES.len()]; METHODS.len()],
 }
 
-impl RouteSeries {
-    fn new() -> Self {
-        Self {
-            series: std::array::from_fn(|_| std::array::from_fn(|_| Series::default())),
-        }
+/// A [`Recorder`] shared between the `metrics` global and the registry
+/// that renders it.
+struct Shared(Arc<PrometheusRecorder>);
+
+impl Recorder for Shared {
+    fn describe_counter(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.0.describe_counter(key, unit, description)
+    }
+    fn describe_gauge(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.0.describe_gauge(key, unit, description)
+    }
+    fn describe_histogram(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<metrics::Unit>,
+        description: metrics::SharedString,
+    ) {
+        self.0.describe_histogram(key, unit, description)
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.0.register_histogram(key, metadata)
     }
 }
 
-/// The metric store shared by every [`MetricsLayer`](super::MetricsLayer)
-/// clone; cheap to clone. Render it with [`MetricsRegistry::render`].
-#[derive(Clone, Default)]
+/// The metric store behind `/metrics`; cheap to clone.
+///
+/// [`MetricsRegistry::global`] is the process's registry: its recorder is
+/// the [`metrics`] crate's global recorder, so everything recorded with
+/// `metrics::counter!` and friends — by kailash's crates and by your own
+/// code — is in its [`render`](Self::render). [`MetricsRegistry::new`] is
+/// a private one (for tests, or a second exposition): the
+/// [`MetricsLayer`](super::MetricsLayer) records into it directly, and
+/// nothing else does.
+#[derive(Clone)]
 pub struct MetricsRegistry {
     inner: Arc<Inner>,
 }
@@ -53,16 +94,36 @@ pub struct MetricsRegistry {
 /// clients, so a keyed hash (SipHash) buys nothing on this hot path.
 type RouteMap = kailash_core::hash::FnvHashMap<Arc<str>, Arc<RouteSeries>>;
 
-#[derive(Default)]
+/// One Prometheus recorder and its handle; the upkeep thread holds it
+/// weakly and ends with it.
+struct Store {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl Store {
+    fn new() -> Arc<Self> {
+        let recorder = Arc::new(build_recorder());
+        let store = Arc::new(Store {
+            handle: recorder.handle(),
+            recorder,
+        });
+        spawn_upkeep(Arc::downgrade(&store));
+        store
+    }
+}
+
 struct Inner {
+    store: Arc<Store>,
+    global: bool,
     routes: RwLock<RouteMap>,
-    in_flight: AtomicI64,
+    in_flight: Gauge,
     collectors: RwLock<Vec<Arc<dyn Collector>>>,
 }
 
 /// A source of metrics the registry does not record itself (a realtime
 /// hub's connection counts, a backend's reconnects): asked for its series
-/// at every scrape, after the HTTP metrics.
+/// at every scrape, after the recorded metrics.
 ///
 /// ```
 /// use std::fmt::Write as _;
@@ -92,7 +153,9 @@ pub trait Collector: Send + Sync + 'static {
 
 impl std::fmt::Debug for MetricsRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsRegistry").finish_non_exhaustive()
+        f.debug_struct("MetricsRegistry")
+            .field("global", &self.inner.global)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,10 +174,81 @@ pub(crate) fn method_index(method: &Method) -> usize {
     }
 }
 
+fn build_recorder() -> PrometheusRecorder {
+    // The bucket lists are non-empty constants, so these never fail; were
+    // one to, histograms would render as summaries — still correct data.
+    let Ok(mut builder) = PrometheusBuilder::new().set_buckets(&DURATION_BUCKETS) else {
+        return PrometheusBuilder::new().build_recorder();
+    };
+    for (name, buckets) in catalog::BUCKETS {
+        builder = match builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets) {
+            Ok(b) => b,
+            Err(_) => return PrometheusBuilder::new().build_recorder(),
+        };
+    }
+    builder.build_recorder()
+}
+
+impl Default for MetricsRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MetricsRegistry {
-    /// An empty registry.
+    /// A private registry, not the `metrics` global: only what is recorded
+    /// through it (the [`MetricsLayer`](super::MetricsLayer)s given it, its
+    /// collectors) is in its exposition.
     pub fn new() -> Self {
-        Self::default()
+        Self::with(Store::new(), false)
+    }
+
+    /// A registry over the process's recorder. The first call installs that
+    /// recorder as the [`metrics`] crate's global recorder, so every
+    /// `metrics::counter!` in the process lands in it. Each call returns a
+    /// registry with collectors of its own (two gateways in one process
+    /// each render their own hub's figures) over the same recorded series.
+    ///
+    /// If the application installed a recorder of its own first, that one
+    /// keeps the facade's metrics and this registry still renders the HTTP
+    /// metrics, its collectors and the process figures;
+    /// [`is_global`](Self::is_global) tells which happened.
+    pub fn global() -> Self {
+        static GLOBAL: OnceLock<(Arc<Store>, bool)> = OnceLock::new();
+        let (store, global) = GLOBAL.get_or_init(|| {
+            let store = Store::new();
+            let global = metrics::set_global_recorder(Shared(store.recorder.clone())).is_ok();
+            if global {
+                catalog::describe();
+            } else {
+                tracing::warn!(
+                    "another metrics recorder is installed: /metrics shows only the HTTP \
+                     and process metrics"
+                );
+            }
+            (store, global)
+        });
+        Self::with(store.clone(), *global)
+    }
+
+    fn with(store: Arc<Store>, global: bool) -> Self {
+        let in_flight = store
+            .recorder
+            .register_gauge(&Key::from_static_name("http_requests_in_flight"), &METADATA);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                global,
+                routes: RwLock::default(),
+                in_flight,
+                collectors: RwLock::default(),
+            }),
+        }
+    }
+
+    /// Whether this registry's recorder is the [`metrics`] global.
+    pub fn is_global(&self) -> bool {
+        self.inner.global
     }
 
     pub(crate) fn lookup(&self, template: &str) -> Arc<RouteSeries> {
@@ -125,14 +259,50 @@ impl MetricsRegistry {
             }
         }
         let mut routes = self.inner.routes.write().unwrap_or_else(|p| p.into_inner());
+        let route: Arc<str> = Arc::from(template);
         routes
-            .entry(Arc::from(template))
-            .or_insert_with(|| Arc::new(RouteSeries::new()))
+            .entry(route.clone())
+            .or_insert_with(|| {
+                Arc::new(RouteSeries {
+                    route,
+                    series: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+                })
+            })
             .clone()
     }
 
-    pub(crate) fn in_flight_add(&self, delta: i64) {
-        self.inner.in_flight.fetch_add(delta, Ordering::Relaxed);
+    pub(crate) fn in_flight(&self) -> &Gauge {
+        &self.inner.in_flight
+    }
+
+    pub(crate) fn record_into(
+        &self,
+        route: &RouteSeries,
+        method: usize,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        let (count, duration) = route.series[method][class].get_or_init(|| {
+            let labels = vec![
+                Label::from_static_parts("method", METHODS[method]),
+                Label::new("route", route.route.to_string()),
+                Label::from_static_parts("status", CLASSES[class]),
+            ];
+            let recorder = &self.inner.store.recorder;
+            (
+                recorder.register_counter(
+                    &Key::from_parts("http_requests_total", labels.clone()),
+                    &METADATA,
+                ),
+                recorder.register_histogram(
+                    &Key::from_parts("http_request_duration_seconds", labels),
+                    &METADATA,
+                ),
+            )
+        });
+        count.increment(1);
+        duration.record(elapsed.as_secs_f64());
     }
 
     /// Adds `collector`'s series to every [`render`](Self::render).
@@ -146,58 +316,15 @@ impl MetricsRegistry {
 
     /// Records one finished request.
     pub fn record(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
-        record_into(&self.lookup(route), method_index(method), status, elapsed);
+        self.record_into(&self.lookup(route), method_index(method), status, elapsed);
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    /// The Prometheus text exposition (format 0.0.4) of every metric: what
+    /// was recorded, the collectors' series, and the process's CPU, memory
+    /// and file descriptors.
     pub fn render(&self) -> String {
-        let routes: Vec<(Arc<str>, Arc<RouteSeries>)> = {
-            let routes = self.inner.routes.read().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<_> = routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        let mut out = String::with_capacity(4096);
-        out.push_str("# HELP http_requests_total Requests answered, by method, route template and status class.\n");
-        out.push_str("# TYPE http_requests_total counter\n");
-        for_each_series(&routes, |labels, s| {
-            let _ = writeln!(
-                out,
-                "http_requests_total{{{labels}}} {}",
-                s.count.load(Ordering::Relaxed)
-            );
-        });
-        out.push_str("# HELP http_request_duration_seconds Time to the response head.\n");
-        out.push_str("# TYPE http_request_duration_seconds histogram\n");
-        for_each_series(&routes, |labels, s| {
-            let mut cumulative = 0;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += s.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
-            );
-            let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_count{{{labels}}} {}",
-                s.count.load(Ordering::Relaxed)
-            );
-        });
-        out.push_str("# HELP http_requests_in_flight Requests being handled now.\n");
-        out.push_str("# TYPE http_requests_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "http_requests_in_flight {}",
-            self.inner.in_flight.load(Ordering::Relaxed)
-        );
+        let mut out = self.inner.store.handle.render();
+        super::process::collect(&mut out);
         let collectors = self
             .inner
             .collectors
@@ -211,46 +338,23 @@ impl MetricsRegistry {
     }
 }
 
-pub(crate) fn record_into(route: &RouteSeries, method: usize, status: u16, elapsed: Duration) {
-    let class = usize::from((status / 100).clamp(1, 5)) - 1;
-    let s = &route.series[method][class];
-    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    s.count.fetch_add(1, Ordering::Relaxed);
-    s.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    let bucket = BUCKET_MICROS
-        .iter()
-        .position(|&b| micros <= b)
-        .unwrap_or(BUCKETS.len());
-    s.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-}
-
-fn for_each_series(routes: &[(Arc<str>, Arc<RouteSeries>)], mut f: impl FnMut(&str, &Series)) {
-    let mut labels = String::new();
-    for (route, series) in routes {
-        for (m, by_class) in series.series.iter().enumerate() {
-            for (c, s) in by_class.iter().enumerate() {
-                if s.count.load(Ordering::Relaxed) == 0 {
-                    continue;
+fn spawn_upkeep(store: Weak<Store>) {
+    // A plain thread: it needs no runtime, and a registry may be built
+    // before one exists. It ends with the registry.
+    let spawned = std::thread::Builder::new()
+        .name("kailash-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                match store.upgrade() {
+                    Some(store) => store.handle.run_upkeep(),
+                    None => return,
                 }
-                labels.clear();
-                let _ = write!(labels, "method=\"{}\",route=\"", METHODS[m]);
-                escape_label(&mut labels, route);
-                let _ = write!(labels, "\",status=\"{}\"", CLASSES[c]);
-                f(&labels, s);
             }
-        }
-    }
-}
-
-/// Escapes a label value as the exposition format requires.
-fn escape_label(out: &mut String, value: &str) {
-    for ch in value.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+        });
+    if let Err(error) = spawned {
+        // Scrapes still fold histograms; only an unscraped registry grows.
+        tracing::warn!(%error, "could not start the metrics upkeep thread");
     }
 }
 
@@ -289,17 +393,22 @@ mod tests {
         assert!(text.contains(
             "http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"4xx\"} 1"
         ));
-        assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\",le=\"0.005\"} 1"));
+        assert!(
+            text.contains("# TYPE http_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\",le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/api/data/{id}\",status=\"2xx\",le=\"0.05\"} 2"));
         assert!(text.contains("http_request_duration_seconds_bucket{method=\"OTHER\",route=\"unmatched\",status=\"4xx\",le=\"10\"} 0"));
         assert!(text.contains("http_request_duration_seconds_bucket{method=\"OTHER\",route=\"unmatched\",status=\"4xx\",le=\"+Inf\"} 1"));
-        assert!(text.contains("http_requests_in_flight 0"));
+        assert!(text.contains("http_requests_in_flight 0"), "{text}");
     }
 
     #[test]
     fn label_values_are_escaped() {
-        let mut s = String::new();
-        escape_label(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, "a\\\"b\\\\c\\nd");
+        let r = MetricsRegistry::new();
+        r.record(&Method::GET, "/a\"b\\c\nd", 200, Duration::from_millis(1));
+        let text = r.render();
+        assert!(text.contains("route=\"/a\\\"b\\\\c\\nd\""), "{text}");
     }
 }

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::registry::{RouteSeries, UNMATCHED, method_index, record_into};
+use super::registry::{RouteSeries, UNMATCHED, method_index};
 use super::{MetricsRegistry, RouteTemplate};
 
 /// The service of [`MetricsLayer`](super::MetricsLayer).
@@ -45,7 +45,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let route = self.registry.lookup(template(&req).unwrap_or(UNMATCHED));
         let method = method_index(req.method());
-        self.registry.in_flight_add(1);
+        self.registry.in_flight().increment(1.0);
         ResponseFuture {
             inner: self.inner.call(req),
             guard: InFlight {
@@ -71,11 +71,12 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.registry.in_flight_add(-1);
+        self.registry.in_flight().decrement(1.0);
         // A dropped future never produced a response: count it as 499-like
         // client-closed, which Prometheus users see under 4xx.
         let status = self.status.unwrap_or(499);
-        record_into(&self.route, self.method, status, self.start.elapsed());
+        self.registry
+            .record_into(&self.route, self.method, status, self.start.elapsed());
     }
 }
 

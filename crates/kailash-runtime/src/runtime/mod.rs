@@ -702,14 +702,6 @@ async fn accept(
     );
     if let Err(e) = inner.runs.insert(&record, &tenant).await {
         inner.runs.release(&slots, &ctx.run_id).await;
-        let counter = match record.status {
-            RunStatus::Completed => &inner.stats.completed,
-            RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
-            _ => &inner.stats.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("kailash_workflow_runs_total", "status" => record.status.as_str())
-            .increment(1);
         inner.runs.end_lease(&tenant, &ctx.run_id).await;
         if let Err(error) = inner.limits.refund_execution(principal).await {
             tracing::warn!(%error, "could not refund the execution of a run not started");
@@ -798,6 +790,15 @@ fn spawn_run(
             record.status = RunStatus::Abandoned;
             record.reason = Some("the instance shut down before the run ended".to_owned());
         }
+        // Counted before the outcome is visible to readers.
+        let counter = match record.status {
+            RunStatus::Completed => &inner.stats.completed,
+            RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
+            _ => &inner.stats.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("kailash_workflow_runs_total", "status" => record.status.as_str())
+            .increment(1);
         let mut saved = inner.runs.save(&record, &tenant).await;
         if saved.is_err() {
             // One retry: a final status is worth the wait.

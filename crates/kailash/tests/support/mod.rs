@@ -183,3 +183,15 @@ pub fn unique_suffix() -> String {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{nanos:x}-{}-{n}", std::process::id())
 }
+
+/// The value of one series (`name{labels}` exactly as rendered) in a
+/// Prometheus exposition; 0 when absent. `/metrics` is process-wide, so
+/// tests compare values before and after what they do.
+#[allow(dead_code)]
+pub fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -329,10 +329,13 @@ impl JsonLinesAuditSink {
     fn enqueue(&self, event: AuditEvent) -> Result<AuditTicket, AuditEvent> {
         let shared = &self.handle.shared;
         if let Some(error) = shared.refusal() {
+            refused();
             return Ok(AuditTicket::ready(Err(error)));
         }
         let mut queue = shared.lock();
         if queue.closed {
+            drop(queue);
+            refused();
             return Ok(AuditTicket::ready(Err(AuditError::Closed)));
         }
         if queue.events.len() >= shared.capacity {
@@ -349,6 +352,12 @@ impl JsonLinesAuditSink {
     }
 }
 
+/// An event the sink refused before queueing it (storage refusing, closed,
+/// or the queue full past the enqueue timeout).
+fn refused() {
+    metrics::counter!("kailash_audit_events_total", "outcome" => "refused").increment(1);
+}
+
 #[async_trait]
 impl AuditSink for JsonLinesAuditSink {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
@@ -363,6 +372,7 @@ impl AuditSink for JsonLinesAuditSink {
                 Err(back) => event = back,
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
+                refused();
                 return Err(AuditError::Backpressure);
             }
         }

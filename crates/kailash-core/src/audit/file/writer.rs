@@ -107,6 +107,9 @@ impl Writer {
             // Room again: callers waiting for it may retry.
             self.shared.space.notify_waiters();
             let result = self.write_batch(&events, sync);
+            let outcome = if result.is_ok() { "written" } else { "failed" };
+            metrics::counter!("kailash_audit_events_total", "outcome" => outcome)
+                .increment(events.len() as u64);
             let mut events = events;
             // Written events are queryable before their requests are
             // answered (a client may ask for them right after).

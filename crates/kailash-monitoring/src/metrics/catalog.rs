@@ -1,0 +1,310 @@
+//! Every metric kailash records, with its type, labels and meaning: the
+//! `# HELP` lines of `/metrics`, and the list the shipped dashboards and
+//! alert rules are checked against.
+//!
+//! Labels are bounded by configuration, never by clients: no user ids, raw
+//! paths, tokens or tenant ids.
+//!
+//! ```
+//! use kailash_monitoring::metrics::catalog::{METRICS, Kind};
+//!
+//! let logins = METRICS.iter().find(|m| m.name == "kailash_auth_logins_total").unwrap();
+//! assert_eq!(logins.kind, Kind::Counter);
+//! assert_eq!(logins.labels, &["outcome"]);
+//! ```
+
+/// A metric's Prometheus type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets (`_bucket`, `_sum`, `_count`).
+    Histogram,
+}
+
+/// One metric family.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Its label names.
+    pub labels: &'static [&'static str],
+    /// What it measures (the `# HELP` text).
+    pub help: &'static str,
+}
+
+const fn m(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use Kind::{Counter, Gauge, Histogram};
+
+/// Every metric recorded through the `metrics` facade by kailash's crates
+/// (the realtime hub's and the process's figures are rendered at scrape
+/// time and listed in [`SCRAPED`]).
+pub const METRICS: &[Metric] = &[
+    m(
+        "http_requests_total",
+        Counter,
+        &["method", "route", "status"],
+        "Requests answered, by method, route template and status class.",
+    ),
+    m(
+        "http_request_duration_seconds",
+        Histogram,
+        &["method", "route", "status"],
+        "Time to the response head, in seconds.",
+    ),
+    m(
+        "http_requests_in_flight",
+        Gauge,
+        &[],
+        "Requests being handled now.",
+    ),
+    m(
+        "kailash_auth_logins_total",
+        Counter,
+        &["outcome"],
+        "Logins by outcome: success, failure, locked, mfa_required, throttled, error.",
+    ),
+    m(
+        "kailash_auth_lockouts_total",
+        Counter,
+        &[],
+        "Accounts locked after repeated failed logins.",
+    ),
+    m(
+        "kailash_auth_token_rejections_total",
+        Counter,
+        &["reason"],
+        "Requests refused by the bearer-token check, by reason.",
+    ),
+    m(
+        "kailash_auth_refresh_reuse_total",
+        Counter,
+        &[],
+        "Rotated refresh tokens presented again (family and session revoked).",
+    ),
+    m(
+        "kailash_auth_session_evictions_total",
+        Counter,
+        &[],
+        "Sessions evicted by the concurrent-session limit.",
+    ),
+    m(
+        "kailash_auth_token_cache_total",
+        Counter,
+        &["result"],
+        "Verified-token cache lookups, by result (hit, miss).",
+    ),
+    m(
+        "kailash_access_decisions_total",
+        Counter,
+        &["permission", "effect"],
+        "Access decisions by permission and effect (allow, deny, deferred).",
+    ),
+    m(
+        "kailash_tenancy_refusals_total",
+        Counter,
+        &["kind", "scope"],
+        "Requests refused by a quota (scope: the quota) or a rate limit (scope: ip, user, tenant).",
+    ),
+    m(
+        "kailash_state_backend_seconds",
+        Histogram,
+        &["backend"],
+        "State-backend round trips, in seconds.",
+    ),
+    m(
+        "kailash_state_backend_errors_total",
+        Counter,
+        &["backend"],
+        "State-backend round trips that failed.",
+    ),
+    m(
+        "kailash_audit_events_total",
+        Counter,
+        &["outcome"],
+        "Audit events by outcome: written, failed (the write failed), refused (not queued: storage refusing, closed, or the queue full).",
+    ),
+    m(
+        "kailash_workflow_runs_started_total",
+        Counter,
+        &[],
+        "Workflow runs started on this instance.",
+    ),
+    m(
+        "kailash_workflow_runs_total",
+        Counter,
+        &["status"],
+        "Workflow runs ended on this instance, by final status.",
+    ),
+    m(
+        super::business::WORKFLOWS_COMPLETED,
+        Counter,
+        &["department"],
+        "Business: workflows completed, by department.",
+    ),
+    m(
+        super::business::REVENUE,
+        Histogram,
+        &["workflow"],
+        "Business: revenue generated per workflow run.",
+    ),
+    m(
+        super::business::SATISFACTION,
+        Gauge,
+        &[],
+        "Business: the latest user-satisfaction score.",
+    ),
+    m(
+        super::business::SLA_COMPLIANCE,
+        Histogram,
+        &["workflow"],
+        "Business: min(1, SLA limit / execution time) per run.",
+    ),
+];
+
+/// Metrics rendered at scrape time rather than recorded: the process's
+/// (Linux `/proc`) and the realtime hub's.
+pub const SCRAPED: &[Metric] = &[
+    m(
+        "process_cpu_seconds_total",
+        Counter,
+        &[],
+        "User and system CPU time spent, in seconds.",
+    ),
+    m(
+        "process_resident_memory_bytes",
+        Gauge,
+        &[],
+        "Resident memory size, in bytes.",
+    ),
+    m(
+        "process_virtual_memory_bytes",
+        Gauge,
+        &[],
+        "Virtual memory size, in bytes.",
+    ),
+    m("process_open_fds", Gauge, &[], "Open file descriptors."),
+    m(
+        "process_max_fds",
+        Gauge,
+        &[],
+        "The soft limit on open file descriptors.",
+    ),
+    m(
+        "process_start_time_seconds",
+        Gauge,
+        &[],
+        "Start time of the process since the Unix epoch, in seconds.",
+    ),
+    m(
+        "realtime_connections_open",
+        Gauge,
+        &[],
+        "Realtime connections open on this instance.",
+    ),
+    m(
+        "realtime_connections_accepted_total",
+        Counter,
+        &[],
+        "Realtime connections welcomed.",
+    ),
+    m(
+        "realtime_messages_sent_total",
+        Counter,
+        &[],
+        "Event frames queued to connections.",
+    ),
+    m(
+        "realtime_messages_filtered_total",
+        Counter,
+        &[],
+        "Deliveries an event filter refused.",
+    ),
+    m(
+        "realtime_messages_dropped_total",
+        Counter,
+        &[],
+        "Events lost to a full send queue or a lagging bus subscriber.",
+    ),
+    m(
+        "realtime_events_published_total",
+        Counter,
+        &[],
+        "Events published through this instance.",
+    ),
+    m(
+        "realtime_bus_errors_total",
+        Counter,
+        &[],
+        "Errors of the realtime event bus.",
+    ),
+];
+
+/// Histograms with buckets of their own (the rest use
+/// [`DURATION_BUCKETS`](super::DURATION_BUCKETS)).
+pub const BUCKETS: &[(&str, &[f64])] = &[
+    (
+        "kailash_state_backend_seconds",
+        &[
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ],
+    ),
+    (
+        super::business::REVENUE,
+        &[
+            10.0,
+            50.0,
+            100.0,
+            500.0,
+            1_000.0,
+            5_000.0,
+            10_000.0,
+            50_000.0,
+            100_000.0,
+            1_000_000.0,
+        ],
+    ),
+    (
+        super::business::SLA_COMPLIANCE,
+        &[0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
+    ),
+];
+
+/// Registers every recorded metric's help text with the global recorder.
+pub(crate) fn describe() {
+    for metric in METRICS {
+        let unit = metric
+            .name
+            .ends_with("_seconds")
+            .then_some(metrics::Unit::Seconds);
+        match metric.kind {
+            Counter => metrics::describe_counter!(
+                metric.name,
+                unit.unwrap_or(metrics::Unit::Count),
+                metric.help
+            ),
+            Gauge => metrics::describe_gauge!(metric.name, metric.help),
+            Histogram => match unit {
+                Some(u) => metrics::describe_histogram!(metric.name, u, metric.help),
+                None => metrics::describe_histogram!(metric.name, metric.help),
+            },
+        }
+    }
+}

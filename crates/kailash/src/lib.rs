@@ -13,6 +13,7 @@ mod cors;
 mod error;
 mod explorer;
 mod gateway;
+pub mod health_checks;
 pub mod jwks;
 mod ops;
 mod realtime_hooks;

@@ -554,4 +554,94 @@ mod tests {
             assert!(HealthRunner::new(registry.clone(), bad).is_err());
         }
     }
+
+    /// A recorder keeping the last value of each gauge, by name and labels.
+    #[derive(Default)]
+    struct Gauges(Arc<Mutex<Vec<(String, f64)>>>);
+
+    struct Slot(String, Arc<Mutex<Vec<(String, f64)>>>);
+
+    impl metrics::GaugeFn for Slot {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            let mut all = self.1.lock().unwrap();
+            all.retain(|(k, _)| *k != self.0);
+            all.push((self.0.clone(), value));
+        }
+    }
+
+    impl metrics::Recorder for Gauges {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            metrics::Gauge::from_arc(Arc::new(Slot(name, self.0.clone())))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_round_records_the_checks_state_as_gauges() {
+        let registry = HealthRegistry::new()
+            .optional("memory_usage", Valued(0.95))
+            .required("database", from_fn(|| async { Ok(()) }));
+        let runner = HealthRunner::new(registry.clone(), HealthPolicy::default()).unwrap();
+        let probes = registry.round().await;
+        let recorder = Gauges::default();
+        metrics::with_local_recorder(&recorder, || runner.record(probes));
+        let mut seen = recorder.0.lock().unwrap().clone();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            seen,
+            [
+                ("kailash_health_check_up{check=database}".to_owned(), 1.0),
+                (
+                    "kailash_health_check_up{check=memory_usage}".to_owned(),
+                    0.0
+                ),
+                (
+                    "kailash_health_check_value{check=memory_usage}".to_owned(),
+                    0.95
+                ),
+            ]
+        );
+        assert_eq!(runner.rounds(), 1);
+    }
 }

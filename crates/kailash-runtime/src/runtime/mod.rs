@@ -702,14 +702,7 @@ async fn accept(
     );
     if let Err(e) = inner.runs.insert(&record, &tenant).await {
         inner.runs.release(&slots, &ctx.run_id).await;
-        let counter = match record.status {
-            RunStatus::Completed => &inner.stats.completed,
-            RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
-            _ => &inner.stats.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("kailash_workflow_runs_total", "status" => record.status.as_str())
-            .increment(1);
+        count_end(inner, record.status);
         inner.runs.end_lease(&tenant, &ctx.run_id).await;
         if let Err(error) = inner.limits.refund_execution(principal).await {
             tracing::warn!(%error, "could not refund the execution of a run not started");
@@ -718,6 +711,17 @@ async fn accept(
     }
     spawn_run(inner, ctx, compiled, inputs, slots, record.clone());
     Ok(record)
+}
+
+/// Counts a run's end in [`RunStats`] and `kailash_workflow_runs_total{status}`.
+fn count_end(inner: &Inner, status: RunStatus) {
+    let counter = match status {
+        RunStatus::Completed => &inner.stats.completed,
+        RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
+        _ => &inner.stats.other,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("kailash_workflow_runs_total", "status" => status.as_str()).increment(1);
 }
 
 /// Runs an accepted run in a task of its own: records it running, keeps
@@ -798,6 +802,9 @@ fn spawn_run(
             record.status = RunStatus::Abandoned;
             record.reason = Some("the instance shut down before the run ended".to_owned());
         }
+        // Counted before the outcome is visible: a reader that saw the run
+        // end finds it in `stats()`.
+        count_end(&inner, record.status);
         let mut saved = inner.runs.save(&record, &tenant).await;
         if saved.is_err() {
             // One retry: a final status is worth the wait.

@@ -35,9 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::health::HealthRegistry;
 #[cfg(feature = "openapi")]
 use crate::health::HealthReport;
+use crate::health::{HealthPolicy, HealthRegistry, HealthRunner};
 use crate::metrics::MetricsRegistry;
 
 /// The content type `GET /metrics` answers with: the Prometheus text
@@ -60,13 +60,28 @@ fn ok_schema() -> utoipa::openapi::schema::Schema {
 }
 
 /// `GET /health/live` (always `{"status":"ok"}` while the process serves)
-/// and `GET /health/ready` (the registry's report; `503` when a required
-/// check fails; never cached).
+/// and `GET /health/ready` (the checks' stored state; `503` when a
+/// required check fails; never cached), with the checks run in the
+/// background by a [`HealthRunner`] under the default [`HealthPolicy`]
+/// (started by the first request). Use [`health_routes_with`] to choose
+/// the policy and to stop the runner.
 pub fn health_routes(registry: HealthRegistry) -> Router {
+    match HealthRunner::new(registry, HealthPolicy::default()) {
+        Ok(runner) => health_routes_with(runner),
+        // The default policy is valid; kept total rather than panicking.
+        Err(_) => Router::new().route("/health/live", get(live)),
+    }
+}
+
+/// [`health_routes`] answering from `runner`'s state. The first request
+/// starts the runner if it is not running yet, and — on a fresh instance
+/// only — waits for its first round (bounded by the check timeout); after
+/// that a request only reads the stored state, so probes never run checks.
+pub fn health_routes_with(runner: HealthRunner) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .with_state(registry)
+        .with_state(runner)
 }
 
 /// Liveness: the process is up and serving.
@@ -82,7 +97,8 @@ async fn live() -> axum::Json<Liveness> {
     axum::Json(Liveness { status: "ok" })
 }
 
-/// Readiness: every required dependency check passes (never cached).
+/// Readiness: every required dependency check passes, from the state the
+/// background checks stored (never cached; runs no check).
 #[cfg_attr(feature = "openapi", utoipa::path(
     get,
     path = "/health/ready",
@@ -94,8 +110,13 @@ async fn live() -> axum::Json<Liveness> {
         (status = 503, body = HealthReport, description = "Not ready: a required check fails; the report names it (`status` is `fail`)"),
     ),
 ))]
-async fn ready(State(registry): State<HealthRegistry>) -> Response {
-    let report = registry.report().await;
+async fn ready(State(runner): State<HealthRunner>) -> Response {
+    if runner.rounds() == 0 {
+        runner.start();
+        let bound = runner.registry().check_timeout() + std::time::Duration::from_secs(1);
+        let _ = tokio::time::timeout(bound, runner.wait_for_round(1)).await;
+    }
+    let report = runner.report();
     let status = if report.is_ready() {
         StatusCode::OK
     } else {
@@ -248,5 +269,38 @@ mod tests {
             documented.keys().collect::<Vec<_>>(),
             [METRICS_CONTENT_TYPE]
         );
+    }
+
+    /// Probes read the stored state: a hundred of them run no check.
+    #[tokio::test(start_paused = true)]
+    async fn readiness_answers_from_state_without_running_checks() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let registry = HealthRegistry::new()
+            .required(
+                "db",
+                from_fn(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(()) }
+                }),
+            )
+            .optional("api", from_fn(|| async { Err("HTTP 503".to_owned()) }));
+        let runner = HealthRunner::new(registry, HealthPolicy::default()).unwrap();
+        let app = health_routes_with(runner.clone());
+        let (status, _, report) = get(&app, "/health/ready").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(report["status"], "degraded");
+        assert_eq!(report["checks"][1]["consecutive_failures"], 1);
+        for _ in 0..100 {
+            let (status, _, _) = get(&app, "/health/ready").await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // The interval, not the probes, runs the checks.
+        runner.wait_for_round(2).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        runner.stop();
     }
 }

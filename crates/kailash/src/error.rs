@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// describe one operation, or two schemas share a name).
     #[error("OpenAPI document: {0}")]
     OpenApi(String),
+    /// The health checks' settings are invalid.
+    #[error("health checks: {0}")]
+    Health(String),
     /// The realtime endpoints could not be set up.
     #[error("realtime: {0}")]
     Realtime(String),

@@ -29,6 +29,7 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     realtime: Option<kailash_realtime::Hub>,
     runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
+    health: Option<kailash_monitoring::health::HealthRunner>,
 }
 
 /// The longest the gateway waits, after draining, for cancelled runs to
@@ -69,6 +70,7 @@ impl Gateway {
             clock,
             realtime,
             runtime: None,
+            health: None,
         }
     }
 
@@ -79,6 +81,20 @@ impl Gateway {
     ) -> Self {
         self.runtime = runtime;
         self
+    }
+
+    /// The same gateway, running `health`'s checks while it serves.
+    pub(crate) fn with_health(mut self, health: kailash_monitoring::health::HealthRunner) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// The background health checks behind `/health/ready`: their stored
+    /// state ([`HealthRunner::report`](kailash_monitoring::health::HealthRunner::report)),
+    /// and a [`SignalSource`](kailash_monitoring::signal::SignalSource) of
+    /// `<check>_health` flags and measured values for alert rules.
+    pub fn health(&self) -> Option<&kailash_monitoring::health::HealthRunner> {
+        self.health.as_ref()
     }
 
     /// The workflow runtime, when [`GatewayBuilder::runtime`] was set.
@@ -145,6 +161,9 @@ impl Gateway {
         tracing::info!(%addr, scheme, state = self.state.backend_name(), "gateway listening");
         self.audit_lifecycle("gateway.start", format!("{scheme}://{addr}"))
             .await;
+        if let Some(health) = &self.health {
+            health.start();
+        }
 
         // Realtime connections are long-lived: closed (1001 going away) as
         // soon as the shutdown starts, so they never hold the grace period.
@@ -168,6 +187,10 @@ impl Gateway {
             shutdown,
         )
         .await;
+        // No more checks once the listener is closed.
+        if let Some(health) = &self.health {
+            health.stop();
+        }
 
         // Runs in flight end here: recorded `abandoned` (with the reason)
         // before the audit trail is flushed, never left `running`.

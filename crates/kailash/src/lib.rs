@@ -13,6 +13,7 @@ mod cors;
 mod error;
 mod explorer;
 mod gateway;
+pub mod health_checks;
 pub mod jwks;
 mod ops;
 mod realtime_hooks;
@@ -33,7 +34,7 @@ pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, guard, problem,
     public, rate_limit, schema, state,
 };
-pub use kailash_monitoring::{health, log, metrics};
+pub use kailash_monitoring::{health, log, metrics, signal};
 pub use kailash_realtime as realtime;
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;

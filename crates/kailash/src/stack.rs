@@ -206,8 +206,9 @@ fn compose_checked(
         .clone()
         .unwrap_or_else(|| SharedState::memory(builder.clock.clone()));
 
-    // Readiness: the state backend (an in-memory one always answers), its
-    // pub/sub connection and, when set, the audit sink.
+    // Readiness: the state backend (an in-memory one always answers; with
+    // Redis this is the cache's status), its pub/sub connection and, when
+    // set, the audit sink. The checks run in the background (`HealthRunner`).
     let mut health = builder.health_checks.clone();
     let s = state.clone();
     health = health.required(
@@ -237,6 +238,22 @@ fn compose_checked(
             }),
         );
     }
+
+    // Reported, never gating readiness: every instance runs the same workload.
+    if let Some(runtime) = &builder.runtime {
+        health = health.optional(
+            "workflow_failure_rate",
+            crate::health_checks::ExecutionRateCheck::new(
+                runtime.clone(),
+                builder.workflow_failure_threshold,
+            ),
+        );
+    }
+    let health = kailash_monitoring::health::HealthRunner::new(health, builder.health_policy)
+        .map_err(|e| GatewayError::Health(e.to_string()))?;
+    // Within a runtime the first round starts now; otherwise at `serve` or
+    // at the first readiness probe.
+    health.start();
 
     // Application routes: rate limits, authentication and tenancy apply here only.
     let mut routes = builder.routes;
@@ -332,7 +349,7 @@ fn compose_checked(
     }
     let mut ops = Router::new();
     if builder.health {
-        ops = ops.merge(kailash_monitoring::http::health_routes(health));
+        ops = ops.merge(kailash_monitoring::http::health_routes_with(health.clone()));
     }
     if let Some(registry) = &metrics {
         ops = ops.merge(kailash_monitoring::http::metrics_route(registry.clone()));
@@ -415,5 +432,6 @@ fn compose_checked(
         builder.clock,
         hub,
     )
-    .with_runtime(builder.runtime))
+    .with_runtime(builder.runtime)
+    .with_health(health))
 }

@@ -903,3 +903,42 @@ async fn security_and_domain_metrics_move_on_real_requests() {
         gw.stop().await;
     }
 }
+
+/// The configured gateway registers the built-in checks: readiness ones
+/// (`state`, `pubsub`, `audit`) and reported ones carrying their value and
+/// threshold (`memory_usage`, `disk_usage`; the fixture has no runtime, so
+/// no `workflow_failure_rate`).
+#[tokio::test]
+async fn the_built_in_checks_report_their_values_and_thresholds() {
+    let gw = demo(&[("KAILASH_HEALTH__DISK_THRESHOLD", "0.97".to_owned())]).await;
+    let ready = support::get(gw.addr, "/health/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let report = ready.json();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {report}"))
+            .clone()
+    };
+    for name in ["state", "pubsub", "audit"] {
+        let c = check(name);
+        assert_eq!(
+            (c["required"].as_bool(), c["status"].as_str()),
+            (Some(true), Some("pass"))
+        );
+        assert_eq!(c["consecutive_successes"], 1);
+    }
+    for (name, threshold) in [("memory_usage", 0.9), ("disk_usage", 0.97)] {
+        let c = check(name);
+        assert_eq!(c["required"], false, "{name}");
+        assert_eq!(c["threshold"].as_f64(), Some(threshold), "{name}");
+        let value = c["value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&value), "{name}: {value}");
+        // The status agrees with the value and the threshold.
+        assert_eq!(c["status"] == "pass", value <= threshold, "{name}: {c}");
+    }
+    gw.stop().await;
+}

@@ -61,14 +61,14 @@ async fn per_ip_limit_is_exact_across_two_instances() {
         ..RateLimits::default()
     };
     let a = start(
-        Gateway::builder()
+        fast_health(Gateway::builder())
             .routes(app())
             .rate_limits(limits)
             .state(redis_state(&url, &prefix).await),
     )
     .await;
     let b = start(
-        Gateway::builder()
+        fast_health(Gateway::builder())
             .routes(app())
             .rate_limits(limits)
             .state(redis_state(&url, &prefix).await),
@@ -153,6 +153,18 @@ fn spare_port() -> u16 {
 }
 
 /// Polls until `check` holds, for at most `limit`; returns whether it did.
+/// Background health checks every 200 ms, flipping on one result, so
+/// readiness follows Redis within a round.
+fn fast_health(builder: kailash::GatewayBuilder) -> kailash::GatewayBuilder {
+    builder
+        .health_policy(kailash::health::HealthPolicy {
+            interval: Duration::from_millis(200),
+            failure_threshold: 1,
+            recovery_threshold: 1,
+        })
+        .health_check_timeout(Duration::from_millis(200))
+}
+
 async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -185,7 +197,7 @@ async fn redis_outage_fails_closed_when_asked_and_recovers_by_itself() {
     };
     let state = redis_state(&redis.url(), &unique_prefix()).await;
     let gw = start(
-        Gateway::builder()
+        fast_health(Gateway::builder())
             .routes(app())
             .rate_limits(limits)
             .state(state),
@@ -197,9 +209,15 @@ async fn redis_outage_fails_closed_when_asked_and_recovers_by_itself() {
     let refused = http_get(gw.addr, "/hello").await;
     let body = refused.assert_problem(503);
     assert!(body["detail"].as_str().unwrap().contains("rate limiting"));
-    let ready = http_get(gw.addr, "/health/ready").await;
-    assert_eq!(ready.status, 503);
-    assert_eq!(ready.json()["checks"][0]["name"], "state");
+    let addr = gw.addr;
+    assert!(
+        eventually(Duration::from_secs(15), || async move {
+            let ready = http_get(addr, "/health/ready").await;
+            ready.status == 503 && ready.json()["checks"][0]["name"] == "state"
+        })
+        .await,
+        "not ready once the next round finds Redis down"
+    );
     assert_eq!(
         http_get(gw.addr, "/health/live").await.status,
         200,
@@ -207,7 +225,6 @@ async fn redis_outage_fails_closed_when_asked_and_recovers_by_itself() {
     );
 
     let _redis = TestRedis::spawn(port).expect("redis restarts");
-    let addr = gw.addr;
     assert!(
         eventually(Duration::from_secs(20), || async move {
             http_get(addr, "/hello").await.status == 200
@@ -215,7 +232,13 @@ async fn redis_outage_fails_closed_when_asked_and_recovers_by_itself() {
         .await,
         "requests pass again once Redis is back"
     );
-    assert_eq!(http_get(gw.addr, "/health/ready").await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(15), || async move {
+            http_get(addr, "/health/ready").await.status == 200
+        })
+        .await,
+        "ready again at the next round"
+    );
     gw.stop().await;
 }
 
@@ -231,7 +254,7 @@ async fn a_gateway_started_while_redis_is_down_serves_and_reports_not_ready() {
         ..RateLimits::default() // fail open
     };
     let gw = start(
-        Gateway::builder()
+        fast_health(Gateway::builder())
             .routes(app())
             .rate_limits(limits)
             .state(redis_state(&url, &unique_prefix()).await),
@@ -500,7 +523,12 @@ async fn readiness_reports_a_lost_pubsub_connection_until_it_is_back() {
         return;
     };
     let state = redis_state(&redis.url(), &unique_prefix()).await;
-    let gw = start(Gateway::builder().routes(app()).state(state.clone())).await;
+    let gw = start(
+        fast_health(Gateway::builder())
+            .routes(app())
+            .state(state.clone()),
+    )
+    .await;
     let _sub = state
         .pubsub
         .subscribe(&StateKey::global(TOPIC, "t"))

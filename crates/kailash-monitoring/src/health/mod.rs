@@ -1,10 +1,19 @@
 //! Liveness and readiness.
 //!
-//! A [`HealthRegistry`] holds named checks, each *required* (its failure
-//! makes the service not ready: `/health/ready` answers 503) or *optional*
-//! (reported, but the service stays ready — the report says `degraded`).
-//! Checks run concurrently, each bounded by a timeout, so one hung
-//! dependency cannot hang the probe.
+//! A [`HealthRegistry`] holds named checks, each *required* (a readiness
+//! check: its failure makes the service not ready, `/health/ready` answers
+//! 503) or *optional* (reported, but the service stays ready — the report
+//! says `degraded`; external APIs and the execution rate belong here, so a
+//! shared dependency never takes every instance out of the load balancer
+//! at once). Checks run concurrently, each bounded by a timeout, so one
+//! hung dependency cannot hang a round.
+//!
+//! [`HealthRegistry::report`] runs every check once. A served instance uses
+//! a [`HealthRunner`] instead: it runs the checks in the background on an
+//! interval, flips a check to failing only after `failure_threshold`
+//! consecutive failures (back after `recovery_threshold` successes), and
+//! answers `/health/ready` from that stored state — a probe never runs a
+//! check. Built-in checks: [`system::MemoryCheck`], [`system::DiskCheck`].
 //!
 //! ```
 //! use kailash_monitoring::health::{HealthRegistry, from_fn};
@@ -21,10 +30,56 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+mod runner;
+pub mod system;
+
+pub use runner::{HealthPolicy, HealthRunner, PolicyError};
+
+/// The longest error text a report carries (longer ones are cut).
+pub const MAX_ERROR_CHARS: usize = 200;
+
+/// One run of a check: its outcome and, for a measuring check, the value
+/// it measured and the threshold it compared against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// `Ok` when healthy; otherwise a short reason.
+    pub result: Result<(), String>,
+    /// The measured value (a fraction, a rate), when the check measures one.
+    pub value: Option<f64>,
+    /// The threshold the value is compared against.
+    pub threshold: Option<f64>,
+}
+
+impl From<Result<(), String>> for Probe {
+    fn from(result: Result<(), String>) -> Self {
+        Self {
+            result,
+            value: None,
+            threshold: None,
+        }
+    }
+}
+
+impl Probe {
+    /// A measurement: healthy while `value <= threshold`.
+    pub fn at_most(what: &str, value: f64, threshold: f64) -> Self {
+        let result = if value <= threshold {
+            Ok(())
+        } else {
+            Err(format!("{what} {value:.3} above threshold {threshold:.3}"))
+        };
+        Self {
+            result,
+            value: Some(value),
+            threshold: Some(threshold),
+        }
+    }
+}
 
 /// One dependency check.
 #[async_trait]
@@ -32,6 +87,21 @@ pub trait HealthCheck: Send + Sync + 'static {
     /// `Ok` when healthy; otherwise a short reason (shown in the readiness
     /// report, so keep secrets and connection strings out of it).
     async fn check(&self) -> Result<(), String>;
+
+    /// The check with its measured value and threshold, for a check that
+    /// measures one; by default [`check`](Self::check) without a value.
+    async fn probe(&self) -> Probe {
+        Probe::from(self.check().await)
+    }
+}
+
+/// `error` cut to [`MAX_ERROR_CHARS`] characters.
+pub(crate) fn short_error(mut error: String) -> String {
+    if let Some((at, _)) = error.char_indices().nth(MAX_ERROR_CHARS) {
+        error.truncate(at);
+        error.push('…');
+    }
+    error
 }
 
 struct FnCheck<F>(F);
@@ -87,7 +157,7 @@ impl Default for HealthRegistry {
 }
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct CheckResult {
     /// The check's name.
@@ -99,13 +169,25 @@ pub struct CheckResult {
     pub status: &'static str,
     /// How long it took.
     pub duration_ms: u64,
-    /// Why it failed.
+    /// Why it failed (its last failure, for a [`HealthRunner`]'s report).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Consecutive failed runs up to the last one (a [`HealthRunner`]'s report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// Consecutive successful runs up to the last one (a [`HealthRunner`]'s report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_successes: Option<u32>,
+    /// The last measured value, for a check that measures one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The threshold the value is compared against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 /// The outcome of every check.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 pub struct HealthReport {
     /// `ok` (all pass), `degraded` (an optional check fails) or `fail` (a required check fails).
@@ -191,60 +273,95 @@ impl HealthRegistry {
         self
     }
 
+    /// The per-check timeout.
+    pub fn check_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The names of the registered checks.
     pub fn names(&self) -> Vec<&str> {
         self.checks.iter().map(|c| &*c.name).collect()
     }
 
-    /// Runs every check concurrently.
+    /// Runs every check once, concurrently (each bounded by the timeout).
+    /// A served instance answers from a [`HealthRunner`] instead.
     pub async fn report(&self) -> HealthReport {
-        let mut set = tokio::task::JoinSet::new();
-        for (index, reg) in self.checks.iter().enumerate() {
-            let (check, timeout) = (reg.check.clone(), self.timeout);
-            set.spawn(async move {
-                let start = Instant::now();
-                let outcome = match tokio::time::timeout(timeout, check.check()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
-                };
-                (index, outcome, start.elapsed())
-            });
-        }
-        let mut outcomes: Vec<Option<(Result<(), String>, Duration)>> =
-            vec![None; self.checks.len()];
-        while let Some(joined) = set.join_next().await {
-            if let Ok((index, outcome, elapsed)) = joined {
-                outcomes[index] = Some((outcome, elapsed));
-            }
-        }
+        let probes = self.round().await;
         let mut status = "ok";
         let checks = self
             .checks
             .iter()
-            .zip(outcomes)
-            .map(|(reg, outcome)| {
-                // A check that panicked counts as failed.
-                let (result, elapsed) =
-                    outcome.unwrap_or((Err("check panicked".to_owned()), Duration::ZERO));
-                if result.is_err() {
-                    status = if reg.required {
-                        "fail"
-                    } else if status == "ok" {
-                        "degraded"
-                    } else {
-                        status
-                    };
+            .zip(probes)
+            .map(|(reg, (probe, elapsed))| {
+                if probe.result.is_err() {
+                    status = worse(status, reg.required);
                 }
                 CheckResult {
                     name: reg.name.to_string(),
                     required: reg.required,
-                    status: if result.is_ok() { "pass" } else { "fail" },
+                    status: if probe.result.is_ok() { "pass" } else { "fail" },
                     duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                    error: result.err(),
+                    error: probe.result.err(),
+                    consecutive_failures: None,
+                    consecutive_successes: None,
+                    value: probe.value,
+                    threshold: probe.threshold,
                 }
             })
             .collect();
         HealthReport { status, checks }
+    }
+
+    /// Runs every check once, concurrently; one probe per check, in order.
+    pub(crate) async fn round(&self) -> Vec<(Probe, Duration)> {
+        let mut set = tokio::task::JoinSet::new();
+        for (index, reg) in self.checks.iter().enumerate() {
+            let (check, timeout) = (reg.check.clone(), self.timeout);
+            set.spawn(async move {
+                let start = tokio::time::Instant::now();
+                let mut probe = match tokio::time::timeout(timeout, check.probe()).await {
+                    Ok(probe) => probe,
+                    Err(_) => {
+                        Probe::from(Err(format!("timed out after {} ms", timeout.as_millis())))
+                    }
+                };
+                probe.result = probe.result.map_err(short_error);
+                (index, probe, start.elapsed())
+            });
+        }
+        let mut outcomes: Vec<Option<(Probe, Duration)>> = vec![None; self.checks.len()];
+        while let Some(joined) = set.join_next().await {
+            if let Ok((index, probe, elapsed)) = joined
+                && let Some(slot) = outcomes.get_mut(index)
+            {
+                *slot = Some((probe, elapsed));
+            }
+        }
+        outcomes
+            .into_iter()
+            // A check that panicked counts as failed.
+            .map(|o| {
+                o.unwrap_or((
+                    Probe::from(Err("check panicked".to_owned())),
+                    Duration::ZERO,
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) fn registered(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.checks.iter().map(|c| (&*c.name, c.required))
+    }
+}
+
+/// The report status after a failing check (`required` or not) on top of `status`.
+pub(crate) fn worse(status: &'static str, required: bool) -> &'static str {
+    if required {
+        "fail"
+    } else if status == "ok" {
+        "degraded"
+    } else {
+        status
     }
 }
 

@@ -712,6 +712,17 @@ async fn accept(
     Ok(record)
 }
 
+/// Counts a run's end in [`RunStats`] and `kailash_workflow_runs_total{status}`.
+fn count_end(inner: &Inner, status: RunStatus) {
+    let counter = match status {
+        RunStatus::Completed => &inner.stats.completed,
+        RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
+        _ => &inner.stats.other,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("kailash_workflow_runs_total", "status" => status.as_str()).increment(1);
+}
+
 /// Runs an accepted run in a task of its own: records it running, keeps
 /// its lease, stores its progress, and records, releases and audits its
 /// end.
@@ -790,15 +801,9 @@ fn spawn_run(
             record.status = RunStatus::Abandoned;
             record.reason = Some("the instance shut down before the run ended".to_owned());
         }
-        // Counted before the outcome is visible to readers.
-        let counter = match record.status {
-            RunStatus::Completed => &inner.stats.completed,
-            RunStatus::Failed | RunStatus::TimedOut => &inner.stats.failed,
-            _ => &inner.stats.other,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("kailash_workflow_runs_total", "status" => record.status.as_str())
-            .increment(1);
+        // Counted before the outcome is visible: a reader that saw the run
+        // end finds it in `stats()`.
+        count_end(&inner, record.status);
         let mut saved = inner.runs.save(&record, &tenant).await;
         if saved.is_err() {
             // One retry: a final status is worth the wait.

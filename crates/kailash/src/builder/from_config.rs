@@ -64,6 +64,24 @@ impl GatewayBuilder {
                 per_tenant: quota(&config.rate_limit.per_tenant)?,
                 fail_mode: config.rate_limit.fail_mode,
             });
+        let h = &config.health;
+        b = b
+            .health_policy(kailash_monitoring::health::HealthPolicy {
+                interval: h.check_interval.0,
+                failure_threshold: h.failure_threshold,
+                recovery_threshold: h.recovery_threshold,
+            })
+            .health_check_timeout(h.timeout.0)
+            .workflow_failure_threshold(h.workflow_failure_threshold)
+            .optional_check(
+                "memory_usage",
+                kailash_monitoring::health::system::MemoryCheck::new(h.memory_threshold),
+            );
+        for api in &h.external_apis {
+            let check = crate::health_checks::ExternalApiCheck::new(&api.url, h.timeout.0)
+                .map_err(|e| GatewayError::Health(format!("{}: {e}", api.name)))?;
+            b = b.optional_check(&api.name, check);
+        }
         if let Some(d) = &g.description {
             b = b.description(d);
         }
@@ -106,6 +124,13 @@ impl GatewayBuilder {
         })?;
         let audit: Arc<dyn AuditSink> = Arc::new(audit);
         let mut builder = Self::from_config(config)?
+            .optional_check(
+                "disk_usage",
+                kailash_monitoring::health::system::DiskCheck::new(
+                    data_dir,
+                    config.health.disk_threshold,
+                ),
+            )
             .clock(clock.clone())
             .state(state.clone())
             .audit(audit.clone());

@@ -17,7 +17,7 @@ use kailash_core::audit::{AuditSink, MemoryAuditSink};
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::{IncomingRequestId, TrustedProxies};
 use kailash_core::state::SharedState;
-use kailash_monitoring::health::{HealthCheck, HealthRegistry};
+use kailash_monitoring::health::{HealthCheck, HealthPolicy, HealthRegistry};
 use kailash_tenancy::registry::TenantRegistry;
 use tower::Layer;
 
@@ -59,6 +59,8 @@ pub struct GatewayBuilder {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) audit: Option<Arc<dyn AuditSink>>,
     pub(crate) health_checks: HealthRegistry,
+    pub(crate) health_policy: HealthPolicy,
+    pub(crate) workflow_failure_threshold: f64,
     pub(crate) routes: Router,
     pub(crate) openapi: Vec<utoipa::openapi::OpenApi>,
     pub(crate) principal_layer: Option<RouterLayerFn>,
@@ -98,7 +100,13 @@ impl Default for GatewayBuilder {
             state: None,
             clock: Arc::new(SystemClock),
             audit: None,
-            health_checks: HealthRegistry::new(),
+            health_checks: HealthRegistry::new().timeout(defaults.health.timeout.0),
+            health_policy: HealthPolicy {
+                interval: defaults.health.check_interval.0,
+                failure_threshold: defaults.health.failure_threshold,
+                recovery_threshold: defaults.health.recovery_threshold,
+            },
+            workflow_failure_threshold: defaults.health.workflow_failure_threshold,
             routes: Router::new(),
             openapi: Vec::new(),
             principal_layer: None,
@@ -326,13 +334,36 @@ impl GatewayBuilder {
         self
     }
 
+    /// How often the health checks run in the background and how many
+    /// consecutive results flip a check (default: every 30 s, failing after
+    /// 3 failures, passing again after 2 successes).
+    pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
+        self.health_policy = policy;
+        self
+    }
+
+    /// Longest one health check may take (default 5 s); a slower one fails.
+    pub fn health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.health_checks = self.health_checks.timeout(timeout);
+        self
+    }
+
+    /// With [`runtime`](Self::runtime): the failure ratio of the runs
+    /// ended over one check interval above which the (non-readiness)
+    /// `workflow_failure_rate` check fails (default 0.05).
+    pub fn workflow_failure_threshold(mut self, ratio: f64) -> Self {
+        self.workflow_failure_threshold = ratio;
+        self
+    }
+
     /// Adds a check that must pass for `/health/ready` to answer 200.
     pub fn required_check(mut self, name: &str, check: impl HealthCheck) -> Self {
         self.health_checks = self.health_checks.required(name, check);
         self
     }
 
-    /// Adds a check reported by `/health/ready` without gating it.
+    /// Adds a check reported by `/health/ready` without gating it (a
+    /// failure makes the report `degraded`, the instance stays ready).
     pub fn optional_check(mut self, name: &str, check: impl HealthCheck) -> Self {
         self.health_checks = self.health_checks.optional(name, check);
         self

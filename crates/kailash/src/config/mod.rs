@@ -48,8 +48,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AuditConfig, CorsConfig, FsyncMode, GatewaySection, RateLimitConfig, ServerConfig, StateConfig,
-    TenancySection, TlsConfig,
+    AuditConfig, CorsConfig, ExternalApiConfig, FsyncMode, GatewaySection, HealthConfig,
+    MAX_EXTERNAL_APIS, RateLimitConfig, ServerConfig, StateConfig, TenancySection, TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
@@ -103,6 +103,8 @@ pub struct GatewayConfig {
     pub state: StateConfig,
     /// The audit trail.
     pub audit: AuditConfig,
+    /// The background health checks behind `/health/ready`.
+    pub health: HealthConfig,
     /// Authentication; absent means the gateway authenticates nobody.
     pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).

@@ -324,3 +324,71 @@ impl Default for AuditConfig {
         }
     }
 }
+
+/// `[health]`: the background health checks behind `/health/ready`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// How often every check runs. Default `30s`.
+    pub check_interval: ConfigDuration,
+    /// Longest one check may take; a slower one fails. Default `5s`.
+    pub timeout: ConfigDuration,
+    /// Consecutive failures that flip a passing check to failing. Default 3.
+    pub failure_threshold: u32,
+    /// Consecutive successes that flip it back. Default 2.
+    pub recovery_threshold: u32,
+    /// Memory usage (cgroup limit, else host) above which the
+    /// `memory_usage` check fails (0 to 1; it never gates readiness).
+    /// Default 0.9.
+    pub memory_threshold: f64,
+    /// Disk usage of the data directory's file system above which the
+    /// `disk_usage` check fails (0 to 1; it never gates readiness).
+    /// Default 0.9.
+    pub disk_threshold: f64,
+    /// Failure ratio of the workflow runs ended over the last interval
+    /// above which the `workflow_failure_rate` check fails (0 to 1; with
+    /// `[runtime]`; never gates readiness). Default 0.05.
+    pub workflow_failure_threshold: f64,
+    /// External APIs checked with a `GET` (2xx is healthy); reported, never
+    /// gating readiness. At most 32.
+    pub external_apis: Vec<ExternalApiConfig>,
+}
+
+/// The most `[health] external_apis`.
+pub const MAX_EXTERNAL_APIS: usize = 32;
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check_interval: ConfigDuration(std::time::Duration::from_secs(30)),
+            timeout: ConfigDuration(std::time::Duration::from_secs(5)),
+            failure_threshold: 3,
+            recovery_threshold: 2,
+            memory_threshold: 0.9,
+            disk_threshold: 0.9,
+            workflow_failure_threshold: 0.05,
+            external_apis: Vec::new(),
+        }
+    }
+}
+
+/// One `[[health.external_apis]]` entry.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalApiConfig {
+    /// The check's name (`[a-z0-9_]`, up to 64 characters): the report,
+    /// the metrics' `check` label and the `<name>_health` signal.
+    pub name: String,
+    /// `http://` or `https://` URL answered with a 2xx when healthy (kept
+    /// out of logs and reports).
+    pub url: String,
+}
+
+impl std::fmt::Debug for ExternalApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a key in its query.
+        f.debug_struct("ExternalApiConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

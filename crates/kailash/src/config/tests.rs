@@ -193,3 +193,95 @@ fn audit_storage_keys_are_checked_and_become_sink_options() {
         assert!(e.contains(key), "{text}: {e}");
     }
 }
+
+#[test]
+fn the_health_section_loads_and_refuses_nonsense() {
+    let c = load(
+        r#"
+        [health]
+        check_interval = "10s"
+        timeout = "2s"
+        failure_threshold = 4
+        recovery_threshold = 1
+        memory_threshold = 0.8
+        disk_threshold = 0.95
+        external_apis = [{ name = "payments_api", url = "https://payments.example.com/health?key=s3cret" }]
+        "#,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.health.check_interval.0,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(
+        (c.health.failure_threshold, c.health.recovery_threshold),
+        (4, 1)
+    );
+    assert_eq!(c.health.external_apis[0].name, "payments_api");
+    // The URL (a key in its query) stays out of Debug output.
+    assert!(!format!("{c:?}").contains("s3cret"));
+    assert_eq!(load("", &[]).unwrap().health, HealthConfig::default());
+
+    for (text, key, message) in [
+        (
+            "check_interval = \"0s\"",
+            "health.check_interval",
+            "must be positive",
+        ),
+        ("timeout = \"0s\"", "health.timeout", "must be positive"),
+        ("timeout = \"1m\"", "health.timeout", "must not be longer"),
+        (
+            "failure_threshold = 0",
+            "health.failure_threshold",
+            "between 1 and 100",
+        ),
+        (
+            "recovery_threshold = 1000",
+            "health.recovery_threshold",
+            "between 1 and 100",
+        ),
+        (
+            "memory_threshold = 1.5",
+            "health.memory_threshold",
+            "fraction",
+        ),
+        ("disk_threshold = 0.0", "health.disk_threshold", "fraction"),
+        (
+            "workflow_failure_threshold = nan",
+            "health.workflow_failure_threshold",
+            "fraction",
+        ),
+        (
+            "external_apis = [{ name = \"Payments API\", url = \"https://a.example\" }]",
+            "health.external_apis[0].name",
+            "a-z, 0-9",
+        ),
+        (
+            "external_apis = [{ name = \"state\", url = \"https://a.example\" }]",
+            "health.external_apis[0].name",
+            "already a check's name",
+        ),
+        (
+            "external_apis = [{ name = \"a\", url = \"https://a.example\" }, { name = \"a\", url = \"https://b.example\" }]",
+            "health.external_apis[1].name",
+            "already a check's name",
+        ),
+        (
+            "external_apis = [{ name = \"a\", url = \"ftp://a.example\" }]",
+            "health.external_apis[0].url",
+            "http(s) URL",
+        ),
+        (
+            "external_apis = [{ name = \"a\", url = \"https://a.example\", method = \"POST\" }]",
+            "health.external_apis",
+            "method",
+        ),
+    ] {
+        let e = load(&format!("[health]\n{text}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("key `{key}")), "{text}: {e}");
+        assert!(e.contains(message), "{text}: {e}");
+    }
+}

@@ -5,6 +5,84 @@ use std::borrow::Cow;
 use super::{GatewayConfig, TenancySection};
 
 impl GatewayConfig {
+    fn validate_health(&self) -> Result<(), (Cow<'static, str>, String)> {
+        let h = &self.health;
+        if h.check_interval.0.is_zero() {
+            return Err(("health.check_interval".into(), "must be positive".into()));
+        }
+        if h.timeout.0.is_zero() {
+            return Err(("health.timeout".into(), "must be positive".into()));
+        }
+        if h.timeout.0 > h.check_interval.0 {
+            return Err((
+                "health.timeout".into(),
+                "must not be longer than health.check_interval".into(),
+            ));
+        }
+        for (key, n) in [
+            ("health.failure_threshold", h.failure_threshold),
+            ("health.recovery_threshold", h.recovery_threshold),
+        ] {
+            if n == 0 || n > 100 {
+                return Err((key.into(), "must be between 1 and 100".into()));
+            }
+        }
+        for (key, t) in [
+            ("health.memory_threshold", h.memory_threshold),
+            ("health.disk_threshold", h.disk_threshold),
+            (
+                "health.workflow_failure_threshold",
+                h.workflow_failure_threshold,
+            ),
+        ] {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err((
+                    key.into(),
+                    "must be a fraction above 0 and at most 1".into(),
+                ));
+            }
+        }
+        if h.external_apis.len() > super::MAX_EXTERNAL_APIS {
+            return Err((
+                "health.external_apis".into(),
+                format!("at most {} entries", super::MAX_EXTERNAL_APIS),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, api) in h.external_apis.iter().enumerate() {
+            let valid = !api.name.is_empty()
+                && api.name.len() <= 64
+                && api
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err((
+                    format!("health.external_apis[{i}].name").into(),
+                    "must be 1 to 64 characters of a-z, 0-9 and _".into(),
+                ));
+            }
+            if crate::health_checks::BUILTIN_CHECKS.contains(&api.name.as_str())
+                || !names.insert(&api.name)
+            {
+                return Err((
+                    format!("health.external_apis[{i}].name").into(),
+                    format!("`{}` is already a check's name", api.name),
+                ));
+            }
+            if api.url.len() > 2048 {
+                return Err((
+                    format!("health.external_apis[{i}].url").into(),
+                    "longer than 2048 bytes".into(),
+                ));
+            }
+            crate::health_checks::ExternalApiCheck::parse(&api.url)
+                .map(|_| ())
+                .map_err(|e| (format!("health.external_apis[{i}].url").into(), e))?;
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but make no sense.
     pub(super) fn validate(&self) -> Result<(), (Cow<'static, str>, String)> {
         let s = &self.server;
@@ -39,6 +117,7 @@ impl GatewayConfig {
                 return Err((key.into(), "must be positive".into()));
             }
         }
+        self.validate_health()?;
         if self.gateway.request_timeout.0.is_zero() {
             return Err(("gateway.request_timeout".into(), "must be positive".into()));
         }

@@ -16,6 +16,10 @@ async fn gateway_on(data_dir: &Path, overrides: &[(&str, &str)]) -> Running {
     let mut vars: Vec<(String, String)> = vec![
         ("KAILASH_RATE_LIMIT__PER_IP__RATE".into(), "1000000".into()),
         ("KAILASH_RATE_LIMIT__PER_IP__BURST".into(), "1000000".into()),
+        // Readiness follows the audit storage within a round or two.
+        ("KAILASH_HEALTH__CHECK_INTERVAL".into(), "50ms".into()),
+        ("KAILASH_HEALTH__TIMEOUT".into(), "50ms".into()),
+        ("KAILASH_HEALTH__FAILURE_THRESHOLD".into(), "1".into()),
     ];
     vars.extend(
         overrides
@@ -30,6 +34,21 @@ async fn gateway_on(data_dir: &Path, overrides: &[(&str, &str)]) -> Running {
         .build()
         .expect("gateway");
     start_gateway(gateway).await
+}
+
+/// `/health/ready` once it answers 503 (the background checks run every
+/// 50 ms here), or its last answer after 200 rounds.
+async fn ready_once_failing(gw: &Running) -> Resp {
+    let mut ready = get(gw.addr, "/health/ready").await;
+    for _ in 0..200 {
+        if ready.status == 503 {
+            break;
+        }
+        // Waits for the next background round, not for an expiry.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        ready = get(gw.addr, "/health/ready").await;
+    }
+    ready
 }
 
 /// A request with a bad bearer token: refused (401) and audited as `auth.token`.
@@ -133,8 +152,8 @@ async fn past_the_hard_cap_audited_requests_fail_closed_with_503() {
     for _ in 0..10 {
         answered += fill(&gw).await;
         if !checked[0] {
-            // Readiness reports the audit storage.
-            let ready = get(gw.addr, "/health/ready").await;
+            // Readiness reports the audit storage (from the background checks).
+            let ready = ready_once_failing(&gw).await;
             checked[0] = ready.status == 503 && ready.text().contains("audit");
         }
         if !checked[1] {
@@ -220,7 +239,7 @@ async fn a_full_disk_fails_audited_requests_closed_with_503() {
         }
     }
     assert!(refused, "the disk never filled");
-    let ready = get(gw.addr, "/health/ready").await;
+    let ready = ready_once_failing(&gw).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
     gw.stop().await;
     assert_eq!(entries(&dir, "auth.token"), answered);

@@ -1,0 +1,249 @@
+//! The gateway's built-in health checks beyond the host's
+//! ([`health::system`](crate::health::system)): an external API answering,
+//! and the workflow runtime's failure rate. Both are meant as *optional*
+//! checks (reported, alerted on, never taking an instance out of the load
+//! balancer: every instance shares the same external API and workload).
+//!
+//! ```
+//! use kailash::health::HealthCheck;
+//! use kailash::health_checks::ExternalApiCheck;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // Nothing listens on port 9 of the loopback: the check fails, briefly.
+//! let check = ExternalApiCheck::new("http://127.0.0.1:9/health", std::time::Duration::from_secs(1)).unwrap();
+//! let error = check.check().await.unwrap_err();
+//! assert!(error.starts_with("connect"));
+//! assert!(ExternalApiCheck::new("ftp://example.com", std::time::Duration::from_secs(1)).is_err());
+//! # });
+//! ```
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Request, Uri, header};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use kailash_monitoring::health::{HealthCheck, Probe};
+use kailash_runtime::runtime::{AccessControlledRuntime, RunStats};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The names of the checks the gateway registers itself: `state` (the
+/// state backend — memory or Redis — answers a ping), `pubsub` (its
+/// pub/sub connection is subscribed), `audit` (the audit sink writes),
+/// `memory_usage`, `disk_usage` and `workflow_failure_rate`.
+pub const BUILTIN_CHECKS: [&str; 6] = [
+    "state",
+    "pubsub",
+    "audit",
+    "memory_usage",
+    "disk_usage",
+    "workflow_failure_rate",
+];
+
+/// An external API answering a `GET` with a 2xx status within a timeout.
+/// Plain `http://` or `https://` (rustls with aws-lc-rs, the system's
+/// roots). The URL never appears in the check's errors (it may carry a
+/// key in its query).
+#[derive(Clone)]
+pub struct ExternalApiCheck {
+    uri: Uri,
+    host: String,
+    port: u16,
+    tls: Option<tokio_rustls::TlsConnector>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ExternalApiCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalApiCheck")
+            .field("host", &self.host)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExternalApiCheck {
+    /// A check of `url` (`http://` or `https://`), each request bounded by
+    /// `timeout` (connect, handshake, response head).
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let (uri, https, host, port) = Self::parse(url)?;
+        let tls = if https {
+            let native = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err("no system root certificates found".to_owned());
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        } else {
+            None
+        };
+        Ok(Self {
+            uri,
+            host,
+            port,
+            tls,
+            timeout,
+        })
+    }
+
+    /// Checks `url` is an absolute `http://` or `https://` URL with a host;
+    /// its parts (URI, whether HTTPS, host, port).
+    pub fn parse(url: &str) -> Result<(Uri, bool, String, u16), String> {
+        const BAD: &str = "not an absolute http(s) URL with a host";
+        let uri: Uri = url.parse().map_err(|_| BAD.to_owned())?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(BAD.to_owned()),
+        };
+        let host = uri.host().ok_or(BAD)?.trim_matches(['[', ']']).to_owned();
+        if host.is_empty() {
+            return Err(BAD.to_owned());
+        }
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok((uri, https, host, port))
+    }
+
+    async fn get(&self) -> Result<u16, String> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        match &self.tls {
+            Some(connector) => {
+                let name = ServerName::try_from(self.host.clone())
+                    .map_err(|_| "invalid host name".to_owned())?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {}", e.kind()))?;
+                self.request(tls).await
+            }
+            None => self.request(tcp).await,
+        }
+    }
+
+    async fn request<S>(&self, io: S) -> Result<u16, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|_| "HTTP handshake failed".to_owned())?;
+        let driver = tokio::spawn(conn);
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = self
+            .uri
+            .authority()
+            .map_or(self.host.as_str(), |a| a.as_str());
+        let request = Request::get(path)
+            .header(header::HOST, authority)
+            .header(header::USER_AGENT, "kailash-health")
+            .body(Empty::<bytes::Bytes>::new())
+            .map_err(|_| "invalid request".to_owned())?;
+        let result = sender
+            .send_request(request)
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|_| "no HTTP response".to_owned());
+        // The body is not read: the status says enough.
+        driver.abort();
+        result
+    }
+}
+
+#[async_trait]
+impl HealthCheck for ExternalApiCheck {
+    async fn check(&self) -> Result<(), String> {
+        match tokio::time::timeout(self.timeout, self.get()).await {
+            Err(_) => Err(format!("timed out after {} ms", self.timeout.as_millis())),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
+            Ok(Ok(status)) => Err(format!("status {status}")),
+        }
+    }
+}
+
+/// The workflow runtime's failure ratio over the last check interval:
+/// runs that ended `failed` or `timed_out` among all that ended since the
+/// previous check (0 when none ended). Fails above the threshold (the
+/// seed's `workflow_failure_rate > 0.05`). Register it as
+/// `workflow_failure_rate` so alert rules name it so. It also records the
+/// gauge `kailash_health_workflow_runs_per_minute` (runs ended per minute
+/// over the same interval).
+pub struct ExecutionRateCheck {
+    runtime: AccessControlledRuntime,
+    threshold: f64,
+    last: Mutex<Option<(RunStats, tokio::time::Instant)>>,
+}
+
+impl std::fmt::Debug for ExecutionRateCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionRateCheck")
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecutionRateCheck {
+    /// Watches `runtime`'s run counts; fails above `threshold` (a fraction).
+    pub fn new(runtime: AccessControlledRuntime, threshold: f64) -> Self {
+        Self {
+            runtime,
+            threshold,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The failure ratio and runs ended per minute since the previous call
+    /// (both 0 on the first).
+    pub fn sample(&self) -> (f64, f64) {
+        let now = (self.runtime.stats(), tokio::time::Instant::now());
+        let mut last = match self.last.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let previous = last.replace(now);
+        let Some((before, at)) = previous else {
+            return (0.0, 0.0);
+        };
+        let (stats, when) = now;
+        let ended = stats.finished().saturating_sub(before.finished());
+        let failed = stats.failed.saturating_sub(before.failed);
+        #[allow(clippy::cast_precision_loss)] // ratios of counts
+        let ratio = if ended == 0 {
+            0.0
+        } else {
+            failed as f64 / ended as f64
+        };
+        let minutes = when.duration_since(at).as_secs_f64() / 60.0;
+        #[allow(clippy::cast_precision_loss)]
+        let per_minute = if minutes > 0.0 {
+            ended as f64 / minutes
+        } else {
+            0.0
+        };
+        (ratio, per_minute)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for ExecutionRateCheck {
+    async fn check(&self) -> Result<(), String> {
+        self.probe().await.result
+    }
+
+    async fn probe(&self) -> Probe {
+        let (ratio, per_minute) = self.sample();
+        metrics::gauge!("kailash_health_workflow_runs_per_minute").set(per_minute);
+        Probe::at_most("workflow failure rate", ratio, self.threshold)
+    }
+}

@@ -1,0 +1,135 @@
+//! The background health checks: an external API going down, readiness
+//! from stored state, the runner stopping with the gateway.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::time::Duration;
+
+use kailash::Gateway;
+use kailash::health::{HealthCheck, from_fn};
+use kailash::health_checks::ExternalApiCheck;
+use support::{get, start_gateway};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A local HTTP/1.1 server answering `status`, checking the exact request
+/// line and `Host` header of every request it gets.
+async fn upstream(status: Arc<AtomicU16>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let status = status.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&head).to_lowercase();
+                let code = if text.starts_with("get /status?key=s3cret http/1.1\r\n")
+                    && text.contains(&format!("\r\nhost: {addr}\r\n"))
+                {
+                    status.load(Ordering::SeqCst)
+                } else {
+                    400
+                };
+                let answer = format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n");
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn the_external_api_check_follows_a_server_that_fails_then_goes_down() {
+    let status = Arc::new(AtomicU16::new(200));
+    let (addr, server) = upstream(status.clone()).await;
+    let url = format!("http://{addr}/status?key=s3cret");
+    let check = ExternalApiCheck::new(&url, Duration::from_secs(5)).unwrap();
+    assert_eq!(check.check().await, Ok(()));
+
+    status.store(503, Ordering::SeqCst);
+    assert_eq!(check.check().await, Err("status 503".to_owned()));
+
+    server.abort();
+    let _ = server.await;
+    let error = check.check().await.unwrap_err();
+    assert!(error.starts_with("connect: "), "{error}");
+    assert!(!error.contains("s3cret") && !format!("{check:?}").contains("s3cret"));
+}
+
+#[tokio::test]
+async fn a_silent_external_api_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts (the kernel's backlog) and never answers.
+    let check =
+        ExternalApiCheck::new(&format!("http://{addr}/"), Duration::from_millis(200)).unwrap();
+    assert_eq!(
+        check.check().await,
+        Err("timed out after 200 ms".to_owned())
+    );
+    drop(listener);
+}
+
+/// Readiness answers from the stored state: probes run no check, an
+/// optional check failing leaves the instance ready (`degraded`), and the
+/// runner stops with the gateway.
+#[tokio::test]
+async fn readiness_comes_from_the_background_state_and_stops_with_the_gateway() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let gateway = Gateway::builder()
+        .required_check(
+            "database",
+            from_fn(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            }),
+        )
+        .optional_check(
+            "payments_api",
+            from_fn(|| async { Err("status 503".to_owned()) }),
+        )
+        .build()
+        .unwrap();
+    let runner = gateway.health().unwrap().clone();
+    let gw = start_gateway(gateway).await;
+    runner.wait_for_round(1).await;
+
+    for _ in 0..20 {
+        let ready = get(gw.addr, "/health/ready").await;
+        assert_eq!(ready.status, 200);
+        let report = ready.json();
+        assert_eq!(report["status"], "degraded");
+        let names: Vec<&str> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["database", "payments_api", "state", "pubsub"]);
+        let api = &report["checks"][1];
+        assert_eq!(api["status"], "fail");
+        assert_eq!(api["error"], "status 503");
+        assert_eq!(api["consecutive_failures"], 1);
+    }
+    // One round (the default interval is 30 s): twenty probes ran nothing.
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    gw.stop().await;
+    assert!(!runner.start(), "stopped with the gateway");
+}

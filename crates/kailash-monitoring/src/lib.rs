@@ -3,6 +3,7 @@
 #![warn(clippy::unwrap_used)]
 #![doc = include_str!("../README.md")]
 
+pub mod alert;
 pub mod health;
 #[cfg(feature = "axum")]
 pub mod http;

@@ -93,6 +93,12 @@ pub trait HealthCheck: Send + Sync + 'static {
     async fn probe(&self) -> Probe {
         Probe::from(self.check().await)
     }
+
+    /// Whether [`probe`](Self::probe) reports a value (then the value is a
+    /// signal under the check's own name, for alert rules). Default `false`.
+    fn measures(&self) -> bool {
+        false
+    }
 }
 
 /// `error` cut to [`MAX_ERROR_CHARS`] characters.
@@ -346,6 +352,15 @@ impl HealthRegistry {
                     Duration::ZERO,
                 ))
             })
+            .collect()
+    }
+
+    /// The names of the checks that measure a value ([`HealthCheck::measures`]).
+    pub fn measuring(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.check.measures())
+            .map(|c| &*c.name)
             .collect()
     }
 

@@ -109,6 +109,10 @@ impl HealthCheck for MemoryCheck {
             Err(error) => Probe::from(Err(error)),
         }
     }
+
+    fn measures(&self) -> bool {
+        true
+    }
 }
 
 /// Disk usage of the file system holding a directory (the data
@@ -154,6 +158,10 @@ impl HealthCheck for DiskCheck {
             Ok(fraction) => Probe::at_most("disk usage", fraction, self.threshold),
             Err(error) => Probe::from(Err(error)),
         }
+    }
+
+    fn measures(&self) -> bool {
+        true
     }
 }
 

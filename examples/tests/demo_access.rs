@@ -5,6 +5,9 @@
 #[path = "../../crates/kailash/tests/support/mod.rs"]
 mod support;
 
+#[path = "demo_access/health.rs"]
+mod health;
+
 use std::path::{Path, PathBuf};
 
 use kailash::GatewayBuilder;

@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// The health checks' settings are invalid.
     #[error("health checks: {0}")]
     Health(String),
+    /// Alerting could not be set up (a rule, a channel, a secret).
+    #[error("alerting: {0}")]
+    Alerting(String),
     /// The realtime endpoints could not be set up.
     #[error("realtime: {0}")]
     Realtime(String),

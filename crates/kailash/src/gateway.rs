@@ -30,7 +30,12 @@ pub struct Gateway {
     realtime: Option<kailash_realtime::Hub>,
     runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     health: Option<kailash_monitoring::health::HealthRunner>,
+    alerting: Option<kailash_monitoring::alert::Alerting>,
 }
+
+/// The longest the gateway waits, after draining, for queued alert
+/// notifications to be delivered.
+const ALERTS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The longest the gateway waits, after draining, for cancelled runs to
 /// write their records.
@@ -71,6 +76,7 @@ impl Gateway {
             realtime,
             runtime: None,
             health: None,
+            alerting: None,
         }
     }
 
@@ -87,6 +93,22 @@ impl Gateway {
     pub(crate) fn with_health(mut self, health: kailash_monitoring::health::HealthRunner) -> Self {
         self.health = Some(health);
         self
+    }
+
+    /// The same gateway, evaluating `alerting`'s rules while it serves.
+    pub(crate) fn with_alerting(
+        mut self,
+        alerting: Option<kailash_monitoring::alert::Alerting>,
+    ) -> Self {
+        self.alerting = alerting;
+        self
+    }
+
+    /// The alert evaluator, when rules were configured: its rules' phases
+    /// ([`Alerting::states`](kailash_monitoring::alert::Alerting::states))
+    /// and whether this instance holds the evaluation lease.
+    pub fn alerting(&self) -> Option<&kailash_monitoring::alert::Alerting> {
+        self.alerting.as_ref()
     }
 
     /// The background health checks behind `/health/ready`: their stored
@@ -164,6 +186,9 @@ impl Gateway {
         if let Some(health) = &self.health {
             health.start();
         }
+        if let Some(alerting) = &self.alerting {
+            alerting.start();
+        }
 
         // Realtime connections are long-lived: closed (1001 going away) as
         // soon as the shutdown starts, so they never hold the grace period.
@@ -190,6 +215,13 @@ impl Gateway {
         // No more checks once the listener is closed.
         if let Some(health) = &self.health {
             health.stop();
+        }
+        // The lease is given up so another instance evaluates at once;
+        // notifications already queued get a few seconds to go out.
+        if let Some(alerting) = &self.alerting {
+            alerting
+                .shutdown(ALERTS_GRACE.min(self.settings.shutdown_grace))
+                .await;
         }
 
         // Runs in flight end here: recorded `abandoned` (with the reason)

@@ -246,4 +246,8 @@ impl HealthCheck for ExecutionRateCheck {
         metrics::gauge!("kailash_health_workflow_runs_per_minute").set(per_minute);
         Probe::at_most("workflow failure rate", ratio, self.threshold)
     }
+
+    fn measures(&self) -> bool {
+        true
+    }
 }

@@ -5,6 +5,7 @@
 
 mod access_config;
 mod access_directory;
+mod alerting;
 mod backends;
 mod builder;
 pub mod config;

@@ -254,6 +254,13 @@ fn compose_checked(
     // Within a runtime the first round starts now; otherwise at `serve` or
     // at the first readiness probe.
     health.start();
+    let alerting = crate::alerting::build(
+        std::mem::take(&mut builder.alerting),
+        &health,
+        &state,
+        builder.clock.clone(),
+        &builder.title,
+    )?;
 
     // Application routes: rate limits, authentication and tenancy apply here only.
     let mut routes = builder.routes;
@@ -433,5 +440,6 @@ fn compose_checked(
         hub,
     )
     .with_runtime(builder.runtime)
-    .with_health(health))
+    .with_health(health)
+    .with_alerting(alerting))
 }

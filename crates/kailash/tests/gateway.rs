@@ -2,6 +2,11 @@
 
 mod support;
 
+#[path = "gateway/alerting.rs"]
+mod alerting;
+#[path = "gateway/health.rs"]
+mod health;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! The reference deployment's health checks: the `[health]` section of
 //! `config/enterprise.toml` applied, the runtime's failure rate reported.
 
-#[path = "../../crates/kailash/tests/support/mod.rs"]
-mod support;
+use super::support;
 
 use std::path::PathBuf;
 

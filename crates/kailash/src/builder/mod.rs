@@ -73,6 +73,21 @@ pub struct GatewayBuilder {
     pub(crate) runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     /// Where the realtime hub goes once built, for the runtime's events.
     pub(crate) runtime_events: Option<Arc<std::sync::OnceLock<kailash_realtime::Hub>>>,
+    pub(crate) alerting: AlertingSetup,
+}
+
+/// What the builder collected for alerting.
+#[derive(Default)]
+pub(crate) struct AlertingSetup {
+    pub(crate) rules: Vec<kailash_monitoring::alert::AlertRule>,
+    pub(crate) routes: Vec<kailash_monitoring::alert::Route>,
+    pub(crate) policy: kailash_monitoring::alert::AlertPolicy,
+    pub(crate) source: Option<String>,
+    /// Application sources, with the signal names each reports.
+    pub(crate) sources: Vec<(
+        Vec<String>,
+        Arc<dyn kailash_monitoring::signal::SignalSource>,
+    )>,
 }
 
 impl Default for GatewayBuilder {
@@ -118,6 +133,7 @@ impl Default for GatewayBuilder {
             realtime: None,
             runtime: None,
             runtime_events: None,
+            alerting: AlertingSetup::default(),
         }
     }
 }
@@ -353,6 +369,49 @@ impl GatewayBuilder {
     /// `workflow_failure_rate` check fails (default 0.05).
     pub fn workflow_failure_threshold(mut self, ratio: f64) -> Self {
         self.workflow_failure_threshold = ratio;
+        self
+    }
+
+    /// Adds an alert rule (see [`kailash_monitoring::alert`]). Its signal
+    /// must be one the gateway reports — `<check>_health` for every health
+    /// check, the value of a measuring check under its name
+    /// (`memory_usage`, `disk_usage`, `workflow_failure_rate`) — or one
+    /// declared with [`alert_signals`](Self::alert_signals); the build
+    /// refuses a rule nobody could make fire.
+    pub fn alert_rule(mut self, rule: kailash_monitoring::alert::AlertRule) -> Self {
+        self.alerting.rules.push(rule);
+        self
+    }
+
+    /// Adds a notification channel for the alert rules.
+    pub fn alert_route(mut self, route: kailash_monitoring::alert::Route) -> Self {
+        self.alerting.routes.push(route);
+        self
+    }
+
+    /// How often rules are evaluated, repeats, retries and queue bounds.
+    pub fn alert_policy(mut self, policy: kailash_monitoring::alert::AlertPolicy) -> Self {
+        self.alerting.policy = policy;
+        self
+    }
+
+    /// The service notifications name (default: the [`title`](Self::title)).
+    pub fn alert_source(mut self, source: &str) -> Self {
+        self.alerting.source = Some(source.to_owned());
+        self
+    }
+
+    /// Adds an application's source of signals for alert rules, with the
+    /// names it reports.
+    pub fn alert_signals(
+        mut self,
+        names: &[&str],
+        source: impl kailash_monitoring::signal::SignalSource,
+    ) -> Self {
+        self.alerting.sources.push((
+            names.iter().map(|n| (*n).to_owned()).collect(),
+            Arc::new(source),
+        ));
         self
     }
 

@@ -34,12 +34,15 @@ impl GatewayConfig {
                     message: e.to_string().trim_end().to_owned(),
                 })?;
         let overrides = env::apply(&mut table, vars)?;
+        // A key set in the file is named with its line: `file:12`.
+        let located = |key: &str| match line_of_key(text, key) {
+            Some(line) => format!("{origin}:{line}"),
+            None => origin.to_owned(),
+        };
         let config: GatewayConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
-                let origin = overrides
-                    .origin_of(&key)
-                    .unwrap_or_else(|| origin.to_owned());
+                let origin = overrides.origin_of(&key).unwrap_or_else(|| located(&key));
                 ConfigError::Invalid {
                     origin,
                     key,
@@ -49,12 +52,54 @@ impl GatewayConfig {
         config
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
-                origin: overrides
-                    .origin_of(&key)
-                    .unwrap_or_else(|| origin.to_owned()),
+                origin: overrides.origin_of(&key).unwrap_or_else(|| located(&key)),
                 key: key.into_owned(),
                 message,
             })?;
         Ok(config)
     }
+}
+
+/// The line in `text` where `key` (`alerting.rules[2].condition`, as
+/// errors name keys) is set: the key's own line, else the closest
+/// enclosing table's. `None` when the text does not parse or never
+/// mentions the key's first part.
+pub(crate) fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut segments = Vec::new();
+    for part in key.split('.') {
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            segments.push((Some(name), None));
+        }
+        for index in rest.split('[') {
+            if let Ok(i) = index.trim_end_matches(']').parse::<usize>() {
+                segments.push((None, Some(i)));
+            }
+        }
+    }
+    let mut offset = None;
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut table = Some(root.get_ref());
+    for (name, index) in segments {
+        let next = match (name, index, table, value) {
+            (Some(name), _, Some(t), _) => t
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == name)
+                .map(|(k, v)| (k.span().start, v)),
+            (None, Some(i), _, Some(DeValue::Array(items))) => {
+                items.get(i).map(|v| (v.span().start, v))
+            }
+            _ => None,
+        };
+        let Some((start, v)) = next else { break };
+        offset = Some(start);
+        value = Some(v.get_ref());
+        table = match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => None,
+        };
+    }
+    offset.map(|o| text.get(..o).map_or(1, |t| t.matches('\n').count() + 1))
 }

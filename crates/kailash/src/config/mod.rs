@@ -36,8 +36,9 @@
 //! # Ok::<(), kailash::config::ConfigError>(())
 //! ```
 
+pub mod alerting;
 mod env;
-mod load;
+pub(crate) mod load;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -105,6 +106,8 @@ pub struct GatewayConfig {
     pub audit: AuditConfig,
     /// The background health checks behind `/health/ready`.
     pub health: HealthConfig,
+    /// Alert rules and notification channels.
+    pub alerting: alerting::AlertingConfig,
     /// Authentication; absent means the gateway authenticates nobody.
     pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).

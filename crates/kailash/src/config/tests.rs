@@ -24,7 +24,10 @@ fn unknown_keys_name_the_key_and_the_file() {
     let e = load("[gateway]\ncompresion = true\n", &[])
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("test.toml: key `gateway.compresion`"), "{e}");
+    assert!(
+        e.starts_with("test.toml:2: key `gateway.compresion`"),
+        "{e}"
+    );
     let e = load("[nope]\n", &[]).unwrap_err().to_string();
     assert!(e.contains("`nope`"), "{e}");
 }
@@ -284,4 +287,136 @@ fn the_health_section_loads_and_refuses_nonsense() {
         assert!(e.contains(&format!("key `{key}")), "{text}: {e}");
         assert!(e.contains(message), "{text}: {e}");
     }
+}
+
+#[test]
+fn the_alerting_section_loads_and_bad_rules_and_channels_name_their_line() {
+    let text = r#"
+[alerting]
+interval = "10s"
+
+[[alerting.rules]]
+name = "workflow_failures"
+condition = "workflow_failure_rate > 0.05"
+duration = "5m"
+severity = "critical"
+
+[[alerting.rules]]
+name = "state_down"
+condition = "state_health == false"
+severity = "warning"
+summary = "The state backend does not answer"
+
+[[alerting.channels]]
+name = "oncall"
+type = "pagerduty"
+severity_levels = ["critical"]
+routing_key_file = "/run/secrets/pd"
+
+[[alerting.channels]]
+name = "mail"
+type = "email"
+host = "smtp.example.com"
+username = "alerts"
+password_env = "SMTP_PASSWORD"
+from = "Alerts <alerts@example.com>"
+to = ["oncall@example.com"]
+"#;
+    let c = load(text, &[]).unwrap();
+    assert_eq!(c.alerting.rules.len(), 2);
+    assert_eq!(
+        c.alerting.rules[0].rule().unwrap().duration().as_secs(),
+        300
+    );
+    assert_eq!(
+        c.alerting.channels[0].kind,
+        alerting::ChannelType::Pagerduty
+    );
+    assert_eq!(
+        load("", &[]).unwrap().alerting,
+        alerting::AlertingConfig::default()
+    );
+
+    // Each refusal names the key and the line it is on.
+    for (from, to, key, line, message) in [
+        (
+            "workflow_failure_rate > 0.05",
+            "workflow_failure_rate >> 0.05",
+            "alerting.rules[0].condition",
+            7,
+            "column 24",
+        ),
+        (
+            "\"warning\"",
+            "\"urgent\"",
+            "alerting.rules[1].severity",
+            14,
+            "unknown variant",
+        ),
+        (
+            "name = \"state_down\"",
+            "name = \"workflow_failures\"",
+            "alerting.rules[1].name",
+            12,
+            "a second rule",
+        ),
+        (
+            "routing_key_file = \"/run/secrets/pd\"",
+            "webhook_url_env = \"X\"",
+            "alerting.channels[0].webhook_url_env",
+            21,
+            "not a setting of a `pagerduty`",
+        ),
+        (
+            "to = [\"oncall@example.com\"]",
+            "to = []",
+            "alerting.channels[1].to",
+            30,
+            "at least one recipient",
+        ),
+        (
+            "password_env = \"SMTP_PASSWORD\"",
+            "password_file = \"/a\"\npassword_env = \"B\"",
+            "alerting.channels[1].password_env",
+            29,
+            "not both",
+        ),
+        (
+            "interval = \"10s\"",
+            "interval = \"10s\"\nrepeat_interval = \"5s\"",
+            "alerting.repeat_interval",
+            4,
+            "not be shorter",
+        ),
+    ] {
+        let bad = text.replacen(from, to, 1);
+        let e = load(&bad, &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!("key `{key}`")), "{e}");
+        assert!(e.contains(message), "{e}");
+        assert!(
+            e.starts_with(&format!("test.toml:{line}: ")),
+            "wanted line {line}: {e}"
+        );
+    }
+    // A password is never sent in the clear.
+    let bad = text.replacen("host = ", "security = \"none\"\nhost = ", 1);
+    let e = load(&bad, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("alerting.channels[1].security") && e.contains("never sent without TLS"),
+        "{e}"
+    );
+}
+
+#[test]
+fn line_of_key_walks_tables_arrays_and_inline_values() {
+    let text =
+        "[server]\nlisten = \"127.0.0.1:1\"\n\n[[a.b]]\nx = 1\n\n[[a.b]]\nx = 2\ny = [1, 2]\n";
+    assert_eq!(load::line_of_key(text, "server.listen"), Some(2));
+    assert_eq!(load::line_of_key(text, "a.b[1].x"), Some(8));
+    assert_eq!(load::line_of_key(text, "a.b[1].y"), Some(9));
+    // A key not in the file: the closest enclosing part that is.
+    let enclosing = load::line_of_key(text, "a.b[0].missing").unwrap();
+    assert!((4..=5).contains(&enclosing), "{enclosing}");
+    assert_eq!(load::line_of_key(text, "nope"), None);
+    assert_eq!(load::line_of_key("not = [toml", "not"), None);
 }

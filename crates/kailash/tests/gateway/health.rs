@@ -1,7 +1,7 @@
 //! The background health checks: an external API going down, readiness
 //! from stored state, the runner stopping with the gateway.
 
-mod support;
+use super::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};

@@ -35,7 +35,7 @@ pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, guard, problem,
     public, rate_limit, schema, state,
 };
-pub use kailash_monitoring::{health, log, metrics, signal};
+pub use kailash_monitoring::{alert, health, log, metrics, signal};
 pub use kailash_realtime as realtime;
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;

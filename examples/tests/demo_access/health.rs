@@ -32,6 +32,7 @@ async fn the_reference_deployment_reports_its_checks_and_signals() {
         .expect("backends");
     let gateway = with_demo_routes(builder).unwrap().build().expect("gateway");
     let runner = gateway.health().expect("a health runner").clone();
+    let alerting = gateway.alerting().expect("the seed's rules").clone();
     let gw = start_gateway(gateway).await;
 
     let ready = get(gw.addr, "/health/ready").await;
@@ -64,6 +65,28 @@ async fn the_reference_deployment_reports_its_checks_and_signals() {
     assert!(
         matches!(signals.get("memory_usage"), Some(SignalValue::Number(v)) if (0.0..=1.0).contains(&v))
     );
+
+    // The seed's three alert rules are evaluated over those signals; a
+    // healthy deployment has none pending or firing, and the single
+    // instance holds the evaluation lease.
+    alerting.wait_for_round(1).await;
+    let states = alerting.states().await;
+    let names: Vec<&str> = states.iter().map(|s| s.rule.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "workflow_failure_rate_high",
+            "state_backend_down",
+            "memory_usage_high"
+        ]
+    );
+    assert!(
+        states
+            .iter()
+            .all(|s| s.phase == kailash::alert::Phase::Inactive || s.rule == "memory_usage_high"),
+        "{states:?}"
+    );
+    assert!(alerting.is_leader().await);
     gw.stop().await;
     std::fs::remove_dir_all(dir).ok();
 }

@@ -177,12 +177,21 @@ impl AccessControl {
     /// `kailash_access_decisions_total{permission, effect}` (effect `allow`,
     /// `deny`, or `deferred` while policies wait for the resource).
     pub fn decide(&self, req: &AccessRequest<'_>) -> Decision {
+        // A child span of the request's when traces are exported (DEBUG:
+        // free when only logs at INFO listen).
+        let span = tracing::debug_span!(
+            "access.decide",
+            permission = %req.permission,
+            effect = tracing::field::Empty
+        );
+        let _entered = span.enter();
         let decision = self.inner.policy.load().decide(req);
         let effect = match (decision.allowed, decision.pending.is_empty()) {
             (false, _) => "deny",
             (true, true) => "allow",
             (true, false) => "deferred",
         };
+        span.record("effect", effect);
         metrics::counter!(
             "kailash_access_decisions_total",
             "permission" => self.inner.labels.label(req.permission),

@@ -21,6 +21,7 @@ pub mod schema;
 pub mod spec;
 pub mod state;
 pub mod tenant;
+pub mod trace_context;
 
 pub use principal::{AttributeValue, Principal, PrincipalBuilder};
 pub use problem::Problem;

@@ -103,7 +103,15 @@ impl Connection {
             }
         };
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(self.op_timeout, attempt).await {
+        // A child span per round trip when traces are exported (DEBUG:
+        // free when only logs at INFO listen).
+        let span = tracing::debug_span!("redis", otel.kind = "client", db.system = "redis");
+        let result = match tokio::time::timeout(
+            self.op_timeout,
+            tracing::Instrument::instrument(attempt, span),
+        )
+        .await
+        {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(error::map(&e)),
             Err(_) => Err(error::timed_out()),

@@ -135,7 +135,7 @@ impl HttpsJwksSource {
             .map_err(|e| format!("HTTP: {e}"))?;
         let driver = tokio::spawn(conn);
         let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = Request::get(path)
+        let mut request = Request::get(path)
             .header(
                 header::HOST,
                 self.uri
@@ -145,6 +145,7 @@ impl HttpsJwksSource {
             .header(header::ACCEPT, "application/json, application/jwk-set+json")
             .body(Empty::<bytes::Bytes>::new())
             .map_err(|e| format!("request: {e}"))?;
+        kailash_core::trace_context::inject(request.headers_mut());
         let response = sender
             .send_request(request)
             .await

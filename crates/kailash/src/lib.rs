@@ -21,6 +21,8 @@ mod realtime_hooks;
 mod runtime_hooks;
 mod server;
 mod stack;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 mod tenant_gate;
 mod tls;
 mod trace;
@@ -33,7 +35,7 @@ pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, guard, problem,
-    public, rate_limit, schema, state,
+    public, rate_limit, schema, state, trace_context,
 };
 pub use kailash_monitoring::{alert, health, log, metrics, signal};
 pub use kailash_realtime as realtime;

@@ -382,14 +382,24 @@ fn compose_checked(
     // Route-level layers run after routing (metrics needs the route
     // template) and are applied in one `Router::layer` call: every call
     // adds a boxed service level that is cloned on each request.
-    let route_stack = ServiceBuilder::new()
-        .option_layer(metrics.clone().map(MetricsLayer::new))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::GATEWAY_TIMEOUT,
-            builder.request_timeout,
-        ))
-        .layer(RequestBodyLimitLayer::new(builder.max_body_bytes))
-        .layer(DefaultBodyLimit::disable());
+    // With telemetry: the request span takes the route template as its
+    // name, and error responses keep the trace id for the problem layer.
+    let traced = builder.tracing && kailash_core::trace_context::installed();
+    let route_stack =
+        ServiceBuilder::new()
+            .option_layer(traced.then(|| {
+                tower::util::MapRequestLayer::new(trace::record_route::<axum::body::Body>)
+            }))
+            .option_layer(metrics.clone().map(MetricsLayer::new))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::GATEWAY_TIMEOUT,
+                builder.request_timeout,
+            ))
+            .layer(RequestBodyLimitLayer::new(builder.max_body_bytes))
+            .layer(DefaultBodyLimit::disable())
+            .option_layer(
+                traced.then(|| MapResponseLayer::new(trace::keep_trace_id::<axum::body::Body>)),
+            );
     // `with_state` turns handlers into services once, not per request.
     let routes: Router = app.merge(ops).layer(route_stack).with_state(());
 

@@ -4,6 +4,10 @@
 
 mod support;
 
+#[cfg(feature = "otel")]
+#[path = "tracing_switch/telemetry.rs"]
+mod telemetry;
+
 use std::sync::Arc;
 
 use axum::Router;

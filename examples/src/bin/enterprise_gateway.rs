@@ -75,8 +75,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Logs go to stderr through a buffered writer thread: one `write` per
 /// 20 ms instead of one per request line (stderr is unbuffered). The guard
 /// writes what is left when `main` returns. Colours only on a terminal.
-fn init_logging() -> Option<kailash::log::LogWriterGuard> {
+/// With `telemetry`, spans are also exported (OpenTelemetry), with their
+/// own filter: the log level stays `RUST_LOG`'s.
+fn init_logging(telemetry: Option<&Telemetry>) -> Option<kailash::log::LogWriterGuard> {
     use std::io::IsTerminal;
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
@@ -89,19 +92,53 @@ fn init_logging() -> Option<kailash::log::LogWriterGuard> {
     match kailash::log::LogWriter::builder().spawn(std::io::stderr()) {
         Ok((writer, guard)) => {
             tracing_subscriber::registry()
-                .with(fmt.with_writer(move || writer.clone()))
-                .with(filter)
+                .with(fmt.with_writer(move || writer.clone()).with_filter(filter))
+                .with(telemetry.map(otel_layer))
                 .init();
             Some(guard)
         }
         Err(e) => {
             eprintln!("could not start the log writer thread ({e}); logging to stderr directly");
             tracing_subscriber::registry()
-                .with(fmt.with_writer(std::io::stderr))
-                .with(filter)
+                .with(fmt.with_writer(std::io::stderr).with_filter(filter))
+                .with(telemetry.map(otel_layer))
                 .init();
             None
         }
+    }
+}
+
+#[cfg(feature = "otel")]
+type Telemetry = kailash::telemetry::Telemetry;
+/// Without the `otel` feature there is nothing to export.
+#[cfg(not(feature = "otel"))]
+#[derive(Debug)]
+enum Telemetry {}
+
+#[cfg(feature = "otel")]
+fn otel_layer<S>(t: &Telemetry) -> kailash::telemetry::TelemetryLayer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    t.layer()
+}
+
+#[cfg(not(feature = "otel"))]
+fn otel_layer(t: &Telemetry) -> tracing_subscriber::layer::Identity {
+    match *t {}
+}
+
+/// Starts trace export when `[telemetry] endpoint` is set.
+fn start_telemetry(config: &GatewayConfig) -> Result<Option<Telemetry>, String> {
+    #[cfg(feature = "otel")]
+    {
+        Telemetry::from_config(&config.telemetry, &config.gateway.title).map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        // The config refuses an endpoint in a build without `otel`.
+        let _ = config;
+        Ok(None)
     }
 }
 
@@ -131,7 +168,9 @@ fn reload_on_sighup(
     Ok(())
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// The configuration file (or the built-in demo), with the environment's
+/// overrides and `--listen`; its text and origin for error locations.
+fn load_config(args: &Args) -> Result<(GatewayConfig, String, String), String> {
     let (text, origin) = match &args.config {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -148,6 +187,15 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    Ok((config, text, origin))
+}
+
+async fn run(
+    args: Args,
+    config: GatewayConfig,
+    text: String,
+    origin: String,
+) -> Result<(), String> {
     let data_dir = args
         .data_dir
         .or_else(|| std::env::var_os("KAILASH_DATA_DIR").map(PathBuf::from))
@@ -192,8 +240,28 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _log = init_logging();
-    match run(args).await {
+    let (config, text, origin) = match load_config(&args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match start_telemetry(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = init_logging(telemetry.as_ref());
+    let outcome = run(args, config, text, origin).await;
+    #[cfg(feature = "otel")]
+    if let Some(t) = telemetry {
+        // Spans still buffered go out before the process ends.
+        t.shutdown().await;
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

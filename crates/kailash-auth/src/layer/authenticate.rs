@@ -56,6 +56,13 @@ pub(super) async fn authenticate(
     config: &Config,
     token: &str,
 ) -> Result<Principal, AuthenticateError> {
+    // A child span of the request's when traces are exported (DEBUG: free
+    // when only logs at INFO listen).
+    let span = tracing::debug_span!("auth.authenticate");
+    tracing::Instrument::instrument(authenticate_inner(config, token), span).await
+}
+
+async fn authenticate_inner(config: &Config, token: &str) -> Result<Principal, AuthenticateError> {
     let principal = match config.cache.as_ref().and_then(|c| c.get(token)) {
         Some(p) => p,
         None => {

@@ -94,20 +94,26 @@ where
         if config.is_public(req.uri().path()) {
             return ResponseFuture::pass(self.inner.call(req));
         }
-        let pending = match credential(config, req.headers()) {
+        // A child span of the request's when traces are exported (DEBUG:
+        // free when only logs at INFO listen); it covers the checks, not
+        // the inner service.
+        let span = tracing::debug_span!("auth.authenticate");
+        let pending = span.in_scope(|| match credential(config, req.headers()) {
             Cred::Missing => Err(Failure::Missing),
             Cred::Invalid(r) => Err(Failure::BadRequest(r)),
             Cred::Token(token) => match config.cache.as_ref().and_then(|c| c.get(token)) {
                 Some(principal) => Ok(Pending::Known(principal)),
                 None => Ok(Pending::Verify(token.to_owned())),
             },
-        };
+        });
         // Fast path: answered in process, nothing to await, nothing boxed.
         let pending = match pending {
             Ok(Pending::Known(principal)) => {
                 let answer = config.session.as_ref().map(|s| {
-                    defer(config, &**s, &self.owner, &principal, req.extensions_mut())
-                        .or_else(|| s.check_now(&principal))
+                    span.in_scope(|| {
+                        defer(config, &**s, &self.owner, &principal, req.extensions_mut())
+                            .or_else(|| s.check_now(&principal))
+                    })
                 });
                 match answer {
                     None | Some(Some(Ok(()))) => {
@@ -135,7 +141,12 @@ where
         let fut: Deferred<ResBody, S::Error> = Box::pin(async move {
             let principal = match pending {
                 Pending::Known(p) => p,
-                Pending::Verify(token) => match config.verifier.verify(&token).await {
+                Pending::Verify(token) => match tracing::Instrument::instrument(
+                    config.verifier.verify(&token),
+                    span.clone(),
+                )
+                .await
+                {
                     Ok(claims) => {
                         let p = claims.to_principal();
                         if let Some(cache) = &config.cache {
@@ -156,7 +167,7 @@ where
                 );
                 let result = match deferred.or_else(|| session.check_now(&principal)) {
                     Some(r) => r,
-                    None => session.check(&principal).await,
+                    None => tracing::Instrument::instrument(session.check(&principal), span).await,
                 };
                 if let Err(e) = result {
                     return Failure::Session(e, principal).refuse(&config, &req).await;

@@ -16,6 +16,7 @@
 //! | `why` | reason |
 //! | `rid` | request id |
 //! | `ip` | client IP |
+//! | `tr` | trace id (when traces are exported) |
 //! | `h` | `SHA-256(previous h ‖ this line without its "h" member)`, base64url without padding — always the last member |
 //!
 //! "This line without its `h` member" is the exact bytes written, from `{`
@@ -69,7 +70,7 @@ pub const FORMAT: &str = "kailash/1";
 
 /// The legend written in every header.
 const KEYS: &str = "s=seq t=time(unix ms) a=action d=decision sev=severity(absent: info) \
-u=actor tn=tenant r=resource why=reason rid=request id ip=client ip \
+u=actor tn=tenant r=resource why=reason rid=request id ip=client ip tr=trace id \
 h=base64url(SHA-256(prev h || line without h))";
 
 /// The longest line the verifier reads (entries are bounded far below it).
@@ -153,6 +154,9 @@ pub(crate) fn encode_entry(
     }
     if let Some(ip) = &event.client_ip {
         let _ = write!(out, ",\"ip\":\"{ip}\"");
+    }
+    if let Some(trace) = &event.trace_id {
+        json_str(out, b",\"tr\":", trace);
     }
     finish(out, start, prev)
 }

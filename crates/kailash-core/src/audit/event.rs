@@ -96,6 +96,10 @@ pub struct AuditEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub client_ip: Option<IpAddr>,
+    /// The distributed trace the request belonged to (32 hex digits), when
+    /// the gateway exports traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl AuditEvent {
@@ -112,6 +116,7 @@ impl AuditEvent {
             reason: None,
             request_id: None,
             client_ip: None,
+            trace_id: None,
         }
     }
 
@@ -163,11 +168,13 @@ impl AuditEvent {
         self
     }
 
-    /// Copies the request id and client IP from a request context.
+    /// Copies the request id and client IP from a request context, and
+    /// the current trace id when traces are exported.
     #[must_use]
     pub fn context(mut self, ctx: &RequestContext) -> Self {
         self.request_id = Some(ctx.request_id().to_string());
         self.client_ip = Some(ctx.client_ip());
+        self.trace_id = crate::trace_context::current_trace_id();
         self
     }
 

@@ -36,7 +36,14 @@ where
             return Poll::Ready(Ok(response.map(ResponseBody::new)));
         }
         let (mut parts, _dropped) = response.into_parts();
-        let problem = Problem::from_status(parts.status).to_response::<ResBody>();
+        // Outside the request's span here: the trace id travels in the
+        // response's extensions (set inside the span by the gateway).
+        let trace = parts
+            .extensions
+            .get::<crate::trace_context::TraceId>()
+            .map(|t| t.0.clone())
+            .or_else(crate::trace_context::current_trace_id);
+        let problem = Problem::from_status(parts.status).to_response_traced::<ResBody>(trace);
         let (problem_parts, body) = problem.into_parts();
         // The new body is neither the old length nor in the old encoding.
         parts.headers.remove(http::header::CONTENT_LENGTH);

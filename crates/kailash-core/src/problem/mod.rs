@@ -265,15 +265,33 @@ impl Problem {
         })
     }
 
-    /// The JSON body.
+    /// The JSON body. When a tracing backend is installed and a span is
+    /// current, it carries the trace id (`trace_id`) so a client's report
+    /// leads to the trace.
     pub fn to_json(&self) -> Bytes {
+        self.to_json_traced(crate::trace_context::current_trace_id())
+    }
+
+    /// The JSON body with `trace_id` set to `trace` (unless the problem
+    /// has its own `trace_id` extension).
+    pub fn to_json_traced(&self, trace: Option<String>) -> Bytes {
+        let traced;
+        let extensions = match trace {
+            Some(id) if !self.extensions.contains_key("trace_id") => {
+                let mut e = self.extensions.clone();
+                e.insert("trace_id".to_owned(), serde_json::Value::String(id));
+                traced = e;
+                &traced
+            }
+            _ => &self.extensions,
+        };
         let wire = Wire {
             kind: self.type_uri(),
             title: &self.title,
             status: self.status.as_u16(),
             detail: self.detail.as_deref(),
             retry_after: self.retry_after_secs(),
-            extensions: &self.extensions,
+            extensions,
         };
         // Serialising a struct of strings and numbers cannot fail.
         Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
@@ -282,7 +300,12 @@ impl Problem {
     /// Renders the problem as a response whose body type wraps `B`, so a
     /// middleware can return it in place of its inner service's response.
     pub fn to_response<B>(&self) -> Response<ResponseBody<B>> {
-        let mut response = Response::new(ResponseBody::problem(self.to_json()));
+        self.to_response_traced(crate::trace_context::current_trace_id())
+    }
+
+    /// [`to_response`](Self::to_response) naming `trace` as the trace id.
+    pub fn to_response_traced<B>(&self, trace: Option<String>) -> Response<ResponseBody<B>> {
+        let mut response = Response::new(ResponseBody::problem(self.to_json_traced(trace)));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -136,12 +136,13 @@ impl Target {
             .map_err(|_| DeliveryError::Retry("HTTP handshake failed".to_owned()))?;
         let driver = tokio::spawn(conn);
         let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = Request::post(path)
+        let mut request = Request::post(path)
             .header(header::HOST, self.host_header.as_str())
             .header(header::USER_AGENT, "kailash-alerting")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| DeliveryError::Permanent("invalid request".to_owned()))?;
+        kailash_core::trace_context::inject(request.headers_mut());
         let result = sender
             .send_request(request)
             .await

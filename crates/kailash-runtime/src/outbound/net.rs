@@ -651,6 +651,8 @@ where
     for (name, value) in headers {
         request_headers.append(name.clone(), value.clone());
     }
+    // The run's trace continues at the called service (W3C traceparent).
+    kailash_core::trace_context::inject(request_headers);
     let body = match body {
         Some((bytes, content_type)) => {
             request_headers.insert(CONTENT_TYPE, content_type);

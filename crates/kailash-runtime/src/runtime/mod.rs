@@ -658,10 +658,11 @@ impl AccessControlledRuntime {
         // without a run.
         let inner = self.inner.clone();
         let principal = principal.clone();
-        let accept =
-            tokio::spawn(
-                async move { accept(&inner, &principal, ctx, compiled, request.inputs).await },
-            );
+        // The acceptance stays in the request's span (and trace).
+        let accept = tokio::spawn(tracing::Instrument::instrument(
+            async move { accept(&inner, &principal, ctx, compiled, request.inputs).await },
+            tracing::Span::current(),
+        ));
         match accept.await {
             Ok(result) => result,
             Err(_) => Err(RuntimeError::State(
@@ -755,77 +756,84 @@ fn spawn_run(
     }
     let count = Running(inner.clone());
     let inner = inner.clone();
-    tokio::spawn(async move {
-        let _count = count;
-        let tenant = ctx.tenant.id.clone();
-        let mut running = pending;
-        running.status = RunStatus::Running;
-        running.started_at = inner.runs.state.clock.now();
-        if let Err(error) = inner.runs.save(&running, &tenant).await {
-            tracing::warn!(%error, run = %ctx.run_id, "could not record a run as running");
-        }
-        // The nodes run in a task of their own: a node busy on the CPU
-        // never holds up the lease renewal below, and a node that
-        // panics ends the run `failed` here instead of losing it.
-        let executor = inner.executor.clone();
-        let (run_ctx, run_token) = (ctx.clone(), token.clone());
-        let nodes =
-            tokio::spawn(
-                async move { executor.run(&run_ctx, &compiled, inputs, &run_token).await },
-            );
-        let aborter = nodes.abort_handle();
-        let keep = keep_alive(&inner, &tenant, &slots, &ctx.run_id, &token);
-        let progressed = record_progress(&inner, &tenant, running.clone(), &progress);
-        // `biased`: the run's own end wins over a progress write.
-        let mut record = tokio::select! {
-            biased;
-            joined = nodes => match joined {
-                Ok(record) => record,
-                Err(e) => {
-                    let mut failed = running;
-                    failed.status = RunStatus::Failed;
-                    failed.reason = Some(if e.is_panic() {
-                        "a node panicked".to_owned()
-                    } else {
-                        "the run's task was aborted".to_owned()
-                    });
-                    failed.finished_at = Some(inner.runs.state.clock.now());
-                    failed
-                }
-            },
-            never = keep => match never {},
-            never = progressed => match never {},
-        };
-        drop(aborter);
-        if record.status == RunStatus::Cancelled && inner.shutting_down.load(Ordering::Acquire) {
-            record.status = RunStatus::Abandoned;
-            record.reason = Some("the instance shut down before the run ended".to_owned());
-        }
-        // Counted before the outcome is visible: a reader that saw the run
-        // end finds it in `stats()`.
-        count_end(&inner, record.status);
-        let mut saved = inner.runs.save(&record, &tenant).await;
-        if saved.is_err() {
-            // One retry: a final status is worth the wait.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            saved = inner.runs.save(&record, &tenant).await;
-        }
-        if let Err(error) = saved {
-            // The lease lapses and readers see `abandoned`.
-            tracing::error!(%error, run = %ctx.run_id, "could not record a run's outcome");
-        }
-        inner.runs.end_lease(&tenant, &ctx.run_id).await;
-        inner.runs.release(&slots, &ctx.run_id).await;
-        if let Ok(mut local) = inner.local.lock() {
-            local.remove(&ctx.run_id);
-        }
-        let outcome = outcome_event(&record, &ctx.principal);
-        if let Some(sink) = &inner.audit
-            && let Err(error) = offer(Some(sink), outcome).settle().await
-        {
-            tracing::error!(%error, run = %ctx.run_id, "could not audit a run's outcome");
-        }
-    });
+    // The run is a child of the request that started it, when traces are
+    // exported (DEBUG: free when only logs at INFO listen).
+    let span = tracing::debug_span!("workflow.run", run_id = %ctx.run_id);
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let _count = count;
+            let tenant = ctx.tenant.id.clone();
+            let mut running = pending;
+            running.status = RunStatus::Running;
+            running.started_at = inner.runs.state.clock.now();
+            if let Err(error) = inner.runs.save(&running, &tenant).await {
+                tracing::warn!(%error, run = %ctx.run_id, "could not record a run as running");
+            }
+            // The nodes run in a task of their own: a node busy on the CPU
+            // never holds up the lease renewal below, and a node that
+            // panics ends the run `failed` here instead of losing it.
+            let executor = inner.executor.clone();
+            let (run_ctx, run_token) = (ctx.clone(), token.clone());
+            let nodes =
+                tokio::spawn(
+                    async move { executor.run(&run_ctx, &compiled, inputs, &run_token).await },
+                );
+            let aborter = nodes.abort_handle();
+            let keep = keep_alive(&inner, &tenant, &slots, &ctx.run_id, &token);
+            let progressed = record_progress(&inner, &tenant, running.clone(), &progress);
+            // `biased`: the run's own end wins over a progress write.
+            let mut record = tokio::select! {
+                biased;
+                joined = nodes => match joined {
+                    Ok(record) => record,
+                    Err(e) => {
+                        let mut failed = running;
+                        failed.status = RunStatus::Failed;
+                        failed.reason = Some(if e.is_panic() {
+                            "a node panicked".to_owned()
+                        } else {
+                            "the run's task was aborted".to_owned()
+                        });
+                        failed.finished_at = Some(inner.runs.state.clock.now());
+                        failed
+                    }
+                },
+                never = keep => match never {},
+                never = progressed => match never {},
+            };
+            drop(aborter);
+            if record.status == RunStatus::Cancelled && inner.shutting_down.load(Ordering::Acquire)
+            {
+                record.status = RunStatus::Abandoned;
+                record.reason = Some("the instance shut down before the run ended".to_owned());
+            }
+            // Counted before the outcome is visible: a reader that saw the run
+            // end finds it in `stats()`.
+            count_end(&inner, record.status);
+            let mut saved = inner.runs.save(&record, &tenant).await;
+            if saved.is_err() {
+                // One retry: a final status is worth the wait.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                saved = inner.runs.save(&record, &tenant).await;
+            }
+            if let Err(error) = saved {
+                // The lease lapses and readers see `abandoned`.
+                tracing::error!(%error, run = %ctx.run_id, "could not record a run's outcome");
+            }
+            inner.runs.end_lease(&tenant, &ctx.run_id).await;
+            inner.runs.release(&slots, &ctx.run_id).await;
+            if let Ok(mut local) = inner.local.lock() {
+                local.remove(&ctx.run_id);
+            }
+            let outcome = outcome_event(&record, &ctx.principal);
+            if let Some(sink) = &inner.audit
+                && let Err(error) = offer(Some(sink), outcome).settle().await
+            {
+                tracing::error!(%error, run = %ctx.run_id, "could not audit a run's outcome");
+            }
+        },
+        span,
+    ));
 }
 
 impl AccessControlledRuntime {

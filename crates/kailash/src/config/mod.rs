@@ -50,7 +50,8 @@ use serde::{Deserialize, Serialize};
 
 pub use sections::{
     AuditConfig, CorsConfig, ExternalApiConfig, FsyncMode, GatewaySection, HealthConfig,
-    MAX_EXTERNAL_APIS, RateLimitConfig, ServerConfig, StateConfig, TenancySection, TlsConfig,
+    MAX_EXTERNAL_APIS, RateLimitConfig, ServerConfig, StateConfig, TelemetryConfig, TenancySection,
+    TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
@@ -108,6 +109,8 @@ pub struct GatewayConfig {
     pub health: HealthConfig,
     /// Alert rules and notification channels.
     pub alerting: alerting::AlertingConfig,
+    /// OpenTelemetry trace export.
+    pub telemetry: TelemetryConfig,
     /// Authentication; absent means the gateway authenticates nobody.
     pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).

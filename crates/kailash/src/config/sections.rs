@@ -392,3 +392,86 @@ impl std::fmt::Debug for ExternalApiConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// `[telemetry]`: OpenTelemetry trace export (the `otel` feature).
+/// `gateway.tracing` switches the request span itself; this section says
+/// where spans go. Without `endpoint`, nothing is exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP URL (`http://otel-collector:4318`;
+    /// `/v1/traces` is added unless present).
+    pub endpoint: Option<String>,
+    /// `service.name` (default: `gateway.title`).
+    pub service_name: Option<String>,
+    /// More resource attributes (`deployment.environment = "prod"`).
+    pub resource_attributes: std::collections::BTreeMap<String, String>,
+    /// The share of new traces kept (0 to 1; a request arriving with a
+    /// sampled parent is always kept). Default 1.
+    pub sampling_ratio: f64,
+    /// Bound on one export. Default `10s`.
+    pub timeout: ConfigDuration,
+    /// An environment variable holding export headers as
+    /// `key=value,key2=value2` (a vendor's API key), read at start.
+    pub headers_env: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: None,
+            resource_attributes: std::collections::BTreeMap::new(),
+            sampling_ratio: 1.0,
+            timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+            headers_env: None,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Checks values that parse but make no sense; `(key, message)`.
+    pub(crate) fn validate(&self) -> Result<(), (String, String)> {
+        let e = |k: &str, m: &str| Err((format!("telemetry.{k}"), m.to_owned()));
+        if let Some(endpoint) = &self.endpoint {
+            if cfg!(not(feature = "otel")) {
+                return e(
+                    "endpoint",
+                    "this build exports no traces: enable the `otel` feature of kailash",
+                );
+            }
+            let ok = endpoint.len() <= 2048
+                && endpoint.parse::<http::Uri>().is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                });
+            if !ok {
+                return e("endpoint", "must be an absolute http(s) URL");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            return e("sampling_ratio", "must be between 0 and 1");
+        }
+        if self.timeout.0.is_zero() || self.timeout.0.as_secs() > 60 {
+            return e("timeout", "must be positive and at most 60s");
+        }
+        if self
+            .service_name
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.len() > 128)
+        {
+            return e("service_name", "must be 1 to 128 characters");
+        }
+        if self.resource_attributes.len() > 64 {
+            return e("resource_attributes", "at most 64 attributes");
+        }
+        for (k, v) in &self.resource_attributes {
+            if k.is_empty() || k.len() > 128 || v.len() > 1024 {
+                return e(
+                    "resource_attributes",
+                    "keys are 1 to 128 characters and values at most 1024",
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -121,6 +121,9 @@ impl GatewayConfig {
         self.alerting
             .validate()
             .map_err(|(key, message)| (Cow::Owned(key), message))?;
+        self.telemetry
+            .validate()
+            .map_err(|(key, message)| (Cow::Owned(key), message))?;
         if self.gateway.request_timeout.0.is_zero() {
             return Err(("gateway.request_timeout".into(), "must be positive".into()));
         }

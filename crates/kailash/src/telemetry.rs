@@ -1,0 +1,378 @@
+//! OpenTelemetry traces (feature `otel`): every request a span with the
+//! HTTP semantic conventions, its children for authentication, access
+//! decisions, state-backend round trips and workflow runs, exported over
+//! OTLP/HTTP (protobuf) through the gateway's own hyper client — no tonic,
+//! no reqwest.
+//!
+//! W3C `traceparent`/`tracestate` of an incoming request become the
+//! request span's parent; outgoing calls (JWKS fetches, alert webhooks,
+//! workflow `http_request` nodes) carry the current context; problem+json
+//! bodies and audit events name the trace id (`trace_id`).
+//!
+//! The `tracing` subscriber is the application's: [`Telemetry::layer`] is
+//! one more layer on it. Install telemetry **before** building the gateway
+//! (the request span takes its OpenTelemetry fields only when telemetry is
+//! installed, so a gateway without it pays nothing).
+//!
+//! ```no_run
+//! use kailash::config::GatewayConfig;
+//! use kailash::telemetry::Telemetry;
+//! use tracing_subscriber::prelude::*;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = GatewayConfig::load("gateway.toml")?;
+//! let telemetry = Telemetry::from_config(&config.telemetry, &config.gateway.title)?;
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(telemetry.as_ref().map(Telemetry::layer))
+//!     .init();
+//! // … build and run the gateway, then:
+//! if let Some(t) = telemetry {
+//!     t.shutdown().await;
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::{KeyValue, global};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpClient, HttpError};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use rustls::pki_types::ServerName;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{Filtered, Targets};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::TelemetryConfig;
+
+/// The longest answer body read from the collector.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry: {0}")]
+pub struct TelemetryError(String);
+
+/// Exported traces: the tracer provider, its `tracing` layer, and the
+/// hooks that put trace ids into problem bodies and audit events.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+/// The `tracing` layer [`Telemetry::layer`] returns: spans and events at
+/// INFO and above from everywhere, and kailash's DEBUG child spans.
+pub type TelemetryLayer<S> = Filtered<
+    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+    Targets,
+    S,
+>;
+
+impl Telemetry {
+    /// Starts exporting when `config.endpoint` is set (`None` otherwise):
+    /// the batch span processor, the sampler (`sampling_ratio` of new
+    /// traces; a request that comes with a sampled parent is always kept),
+    /// the W3C trace-context propagator, and the hooks of
+    /// [`kailash_core::trace_context`]. Call within a tokio runtime.
+    pub fn from_config(
+        config: &TelemetryConfig,
+        default_service: &str,
+    ) -> Result<Option<Self>, TelemetryError> {
+        let Some(endpoint) = &config.endpoint else {
+            return Ok(None);
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| TelemetryError("must start within a tokio runtime".into()))?;
+        let url = traces_url(endpoint);
+        let client = Client::new(&url, config.timeout.0, handle).map_err(TelemetryError)?;
+        let mut headers = std::collections::HashMap::new();
+        if let Some(var) = &config.headers_env {
+            let text = std::env::var(var)
+                .map_err(|_| TelemetryError(format!("environment variable {var} is not set")))?;
+            for pair in text.split(',').filter(|p| !p.trim().is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    TelemetryError(format!(
+                        "{var}: expected key=value pairs separated by commas"
+                    ))
+                })?;
+                headers.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(client)
+            .with_endpoint(url)
+            .with_timeout(config.timeout.0)
+            .with_headers(headers)
+            .build()
+            .map_err(|e| TelemetryError(e.to_string()))?;
+        let service = config
+            .service_name
+            .clone()
+            .unwrap_or_else(|| default_service.to_owned());
+        let resource = Resource::builder_empty()
+            .with_service_name(service)
+            .with_attributes(
+                config
+                    .resource_attributes
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+            )
+            .with_attributes([
+                KeyValue::new("telemetry.sdk.name", "opentelemetry"),
+                KeyValue::new("telemetry.sdk.language", "rust"),
+            ])
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                config.sampling_ratio,
+            ))))
+            .with_resource(resource)
+            .build();
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        kailash_core::trace_context::install(Hooks);
+        Ok(Some(Self { provider }))
+    }
+
+    /// The `tracing` layer exporting spans to OpenTelemetry. Its own filter
+    /// enables kailash's DEBUG child spans (`auth.authenticate`,
+    /// `access.decide`, `redis`, `workflow.run`) for export only, so the
+    /// application's log level does not change.
+    pub fn layer<S>(&self) -> TelemetryLayer<S>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer as _;
+        let tracer = self.provider.tracer("kailash");
+        let filter = Targets::new()
+            .with_default(tracing::Level::INFO)
+            .with_target("kailash_auth", tracing::Level::DEBUG)
+            .with_target("kailash_access", tracing::Level::DEBUG)
+            .with_target("kailash_redis", tracing::Level::DEBUG)
+            .with_target("kailash_runtime", tracing::Level::DEBUG);
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            // The OpenTelemetry span starts when it ends (or when its
+            // context is asked for), not when first entered: the request
+            // span is renamed after its route once routing matched.
+            .with_context_activation(false)
+            .with_location(false)
+            .with_filter(filter)
+    }
+
+    /// Sends what is buffered now.
+    pub fn force_flush(&self) -> Result<(), TelemetryError> {
+        self.provider
+            .force_flush()
+            .map_err(|e| TelemetryError(e.to_string()))
+    }
+
+    /// Flushes and stops the exporter (off the async worker threads: the
+    /// batch processor blocks while it sends).
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(error)) = done {
+            tracing::warn!(%error, "telemetry did not shut down cleanly");
+        }
+    }
+}
+
+/// `endpoint` with `/v1/traces` (the OTLP/HTTP traces path) unless it has it.
+fn traces_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    }
+}
+
+/// The hooks that give kailash's crates the current trace.
+struct Hooks;
+
+impl kailash_core::trace_context::TraceHooks for Hooks {
+    fn current_trace_id(&self) -> Option<String> {
+        let cx = Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| sc.trace_id().to_string())
+    }
+
+    fn inject(&self, headers: &mut http::HeaderMap) {
+        let cx = Span::current().context();
+        if cx.span().span_context().is_valid() {
+            TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+        }
+    }
+}
+
+/// Makes `span` a child of the W3C trace context in `headers`, if any.
+pub(crate) fn set_parent(span: &Span, headers: &http::HeaderMap) {
+    if !headers.contains_key("traceparent") {
+        return;
+    }
+    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The OTLP exporter's HTTP client: one HTTP/1.1 connection per export
+/// (a batch every few seconds), `http://` or `https://` with rustls on
+/// aws-lc-rs and the system's roots. The batch processor runs its exports
+/// on a thread of its own; the request runs on the gateway's tokio runtime.
+#[derive(Clone)]
+struct Client {
+    host: String,
+    host_header: String,
+    port: u16,
+    tls: Option<tokio_rustls::TlsConnector>,
+    timeout: Duration,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    fn new(url: &str, timeout: Duration, handle: tokio::runtime::Handle) -> Result<Self, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| "endpoint: not an absolute http(s) URL".to_owned())?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err("endpoint: not an absolute http(s) URL".to_owned()),
+        };
+        let host = uri
+            .host()
+            .ok_or("endpoint: no host")?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host_header = match uri.port_u16() {
+            Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
+            None => uri.host().unwrap_or_default().to_owned(),
+        };
+        let tls = if https {
+            let native = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err("no system root certificates found".to_owned());
+            }
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        } else {
+            None
+        };
+        Ok(Self {
+            host,
+            host_header,
+            port,
+            tls,
+            timeout,
+            handle,
+        })
+    }
+
+    async fn send(self, request: Request<Bytes>) -> Result<Response<Bytes>, String> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        match &self.tls {
+            Some(connector) => {
+                let name = ServerName::try_from(self.host.clone())
+                    .map_err(|_| "invalid host name".to_owned())?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {}", e.kind()))?;
+                Self::exchange(tls, request, &self.host_header).await
+            }
+            None => Self::exchange(tcp, request, &self.host_header).await,
+        }
+    }
+
+    async fn exchange<S>(
+        io: S,
+        request: Request<Bytes>,
+        host: &str,
+    ) -> Result<Response<Bytes>, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|_| "HTTP handshake failed".to_owned())?;
+        let driver = tokio::spawn(conn);
+        let (mut parts, body) = request.into_parts();
+        // The connection is made to the URI's host: send origin-form.
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|_| "invalid path".to_owned())?;
+        parts.headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(host).map_err(|_| "invalid host".to_owned())?,
+        );
+        let response = sender
+            .send_request(Request::from_parts(parts, Full::new(body)))
+            .await
+            .map_err(|_| "no HTTP response".to_owned())?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        driver.abort();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for Client {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let timeout = self.timeout;
+        let this = self.clone();
+        // The batch processor's thread has no tokio reactor: the exchange
+        // runs on the runtime the telemetry was started in.
+        let task = self
+            .handle
+            .spawn(async move { tokio::time::timeout(timeout, this.send(request)).await });
+        match task.await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(error))) => Err(error.into()),
+            Ok(Err(_)) => Err(format!("no answer within {} ms", timeout.as_millis()).into()),
+            Err(_) => Err("the export task was cancelled".into()),
+        }
+    }
+}

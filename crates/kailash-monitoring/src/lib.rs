@@ -9,6 +9,8 @@ pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod signal;
 
 pub use health::{HealthCheck, HealthRegistry, HealthReport};

@@ -17,17 +17,14 @@
 //! # });
 //! ```
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{Request, Uri, header};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use http::Uri;
 use kailash_monitoring::health::{HealthCheck, Probe};
+use kailash_monitoring::outbound::Target;
 use kailash_runtime::runtime::{AccessControlledRuntime, RunStats};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The names of the checks the gateway registers itself: `state` (the
 /// state backend — memory or Redis — answers a ping), `pubsub` (its
@@ -44,130 +41,36 @@ pub const BUILTIN_CHECKS: [&str; 6] = [
 
 /// An external API answering a `GET` with a 2xx status within a timeout.
 /// Plain `http://` or `https://` (rustls with aws-lc-rs, the system's
-/// roots). The URL never appears in the check's errors (it may carry a
-/// key in its query).
-#[derive(Clone)]
+/// roots; [`kailash_monitoring::outbound`]). The URL never appears in the
+/// check's errors (it may carry a key in its query).
+#[derive(Debug, Clone)]
 pub struct ExternalApiCheck {
-    uri: Uri,
-    host: String,
-    port: u16,
-    tls: Option<tokio_rustls::TlsConnector>,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for ExternalApiCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExternalApiCheck")
-            .field("host", &self.host)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    target: Target,
 }
 
 impl ExternalApiCheck {
     /// A check of `url` (`http://` or `https://`), each request bounded by
     /// `timeout` (connect, handshake, response head).
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let (uri, https, host, port) = Self::parse(url)?;
-        let tls = if https {
-            let native = rustls_native_certs::load_native_certs();
-            let mut roots = rustls::RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                return Err("no system root certificates found".to_owned());
-            }
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-        } else {
-            None
-        };
         Ok(Self {
-            uri,
-            host,
-            port,
-            tls,
-            timeout,
+            target: Target::new(url, timeout)?,
         })
     }
 
     /// Checks `url` is an absolute `http://` or `https://` URL with a host;
     /// its parts (URI, whether HTTPS, host, port).
     pub fn parse(url: &str) -> Result<(Uri, bool, String, u16), String> {
-        const BAD: &str = "not an absolute http(s) URL with a host";
-        let uri: Uri = url.parse().map_err(|_| BAD.to_owned())?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(BAD.to_owned()),
-        };
-        let host = uri.host().ok_or(BAD)?.trim_matches(['[', ']']).to_owned();
-        if host.is_empty() {
-            return Err(BAD.to_owned());
-        }
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        Ok((uri, https, host, port))
-    }
-
-    async fn get(&self) -> Result<u16, String> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("connect: {}", e.kind()))?;
-        match &self.tls {
-            Some(connector) => {
-                let name = ServerName::try_from(self.host.clone())
-                    .map_err(|_| "invalid host name".to_owned())?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {}", e.kind()))?;
-                self.request(tls).await
-            }
-            None => self.request(tcp).await,
-        }
-    }
-
-    async fn request<S>(&self, io: S) -> Result<u16, String>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|_| "HTTP handshake failed".to_owned())?;
-        let driver = tokio::spawn(conn);
-        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = self
-            .uri
-            .authority()
-            .map_or(self.host.as_str(), |a| a.as_str());
-        let request = Request::get(path)
-            .header(header::HOST, authority)
-            .header(header::USER_AGENT, "kailash-health")
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|_| "invalid request".to_owned())?;
-        let result = sender
-            .send_request(request)
-            .await
-            .map(|r| r.status().as_u16())
-            .map_err(|_| "no HTTP response".to_owned());
-        // The body is not read: the status says enough.
-        driver.abort();
-        result
+        kailash_monitoring::outbound::parse(url)
     }
 }
 
 #[async_trait]
 impl HealthCheck for ExternalApiCheck {
     async fn check(&self) -> Result<(), String> {
-        match tokio::time::timeout(self.timeout, self.get()).await {
-            Err(_) => Err(format!("timed out after {} ms", self.timeout.as_millis())),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(status)) if (200..300).contains(&status) => Ok(()),
-            Ok(Ok(status)) => Err(format!("status {status}")),
+        match self.target.get_status("kailash-health").await {
+            Err(e) => Err(e.message),
+            Ok(status) if (200..300).contains(&status) => Ok(()),
+            Ok(status) => Err(format!("status {status}")),
         }
     }
 }

@@ -33,13 +33,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::Bytes;
-use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http::{Request, Response};
+use kailash_monitoring::outbound::Target;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
@@ -48,16 +44,12 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use rustls::pki_types::ServerName;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{Filtered, Targets};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::TelemetryConfig;
-
-/// The longest answer body read from the collector.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +87,11 @@ impl Telemetry {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| TelemetryError("must start within a tokio runtime".into()))?;
         let url = traces_url(endpoint);
-        let client = Client::new(&url, config.timeout.0, handle).map_err(TelemetryError)?;
+        let client = Client {
+            target: Target::new(&url, config.timeout.0)
+                .map_err(|e| TelemetryError(format!("endpoint: {e}")))?,
+            handle,
+        };
         let mut headers = std::collections::HashMap::new();
         if let Some(var) = &config.headers_env {
             let text = std::env::var(var)
@@ -232,146 +228,27 @@ pub(crate) fn set_parent(span: &Span, headers: &http::HeaderMap) {
     }
 }
 
-/// The OTLP exporter's HTTP client: one HTTP/1.1 connection per export
-/// (a batch every few seconds), `http://` or `https://` with rustls on
-/// aws-lc-rs and the system's roots. The batch processor runs its exports
-/// on a thread of its own; the request runs on the gateway's tokio runtime.
-#[derive(Clone)]
+/// The OTLP exporter's HTTP client: [`kailash_monitoring::outbound`] (one
+/// HTTP/1.1 connection per export, a batch every few seconds; rustls with
+/// the system's roots). The batch processor runs its exports on a thread of
+/// its own, without a tokio reactor: the request runs on the runtime the
+/// telemetry was started in.
+#[derive(Debug, Clone)]
 struct Client {
-    host: String,
-    host_header: String,
-    port: u16,
-    tls: Option<tokio_rustls::TlsConnector>,
-    timeout: Duration,
+    target: Target,
     handle: tokio::runtime::Handle,
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("host", &self.host)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Client {
-    fn new(url: &str, timeout: Duration, handle: tokio::runtime::Handle) -> Result<Self, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| "endpoint: not an absolute http(s) URL".to_owned())?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err("endpoint: not an absolute http(s) URL".to_owned()),
-        };
-        let host = uri
-            .host()
-            .ok_or("endpoint: no host")?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let host_header = match uri.port_u16() {
-            Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
-            None => uri.host().unwrap_or_default().to_owned(),
-        };
-        let tls = if https {
-            let native = rustls_native_certs::load_native_certs();
-            let mut roots = rustls::RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                return Err("no system root certificates found".to_owned());
-            }
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-        } else {
-            None
-        };
-        Ok(Self {
-            host,
-            host_header,
-            port,
-            tls,
-            timeout,
-            handle,
-        })
-    }
-
-    async fn send(self, request: Request<Bytes>) -> Result<Response<Bytes>, String> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| format!("connect: {}", e.kind()))?;
-        match &self.tls {
-            Some(connector) => {
-                let name = ServerName::try_from(self.host.clone())
-                    .map_err(|_| "invalid host name".to_owned())?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS: {}", e.kind()))?;
-                Self::exchange(tls, request, &self.host_header).await
-            }
-            None => Self::exchange(tcp, request, &self.host_header).await,
-        }
-    }
-
-    async fn exchange<S>(
-        io: S,
-        request: Request<Bytes>,
-        host: &str,
-    ) -> Result<Response<Bytes>, String>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|_| "HTTP handshake failed".to_owned())?;
-        let driver = tokio::spawn(conn);
-        let (mut parts, body) = request.into_parts();
-        // The connection is made to the URI's host: send origin-form.
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|_| "invalid path".to_owned())?;
-        parts.headers.insert(
-            http::header::HOST,
-            http::HeaderValue::from_str(host).map_err(|_| "invalid host".to_owned())?,
-        );
-        let response = sender
-            .send_request(Request::from_parts(parts, Full::new(body)))
-            .await
-            .map_err(|_| "no HTTP response".to_owned())?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        driver.abort();
-        Ok(Response::from_parts(parts, body))
-    }
 }
 
 #[async_trait::async_trait]
 impl HttpClient for Client {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let timeout = self.timeout;
-        let this = self.clone();
-        // The batch processor's thread has no tokio reactor: the exchange
-        // runs on the runtime the telemetry was started in.
+        let target = self.target.clone();
         let task = self
             .handle
-            .spawn(async move { tokio::time::timeout(timeout, this.send(request)).await });
+            .spawn(async move { target.send(request, true).await });
         match task.await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(error))) => Err(error.into()),
-            Ok(Err(_)) => Err(format!("no answer within {} ms", timeout.as_millis()).into()),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(error.message.into()),
             Err(_) => Err("the export task was cancelled".into()),
         }
     }

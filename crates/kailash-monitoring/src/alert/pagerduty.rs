@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::channel::{Channel, DeliveryError};
-use super::http::Target;
+use super::http::post_json;
 use super::rule::{AlertStatus, Notification, Severity};
+use crate::outbound::Target;
 
 /// PagerDuty's Events API v2 endpoint.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -117,7 +118,7 @@ impl Channel for PagerDutyChannel {
         for n in group {
             let body = serde_json::to_vec(&self.event(n))
                 .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            self.target.post_json(body).await?;
+            post_json(&self.target, body).await?;
         }
         Ok(())
     }

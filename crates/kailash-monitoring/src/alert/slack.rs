@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::channel::{Channel, DeliveryError};
-use super::http::Target;
+use super::http::post_json;
 use super::rule::{AlertStatus, Notification};
+use crate::outbound::Target;
 
 /// The most alerts listed in one Slack message (the rest are counted).
 pub const MAX_SLACK_ALERTS: usize = 20;
@@ -121,6 +122,6 @@ impl Channel for SlackChannel {
     async fn deliver(&self, group: &[Notification]) -> Result<(), DeliveryError> {
         let body = serde_json::to_vec(&Self::payload(group))
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        self.target.post_json(body).await
+        post_json(&self.target, body).await
     }
 }

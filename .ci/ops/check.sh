@@ -20,7 +20,10 @@
 #      a rate-limit refusal), once with its state backend pointing at a
 #      closed port (state-backend errors and latency, the state check down)
 #      — and every metric the dashboard and rules name must be in the
-#      scrapes of /metrics, or in metrics-allowlist.txt with a reason.
+#      scrapes of /metrics, or in metrics-allowlist.txt with a reason; every
+#      label value they match on must be in the scrapes or, for events the
+#      run cannot cause (status="5xx", outcome="failed"), a string literal
+#      of the crates (a typo would make a rule silently never fire).
 #
 # Installs Debian's prometheus and prometheus-alertmanager (for promtool and
 # amtool) when they are missing: as root, or through `sudo -n`; their
@@ -251,7 +254,7 @@ grep -q '^kailash_health_check_up{check="state"} 0' "$work/state-down.prom" ||
   fail "with Redis down, kailash_health_check_up{check=\"state\"} is not 0 (KailashStateBackendDown would not fire)"
 
 python3 "$here/check_ops.py" names --allow "$here/metrics-allowlist.txt" \
-  --rules "$prom/alerts.yml" --rules "$prom/recording.yml" --dashboard "$dash" \
+  --rules "$prom/alerts.yml" --rules "$prom/recording.yml" --dashboard "$dash" --source "$root" \
   "$work/exercised.prom" "$work/state-down.prom" ||
   fail "metrics named by the operations files are missing from the gateway's /metrics"
 

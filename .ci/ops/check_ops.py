@@ -12,10 +12,13 @@ make: used by .ci/ops/check.sh. Standard library only.
   check_ops.py dashboard-one DASHBOARD.json DIR
       the same, one rules file per expr (DIR/NNN.yml) with its panel's
       title in a comment: to name the expression that does not parse
-  check_ops.py names --allow LIST --rules R.yml [--rules R2.yml] --dashboard D.json SCRAPE...
+  check_ops.py names --allow LIST --rules R.yml [--rules R2.yml] --dashboard D.json
+                     [--source ROOT] SCRAPE...
       every metric the rules and the dashboard name appears in one of the
-      scrapes (or in the allowlist, with its reason); the health-check
-      names the rules match on are real checks
+      scrapes (or in the allowlist, with its reason); every label value
+      they match on (outcome="failed", status="5xx", ...) is in a scrape or,
+      for events the run cannot cause, a string literal of ROOT's crates;
+      the health-check names the rules match on are real checks
 
 The YAML read here is the shipped files' own simple layout (rules with
 `- alert:`/`- record:` and `expr:` inline or as a `|` block; tests with
@@ -242,8 +245,9 @@ def metric_names(expr):
 
 
 def scrape(path):
-    """(sample names, {family: type}, {check label values}) of an exposition."""
-    samples, types, checks = set(), {}, set()
+    """(sample names, {family: type}, {check label values}, {(name, label,
+    value)}) of an exposition."""
+    samples, types, checks, pairs = set(), {}, set(), set()
     for line in open(path, encoding="utf-8"):
         line = line.strip()
         m = re.match(r"# TYPE (\S+) (\S+)", line)
@@ -255,11 +259,13 @@ def scrape(path):
         m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s", line)
         if m:
             samples.add(m.group(1))
+            for lm in re.finditer(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""):
+                pairs.add((m.group(1), lm.group(1), lm.group(2)))
             if m.group(1) == "kailash_health_check_up":
                 c = re.search(r'check="([^"]*)"', m.group(2) or "")
                 if c:
                     checks.add(c.group(1))
-    return samples, types, checks
+    return samples, types, checks, pairs
 
 
 def family(name):
@@ -269,6 +275,33 @@ def family(name):
     return name
 
 
+def matchers(expr):
+    """[(metric, label, op, value)] of the expression's label matchers
+    whose value is a literal or an alternation of literals (one entry per
+    alternative); `job`, `instance`, `le` and `route` are the deployment's,
+    not the gateway's."""
+    out = []
+    for m in re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}", expr):
+        for lm in re.finditer(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', m.group(2)):
+            label, op, value = lm.groups()
+            if label in ("job", "instance", "le", "route"):
+                continue
+            values = value.split("|") if "~" in op else [value]
+            if all(re.fullmatch(r"\w+", v) for v in values):
+                out.extend((m.group(1), label, op, v) for v in values)
+    return out
+
+
+def source_literals(root):
+    """Every short string literal in the crates' sources."""
+    import pathlib
+
+    found = set()
+    for path in pathlib.Path(root).glob("crates/*/src/**/*.rs"):
+        found.update(re.findall(r'"(\w{1,40})"', path.read_text(encoding="utf-8", errors="replace")))
+    return found
+
+
 def names(args):
     import argparse
 
@@ -276,6 +309,7 @@ def names(args):
     ap.add_argument("--allow", required=True)
     ap.add_argument("--rules", action="append", default=[])
     ap.add_argument("--dashboard", required=True)
+    ap.add_argument("--source", help="the repository root: label values not in the scrapes must be literals in its crates")
     ap.add_argument("scrapes", nargs="+")
     opts = ap.parse_args(args)
     allow_path, rule_files, dash_path, scrapes = opts.allow, opts.rules, opts.dashboard, opts.scrapes
@@ -288,6 +322,7 @@ def names(args):
             allow[body.strip()] = reason.strip()
 
     used = {}  # name -> where
+    used_matchers = {}  # (metric, label, op, value) -> where
     recorded = set()
     check_values = set()
     for path in rule_files:
@@ -296,18 +331,23 @@ def names(args):
                 recorded.add(rname)
             for n in metric_names(expr):
                 used.setdefault(n, f"{path}: {kind} {rname}")
+            for mt in matchers(expr):
+                used_matchers.setdefault(mt, f"{path}: {kind} {rname}")
             if "kailash_health_check_" in expr:
                 for v in re.findall(r'check=~?"([^"]*)"', expr):
                     check_values.update(x for x in v.split("|") if re.fullmatch(r"\w+", x))
     for label, raw, expr in dashboard_exprs(dash_path):
         for n in metric_names(expr):
             used.setdefault(n, f"{dash_path}: {label}")
+        for mt in matchers(expr):
+            used_matchers.setdefault(mt, f"{dash_path}: {label}")
 
-    samples, checks = set(), set()
+    samples, checks, pairs = set(), set(), set()
     for s in scrapes:
-        a, _, c = scrape(s)
+        a, _, c, p = scrape(s)
         samples |= a
         checks |= c
+        pairs |= p
     if not samples:
         fail("the scrapes hold no samples")
     for n in sorted(used):
@@ -324,6 +364,23 @@ def names(args):
             print(f"check_ops: note: allowlisted {n} is in the scrape now; remove it from {allow_path}")
         if n not in {family(u) for u in used}:
             fail(f"{allow_path}: {n} is not used by the dashboard or the rules; remove it")
+    # Label values: a typo (outcome="fail") would make a rule never fire.
+    # Each value must be in a scrape, or (events the run cannot cause:
+    # status="5xx", outcome="failed") a string literal of the crates.
+    literals = source_literals(opts.source) if opts.source else set()
+    from_source = []
+    for (metric, label, op, value), where in sorted(used_matchers.items()):
+        if metric in NOT_EXPORTED or metric in recorded or ":" in metric or label == "check":
+            continue
+        if (metric, label, value) in pairs:
+            continue
+        if value in literals:
+            from_source.append(f'{metric}{{{label}="{value}"}}')
+            continue
+        fail(f'label value {metric}{{{label}{op}"{value}"}} (used by {where}) is neither in the scrape'
+             + (" nor a string literal of the crates" if opts.source else " (no --source given)"))
+    if from_source:
+        print(f"check_ops: label values not in the scrape but in the crates' sources: {', '.join(from_source)}")
     for v in sorted(check_values & BUILTIN_CHECKS):
         if v not in checks:
             fail(f"health check {v!r} (matched by the rules) is not among the scrape's checks {sorted(checks)}")

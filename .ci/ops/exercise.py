@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 
+sys.dont_write_bytecode = True  # no __pycache__ left in .ci/api-fuzz
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "api-fuzz"))
 from login import totp  # noqa: E402  (the fuzz harness's RFC 6238 helper)
 

@@ -354,13 +354,15 @@ fn compose_checked(
             hub.stats_handle(),
         )));
     }
-    let mut ops = Router::new();
-    if builder.health {
-        ops = ops.merge(kailash_monitoring::http::health_routes_with(health.clone()));
-    }
-    if let Some(registry) = &metrics {
-        ops = ops.merge(kailash_monitoring::http::metrics_route(registry.clone()));
-    }
+    // Health and metrics: on this listener, or on the operations listener
+    // (`ops_access`), behind the operations token when one is set.
+    let operational = crate::ops_access::routes(
+        std::mem::take(&mut builder.ops),
+        builder.health.then(|| health.clone()),
+        metrics.clone(),
+        &builder.server,
+    )?;
+    let mut ops = operational.main;
     // The realtime endpoints authenticate themselves (a WebSocket closes
     // with 4001 rather than answering 401), outside the application stack.
     if let Some(hub) = &hub {
@@ -371,8 +373,7 @@ fn compose_checked(
             &builder.title,
             &builder.version,
             builder.description.as_deref(),
-            builder.health,
-            metrics.is_some(),
+            operational.docs,
             std::mem::take(&mut builder.openapi),
             layers,
         )?;
@@ -451,5 +452,6 @@ fn compose_checked(
     )
     .with_runtime(builder.runtime)
     .with_health(health)
-    .with_alerting(alerting))
+    .with_alerting(alerting)
+    .with_ops(operational.listener))
 }

@@ -82,7 +82,7 @@ impl GatewayBuilder {
                 .map_err(|e| GatewayError::Health(format!("{}: {e}", api.name)))?;
             b = b.optional_check(&api.name, check);
         }
-        b = b.apply_alerting(&config.alerting)?;
+        b = b.apply_alerting(&config.alerting)?.apply_ops(config)?;
         if let Some(d) = &g.description {
             b = b.description(d);
         }

@@ -111,12 +111,7 @@ async fn live() -> axum::Json<Liveness> {
     ),
 ))]
 async fn ready(State(runner): State<HealthRunner>) -> Response {
-    if runner.rounds() == 0 {
-        runner.start();
-        let bound = runner.registry().check_timeout() + std::time::Duration::from_secs(1);
-        let _ = tokio::time::timeout(bound, runner.wait_for_round(1)).await;
-    }
-    let report = runner.report();
+    let report = readiness(&runner).await;
     let status = if report.is_ready() {
         StatusCode::OK
     } else {
@@ -126,6 +121,20 @@ async fn ready(State(runner): State<HealthRunner>) -> Response {
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// The report `GET /health/ready` answers with, for routes that present
+/// it their own way (a status-only body, details behind a token): starts
+/// `runner` if it is not running yet and, on a fresh instance only, waits
+/// for its first round (bounded by the check timeout); after that it only
+/// reads the stored state.
+pub async fn readiness(runner: &HealthRunner) -> crate::health::HealthReport {
+    if runner.rounds() == 0 {
+        runner.start();
+        let bound = runner.registry().check_timeout() + std::time::Duration::from_secs(1);
+        let _ = tokio::time::timeout(bound, runner.wait_for_round(1)).await;
+    }
+    runner.report()
 }
 
 /// `GET /metrics`: the Prometheus text exposition (format 0.0.4).

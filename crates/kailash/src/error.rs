@@ -52,6 +52,10 @@ pub enum GatewayError {
     /// The realtime endpoints could not be set up.
     #[error("realtime: {0}")]
     Realtime(String),
+    /// The operational routes' access could not be set up (the operations
+    /// listener's address, the operations token).
+    #[error("operations access: {0}")]
+    Ops(String),
     /// The workflow runtime could not be set up.
     #[error("workflow runtime: {0}")]
     Runtime(String),

@@ -31,6 +31,7 @@ pub struct Gateway {
     runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     health: Option<kailash_monitoring::health::HealthRunner>,
     alerting: Option<kailash_monitoring::alert::Alerting>,
+    ops: Option<crate::ops_access::OpsListener>,
 }
 
 /// The longest the gateway waits, after draining, for queued alert
@@ -77,7 +78,27 @@ impl Gateway {
             runtime: None,
             health: None,
             alerting: None,
+            ops: None,
         }
+    }
+
+    /// The same gateway, with an operations listener (`ops_access`).
+    pub(crate) fn with_ops(mut self, ops: Option<crate::ops_access::OpsListener>) -> Self {
+        self.ops = ops;
+        self
+    }
+
+    /// The address of the operations listener
+    /// ([`GatewayBuilder::ops_listen`]), when one is configured.
+    pub fn ops_listen_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(|ops| ops.settings.listen)
+    }
+
+    /// The operations listener's routes as an axum `Router`, when one is
+    /// configured (like [`router`](Self::router), without the server-level
+    /// limits).
+    pub fn ops_router(&self) -> Option<Router> {
+        self.ops.as_ref().map(crate::ops_access::router)
     }
 
     /// The same gateway, ending `runtime`'s runs at shutdown.
@@ -172,10 +193,42 @@ impl Gateway {
 
     /// Serves on `listener` until `shutdown` completes; then stops accepting,
     /// lets in-flight requests finish (up to the grace period), and flushes
-    /// the audit trail.
+    /// the audit trail. With an operations listener configured, binds its
+    /// address too and serves it until the same shutdown.
     pub async fn serve(
         self,
         listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), GatewayError> {
+        let ops = match &self.ops {
+            Some(ops) => Some(crate::ops_access::bind(ops).await?),
+            None => None,
+        };
+        self.serve_listeners(listener, ops, shutdown).await
+    }
+
+    /// [`serve`](Self::serve) with the operations listener already bound
+    /// (`ops_listener`, instead of the configured address). Refused when no
+    /// operations listener is configured ([`GatewayBuilder::ops_listen`]).
+    pub async fn serve_with_ops(
+        self,
+        listener: TcpListener,
+        ops_listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), GatewayError> {
+        if self.ops.is_none() {
+            return Err(GatewayError::Ops(
+                "no operations listener is configured (ops_listen)".into(),
+            ));
+        }
+        self.serve_listeners(listener, Some(ops_listener), shutdown)
+            .await
+    }
+
+    async fn serve_listeners(
+        self,
+        listener: TcpListener,
+        ops_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), GatewayError> {
         let addr = listener.local_addr().unwrap_or(self.settings.listen);
@@ -194,6 +247,8 @@ impl Gateway {
         // soon as the shutdown starts, so they never hold the grace period.
         let hub = self.realtime.clone();
         let runtime = self.runtime.clone();
+        // The operations listener stops accepting with the main one.
+        let (shutdown, ops_shutdown) = crate::ops_access::fork_shutdown(shutdown);
         let shutdown = async move {
             shutdown.await;
             if let Some(hub) = hub {
@@ -204,14 +259,15 @@ impl Gateway {
                 runtime.begin_shutdown();
             }
         };
-        server::serve(
+        let main = server::serve(
             listener,
             self.handler.clone(),
             &self.settings,
             self.tls.clone(),
             shutdown,
-        )
-        .await;
+        );
+        let ops = crate::ops_access::serve(self.ops.as_ref().zip(ops_listener), ops_shutdown);
+        tokio::join!(main, ops);
         // No more checks once the listener is closed.
         if let Some(health) = &self.health {
             health.stop();

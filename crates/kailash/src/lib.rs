@@ -17,6 +17,7 @@ mod gateway;
 pub mod health_checks;
 pub mod jwks;
 mod ops;
+pub mod ops_access;
 mod realtime_hooks;
 mod runtime_hooks;
 mod server;

@@ -38,14 +38,14 @@ async fn openapi_json(State(body): State<Bytes>) -> impl IntoResponse {
 struct DocsApi;
 
 /// The OpenAPI 3.1 document of the built-in routes, merged with the
-/// routes' own (`parts`), completed with the statuses of the gateway's
+/// operational routes' (`operational`: what this listener serves of health
+/// and metrics) and the routes' own (`parts`), completed with the statuses of the gateway's
 /// layers.
 pub(crate) fn openapi_document(
     title: &str,
     version: &str,
     description: Option<&str>,
-    health: bool,
-    metrics: bool,
+    operational: Vec<utoipa::openapi::OpenApi>,
     parts: Vec<utoipa::openapi::OpenApi>,
     layers: crate::contract::Layers,
 ) -> Result<utoipa::openapi::OpenApi, crate::GatewayError> {
@@ -57,12 +57,7 @@ pub(crate) fn openapi_document(
         .description(description)
         .build();
     let mut parts = parts;
-    if health {
-        parts.push(kailash_monitoring::http::health_openapi());
-    }
-    if metrics {
-        parts.push(kailash_monitoring::http::metrics_openapi());
-    }
+    parts.extend(operational);
     for part in parts {
         crate::contract::merge(&mut doc, part).map_err(crate::GatewayError::OpenApi)?;
     }

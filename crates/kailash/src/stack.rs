@@ -251,6 +251,9 @@ fn compose_checked(
     }
     let health = kailash_monitoring::health::HealthRunner::new(health, builder.health_policy)
         .map_err(|e| GatewayError::Health(e.to_string()))?;
+    // The recorder is installed before the first round, so the checks'
+    // gauges of that round are kept.
+    let metrics = builder.metrics.then(MetricsRegistry::global);
     // Within a runtime the first round starts now; otherwise at `serve` or
     // at the first readiness probe.
     health.start();
@@ -348,19 +351,20 @@ fn compose_checked(
     }
 
     // Operational routes.
-    let metrics = builder.metrics.then(MetricsRegistry::global);
     if let (Some(registry), Some(hub)) = (&metrics, &hub) {
         registry.register(Arc::new(crate::realtime_hooks::RealtimeMetrics(
             hub.stats_handle(),
         )));
     }
-    let mut ops = Router::new();
-    if builder.health {
-        ops = ops.merge(kailash_monitoring::http::health_routes_with(health.clone()));
-    }
-    if let Some(registry) = &metrics {
-        ops = ops.merge(kailash_monitoring::http::metrics_route(registry.clone()));
-    }
+    // Health and metrics: on this listener, or on the operations listener
+    // (`ops_access`), behind the operations token when one is set.
+    let operational = crate::ops_access::routes(
+        std::mem::take(&mut builder.ops),
+        builder.health.then(|| health.clone()),
+        metrics.clone(),
+        &builder.server,
+    )?;
+    let mut ops = operational.main;
     // The realtime endpoints authenticate themselves (a WebSocket closes
     // with 4001 rather than answering 401), outside the application stack.
     if let Some(hub) = &hub {
@@ -371,8 +375,7 @@ fn compose_checked(
             &builder.title,
             &builder.version,
             builder.description.as_deref(),
-            builder.health,
-            metrics.is_some(),
+            operational.docs,
             std::mem::take(&mut builder.openapi),
             layers,
         )?;
@@ -451,5 +454,6 @@ fn compose_checked(
     )
     .with_runtime(builder.runtime)
     .with_health(health)
-    .with_alerting(alerting))
+    .with_alerting(alerting)
+    .with_ops(operational.listener))
 }

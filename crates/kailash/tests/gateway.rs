@@ -6,6 +6,8 @@ mod support;
 mod alerting;
 #[path = "gateway/health.rs"]
 mod health;
+#[path = "gateway/ops.rs"]
+mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;

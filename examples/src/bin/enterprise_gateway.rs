@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use kailash::GatewayBuilder;
 use kailash::config::GatewayConfig;
-use kailash_examples::demo;
+use kailash_examples::{business, demo};
 
 const DEMO_CONFIG: &str = include_str!("../../config/enterprise.toml");
 const USAGE: &str =
@@ -215,6 +215,14 @@ async fn run(
     // The demo's protected routes need roles and tenants to check against.
     let builder = if config.access.is_some() && !config.tenants.is_empty() {
         demo::with_demo_routes(builder).map_err(|e| e.to_string())?
+    } else {
+        builder
+    };
+    // Completed workflow runs count for their user's department, and
+    // record their SLA compliance.
+    let builder = if config.runtime.is_some() {
+        business::with_business_metrics(builder, &config, business::RUN_SLA)
+            .map_err(|e| e.to_string())?
     } else {
         builder
     };

@@ -176,6 +176,41 @@ pub const METRICS: &[Metric] = &[
         Histogram,
         &["workflow"],
         "Business: min(1, SLA limit / execution time) per run.",
+    ),    m(
+        "kailash_health_check_up",
+        Gauge,
+        &["check"],
+        "A health check's state after its thresholds: 1 passing, 0 failing.",
+    ),
+    m(
+        "kailash_health_check_value",
+        Gauge,
+        &["check"],
+        "The last value a measuring health check read (a fraction, a ratio).",
+    ),
+    m(
+        "kailash_health_workflow_runs_per_minute",
+        Gauge,
+        &[],
+        "Workflow runs ended per minute over the last health interval.",
+    ),
+    m(
+        "kailash_alert_firing",
+        Gauge,
+        &["rule"],
+        "1 while an alert rule fires (on the evaluating instance).",
+    ),
+    m(
+        "kailash_alert_leader",
+        Gauge,
+        &[],
+        "1 on the instance that evaluates the alert rules (holds the lease).",
+    ),
+    m(
+        "kailash_alert_notifications_total",
+        Counter,
+        &["channel", "outcome"],
+        "Alert deliveries by channel and outcome: sent, retried, failed, dropped.",
     ),
 ];
 
@@ -254,6 +289,11 @@ pub const SCRAPED: &[Metric] = &[
         Counter,
         &[],
         "Errors of the realtime event bus.",
+    ),    m(
+        "realtime_closes_total",
+        Counter,
+        &["reason"],
+        "Connections the server closed, by reason.",
     ),
 ];
 

@@ -82,7 +82,7 @@ impl GatewayBuilder {
                 .map_err(|e| GatewayError::Health(format!("{}: {e}", api.name)))?;
             b = b.optional_check(&api.name, check);
         }
-        b = b.apply_alerting(&config.alerting)?;
+        b = b.apply_alerting(&config.alerting)?.apply_ops(config)?;
         if let Some(d) = &g.description {
             b = b.description(d);
         }
@@ -158,7 +158,7 @@ impl GatewayBuilder {
             );
         }
         if let (Some(runtime), Some(access)) = (&config.runtime, builder.access.clone()) {
-            let (events, hub) =
+            let (events, hub, observers) =
                 crate::runtime_hooks::RunEventsToRealtime::spawn(runtime.session_isolation);
             let integrations = kailash_runtime::outbound::Integrations::build(&config.integrations)
                 .map_err(|e| GatewayError::Runtime(e.to_string()))?;
@@ -178,6 +178,7 @@ impl GatewayBuilder {
             .map_err(|e| GatewayError::Runtime(e.to_string()))?;
             builder = builder.runtime(built);
             builder.runtime_events = Some(hub);
+            builder.run_observers = Some(observers);
         }
         if let Some(section) = &config.auth {
             let service =

@@ -74,6 +74,9 @@ pub struct GatewayBuilder {
     /// Where the realtime hub goes once built, for the runtime's events.
     pub(crate) runtime_events: Option<Arc<std::sync::OnceLock<kailash_realtime::Hub>>>,
     pub(crate) alerting: AlertingSetup,
+    pub(crate) ops: crate::ops_access::OpsSettings,
+    /// Where [`observe_runs`](Self::observe_runs) adds run observers.
+    pub(crate) run_observers: Option<crate::runtime_hooks::RunObservers>,
 }
 
 /// What the builder collected for alerting.
@@ -134,6 +137,8 @@ impl Default for GatewayBuilder {
             runtime: None,
             runtime_events: None,
             alerting: AlertingSetup::default(),
+            ops: crate::ops_access::OpsSettings::default(),
+            run_observers: None,
         }
     }
 }

@@ -67,6 +67,12 @@ pub struct ServerConfig {
     pub incoming_request_id: IncomingRequestId,
     /// TLS; absent means plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// A second, plain-HTTP listener serving only `/health/live`,
+    /// `/health/ready` (the detailed report) and `/metrics`, for the
+    /// platform's probes and scrapers (bind it to a private interface).
+    /// When set, the main listener no longer serves `/metrics` and its
+    /// `/health/ready` answers only `{"status": …}`. Default none.
+    pub ops_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +91,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             incoming_request_id: IncomingRequestId::default(),
             tls: None,
+            ops_listen: None,
         }
     }
 }
@@ -126,6 +133,12 @@ pub struct GatewaySection {
     pub health: bool,
     /// `GET /openapi.json` and `GET /docs`. Default on.
     pub docs: bool,
+    /// The environment variable holding the operations token: when set (or
+    /// `ops_token_file`), `/metrics` and the detailed `/health/ready` need
+    /// `Authorization: Bearer <token>` (at least 16 bytes; read at start).
+    pub ops_token_env: Option<String>,
+    /// The file holding the operations token (exclusive with `ops_token_env`).
+    pub ops_token_file: Option<PathBuf>,
 }
 
 impl Default for GatewaySection {
@@ -141,6 +154,8 @@ impl Default for GatewaySection {
             metrics: true,
             health: true,
             docs: true,
+            ops_token_env: None,
+            ops_token_file: None,
         }
     }
 }

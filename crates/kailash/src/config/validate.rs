@@ -341,6 +341,7 @@ impl GatewayConfig {
                 .validate()
                 .map_err(|e| (format!("runtime.{}", e.field).into(), e.reason.clone()))?;
         }
+        crate::ops_access::validate(self)?;
         if self.state.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err((
                 "state.redis_url".into(),

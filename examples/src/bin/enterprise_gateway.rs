@@ -78,33 +78,45 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// With `telemetry`, spans are also exported (OpenTelemetry), with their
 /// own filter: the log level stays `RUST_LOG`'s.
 fn init_logging(telemetry: Option<&Telemetry>) -> Option<kailash::log::LogWriterGuard> {
-    use std::io::IsTerminal;
-    use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::Targets;
-    use tracing_subscriber::prelude::*;
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let filter: Targets = directives.parse().unwrap_or_else(|e| {
         eprintln!("RUST_LOG={directives:?} is not valid ({e}); using info");
         Targets::new().with_default(tracing::Level::INFO)
     });
-    let ansi = std::io::stderr().is_terminal();
-    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi);
     match kailash::log::LogWriter::builder().spawn(std::io::stderr()) {
         Ok((writer, guard)) => {
-            tracing_subscriber::registry()
-                .with(fmt.with_writer(move || writer.clone()).with_filter(filter))
-                .with(telemetry.map(otel_layer))
-                .init();
+            install(move || writer.clone(), filter, telemetry);
             Some(guard)
         }
         Err(e) => {
             eprintln!("could not start the log writer thread ({e}); logging to stderr directly");
-            tracing_subscriber::registry()
-                .with(fmt.with_writer(std::io::stderr).with_filter(filter))
-                .with(telemetry.map(otel_layer))
-                .init();
+            install(std::io::stderr, filter, telemetry);
             None
         }
+    }
+}
+
+/// The subscriber: the log lines through `writer`, filtered by `filter`;
+/// with telemetry, the exporter's layer beside them with its own filter.
+/// Without telemetry the filter is global (per-layer filtering costs the
+/// registry work on every span, measured on the full stack).
+fn install<W>(writer: W, filter: tracing_subscriber::filter::Targets, telemetry: Option<&Telemetry>)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::prelude::*;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
+    match telemetry {
+        None => tracing_subscriber::registry().with(fmt).with(filter).init(),
+        Some(t) => tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .with(otel_layer(t))
+            .init(),
     }
 }
 

@@ -176,7 +176,8 @@ pub const METRICS: &[Metric] = &[
         Histogram,
         &["workflow"],
         "Business: min(1, SLA limit / execution time) per run.",
-    ),    m(
+    ),
+    m(
         "kailash_health_check_up",
         Gauge,
         &["check"],
@@ -289,7 +290,8 @@ pub const SCRAPED: &[Metric] = &[
         Counter,
         &[],
         "Errors of the realtime event bus.",
-    ),    m(
+    ),
+    m(
         "realtime_closes_total",
         Counter,
         &["reason"],

@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 #[cfg(feature = "outbound")]
 pub mod outbound;
+mod rounds;
 pub mod signal;
 
 pub use health::{HealthCheck, HealthRegistry, HealthReport};

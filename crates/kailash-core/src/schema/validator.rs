@@ -396,7 +396,9 @@ fn number(v: &Value, at: &str) -> Result<f64, SchemaError> {
 }
 
 /// How a parameter's text is read: the JSON types its schema names, and,
-/// when it is an array (the parameter repeats), its items' types.
+/// when it is an array (the parameter repeats), its items' types. (Only
+/// the axum extractors read parameters.)
+#[cfg(feature = "axum")]
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ParamShape {
     /// The types of the value (bits of `Types`).
@@ -405,6 +407,7 @@ pub(crate) struct ParamShape {
     pub(crate) item_types: u8,
 }
 
+#[cfg(feature = "axum")]
 impl ParamShape {
     pub(crate) fn is_array(self) -> bool {
         self.types & Types::ARRAY != 0
@@ -414,6 +417,7 @@ impl ParamShape {
 impl Validator {
     /// The shape of the root object's property `name` (a parameter's),
     /// read from the compiled schema: no per-request schema walk.
+    #[cfg(feature = "axum")]
     pub(crate) fn param_shape(&self, name: &str) -> Option<ParamShape> {
         let Node::Rules(root) = &self.root else {
             return None;
@@ -432,6 +436,7 @@ impl Validator {
         })
     }
 
+    #[cfg(feature = "axum")]
     fn rules_of<'a>(&'a self, node: &'a Node, depth: usize) -> Option<&'a Rules> {
         match node {
             Node::Rules(r) => Some(r),

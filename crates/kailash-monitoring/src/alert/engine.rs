@@ -1,7 +1,6 @@
 //! The evaluator: rules over signals on an interval, pending → firing →
 //! resolved, grouped notifications, one evaluating instance (a lease).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use jiff::Timestamp;
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::state::{Namespace, SharedState, StateKey};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::channel::{RetryPolicy, Route, deliver_queue, enqueue};
@@ -203,9 +202,7 @@ impl AlertingBuilder {
                 queues: Mutex::new(Some(queues)),
                 receivers: Mutex::new(Some(receivers)),
                 workers: Mutex::new(Vec::new()),
-                rounds: watch::Sender::new(0),
-                stop: watch::Sender::new(false),
-                started: AtomicBool::new(false),
+                rounds: crate::rounds::Rounds::new(),
             }),
         })
     }
@@ -230,9 +227,7 @@ struct Inner {
     queues: Mutex<Option<Queues>>,
     receivers: Mutex<Option<Vec<mpsc::Receiver<Vec<Notification>>>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    rounds: watch::Sender<u64>,
-    stop: watch::Sender<bool>,
-    started: AtomicBool,
+    rounds: crate::rounds::Rounds,
 }
 
 /// The alert evaluator (the seed's `AlertManager`); cheap to clone.
@@ -324,13 +319,12 @@ impl Alerting {
 
     /// Completed evaluation rounds (on this instance, leading or not).
     pub fn rounds(&self) -> u64 {
-        *self.inner.rounds.borrow()
+        self.inner.rounds.count()
     }
 
     /// Waits until at least `n` rounds have completed.
     pub async fn wait_for_round(&self, n: u64) {
-        let mut rx = self.inner.rounds.subscribe();
-        let _ = rx.wait_for(|r| *r >= n).await;
+        self.inner.rounds.wait_for(n).await;
     }
 
     /// Whether this instance evaluated the last round (always, without a
@@ -359,11 +353,10 @@ impl Alerting {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        if *self.inner.stop.borrow() {
-            return false;
-        }
-        if self.inner.started.swap(true, Ordering::AcqRel) {
-            return true;
+        match self.inner.rounds.begin() {
+            None => return false,
+            Some(false) => return true,
+            Some(true) => {}
         }
         let receivers = lock(&self.inner.receivers).take().unwrap_or_default();
         let mut workers = lock(&self.inner.workers);
@@ -377,7 +370,7 @@ impl Alerting {
     }
 
     async fn run(self) {
-        let mut stop = self.inner.stop.subscribe();
+        let mut stop = self.inner.rounds.stop_signal();
         let mut ticker = tokio::time::interval(self.inner.policy.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -394,7 +387,7 @@ impl Alerting {
     /// over at once), and lets queued notifications go out for at most
     /// `grace`; what is still undelivered then is counted as dropped.
     pub async fn shutdown(&self, grace: Duration) {
-        self.inner.stop.send_replace(true);
+        self.inner.rounds.stop();
         // Waits for a round in progress.
         let mut round = self.inner.round.lock().await;
         if let (Some((state, instance)), true) = (&self.inner.lease, round.leader) {
@@ -426,7 +419,7 @@ impl Alerting {
         let mut round = inner.round.lock().await;
         if !self.lead(&mut round).await {
             drop(round);
-            inner.rounds.send_modify(|r| *r += 1);
+            inner.rounds.finish();
             return Vec::new();
         }
         let mut signals = Signals::default();
@@ -504,7 +497,7 @@ impl Alerting {
             tracing::info!(rule = %n.rule, severity = %n.severity, status = n.status.as_str(), "alert notification");
         }
         self.dispatch(&out);
-        inner.rounds.send_modify(|r| *r += 1);
+        inner.rounds.finish();
         out
     }
 
@@ -632,7 +625,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, AtomicU64};
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
     use async_trait::async_trait;
     use kailash_core::clock::ManualClock;

@@ -1,6 +1,5 @@
 //! The background runner: checks on an interval, thresholds, stored state.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -120,11 +119,7 @@ struct Inner {
     registry: HealthRegistry,
     policy: HealthPolicy,
     states: Mutex<Vec<CheckState>>,
-    /// Completed rounds.
-    rounds: watch::Sender<u64>,
-    /// `true` once stopped.
-    stop: watch::Sender<bool>,
-    started: AtomicBool,
+    rounds: crate::rounds::Rounds,
 }
 
 /// Runs a [`HealthRegistry`]'s checks in the background and keeps their
@@ -188,9 +183,7 @@ impl HealthRunner {
                 registry,
                 policy,
                 states: Mutex::new(states),
-                rounds: watch::Sender::new(0),
-                stop: watch::Sender::new(false),
-                started: AtomicBool::new(false),
+                rounds: crate::rounds::Rounds::new(),
             }),
         })
     }
@@ -212,14 +205,13 @@ impl HealthRunner {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        if *self.inner.stop.borrow() {
-            return false;
-        }
-        if self.inner.started.swap(true, Ordering::AcqRel) {
-            return true;
+        match self.inner.rounds.begin() {
+            None => return false,
+            Some(false) => return true,
+            Some(true) => {}
         }
         let weak = Arc::downgrade(&self.inner);
-        let stop = self.inner.stop.subscribe();
+        let stop = self.inner.rounds.stop_signal();
         let interval = self.inner.policy.interval;
         handle.spawn(run(weak, stop, interval));
         true
@@ -227,20 +219,18 @@ impl HealthRunner {
 
     /// Stops the background task (the stored state stays readable).
     pub fn stop(&self) {
-        self.inner.stop.send_replace(true);
+        self.inner.rounds.stop();
     }
 
     /// Completed rounds so far.
     pub fn rounds(&self) -> u64 {
-        *self.inner.rounds.borrow()
+        self.inner.rounds.count()
     }
 
     /// Waits until at least `n` rounds have completed (forever if the
     /// runner never runs: bound it with a timeout).
     pub async fn wait_for_round(&self, n: u64) {
-        let mut rx = self.inner.rounds.subscribe();
-        // The sender lives in `inner`, which `self` keeps alive.
-        let _ = rx.wait_for(|r| *r >= n).await;
+        self.inner.rounds.wait_for(n).await;
     }
 
     /// The report from the stored state: runs no check. A check that has
@@ -309,7 +299,7 @@ impl HealthRunner {
             }
         }
         drop(states);
-        self.inner.rounds.send_modify(|r| *r += 1);
+        self.inner.rounds.finish();
     }
 }
 

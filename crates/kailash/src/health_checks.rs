@@ -21,7 +21,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::Uri;
 use kailash_monitoring::health::{HealthCheck, Probe};
 use kailash_monitoring::outbound::Target;
 use kailash_runtime::runtime::{AccessControlledRuntime, RunStats};
@@ -55,12 +54,6 @@ impl ExternalApiCheck {
         Ok(Self {
             target: Target::new(url, timeout)?,
         })
-    }
-
-    /// Checks `url` is an absolute `http://` or `https://` URL with a host;
-    /// its parts (URI, whether HTTPS, host, port).
-    pub fn parse(url: &str) -> Result<(Uri, bool, String, u16), String> {
-        kailash_monitoring::outbound::parse(url)
     }
 }
 

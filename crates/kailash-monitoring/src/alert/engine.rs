@@ -836,6 +836,66 @@ mod tests {
         assert!(lock(&gone.got).is_empty());
     }
 
+    /// Counts counter increments by `name{label=value,…}` (this thread only).
+    #[derive(Default)]
+    struct Counts(Arc<Mutex<std::collections::BTreeMap<String, u64>>>);
+
+    struct Slot(String, Arc<Mutex<std::collections::BTreeMap<String, u64>>>);
+
+    impl metrics::CounterFn for Slot {
+        fn increment(&self, n: u64) {
+            *lock(&self.1).entry(self.0.clone()).or_default() += n;
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::Recorder for Counts {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            metrics::Counter::from_arc(Arc::new(Slot(name, self.0.clone())))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    // Current-thread runtime: the local recorder sees the enqueueing.
     #[tokio::test(start_paused = true)]
     async fn a_stuck_receiver_never_blocks_evaluation_and_overflow_is_dropped() {
         struct Stuck;
@@ -848,6 +908,8 @@ mod tests {
                 std::future::pending().await
             }
         }
+        let counts = Counts::default();
+        let _recorder = metrics::set_default_local_recorder(&counts);
         let (knob, clock) = (Knob::default(), clock());
         let a = Alerting::builder("svc")
             .rule(rule(0))
@@ -863,11 +925,23 @@ mod tests {
             .unwrap();
         a.start();
         knob.set(0.5);
-        for _ in 0..10 {
-            // Every round notifies (the repeat interval is one round).
-            assert_eq!(a.evaluate().await.len(), 1);
-            clock.advance(Duration::from_secs(15));
+        assert_eq!(a.evaluate().await.len(), 1);
+        // The delivery task takes that group and hangs on it (the loop's
+        // own first round finds nothing due).
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
         }
+        for _ in 0..9 {
+            // Every round notifies (the repeat interval is one round) and
+            // returns at once, whatever the receiver does.
+            clock.advance(Duration::from_secs(15));
+            assert_eq!(a.evaluate().await.len(), 1);
+        }
+        // One group taken by the hung delivery, two queued, seven dropped.
+        let dropped = lock(&counts.0)
+            .get("kailash_alert_notifications_total{channel=stuck,outcome=dropped}")
+            .copied();
+        assert_eq!(dropped, Some(7), "{:?}", lock(&counts.0));
         a.shutdown(Duration::from_secs(1)).await;
     }
 

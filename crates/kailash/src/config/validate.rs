@@ -76,7 +76,7 @@ impl GatewayConfig {
                     "longer than 2048 bytes".into(),
                 ));
             }
-            crate::health_checks::ExternalApiCheck::parse(&api.url)
+            kailash_monitoring::outbound::parse(&api.url)
                 .map(|_| ())
                 .map_err(|e| (format!("health.external_apis[{i}].url").into(), e))?;
         }

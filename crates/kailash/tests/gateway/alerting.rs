@@ -156,9 +156,9 @@ async fn an_alert_fires_after_its_duration_and_resolves_on_every_channel() {
     };
     let webhook = secret(
         "slack",
-        &format!("http://{slack_addr}/services/T000/B000/XXXXSECRET"),
+        &format!("http://{slack_addr}/services/T0KAILASH/B0ALERTS/wh7Tok3nQz9"),
     );
-    let routing = secret("pd", "R0UT1NGKEYSECRET");
+    let routing = secret("pd", "pd5Rk3yWq81");
     let down = secret("down", "http://127.0.0.1:1/hook");
     let mut toml = format!(
         r#"
@@ -267,7 +267,7 @@ to = ["oncall@example.com", "ops@example.com"]
         s.at.duration_since(went_down) >= Duration::from_secs(2),
         "pending for its duration first"
     );
-    assert_eq!(s.path, "/services/T000/B000/XXXXSECRET");
+    assert_eq!(s.path, "/services/T0KAILASH/B0ALERTS/wh7Tok3nQz9");
     assert_eq!(
         (s.content_type.as_str(), s.user_agent.as_str()),
         ("application/json", "kailash-alerting")
@@ -293,7 +293,7 @@ to = ["oncall@example.com", "ops@example.com"]
     let p = pd.lock().unwrap()[0].clone();
     assert_eq!(p.path, "/v2/enqueue");
     assert_eq!(p.content_type, "application/json");
-    assert_eq!(p.body["routing_key"], "R0UT1NGKEYSECRET");
+    assert_eq!(p.body["routing_key"], "pd5Rk3yWq81");
     assert_eq!(p.body["event_action"], "trigger");
     assert_eq!(p.body["dedup_key"], "kailash/payments_down");
     let payload = &p.body["payload"];
@@ -409,7 +409,7 @@ to = ["oncall@example.com", "ops@example.com"]
     );
     assert_eq!(sample(&after, "kailash_alert_leader"), 1.0);
     // Secrets appear nowhere in what the gateway exposes.
-    assert!(!after.contains("SECRET"));
+    assert!(!after.contains("wh7Tok3nQz9") && !after.contains("pd5Rk3yWq81"));
     assert_eq!(
         slack.lock().unwrap().len(),
         2,

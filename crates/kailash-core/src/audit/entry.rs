@@ -119,8 +119,11 @@ fn link(prev: &ChainHash, body: &[u8]) -> ChainHash {
 }
 
 /// Appends the line of `event` with sequence number `seq`, chained to
-/// `prev`, to `out`, and returns its hash.
-pub(crate) fn encode_entry(
+/// `prev`, to `out` (with its closing `\n`), and returns its hash.
+///
+/// Every sink that keeps the chain (the file, a database) stores exactly
+/// these bytes, so one verifier reads them all.
+pub fn encode_entry(
     event: &AuditEvent,
     seq: u64,
     prev: &ChainHash,
@@ -225,6 +228,59 @@ pub enum LineError {
     UnknownFormat,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFields {
+    s: u64,
+    t: i64,
+    a: String,
+    d: AuditDecision,
+    #[serde(default)]
+    sev: Option<AuditSeverity>,
+    #[serde(default)]
+    u: Option<String>,
+    #[serde(default)]
+    tn: Option<String>,
+    #[serde(default)]
+    r: Option<String>,
+    #[serde(default)]
+    why: Option<String>,
+    #[serde(default)]
+    rid: Option<String>,
+    #[serde(default)]
+    ip: Option<std::net::IpAddr>,
+    #[serde(default)]
+    tr: Option<String>,
+    #[allow(dead_code, reason = "checked by the verifier, not needed here")]
+    h: String,
+}
+
+/// Reads an entry line (without its `\n`) back into its sequence number
+/// and event — what a sink replaying a trail into another needs. The hash
+/// is not checked here ([`hash_matches`] does that); a header is
+/// [`LineError::Malformed`] here.
+pub fn decode_entry(line: &[u8]) -> Result<(u64, AuditEvent), LineError> {
+    if line.len() > MAX_LINE_BYTES || body_of(line).is_none() {
+        return Err(LineError::Malformed);
+    }
+    let f: EntryFields = serde_json::from_slice(line).map_err(|_| LineError::Malformed)?;
+    let time = jiff::Timestamp::from_millisecond(f.t).map_err(|_| LineError::Malformed)?;
+    let tenant = match f.tn {
+        Some(t) => Some(crate::tenant::TenantId::new(&t).map_err(|_| LineError::Malformed)?),
+        None => None,
+    };
+    let mut event = AuditEvent::new(f.a, f.d).at(time);
+    event.severity = f.sev.unwrap_or_default();
+    event.actor = f.u;
+    event.tenant = tenant;
+    event.resource = f.r;
+    event.reason = f.why.map(Into::into);
+    event.request_id = f.rid;
+    event.client_ip = f.ip;
+    event.trace_id = f.tr;
+    Ok((f.s, event))
+}
+
 /// Parses a line (without its `\n`).
 pub fn parse_line(line: &[u8]) -> Result<ParsedLine, LineError> {
     let fields: Fields = serde_json::from_slice(line).map_err(|_| LineError::Malformed)?;
@@ -291,6 +347,34 @@ mod tests {
         assert!(!hash_matches(tampered.as_bytes(), &first, &hash));
         let header = parse_line(lines[0].as_bytes()).unwrap();
         assert_eq!(header.header_prev, Some(GENESIS));
+        assert_eq!(decode_entry(lines[0].as_bytes()), Err(LineError::Malformed));
+    }
+
+    #[test]
+    fn an_entry_decodes_to_the_event_it_was_written_from() {
+        let mut event = AuditEvent::new("access.check", AuditDecision::Deny)
+            .at(jiff::Timestamp::from_millisecond(1_700_000_000_123).unwrap())
+            .actor("bob \u{e9}")
+            .tenant(TenantId::new("acme").unwrap())
+            .resource("report:view")
+            .reason("no grant")
+            .severity(AuditSeverity::Warning);
+        event.request_id = Some("r-1".into());
+        event.client_ip = Some("::1".parse().unwrap());
+        event.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        let mut out = Vec::new();
+        encode_entry(&event, 7, &GENESIS, &mut out);
+        let (seq, back) = decode_entry(&out[..out.len() - 1]).unwrap();
+        assert_eq!(seq, 7);
+        assert_eq!(back, event);
+        let bare = AuditEvent::new("auth.logout", AuditDecision::Success)
+            .at(jiff::Timestamp::from_millisecond(5).unwrap());
+        out.clear();
+        encode_entry(&bare, 8, &GENESIS, &mut out);
+        assert_eq!(decode_entry(&out[..out.len() - 1]).unwrap().1, bare);
+        for bad in [&b"{}"[..], b"not json", b"{\"s\":1}"] {
+            assert_eq!(decode_entry(bad), Err(LineError::Malformed));
+        }
     }
 
     /// The size of one allowed access decision of the reference deployment

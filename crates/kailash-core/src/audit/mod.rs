@@ -44,6 +44,7 @@ mod file;
 mod files;
 mod memory;
 mod record;
+mod replay;
 mod retain;
 mod ticket;
 
@@ -54,6 +55,7 @@ pub use event::{AuditDecision, AuditEvent, AuditSeverity, MAX_FIELD_BYTES};
 pub use file::{FsyncPolicy, JsonLinesAuditSink, JsonLinesOptions, StorageStatus};
 pub use memory::MemoryAuditSink;
 pub use record::{Offer, PendingAudit, offer, record_or_log};
+pub use replay::read_entries;
 pub use retain::RetainingAuditSink;
 pub use ticket::{AuditBatch, AuditTicket};
 

@@ -322,6 +322,63 @@ impl JsonLinesAuditSink {
         }
     }
 
+    /// Accepts `events` all together: they go into one batch, written by
+    /// one `write` (so either every one of them is in the file or none
+    /// is), waiting up to the enqueue timeout for room. A sink that
+    /// spools another sink's batches uses it to keep their all-or-nothing
+    /// meaning. More events than the queue holds are refused
+    /// ([`AuditError::Backpressure`]) without waiting.
+    pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let shared = &self.handle.shared;
+        if events.len() > shared.capacity {
+            refused();
+            return Err(AuditError::Backpressure);
+        }
+        let deadline = tokio::time::Instant::now() + self.handle.enqueue_timeout;
+        let mut events = events;
+        loop {
+            let room = shared.space.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.enqueue_all(events) {
+                Ok(ticket) => return ticket.await,
+                Err(back) => events = back,
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                refused();
+                return Err(AuditError::Backpressure);
+            }
+        }
+    }
+
+    fn enqueue_all(&self, mut events: Vec<AuditEvent>) -> Result<AuditTicket, Vec<AuditEvent>> {
+        let shared = &self.handle.shared;
+        if let Some(error) = shared.refusal() {
+            refused();
+            return Ok(AuditTicket::ready(Err(error)));
+        }
+        let mut queue = shared.lock();
+        if queue.closed {
+            drop(queue);
+            refused();
+            return Ok(AuditTicket::ready(Err(AuditError::Closed)));
+        }
+        if queue.events.len() + events.len() > shared.capacity {
+            return Err(events);
+        }
+        queue.events.append(&mut events);
+        let ticket = queue.batch.ticket();
+        let wake = std::mem::take(&mut queue.writer_idle);
+        drop(queue);
+        if wake {
+            shared.writer_wake.notify_one();
+        }
+        Ok(ticket)
+    }
+
     #[allow(
         clippy::result_large_err,
         reason = "the event goes back by value, unboxed"

@@ -314,6 +314,13 @@ fn body_of(line: &[u8]) -> Option<&[u8]> {
     line[body.len()..].starts_with(b",\"h\":\"").then_some(body)
 }
 
+/// `SHA-256(prev ‖ line without h)` of an entry or header line (without
+/// its `\n`): the hash it should carry when it follows `prev`. `None` when
+/// the line does not end with its `h` member.
+pub fn chain_hash(line: &[u8], prev: &ChainHash) -> Option<ChainHash> {
+    body_of(line).map(|body| link(prev, body))
+}
+
 /// Whether `line`'s own `h` is `SHA-256(prev ‖ line without h)`.
 pub fn hash_matches(line: &[u8], prev: &ChainHash, hash: &ChainHash) -> bool {
     body_of(line).is_some_and(|body| link(prev, body) == *hash)

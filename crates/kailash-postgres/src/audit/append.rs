@@ -1,0 +1,159 @@
+//! One transaction per batch: lock the chain's head, chain and insert the
+//! batch's entries, move the head, maybe sign a checkpoint, commit.
+
+use kailash_core::audit::AuditEvent;
+use kailash_core::audit::entry::{ChainHash, encode_entry};
+
+use super::checkpoint::CheckpointKey;
+use crate::db::{Database, DbError};
+
+/// Progress recorded in the same transaction as the entries, so a replay
+/// (or a batch whose commit answer was lost) is applied exactly once.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress<'a> {
+    pub(crate) origin: &'a str,
+    pub(crate) last_seq: i64,
+}
+
+/// When to sign a checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointPolicy {
+    pub(crate) every_entries: u64,
+    pub(crate) every_ms: i64,
+}
+
+pub(crate) fn hash_of(bytes: &[u8]) -> Result<ChainHash, DbError> {
+    bytes
+        .try_into()
+        .map_err(|_| DbError::Corrupt("a chain hash is not 32 bytes".into()))
+}
+
+fn seq_i64(seq: u64) -> Result<i64, DbError> {
+    i64::try_from(seq).map_err(|_| DbError::Corrupt("sequence number overflow".into()))
+}
+
+/// Appends `events` (in order) to the trail.
+pub(crate) async fn append(
+    db: &Database,
+    events: &[AuditEvent],
+    progress: Option<Progress<'_>>,
+    signer: Option<(&CheckpointKey, CheckpointPolicy)>,
+    buf: &mut Vec<u8>,
+) -> Result<(), DbError> {
+    let q = |e: tokio_postgres::Error| DbError::query(&e);
+    let mut conn = db.get().await?;
+    let tx = conn.transaction().await.map_err(q)?;
+    let head = tx
+        .query_one(
+            "SELECT seq, at_ms, hash FROM kailash_audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    let head_seq: i64 = head.get(0);
+    let head_at: i64 = head.get(1);
+    let mut prev = hash_of(head.get::<_, &[u8]>(2))?;
+    let mut seq =
+        u64::try_from(head_seq).map_err(|_| DbError::Corrupt("a negative head sequence".into()))?;
+    // Append time never goes back, whatever the instances' clocks say, so
+    // monthly partitions hold consecutive ranges of the chain.
+    let at_ms = jiff::Timestamp::now().as_millisecond().max(head_at);
+
+    let n = events.len();
+    let (mut seqs, ats, mut tenants, mut actors, mut lines, mut hashes) = (
+        Vec::with_capacity(n),
+        vec![at_ms; n],
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for event in events {
+        seq += 1;
+        buf.clear();
+        prev = encode_entry(event, seq, &prev, buf);
+        buf.pop(); // the `\n`
+        let line = String::from_utf8(std::mem::take(buf))
+            .map_err(|_| DbError::Corrupt("an entry is not UTF-8".into()))?;
+        seqs.push(seq_i64(seq)?);
+        tenants.push(event.tenant.as_ref().map(|t| t.as_str().to_owned()));
+        actors.push(event.actor.clone());
+        lines.push(line);
+        hashes.push(prev.to_vec());
+    }
+    if n > 0 {
+        tx.execute(
+            "INSERT INTO kailash_audit (seq, at_ms, tenant, actor, line, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
+            &[&seqs, &ats, &tenants, &actors, &lines, &hashes],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "UPDATE kailash_audit_head SET seq = $1, at_ms = $2, hash = $3 WHERE id = 1",
+            &[&seq_i64(seq)?, &at_ms, &prev.as_slice()],
+        )
+        .await
+        .map_err(q)?;
+    }
+    if let Some(p) = progress {
+        tx.execute(
+            "INSERT INTO kailash_audit_replay (origin, last_seq) VALUES ($1, $2) \
+             ON CONFLICT (origin) DO UPDATE SET last_seq = GREATEST(kailash_audit_replay.last_seq, EXCLUDED.last_seq)",
+            &[&p.origin, &p.last_seq],
+        )
+        .await
+        .map_err(q)?;
+    }
+    let mut checkpointed = false;
+    if let Some((key, policy)) = signer
+        && n > 0
+    {
+        let last = tx
+            .query_opt(
+                "SELECT seq, at_ms FROM kailash_audit_checkpoint ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(q)?;
+        let (last_seq, last_at) = last.map_or((0i64, i64::MIN), |r| (r.get(0), r.get(1)));
+        let every = seq_i64(policy.every_entries.max(1))?;
+        let due = seq_i64(seq)? / every > last_seq / every
+            || at_ms.saturating_sub(last_at) >= policy.every_ms;
+        if due {
+            let signature = key.sign(seq, at_ms, &prev);
+            tx.execute(
+                "INSERT INTO kailash_audit_checkpoint (seq, at_ms, hash, key_id, signature) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+                &[
+                    &seq_i64(seq)?,
+                    &at_ms,
+                    &prev.as_slice(),
+                    &key.key_id(),
+                    &signature,
+                ],
+            )
+            .await
+            .map_err(q)?;
+            checkpointed = true;
+        }
+    }
+    tx.commit().await.map_err(q)?;
+    if checkpointed {
+        metrics::counter!("kailash_audit_checkpoints_total").increment(1);
+    }
+    Ok(())
+}
+
+/// The replay progress of `origin` (0 when none).
+pub(crate) async fn progress_of(db: &Database, origin: &str) -> Result<u64, DbError> {
+    let conn = db.get().await?;
+    let row = conn
+        .query_opt(
+            "SELECT last_seq FROM kailash_audit_replay WHERE origin = $1",
+            &[&origin],
+        )
+        .await
+        .map_err(|e| DbError::query(&e))?;
+    Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+}

@@ -1,0 +1,12 @@
+//! The audit trail in PostgreSQL: [`PgAuditSink`] (group commit, hash
+//! chain, signed checkpoints, outage spool) and [`verify`] (what
+//! `kailash audit verify --database-url` runs).
+
+mod append;
+mod checkpoint;
+mod sink;
+mod verify;
+
+pub use checkpoint::{CheckpointKey, KeyError, VerifyingKey};
+pub use sink::{PgAuditError, PgAuditOptions, PgAuditSink};
+pub use verify::{PgBreak, PgVerifyError, PgVerifyReport, verify};

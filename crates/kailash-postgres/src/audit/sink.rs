@@ -1,0 +1,702 @@
+//! The sink: a bounded queue, one writer task that group-commits batches
+//! into PostgreSQL, and a file spool that takes over while the database is
+//! away and is replayed, in order, when it returns.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kailash_core::audit::{
+    AuditBatch, AuditError, AuditEvent, AuditSink, AuditTicket, JsonLinesAuditSink,
+    JsonLinesOptions, read_entries,
+};
+
+use super::append::{CheckpointPolicy, Progress, append, progress_of};
+use super::checkpoint::CheckpointKey;
+use crate::db::{Database, DbError};
+
+/// Options of [`PgAuditSink`].
+#[derive(Debug)]
+pub struct PgAuditOptions {
+    /// Events waiting for the writer at most (the bounded buffer).
+    pub queue_capacity: usize,
+    /// How long [`record`](AuditSink::record) waits for room in a full
+    /// buffer before [`AuditError::Backpressure`].
+    pub enqueue_timeout: Duration,
+    /// Events in one transaction at most (a bigger queue is written as
+    /// several transactions, in order).
+    pub max_batch: usize,
+    /// The active file of the outage spool: while the database is away,
+    /// batches go there (a [`JsonLinesAuditSink`], with its meaning of
+    /// accepted), and are replayed from there when it is back.
+    pub spool: PathBuf,
+    /// Options of the spool's files (rotation, retention, fsync, limits).
+    pub spool_options: JsonLinesOptions,
+    /// How often the database is tried again while spooling.
+    pub retry_interval: Duration,
+    /// Signs checkpoints when given.
+    pub checkpoint_key: Option<CheckpointKey>,
+    /// A checkpoint at least every this many entries...
+    pub checkpoint_every: u64,
+    /// ...and at the first batch after this long without one.
+    pub checkpoint_interval: Duration,
+}
+
+impl PgAuditOptions {
+    /// Defaults, spooling to `spool` (an active file path; its directory
+    /// is created).
+    pub fn new(spool: impl Into<PathBuf>) -> Self {
+        Self {
+            queue_capacity: 65_536,
+            enqueue_timeout: Duration::from_secs(5),
+            max_batch: 4_096,
+            spool: spool.into(),
+            spool_options: JsonLinesOptions::default(),
+            retry_interval: Duration::from_secs(1),
+            checkpoint_key: None,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgAuditError {
+    /// The database refused or could not be reached.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The spool directory or its files could not be opened.
+    #[error("audit spool {}: {source}", path.display())]
+    Spool {
+        /// The spool's active file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Queue {
+    events: Vec<AuditEvent>,
+    batch: Arc<AuditBatch>,
+    flush: bool,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: tokio::sync::Notify,
+    space: tokio::sync::Notify,
+    capacity: usize,
+    /// The database took the last batch (not spooling).
+    live: AtomicBool,
+    /// Spooled entries not yet replayed (as last known).
+    spool_backlog: AtomicU64,
+    spool_failing: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The audit trail in PostgreSQL: hash-chained, group-committed, with
+/// signed checkpoints, and a file spool that keeps every accepted event
+/// through a database outage.
+///
+/// **Accepted means committed.** [`try_record`](AuditSink::try_record)
+/// adds the event to the batch being filled and returns an
+/// [`AuditTicket`]; one writer task appends the whole batch in one
+/// transaction — lock the chain's head row, insert every entry with
+/// `hash = SHA-256(prev ‖ entry)` in the [format of the file
+/// sink](kailash_core::audit::entry), move the head — and completes the
+/// tickets once `COMMIT` returned. Several instances append to the same
+/// chain; the head row lock serialises them, so the chain never forks.
+///
+/// **Outages.** When a batch cannot be committed, it goes to the spool, a
+/// [`JsonLinesAuditSink`] on local disk, and its tickets complete when that
+/// write returns (the file sink's meaning of accepted); every later batch
+/// follows it there, so order holds. Every `retry_interval` the writer
+/// tries the database again and replays the spool from where the last
+/// replay stopped, in transactions that also record how far they got
+/// (`kailash_audit_replay`): a replay interrupted half-way resumes without
+/// duplicates. Once the spool is drained, batches go to the database again.
+/// A batch whose `COMMIT` answer was lost is looked up by its own progress
+/// row before its spooled copy is replayed, so it is never written twice.
+///
+/// **Bounded.** At most `queue_capacity` events wait; a caller finding the
+/// queue full waits up to `enqueue_timeout`, then gets
+/// [`AuditError::Backpressure`]. Only when the spool refuses too (disk
+/// full) are events refused.
+///
+/// ```no_run
+/// use kailash_core::audit::{AuditDecision, AuditEvent, AuditSink};
+/// use kailash_postgres::{Database, DbSettings};
+/// use kailash_postgres::audit::{PgAuditOptions, PgAuditSink};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = Database::connect(&DbSettings::new("postgres://kailash@db.internal/kailash?sslmode=require")).await?;
+/// let sink = PgAuditSink::open(db, PgAuditOptions::new("/var/lib/kailash/audit-spool/audit.jsonl")).await?;
+/// // Returns once the entry is committed (or spooled while the database is away).
+/// sink.record(AuditEvent::new("auth.logout", AuditDecision::Success).actor("bob")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgAuditSink {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    enqueue_timeout: Duration,
+    db: Database,
+    spool_path: PathBuf,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl std::fmt::Debug for PgAuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgAuditSink")
+            .field("spool", &self.handle.spool_path)
+            .field("live", &self.is_live())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The spool's stable name in `kailash_audit_replay`: a random id kept in
+/// a file beside the spool, made on first use.
+fn origin_of(spool: &Path) -> std::io::Result<String> {
+    let dir = spool.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("spool-origin");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if is_origin(text.trim()) => return Ok(text.trim().to_owned()),
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a spool id", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let id = format!("spool-{}", data_encoding::HEXLOWER.encode(&bytes));
+    let tmp = dir.join("spool-origin.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+fn is_origin(text: &str) -> bool {
+    text.strip_prefix("spool-")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl PgAuditSink {
+    /// Creates the tables if needed, opens the spool (replaying what an
+    /// earlier run left there first) and starts the writer task (so it
+    /// needs a Tokio runtime). An unreachable database or an unusable
+    /// spool directory stops the start.
+    pub async fn open(db: Database, options: PgAuditOptions) -> Result<Self, PgAuditError> {
+        crate::schema::migrate(&db).await?;
+        crate::schema::ensure_partitions(&db, jiff::Timestamp::now().as_millisecond()).await?;
+        let spool_err = |source| PgAuditError::Spool {
+            path: options.spool.clone(),
+            source,
+        };
+        let origin = origin_of(&options.spool).map_err(spool_err)?;
+        let spool = JsonLinesAuditSink::open_with(&options.spool, options.spool_options.clone())
+            .map_err(spool_err)?;
+        let replayed = progress_of(&db, &origin).await?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                events: Vec::new(),
+                batch: AuditBatch::new(),
+                flush: false,
+                closed: false,
+            }),
+            wake: tokio::sync::Notify::new(),
+            space: tokio::sync::Notify::new(),
+            capacity: options.queue_capacity.max(1),
+            live: AtomicBool::new(true),
+            spool_backlog: AtomicU64::new(0),
+            spool_failing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        });
+        let mut writer = Writer {
+            shared: shared.clone(),
+            db: db.clone(),
+            spool,
+            spool_path: options.spool.clone(),
+            live_origin: format!("{origin}:live"),
+            origin,
+            replayed,
+            spool_seq: replayed,
+            max_batch: options.max_batch.max(1),
+            retry_interval: options.retry_interval.max(Duration::from_millis(10)),
+            signer: options.checkpoint_key.map(|k| {
+                (
+                    k,
+                    CheckpointPolicy {
+                        every_entries: options.checkpoint_every.max(1),
+                        every_ms: i64::try_from(options.checkpoint_interval.as_millis())
+                            .unwrap_or(i64::MAX),
+                    },
+                )
+            }),
+            batch_no: 0,
+            uncertain: None,
+            buf: Vec::with_capacity(512),
+            partitions_until: 0,
+        };
+        writer.batch_no = progress_of(&db, &writer.live_origin).await?;
+        writer.spool_seq = writer.spool_last().await;
+        // What an earlier run spooled goes first.
+        if !writer.drain().await {
+            writer.shared.live.store(false, Ordering::Relaxed);
+        }
+        tokio::spawn(writer.run());
+        Ok(Self {
+            handle: Arc::new(Handle {
+                shared,
+                enqueue_timeout: options.enqueue_timeout,
+                db,
+                spool_path: options.spool,
+            }),
+        })
+    }
+
+    /// Whether batches go to the database (`false` while spooling).
+    pub fn is_live(&self) -> bool {
+        self.handle.shared.live.load(Ordering::Relaxed)
+    }
+
+    /// Spooled entries not replayed yet, as last measured.
+    pub fn spool_backlog(&self) -> u64 {
+        self.handle.shared.spool_backlog.load(Ordering::Relaxed)
+    }
+
+    /// The database the trail is in.
+    pub fn database(&self) -> &Database {
+        &self.handle.db
+    }
+
+    #[allow(
+        clippy::result_large_err,
+        reason = "the event goes back by value, unboxed"
+    )]
+    fn enqueue(&self, event: AuditEvent) -> Result<AuditTicket, AuditEvent> {
+        let shared = &self.handle.shared;
+        let mut queue = shared.lock();
+        if queue.closed || shared.stopped.load(Ordering::Relaxed) {
+            drop(queue);
+            refused();
+            return Ok(AuditTicket::ready(Err(AuditError::Closed)));
+        }
+        if queue.events.len() >= shared.capacity {
+            return Err(event);
+        }
+        queue.events.push(event);
+        let ticket = queue.batch.ticket();
+        let first = queue.events.len() == 1;
+        drop(queue);
+        if first {
+            shared.wake.notify_one();
+        }
+        Ok(ticket)
+    }
+}
+
+fn refused() {
+    metrics::counter!("kailash_audit_events_total", "outcome" => "refused").increment(1);
+}
+
+#[async_trait]
+impl AuditSink for PgAuditSink {
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let deadline = tokio::time::Instant::now() + self.handle.enqueue_timeout;
+        let mut event = event;
+        loop {
+            let room = self.handle.shared.space.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.enqueue(event) {
+                Ok(ticket) => return ticket.await,
+                Err(back) => event = back,
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                refused();
+                return Err(AuditError::Backpressure);
+            }
+        }
+    }
+
+    fn try_record(&self, event: AuditEvent) -> Result<AuditTicket, AuditEvent> {
+        self.enqueue(event)
+    }
+
+    /// Waits until every event accepted before the call is committed or
+    /// spooled (both are durable when accepted).
+    async fn flush(&self) -> Result<(), AuditError> {
+        let shared = &self.handle.shared;
+        let ticket = {
+            let mut queue = shared.lock();
+            if queue.closed {
+                return Err(AuditError::Closed);
+            }
+            queue.flush = true;
+            queue.batch.ticket()
+        };
+        shared.wake.notify_one();
+        ticket.await
+    }
+
+    /// Failing only when events are refused: the spool cannot write. A
+    /// database outage alone is not a failure of the trail (events are
+    /// spooled); [`is_live`](PgAuditSink::is_live) and the metrics show it.
+    fn health(&self) -> Result<(), AuditError> {
+        let s = &self.handle.shared;
+        if s.stopped.load(Ordering::Relaxed) {
+            Err(AuditError::Closed)
+        } else if s.spool_failing.load(Ordering::Relaxed) {
+            Err(AuditError::Io(
+                "the audit database is unreachable and the spool cannot write".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A live batch whose `COMMIT` answer was lost: its events were spooled
+/// too; whether the database has it decides whether they are replayed.
+#[derive(Debug, Clone, Copy)]
+struct Uncertain {
+    batch_no: u64,
+    /// Its events (the first ones spooled after it failed).
+    len: u64,
+    /// The spool's last entry before and after the batch was spooled.
+    spool_before: u64,
+    spool_after: u64,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    db: Database,
+    spool: JsonLinesAuditSink,
+    spool_path: PathBuf,
+    origin: String,
+    live_origin: String,
+    /// The spool's entries up to this one are in the database.
+    replayed: u64,
+    /// The spool's last entry (this writer is its only producer).
+    spool_seq: u64,
+    max_batch: usize,
+    retry_interval: Duration,
+    signer: Option<(CheckpointKey, CheckpointPolicy)>,
+    /// This instance's live batches so far (the progress row of `live_origin`).
+    batch_no: u64,
+    uncertain: Option<Uncertain>,
+    buf: Vec<u8>,
+    /// Partitions are known to exist up to this append time.
+    partitions_until: i64,
+}
+
+const REPLAY_CHUNK: usize = 512;
+
+impl Writer {
+    async fn run(mut self) {
+        let mut next_retry = tokio::time::Instant::now() + self.retry_interval;
+        loop {
+            let wait = if self.shared.live.load(Ordering::Relaxed) {
+                Duration::from_secs(3600)
+            } else {
+                next_retry.saturating_duration_since(tokio::time::Instant::now())
+            };
+            let (events, batch, closed) = self.next_batch(wait).await;
+            if !events.is_empty() || batch.is_some() {
+                // Room again: callers waiting for it may retry.
+                self.shared.space.notify_waiters();
+                let result = self.write(events).await;
+                if let Some(batch) = batch {
+                    batch.complete(result);
+                }
+            }
+            if !self.shared.live.load(Ordering::Relaxed)
+                && tokio::time::Instant::now() >= next_retry
+            {
+                if self.drain().await {
+                    tracing::info!("audit database reachable again; spool replayed");
+                }
+                next_retry = tokio::time::Instant::now() + self.retry_interval;
+            }
+            if closed {
+                break;
+            }
+        }
+        self.shared.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// The queued events and their batch (or `None` when there were none
+    /// and no flush), after waiting at most `wait` for any.
+    async fn next_batch(
+        &mut self,
+        wait: Duration,
+    ) -> (Vec<AuditEvent>, Option<Arc<AuditBatch>>, bool) {
+        let fresh = AuditBatch::new();
+        let notified = self.shared.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut q = self.shared.lock();
+            if !q.events.is_empty() || q.flush || q.closed {
+                return Self::take(&mut q, fresh);
+            }
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        let mut q = self.shared.lock();
+        Self::take(&mut q, fresh)
+    }
+
+    fn take(
+        q: &mut Queue,
+        fresh: Arc<AuditBatch>,
+    ) -> (Vec<AuditEvent>, Option<Arc<AuditBatch>>, bool) {
+        let closed = q.closed;
+        if q.events.is_empty() && !q.flush {
+            return (Vec::new(), None, closed);
+        }
+        q.flush = false;
+        let events = std::mem::take(&mut q.events);
+        let batch = std::mem::replace(&mut q.batch, fresh);
+        (events, Some(batch), closed)
+    }
+
+    /// Writes a batch to the database, or to the spool while the database
+    /// is away or the spool is not drained.
+    async fn write(&mut self, mut events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.shared.live.load(Ordering::Relaxed) {
+            match self.write_live(&events).await {
+                Ok(()) => {
+                    metrics::counter!("kailash_audit_events_total", "outcome" => "written")
+                        .increment(events.len() as u64);
+                    return Ok(());
+                }
+                Err((committed, e)) => {
+                    // Chunks before the failed one are in the database.
+                    metrics::counter!("kailash_audit_events_total", "outcome" => "written")
+                        .increment(committed as u64);
+                    events.drain(..committed);
+                    tracing::error!(
+                        target: "kailash::audit::alert",
+                        error = %e,
+                        "audit database write failed; events go to the spool until it is back"
+                    );
+                    self.shared.live.store(false, Ordering::Relaxed);
+                    metrics::gauge!("kailash_audit_database_up").set(0.0);
+                }
+            }
+        }
+        self.write_spool(events).await
+    }
+
+    /// Appends `events` in chunks; on failure, how many went in before it.
+    async fn write_live(&mut self, events: &[AuditEvent]) -> Result<(), (usize, DbError)> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        if now >= self.partitions_until {
+            crate::schema::ensure_partitions(&self.db, now)
+                .await
+                .map_err(|e| (0, e))?;
+            // Checked again an hour later (a new month gets its partition
+            // a month ahead).
+            self.partitions_until = now + 3_600_000;
+        }
+        let mut committed = 0;
+        for chunk in events.chunks(self.max_batch) {
+            let batch_no = self.batch_no + 1;
+            let progress = Progress {
+                origin: &self.live_origin,
+                last_seq: i64::try_from(batch_no).unwrap_or(i64::MAX),
+            };
+            let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
+            match append(&self.db, chunk, Some(progress), signer, &mut self.buf).await {
+                Ok(_) => {
+                    self.batch_no = batch_no;
+                    committed += chunk.len();
+                }
+                Err(e) => {
+                    // The commit may have happened with its answer lost:
+                    // remember the batch to look it up before replaying.
+                    self.uncertain = Some(Uncertain {
+                        batch_no,
+                        len: chunk.len() as u64,
+                        spool_before: 0,
+                        spool_after: 0,
+                    });
+                    return Err((committed, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_spool(&mut self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        let n = events.len() as u64;
+        let before = self.spool_seq;
+        let result = self.spool.record_all(events).await;
+        match &result {
+            Ok(()) => {
+                self.shared.spool_failing.store(false, Ordering::Relaxed);
+                self.spool_seq += n;
+                self.shared.spool_backlog.fetch_add(n, Ordering::Relaxed);
+                metrics::counter!("kailash_audit_events_total", "outcome" => "spooled")
+                    .increment(n);
+                if let Some(u) = &mut self.uncertain
+                    && u.spool_after == 0
+                {
+                    u.spool_before = before;
+                    u.spool_after = before + u.len;
+                }
+            }
+            Err(e) => {
+                if !self.shared.spool_failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        target: "kailash::audit::alert",
+                        error = %e,
+                        "audit spool write failed while the database is away: requests needing audit are refused"
+                    );
+                }
+                metrics::counter!("kailash_audit_events_total", "outcome" => "failed").increment(n);
+            }
+        }
+        result
+    }
+
+    /// The spool's last entry's sequence number.
+    async fn spool_last(&self) -> u64 {
+        let path = self.spool_path.clone();
+        let after = self.replayed;
+        tokio::task::spawn_blocking(move || {
+            let mut last = after;
+            loop {
+                match read_entries(&path, last, 4096) {
+                    Ok(entries) if entries.is_empty() => return last,
+                    Ok(entries) => last = entries.last().map_or(last, |e| e.0),
+                    Err(_) => return last,
+                }
+            }
+        })
+        .await
+        .unwrap_or(after)
+    }
+
+    /// Replays the spool into the database. `true` when it is drained and
+    /// batches go to the database again.
+    async fn drain(&mut self) -> bool {
+        if let Some(u) = self.uncertain {
+            match crate::audit::append::progress_of(&self.db, &self.live_origin).await {
+                Ok(done) => {
+                    if done >= u.batch_no && u.spool_after > u.spool_before {
+                        // The lost answer was a commit: its spooled copy is
+                        // not replayed. Entries spooled before it were.
+                        if let Err(e) = self.skip_uncertain(u).await {
+                            tracing::warn!(error = %e, "audit spool replay waits for the database");
+                            return false;
+                        }
+                    }
+                    self.batch_no = done.max(self.batch_no);
+                    self.uncertain = None;
+                }
+                Err(_) => return false,
+            }
+        }
+        loop {
+            let path = self.spool_path.clone();
+            let after = self.replayed;
+            let read =
+                tokio::task::spawn_blocking(move || read_entries(&path, after, REPLAY_CHUNK))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::error!(
+                        target: "kailash::audit::alert",
+                        error = %e,
+                        "the audit spool cannot be read back; replay stopped"
+                    );
+                    return false;
+                }
+            };
+            let Some(last) = entries.last().map(|e| e.0) else {
+                self.shared.spool_backlog.store(0, Ordering::Relaxed);
+                let was_live = self.shared.live.swap(true, Ordering::Relaxed);
+                if !was_live {
+                    metrics::gauge!("kailash_audit_database_up").set(1.0);
+                }
+                return true;
+            };
+            let events: Vec<AuditEvent> = entries.into_iter().map(|e| e.1).collect();
+            let progress = Progress {
+                origin: &self.origin,
+                last_seq: i64::try_from(last).unwrap_or(i64::MAX),
+            };
+            let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
+            match append(&self.db, &events, Some(progress), signer, &mut self.buf).await {
+                Ok(_) => {
+                    self.replayed = last;
+                    let n = events.len() as u64;
+                    let _ = self.shared.spool_backlog.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |b| Some(b.saturating_sub(n)),
+                    );
+                    metrics::counter!("kailash_audit_events_total", "outcome" => "replayed")
+                        .increment(n);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "audit spool replay waits for the database");
+                    // Whatever committed is recorded; read it back.
+                    if let Ok(done) = progress_of(&self.db, &self.origin).await {
+                        self.replayed = self.replayed.max(done);
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Marks the spooled copy of a batch that did commit as replayed, with
+    /// the entries spooled before it replayed first.
+    async fn skip_uncertain(&mut self, u: Uncertain) -> Result<(), DbError> {
+        // Entries spooled before the uncertain batch (none: it was the
+        // first to go to the spool after the database left).
+        debug_assert!(u.spool_before >= self.replayed || u.spool_before == 0);
+        let progress = Progress {
+            origin: &self.origin,
+            last_seq: i64::try_from(u.spool_after).unwrap_or(i64::MAX),
+        };
+        append(&self.db, &[], Some(progress), None, &mut self.buf).await?;
+        self.replayed = self.replayed.max(u.spool_after);
+        Ok(())
+    }
+}

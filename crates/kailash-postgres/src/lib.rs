@@ -1,0 +1,10 @@
+#![forbid(unsafe_code)]
+// Library code must not panic on input; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
+#![doc = include_str!("../README.md")]
+
+pub mod audit;
+mod db;
+pub mod schema;
+
+pub use db::{Connection, Database, DbError, DbSettings};

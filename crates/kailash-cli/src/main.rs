@@ -6,7 +6,7 @@
 //! kailash keys rotate --config FILE [--data-dir DIR]
 //! kailash access explain --config FILE --user U --permission P [--resource JSON] [--time T] [--client-ip IP] [--json]
 //! kailash access test --config FILE CASES
-//! kailash audit verify [--data-dir DIR | FILE...]
+//! kailash audit verify [--data-dir DIR | FILE... | --database-url-env VAR [--public-key PEM]...]
 //! ```
 //!
 //! Exit codes: 0 done; 1 refused (a weak password, an invalid config, a
@@ -133,6 +133,23 @@ enum AuditCommand {
         /// closed files (default: $KAILASH_DATA_DIR, else ./data).
         #[arg(long, value_name = "DIR", conflicts_with = "files")]
         data_dir: Option<PathBuf>,
+        /// Verify the trail in PostgreSQL instead: the name of the
+        /// environment variable holding its URL (never the URL itself on
+        /// the command line, where `ps` shows it), e.g.
+        /// `KAILASH_DATABASE_URL`. Every entry's hash is recomputed, every
+        /// checkpoint's signature checked, and the end compared with the
+        /// newest checkpoint and the chain's head.
+        #[arg(long, value_name = "VAR", conflicts_with_all = ["files", "data_dir"])]
+        database_url_env: Option<String>,
+        /// Public keys (PEM) that signed the checkpoints, with
+        /// `--database-url-env`; a checkpoint no given key verifies is
+        /// reported as forged. Without keys, checkpoints are checked only
+        /// against the chain.
+        #[arg(long, value_name = "PEM", requires = "database_url_env")]
+        public_key: Vec<PathBuf>,
+        /// A CA certificate (PEM) to trust for the database's TLS.
+        #[arg(long, value_name = "PEM", requires = "database_url_env")]
+        ca_file: Option<PathBuf>,
         /// Verify these files instead, oldest first (closed files, then
         /// the active one).
         #[arg(value_name = "FILE")]
@@ -233,7 +250,18 @@ fn main() -> ExitCode {
             command: AccessCommand::Test { config, cases },
         } => access::test(&config, &cases),
         Command::Audit {
-            command: AuditCommand::Verify { data_dir, files },
+            command:
+                AuditCommand::Verify {
+                    database_url_env: Some(var),
+                    public_key,
+                    ca_file,
+                    ..
+                },
+        } => audit::run_database(&var, &public_key, ca_file),
+        Command::Audit {
+            command: AuditCommand::Verify {
+                data_dir, files, ..
+            },
         } => audit::run(&data_dir::resolve(data_dir), &files),
     };
     match result {

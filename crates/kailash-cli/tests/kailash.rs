@@ -737,3 +737,139 @@ fn audit_verify_accepts_a_whole_chain_and_names_the_first_broken_entry() {
     assert_eq!(none.status.code(), Some(2), "{}", text(&none.stderr));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `audit verify --database-url-env` against a real PostgreSQL
+/// (`KAILASH_TEST_DATABASE_URL`; each run makes its own database).
+#[test]
+fn audit_verify_checks_the_trail_in_postgres_and_names_a_direct_update() {
+    use kailash::audit::{AuditDecision, AuditEvent, AuditSink};
+    use kailash_postgres::audit::{CheckpointKey, PgAuditOptions, PgAuditSink};
+    use kailash_postgres::{Database, DbSettings};
+    let Ok(admin) = std::env::var("KAILASH_TEST_DATABASE_URL") else {
+        eprintln!("skipped: KAILASH_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let dir = temp_dir();
+    let name = format!(
+        "kailash_cli_{}_{}",
+        std::process::id(),
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .rsplit('-')
+            .next()
+            .unwrap()
+    );
+    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+    let server = &base[..base.rfind('/').unwrap()];
+    let url = format!("{server}/{name}?{query}");
+    let key = CheckpointKey::generate().unwrap();
+    std::fs::write(dir.join("public.pem"), key.public_key_pem()).unwrap();
+    std::fs::write(
+        dir.join("other.pem"),
+        CheckpointKey::generate().unwrap().public_key_pem(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin_db = rt.block_on(async {
+        let admin_db = Database::connect(&DbSettings::new(&admin)).await.unwrap();
+        let conn = admin_db.get().await.unwrap();
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let db = Database::connect(&DbSettings::new(&url)).await.unwrap();
+        let mut options = PgAuditOptions::new(dir.join("spool/audit.jsonl"));
+        options.checkpoint_key = Some(key);
+        options.checkpoint_every = 5;
+        let sink = PgAuditSink::open(db, options).await.unwrap();
+        for i in 0..12 {
+            sink.record(
+                AuditEvent::new("auth.login", AuditDecision::Success).actor(format!("u{i}")),
+            )
+            .await
+            .unwrap();
+        }
+        admin_db
+    });
+    let public = dir.join("public.pem").to_string_lossy().into_owned();
+    let other = dir.join("other.pem").to_string_lossy().into_owned();
+    let env = [("AUDIT_DB", url.as_str())];
+    let ok = kailash(
+        &[
+            "audit",
+            "verify",
+            "--database-url-env",
+            "AUDIT_DB",
+            "--public-key",
+            &public,
+        ],
+        "",
+        &env,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let out = text(&ok.stdout);
+    assert!(
+        out.starts_with("ok: 12 entries in the database from the first entry, up to entry 12;"),
+        "{out}"
+    );
+    assert!(out.contains("signatures verified"), "{out}");
+
+    // Checkpoints signed by a key the operator does not trust.
+    let forged = kailash(
+        &[
+            "audit",
+            "verify",
+            "--database-url-env",
+            "AUDIT_DB",
+            "--public-key",
+            &other,
+        ],
+        "",
+        &env,
+    );
+    assert_eq!(forged.status.code(), Some(1));
+    assert!(
+        text(&forged.stderr).contains("is not signed by a trusted key"),
+        "{}",
+        text(&forged.stderr)
+    );
+
+    // An UPDATE made directly in the table (the append-only trigger
+    // switched off first, as the table's owner could).
+    rt.block_on(async {
+        let db = Database::connect(&DbSettings::new(&url)).await.unwrap();
+        db.get()
+            .await
+            .unwrap()
+            .batch_execute(
+                "ALTER TABLE kailash_audit DISABLE TRIGGER kailash_audit_append_only; \
+                 UPDATE kailash_audit SET line = replace(line, '\"u\":\"u6\"', '\"u\":\"u7\"') WHERE seq = 7",
+            )
+            .await
+            .unwrap();
+    });
+    let bad = kailash(
+        &["audit", "verify", "--database-url-env", "AUDIT_DB"],
+        "",
+        &env,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        text(&bad.stderr).trim(),
+        "error: the audit trail is broken: entry 7 was changed"
+    );
+    // No URL, no password in any message; a missing variable is exit 2.
+    let missing = kailash(&["audit", "verify", "--database-url-env", "NOPE"], "", &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("NOPE is not set"));
+    rt.block_on(async {
+        let conn = admin_db.get().await.unwrap();
+        conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -84,6 +84,37 @@ impl MemoryAuditSink {
             .collect()
     }
 
+    /// Up to `limit` events of `tenant` older than arrival number `before`,
+    /// newest first, and the cursor of the next page.
+    pub(crate) fn page(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+        before: Option<u64>,
+    ) -> super::AuditPage {
+        let inner = self.lock();
+        // Arrival numbers: the oldest held event is `evicted + 1`.
+        let first = inner.evicted + 1;
+        let end = before.map_or(inner.events.len(), |b| {
+            usize::try_from(b.saturating_sub(first))
+                .map_or(inner.events.len(), |i| i.min(inner.events.len()))
+        });
+        let mut events = Vec::new();
+        let mut next_before = None;
+        for i in (0..end).rev() {
+            let event = &inner.events[i];
+            if event.tenant.as_ref() != Some(tenant) {
+                continue;
+            }
+            if events.len() == limit {
+                next_before = Some(first + i as u64 + 1);
+                break;
+            }
+            events.push(event.clone());
+        }
+        super::AuditPage::new(events, next_before)
+    }
+
     /// How many events were let go because of the capacity.
     pub fn evicted(&self) -> u64 {
         self.lock().evicted
@@ -111,6 +142,40 @@ impl AuditSink for MemoryAuditSink {
 mod tests {
     use super::*;
     use crate::audit::AuditDecision;
+
+    #[tokio::test]
+    async fn pages_walk_one_tenant_back_to_its_oldest_held_event() {
+        use crate::audit::AuditQuery;
+        let sink = MemoryAuditSink::with_capacity(10);
+        let acme = TenantId::new("acme").unwrap();
+        let globex = TenantId::new("globex").unwrap();
+        for i in 0..14 {
+            let t = if i % 3 == 0 { &globex } else { &acme };
+            sink.record(
+                AuditEvent::new("x", AuditDecision::Allow)
+                    .tenant(t.clone())
+                    .resource(format!("r{i}")),
+            )
+            .await
+            .unwrap();
+        }
+        // Held: r4..r13; acme's are those not divisible by 3.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = sink.newest(&acme, 3, before).await.unwrap();
+            assert!(page.events.len() <= 3);
+            seen.extend(page.events.iter().map(|e| e.resource.clone().unwrap()));
+            match page.next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["r13", "r11", "r10", "r8", "r7", "r5", "r4"]);
+        // A cursor from before the evictions reads what is still held.
+        let stale = sink.newest(&acme, 100, Some(2)).await.unwrap();
+        assert!(stale.events.is_empty());
+    }
 
     #[tokio::test]
     async fn query_is_tenant_scoped_and_newest_first() {

@@ -310,3 +310,46 @@ async fn rewrite_from(db: &Database, from: i64) {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_pages_through_the_same_tenant_trail() {
+    use kailash_core::audit::AuditQuery;
+    use kailash_core::tenant::TenantId;
+    let Some(admin) = admin_url("every_instance_pages_through_the_same_tenant_trail") else {
+        return;
+    };
+    let fresh = Fresh::new(&admin).await;
+    let one = PgAuditSink::open(fresh.db().await, options(&fresh, "q1", None))
+        .await
+        .unwrap();
+    let two = PgAuditSink::open(fresh.db().await, options(&fresh, "q2", None))
+        .await
+        .unwrap();
+    for i in 0..25 {
+        let sink = if i < 12 { &one } else { &two };
+        sink.record(event("q", i)).await.unwrap();
+    }
+    // `event` gives acme the even numbers.
+    let acme = TenantId::new("acme").unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = two.newest(&acme, 5, before).await.unwrap();
+        seen.extend(page.events.iter().map(|e| e.resource.clone().unwrap()));
+        assert!(page.events.iter().all(|e| e.tenant.as_ref() == Some(&acme)));
+        match page.next_before {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..25)
+        .rev()
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("q-{i}"))
+        .collect();
+    assert_eq!(seen, want);
+    let from_one = one.newest(&acme, 1000, None).await.unwrap();
+    assert_eq!(from_one.events.len(), 13);
+    assert_eq!(from_one.next_before, None);
+    fresh.drop_db().await;
+}

@@ -94,8 +94,12 @@ pub(crate) fn event(tag: &str, i: usize) -> AuditEvent {
     AuditEvent::new("access.check", AuditDecision::Allow)
         .actor(format!("user{}", i % 7))
         .tenant(
-            kailash_core::tenant::TenantId::new(if i.is_multiple_of(2) { "acme" } else { "globex" })
-                .unwrap(),
+            kailash_core::tenant::TenantId::new(if i.is_multiple_of(2) {
+                "acme"
+            } else {
+                "globex"
+            })
+            .unwrap(),
         )
         .resource(format!("{tag}-{i}"))
         .reason("role viewer")

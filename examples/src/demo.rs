@@ -8,7 +8,7 @@
 //! | `POST /api/workflows` | `workflow:create` | checked against the tenant's node limits and types, the role's `max_workflows` and the tenant's workflow quota |
 //! | `DELETE /api/workflows/{id}` | `workflow:delete` | releases the owner's and the tenant's counts |
 //! | `GET /api/data/{id}` | `data:read` | plus `data_access` and `geo_restriction` against the document; another tenant's id answers like an unknown one |
-//! | `GET /api/audit` | `audit:view` | the tenant's newest audit events, newest first |
+//! | `GET /api/audit` | `audit:view` | the tenant's audit events, newest first, a page at a time (`limit`, `before`) |
 //!
 //! Workflows live in a [`WorkflowStore`] on the gateway's shared state
 //! (memory or Redis), keyed by tenant, so several instances on one Redis
@@ -26,7 +26,7 @@ use kailash::access::condition::Attributes;
 use kailash::access::layer::RequirePermissionLayer;
 use kailash::access::permission::Permission;
 use kailash::access::{AccessControl, forbidden};
-use kailash::audit::{AuditEvent, MemoryAuditSink};
+use kailash::audit::{AuditEvent, AuditQuery as AuditTrail};
 use kailash::context::RequestContext;
 use kailash::guard::GuardRefusal;
 use kailash::realtime::Hub;
@@ -41,7 +41,7 @@ use utoipa::{IntoParams, ToSchema};
 
 const MAX_AUDIT_EVENTS: usize = 1000;
 // `AuditQuery`'s published maximum is this number.
-const _: () = assert!(MAX_AUDIT_EVENTS == 1000);
+const _: () = assert!(MAX_AUDIT_EVENTS == 1000 && kailash::audit::MAX_PAGE == MAX_AUDIT_EVENTS);
 
 static DATA_READ: LazyLock<Permission> = LazyLock::new(|| {
     Permission::parse("data:read").unwrap_or_else(|e| unreachable!("a valid literal: {e}"))
@@ -111,6 +111,10 @@ struct AuditQuery {
     /// How many events, newest first (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_before` of the previous page: events older than it (at
+    /// most 2^53 - 1, the largest integer every JSON client reads exactly).
+    #[param(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    before: Option<u64>,
 }
 
 /// A path's `{id}`.
@@ -158,15 +162,18 @@ struct Workflows {
 struct AuditEvents {
     /// The caller's tenant.
     tenant: kailash::TenantId,
-    /// Its newest audit events, newest first.
+    /// Its audit events, newest first.
     events: Vec<AuditEvent>,
+    /// Pass as `before` for the next (older) page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<u64>,
 }
 
 struct Demo {
     access: AccessControl,
     quotas: Quotas,
     workflows: WorkflowStore,
-    recent: Option<Arc<MemoryAuditSink>>,
+    audit: Option<Arc<dyn AuditTrail>>,
 }
 
 /// Adds the demo routes (and their OpenAPI paths) to a builder made from
@@ -196,7 +203,7 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
             Some(runtime) => runtime.workflows().clone(),
             None => WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
         },
-        recent: builder.recent_audit().cloned(),
+        audit: builder.audit_query().cloned(),
     });
     Ok(builder.routes(router(demo)).openapi(openapi()))
 }
@@ -488,7 +495,8 @@ async fn read_document(
         (status = 200, description = "Events, newest first", body = AuditEvents),
         (status = 400, description = "`limit` is given more than once", body = Problem, content_type = PROBLEM),
         (status = 403, description = "Permission `audit:view` not granted", body = Problem, content_type = PROBLEM),
-        (status = 404, description = "This deployment keeps no recent-audit view", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "This deployment answers no audit queries", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "The audit database is unreachable", body = Problem, content_type = PROBLEM),
         (status = 422, description = "`limit` is not an integer from 1 to 1000", body = Problem, content_type = PROBLEM),
     ),
 )]
@@ -497,18 +505,21 @@ async fn audit_events(
     Extension(tenant): Extension<Arc<Tenant>>,
     ValidQuery(q): ValidQuery<AuditQuery>,
 ) -> Response {
-    let Some(recent) = &d.recent else {
+    let Some(audit) = &d.audit else {
         return Problem::not_found().into_response();
     };
     let limit = q.limit.unwrap_or(100).min(MAX_AUDIT_EVENTS);
-    let events = recent.query(&tenant.id, limit);
-    json(
-        StatusCode::OK,
-        &AuditEvents {
-            tenant: tenant.id.clone(),
-            events,
-        },
-    )
+    match audit.newest(&tenant.id, limit, q.before).await {
+        Ok(page) => json(
+            StatusCode::OK,
+            &AuditEvents {
+                tenant: tenant.id.clone(),
+                events: page.events,
+                next_before: page.next_before,
+            },
+        ),
+        Err(e) => e.problem().into_response(),
+    }
 }
 
 #[cfg(test)]

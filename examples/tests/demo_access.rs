@@ -9,6 +9,9 @@ mod support;
 mod business;
 #[path = "demo_access/health.rs"]
 mod health;
+#[cfg(feature = "postgres")]
+#[path = "demo_access/postgres.rs"]
+mod postgres;
 
 use std::path::{Path, PathBuf};
 

@@ -76,6 +76,31 @@ async fn check(
     if config.runtime.is_some() && config.access.is_some() {
         backend_signals.extend(["workflow_failure_rate", "workflow_failure_rate_health"]);
     }
+    if config.audit.sink == kailash::config::AuditSinkKind::Postgres {
+        backend_signals.push("database_health");
+    }
+    // The checkpoint key reads as at start (the database itself is not
+    // contacted: a config check works offline).
+    if let Some(path) = &config.audit.checkpoint_key_file {
+        let path = if path.is_absolute() {
+            path.clone()
+        } else {
+            data_dir.join(path)
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Failure::refused(format!(
+                "{origin}: audit.checkpoint_key_file: {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        })?;
+        kailash_postgres::audit::CheckpointKey::from_pem(&text).map_err(|e| {
+            Failure::refused(format!(
+                "{origin}: audit.checkpoint_key_file: {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
     builder = builder.alert_signals(&backend_signals, |_: &mut kailash::signal::Signals| {});
     builder
         .build()

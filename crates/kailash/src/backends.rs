@@ -180,3 +180,83 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<(), GatewayEr
     file.write_all(contents.as_bytes()).map_err(fail)?;
     file.sync_all().map_err(fail)
 }
+
+/// The PostgreSQL audit trail of `audit.sink = "postgres"`: connects to
+/// `[database.primary]` (an unreachable server or a bad URL stops the
+/// start; the message never holds the URL), creates its tables, opens the
+/// outage spool under `data_dir` and replays what it holds.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres_audit(
+    config: &crate::config::GatewayConfig,
+    data_dir: &std::path::Path,
+) -> Result<
+    (
+        kailash_postgres::audit::PgAuditSink,
+        kailash_postgres::Database,
+    ),
+    GatewayError,
+> {
+    use kailash_postgres::audit::{CheckpointKey, PgAuditOptions, PgAuditSink};
+    use kailash_postgres::{Database, DbSettings};
+
+    let db_err = |m: String| GatewayError::Database(m);
+    let primary = config
+        .database
+        .primary
+        .as_ref()
+        .ok_or_else(|| db_err("audit.sink = \"postgres\" needs [database.primary]".into()))?;
+    let source = crate::config::alerting::AlertChannelConfig::secret(
+        &primary.url_env,
+        &primary.url_file,
+        "url",
+    )
+    .map_err(|m| db_err(format!("database.primary: {m}")))?
+    .ok_or_else(|| db_err("database.primary: set `url_env` or `url_file`".into()))?;
+    let url = source
+        .read()
+        .map_err(|m| db_err(format!("database.primary: {m}")))?;
+    let mut settings = DbSettings::new(url);
+    settings.ca_file = primary.ca_file.clone();
+    settings.max_connections = primary.pool_size;
+    settings.connect_timeout = primary.connect_timeout.0;
+    settings.statement_timeout = primary.statement_timeout.0;
+    let db = Database::connect(&settings)
+        .await
+        .map_err(|e| db_err(format!("database.primary: {e}")))?;
+    let audit = &config.audit;
+    let spool = if audit.spool.is_absolute() {
+        audit.spool.clone()
+    } else {
+        data_dir.join(&audit.spool)
+    };
+    let mut options = PgAuditOptions::new(spool);
+    options.queue_capacity = audit.queue_capacity;
+    options.enqueue_timeout = audit.enqueue_timeout.0;
+    options.spool_options = audit.sink_options();
+    options.checkpoint_every = audit.checkpoint_every;
+    options.checkpoint_interval = audit.checkpoint_interval.0;
+    if let Some(path) = &audit.checkpoint_key_file {
+        let path = if path.is_absolute() {
+            path.clone()
+        } else {
+            data_dir.join(path)
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            db_err(format!(
+                "audit.checkpoint_key_file: {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        })?;
+        options.checkpoint_key = Some(CheckpointKey::from_pem(&text).map_err(|e| {
+            db_err(format!(
+                "audit.checkpoint_key_file: {}: {e}",
+                path.display()
+            ))
+        })?);
+    }
+    let sink = PgAuditSink::open(db.clone(), options)
+        .await
+        .map_err(|e| db_err(format!("audit: {e}")))?;
+    Ok((sink, db))
+}

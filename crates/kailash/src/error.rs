@@ -36,6 +36,10 @@ pub enum GatewayError {
     /// The access policy was refused.
     #[error("access policy: {0}")]
     Access(#[from] kailash_access::AccessError),
+    /// The PostgreSQL database could not be reached or set up (the
+    /// message never holds the URL or a password).
+    #[error("database: {0}")]
+    Database(String),
     /// The state backend could not be set up.
     #[error("state backend: {0}")]
     State(String),

@@ -147,3 +147,31 @@ impl HealthCheck for ExecutionRateCheck {
         true
     }
 }
+
+/// The PostgreSQL database answering `SELECT 1` (a pooled connection,
+/// within the check's timeout). Registered as `database` when the gateway
+/// uses one (the seed's `database_health`), as an optional check: the
+/// audit trail spools to local files while the database is away, so an
+/// outage is alerted on, never a reason to take every instance out of the
+/// load balancer. The error names the cause, never the URL.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone)]
+pub struct DatabaseCheck {
+    db: kailash_postgres::Database,
+}
+
+#[cfg(feature = "postgres")]
+impl DatabaseCheck {
+    /// A check of `db`.
+    pub fn new(db: kailash_postgres::Database) -> Self {
+        Self { db }
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl HealthCheck for DatabaseCheck {
+    async fn check(&self) -> Result<(), String> {
+        self.db.ping().await.map_err(|e| e.to_string())
+    }
+}

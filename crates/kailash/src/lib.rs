@@ -39,6 +39,8 @@ pub use kailash_core::{
     public, rate_limit, schema, state, trace_context,
 };
 pub use kailash_monitoring::{alert, health, log, metrics, signal};
+#[cfg(feature = "postgres")]
+pub use kailash_postgres as postgres;
 pub use kailash_realtime as realtime;
 #[cfg(feature = "redis")]
 pub use kailash_redis as redis;

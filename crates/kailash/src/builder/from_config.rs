@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kailash_core::audit::{AuditSink, JsonLinesAuditSink, JsonLinesOptions, MemoryAuditSink};
+use kailash_core::audit::{
+    AuditQuery, AuditSink, JsonLinesAuditSink, JsonLinesOptions, MemoryAuditSink,
+};
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::{IpPrefixes, TrustedProxies};
 use kailash_core::state::RateQuota;
@@ -105,25 +107,48 @@ impl GatewayBuilder {
     ) -> Result<Self, GatewayError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = crate::backends::state_from_config(&config.state, clock.clone()).await?;
-        let audit_path = if config.audit.file.is_absolute() {
-            config.audit.file.clone()
-        } else {
-            data_dir.join(&config.audit.file)
-        };
-        // The newest written events also stay in memory for queries; the
-        // writer adds them once their batch is written.
-        let recent = Arc::new(MemoryAuditSink::with_capacity(config.audit.recent_events));
-        let options = JsonLinesOptions {
-            recent: Some(recent.clone()),
-            ..config.audit.sink_options()
-        };
-        let audit = JsonLinesAuditSink::open_with(&audit_path, options).map_err(|source| {
-            GatewayError::Audit {
-                path: audit_path.clone(),
-                source,
+        #[cfg(feature = "postgres")]
+        let mut database_check = None;
+        let (audit, audit_query): (Arc<dyn AuditSink>, Arc<dyn AuditQuery>) = match config
+            .audit
+            .sink
+        {
+            crate::config::AuditSinkKind::File => {
+                let audit_path = if config.audit.file.is_absolute() {
+                    config.audit.file.clone()
+                } else {
+                    data_dir.join(&config.audit.file)
+                };
+                // The newest written events also stay in memory for
+                // queries; the writer adds them once their batch is written.
+                let recent = Arc::new(MemoryAuditSink::with_capacity(config.audit.recent_events));
+                let options = JsonLinesOptions {
+                    recent: Some(recent.clone()),
+                    ..config.audit.sink_options()
+                };
+                let audit =
+                    JsonLinesAuditSink::open_with(&audit_path, options).map_err(|source| {
+                        GatewayError::Audit {
+                            path: audit_path.clone(),
+                            source,
+                        }
+                    })?;
+                (Arc::new(audit), recent)
             }
-        })?;
-        let audit: Arc<dyn AuditSink> = Arc::new(audit);
+            #[cfg(feature = "postgres")]
+            crate::config::AuditSinkKind::Postgres => {
+                let (sink, db) = crate::backends::postgres_audit(config, data_dir).await?;
+                database_check = Some(crate::health_checks::DatabaseCheck::new(db));
+                let sink = Arc::new(sink);
+                (sink.clone(), sink)
+            }
+            #[cfg(not(feature = "postgres"))]
+            crate::config::AuditSinkKind::Postgres => {
+                return Err(GatewayError::Database(
+                    "audit.sink = \"postgres\" but this build has no PostgreSQL support (enable the `postgres` feature)".into(),
+                ));
+            }
+        };
         let mut builder = Self::from_config(config)?
             .optional_check(
                 "disk_usage",
@@ -135,7 +160,11 @@ impl GatewayBuilder {
             .clock(clock.clone())
             .state(state.clone())
             .audit(audit.clone());
-        builder.recent_audit = Some(recent);
+        #[cfg(feature = "postgres")]
+        if let Some(check) = database_check {
+            builder = builder.optional_check("database", check);
+        }
+        builder.audit_query = Some(audit_query);
         if let Some(spec) = &config.access {
             let access =
                 crate::access_config::from_config(spec, Some(audit.clone()), clock).await?;

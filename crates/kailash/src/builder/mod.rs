@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::Route;
 use kailash_access::AccessControl;
-use kailash_core::audit::{AuditSink, MemoryAuditSink};
+use kailash_core::audit::AuditSink;
 use kailash_core::clock::{Clock, SystemClock};
 use kailash_core::context::{IncomingRequestId, TrustedProxies};
 use kailash_core::state::SharedState;
@@ -68,7 +68,7 @@ pub struct GatewayBuilder {
     pub(crate) auth_cookie: Option<String>,
     pub(crate) tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
     pub(crate) access: Option<AccessControl>,
-    pub(crate) recent_audit: Option<Arc<MemoryAuditSink>>,
+    pub(crate) audit_query: Option<Arc<dyn kailash_core::audit::AuditQuery>>,
     pub(crate) realtime: Option<kailash_realtime::RealtimeConfig>,
     pub(crate) runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     /// Where the realtime hub goes once built, for the runtime's events.
@@ -132,7 +132,7 @@ impl Default for GatewayBuilder {
             auth_cookie: None,
             tenancy: None,
             access: None,
-            recent_audit: None,
+            audit_query: None,
             realtime: None,
             runtime: None,
             runtime_events: None,
@@ -559,10 +559,19 @@ impl GatewayBuilder {
         self.tenancy.as_ref().map(|(registry, _)| registry)
     }
 
-    /// The newest audit events kept in memory for queries (set by
-    /// [`from_config_with_backends`](Self::from_config_with_backends)).
-    pub fn recent_audit(&self) -> Option<&Arc<MemoryAuditSink>> {
-        self.recent_audit.as_ref()
+    /// The trail's query side (set by
+    /// [`from_config_with_backends`](Self::from_config_with_backends)): the
+    /// newest events each instance keeps in memory with the file sink, the
+    /// shared table with the PostgreSQL sink.
+    pub fn audit_query(&self) -> Option<&Arc<dyn kailash_core::audit::AuditQuery>> {
+        self.audit_query.as_ref()
+    }
+
+    /// Sets the trail's query side (`GET /api/audit` of the reference
+    /// deployment reads it).
+    pub fn with_audit_query(mut self, query: Arc<dyn kailash_core::audit::AuditQuery>) -> Self {
+        self.audit_query = Some(query);
+        self
     }
 
     /// Validates everything and composes the stack.

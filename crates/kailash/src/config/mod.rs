@@ -49,9 +49,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AuditConfig, CorsConfig, ExternalApiConfig, FsyncMode, GatewaySection, HealthConfig,
-    MAX_EXTERNAL_APIS, RateLimitConfig, ServerConfig, StateConfig, TelemetryConfig, TenancySection,
-    TlsConfig,
+    AuditConfig, AuditSinkKind, CorsConfig, DatabaseEndpoint, DatabaseSection, ExternalApiConfig,
+    FsyncMode, GatewaySection, HealthConfig, MAX_EXTERNAL_APIS, RateLimitConfig, ServerConfig,
+    StateConfig, TelemetryConfig, TenancySection, TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
@@ -103,6 +103,8 @@ pub struct GatewayConfig {
     pub rate_limit: RateLimitConfig,
     /// Where shared state lives.
     pub state: StateConfig,
+    /// The PostgreSQL server.
+    pub database: DatabaseSection,
     /// The audit trail.
     pub audit: AuditConfig,
     /// The background health checks behind `/health/ready`.

@@ -245,11 +245,89 @@ impl Default for StateConfig {
     }
 }
 
+/// `[database]`: the PostgreSQL server (see `kailash_postgres`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// The primary: writes (the audit trail) go there.
+    pub primary: Option<DatabaseEndpoint>,
+}
+
+/// How to reach one PostgreSQL server. The URL (it carries the password)
+/// comes from the environment or a file, never from the config file.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseEndpoint {
+    /// The environment variable holding the URL
+    /// (`postgres://user:pass@host:5432/db?sslmode=require`).
+    pub url_env: Option<String>,
+    /// A file holding the URL (a mounted secret).
+    pub url_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust for the server's TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Connections kept at most. Default 16.
+    pub pool_size: usize,
+    /// Longest wait for a connection (connect and TLS included). Default 5 s.
+    pub connect_timeout: ConfigDuration,
+    /// The server cancels a statement running longer. Default 30 s.
+    pub statement_timeout: ConfigDuration,
+}
+
+impl std::fmt::Debug for DatabaseEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseEndpoint")
+            .field("url_env", &self.url_env)
+            .field("url_file", &self.url_file)
+            .field("ca_file", &self.ca_file)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DatabaseEndpoint {
+    fn default() -> Self {
+        Self {
+            url_env: None,
+            url_file: None,
+            ca_file: None,
+            pool_size: 16,
+            connect_timeout: ConfigDuration(std::time::Duration::from_secs(5)),
+            statement_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
+/// `audit.sink`: where the trail is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSinkKind {
+    /// Hash-chained files under the data directory (default).
+    #[default]
+    File,
+    /// The `kailash_audit` table of `[database.primary]`, with the file
+    /// settings applying to its outage spool.
+    Postgres,
+}
+
 /// `[audit]`: the hash-chained audit file, its rotation, retention and
-/// storage limits (see `kailash_core::audit::JsonLinesAuditSink`).
+/// storage limits (see `kailash_core::audit::JsonLinesAuditSink`), or the
+/// PostgreSQL trail (`sink = "postgres"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// Where the trail is kept: `file` (default) or `postgres`.
+    pub sink: AuditSinkKind,
+    /// With `sink = "postgres"`: the active file of the outage spool
+    /// (relative paths under the data directory). Default
+    /// `audit-spool/audit.jsonl`.
+    pub spool: PathBuf,
+    /// With `sink = "postgres"`: an Ed25519 private key (PKCS#8 PEM) that
+    /// signs checkpoints of the chain. Default none (no checkpoints).
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// A checkpoint at least every this many entries. Default 10 000.
+    pub checkpoint_every: u64,
+    /// ...and at the first batch after this long without one. Default 60 s.
+    pub checkpoint_interval: ConfigDuration,
     /// The active JSON-lines file; a relative path is under the data
     /// directory. Closed files go beside it. Default `audit.jsonl`.
     pub file: PathBuf,
@@ -324,6 +402,11 @@ impl AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
+            sink: AuditSinkKind::File,
+            spool: PathBuf::from("audit-spool/audit.jsonl"),
+            checkpoint_key_file: None,
+            checkpoint_every: 10_000,
+            checkpoint_interval: ConfigDuration(std::time::Duration::from_secs(60)),
             file: PathBuf::from("audit.jsonl"),
             recent_events: 10_000,
             fsync: FsyncMode::Interval,

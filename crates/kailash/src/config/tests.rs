@@ -191,10 +191,38 @@ fn audit_storage_keys_are_checked_and_become_sink_options() {
         ("[audit]\nmax_total_bytes = 100\n", "audit.max_total_bytes"),
         ("[audit]\nrotate_bytes = 0\n", "audit.rotate_bytes"),
         ("[audit]\nfsync = \"sometimes\"\n", "audit.fsync"),
+        ("[audit]\nsink = \"postgres\"\n", "audit.sink"),
+        ("[audit]\nsink = \"mongo\"\n", "audit.sink"),
+        (
+            "[audit]\ncheckpoint_key_file = \"k.pem\"\n",
+            "audit.checkpoint_key_file",
+        ),
+        ("[audit]\ncheckpoint_every = 0\n", "audit.checkpoint_every"),
+        ("[database.primary]\npool_size = 4\n", "database.primary.url_env"),
+        (
+            "[database.primary]\nurl_env = \"A\"\nurl_file = \"b\"\n",
+            "database.primary.url_env",
+        ),
+        (
+            "[database.primary]\nurl_env = \"A\"\npool_size = 0\n",
+            "database.primary.pool_size",
+        ),
+        (
+            "[database.primary]\nurl = \"postgres://u:secret@h/db\"\n",
+            "database.primary",
+        ),
     ] {
         let e = load(text, &[]).unwrap_err().to_string();
         assert!(e.contains(key), "{text}: {e}");
+        assert!(!e.contains("secret"), "{text}: {e}");
     }
+    let c = load(
+        "[database.primary]\nurl_env = \"KAILASH_DATABASE_URL\"\n[audit]\nsink = \"postgres\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.audit.sink, super::AuditSinkKind::Postgres);
+    assert_eq!(c.database.primary.unwrap().pool_size, 16);
 }
 
 #[test]

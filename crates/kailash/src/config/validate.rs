@@ -210,6 +210,42 @@ impl GatewayConfig {
                 ),
             ));
         }
+        if let Some(primary) = &self.database.primary {
+            let e = |k: &str, m: &str| Err((format!("database.primary.{k}").into(), m.to_owned()));
+            match (&primary.url_env, &primary.url_file) {
+                (None, None) => return e("url_env", "set `url_env` or `url_file`"),
+                (Some(_), Some(_)) => return e("url_env", "set `url_env` or `url_file`, not both"),
+                _ => {}
+            }
+            if primary.pool_size == 0 || primary.pool_size > 1024 {
+                return e("pool_size", "must be from 1 to 1024");
+            }
+            if primary.connect_timeout.0.is_zero() {
+                return e("connect_timeout", "must be positive");
+            }
+            if primary.statement_timeout.0.is_zero() {
+                return e("statement_timeout", "must be positive");
+            }
+        }
+        if self.audit.sink == super::AuditSinkKind::Postgres && self.database.primary.is_none() {
+            return Err((
+                "audit.sink".into(),
+                "`postgres` needs [database.primary]".into(),
+            ));
+        }
+        if self.audit.sink == super::AuditSinkKind::File && self.audit.checkpoint_key_file.is_some()
+        {
+            return Err((
+                "audit.checkpoint_key_file".into(),
+                "signed checkpoints are kept by the `postgres` sink (the files chain through their headers)".into(),
+            ));
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval.0.is_zero() {
+            return Err((
+                "audit.checkpoint_every".into(),
+                "checkpoint_every and checkpoint_interval must be positive".into(),
+            ));
+        }
         if self.audit.recent_events == 0 {
             return Err(("audit.recent_events".into(), "must be at least 1".into()));
         }

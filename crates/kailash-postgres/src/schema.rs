@@ -124,7 +124,7 @@ pub(crate) fn month_bounds(ms: i64) -> (i64, i64) {
 /// Makes sure the partitions of the month holding `ms` and the next one
 /// exist (their rows would otherwise land in the default partition, which
 /// retention cannot drop whole).
-pub(crate) async fn ensure_partitions(db: &Database, ms: i64) -> Result<(), DbError> {
+pub async fn ensure_partitions(db: &Database, ms: i64) -> Result<(), DbError> {
     let conn = db.get().await?;
     let (start, next) = month_bounds(ms);
     let (_, after) = month_bounds(next);

@@ -235,6 +235,9 @@ pub(crate) async fn postgres_audit(
     options.spool_options = audit.sink_options();
     options.checkpoint_every = audit.checkpoint_every;
     options.checkpoint_interval = audit.checkpoint_interval.0;
+    options.retention = Some(std::time::Duration::from_secs(
+        u64::from(audit.retention_days) * 86_400,
+    ));
     if let Some(path) = &audit.checkpoint_key_file {
         let path = if path.is_absolute() {
             path.clone()

@@ -4,9 +4,11 @@
 
 mod append;
 mod checkpoint;
+mod retention;
 mod sink;
 mod verify;
 
 pub use checkpoint::{CheckpointKey, KeyError, VerifyingKey};
+pub use retention::drop_expired;
 pub use sink::{PgAuditError, PgAuditOptions, PgAuditSink};
 pub use verify::{PgBreak, PgVerifyError, PgVerifyReport, verify};

@@ -42,6 +42,11 @@ pub struct PgAuditOptions {
     pub checkpoint_every: u64,
     /// ...and at the first batch after this long without one.
     pub checkpoint_interval: Duration,
+    /// Monthly partitions whose month ended longer ago than this are
+    /// dropped (checked hourly), each leaving a checkpoint at its last
+    /// entry ([`drop_expired`](super::drop_expired)). `None` keeps
+    /// everything.
+    pub retention: Option<Duration>,
 }
 
 impl PgAuditOptions {
@@ -58,6 +63,7 @@ impl PgAuditOptions {
             checkpoint_key: None,
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(60),
+            retention: None,
         }
     }
 }
@@ -260,6 +266,7 @@ impl PgAuditSink {
                 )
             }),
             batch_no: 0,
+            retention: options.retention,
             uncertain: None,
             buf: Vec::with_capacity(512),
             partitions_until: 0,
@@ -413,8 +420,10 @@ struct Writer {
     batch_no: u64,
     uncertain: Option<Uncertain>,
     buf: Vec<u8>,
-    /// Partitions are known to exist up to this append time.
+    /// Partitions are known to exist, and expired ones dropped, up to this
+    /// time (housekeeping runs hourly).
     partitions_until: i64,
+    retention: Option<Duration>,
 }
 
 const REPLAY_CHUNK: usize = 512;
@@ -436,6 +445,11 @@ impl Writer {
                 if let Some(batch) = batch {
                     batch.complete(result);
                 }
+            }
+            if self.shared.live.load(Ordering::Relaxed)
+                && let Err(e) = self.housekeep().await
+            {
+                tracing::warn!(error = %e, "audit housekeeping failed; retried with the next batch");
             }
             if !self.shared.live.load(Ordering::Relaxed)
                 && tokio::time::Instant::now() >= next_retry
@@ -520,15 +534,7 @@ impl Writer {
 
     /// Appends `events` in chunks; on failure, how many went in before it.
     async fn write_live(&mut self, events: &[AuditEvent]) -> Result<(), (usize, DbError)> {
-        let now = jiff::Timestamp::now().as_millisecond();
-        if now >= self.partitions_until {
-            crate::schema::ensure_partitions(&self.db, now)
-                .await
-                .map_err(|e| (0, e))?;
-            // Checked again an hour later (a new month gets its partition
-            // a month ahead).
-            self.partitions_until = now + 3_600_000;
-        }
+        self.housekeep().await.map_err(|e| (0, e))?;
         let mut committed = 0;
         for chunk in events.chunks(self.max_batch) {
             let batch_no = self.batch_no + 1;
@@ -588,6 +594,24 @@ impl Writer {
             }
         }
         result
+    }
+
+    /// Hourly: next month's partition exists, expired ones are dropped.
+    async fn housekeep(&mut self) -> Result<(), DbError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        if now < self.partitions_until {
+            return Ok(());
+        }
+        crate::schema::ensure_partitions(&self.db, now).await?;
+        if let Some(retention) = self.retention {
+            let key = self.signer.as_ref().map(|(k, _)| k);
+            if let Err(e) = super::drop_expired(&self.db, key, retention, now).await {
+                tracing::warn!(error = %e, "audit retention failed; retried in an hour");
+            }
+        }
+        // A new month gets its partition a month ahead.
+        self.partitions_until = now + 3_600_000;
+        Ok(())
     }
 
     /// The spool's last entry's sequence number.

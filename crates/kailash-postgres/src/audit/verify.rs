@@ -227,6 +227,33 @@ pub async fn verify(db: &Database, keys: &[VerifyingKey]) -> Result<PgVerifyRepo
         entries += 1;
     }
     let latest_checkpoint = checkpoints.last().map(|c| c.seq);
+    if entries == 0 {
+        // Nothing left (retention dropped it all): the head must be the
+        // newest checkpoint, which anchors whatever comes next.
+        return match checkpoints.last() {
+            _ if head_seq == 0 => Ok(PgVerifyReport {
+                entries: 0,
+                first_seq: 1,
+                last_seq: 0,
+                last_hash: GENESIS,
+                checkpoints: checkpoints.len(),
+                latest_checkpoint,
+            }),
+            Some(c) if c.seq == head_seq => Ok(PgVerifyReport {
+                entries: 0,
+                first_seq: head_seq + 1,
+                last_seq: head_seq,
+                last_hash: c.hash,
+                checkpoints: checkpoints.len(),
+                latest_checkpoint,
+            }),
+            _ => Err(PgBreak::Truncated {
+                last_seq: latest_checkpoint.unwrap_or(0),
+                expected: head_seq,
+            }
+            .into()),
+        };
+    }
     if let Some(c) = checkpoints.get(next_checkpoint) {
         return Err(PgBreak::Truncated {
             last_seq,

@@ -353,3 +353,72 @@ async fn every_instance_pages_through_the_same_tenant_trail() {
     assert_eq!(from_one.next_before, None);
     fresh.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_months_and_what_remains_verifies_from_its_checkpoint() {
+    use kailash_postgres::audit::drop_expired;
+    let Some(admin) =
+        admin_url("retention_drops_whole_months_and_what_remains_verifies_from_its_checkpoint")
+    else {
+        return;
+    };
+    let fresh = Fresh::new(&admin).await;
+    let db = fresh.db().await;
+    let key = CheckpointKey::generate().unwrap();
+    let keys = [VerifyingKey::from_pem(&key.public_key_pem()).unwrap()];
+    let sink = PgAuditSink::open(
+        db.clone(),
+        options(
+            &fresh,
+            "r",
+            Some(CheckpointKey::from_pem(&key.private_key_pem().unwrap()).unwrap()),
+        ),
+    )
+    .await
+    .unwrap();
+    for i in 0..30 {
+        sink.record(event("old", i)).await.unwrap();
+    }
+    // Nothing is old enough yet.
+    let now = jiff::Timestamp::now().as_millisecond();
+    let day = Duration::from_secs(86_400);
+    assert!(
+        drop_expired(&db, Some(&key), day * 2555, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Seen from 100 days later with 30 days' retention, this month is
+    // expired: dropped whole, a checkpoint left at its last entry.
+    let later = now + 100 * 86_400_000;
+    let dropped = drop_expired(&db, Some(&key), day * 30, later)
+        .await
+        .unwrap();
+    // This month's partition and next month's (empty) one.
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    let empty = verify(&db, &keys).await.unwrap();
+    assert_eq!(
+        (empty.entries, empty.first_seq, empty.last_seq),
+        (0, 31, 30)
+    );
+    // New entries continue the chain and verify from the boundary.
+    kailash_postgres::schema::ensure_partitions(&db, now)
+        .await
+        .unwrap();
+    for i in 0..10 {
+        sink.record(event("new", i)).await.unwrap();
+    }
+    let report = verify(&db, &keys).await.unwrap();
+    assert_eq!(
+        (report.entries, report.first_seq, report.last_seq),
+        (10, 31, 40)
+    );
+    // Without the boundary checkpoint the cut is named.
+    exec(&db, "DELETE FROM kailash_audit_checkpoint WHERE seq = 30").await;
+    assert_eq!(
+        broken(verify(&db, &keys).await),
+        PgBreak::Unanchored { first_seq: 31 }
+    );
+    drop(sink);
+    fresh.drop_db().await;
+}

@@ -198,7 +198,10 @@ fn audit_storage_keys_are_checked_and_become_sink_options() {
             "audit.checkpoint_key_file",
         ),
         ("[audit]\ncheckpoint_every = 0\n", "audit.checkpoint_every"),
-        ("[database.primary]\npool_size = 4\n", "database.primary.url_env"),
+        (
+            "[database.primary]\npool_size = 4\n",
+            "database.primary.url_env",
+        ),
         (
             "[database.primary]\nurl_env = \"A\"\nurl_file = \"b\"\n",
             "database.primary.url_env",

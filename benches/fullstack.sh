@@ -9,6 +9,9 @@
 #                 session, tenant, per-IP/user/tenant limits, quota, hybrid
 #                 RBAC+ABAC, metrics, audit of the decision, handler
 #   gw-redis      the same with KAILASH_REDIS_URL (all shared state in Redis)
+#   gw-pg         gw-full with the audit trail in PostgreSQL (audit.sink =
+#                 "postgres", a fresh database per run): the ratio to gw-full
+#                 is the cost of the database sink
 # in interleaved rounds, one server at a time, in one run; prints each run
 # and a summary of medians (req/s, ratio to bare in the same round, p50/p99,
 # server CPU µs per request, Redis CPU µs per request). After every gateway
@@ -21,6 +24,7 @@
 # usage: [NEW=target/release/enterprise_gateway] [BASE=other/enterprise_gateway]
 #        [ROUNDS=3] [DUR=10] [WARMUP=2] [THREADS=2] [CONNECTIONS=50]
 #        [ONLY=bare,gw-full,...] [REDIS_URL=redis://127.0.0.1:6379] [REDIS_DB=9]
+#        [PG_URL=postgres://postgres@127.0.0.1:5432] (PG_URL= skips gw-pg)
 #        [PORT=18180] [KEEP=1] benches/fullstack.sh
 set -euo pipefail
 
@@ -40,6 +44,8 @@ ONLY=${ONLY:-}
 REDIS_URL=${REDIS_URL-redis://127.0.0.1:6379}
 REDIS_DB=${REDIS_DB:-9}
 REDIS_PREFIX=kailash-fullstack-bench:
+PG_URL=${PG_URL-postgres://postgres@127.0.0.1:5432}
+PG_DB=kailash_fullstack_bench
 PORT=${PORT:-18180}
 KEEP=${KEEP:-}
 
@@ -71,7 +77,10 @@ if [ -n "$REDIS_URL" ]; then
   command -v redis-cli >/dev/null || die "needs redis-cli for the Redis runs (or set REDIS_URL= to skip them)"
   redis-cli -u "$REDIS_URL/$REDIS_DB" ping >/dev/null 2>&1 || die "no Redis at $REDIS_URL (set REDIS_URL= to skip the Redis runs)"
 fi
-
+if [ -n "$PG_URL" ] && wanted gw-pg; then
+  command -v psql >/dev/null || die "needs psql for the PostgreSQL runs (or set PG_URL= to skip them)"
+  psql "$PG_URL/postgres?sslmode=disable" -Atqc 'SELECT 1' >/dev/null 2>&1 || die "no PostgreSQL at $PG_URL (set PG_URL= to skip the gw-pg runs)"
+fi
 
 work=$(mktemp -d -t kailash-fullstack.XXXXXX)
 pids=""
@@ -330,12 +339,18 @@ run_target() {
       expect_code 401 "$url"
       expect_code 200 "$url" -H "authorization: Bearer $token"
       ;;
-    gw-live | gw-full | gw-redis)
+    gw-live | gw-full | gw-redis | gw-pg)
       port=$gw_port; port_free "$port" || die "port $port is taken (set PORT=)"
       dd=$(mktemp -d -p "$work" gw.XXXXXX)
       mkdir -m 700 "$dd/keys"; cp -p "$work/$keyfile" "$dd/keys/$keyfile"
       local env=()
       if [ "$target" = gw-redis ]; then redis_reset; env=(KAILASH_REDIS_URL="$REDIS_URL/$REDIS_DB"); fi
+      if [ "$target" = gw-pg ]; then
+        psql "$PG_URL/postgres?sslmode=disable" -q -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" -c "CREATE DATABASE $PG_DB" >/dev/null \
+          || die "cannot create the bench database $PG_DB"
+        env=(KAILASH_AUDIT__SINK=postgres KAILASH_DATABASE__PRIMARY__URL_ENV=KAILASH_BENCH_PG_URL
+             KAILASH_BENCH_PG_URL="$PG_URL/$PG_DB?sslmode=disable")
+      fi
       env "${env[@]}" "$bin" --config "$work/bench.toml" --data-dir "$dd" --listen "127.0.0.1:$port" >"$dd/log" 2>&1 &
       pid=$!; pids+=" $pid"
       wait_up "http://127.0.0.1:$port/health/live" "$pid" || { tail -5 "$dd/log"; die "$target ($build) did not start"; }
@@ -354,6 +369,11 @@ run_target() {
     sleep 0.3  # let requests cut off by wrk's stop finish or drop
     curl -sf "127.0.0.1:$port/metrics" >"$dd/metrics.txt" || die "$target ($build): no /metrics"
     stop "$pid"
+    if [ "$target" = gw-pg ]; then
+      # The trail is the table: its lines, in order, where the file would be.
+      psql "$PG_URL/$PG_DB?sslmode=disable" -Atqc "SELECT line FROM kailash_audit ORDER BY seq" >"$dd/$audit_rel" \
+        || die "gw-pg ($build): cannot read the audit table"
+    fi
     local client; client=$(cat "$work/client_count")
     [ "$target" = gw-live ] || client=$((client + 1))  # the setup check above
     audit_check "$dd" "$dd/metrics.txt" "$client"
@@ -368,10 +388,15 @@ builds=("new $NEW")
 [ -z "$BASE" ] || builds+=("base $BASE")
 plan=()
 for t in bare axum-towerhttp jwt-authorizer; do wanted "$t" && plan+=("$t"); done
-for t in gw-live gw-full gw-redis; do
+for t in gw-live gw-full gw-redis gw-pg; do
   [ "$t" != gw-redis ] || [ -n "$REDIS_URL" ] || continue
+  [ "$t" != gw-pg ] || [ -n "$PG_URL" ] || continue
   wanted "$t" || continue
-  for b in "${builds[@]}"; do plan+=("$t $b"); done
+  for b in "${builds[@]}"; do
+    # A base build may predate the PostgreSQL sink: gw-pg runs the new one.
+    [ "$t" != gw-pg ] || [[ $b == new* ]] || continue
+    plan+=("$t $b")
+  done
 done
 [ ${#plan[@]} -gt 0 ] || die "ONLY=$ONLY selects nothing"
 

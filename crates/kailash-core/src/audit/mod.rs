@@ -59,7 +59,7 @@ pub use query::{AuditPage, AuditQuery, MAX_PAGE};
 pub use record::{Offer, PendingAudit, offer, record_or_log};
 pub use replay::read_entries;
 pub use retain::RetainingAuditSink;
-pub use ticket::{AuditBatch, AuditTicket};
+pub use ticket::{AuditBatch, AuditTicket, enqueue_or_wait};
 
 /// Why an event could not be recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -162,6 +162,34 @@ impl Future for AuditTicket {
     }
 }
 
+/// Hands `item` to `try_enqueue` until it takes it, waiting for `space`
+/// (a sink's "room again" signal) between tries, for at most `timeout`;
+/// then awaits the ticket. A sink's `record` with a bounded queue: `Err`
+/// from `try_enqueue` gives the item back because the queue is full.
+/// Past the timeout the answer is [`AuditError::Backpressure`], counted as
+/// a refused event (`kailash_audit_events_total{outcome="refused"}`).
+pub async fn enqueue_or_wait<T>(
+    space: &tokio::sync::Notify,
+    timeout: std::time::Duration,
+    mut item: T,
+    mut try_enqueue: impl FnMut(T) -> Result<AuditTicket, T>,
+) -> Result<(), AuditError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let room = space.notified();
+        tokio::pin!(room);
+        room.as_mut().enable();
+        match try_enqueue(item) {
+            Ok(ticket) => return ticket.await,
+            Err(back) => item = back,
+        }
+        if tokio::time::timeout_at(deadline, room).await.is_err() {
+            metrics::counter!("kailash_audit_events_total", "outcome" => "refused").increment(1);
+            return Err(AuditError::Backpressure);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -335,22 +335,19 @@ fn refused() {
 
 #[async_trait]
 impl AuditSink for PgAuditSink {
+    #[allow(
+        clippy::result_large_err,
+        reason = "the event goes back by value, unboxed"
+    )]
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let deadline = tokio::time::Instant::now() + self.handle.enqueue_timeout;
-        let mut event = event;
-        loop {
-            let room = self.handle.shared.space.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            match self.enqueue(event) {
-                Ok(ticket) => return ticket.await,
-                Err(back) => event = back,
-            }
-            if tokio::time::timeout_at(deadline, room).await.is_err() {
-                refused();
-                return Err(AuditError::Backpressure);
-            }
-        }
+        let handle = &self.handle;
+        kailash_core::audit::enqueue_or_wait(
+            &handle.shared.space,
+            handle.enqueue_timeout,
+            event,
+            |e| self.enqueue(e),
+        )
+        .await
     }
 
     fn try_record(&self, event: AuditEvent) -> Result<AuditTicket, AuditEvent> {

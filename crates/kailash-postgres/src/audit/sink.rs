@@ -102,6 +102,8 @@ struct Shared {
     live: AtomicBool,
     /// Spooled entries not yet replayed (as last known).
     spool_backlog: AtomicU64,
+    /// While spooling: the prober's last ping of the database answered.
+    db_reachable: AtomicBool,
     spool_failing: AtomicBool,
     stopped: AtomicBool,
 }
@@ -241,6 +243,7 @@ impl PgAuditSink {
             capacity: options.queue_capacity.max(1),
             live: AtomicBool::new(true),
             spool_backlog: AtomicU64::new(0),
+            db_reachable: AtomicBool::new(true),
             spool_failing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         });
@@ -253,6 +256,7 @@ impl PgAuditSink {
             origin,
             replayed,
             spool_seq: replayed,
+            progress_unknown: false,
             max_batch: options.max_batch.max(1),
             retry_interval: options.retry_interval.max(Duration::from_millis(10)),
             signer: options.checkpoint_key.map(|k| {
@@ -274,9 +278,15 @@ impl PgAuditSink {
         writer.batch_no = progress_of(&db, &writer.live_origin).await?;
         writer.spool_seq = writer.spool_last().await;
         // What an earlier run spooled goes first.
-        if !writer.drain().await {
+        if writer.drain(None).await != Drain::Done {
             writer.shared.live.store(false, Ordering::Relaxed);
+            writer.shared.db_reachable.store(false, Ordering::Relaxed);
         }
+        tokio::spawn(probe(
+            Arc::downgrade(&shared),
+            db.clone(),
+            writer.retry_interval,
+        ));
         tokio::spawn(writer.run());
         Ok(Self {
             handle: Arc::new(Handle {
@@ -387,6 +397,33 @@ impl AuditSink for PgAuditSink {
     }
 }
 
+/// While the sink spools, pings the database every `every` (off the
+/// writer's task, so a database that hangs holds no batch back) and wakes
+/// the writer to replay once it answers. Ends with the sink.
+async fn probe(shared: std::sync::Weak<Shared>, db: Database, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        if s.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        if s.live.load(Ordering::Relaxed) || s.db_reachable.load(Ordering::Relaxed) {
+            continue;
+        }
+        drop(s);
+        let up = db.ping().await.is_ok();
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        if up {
+            s.db_reachable.store(true, Ordering::Relaxed);
+            s.wake.notify_one();
+        }
+    }
+}
+
 /// A live batch whose `COMMIT` answer was lost: its events were spooled
 /// too; whether the database has it decides whether they are replayed.
 #[derive(Debug, Clone, Copy)]
@@ -410,6 +447,8 @@ struct Writer {
     replayed: u64,
     /// The spool's last entry (this writer is its only producer).
     spool_seq: u64,
+    /// A replay append failed: whether it committed is read back first.
+    progress_unknown: bool,
     max_batch: usize,
     retry_interval: Duration,
     signer: Option<(CheckpointKey, CheckpointPolicy)>,
@@ -425,14 +464,31 @@ struct Writer {
 
 const REPLAY_CHUNK: usize = 512;
 
+/// How a replay step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// The spool is replayed; batches go to the database again.
+    Done,
+    /// Entries are left for the next step.
+    More,
+    /// The database (or the spool) failed; the prober decides when to retry.
+    Failed,
+}
+
 impl Writer {
     async fn run(mut self) {
-        let mut next_retry = tokio::time::Instant::now() + self.retry_interval;
         loop {
-            let wait = if self.shared.live.load(Ordering::Relaxed) {
-                Duration::from_secs(3600)
+            let live = self.shared.live.load(Ordering::Relaxed);
+            let replaying = !live && self.shared.db_reachable.load(Ordering::Relaxed);
+            // While replaying, batches and replay chunks take turns: new
+            // requests never wait for a whole backlog. Otherwise the writer
+            // sleeps until events arrive (or the prober finds the database
+            // back); probing never happens on this task, so a database that
+            // hangs never holds a batch back.
+            let wait = if replaying {
+                Duration::ZERO
             } else {
-                next_retry.saturating_duration_since(tokio::time::Instant::now())
+                Duration::from_secs(3600)
             };
             let (events, batch, closed) = self.next_batch(wait).await;
             if !events.is_empty() || batch.is_some() {
@@ -449,12 +505,13 @@ impl Writer {
                 tracing::warn!(error = %e, "audit housekeeping failed; retried with the next batch");
             }
             if !self.shared.live.load(Ordering::Relaxed)
-                && tokio::time::Instant::now() >= next_retry
+                && self.shared.db_reachable.load(Ordering::Relaxed)
             {
-                if self.drain().await {
-                    tracing::info!("audit database reachable again; spool replayed");
+                match self.drain(Some(1)).await {
+                    Drain::Done => tracing::info!("audit database reachable again; spool replayed"),
+                    Drain::More => {}
+                    Drain::Failed => self.shared.db_reachable.store(false, Ordering::Relaxed),
                 }
-                next_retry = tokio::time::Instant::now() + self.retry_interval;
             }
             if closed {
                 break;
@@ -522,6 +579,7 @@ impl Writer {
                         "audit database write failed; events go to the spool until it is back"
                     );
                     self.shared.live.store(false, Ordering::Relaxed);
+                    self.shared.db_reachable.store(false, Ordering::Relaxed);
                     metrics::gauge!("kailash_audit_database_up").set(0.0);
                 }
             }
@@ -629,27 +687,42 @@ impl Writer {
         .unwrap_or(after)
     }
 
-    /// Replays the spool into the database. `true` when it is drained and
-    /// batches go to the database again.
-    async fn drain(&mut self) -> bool {
+    /// Replays the spool into the database, at most `chunks` chunks (all
+    /// with `None`); once nothing is left, batches go to the database again.
+    async fn drain(&mut self, chunks: Option<usize>) -> Drain {
+        if self.progress_unknown {
+            // The last replay append failed: it may have committed.
+            match progress_of(&self.db, &self.origin).await {
+                Ok(done) => {
+                    self.replayed = self.replayed.max(done);
+                    self.progress_unknown = false;
+                }
+                Err(_) => return Drain::Failed,
+            }
+        }
         if let Some(u) = self.uncertain {
-            match crate::audit::append::progress_of(&self.db, &self.live_origin).await {
+            match progress_of(&self.db, &self.live_origin).await {
                 Ok(done) => {
                     if done >= u.batch_no && u.spool_after > u.spool_before {
                         // The lost answer was a commit: its spooled copy is
                         // not replayed. Entries spooled before it were.
                         if let Err(e) = self.skip_uncertain(u).await {
                             tracing::warn!(error = %e, "audit spool replay waits for the database");
-                            return false;
+                            return Drain::Failed;
                         }
                     }
                     self.batch_no = done.max(self.batch_no);
                     self.uncertain = None;
                 }
-                Err(_) => return false,
+                Err(_) => return Drain::Failed,
             }
         }
+        let mut left = chunks;
         loop {
+            if left == Some(0) {
+                return Drain::More;
+            }
+            left = left.map(|n| n - 1);
             let path = self.spool_path.clone();
             let after = self.replayed;
             let read =
@@ -665,7 +738,7 @@ impl Writer {
                         error = %e,
                         "the audit spool cannot be read back; replay stopped"
                     );
-                    return false;
+                    return Drain::Failed;
                 }
             };
             let Some(last) = entries.last().map(|e| e.0) else {
@@ -674,7 +747,7 @@ impl Writer {
                 if !was_live {
                     metrics::gauge!("kailash_audit_database_up").set(1.0);
                 }
-                return true;
+                return Drain::Done;
             };
             let events: Vec<AuditEvent> = entries.into_iter().map(|e| e.1).collect();
             let progress = Progress {
@@ -683,7 +756,7 @@ impl Writer {
             };
             let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
             match append(&self.db, &events, Some(progress), signer, &mut self.buf).await {
-                Ok(_) => {
+                Ok(()) => {
                     self.replayed = last;
                     let n = events.len() as u64;
                     let _ = self.shared.spool_backlog.fetch_update(
@@ -696,11 +769,8 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "audit spool replay waits for the database");
-                    // Whatever committed is recorded; read it back.
-                    if let Ok(done) = progress_of(&self.db, &self.origin).await {
-                        self.replayed = self.replayed.max(done);
-                    }
-                    return false;
+                    self.progress_unknown = true;
+                    return Drain::Failed;
                 }
             }
         }

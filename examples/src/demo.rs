@@ -9,6 +9,7 @@
 //! | `DELETE /api/workflows/{id}` | `workflow:delete` | releases the owner's and the tenant's counts |
 //! | `GET /api/data/{id}` | `data:read` | plus `data_access` and `geo_restriction` against the document; another tenant's id answers like an unknown one |
 //! | `GET /api/audit` | `audit:view` | the tenant's audit events, newest first, a page at a time (`limit`, `before`) |
+//! | `GET /api/audit/export?user=` | `audit:view` | one person's events in the tenant's trail (a subject access request, GDPR article 15), paged the same way; the export itself is audited (`audit.export`) before it is answered |
 //!
 //! Workflows live in a [`WorkflowStore`] on the gateway's shared state
 //! (memory or Redis), keyed by tenant, so several instances on one Redis
@@ -117,6 +118,21 @@ struct AuditQuery {
     before: Option<u64>,
 }
 
+/// `GET /api/audit/export`'s query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExportQuery {
+    /// The person (the events' actor).
+    #[param(min_length = 1, max_length = 128)]
+    user: String,
+    /// How many events, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The `next_before` of the previous page: events older than it.
+    #[param(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    before: Option<u64>,
+}
+
 /// A path's `{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -174,6 +190,7 @@ struct Demo {
     quotas: Quotas,
     workflows: WorkflowStore,
     audit: Option<Arc<dyn AuditTrail>>,
+    sink: Option<Arc<dyn kailash::audit::AuditSink>>,
 }
 
 /// Adds the demo routes (and their OpenAPI paths) to a builder made from
@@ -204,6 +221,7 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
             None => WorkflowStore::new(access.clone(), state.clone(), NodeRegistry::builtin()),
         },
         audit: builder.audit_query().cloned(),
+        sink: builder.audit_handle().cloned(),
     });
     Ok(builder.routes(router(demo)).openapi(openapi()))
 }
@@ -231,12 +249,16 @@ fn router(demo: Arc<Demo>) -> Router {
             get(read_document).layer(RequirePermissionLayer::new("data:read").defer_resource()),
         )
         .route("/api/audit", guarded(get(audit_events), "audit:view"))
+        .route(
+            "/api/audit/export",
+            guarded(get(audit_export), "audit:view"),
+        )
         .with_state(demo)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(reports, list_workflows, create_workflow, delete_workflow, read_document, audit_events),
+    paths(reports, list_workflows, create_workflow, delete_workflow, read_document, audit_events, audit_export),
     tags((name = "demo", description = "The reference deployment's demo routes (DEMO.md)")),
 )]
 struct DemoApi;
@@ -522,12 +544,62 @@ async fn audit_events(
     }
 }
 
+/// One person's events in the tenant's trail.
+#[utoipa::path(
+    get, path = "/api/audit/export", tag = "demo", operation_id = "audit_export",
+    description = "Requires `audit:view`. A subject access request (GDPR article 15): the events whose actor is `user`, in the caller's tenant, newest first, paged by `before`. The export is itself audited (`audit.export`, by the caller, naming the user) before it is answered.",
+    security(("bearer" = [])),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The user's events, newest first", body = AuditEvents),
+        (status = 400, description = "A parameter is given more than once", body = Problem, content_type = PROBLEM),
+        (status = 403, description = "Permission `audit:view` not granted", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "This deployment answers no audit queries", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "`user`, `limit` or `before` out of range", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "The audit trail cannot record the export, or its database is unreachable", body = Problem, content_type = PROBLEM),
+    ),
+)]
+async fn audit_export(
+    State(d): State<Arc<Demo>>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<Arc<Tenant>>,
+    ctx: Option<Extension<RequestContext>>,
+    ValidQuery(q): ValidQuery<ExportQuery>,
+) -> Response {
+    let (Some(audit), Some(sink)) = (&d.audit, &d.sink) else {
+        return Problem::not_found().into_response();
+    };
+    let mut event = AuditEvent::new("audit.export", kailash::audit::AuditDecision::Success)
+        .principal(&principal)
+        .tenant(tenant.id.clone())
+        .resource(format!("user {}", q.user));
+    if let Some(Extension(ctx)) = &ctx {
+        event = event.context(ctx);
+    }
+    // Accepted means written: nothing is exported without its entry.
+    if let Err(e) = sink.record(event).await {
+        return e.problem().into_response();
+    }
+    let limit = q.limit.unwrap_or(100).min(MAX_AUDIT_EVENTS);
+    match audit.of_actor(&tenant.id, &q.user, limit, q.before).await {
+        Ok(page) => json(
+            StatusCode::OK,
+            &AuditEvents {
+                tenant: tenant.id.clone(),
+                events: page.events,
+                next_before: page.next_before,
+            },
+        ),
+        Err(e) => e.problem().into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_openapi_document_is_derived_and_enforceable() {
         let doc = super::openapi();
-        assert_eq!(doc.paths.paths.len(), 5);
+        assert_eq!(doc.paths.paths.len(), 6);
         let json = serde_json::to_value(&doc).unwrap();
         assert!(json["paths"]["/api/workflows"]["post"]["responses"]["201"].is_object());
         assert!(json["paths"]["/api/workflows/{id}"]["delete"]["responses"]["204"].is_object());

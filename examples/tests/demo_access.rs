@@ -217,6 +217,23 @@ async fn documents_follow_roles_policies_and_tenants() {
             events.iter().all(|e| e["tenant"] == "acme"),
             "acme's trail only"
         );
+        // One person's entries (a subject access request).
+        let r = call(
+            &d,
+            "GET",
+            "/api/audit/export?user=dave&limit=1000",
+            &alice,
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let daves = r.json()["events"].as_array().unwrap().clone();
+        assert!(daves.len() >= 2, "{daves:?}");
+        assert!(
+            daves
+                .iter()
+                .all(|e| e["actor"] == "dave" && e["tenant"] == "acme")
+        );
         // Bad limits are refused.
         call(&d, "GET", "/api/audit?limit=0", &alice, None)
             .await

@@ -86,12 +86,60 @@ async fn two_instances_share_one_audit_trail_in_postgres() {
         events.iter().all(|e| e["tenant"] == "acme"),
         "acme's trail only"
     );
-    let times: Vec<&str> = events.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    let times: Vec<jiff::Timestamp> = events
+        .iter()
+        .map(|e| e["time"].as_str().unwrap().parse().unwrap())
+        .collect();
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(times, sorted, "newest first");
     let distinct: HashSet<String> = events.iter().map(|e| e.to_string()).collect();
     assert!(distinct.len() >= events.len() - 1, "pages do not overlap");
+    // A subject access request for bob, on the other instance: his events
+    // only, and the export itself on record.
+    let r = call(
+        &two,
+        "GET",
+        "/api/audit/export?user=bob&limit=2",
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let before = page["next_before"].as_u64().expect("more of bob's events");
+    let rest = call(
+        &two,
+        "GET",
+        &format!("/api/audit/export?user=bob&before={before}&limit=1000"),
+        &alice,
+        None,
+    )
+    .await;
+    let mut bobs = page["events"].as_array().unwrap().clone();
+    bobs.extend(rest.json()["events"].as_array().unwrap().iter().cloned());
+    assert!(bobs.iter().all(|e| e["actor"] == "bob"));
+    assert!(bobs.len() >= 6, "a login and five reads: {bobs:?}");
+    let exported = call(&two, "GET", "/api/audit?limit=5", &alice, None)
+        .await
+        .json();
+    assert!(
+        exported["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "audit.export"
+                && e["actor"] == "alice"
+                && e["resource"] == "user bob"),
+        "{exported}"
+    );
+    call(&two, "GET", "/api/audit/export", &alice, None)
+        .await
+        .assert_problem(422);
+    call(&one, "GET", "/api/audit/export?user=bob", &bob, None)
+        .await
+        .assert_problem(403);
     // The trail is the database's, not an instance's memory: nothing in
     // the spool, and the chain written by both verifies.
     one.stop().await;

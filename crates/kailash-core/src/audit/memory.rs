@@ -84,11 +84,12 @@ impl MemoryAuditSink {
             .collect()
     }
 
-    /// Up to `limit` events of `tenant` older than arrival number `before`,
+    /// Up to `limit` events of `tenant` (and `actor`) older than arrival number `before`,
     /// newest first, and the cursor of the next page.
     pub(crate) fn page(
         &self,
         tenant: &TenantId,
+        actor: Option<&str>,
         limit: usize,
         before: Option<u64>,
     ) -> super::AuditPage {
@@ -103,7 +104,9 @@ impl MemoryAuditSink {
         let mut next_before = None;
         for i in (0..end).rev() {
             let event = &inner.events[i];
-            if event.tenant.as_ref() != Some(tenant) {
+            if event.tenant.as_ref() != Some(tenant)
+                || actor.is_some_and(|a| event.actor.as_deref() != Some(a))
+            {
                 continue;
             }
             if events.len() == limit {

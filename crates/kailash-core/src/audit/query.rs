@@ -46,6 +46,8 @@ impl AuditPage {
 /// let rest = sink.newest(&acme, 2, page.next_before).await?;
 /// assert_eq!(rest.events.len(), 1);
 /// assert_eq!(rest.next_before, None);
+/// let bobs = sink.of_actor(&acme, "bob", 10, None).await?;
+/// assert_eq!(bobs.events.len(), 1);
 /// # Ok::<(), kailash_core::audit::AuditError>(())
 /// # }).unwrap();
 /// ```
@@ -56,6 +58,17 @@ pub trait AuditQuery: Send + Sync + 'static {
     async fn newest(
         &self,
         tenant: &TenantId,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<AuditPage, AuditError>;
+
+    /// The same for the events whose actor is `actor` only: a person's
+    /// entries in the tenant's trail (an export for a subject access
+    /// request, GDPR article 15).
+    async fn of_actor(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
         limit: usize,
         before: Option<u64>,
     ) -> Result<AuditPage, AuditError>;
@@ -71,7 +84,17 @@ impl AuditQuery for MemoryAuditSink {
         limit: usize,
         before: Option<u64>,
     ) -> Result<AuditPage, AuditError> {
-        Ok(self.page(tenant, limit.clamp(1, MAX_PAGE), before))
+        Ok(self.page(tenant, None, limit.clamp(1, MAX_PAGE), before))
+    }
+
+    async fn of_actor(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<AuditPage, AuditError> {
+        Ok(self.page(tenant, Some(actor), limit.clamp(1, MAX_PAGE), before))
     }
 }
 
@@ -84,5 +107,15 @@ impl<T: AuditQuery + ?Sized> AuditQuery for std::sync::Arc<T> {
         before: Option<u64>,
     ) -> Result<AuditPage, AuditError> {
         (**self).newest(tenant, limit, before).await
+    }
+
+    async fn of_actor(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<AuditPage, AuditError> {
+        (**self).of_actor(tenant, actor, limit, before).await
     }
 }

@@ -792,6 +792,66 @@ impl Writer {
     }
 }
 
+/// Rows of `tenant` (and `actor`) older than `before`, newest first, one
+/// more than `limit` to know whether a next page exists.
+async fn page(
+    db: &Database,
+    tenant: &kailash_core::tenant::TenantId,
+    actor: Option<&str>,
+    limit: usize,
+    before: Option<u64>,
+) -> Result<kailash_core::audit::AuditPage, AuditError> {
+    let unavailable = |_| AuditError::Io("the audit database is unreachable".into());
+    let limit = limit.clamp(1, kailash_core::audit::MAX_PAGE);
+    let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let fetch = i64::try_from(limit).unwrap_or(i64::MAX) + 1;
+    let conn = db.get().await.map_err(unavailable)?;
+    let rows = match actor {
+        None => {
+            conn.query(
+                "SELECT seq, line FROM kailash_audit WHERE tenant = $1 AND seq < $2 \
+                 ORDER BY seq DESC LIMIT $3",
+                &[&tenant.as_str(), &before, &fetch],
+            )
+            .await
+        }
+        Some(actor) => {
+            conn.query(
+                "SELECT seq, line FROM kailash_audit WHERE actor = $1 AND tenant = $2 \
+                 AND seq < $3 ORDER BY seq DESC LIMIT $4",
+                &[&actor, &tenant.as_str(), &before, &fetch],
+            )
+            .await
+        }
+    }
+    .map_err(|e| {
+        tracing::warn!(error = %DbError::query(&e), "audit query failed");
+        AuditError::Io("the audit query failed".into())
+    })?;
+    let mut events = Vec::with_capacity(limit.min(rows.len()));
+    let mut next_before = None;
+    for row in &rows {
+        if events.len() == limit {
+            let seq: i64 = rows[limit - 1].get(0);
+            next_before = u64::try_from(seq).ok();
+            break;
+        }
+        let line: &str = row.get(1);
+        match kailash_core::audit::entry::decode_entry(line.as_bytes()) {
+            Ok((_, event)) => events.push(event),
+            Err(_) => {
+                let seq: i64 = row.get(0);
+                tracing::error!(
+                    seq,
+                    "an audit row does not decode (altered?); run kailash audit verify"
+                );
+                return Err(AuditError::Io("an audit row does not decode".into()));
+            }
+        }
+    }
+    Ok(kailash_core::audit::AuditPage::new(events, next_before))
+}
+
 #[async_trait]
 impl kailash_core::audit::AuditQuery for PgAuditSink {
     /// From the table every instance writes to, through the
@@ -804,42 +864,17 @@ impl kailash_core::audit::AuditQuery for PgAuditSink {
         limit: usize,
         before: Option<u64>,
     ) -> Result<kailash_core::audit::AuditPage, AuditError> {
-        let unavailable = |_| AuditError::Io("the audit database is unreachable".into());
-        let limit = limit.clamp(1, kailash_core::audit::MAX_PAGE);
-        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
-        let conn = self.handle.db.get().await.map_err(unavailable)?;
-        let rows = conn
-            .query(
-                "SELECT seq, line FROM kailash_audit WHERE tenant = $1 AND seq < $2 \
-                 ORDER BY seq DESC LIMIT $3",
-                &[&tenant.as_str(), &before, &(limit as i64 + 1)],
-            )
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %DbError::query(&e), "audit query failed");
-                AuditError::Io("the audit query failed".into())
-            })?;
-        let mut events = Vec::with_capacity(limit);
-        let mut next_before = None;
-        for row in &rows {
-            if events.len() == limit {
-                let seq: i64 = rows[limit - 1].get(0);
-                next_before = u64::try_from(seq).ok();
-                break;
-            }
-            let line: &str = row.get(1);
-            match kailash_core::audit::entry::decode_entry(line.as_bytes()) {
-                Ok((_, event)) => events.push(event),
-                Err(_) => {
-                    let seq: i64 = row.get(0);
-                    tracing::error!(
-                        seq,
-                        "an audit row does not decode (altered?); run kailash audit verify"
-                    );
-                    return Err(AuditError::Io("an audit row does not decode".into()));
-                }
-            }
-        }
-        Ok(kailash_core::audit::AuditPage::new(events, next_before))
+        page(&self.handle.db, tenant, None, limit, before).await
+    }
+
+    /// Through the `(actor, seq)` index.
+    async fn of_actor(
+        &self,
+        tenant: &kailash_core::tenant::TenantId,
+        actor: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<kailash_core::audit::AuditPage, AuditError> {
+        page(&self.handle.db, tenant, Some(actor), limit, before).await
     }
 }

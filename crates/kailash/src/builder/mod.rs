@@ -559,6 +559,11 @@ impl GatewayBuilder {
         self.tenancy.as_ref().map(|(registry, _)| registry)
     }
 
+    /// The audit sink set so far (with [`audit`](Self::audit)).
+    pub fn audit_handle(&self) -> Option<&Arc<dyn AuditSink>> {
+        self.audit.as_ref()
+    }
+
     /// The trail's query side (set by
     /// [`from_config_with_backends`](Self::from_config_with_backends)): the
     /// newest events each instance keeps in memory with the file sink, the

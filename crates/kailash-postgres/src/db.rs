@@ -45,6 +45,28 @@ impl std::fmt::Debug for DbSettings {
 }
 
 impl DbSettings {
+    /// The URL (never log it: it may carry a password).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The same settings for another URL.
+    pub(crate) fn with_url(&self, url: String) -> Self {
+        Self {
+            url,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the URL parses as a connection string naming a host.
+    pub(crate) fn validate(&self) -> Result<(), DbError> {
+        let config = tokio_postgres::Config::from_str(&self.url).map_err(|_| DbError::BadUrl)?;
+        if config.get_hosts().is_empty() {
+            return Err(DbError::BadUrl);
+        }
+        Ok(())
+    }
+
     /// Settings for `url` with the defaults.
     pub fn new(url: impl Into<String>) -> Self {
         Self {

@@ -6,5 +6,6 @@
 pub mod audit;
 mod db;
 pub mod schema;
+pub mod tenant_db;
 
 pub use db::{Connection, Database, DbError, DbSettings};

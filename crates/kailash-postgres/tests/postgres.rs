@@ -8,4 +8,5 @@ mod postgres {
     mod audit;
     mod outage;
     mod support;
+    mod tenant_db;
 }

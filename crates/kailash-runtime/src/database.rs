@@ -31,8 +31,8 @@
 //!
 //! #[async_trait]
 //! impl Database for Empty {
-//!     async fn query(&self, _sql: &str, _params: &[Value], _analytics: bool, _limits: QueryLimits)
-//!         -> Result<Vec<Value>, DatabaseError> {
+//!     async fn query(&self, _tenant: &kailash_core::TenantId, _sql: &str, _params: &[Value],
+//!         _analytics: bool, _limits: QueryLimits) -> Result<Vec<Value>, DatabaseError> {
 //!         Ok(Vec::new())
 //!     }
 //! }
@@ -96,16 +96,20 @@ pub struct QueryLimits {
     pub max_bytes: u64,
 }
 
-/// A database the `database_query` node runs statements on (the
-/// PostgreSQL crate implements it).
+/// A database the `database_query` node runs statements on (the gateway
+/// implements it over `kailash_postgres::tenant_db`, one database per
+/// tenant).
 #[async_trait]
 pub trait Database: Send + Sync + 'static {
     /// Runs the one statement `sql` with `params` bound to its
-    /// placeholders (never spliced into the text), returning each row as
-    /// a JSON object. `analytics` marks an analytics query. Implementations
-    /// should stop reading once `limits` are passed and fail.
+    /// placeholders (never spliced into the text) in `tenant`'s data —
+    /// the run's own tenant, which the implementation must confine the
+    /// statement to — returning each row as a JSON object. `analytics`
+    /// marks an analytics query. Implementations should stop reading once
+    /// `limits` are passed and fail.
     async fn query(
         &self,
+        tenant: &kailash_core::TenantId,
         sql: &str,
         params: &[Value],
         analytics: bool,
@@ -209,7 +213,13 @@ impl Node for DatabaseQuery {
         };
         let rows = self
             .db
-            .query(&self.sql, &params, self.analytics, limits)
+            .query(
+                &ctx.run.tenant.id,
+                &self.sql,
+                &params,
+                self.analytics,
+                limits,
+            )
             .await
             .map_err(|e| NodeError::new(format!("the query failed: {e}")))?;
         let count = u64::try_from(rows.len()).unwrap_or(u64::MAX);

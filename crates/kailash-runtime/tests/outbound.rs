@@ -1246,11 +1246,14 @@ struct Recording {
 impl Database for Recording {
     async fn query(
         &self,
+        tenant: &kailash_core::TenantId,
         sql: &str,
         params: &[Value],
         analytics: bool,
         limits: QueryLimits,
     ) -> Result<Vec<Value>, DatabaseError> {
+        // The run's tenant reaches the database with every statement.
+        assert_eq!(tenant.as_str(), "acme");
         self.calls
             .lock()
             .unwrap()

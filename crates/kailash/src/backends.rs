@@ -263,3 +263,80 @@ pub(crate) async fn postgres_audit(
         .map_err(|e| db_err(format!("audit: {e}")))?;
     Ok((sink, db))
 }
+
+/// The runtime's `database_query` node over `[database.tenants]`: each
+/// statement runs in the database of the run's own tenant, resolved from
+/// the URL template or the tenant's explicit URL (a pool per tenant,
+/// created on first use, capped by an LRU). `analytics` queries run there
+/// too (a tenant's database has no separate analytics role).
+#[cfg(feature = "postgres")]
+pub(crate) struct TenantDatabaseNodes(kailash_postgres::tenant_db::TenantDatabases);
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl kailash_runtime::database::Database for TenantDatabaseNodes {
+    async fn query(
+        &self,
+        tenant: &kailash_core::TenantId,
+        sql: &str,
+        params: &[serde_json::Value],
+        _analytics: bool,
+        limits: kailash_runtime::database::QueryLimits,
+    ) -> Result<Vec<serde_json::Value>, kailash_runtime::database::DatabaseError> {
+        use kailash_runtime::database::DatabaseError;
+        let db = self
+            .0
+            .for_tenant(tenant)
+            .map_err(|e| DatabaseError::new(e.to_string()))?;
+        db.query_json(sql, params, limits.max_rows, limits.max_bytes)
+            .await
+            .map_err(|e| DatabaseError::new(e.to_string()))
+    }
+}
+
+/// `[database.tenants]` as the runtime's database (no connection is made
+/// until a tenant's first query).
+#[cfg(feature = "postgres")]
+pub(crate) fn tenant_databases(
+    config: &crate::config::TenantDatabasesConfig,
+) -> Result<TenantDatabaseNodes, GatewayError> {
+    use kailash_postgres::DbSettings;
+    use kailash_postgres::tenant_db::{TenantDatabases, TenantDbSettings};
+
+    let db_err = |m: String| GatewayError::Database(format!("database.tenants: {m}"));
+    let settings = |url: String| {
+        let mut s = DbSettings::new(url);
+        s.ca_file = config.ca_file.clone();
+        s.max_connections = config.pool_size;
+        s.connect_timeout = config.connect_timeout.0;
+        s.statement_timeout = config.statement_timeout.0;
+        s
+    };
+    let source = crate::config::alerting::AlertChannelConfig::secret(
+        &config.url_template_env,
+        &config.url_template_file,
+        "url_template",
+    )
+    .map_err(db_err)?;
+    let mut tenants = match source {
+        Some(source) => {
+            let template = source.read().map_err(db_err)?;
+            TenantDbSettings::new(settings(template)).map_err(|_| {
+                db_err("the URL template does not parse or has no `{tenant}`".into())
+            })?
+        }
+        None => TenantDbSettings::explicit_only(),
+    };
+    tenants.max_pools = config.max_pools;
+    for (id, var) in &config.urls_env {
+        let tenant = kailash_core::TenantId::new(id)
+            .map_err(|_| db_err(format!("urls_env: `{id}` is not a tenant id")))?;
+        let url = crate::config::alerting::SecretSource::Env(var)
+            .read()
+            .map_err(|m| db_err(format!("urls_env.{id}: {m}")))?;
+        tenants = tenants
+            .with_tenant(tenant, settings(url))
+            .map_err(|e| db_err(format!("urls_env.{id}: {e}")))?;
+    }
+    Ok(TenantDatabaseNodes(TenantDatabases::new(tenants)))
+}

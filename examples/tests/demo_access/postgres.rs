@@ -157,3 +157,86 @@ async fn two_instances_share_one_audit_trail_in_postgres() {
         .unwrap();
     std::fs::remove_file(&url_file).ok();
 }
+
+/// `[database.tenants]`: dave's `database_query` node reads acme's own
+/// database (from the URL template), with its parameters bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_query_node_reads_its_tenants_own_database() {
+    let Ok(admin) = std::env::var("KAILASH_TEST_DATABASE_URL") else {
+        eprintln!("skipped: KAILASH_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let prefix = format!("kailash_demo_{}", unique_suffix().replace('-', "_"));
+    let admin_db = Database::connect(&DbSettings::new(&admin)).await.unwrap();
+    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+    let server = &base[..base.rfind('/').unwrap()];
+    admin_db
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!("CREATE DATABASE {prefix}_acme"))
+        .await
+        .unwrap();
+    let acme_url = format!("{server}/{prefix}_acme?{query}");
+    Database::connect(&DbSettings::new(&acme_url))
+        .await
+        .unwrap()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE orders (id int, customer text, total float8);
+             INSERT INTO orders VALUES (1, 'c-1', 12.5), (2, 'c-2', 7), (3, 'c-1', 1)",
+        )
+        .await
+        .unwrap();
+    let template_file = std::env::temp_dir().join(format!("{prefix}.template"));
+    std::fs::write(
+        &template_file,
+        format!("{server}/{prefix}_{{tenant}}?{query}"),
+    )
+    .unwrap();
+    let overrides = [(
+        "KAILASH_DATABASE__TENANTS__URL_TEMPLATE_FILE",
+        template_file.to_string_lossy().into_owned(),
+    )];
+    let d: Demo = start_from(&demo_config_text(), "enterprise.toml", &overrides).await;
+    let dave = login(&d, "dave", "Dave-Demo-Passw0rd!", None).await;
+    let wf = serde_json::json!({
+        "name": "orders of a customer",
+        "inputs": ["p"],
+        "nodes": [{"id": "q", "type": "database_query",
+                   "config": {"sql": "SELECT id, total FROM orders WHERE customer = $1 ORDER BY id", "max_rows": 10}}],
+        "connections": [{"from": {"input": "p"}, "to": {"node": "q", "input": "params"}}],
+        "outputs": {"rows": {"node": "q", "output": "rows"}, "n": {"node": "q", "output": "row_count"}}
+    });
+    let r = call(&d, "POST", "/api/workflows", &dave, Some(wf)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let wf = r.json()["id"].as_str().unwrap().to_owned();
+    let s = super::session(&d, &dave).await;
+    for (param, want) in [
+        (
+            "c-1",
+            serde_json::json!({"rows": [{"id": 1, "total": 12.5}, {"id": 3, "total": 1.0}], "n": 2}),
+        ),
+        // A hostile value is a value: bound, never spliced.
+        ("c-1' OR '1'='1", serde_json::json!({"rows": [], "n": 0})),
+    ] {
+        let r = super::start_run(&d, &dave, &s, &wf, serde_json::json!({"p": [param]})).await;
+        assert!(r.status == 201 || r.status == 202, "{}", r.text());
+        let run = super::finished(&d, &dave, r.json()["run_id"].as_str().unwrap()).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["outputs"], want, "{run}");
+    }
+    d.stop().await;
+    admin_db
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {prefix}_acme WITH (FORCE)"
+        ))
+        .await
+        .unwrap();
+    std::fs::remove_file(&template_file).ok();
+}

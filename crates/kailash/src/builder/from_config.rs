@@ -192,6 +192,20 @@ impl GatewayBuilder {
             let integrations = kailash_runtime::outbound::Integrations::build(&config.integrations)
                 .map_err(|e| GatewayError::Runtime(e.to_string()))?;
             let registry = kailash_runtime::NodeRegistry::builtin().with_outbound(&integrations);
+            // `database_query`, when tenants have databases.
+            let registry = match &config.database.tenants {
+                None => registry,
+                #[cfg(feature = "postgres")]
+                Some(tenants) => {
+                    registry.with_database(Arc::new(crate::backends::tenant_databases(tenants)?))
+                }
+                #[cfg(not(feature = "postgres"))]
+                Some(_) => {
+                    return Err(GatewayError::Database(
+                        "[database.tenants] is set but this build has no PostgreSQL support (enable the `postgres` feature)".into(),
+                    ));
+                }
+            };
             let workflows =
                 kailash_runtime::WorkflowStore::new(access.clone(), state.clone(), registry);
             let built = kailash_runtime::runtime::AccessControlledRuntime::builder(

@@ -251,6 +251,52 @@ impl Default for StateConfig {
 pub struct DatabaseSection {
     /// The primary: writes (the audit trail) go there.
     pub primary: Option<DatabaseEndpoint>,
+    /// A database per tenant, for the workflow runtime's `database_query`
+    /// node.
+    pub tenants: Option<TenantDatabasesConfig>,
+}
+
+/// `[database.tenants]`: each tenant's own database, for the runtime's
+/// `database_query` node. URLs (they carry passwords) come from the
+/// environment or files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantDatabasesConfig {
+    /// The environment variable holding the URL template, whose database
+    /// (or host, or user) contains `{tenant}`:
+    /// `postgres://app:pass@db/kailash_{tenant}`.
+    pub url_template_env: Option<String>,
+    /// Or a file holding the template.
+    pub url_template_file: Option<PathBuf>,
+    /// Tenants with a URL of their own: tenant id → the environment
+    /// variable holding it.
+    pub urls_env: std::collections::BTreeMap<String, String>,
+    /// Extra CA certificates (PEM) for the servers' TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Connections each tenant's pool keeps at most. Default 4.
+    pub pool_size: usize,
+    /// Tenant pools kept open at most; the least recently used is closed
+    /// past it. Default 64.
+    pub max_pools: usize,
+    /// Longest wait for a connection. Default 5 s.
+    pub connect_timeout: ConfigDuration,
+    /// The server cancels a statement running longer. Default 30 s.
+    pub statement_timeout: ConfigDuration,
+}
+
+impl Default for TenantDatabasesConfig {
+    fn default() -> Self {
+        Self {
+            url_template_env: None,
+            url_template_file: None,
+            urls_env: std::collections::BTreeMap::new(),
+            ca_file: None,
+            pool_size: 4,
+            max_pools: 64,
+            connect_timeout: ConfigDuration(std::time::Duration::from_secs(5)),
+            statement_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
+        }
+    }
 }
 
 /// How to reach one PostgreSQL server. The URL (it carries the password)

@@ -227,6 +227,41 @@ impl GatewayConfig {
                 return e("statement_timeout", "must be positive");
             }
         }
+        if let Some(t) = &self.database.tenants {
+            let e = |k: &str, m: String| Err((format!("database.tenants.{k}").into(), m));
+            if t.url_template_env.is_some() && t.url_template_file.is_some() {
+                return e(
+                    "url_template_env",
+                    "set `url_template_env` or `url_template_file`, not both".into(),
+                );
+            }
+            if t.url_template_env.is_none()
+                && t.url_template_file.is_none()
+                && t.urls_env.is_empty()
+            {
+                return e(
+                    "url_template_env",
+                    "set a URL template (`url_template_env` or `url_template_file`) or `urls_env`"
+                        .into(),
+                );
+            }
+            if let Some(id) = t
+                .urls_env
+                .keys()
+                .find(|id| kailash_core::TenantId::new(id).is_err())
+            {
+                return e("urls_env", format!("`{id}` is not a tenant id"));
+            }
+            if t.pool_size == 0 || t.pool_size > 256 {
+                return e("pool_size", "must be from 1 to 256".into());
+            }
+            if t.max_pools == 0 || t.max_pools > 10_000 {
+                return e("max_pools", "must be from 1 to 10000".into());
+            }
+            if t.connect_timeout.0.is_zero() || t.statement_timeout.0.is_zero() {
+                return e("connect_timeout", "timeouts must be positive".into());
+            }
+        }
         if self.audit.sink == super::AuditSinkKind::Postgres && self.database.primary.is_none() {
             return Err((
                 "audit.sink".into(),

@@ -169,7 +169,7 @@ impl TenantDatabases {
             .iter()
             .map(|(t, (_, u))| (*u, t.clone()))
             .collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|e| std::cmp::Reverse(e.0));
         v.into_iter().map(|(_, t)| t).collect()
     }
 }

@@ -151,6 +151,15 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 .set_listener(Arc::new(crate::realtime_hooks::CloseSockets(built.clone())));
             hub = Some(built);
         }
+        // Reported, never gating readiness: every instance shares the sessions.
+        let health = std::mem::take(&mut this.health_checks);
+        this.health_checks = health.optional(
+            "active_sessions",
+            crate::health_checks::ActiveSessionsCheck::new(
+                service.sessions().clone(),
+                this.max_active_sessions,
+            ),
+        );
         this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
         let mut routes = std::mem::take(&mut this.routes);
         if this.access.is_some() {

@@ -46,7 +46,8 @@ KEYWORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
     "unless", "bool", "offset", "inf", "nan", "atan2",
 }
-BUILTIN_CHECKS = {"state", "pubsub", "audit", "memory_usage", "disk_usage", "workflow_failure_rate"}
+BUILTIN_CHECKS = {"state", "pubsub", "audit", "memory_usage", "disk_usage", "workflow_failure_rate",
+                  "active_sessions"}
 
 failures = []
 

@@ -141,6 +141,55 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, state: &SharedState) {
         })
     });
 
+    // One set of 100 000 members, as the sessions' live index of a large
+    // deployment: a renewal moves one member's expiry, the health check
+    // counts them.
+    const LARGE: u64 = 100_000;
+    let live = key("live");
+    let names: Vec<String> = (0..LARGE)
+        .map(|i| format!("t:acme:session:{i:024}"))
+        .collect();
+    let until = |secs: u64| {
+        state
+            .clock
+            .now()
+            .checked_add(Duration::from_secs(secs))
+            .expect("expiry in range")
+    };
+    rt.block_on(async {
+        for name in &names {
+            state
+                .sets
+                .insert(&live, name, until(3600), 10_000_000, WhenFull::EvictOldest)
+                .await
+                .expect("set insert");
+        }
+    });
+    let seq = AtomicU64::new(0);
+    group.bench_function("bounded_set_renew_100k", |b| {
+        b.to_async(rt).iter(|| async {
+            let i = seq.fetch_add(7919, Ordering::Relaxed) % LARGE;
+            black_box(
+                state
+                    .sets
+                    .insert(
+                        &live,
+                        &names[i as usize],
+                        until(3600),
+                        10_000_000,
+                        WhenFull::EvictOldest,
+                    )
+                    .await
+                    .expect("set insert"),
+            )
+        })
+    });
+    group.bench_function("bounded_set_len_100k", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(state.sets.len(&live).await.expect("set len")) })
+    });
+    rt.block_on(state.sets.clear(&live)).expect("set clear");
+
     group.finish();
 }
 

@@ -14,7 +14,14 @@
 //! * the user's index, a bounded set under `t:<tenant>:session.user:<subject>`
 //!   (`g:session.user:<subject>`) whose members are the session ids, each
 //!   expiring at its session's absolute expiry, capped at
-//!   [`SessionConfig::concurrent_limit`].
+//!   [`SessionConfig::concurrent_limit`];
+//! * the live index, one bounded set under `g:session.live:all` holding
+//!   every session of every tenant (member: the record's key), each
+//!   expiring when its record does — at the idle deadline, moved on every
+//!   renewal, never past the absolute expiry — capped at
+//!   [`LIVE_INDEX_CAP`]. It only feeds [`SessionStore::active_count`]: a
+//!   count of live sessions across every instance sharing the state, read
+//!   without listing anything (one `ZCOUNT` on Redis).
 //!
 //! The index is the authority on whether a session was revoked or evicted: a
 //! session counts as live only while its key/value entry exists *and* its id is
@@ -27,6 +34,19 @@
 //! [`SessionCheck`] renews the idle timeout at most once per
 //! [`SessionConfig::touch_interval`], so a session may idle out up to one
 //! touch interval before `idle_timeout` has passed since its last request.
+//!
+//! # How exact the active count is
+//!
+//! Idle and expired sessions drop out of [`SessionStore::active_count`] by
+//! themselves, at the deadline their record has, without any request.
+//! Logins, renewals, logouts, revocations and evictions update it as they
+//! happen (a renewal only once per touch interval, never per request). It
+//! is a metric, so updating it never fails a login or a request: a failed
+//! update is logged (`warn`) and can leave the count off by those sessions
+//! until their deadline passes — as can a renewal racing a revocation of
+//! the same session. Sessions created before the live index existed are
+//! counted from their first renewal. Above [`LIVE_INDEX_CAP`] sessions the
+//! count stops at the cap.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -46,6 +66,13 @@ use crate::layer::{SessionCheck, SessionCheckError, SessionTouch};
 const NS_SESSION: Namespace = Namespace::new("session");
 /// Namespace of the per-user session index.
 const NS_SESSION_USER: Namespace = Namespace::new("session.user");
+/// Namespace of the live index (every session, for the active count).
+const NS_SESSION_LIVE: Namespace = Namespace::new("session.live");
+
+/// The most sessions the live index behind [`SessionStore::active_count`]
+/// holds (10 million). Beyond it the soonest-expiring sessions leave the
+/// index — they stay valid, they are just no longer counted.
+pub const LIVE_INDEX_CAP: usize = 10_000_000;
 
 /// How often a touch is retried when concurrent touches race.
 const TOUCH_ATTEMPTS: usize = 4;
@@ -392,6 +419,9 @@ impl SessionStore {
                 tracing::warn!(error = %e, "could not delete an evicted session record");
             }
         }
+        self.count_in(tenant, &id, crate::deadline::add(now, ttl))
+            .await;
+        self.count_out(tenant, &inserted.evicted).await;
         self.tell_ended(tenant, subject, &inserted.evicted).await;
         Ok(CreatedSession {
             session,
@@ -490,6 +520,8 @@ impl SessionStore {
                 .compare_and_swap(&key, Some(&bytes), Some(new), Some(ttl))
                 .await?
             {
+                self.count_in(tenant, &session.id, crate::deadline::add(now, ttl))
+                    .await;
                 return Ok(true);
             }
             // Someone else wrote the record (another touch) or deleted it.
@@ -529,6 +561,8 @@ impl SessionStore {
                 Some((session, _)) if session.subject == subject => sessions.push(session),
                 _ => {
                     state.sets.remove(&index, &member.member).await?;
+                    self.count_out(tenant, std::slice::from_ref(&member.member))
+                        .await;
                 }
             }
         }
@@ -550,7 +584,9 @@ impl SessionStore {
         // Removing the index member is what ends the session, atomically.
         let removed = state.sets.remove(&index_key(tenant, subject), id).await?;
         if removed {
-            self.tell_ended(tenant, subject, &[id.to_owned()]).await;
+            let ended = [id.to_owned()];
+            self.count_out(tenant, &ended).await;
+            self.tell_ended(tenant, subject, &ended).await;
             state.kv.delete(&session_key(tenant, id)).await?;
         }
         Ok(removed)
@@ -565,6 +601,7 @@ impl SessionStore {
     ) -> Result<Vec<String>, SessionError> {
         let state = &self.inner.state;
         let ids = state.sets.clear(&index_key(tenant, subject)).await?;
+        self.count_out(tenant, &ids).await;
         self.tell_ended(tenant, subject, &ids).await;
         let mut first_error = None;
         for id in &ids {
@@ -577,6 +614,52 @@ impl SessionStore {
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(ids),
+        }
+    }
+}
+
+impl SessionStore {
+    /// How many sessions are live now, over every tenant and every instance
+    /// sharing this store's state: one cheap read of the live index (see
+    /// the [module documentation](crate::session) for how exact it is).
+    pub async fn active_count(&self) -> Result<usize, SessionError> {
+        Ok(self.inner.state.sets.len(&live_key()).await?)
+    }
+
+    /// Counts session `id` as live until `until` (or moves its deadline
+    /// there). A failure is logged, never returned: the count is a metric.
+    async fn count_in(&self, tenant: Option<&TenantId>, id: &str, until: Timestamp) {
+        let member = session_key(tenant, id);
+        if let Err(e) = self
+            .inner
+            .state
+            .sets
+            .insert(
+                &live_key(),
+                member.as_str(),
+                until,
+                LIVE_INDEX_CAP,
+                WhenFull::EvictOldest,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not count a session as active");
+        }
+    }
+
+    /// Stops counting the sessions `ids`; failures are logged.
+    async fn count_out(&self, tenant: Option<&TenantId>, ids: &[String]) {
+        for id in ids {
+            let member = session_key(tenant, id);
+            if let Err(e) = self
+                .inner
+                .state
+                .sets
+                .remove(&live_key(), member.as_str())
+                .await
+            {
+                tracing::warn!(error = %e, "could not stop counting an ended session");
+            }
         }
     }
 }
@@ -720,6 +803,11 @@ fn session_key(tenant: Option<&TenantId>, id: &str) -> StateKey {
         Some(t) => StateKey::tenant(t, NS_SESSION, id),
         None => StateKey::global(NS_SESSION, id),
     }
+}
+
+/// The live index: one set for every tenant, so one read counts them all.
+fn live_key() -> StateKey {
+    StateKey::global(NS_SESSION_LIVE, "all")
 }
 
 fn index_key(tenant: Option<&TenantId>, subject: &str) -> StateKey {

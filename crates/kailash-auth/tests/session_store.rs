@@ -1,7 +1,8 @@
 //! Session store behaviour, written against any `SharedState` so the same
-//! checks can run on Redis: each `check_*` function takes the state and the
+//! checks run on Redis: each `check_*` function takes the state and the
 //! `ManualClock` it was built with; the `#[tokio::test]` wrappers run them on
-//! memory.
+//! memory, and `every_check_on_redis` runs them all on Redis when
+//! `KAILASH_TEST_REDIS_URL` is set (each on a key prefix of its own).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -333,6 +334,209 @@ async fn check_concurrent_checks_touch_once(state: SharedState, clock: Arc<Manua
     }
     let seen = store.get(None, &s.id).await.unwrap().unwrap().last_seen;
     assert_eq!(seen, clock_now(&clock));
+}
+
+/// The active count over two stores on one state (two instances of a
+/// deployment, or two configurations): logins count in, evictions replace,
+/// logouts and revocations count out, and idle or expired sessions drop out
+/// at their deadline without any request — a renewal moves that deadline.
+/// The state must be this check's alone (the count spans all of it).
+async fn check_active_count(state: SharedState, other: SharedState, clock: Arc<ManualClock>) {
+    let config = SessionConfig {
+        idle_timeout: Duration::from_secs(600),
+        absolute_lifetime: Duration::from_secs(3600),
+        touch_interval: Duration::from_secs(60),
+        concurrent_limit: 2,
+        when_full: WhenFull::EvictOldest,
+    };
+    let store = SessionStore::new(state, config.clone());
+    // Another instance, whose sessions end 100 s after they start.
+    let short = SessionStore::new(
+        other,
+        SessionConfig {
+            absolute_lifetime: Duration::from_secs(100),
+            ..config
+        },
+    );
+    let count = || async { store.active_count().await.unwrap() };
+    assert_eq!(count().await, 0);
+    let acme = TenantId::new("acme").unwrap();
+    let globex = TenantId::new("globex").unwrap();
+    let (ann, bob, cid, dee) = (
+        subject("ann"),
+        subject("bob"),
+        subject("cid"),
+        subject("dee"),
+    );
+    let a1 = store.create(&ann, Some(&acme), None).await.unwrap().session;
+    clock.advance(Duration::from_secs(1)); // a1 is the oldest (t = 0, the rest t = 1)
+    let a2 = store.create(&ann, Some(&acme), None).await.unwrap().session;
+    let b1 = store.create(&bob, None, None).await.unwrap().session;
+    let c1 = store
+        .create(&cid, Some(&globex), None)
+        .await
+        .unwrap()
+        .session;
+    assert_eq!(count().await, 4, "one per login, every tenant");
+    // The other instance counts the same sessions, and its own.
+    short.create(&dee, None, None).await.unwrap();
+    assert_eq!(short.active_count().await.unwrap(), 5);
+    assert_eq!(count().await, 5);
+    // A login past the per-user limit evicts one: the count stays.
+    let a3 = store.create(&ann, Some(&acme), None).await.unwrap();
+    assert_eq!(a3.evicted, std::slice::from_ref(&a1.id));
+    assert_eq!(count().await, 5, "an eviction replaces a session");
+    // A logout, and revoking it again.
+    assert!(store.revoke(Some(&acme), &ann, &a2.id).await.unwrap());
+    assert!(!store.revoke(Some(&acme), &ann, &a2.id).await.unwrap());
+    assert_eq!(count().await, 4);
+    // Every session of a user.
+    assert_eq!(store.revoke_all(Some(&acme), &ann).await.unwrap().len(), 1);
+    assert_eq!(count().await, 3);
+    // t = 101: dee's session reaches its absolute expiry untouched.
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(count().await, 2, "absolute expiry counts out");
+    // t = 301: a request of bob's renews his session (idle deadline
+    // 901); t = 331: another, within the touch interval, writes nothing.
+    // cid makes none (idle deadline 601).
+    clock.advance(Duration::from_secs(200));
+    store
+        .check(&principal(&bob, None, Some(&b1.id)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(30));
+    store
+        .check(&principal(&bob, None, Some(&b1.id)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(271));
+    assert!(store.get(Some(&globex), &c1.id).await.unwrap().is_none());
+    assert_eq!(count().await, 1, "cid idled out with no request at all");
+    clock.advance(Duration::from_secs(298));
+    assert_eq!(count().await, 1, "t = 900");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(count().await, 0, "bob idled out 600 s after his renewal");
+    assert!(store.get(None, &b1.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn active_count() {
+    let (s, c) = memory();
+    check_active_count(s.clone(), s, c).await;
+}
+
+/// The live index is only a metric: when it cannot be written or read,
+/// logins, renewals and logouts still work, and only the count fails.
+#[tokio::test]
+async fn a_failing_live_index_never_fails_a_login_or_a_request() {
+    use kailash_core::state::{BoundedSetStore, SetInsert, SetMember, StateError, StateKey};
+
+    struct FailingLive(Arc<dyn BoundedSetStore>);
+    fn refuse(owner: &StateKey) -> Result<(), StateError> {
+        if owner.as_str().starts_with("g:session.live:") {
+            return Err(StateError::Unavailable("test: live index down".into()));
+        }
+        Ok(())
+    }
+    #[async_trait::async_trait]
+    impl BoundedSetStore for FailingLive {
+        async fn insert(
+            &self,
+            owner: &StateKey,
+            member: &str,
+            expires_at: jiff::Timestamp,
+            cap: usize,
+            when_full: WhenFull,
+        ) -> Result<SetInsert, StateError> {
+            refuse(owner)?;
+            self.0
+                .insert(owner, member, expires_at, cap, when_full)
+                .await
+        }
+        async fn remove(&self, owner: &StateKey, member: &str) -> Result<bool, StateError> {
+            refuse(owner)?;
+            self.0.remove(owner, member).await
+        }
+        async fn members(&self, owner: &StateKey) -> Result<Vec<SetMember>, StateError> {
+            refuse(owner)?;
+            self.0.members(owner).await
+        }
+        async fn contains(&self, owner: &StateKey, member: &str) -> Result<bool, StateError> {
+            refuse(owner)?;
+            self.0.contains(owner, member).await
+        }
+        async fn len(&self, owner: &StateKey) -> Result<usize, StateError> {
+            refuse(owner)?;
+            self.0.len(owner).await
+        }
+        async fn clear(&self, owner: &StateKey) -> Result<Vec<String>, StateError> {
+            refuse(owner)?;
+            self.0.clear(owner).await
+        }
+    }
+
+    let (mut state, clock) = memory();
+    state.sets = Arc::new(FailingLive(state.sets.clone()));
+    let store = SessionStore::new(state, SessionConfig::default());
+    let eve = subject("eve");
+    let s = store.create(&eve, None, None).await.unwrap().session;
+    clock.advance(Duration::from_secs(120));
+    store
+        .check(&principal(&eve, None, Some(&s.id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(None, &s.id).await.unwrap().unwrap().last_seen,
+        clock_now(&clock),
+        "renewed"
+    );
+    assert!(store.revoke(None, &eve, &s.id).await.unwrap());
+    assert!(matches!(
+        store.active_count().await,
+        Err(SessionError::Unavailable(_))
+    ));
+}
+
+/// Every check above on Redis, each on a fresh key prefix (the active
+/// count on two connections, as two instances would be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_check_on_redis() {
+    let Ok(url) = std::env::var("KAILASH_TEST_REDIS_URL") else {
+        eprintln!("skipped: KAILASH_TEST_REDIS_URL is not set");
+        return;
+    };
+    async fn redis(url: &str, prefix: &str, clock: Arc<ManualClock>) -> SharedState {
+        let options = kailash_redis::RedisOptions::default()
+            .with_key_prefix(prefix)
+            .with_require_connection(true);
+        kailash_redis::RedisState::connect(url, clock, options)
+            .await
+            .expect("Redis at KAILASH_TEST_REDIS_URL is usable")
+            .into_shared()
+    }
+    let fresh = |name: &str| format!("kailash-test:{}:{}:", subject("sessions"), name);
+    macro_rules! on_redis {
+        ($($check:ident),*) => {$({
+            let clock = Arc::new(ManualClock::starting_now());
+            let state = redis(&url, &fresh(stringify!($check)), clock.clone()).await;
+            $check(state, clock).await;
+        })*};
+    }
+    on_redis!(
+        check_create_get_and_ids,
+        check_idle_timeout_and_touch,
+        check_absolute_lifetime,
+        check_evict_oldest,
+        check_reject_when_full,
+        check_revoke,
+        check_session_check,
+        check_concurrent_checks_touch_once
+    );
+    let clock = Arc::new(ManualClock::starting_now());
+    let prefix = fresh("active_count");
+    let a = redis(&url, &prefix, clock.clone()).await;
+    let b = redis(&url, &prefix, clock.clone()).await;
+    check_active_count(a, b, clock).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -70,11 +70,15 @@ async fn check(
         builder = builder.principal_layer(tower::layer::util::Identity::new());
     }
     // Stand in for the checks the gateway adds with its backends (the audit
-    // file, the data directory's disk, the runtime's failure rate), so alert
-    // rules over their signals are checked as they are at start.
+    // file, the data directory's disk, the runtime's failure rate, the
+    // sessions' count), so alert rules over their signals are checked as
+    // they are at start.
     let mut backend_signals = vec!["audit_health", "disk_usage", "disk_usage_health"];
     if config.runtime.is_some() && config.access.is_some() {
         backend_signals.extend(["workflow_failure_rate", "workflow_failure_rate_health"]);
+    }
+    if config.auth.is_some() {
+        backend_signals.extend(["active_sessions", "active_sessions_health"]);
     }
     if config.audit.sink == kailash::config::AuditSinkKind::Postgres {
         backend_signals.push("database_health");

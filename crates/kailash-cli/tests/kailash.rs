@@ -251,6 +251,41 @@ fn config_check_refuses_broken_files_naming_the_problem() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A rule over the session count checks with `[auth]` (the gateway then
+/// registers `active_sessions`) and is refused without it, as at start.
+#[test]
+fn config_check_knows_the_session_count_signal_with_auth_only() {
+    let dir = temp_dir();
+    let rule = "[[alerting.rules]]\nname = \"sessions\"\ncondition = \"active_sessions > 50000\"\nseverity = \"warning\"\n";
+    for (name, body, code) in [
+        ("with-auth.toml", format!("{AUTH}{rule}"), 0),
+        ("without-auth.toml", rule.to_owned(), 1),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let r = kailash(
+            &[
+                "config",
+                "check",
+                path.to_str().unwrap(),
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ],
+            "",
+            &[],
+        );
+        let err = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "{name}: {err}");
+        if code == 1 {
+            assert!(
+                err.contains("no source reports the signal `active_sessions`"),
+                "{name}: {err}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn keys_rotate_writes_a_private_key_and_prints_the_auth_lines() {
     let dir = temp_dir();

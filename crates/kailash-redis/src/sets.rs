@@ -1,5 +1,7 @@
 //! [`BoundedSetStore`] on Redis: one sorted set per owner, members scored by
-//! their expiry in milliseconds; writes go through the `SET_*` scripts.
+//! their expiry in milliseconds; writes go through the `SET_*` scripts,
+//! reads (`members`, `contains`, `len`) are single commands that skip the
+//! scores at or before now.
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -93,6 +95,18 @@ impl BoundedSetStore for RedisState {
                 Ok(parse_ms(&raw).ok_or_else(|| error::corrupt("unreadable set score"))? > now)
             }
         }
+    }
+
+    /// `ZCOUNT` of the scores after now: one read-only command, logarithmic
+    /// in the set's size. Expired members are left for the next write (every
+    /// script drops them first) or the key's garbage-collection expiry.
+    async fn len(&self, owner: &StateKey) -> Result<usize, StateError> {
+        let now = self.now_ms();
+        let mut cmd = redis::cmd("ZCOUNT");
+        cmd.arg(self.key(Space::Set, owner))
+            .arg(format!("({now}"))
+            .arg("+inf");
+        self.command(&cmd).await
     }
 
     async fn clear(&self, owner: &StateKey) -> Result<Vec<String>, StateError> {

@@ -1,8 +1,9 @@
 //! The gateway's built-in health checks beyond the host's
 //! ([`health::system`](crate::health::system)): an external API answering,
-//! and the workflow runtime's failure rate. Both are meant as *optional*
-//! checks (reported, alerted on, never taking an instance out of the load
-//! balancer: every instance shares the same external API and workload).
+//! the workflow runtime's failure rate and the count of active sessions.
+//! All are meant as *optional* checks (reported, alerted on, never taking
+//! an instance out of the load balancer: every instance shares the same
+//! external API, workload and sessions).
 //!
 //! ```
 //! use kailash::health::HealthCheck;
@@ -21,6 +22,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kailash_auth::session::SessionStore;
 use kailash_monitoring::health::{HealthCheck, Probe};
 use kailash_monitoring::outbound::Target;
 use kailash_runtime::runtime::{AccessControlledRuntime, RunStats};
@@ -28,14 +30,17 @@ use kailash_runtime::runtime::{AccessControlledRuntime, RunStats};
 /// The names of the checks the gateway registers itself: `state` (the
 /// state backend — memory or Redis — answers a ping), `pubsub` (its
 /// pub/sub connection is subscribed), `audit` (the audit sink writes),
-/// `memory_usage`, `disk_usage` and `workflow_failure_rate`.
-pub const BUILTIN_CHECKS: [&str; 6] = [
+/// `memory_usage`, `disk_usage`, `workflow_failure_rate`,
+/// `active_sessions` and `database` (PostgreSQL, when configured).
+pub const BUILTIN_CHECKS: [&str; 8] = [
     "state",
     "pubsub",
     "audit",
     "memory_usage",
     "disk_usage",
     "workflow_failure_rate",
+    "active_sessions",
+    "database",
 ];
 
 /// An external API answering a `GET` with a 2xx status within a timeout.
@@ -141,6 +146,79 @@ impl HealthCheck for ExecutionRateCheck {
         let (ratio, per_minute) = self.sample();
         metrics::gauge!("kailash_health_workflow_runs_per_minute").set(per_minute);
         Probe::at_most("workflow failure rate", ratio, self.threshold)
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+}
+
+/// The number of live sessions across every instance sharing the state
+/// ([`SessionStore::active_count`]: one cheap read, idle sessions counted
+/// out at their deadline). Fails above the threshold — a capacity signal
+/// (state memory, a login flood), never a readiness one. Register it as
+/// `active_sessions` so alert rules name it so. It also sets the gauge
+/// `kailash_sessions_active`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kailash::health::HealthCheck;
+/// use kailash::auth::session::{SessionConfig, SessionStore};
+/// use kailash::clock::SystemClock;
+/// use kailash::health_checks::ActiveSessionsCheck;
+/// use kailash::state::SharedState;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sessions = SessionStore::new(SharedState::memory(Arc::new(SystemClock)), SessionConfig::default());
+/// let check = ActiveSessionsCheck::new(sessions.clone(), 1);
+/// sessions.create("alice", None, None).await.unwrap();
+/// assert_eq!(check.probe().await.value, Some(1.0));
+/// sessions.create("bob", None, None).await.unwrap();
+/// assert!(check.check().await.is_err(), "2 sessions, above 1");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct ActiveSessionsCheck {
+    sessions: SessionStore,
+    threshold: u64,
+}
+
+impl ActiveSessionsCheck {
+    /// Counts `sessions`' live sessions; fails above `threshold`.
+    pub fn new(sessions: SessionStore, threshold: u64) -> Self {
+        Self {
+            sessions,
+            threshold,
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for ActiveSessionsCheck {
+    async fn check(&self) -> Result<(), String> {
+        self.probe().await.result
+    }
+
+    async fn probe(&self) -> Probe {
+        let count = match self.sessions.active_count().await {
+            Ok(n) => u64::try_from(n).unwrap_or(u64::MAX),
+            Err(e) => return Probe::from(Err(e.to_string())),
+        };
+        #[allow(clippy::cast_precision_loss)] // exact below 2^53 sessions
+        let (value, threshold) = (count as f64, self.threshold as f64);
+        metrics::gauge!("kailash_sessions_active").set(value);
+        Probe {
+            result: if count <= self.threshold {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{count} active sessions, above the threshold of {}",
+                    self.threshold
+                ))
+            },
+            value: Some(value),
+            threshold: Some(threshold),
+        }
     }
 
     fn measures(&self) -> bool {

@@ -103,6 +103,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         this.state = Some(SharedState::memory(this.clock.clone()));
     }
     let mut hub = None;
+    let mut sessions = None;
     if let Some(mut service) = this.auth.take() {
         if let Some((registry, _)) = &this.tenancy {
             service = service
@@ -151,6 +152,7 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 .set_listener(Arc::new(crate::realtime_hooks::CloseSockets(built.clone())));
             hub = Some(built);
         }
+        sessions = Some(service.sessions().clone());
         this.principal_layer = Some(Box::new(move |router: Router| router.layer(layer)));
         let mut routes = std::mem::take(&mut this.routes);
         if this.access.is_some() {
@@ -184,12 +186,13 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
     if let Some(hub) = &hub {
         this = this.openapi(kailash_realtime::http::openapi_for(hub.config()));
     }
-    compose_checked(this, hub)
+    compose_checked(this, hub, sessions)
 }
 
 fn compose_checked(
     mut builder: GatewayBuilder,
     hub: Option<kailash_realtime::Hub>,
+    sessions: Option<kailash_auth::session::SessionStore>,
 ) -> Result<Gateway, GatewayError> {
     if (builder.rate_limits.per_user.is_some() || builder.rate_limits.per_tenant.is_some())
         && builder.principal_layer.is_none()
@@ -247,6 +250,12 @@ fn compose_checked(
                 runtime.clone(),
                 builder.workflow_failure_threshold,
             ),
+        );
+    }
+    if let Some(sessions) = sessions {
+        health = health.optional(
+            "active_sessions",
+            crate::health_checks::ActiveSessionsCheck::new(sessions, builder.max_active_sessions),
         );
     }
     let health = kailash_monitoring::health::HealthRunner::new(health, builder.health_policy)

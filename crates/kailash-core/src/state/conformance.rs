@@ -429,6 +429,156 @@ pub async fn bounded_sets(h: &Harness) {
     );
 }
 
+/// `len` counts live members only: expiry (by the backend's clock),
+/// removals, evictions and `clear` all count out; an absent set is empty.
+pub async fn bounded_set_len(h: &Harness) {
+    let sets = &h.state.sets;
+    let owner = h.key("len");
+    let now = h.clock.now();
+    let at = |secs: i64| now + jiff::SignedDuration::from_secs(secs);
+    assert_eq!(sets.len(&owner).await.unwrap(), 0, "absent set");
+    for (m, secs) in [("a", 100), ("b", 200), ("c", 300), ("d", 400)] {
+        sets.insert(&owner, m, at(secs), 10, WhenFull::EvictOldest)
+            .await
+            .unwrap();
+    }
+    assert_eq!(sets.len(&owner).await.unwrap(), 4);
+    // Moving a member's expiry does not add one.
+    sets.insert(&owner, "a", at(500), 10, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    assert_eq!(sets.len(&owner).await.unwrap(), 4);
+    assert!(sets.remove(&owner, "d").await.unwrap());
+    assert_eq!(sets.len(&owner).await.unwrap(), 3);
+    // Expiry counts out without any write: b (200 s) goes, a moved to 500 s.
+    h.clock.advance(Duration::from_secs(201));
+    assert_eq!(sets.len(&owner).await.unwrap(), 2, "b expired");
+    assert!(sets.contains(&owner, "a").await.unwrap());
+    h.clock.advance(Duration::from_secs(100));
+    assert_eq!(sets.len(&owner).await.unwrap(), 1, "c expired at 300 s");
+    // At the cap an eviction replaces a member: the count stays.
+    let now = h.clock.now();
+    let at = |secs: i64| now + jiff::SignedDuration::from_secs(secs);
+    let r = sets
+        .insert(&owner, "e", at(50), 2, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    assert!(r.inserted && r.evicted.is_empty());
+    let r = sets
+        .insert(&owner, "f", at(60), 2, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    assert_eq!(r.evicted, ["e"]);
+    assert_eq!(sets.len(&owner).await.unwrap(), 2);
+    let r = sets
+        .insert(&owner, "g", at(70), 2, WhenFull::Reject)
+        .await
+        .unwrap();
+    assert!(!r.inserted);
+    assert_eq!(
+        sets.len(&owner).await.unwrap(),
+        2,
+        "a refused insert adds none"
+    );
+    sets.clear(&owner).await.unwrap();
+    assert_eq!(sets.len(&owner).await.unwrap(), 0);
+    // Sets are independent.
+    let other = h.key("len-other");
+    sets.insert(&other, "x", at(10), 1, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    assert_eq!(sets.len(&owner).await.unwrap(), 0);
+    assert_eq!(sets.len(&other).await.unwrap(), 1);
+}
+
+/// A set of hundreds of members (every live session of a deployment)
+/// behaves like a small one: eviction order by expiry then member, moves,
+/// removals, expiry, the cap and `len`, before and after it shrinks again.
+pub async fn bounded_set_large(h: &Harness) {
+    const N: i64 = 300;
+    let sets = &h.state.sets;
+    let owner = h.key("large");
+    let now = h.clock.now();
+    let at = |secs: i64| now + jiff::SignedDuration::from_secs(secs);
+    let name = |i: i64| format!("m{i:03}");
+    // Member i expires at 1000 + i seconds; inserted in a scrambled order.
+    for k in 0..N {
+        let i = (k * 7) % N;
+        let r = sets
+            .insert(&owner, &name(i), at(1000 + i), 1000, WhenFull::Reject)
+            .await
+            .unwrap();
+        assert!(r.inserted);
+    }
+    assert_eq!(sets.len(&owner).await.unwrap(), 300);
+    let names: Vec<_> = sets
+        .members(&owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.member)
+        .collect();
+    assert_eq!(names, (0..N).map(name).collect::<Vec<_>>(), "soonest first");
+    // A smaller cap evicts the soonest-expiring, in order.
+    let cap = 250usize;
+    let r = sets
+        .insert(&owner, "late", at(5000), cap, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    assert_eq!(r.evicted, (0..=50).map(name).collect::<Vec<_>>());
+    assert_eq!(sets.len(&owner).await.unwrap(), cap);
+    // Ties in expiry are evicted by member name; a moved member is not
+    // evicted at its old expiry.
+    for (member, grown_cap) in [("tie-b", 251), ("tie-a", 252), ("tie-c", 253)] {
+        let r = sets
+            .insert(&owner, member, at(1), grown_cap, WhenFull::EvictOldest)
+            .await
+            .unwrap();
+        assert!(r.inserted && r.evicted.is_empty());
+    }
+    sets.insert(&owner, "tie-c", at(5000), 253, WhenFull::Reject)
+        .await
+        .unwrap();
+    let r = sets
+        .insert(&owner, "new", at(3000), 252, WhenFull::EvictOldest)
+        .await
+        .unwrap();
+    assert_eq!(r.evicted, ["tie-a", "tie-b"]);
+    assert!(sets.contains(&owner, "tie-c").await.unwrap());
+    assert!(sets.remove(&owner, "m299").await.unwrap());
+    assert!(!sets.contains(&owner, "m299").await.unwrap());
+    assert_eq!(sets.len(&owner).await.unwrap(), 251);
+    // Expiry: m051 to m279 are over at 1279 s; m280 to m298, `new`,
+    // `late` and `tie-c` remain.
+    h.clock.advance(Duration::from_secs(1279));
+    assert_eq!(sets.len(&owner).await.unwrap(), 19 + 3);
+    assert!(!sets.contains(&owner, "m279").await.unwrap());
+    assert!(sets.contains(&owner, "m280").await.unwrap());
+    let names: Vec<_> = sets
+        .members(&owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.member)
+        .collect();
+    let mut expected: Vec<_> = (280..299).map(name).collect();
+    expected.extend(["new", "late", "tie-c"].map(String::from));
+    assert_eq!(names, expected);
+    // Small again: removals and the count still agree.
+    for i in 280..290 {
+        assert!(sets.remove(&owner, &name(i)).await.unwrap());
+    }
+    assert_eq!(sets.len(&owner).await.unwrap(), 12);
+    let left = sets.clear(&owner).await.unwrap();
+    let mut expected: Vec<_> = (290..299).map(name).collect();
+    expected.extend(["new", "late", "tie-c"].map(String::from));
+    assert_eq!(
+        left, expected,
+        "clear returns the live members soonest first"
+    );
+    assert_eq!(sets.len(&owner).await.unwrap(), 0);
+}
+
 /// Publish/subscribe delivers to subscribers of the topic only.
 pub async fn pubsub(h: &Harness) {
     let ps = &h.state.pubsub;
@@ -942,7 +1092,7 @@ macro_rules! state_conformance_tests {
     ($factory:path) => {
         $crate::state_conformance_tests!(@cases $factory;
             kv_basics, kv_compare_and_swap, kv_races, counter_windows, counter_bounded,
-            rate_limiter, bounded_sets, pubsub, admission, log_append_read, log_cap_trimming,
+            rate_limiter, bounded_sets, bounded_set_len, bounded_set_large, pubsub, admission, log_append_read, log_cap_trimming,
             log_unknown_positions, log_paging, log_expiry, log_isolation, log_races,
             log_bad_input);
     };

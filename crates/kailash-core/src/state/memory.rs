@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 
+use super::set_entries::SetEntries;
 use super::{
     Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue, EventLog,
     KeyValueStore, LogEntry, LogId, LogRead, Outcome, PubSub, RateDecision, RateLimiter, RateQuota,
@@ -83,9 +84,9 @@ impl<T> Expiring for Entry<T> {
         !self.live(now_ms)
     }
 }
-impl Expiring for Vec<(String, i64)> {
+impl Expiring for SetEntries {
     fn expired(&self, now_ms: i64) -> bool {
-        self.iter().all(|(_, at)| *at <= now_ms)
+        self.all_expired(now_ms)
     }
 }
 /// A rate limiter entry: the theoretical arrival time in microseconds.
@@ -183,7 +184,7 @@ pub struct MemoryState {
     kv: Sharded<Entry<Bytes>>,
     counters: Sharded<Entry<i64>>,
     rates: Sharded<i64>,
-    sets: Sharded<Vec<(String, i64)>>,
+    sets: Sharded<SetEntries>,
     logs: Sharded<Log>,
     topics: Mutex<HashMap<StateKey, broadcast::Sender<Bytes>>>,
 }
@@ -259,7 +260,7 @@ impl MemoryState {
         shard
             .map
             .get(owner)
-            .is_some_and(|e| e.iter().any(|(m, at)| m == member && *at > now))
+            .is_some_and(|e| e.contains_live(member, now))
     }
 
     /// Runs an admission in process: the same steps as
@@ -553,20 +554,13 @@ impl MemoryState {
     }
 }
 
-fn set_members(entries: &[(String, i64)]) -> Vec<SetMember> {
-    let mut members: Vec<SetMember> = entries
-        .iter()
+fn set_members(live: Vec<(&str, i64)>) -> Vec<SetMember> {
+    live.into_iter()
         .map(|(m, at)| SetMember {
-            member: m.clone(),
-            expires_at: Timestamp::from_millisecond(*at).unwrap_or(Timestamp::MAX),
+            member: m.to_owned(),
+            expires_at: Timestamp::from_millisecond(at).unwrap_or(Timestamp::MAX),
         })
-        .collect();
-    members.sort_by(|a, b| {
-        a.expires_at
-            .cmp(&b.expires_at)
-            .then_with(|| a.member.cmp(&b.member))
-    });
-    members
+        .collect()
 }
 
 #[async_trait]
@@ -583,9 +577,8 @@ impl BoundedSetStore for MemoryState {
         let at = validate::set_insert(cap, expires_at, now)?;
         let mut shard = self.sets.shard(owner, now);
         let entries = shard.map.entry(owner.clone()).or_default();
-        entries.retain(|(_, exp)| *exp > now);
-        if let Some(existing) = entries.iter_mut().find(|(m, _)| m == member) {
-            existing.1 = at;
+        entries.drop_expired(now);
+        if entries.move_existing(member, at) {
             return Ok(SetInsert {
                 inserted: true,
                 evicted: Vec::new(),
@@ -599,11 +592,9 @@ impl BoundedSetStore for MemoryState {
                     evicted,
                 });
             }
-            entries.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-            let excess = entries.len() + 1 - cap;
-            evicted.extend(entries.drain(..excess).map(|(m, _)| m));
+            evicted = entries.evict_soonest(entries.len() + 1 - cap);
         }
-        entries.push((member.to_owned(), at));
+        entries.push_new(member, at);
         Ok(SetInsert {
             inserted: true,
             evicted,
@@ -616,12 +607,12 @@ impl BoundedSetStore for MemoryState {
         let Some(entries) = shard.map.get_mut(owner) else {
             return Ok(false);
         };
-        let before = entries.iter().any(|(m, at)| m == member && *at > now);
-        entries.retain(|(m, at)| m != member && *at > now);
+        let was_live = entries.remove(member, now);
+        entries.drop_expired(now);
         if entries.is_empty() {
             shard.map.remove(owner);
         }
-        Ok(before)
+        Ok(was_live)
     }
 
     async fn members(&self, owner: &StateKey) -> Result<Vec<SetMember>, StateError> {
@@ -630,14 +621,7 @@ impl BoundedSetStore for MemoryState {
         Ok(shard
             .map
             .get(owner)
-            .map(|entries| {
-                let live: Vec<_> = entries
-                    .iter()
-                    .filter(|(_, at)| *at > now)
-                    .cloned()
-                    .collect();
-                set_members(&live)
-            })
+            .map(|entries| set_members(entries.live_sorted(now)))
             .unwrap_or_default())
     }
 
@@ -645,12 +629,28 @@ impl BoundedSetStore for MemoryState {
         Ok(self.set_contains(owner, member))
     }
 
+    async fn len(&self, owner: &StateKey) -> Result<usize, StateError> {
+        let now = self.now_ms();
+        let mut shard = self.sets.shard(owner, now);
+        let Some(entries) = shard.map.get_mut(owner) else {
+            return Ok(0);
+        };
+        entries.drop_expired(now);
+        let n = entries.len();
+        if n == 0 {
+            shard.map.remove(owner);
+        }
+        Ok(n)
+    }
+
     async fn clear(&self, owner: &StateKey) -> Result<Vec<String>, StateError> {
         let now = self.now_ms();
         let mut shard = self.sets.shard(owner, now);
         let entries = shard.map.remove(owner).unwrap_or_default();
-        let live: Vec<_> = entries.into_iter().filter(|(_, at)| *at > now).collect();
-        Ok(set_members(&live).into_iter().map(|m| m.member).collect())
+        Ok(set_members(entries.live_sorted(now))
+            .into_iter()
+            .map(|m| m.member)
+            .collect())
     }
 }
 

@@ -10,7 +10,7 @@
 //! | key/value with TTL and compare-and-set | [`KeyValueStore`] | sessions, revocations, one-time codes |
 //! | windowed counters | [`CounterStore`] | lockout, quotas, per-role execution counts |
 //! | GCRA rate limiter | [`RateLimiter`] | request rate limits |
-//! | per-owner set with a size cap | [`BoundedSetStore`] | concurrent sessions per user |
+//! | per-owner set with a size cap | [`BoundedSetStore`] | concurrent sessions per user, live sessions in all |
 //! | publish/subscribe | [`PubSub`] | realtime fan-out across instances |
 //! | capped per-key history with TTL | [`EventLog`] | realtime resume after a reconnect |
 //!
@@ -53,6 +53,7 @@ pub mod admission;
 mod key;
 pub mod log;
 pub mod memory;
+mod set_entries;
 mod shared;
 pub mod validate;
 
@@ -376,6 +377,11 @@ pub trait BoundedSetStore: Send + Sync + 'static {
 
     /// Whether `member` is live in the set.
     async fn contains(&self, owner: &StateKey, member: &str) -> Result<bool, StateError>;
+
+    /// How many live members the set has (0 for an absent set), without
+    /// reading them: cheap also for a set of millions (logarithmic in its
+    /// size on every backend; members past their expiry do not count).
+    async fn len(&self, owner: &StateKey) -> Result<usize, StateError>;
 
     /// Removes the whole set, returning the live members it had.
     async fn clear(&self, owner: &StateKey) -> Result<Vec<String>, StateError>;

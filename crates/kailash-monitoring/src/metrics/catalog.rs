@@ -190,6 +190,12 @@ pub const METRICS: &[Metric] = &[
         "The last value a measuring health check read (a fraction, a ratio).",
     ),
     m(
+        "kailash_sessions_active",
+        Gauge,
+        &[],
+        "Live sessions across every instance sharing the state, as the active_sessions check last counted them.",
+    ),
+    m(
         "kailash_health_workflow_runs_per_minute",
         Gauge,
         &[],

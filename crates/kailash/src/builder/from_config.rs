@@ -75,6 +75,7 @@ impl GatewayBuilder {
             })
             .health_check_timeout(h.timeout.0)
             .workflow_failure_threshold(h.workflow_failure_threshold)
+            .max_active_sessions(h.max_active_sessions)
             .optional_check(
                 "memory_usage",
                 kailash_monitoring::health::system::MemoryCheck::new(h.memory_threshold),

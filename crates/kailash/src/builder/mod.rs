@@ -61,6 +61,7 @@ pub struct GatewayBuilder {
     pub(crate) health_checks: HealthRegistry,
     pub(crate) health_policy: HealthPolicy,
     pub(crate) workflow_failure_threshold: f64,
+    pub(crate) max_active_sessions: u64,
     pub(crate) routes: Router,
     pub(crate) openapi: Vec<utoipa::openapi::OpenApi>,
     pub(crate) principal_layer: Option<RouterLayerFn>,
@@ -125,6 +126,7 @@ impl Default for GatewayBuilder {
                 recovery_threshold: defaults.health.recovery_threshold,
             },
             workflow_failure_threshold: defaults.health.workflow_failure_threshold,
+            max_active_sessions: defaults.health.max_active_sessions,
             routes: Router::new(),
             openapi: Vec::new(),
             principal_layer: None,
@@ -377,10 +379,19 @@ impl GatewayBuilder {
         self
     }
 
+    /// With [`authentication`](Self::authentication): the number of live
+    /// sessions (every instance together) above which the (non-readiness)
+    /// `active_sessions` check fails (default 100 000).
+    pub fn max_active_sessions(mut self, sessions: u64) -> Self {
+        self.max_active_sessions = sessions;
+        self
+    }
+
     /// Adds an alert rule (see [`kailash_monitoring::alert`]). Its signal
     /// must be one the gateway reports — `<check>_health` for every health
     /// check, the value of a measuring check under its name
-    /// (`memory_usage`, `disk_usage`, `workflow_failure_rate`) — or one
+    /// (`memory_usage`, `disk_usage`, `workflow_failure_rate`,
+    /// `active_sessions`) — or one
     /// declared with [`alert_signals`](Self::alert_signals); the build
     /// refuses a rule nobody could make fire.
     pub fn alert_rule(mut self, rule: kailash_monitoring::alert::AlertRule) -> Self {

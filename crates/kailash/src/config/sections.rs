@@ -493,6 +493,10 @@ pub struct HealthConfig {
     /// above which the `workflow_failure_rate` check fails (0 to 1; with
     /// `[runtime]`; never gates readiness). Default 0.05.
     pub workflow_failure_threshold: f64,
+    /// Live sessions (every instance together) above which the
+    /// `active_sessions` check fails (with `[auth]`; never gates
+    /// readiness): a capacity signal. Default 100 000.
+    pub max_active_sessions: u64,
     /// External APIs checked with a `GET` (2xx is healthy); reported, never
     /// gating readiness. At most 32.
     pub external_apis: Vec<ExternalApiConfig>,
@@ -511,6 +515,7 @@ impl Default for HealthConfig {
             memory_threshold: 0.9,
             disk_threshold: 0.9,
             workflow_failure_threshold: 0.05,
+            max_active_sessions: 100_000,
             external_apis: Vec::new(),
         }
     }

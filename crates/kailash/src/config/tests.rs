@@ -239,6 +239,7 @@ fn the_health_section_loads_and_refuses_nonsense() {
         recovery_threshold = 1
         memory_threshold = 0.8
         disk_threshold = 0.95
+        max_active_sessions = 250000
         external_apis = [{ name = "payments_api", url = "https://payments.example.com/health?key=s3cret" }]
         "#,
         &[],
@@ -253,6 +254,7 @@ fn the_health_section_loads_and_refuses_nonsense() {
         (4, 1)
     );
     assert_eq!(c.health.external_apis[0].name, "payments_api");
+    assert_eq!(c.health.max_active_sessions, 250_000);
     // The URL (a key in its query) stays out of Debug output.
     assert!(!format!("{c:?}").contains("s3cret"));
     assert_eq!(load("", &[]).unwrap().health, HealthConfig::default());
@@ -290,6 +292,17 @@ fn the_health_section_loads_and_refuses_nonsense() {
             "external_apis = [{ name = \"Payments API\", url = \"https://a.example\" }]",
             "health.external_apis[0].name",
             "a-z, 0-9",
+        ),
+        (
+            "max_active_sessions = 0",
+            "health.max_active_sessions",
+            "at least 1",
+        ),
+        ("max_active_sessions = -5", "health.max_active_sessions", ""),
+        (
+            "external_apis = [{ name = \"active_sessions\", url = \"https://a.example\" }]",
+            "health.external_apis[0].name",
+            "already a check's name",
         ),
         (
             "external_apis = [{ name = \"state\", url = \"https://a.example\" }]",

@@ -42,6 +42,12 @@ impl GatewayConfig {
                 ));
             }
         }
+        if h.max_active_sessions == 0 {
+            return Err((
+                "health.max_active_sessions".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if h.external_apis.len() > super::MAX_EXTERNAL_APIS {
             return Err((
                 "health.external_apis".into(),

@@ -133,3 +133,141 @@ async fn readiness_comes_from_the_background_state_and_stops_with_the_gateway() 
     gw.stop().await;
     assert!(!runner.start(), "stopped with the gateway");
 }
+
+/// With `[auth]` the gateway reports `active_sessions`: the live sessions
+/// of every instance sharing the state, with the configured threshold,
+/// counted in at a login and out at a logout (on memory, and on Redis
+/// across two instances when `KAILASH_TEST_REDIS_URL` is set); alert rules
+/// may name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_sessions_are_reported_with_their_threshold() {
+    use kailash::GatewayBuilder;
+    use kailash::config::GatewayConfig;
+    use serde_json::json;
+    use support::demo::{backends, login, post, temp_dir, tokens};
+
+    async fn instance(
+        dir: &std::path::Path,
+        overrides: &[(&str, String)],
+    ) -> (support::Running, kailash::health::HealthRunner) {
+        let mut vars: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        // A round every second, a failure or success decides at once, and
+        // a second session is one too many.
+        for (k, v) in [
+            ("KAILASH_HEALTH__CHECK_INTERVAL", "1s"),
+            ("KAILASH_HEALTH__TIMEOUT", "1s"),
+            ("KAILASH_HEALTH__FAILURE_THRESHOLD", "1"),
+            ("KAILASH_HEALTH__RECOVERY_THRESHOLD", "1"),
+            ("KAILASH_HEALTH__MAX_ACTIVE_SESSIONS", "1"),
+        ] {
+            vars.push((k.to_owned(), v.to_owned()));
+        }
+        // Alert rules may name the count (the build refuses unknown signals).
+        let text = format!(
+            "{}\n[[alerting.rules]]\nname = \"sessions\"\ncondition = \"active_sessions > 1\"\nseverity = \"warning\"\n",
+            support::demo::demo_config_text()
+        );
+        let config =
+            GatewayConfig::from_toml_with_env(&text, "gateway.toml", vars).expect("config");
+        let gateway = GatewayBuilder::from_config_with_backends(&config, dir)
+            .await
+            .expect("backends")
+            .build()
+            .expect("gateway");
+        let runner = gateway.health().unwrap().clone();
+        (start_gateway(gateway).await, runner)
+    }
+    /// The `active_sessions` entry of the report after a round that started
+    /// after this call (the one under way may have counted earlier).
+    async fn reported(
+        gw: &support::Running,
+        runner: &kailash::health::HealthRunner,
+    ) -> serde_json::Value {
+        runner.wait_for_round(runner.rounds() + 2).await;
+        let ready = get(gw.addr, "/health/ready").await;
+        assert_eq!(
+            ready.status,
+            200,
+            "never a readiness check: {}",
+            ready.text()
+        );
+        let report = ready.json();
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "active_sessions")
+            .unwrap_or_else(|| panic!("no active_sessions check: {report}"))
+            .clone()
+    }
+
+    for overrides in backends() {
+        let on_redis = !overrides.is_empty();
+        let dir = temp_dir();
+        let (a, runner_a) = instance(&dir, &overrides).await;
+        // On Redis a second instance of the same deployment; on memory the
+        // same one (its state is its own).
+        let second = if on_redis {
+            Some(instance(&dir, &overrides).await)
+        } else {
+            None
+        };
+        let (b, runner_b) = second
+            .as_ref()
+            .map_or((&a, &runner_a), |(gw, runner)| (gw, runner));
+
+        let c = reported(&a, &runner_a).await;
+        assert_eq!(c["required"], false);
+        assert_eq!(
+            (c["value"].as_f64(), c["threshold"].as_f64()),
+            (Some(0.0), Some(1.0))
+        );
+        assert_eq!(c["status"], "pass");
+
+        let (first, _) = tokens(&login(&a, "bob", "Bob-Demo-Passw0rd!").await);
+        let c = reported(b, runner_b).await;
+        assert_eq!(
+            (c["value"].as_f64(), c["status"].as_str()),
+            (Some(1.0), Some("pass")),
+            "{c}"
+        );
+
+        let (second_token, _) = tokens(&login(b, "bob", "Bob-Demo-Passw0rd!").await);
+        let c = reported(&a, &runner_a).await;
+        assert_eq!(
+            (c["value"].as_f64(), c["status"].as_str()),
+            (Some(2.0), Some("fail")),
+            "{c}"
+        );
+        assert_eq!(c["error"], "2 active sessions, above the threshold of 1");
+        let ready = get(a.addr, "/health/ready").await;
+        assert_eq!(ready.json()["status"], "degraded");
+
+        let out = post(&a, "/auth/logout", json!({}), Some(&first)).await;
+        assert!(out.status < 300, "{}", out.text());
+        let c = reported(b, runner_b).await;
+        assert_eq!(
+            (c["value"].as_f64(), c["status"].as_str()),
+            (Some(1.0), Some("pass")),
+            "{c}"
+        );
+        let out = post(b, "/auth/logout", json!({}), Some(&second_token)).await;
+        assert!(out.status < 300, "{}", out.text());
+        let c = reported(&a, &runner_a).await;
+        assert_eq!(c["value"].as_f64(), Some(0.0), "{c}");
+
+        let metrics = get(a.addr, "/metrics").await.text();
+        assert!(
+            metrics.contains("kailash_sessions_active"),
+            "the gauge is exported"
+        );
+        if let Some((gw, _)) = second {
+            gw.stop().await;
+        }
+        a.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod audit;
 pub mod clock;
 pub mod context;
+pub mod envelope;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod guard;

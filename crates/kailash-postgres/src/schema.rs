@@ -7,9 +7,10 @@ use crate::db::{Database, DbError};
 const MIGRATION_LOCK: i64 = 0x006b_6169_6c61_7368;
 
 /// Each step runs once, in order, recorded in `kailash_schema`.
-const STEPS: &[(i32, &str)] = &[(
-    1,
-    r"
+const STEPS: &[(i32, &str)] = &[
+    (
+        1,
+        r"
 -- The audit trail: one row per entry, append-only. `line` holds the exact
 -- compact entry the file sink writes (kailash_core::audit::entry), `hash`
 -- its chain link. Partitioned by month of append time (`at_ms`, kept
@@ -63,7 +64,34 @@ END $$;
 CREATE TRIGGER kailash_audit_append_only BEFORE UPDATE OR DELETE ON kailash_audit
     FOR EACH ROW EXECUTE FUNCTION kailash_audit_append_only();
 ",
-)];
+    ),
+    (
+        2,
+        r"
+-- Personal fields of audit entries sealed per person (crypto-shredding):
+-- one data key per (tenant, actor), found by a keyed pseudonym of both
+-- (`subject`) and stored only wrapped by a key-encryption key (`kek_id`).
+-- Chained rows name the key by `key_id` (their `actor` column); deleting
+-- the key row erases the person's fields in every entry without touching
+-- a chained row. Rotation re-wraps these rows, never the trail.
+CREATE TABLE kailash_audit_subject_key (
+    key_id     bytea  PRIMARY KEY,
+    subject    bytea  NOT NULL UNIQUE,
+    kek_id     text   NOT NULL,
+    wrapped    bytea  NOT NULL,
+    created_ms bigint NOT NULL
+);
+CREATE INDEX kailash_audit_subject_key_kek ON kailash_audit_subject_key (kek_id);
+
+-- The key behind the pseudonyms, wrapped the same way.
+CREATE TABLE kailash_audit_privacy (
+    id      int   PRIMARY KEY CHECK (id = 1),
+    kek_id  text  NOT NULL,
+    wrapped bytea NOT NULL
+);
+",
+    ),
+];
 
 /// Creates or upgrades the tables. Safe to call from several instances at
 /// once and on every start.

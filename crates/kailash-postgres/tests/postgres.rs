@@ -7,6 +7,7 @@
 mod postgres {
     mod audit;
     mod outage;
+    mod privacy;
     mod support;
     mod tenant_db;
 }

@@ -5,6 +5,7 @@ use kailash_core::audit::AuditEvent;
 use kailash_core::audit::entry::{ChainHash, encode_entry};
 
 use super::checkpoint::CheckpointKey;
+use super::privacy::PersonalData;
 use crate::db::{Database, DbError};
 
 /// Progress recorded in the same transaction as the entries, so a replay
@@ -38,6 +39,7 @@ pub(crate) async fn append(
     events: &[AuditEvent],
     progress: Option<Progress<'_>>,
     signer: Option<(&CheckpointKey, CheckpointPolicy)>,
+    privacy: Option<&PersonalData>,
     buf: &mut Vec<u8>,
 ) -> Result<(), DbError> {
     let q = |e: tokio_postgres::Error| DbError::query(&e);
@@ -59,6 +61,17 @@ pub(crate) async fn append(
     // monthly partitions hold consecutive ranges of the chain.
     let at_ms = jiff::Timestamp::now().as_millisecond().max(head_at);
 
+    // Personal fields are sealed before chaining: the chain covers the
+    // ciphertext, so erasing a key later changes no chained byte.
+    let sealed;
+    let (events, key_columns) = match privacy {
+        Some(p) if !events.is_empty() => {
+            let (e, columns) = p.seal_batch(&*tx, events).await?;
+            sealed = e;
+            (sealed.as_slice(), Some(columns))
+        }
+        _ => (events, None),
+    };
     let n = events.len();
     let (mut seqs, ats, mut tenants, mut actors, mut lines, mut hashes) = (
         Vec::with_capacity(n),
@@ -68,6 +81,7 @@ pub(crate) async fn append(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut key_columns = key_columns.map(Vec::into_iter);
     for event in events {
         seq += 1;
         buf.clear();
@@ -77,7 +91,10 @@ pub(crate) async fn append(
             .map_err(|_| DbError::Corrupt("an entry is not UTF-8".into()))?;
         seqs.push(seq_i64(seq)?);
         tenants.push(event.tenant.as_ref().map(|t| t.as_str().to_owned()));
-        actors.push(event.actor.clone());
+        actors.push(match &mut key_columns {
+            Some(columns) => columns.next().flatten(),
+            None => event.actor.clone(),
+        });
         lines.push(line);
         hashes.push(prev.to_vec());
     }

@@ -4,11 +4,13 @@
 
 mod append;
 mod checkpoint;
+mod privacy;
 mod retention;
 mod sink;
 mod verify;
 
 pub use checkpoint::{CheckpointKey, KeyError, VerifyingKey};
+pub use privacy::{PersonalData, rewrap};
 pub use retention::drop_expired;
-pub use sink::{PgAuditError, PgAuditOptions, PgAuditSink};
+pub use sink::{EraseError, PgAuditError, PgAuditOptions, PgAuditSink};
 pub use verify::{PgBreak, PgVerifyError, PgVerifyReport, verify};

@@ -15,6 +15,7 @@ use kailash_core::audit::{
 
 use super::append::{CheckpointPolicy, Progress, append, progress_of};
 use super::checkpoint::CheckpointKey;
+use super::privacy::PersonalData;
 use crate::db::{Database, DbError};
 
 /// Options of [`PgAuditSink`].
@@ -47,6 +48,12 @@ pub struct PgAuditOptions {
     /// entry ([`drop_expired`](super::drop_expired)). `None` keeps
     /// everything.
     pub retention: Option<Duration>,
+    /// Seals each entry's personal fields (actor, client address) under a
+    /// data key of that person, wrapped by this provider's keys, so
+    /// [`PgAuditSink::erase_subject`] can erase them without touching the
+    /// chain (see [`PersonalData`]). `None` stores them as the file sink
+    /// does.
+    pub personal_data: Option<Arc<dyn kailash_core::envelope::KeyProvider>>,
 }
 
 impl PgAuditOptions {
@@ -64,8 +71,24 @@ impl PgAuditOptions {
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(60),
             retention: None,
+            personal_data: None,
         }
     }
+}
+
+/// Why [`PgAuditSink::erase_subject`] erased nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EraseError {
+    /// The sink stores personal fields as written (no
+    /// [`PgAuditOptions::personal_data`]): they cannot be erased without
+    /// breaking the chain.
+    #[error("the audit trail does not seal personal data, so it cannot erase it")]
+    NotSealed,
+    /// The database could not be reached, or accepted events could not be
+    /// written first.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Why the sink could not start.
@@ -165,6 +188,7 @@ struct Handle {
     enqueue_timeout: Duration,
     db: Database,
     spool_path: PathBuf,
+    privacy: Option<Arc<PersonalData>>,
 }
 
 impl Drop for Handle {
@@ -231,6 +255,10 @@ impl PgAuditSink {
         let spool = JsonLinesAuditSink::open_with(&options.spool, options.spool_options.clone())
             .map_err(spool_err)?;
         let replayed = progress_of(&db, &origin).await?;
+        let privacy = match options.personal_data {
+            Some(provider) => Some(Arc::new(PersonalData::open(&db, provider).await?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 events: Vec::new(),
@@ -274,6 +302,7 @@ impl PgAuditSink {
             uncertain: None,
             buf: Vec::with_capacity(512),
             partitions_until: 0,
+            privacy: privacy.clone(),
         };
         writer.batch_no = progress_of(&db, &writer.live_origin).await?;
         writer.spool_seq = writer.spool_last().await;
@@ -294,6 +323,7 @@ impl PgAuditSink {
                 enqueue_timeout: options.enqueue_timeout,
                 db,
                 spool_path: options.spool,
+                privacy,
             }),
         })
     }
@@ -311,6 +341,56 @@ impl PgAuditSink {
     /// The database the trail is in.
     pub fn database(&self) -> &Database {
         &self.handle.db
+    }
+
+    /// Whether entries' personal fields are sealed per person
+    /// ([`PgAuditOptions::personal_data`]), so
+    /// [`erase_subject`](Self::erase_subject) can erase them.
+    pub fn seals_personal_data(&self) -> bool {
+        self.handle.privacy.is_some()
+    }
+
+    /// Erases `actor`'s personal fields in `tenant`'s entries (GDPR
+    /// article 17) by deleting their data key: every entry sealed under it
+    /// then reads with no actor and no client address, while the chain,
+    /// checkpoints and [`verify`](super::verify) are unchanged. Events
+    /// accepted before the call are written first, so none of them escapes
+    /// the erasure. `Ok(false)` when the trail held no key of `actor`.
+    ///
+    /// # Errors
+    /// [`EraseError::NotSealed`] when the sink does not seal personal data,
+    /// [`EraseError::Unavailable`] when the database (or the flush) fails;
+    /// nothing is erased then.
+    pub async fn erase_subject(
+        &self,
+        tenant: Option<&kailash_core::tenant::TenantId>,
+        actor: &str,
+    ) -> Result<bool, EraseError> {
+        let Some(privacy) = &self.handle.privacy else {
+            return Err(EraseError::NotSealed);
+        };
+        self.flush()
+            .await
+            .map_err(|e| EraseError::Unavailable(e.to_string()))?;
+        if !self.is_live() {
+            // Flushed into the spool: its entries are not sealed yet.
+            return Err(EraseError::Unavailable(
+                "the audit database is unreachable".into(),
+            ));
+        }
+        privacy
+            .erase(&self.handle.db, tenant, actor)
+            .await
+            .map_err(|e| EraseError::Unavailable(e.to_string()))
+    }
+
+    /// Re-wraps up to `limit` stored data keys under the active key (the
+    /// sink does this hourly after a rotation); how many moved.
+    pub async fn rewrap_keys(&self, limit: usize) -> Result<u64, DbError> {
+        match &self.handle.privacy {
+            Some(p) => p.rewrap(&self.handle.db, limit).await,
+            None => Ok(0),
+        }
     }
 
     #[allow(
@@ -460,6 +540,7 @@ struct Writer {
     /// time (housekeeping runs hourly).
     partitions_until: i64,
     retention: Option<Duration>,
+    privacy: Option<Arc<PersonalData>>,
 }
 
 const REPLAY_CHUNK: usize = 512;
@@ -598,7 +679,16 @@ impl Writer {
                 last_seq: i64::try_from(batch_no).unwrap_or(i64::MAX),
             };
             let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
-            match append(&self.db, chunk, Some(progress), signer, &mut self.buf).await {
+            match append(
+                &self.db,
+                chunk,
+                Some(progress),
+                signer,
+                self.privacy.as_deref(),
+                &mut self.buf,
+            )
+            .await
+            {
                 Ok(_) => {
                     self.batch_no = batch_no;
                     committed += chunk.len();
@@ -662,6 +752,19 @@ impl Writer {
             let key = self.signer.as_ref().map(|(k, _)| k);
             if let Err(e) = super::drop_expired(&self.db, key, retention, now).await {
                 tracing::warn!(error = %e, "audit retention failed; retried in an hour");
+            }
+        }
+        if let Some(privacy) = &self.privacy {
+            // After a key rotation: move a bounded share of the data keys
+            // to the active key each hour, off the batches' path.
+            match privacy.rewrap(&self.db, 10_000).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(keys = n, "audit data keys re-wrapped under the active key")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit key re-wrap failed; retried in an hour")
+                }
             }
         }
         // A new month gets its partition a month ahead.
@@ -755,7 +858,16 @@ impl Writer {
                 last_seq: i64::try_from(last).unwrap_or(i64::MAX),
             };
             let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
-            match append(&self.db, &events, Some(progress), signer, &mut self.buf).await {
+            match append(
+                &self.db,
+                &events,
+                Some(progress),
+                signer,
+                self.privacy.as_deref(),
+                &mut self.buf,
+            )
+            .await
+            {
                 Ok(()) => {
                     self.replayed = last;
                     let n = events.len() as u64;
@@ -786,7 +898,7 @@ impl Writer {
             origin: &self.origin,
             last_seq: i64::try_from(u.spool_after).unwrap_or(i64::MAX),
         };
-        append(&self.db, &[], Some(progress), None, &mut self.buf).await?;
+        append(&self.db, &[], Some(progress), None, None, &mut self.buf).await?;
         self.replayed = self.replayed.max(u.spool_after);
         Ok(())
     }
@@ -796,6 +908,7 @@ impl Writer {
 /// more than `limit` to know whether a next page exists.
 async fn page(
     db: &Database,
+    privacy: Option<&PersonalData>,
     tenant: &kailash_core::tenant::TenantId,
     actor: Option<&str>,
     limit: usize,
@@ -806,7 +919,20 @@ async fn page(
     let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
     let fetch = i64::try_from(limit).unwrap_or(i64::MAX) + 1;
     let conn = db.get().await.map_err(unavailable)?;
-    let rows = match actor {
+    let failed = |e: DbError| {
+        tracing::warn!(error = %e, "audit query failed");
+        AuditError::Io("the audit query failed".into())
+    };
+    let actor_columns = match (actor, privacy) {
+        (Some(actor), Some(p)) => Some(
+            p.actor_columns(&**conn, Some(tenant), actor)
+                .await
+                .map_err(failed)?,
+        ),
+        (Some(actor), None) => Some(vec![actor.to_owned()]),
+        (None, _) => None,
+    };
+    let rows = match &actor_columns {
         None => {
             conn.query(
                 "SELECT seq, line FROM kailash_audit WHERE tenant = $1 AND seq < $2 \
@@ -815,11 +941,11 @@ async fn page(
             )
             .await
         }
-        Some(actor) => {
+        Some(actors) => {
             conn.query(
-                "SELECT seq, line FROM kailash_audit WHERE actor = $1 AND tenant = $2 \
+                "SELECT seq, line FROM kailash_audit WHERE actor = ANY($1) AND tenant = $2 \
                  AND seq < $3 ORDER BY seq DESC LIMIT $4",
-                &[&actor, &tenant.as_str(), &before, &fetch],
+                &[actors, &tenant.as_str(), &before, &fetch],
             )
             .await
         }
@@ -838,7 +964,7 @@ async fn page(
         }
         let line: &str = row.get(1);
         match kailash_core::audit::entry::decode_entry(line.as_bytes()) {
-            Ok((_, event)) => events.push(event),
+            Ok((_, event)) => events.push((row.get::<_, i64>(0), event)),
             Err(_) => {
                 let seq: i64 = row.get(0);
                 tracing::error!(
@@ -849,6 +975,13 @@ async fn page(
             }
         }
     }
+    if let Some(p) = privacy {
+        p.reveal(&**conn, &mut events).await.map_err(|e| {
+            tracing::error!(error = %e, "audit personal fields do not open; run kailash audit verify");
+            AuditError::Io("an audit row's personal fields do not open".into())
+        })?;
+    }
+    let events = events.into_iter().map(|(_, e)| e).collect();
     Ok(kailash_core::audit::AuditPage::new(events, next_before))
 }
 
@@ -864,7 +997,15 @@ impl kailash_core::audit::AuditQuery for PgAuditSink {
         limit: usize,
         before: Option<u64>,
     ) -> Result<kailash_core::audit::AuditPage, AuditError> {
-        page(&self.handle.db, tenant, None, limit, before).await
+        page(
+            &self.handle.db,
+            self.handle.privacy.as_deref(),
+            tenant,
+            None,
+            limit,
+            before,
+        )
+        .await
     }
 
     /// Through the `(actor, seq)` index.
@@ -875,6 +1016,14 @@ impl kailash_core::audit::AuditQuery for PgAuditSink {
         limit: usize,
         before: Option<u64>,
     ) -> Result<kailash_core::audit::AuditPage, AuditError> {
-        page(&self.handle.db, tenant, Some(actor), limit, before).await
+        page(
+            &self.handle.db,
+            self.handle.privacy.as_deref(),
+            tenant,
+            Some(actor),
+            limit,
+            before,
+        )
+        .await
     }
 }

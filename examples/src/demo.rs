@@ -10,6 +10,7 @@
 //! | `GET /api/data/{id}` | `data:read` | plus `data_access` and `geo_restriction` against the document; another tenant's id answers like an unknown one |
 //! | `GET /api/audit` | `audit:view` | the tenant's audit events, newest first, a page at a time (`limit`, `before`) |
 //! | `GET /api/audit/export?user=` | `audit:view` | one person's events in the tenant's trail (a subject access request, GDPR article 15), paged the same way; the export itself is audited (`audit.export`) before it is answered |
+//! | `DELETE /api/audit/subjects/{user}` | `user:manage` | erases one person's personal fields from the tenant's trail (GDPR article 17) when the PostgreSQL trail seals them (`audit.personal_data_keyring_*`); the chain still verifies; audited (`audit.erase`) without the person's name |
 //!
 //! Workflows live in a [`WorkflowStore`] on the gateway's shared state
 //! (memory or Redis), keyed by tenant, so several instances on one Redis
@@ -191,6 +192,7 @@ struct Demo {
     workflows: WorkflowStore,
     audit: Option<Arc<dyn AuditTrail>>,
     sink: Option<Arc<dyn kailash::audit::AuditSink>>,
+    erasure: Option<Arc<dyn kailash::audit::AuditErasure>>,
 }
 
 /// Adds the demo routes (and their OpenAPI paths) to a builder made from
@@ -222,6 +224,7 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
         },
         audit: builder.audit_query().cloned(),
         sink: builder.audit_handle().cloned(),
+        erasure: builder.audit_erasure().cloned(),
     });
     Ok(builder.routes(router(demo)).openapi(openapi()))
 }
@@ -253,12 +256,16 @@ fn router(demo: Arc<Demo>) -> Router {
             "/api/audit/export",
             guarded(get(audit_export), "audit:view"),
         )
+        .route(
+            "/api/audit/subjects/{user}",
+            guarded(delete(audit_erase), "user:manage"),
+        )
         .with_state(demo)
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(reports, list_workflows, create_workflow, delete_workflow, read_document, audit_events, audit_export),
+    paths(reports, list_workflows, create_workflow, delete_workflow, read_document, audit_events, audit_export, audit_erase),
     tags((name = "demo", description = "The reference deployment's demo routes (DEMO.md)")),
 )]
 struct DemoApi;
@@ -569,10 +576,17 @@ async fn audit_export(
     let (Some(audit), Some(sink)) = (&d.audit, &d.sink) else {
         return Problem::not_found().into_response();
     };
+    // A trail that seals personal data keeps the exported person's name
+    // out of the chained resource (it could never be erased from there).
+    let resource = if d.erasure.is_some() {
+        "audit subject".to_owned()
+    } else {
+        format!("user {}", q.user)
+    };
     let mut event = AuditEvent::new("audit.export", kailash::audit::AuditDecision::Success)
         .principal(&principal)
         .tenant(tenant.id.clone())
-        .resource(format!("user {}", q.user));
+        .resource(resource);
     if let Some(Extension(ctx)) = &ctx {
         event = event.context(ctx);
     }
@@ -594,12 +608,83 @@ async fn audit_export(
     }
 }
 
+/// A path's `{user}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct UserPath {
+    /// The person (the events' actor).
+    #[param(min_length = 1, max_length = 128)]
+    user: String,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, ToSchema)]
+struct Erased {
+    /// The tenant whose trail it was.
+    tenant: kailash::TenantId,
+    /// Whether the trail held a key of the person (`false`: nothing of
+    /// theirs was sealed in this tenant's trail; the call changed nothing).
+    erased: bool,
+}
+
+/// Erases one person's personal fields from the tenant's trail.
+#[utoipa::path(
+    delete, path = "/api/audit/subjects/{user}", tag = "demo", operation_id = "audit_erase",
+    description = "Requires `user:manage`. The right to erasure (GDPR article 17) on the audit trail: the data key under which `user`'s personal fields (actor, client address) are sealed in the caller's tenant is deleted, so every such entry reads without them from now on, while the hash chain, its signed checkpoints and `kailash audit verify` are unchanged. Events accepted before the call are covered. The erasure is audited (`audit.erase`, by the caller) without the person's name. Only where the PostgreSQL trail seals personal data.",
+    security(("bearer" = [])),
+    params(UserPath),
+    responses(
+        (status = 200, description = "Erased (or nothing was there)", body = Erased),
+        (status = 403, description = "Permission `user:manage` not granted", body = Problem, content_type = PROBLEM),
+        (status = 404, description = "This deployment's trail does not seal personal data, so it cannot erase it", body = Problem, content_type = PROBLEM),
+        (status = 422, description = "`user` is empty or longer than 128 characters", body = Problem, content_type = PROBLEM),
+        (status = 503, description = "The audit database is unreachable; nothing was erased", body = Problem, content_type = PROBLEM),
+    ),
+)]
+async fn audit_erase(
+    State(d): State<Arc<Demo>>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<Arc<Tenant>>,
+    ctx: Option<Extension<RequestContext>>,
+    ValidPath(p): ValidPath<UserPath>,
+) -> Response {
+    let (Some(erasure), Some(sink)) = (&d.erasure, &d.sink) else {
+        return Problem::not_found().into_response();
+    };
+    let erased = match erasure.erase_subject(&tenant.id, &p.user).await {
+        Ok(erased) => erased,
+        Err(e) => return unavailable("the audit trail", e),
+    };
+    let mut event = AuditEvent::new("audit.erase", kailash::audit::AuditDecision::Success)
+        .principal(&principal)
+        .tenant(tenant.id.clone())
+        .resource("audit subject")
+        .reason(if erased {
+            "personal data erased"
+        } else {
+            "nothing to erase"
+        });
+    if let Some(Extension(ctx)) = &ctx {
+        event = event.context(ctx);
+    }
+    if let Err(e) = sink.record(event).await {
+        return e.problem().into_response();
+    }
+    json(
+        StatusCode::OK,
+        &Erased {
+            tenant: tenant.id.clone(),
+            erased,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_openapi_document_is_derived_and_enforceable() {
         let doc = super::openapi();
-        assert_eq!(doc.paths.paths.len(), 6);
+        assert_eq!(doc.paths.paths.len(), 7);
         let json = serde_json::to_value(&doc).unwrap();
         assert!(json["paths"]["/api/workflows"]["post"]["responses"]["201"].is_object());
         assert!(json["paths"]["/api/workflows/{id}"]["delete"]["responses"]["204"].is_object());

@@ -234,6 +234,11 @@ async fn documents_follow_roles_policies_and_tenants() {
                 .iter()
                 .all(|e| e["actor"] == "dave" && e["tenant"] == "acme")
         );
+        // The file trail chains names as written: it offers no erasure
+        // rather than pretending to.
+        call(&d, "DELETE", "/api/audit/subjects/dave", &alice, None)
+            .await
+            .assert_problem(404);
         // Bad limits are refused.
         call(&d, "GET", "/api/audit?limit=0", &alice, None)
             .await

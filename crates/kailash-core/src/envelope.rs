@@ -523,7 +523,10 @@ mod tests {
             ("k1\n".to_owned(), "line 1"),
             (format!("k1 {key} extra\n"), "line 1"),
             (format!("bad/id {key}\n"), "line 1: invalid key id"),
-            ("k1 not-base64!\n".to_owned(), "line 1: the key is not base64"),
+            (
+                "k1 not-base64!\n".to_owned(),
+                "line 1: the key is not base64",
+            ),
             (format!("k1 {}\n", BASE64.encode(&[7; 16])), "not 32 bytes"),
             ("x".repeat(MAX_KEYRING_BYTES + 1), "more than"),
         ];

@@ -258,6 +258,27 @@ pub(crate) async fn postgres_audit(
             ))
         })?);
     }
+    let keyring_file = audit.personal_data_keyring_file.as_ref().map(|p| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            data_dir.join(p)
+        }
+    });
+    if let Some(source) = crate::config::alerting::AlertChannelConfig::secret(
+        &audit.personal_data_keyring_env,
+        &keyring_file,
+        "personal_data_keyring",
+    )
+    .map_err(|m| db_err(format!("audit: {m}")))?
+    {
+        let text = source
+            .read()
+            .map_err(|m| db_err(format!("audit.personal_data_keyring: {m}")))?;
+        let keyring = kailash_core::envelope::Keyring::parse(&text)
+            .map_err(|e| db_err(format!("audit.personal_data_keyring: {e}")))?;
+        options.personal_data = Some(std::sync::Arc::new(keyring));
+    }
     let sink = PgAuditSink::open(db.clone(), options)
         .await
         .map_err(|e| db_err(format!("audit: {e}")))?;

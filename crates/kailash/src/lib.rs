@@ -35,8 +35,8 @@ pub use gateway::{Gateway, shutdown_signal};
 pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
-    AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, guard, problem,
-    public, rate_limit, schema, state, trace_context,
+    AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, envelope,
+    guard, problem, public, rate_limit, schema, state, trace_context,
 };
 pub use kailash_monitoring::{alert, health, log, metrics, signal};
 #[cfg(feature = "postgres")]

@@ -240,3 +240,128 @@ async fn a_database_query_node_reads_its_tenants_own_database() {
         .unwrap();
     std::fs::remove_file(&template_file).ok();
 }
+
+/// `audit.personal_data_keyring_file`: the trail seals actors and client
+/// addresses per person; an erasure (`DELETE /api/audit/subjects/{user}`,
+/// `user:manage`) leaves bob's entries without his name while the chain
+/// still verifies, and no chained row names him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_removes_a_persons_fields_and_the_chain_still_verifies() {
+    let Ok(admin) = std::env::var("KAILASH_TEST_DATABASE_URL") else {
+        eprintln!("skipped: KAILASH_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let name = format!("kailash_demo_{}", unique_suffix().replace('-', "_"));
+    let admin_db = Database::connect(&DbSettings::new(&admin)).await.unwrap();
+    admin_db
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+    let url = format!("{}/{name}?{query}", &base[..base.rfind('/').unwrap()]);
+    let url_file = std::env::temp_dir().join(format!("{name}.url"));
+    std::fs::write(&url_file, &url).unwrap();
+    let keyring_file = std::env::temp_dir().join(format!("{name}.keyring"));
+    std::fs::write(
+        &keyring_file,
+        format!(
+            "demo-1 {}\n",
+            kailash::envelope::Keyring::generate_key().unwrap()
+        ),
+    )
+    .unwrap();
+    let overrides = [
+        ("KAILASH_AUDIT__SINK", "postgres".to_owned()),
+        (
+            "KAILASH_DATABASE__PRIMARY__URL_FILE",
+            url_file.to_string_lossy().into_owned(),
+        ),
+        (
+            "KAILASH_AUDIT__PERSONAL_DATA_KEYRING_FILE",
+            keyring_file.to_string_lossy().into_owned(),
+        ),
+    ];
+    let d: Demo = start_from(&demo_config_text(), "enterprise.toml", &overrides).await;
+    let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+    for _ in 0..3 {
+        assert_eq!(
+            call(&d, "GET", "/api/reports", &bob, None).await.status,
+            200
+        );
+    }
+    let alice = login(
+        &d,
+        "alice",
+        "Alice-Demo-Passw0rd!",
+        Some("JBSWY3DPEHPK3PXP"),
+    )
+    .await;
+    let export = call(&d, "GET", "/api/audit/export?user=bob", &alice, None).await;
+    assert_eq!(export.status, 200, "{}", export.text());
+    let bobs = export.json()["events"].as_array().unwrap().len();
+    assert!(bobs >= 4, "a login and three reads");
+
+    // Only someone with user:manage may erase.
+    call(&d, "DELETE", "/api/audit/subjects/bob", &bob, None)
+        .await
+        .assert_problem(403);
+    let r = call(&d, "DELETE", "/api/audit/subjects/bob", &alice, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["erased"], true);
+    let r = call(&d, "DELETE", "/api/audit/subjects/nobody", &alice, None).await;
+    assert_eq!(r.json()["erased"], false);
+
+    let export = call(&d, "GET", "/api/audit/export?user=bob", &alice, None).await;
+    assert_eq!(export.json()["events"].as_array().unwrap().len(), 0);
+    let trail = call(&d, "GET", "/api/audit?limit=1000", &alice, None)
+        .await
+        .json();
+    let events = trail["events"].as_array().unwrap();
+    assert!(events.iter().all(|e| e["actor"] != "bob"), "{trail}");
+    let anonymous_reads = events
+        .iter()
+        .filter(|e| e["action"] == "access.check" && e.get("actor").is_none())
+        .count();
+    assert!(
+        anonymous_reads >= 3,
+        "bob's reads stay, without him: {trail}"
+    );
+    assert!(events.iter().any(|e| e["action"] == "audit.erase"
+        && e["actor"] == "alice"
+        && e["resource"] == "audit subject"));
+    // The export and the erasure are on record without his name either.
+    assert!(
+        events.iter().all(|e| !e.to_string().contains("bob")),
+        "{trail}"
+    );
+    d.stop().await;
+
+    let db = Database::connect(&DbSettings::new(&url)).await.unwrap();
+    let report = verify(&db, &[]).await.unwrap();
+    assert!(report.entries >= 8, "{report:?}");
+    let rows = db
+        .get()
+        .await
+        .unwrap()
+        .query("SELECT line FROM kailash_audit", &[])
+        .await
+        .unwrap();
+    for row in rows {
+        let line: String = row.get(0);
+        assert!(!line.contains("\"bob\""), "{line}");
+        assert!(!line.contains("\"alice\""), "{line}");
+    }
+    drop(db);
+    admin_db
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    std::fs::remove_file(&url_file).ok();
+    std::fs::remove_file(&keyring_file).ok();
+}

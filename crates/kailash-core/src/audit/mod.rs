@@ -55,7 +55,7 @@ pub use chain::{BreakKind, ChainBreak, VerifyError, VerifyReport, verify_dir, ve
 pub use event::{AuditDecision, AuditEvent, AuditSeverity, MAX_FIELD_BYTES};
 pub use file::{FsyncPolicy, JsonLinesAuditSink, JsonLinesOptions, StorageStatus};
 pub use memory::MemoryAuditSink;
-pub use query::{AuditPage, AuditQuery, MAX_PAGE};
+pub use query::{AuditErasure, AuditPage, AuditQuery, MAX_PAGE};
 pub use record::{Offer, PendingAudit, offer, record_or_log};
 pub use replay::read_entries;
 pub use retain::RetainingAuditSink;

@@ -119,3 +119,19 @@ impl<T: AuditQuery + ?Sized> AuditQuery for std::sync::Arc<T> {
         (**self).of_actor(tenant, actor, limit, before).await
     }
 }
+
+/// A trail that can erase one person's personal fields (GDPR article 17)
+/// without breaking its hash chain: the PostgreSQL trail with sealed
+/// personal data (`kailash_postgres::audit::PgAuditSink`). Trails that
+/// store personal fields in the chained bytes do not implement it.
+#[async_trait]
+pub trait AuditErasure: Send + Sync + 'static {
+    /// Erases `actor`'s personal fields in `tenant`'s entries, those
+    /// accepted before the call included; `Ok(false)` when the trail held
+    /// nothing of `actor`.
+    ///
+    /// # Errors
+    /// [`AuditError::Io`] when the trail cannot be reached; nothing is
+    /// erased then.
+    async fn erase_subject(&self, tenant: &TenantId, actor: &str) -> Result<bool, AuditError>;
+}

@@ -1027,3 +1027,18 @@ impl kailash_core::audit::AuditQuery for PgAuditSink {
         .await
     }
 }
+
+#[async_trait]
+impl kailash_core::audit::AuditErasure for PgAuditSink {
+    /// [`PgAuditSink::erase_subject`]; a sink without sealed personal data
+    /// answers [`AuditError::Io`] (it never claims an erasure it cannot do).
+    async fn erase_subject(
+        &self,
+        tenant: &kailash_core::tenant::TenantId,
+        actor: &str,
+    ) -> Result<bool, AuditError> {
+        PgAuditSink::erase_subject(self, Some(tenant), actor)
+            .await
+            .map_err(|e| AuditError::Io(e.to_string()))
+    }
+}

@@ -110,6 +110,8 @@ impl GatewayBuilder {
         let state = crate::backends::state_from_config(&config.state, clock.clone()).await?;
         #[cfg(feature = "postgres")]
         let mut database_check = None;
+        #[allow(unused_mut, reason = "set by the postgres sink only")]
+        let mut audit_erasure: Option<Arc<dyn kailash_core::audit::AuditErasure>> = None;
         let (audit, audit_query): (Arc<dyn AuditSink>, Arc<dyn AuditQuery>) = match config
             .audit
             .sink
@@ -141,6 +143,9 @@ impl GatewayBuilder {
                 let (sink, db) = crate::backends::postgres_audit(config, data_dir).await?;
                 database_check = Some(crate::health_checks::DatabaseCheck::new(db));
                 let sink = Arc::new(sink);
+                if sink.seals_personal_data() {
+                    audit_erasure = Some(sink.clone());
+                }
                 (sink.clone(), sink)
             }
             #[cfg(not(feature = "postgres"))]
@@ -166,6 +171,7 @@ impl GatewayBuilder {
             builder = builder.optional_check("database", check);
         }
         builder.audit_query = Some(audit_query);
+        builder.audit_erasure = audit_erasure;
         if let Some(spec) = &config.access {
             let access =
                 crate::access_config::from_config(spec, Some(audit.clone()), clock).await?;

@@ -70,6 +70,7 @@ pub struct GatewayBuilder {
     pub(crate) tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
     pub(crate) access: Option<AccessControl>,
     pub(crate) audit_query: Option<Arc<dyn kailash_core::audit::AuditQuery>>,
+    pub(crate) audit_erasure: Option<Arc<dyn kailash_core::audit::AuditErasure>>,
     pub(crate) realtime: Option<kailash_realtime::RealtimeConfig>,
     pub(crate) runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     /// Where the realtime hub goes once built, for the runtime's events.
@@ -135,6 +136,7 @@ impl Default for GatewayBuilder {
             tenancy: None,
             access: None,
             audit_query: None,
+            audit_erasure: None,
             realtime: None,
             runtime: None,
             runtime_events: None,
@@ -581,6 +583,25 @@ impl GatewayBuilder {
     /// shared table with the PostgreSQL sink.
     pub fn audit_query(&self) -> Option<&Arc<dyn kailash_core::audit::AuditQuery>> {
         self.audit_query.as_ref()
+    }
+
+    /// The trail's erasure side: set by
+    /// [`from_config_with_backends`](Self::from_config_with_backends) when
+    /// the PostgreSQL sink seals personal data
+    /// (`audit.personal_data_keyring_*`), `None` otherwise (a trail that
+    /// chains personal fields as written cannot erase them).
+    pub fn audit_erasure(&self) -> Option<&Arc<dyn kailash_core::audit::AuditErasure>> {
+        self.audit_erasure.as_ref()
+    }
+
+    /// Sets the trail that erases one person's personal fields (see
+    /// [`audit_erasure`](Self::audit_erasure)).
+    pub fn with_audit_erasure(
+        mut self,
+        erasure: Arc<dyn kailash_core::audit::AuditErasure>,
+    ) -> Self {
+        self.audit_erasure = Some(erasure);
+        self
     }
 
     /// Sets the trail's query side (`GET /api/audit` of the reference

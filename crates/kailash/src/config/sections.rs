@@ -370,6 +370,16 @@ pub struct AuditConfig {
     /// With `sink = "postgres"`: an Ed25519 private key (PKCS#8 PEM) that
     /// signs checkpoints of the chain. Default none (no checkpoints).
     pub checkpoint_key_file: Option<PathBuf>,
+    /// With `sink = "postgres"`: seal each entry's personal fields (actor,
+    /// client address) per person under keys wrapped by this keyring, so
+    /// one person's data can be erased (GDPR article 17) without breaking
+    /// the chain. The environment variable holding the keyring text (one
+    /// `id base64-32-byte-key` line per key, the last active). Default
+    /// none (fields stored as written).
+    pub personal_data_keyring_env: Option<String>,
+    /// The same keyring from a file (relative paths under the data
+    /// directory); set one of the two.
+    pub personal_data_keyring_file: Option<PathBuf>,
     /// A checkpoint at least every this many entries. Default 10 000.
     pub checkpoint_every: u64,
     /// ...and at the first batch after this long without one. Default 60 s.
@@ -451,6 +461,8 @@ impl Default for AuditConfig {
             sink: AuditSinkKind::File,
             spool: PathBuf::from("audit-spool/audit.jsonl"),
             checkpoint_key_file: None,
+            personal_data_keyring_env: None,
+            personal_data_keyring_file: None,
             checkpoint_every: 10_000,
             checkpoint_interval: ConfigDuration(std::time::Duration::from_secs(60)),
             file: PathBuf::from("audit.jsonl"),

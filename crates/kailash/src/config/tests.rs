@@ -199,6 +199,14 @@ fn audit_storage_keys_are_checked_and_become_sink_options() {
         ),
         ("[audit]\ncheckpoint_every = 0\n", "audit.checkpoint_every"),
         (
+            "[audit]\npersonal_data_keyring_file = \"ring\"\n",
+            "audit.personal_data_keyring_file",
+        ),
+        (
+            "[audit]\nsink = \"postgres\"\npersonal_data_keyring_env = \"R\"\npersonal_data_keyring_file = \"ring\"\n[database.primary]\nurl_env = \"A\"\n",
+            "audit.personal_data_keyring_env",
+        ),
+        (
             "[database.primary]\npool_size = 4\n",
             "database.primary.url_env",
         ),

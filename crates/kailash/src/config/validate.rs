@@ -281,6 +281,23 @@ impl GatewayConfig {
                 "signed checkpoints are kept by the `postgres` sink (the files chain through their headers)".into(),
             ));
         }
+        let keyring = crate::config::alerting::AlertChannelConfig::secret(
+            &self.audit.personal_data_keyring_env,
+            &self.audit.personal_data_keyring_file,
+            "personal_data_keyring",
+        )
+        .map_err(|m| ("audit.personal_data_keyring_env".into(), m))?;
+        if keyring.is_some() && self.audit.sink != super::AuditSinkKind::Postgres {
+            let key = if self.audit.personal_data_keyring_env.is_some() {
+                "audit.personal_data_keyring_env"
+            } else {
+                "audit.personal_data_keyring_file"
+            };
+            return Err((
+                key.into(),
+                "sealed, erasable personal data is kept by the `postgres` sink (the file sink chains the fields as written)".into(),
+            ));
+        }
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval.0.is_zero() {
             return Err((
                 "audit.checkpoint_every".into(),

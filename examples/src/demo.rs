@@ -554,7 +554,7 @@ async fn audit_events(
 /// One person's events in the tenant's trail.
 #[utoipa::path(
     get, path = "/api/audit/export", tag = "demo", operation_id = "audit_export",
-    description = "Requires `audit:view`. A subject access request (GDPR article 15): the events whose actor is `user`, in the caller's tenant, newest first, paged by `before`. The export is itself audited (`audit.export`, by the caller, naming the user) before it is answered.",
+    description = "Requires `audit:view`. A subject access request (GDPR article 15): the events whose actor is `user`, in the caller's tenant, newest first, paged by `before`. The export is itself audited (`audit.export`, by the caller, naming the user unless the trail seals personal data) before it is answered.",
     security(("bearer" = [])),
     params(ExportQuery),
     responses(
@@ -583,13 +583,7 @@ async fn audit_export(
     } else {
         format!("user {}", q.user)
     };
-    let mut event = AuditEvent::new("audit.export", kailash::audit::AuditDecision::Success)
-        .principal(&principal)
-        .tenant(tenant.id.clone())
-        .resource(resource);
-    if let Some(Extension(ctx)) = &ctx {
-        event = event.context(ctx);
-    }
+    let event = trail_event("audit.export", &principal, &tenant, ctx.as_ref()).resource(resource);
     // Accepted means written: nothing is exported without its entry.
     if let Err(e) = sink.record(event).await {
         return e.problem().into_response();
@@ -605,6 +599,22 @@ async fn audit_export(
             },
         ),
         Err(e) => e.problem().into_response(),
+    }
+}
+
+/// The record of an operation on the trail itself, by the caller.
+fn trail_event(
+    action: &'static str,
+    principal: &Principal,
+    tenant: &Tenant,
+    ctx: Option<&Extension<RequestContext>>,
+) -> AuditEvent {
+    let event = AuditEvent::new(action, kailash::audit::AuditDecision::Success)
+        .principal(principal)
+        .tenant(tenant.id.clone());
+    match ctx {
+        Some(Extension(ctx)) => event.context(ctx),
+        None => event,
     }
 }
 
@@ -655,18 +665,13 @@ async fn audit_erase(
         Ok(erased) => erased,
         Err(e) => return unavailable("the audit trail", e),
     };
-    let mut event = AuditEvent::new("audit.erase", kailash::audit::AuditDecision::Success)
-        .principal(&principal)
-        .tenant(tenant.id.clone())
+    let event = trail_event("audit.erase", &principal, &tenant, ctx.as_ref())
         .resource("audit subject")
         .reason(if erased {
             "personal data erased"
         } else {
             "nothing to erase"
         });
-    if let Some(Extension(ctx)) = &ctx {
-        event = event.context(ctx);
-    }
     if let Err(e) = sink.record(event).await {
         return e.problem().into_response();
     }

@@ -7,14 +7,11 @@ use kailash::postgres::audit::verify;
 use kailash::postgres::{Database, DbSettings};
 use std::collections::HashSet;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_one_audit_trail_in_postgres() {
-    let Ok(admin) = std::env::var("KAILASH_TEST_DATABASE_URL") else {
-        eprintln!("skipped: KAILASH_TEST_DATABASE_URL is not set");
-        return;
-    };
+/// A new database for one test: the admin pool, its name, its URL and a
+/// file holding the URL (what `url_file` reads).
+async fn fresh_database(admin: &str) -> (Database, String, String, std::path::PathBuf) {
     let name = format!("kailash_demo_{}", unique_suffix().replace('-', "_"));
-    let admin_db = Database::connect(&DbSettings::new(&admin)).await.unwrap();
+    let admin_db = Database::connect(&DbSettings::new(admin)).await.unwrap();
     admin_db
         .get()
         .await
@@ -22,10 +19,31 @@ async fn two_instances_share_one_audit_trail_in_postgres() {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
-    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
+    let (base, query) = admin.split_once('?').unwrap_or((admin, ""));
     let url = format!("{}/{name}?{query}", &base[..base.rfind('/').unwrap()]);
     let url_file = std::env::temp_dir().join(format!("{name}.url"));
     std::fs::write(&url_file, &url).unwrap();
+    (admin_db, name, url, url_file)
+}
+
+async fn drop_database(admin_db: &Database, name: &str, url_file: &std::path::Path) {
+    admin_db
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    std::fs::remove_file(url_file).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_audit_trail_in_postgres() {
+    let Ok(admin) = std::env::var("KAILASH_TEST_DATABASE_URL") else {
+        eprintln!("skipped: KAILASH_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (admin_db, name, url, url_file) = fresh_database(&admin).await;
     let overrides = [
         ("KAILASH_AUDIT__SINK", "postgres".to_owned()),
         (
@@ -148,14 +166,7 @@ async fn two_instances_share_one_audit_trail_in_postgres() {
     let report = verify(&db, &[]).await.unwrap();
     assert!(report.entries >= 8, "{report:?}");
     drop(db);
-    admin_db
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    std::fs::remove_file(&url_file).ok();
+    drop_database(&admin_db, &name, &url_file).await;
 }
 
 /// `[database.tenants]`: dave's `database_query` node reads acme's own
@@ -251,19 +262,7 @@ async fn an_erasure_removes_a_persons_fields_and_the_chain_still_verifies() {
         eprintln!("skipped: KAILASH_TEST_DATABASE_URL is not set");
         return;
     };
-    let name = format!("kailash_demo_{}", unique_suffix().replace('-', "_"));
-    let admin_db = Database::connect(&DbSettings::new(&admin)).await.unwrap();
-    admin_db
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, query) = admin.split_once('?').unwrap_or((&admin, ""));
-    let url = format!("{}/{name}?{query}", &base[..base.rfind('/').unwrap()]);
-    let url_file = std::env::temp_dir().join(format!("{name}.url"));
-    std::fs::write(&url_file, &url).unwrap();
+    let (admin_db, name, url, url_file) = fresh_database(&admin).await;
     let keyring_file = std::env::temp_dir().join(format!("{name}.keyring"));
     std::fs::write(
         &keyring_file,
@@ -355,13 +354,6 @@ async fn an_erasure_removes_a_persons_fields_and_the_chain_still_verifies() {
         assert!(!line.contains("\"alice\""), "{line}");
     }
     drop(db);
-    admin_db
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    std::fs::remove_file(&url_file).ok();
+    drop_database(&admin_db, &name, &url_file).await;
     std::fs::remove_file(&keyring_file).ok();
 }

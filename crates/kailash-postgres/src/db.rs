@@ -30,6 +30,18 @@ pub struct DbSettings {
     /// `statement_timeout` of every connection (default 30 s): a query the
     /// server runs longer is cancelled.
     pub statement_timeout: Duration,
+    /// Connections opened beyond `max_connections` under load (the seed's
+    /// `max_overflow`, default 0): the pool grows to
+    /// `max_connections + max_overflow`, and idle connections past
+    /// `max_connections` are closed by the pool's upkeep (every second).
+    pub max_overflow: usize,
+    /// Idle connections older than this are closed and replaced on demand
+    /// (the seed's `pool_recycle`; default none): behind a load balancer
+    /// or after a failover, connections do not live forever.
+    pub max_lifetime: Option<Duration>,
+    /// Every transaction is read-only (`default_transaction_read_only`):
+    /// for replica and analytics pools, and for reads sent to the primary.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for DbSettings {
@@ -40,6 +52,9 @@ impl std::fmt::Debug for DbSettings {
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("max_overflow", &self.max_overflow)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -75,6 +90,9 @@ impl DbSettings {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            max_overflow: 0,
+            max_lifetime: None,
+            read_only: false,
         }
     }
 }
@@ -219,8 +237,13 @@ impl Database {
         }
         config.connect_timeout(settings.connect_timeout);
         let timeout_ms = settings.statement_timeout.as_millis().max(1);
+        let read_only = if settings.read_only {
+            " -c default_transaction_read_only=on"
+        } else {
+            ""
+        };
         let options = format!(
-            "{} -c statement_timeout={timeout_ms}",
+            "{} -c statement_timeout={timeout_ms}{read_only}",
             config.get_options().unwrap_or_default()
         );
         config.options(options.trim());
@@ -238,14 +261,21 @@ impl Database {
             )?);
             Manager::from_config(config, tls, manager_config)
         };
+        let keep = settings.max_connections.max(1);
         let pool = Pool::builder(manager)
-            .max_size(settings.max_connections.max(1))
+            .max_size(keep.saturating_add(settings.max_overflow))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(settings.connect_timeout))
             .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(settings.connect_timeout))
             .build()
             .map_err(|e| DbError::Unreachable(e.to_string()))?;
+        if settings.max_overflow > 0 || settings.max_lifetime.is_some() {
+            // Upkeep needs a runtime; a pool built outside one is kept as is.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(upkeep(pool.weak(), keep, settings.max_lifetime));
+            }
+        }
         Ok(Self {
             pool,
             connect_timeout: settings.connect_timeout,
@@ -279,5 +309,57 @@ impl Database {
     pub fn status(&self) -> (usize, usize) {
         let s = self.pool.status();
         (s.size, s.available)
+    }
+
+    /// The pool's size, idle connections, waiting callers and cap.
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            open: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+            max: s.max_size,
+        }
+    }
+}
+
+/// A pool's occupancy ([`Database::pool_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Connections open.
+    pub open: usize,
+    /// Of those, idle.
+    pub idle: usize,
+    /// Callers waiting for a connection (saturation).
+    pub waiting: usize,
+    /// The most connections the pool opens.
+    pub max: usize,
+}
+
+/// Every second: idle connections past their lifetime, and idle overflow
+/// connections beyond `keep`, are closed. Ends with the pool.
+async fn upkeep(pool: deadpool_postgres::WeakPool, keep: usize, max_lifetime: Option<Duration>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        if pool.is_closed() {
+            return;
+        }
+        let s = pool.status();
+        let in_use = s.size.saturating_sub(s.available);
+        let mut idle_kept = keep.saturating_sub(in_use);
+        pool.retain(|_, metrics| {
+            if max_lifetime.is_some_and(|max| metrics.age() >= max) {
+                return false;
+            }
+            if idle_kept == 0 {
+                return false;
+            }
+            idle_kept -= 1;
+            true
+        });
     }
 }

@@ -5,7 +5,8 @@
 
 pub mod audit;
 mod db;
+pub mod routing;
 pub mod schema;
 pub mod tenant_db;
 
-pub use db::{Connection, Database, DbError, DbSettings};
+pub use db::{Connection, Database, DbError, DbSettings, PoolStatus};

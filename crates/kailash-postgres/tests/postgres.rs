@@ -8,6 +8,7 @@ mod postgres {
     mod audit;
     mod outage;
     mod privacy;
+    mod routing;
     mod support;
     mod tenant_db;
 }

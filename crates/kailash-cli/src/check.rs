@@ -80,8 +80,11 @@ async fn check(
     if config.auth.is_some() {
         backend_signals.extend(["active_sessions", "active_sessions_health"]);
     }
-    if config.audit.sink == kailash::config::AuditSinkKind::Postgres {
+    if config.database.primary.is_some() {
         backend_signals.push("database_health");
+    }
+    if config.database.replica.is_some() {
+        backend_signals.push("database_replica_health");
     }
     // The checkpoint key reads as at start (the database itself is not
     // contacted: a config check works offline).

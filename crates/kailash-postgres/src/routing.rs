@@ -358,6 +358,12 @@ impl Writer {
     pub async fn get(&self) -> Result<Connection, DbError> {
         self.db.get().await
     }
+
+    /// The primary's pool (for components that take a [`Database`], such
+    /// as the audit sink, so they share it).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
 }
 
 /// Reads: the replica when it can serve them, else the primary, always in

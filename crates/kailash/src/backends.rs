@@ -181,48 +181,74 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<(), GatewayEr
     file.sync_all().map_err(fail)
 }
 
-/// The PostgreSQL audit trail of `audit.sink = "postgres"`: connects to
-/// `[database.primary]` (an unreachable server or a bad URL stops the
-/// start; the message never holds the URL), creates its tables, opens the
-/// outage spool under `data_dir` and replays what it holds.
+/// The pool settings of one `[database.*]` server; the URL from its env
+/// variable or file (the message never holds it).
+#[cfg(feature = "postgres")]
+fn endpoint_settings(
+    name: &str,
+    endpoint: &crate::config::DatabaseEndpoint,
+) -> Result<kailash_postgres::DbSettings, GatewayError> {
+    let db_err = |m: String| GatewayError::Database(format!("database.{name}: {m}"));
+    let source = crate::config::alerting::AlertChannelConfig::secret(
+        &endpoint.url_env,
+        &endpoint.url_file,
+        "url",
+    )
+    .map_err(db_err)?
+    .ok_or_else(|| db_err("set `url_env` or `url_file`".into()))?;
+    let mut settings = kailash_postgres::DbSettings::new(source.read().map_err(db_err)?);
+    settings.ca_file = endpoint.ca_file.clone();
+    settings.max_connections = endpoint.pool_size;
+    settings.max_overflow = endpoint.max_overflow;
+    settings.max_lifetime = endpoint.pool_recycle.map(|d| d.0);
+    settings.connect_timeout = endpoint.connect_timeout.0;
+    settings.statement_timeout = endpoint.statement_timeout.0;
+    Ok(settings)
+}
+
+/// `[database]`'s primary, replica and analytics pools with their routing
+/// (`None` without `[database.primary]`): an unreachable primary or a bad
+/// URL stops the start; an unreachable replica shows in readiness.
+#[cfg(feature = "postgres")]
+pub(crate) async fn databases(
+    config: &crate::config::GatewayConfig,
+) -> Result<Option<kailash_postgres::routing::Databases>, GatewayError> {
+    use kailash_postgres::routing::{Databases, RoutingSettings};
+    let db = &config.database;
+    let Some(primary) = &db.primary else {
+        return Ok(None);
+    };
+    let mut settings = RoutingSettings::new(endpoint_settings("primary", primary)?);
+    settings.replica = db
+        .replica
+        .as_ref()
+        .map(|e| endpoint_settings("replica", e))
+        .transpose()?;
+    settings.analytics = db
+        .analytics
+        .as_ref()
+        .map(|e| endpoint_settings("analytics", e))
+        .transpose()?;
+    settings.fallback_to_primary = db.fallback_to_primary;
+    settings.max_replica_lag = db.max_replica_lag.0;
+    Databases::connect(settings)
+        .await
+        .map(Some)
+        .map_err(|e| GatewayError::Database(format!("database.primary: {e}")))
+}
+
+/// The PostgreSQL audit trail of `audit.sink = "postgres"` on the primary's
+/// pool: creates its tables, opens the outage spool under `data_dir` and
+/// replays what it holds.
 #[cfg(feature = "postgres")]
 pub(crate) async fn postgres_audit(
     config: &crate::config::GatewayConfig,
     data_dir: &std::path::Path,
-) -> Result<
-    (
-        kailash_postgres::audit::PgAuditSink,
-        kailash_postgres::Database,
-    ),
-    GatewayError,
-> {
+    db: kailash_postgres::Database,
+) -> Result<kailash_postgres::audit::PgAuditSink, GatewayError> {
     use kailash_postgres::audit::{CheckpointKey, PgAuditOptions, PgAuditSink};
-    use kailash_postgres::{Database, DbSettings};
 
     let db_err = |m: String| GatewayError::Database(m);
-    let primary = config
-        .database
-        .primary
-        .as_ref()
-        .ok_or_else(|| db_err("audit.sink = \"postgres\" needs [database.primary]".into()))?;
-    let source = crate::config::alerting::AlertChannelConfig::secret(
-        &primary.url_env,
-        &primary.url_file,
-        "url",
-    )
-    .map_err(|m| db_err(format!("database.primary: {m}")))?
-    .ok_or_else(|| db_err("database.primary: set `url_env` or `url_file`".into()))?;
-    let url = source
-        .read()
-        .map_err(|m| db_err(format!("database.primary: {m}")))?;
-    let mut settings = DbSettings::new(url);
-    settings.ca_file = primary.ca_file.clone();
-    settings.max_connections = primary.pool_size;
-    settings.connect_timeout = primary.connect_timeout.0;
-    settings.statement_timeout = primary.statement_timeout.0;
-    let db = Database::connect(&settings)
-        .await
-        .map_err(|e| db_err(format!("database.primary: {e}")))?;
     let audit = &config.audit;
     let spool = if audit.spool.is_absolute() {
         audit.spool.clone()
@@ -279,10 +305,9 @@ pub(crate) async fn postgres_audit(
             .map_err(|e| db_err(format!("audit.personal_data_keyring: {e}")))?;
         options.personal_data = Some(std::sync::Arc::new(keyring));
     }
-    let sink = PgAuditSink::open(db.clone(), options)
+    PgAuditSink::open(db, options)
         .await
-        .map_err(|e| db_err(format!("audit: {e}")))?;
-    Ok((sink, db))
+        .map_err(|e| db_err(format!("audit: {e}")))
 }
 
 /// The runtime's `database_query` node over `[database.tenants]`: each

@@ -32,7 +32,7 @@ use kailash_runtime::runtime::{AccessControlledRuntime, RunStats};
 /// pub/sub connection is subscribed), `audit` (the audit sink writes),
 /// `memory_usage`, `disk_usage`, `workflow_failure_rate`,
 /// `active_sessions` and `database` (PostgreSQL, when configured).
-pub const BUILTIN_CHECKS: [&str; 8] = [
+pub const BUILTIN_CHECKS: [&str; 9] = [
     "state",
     "pubsub",
     "audit",
@@ -41,6 +41,7 @@ pub const BUILTIN_CHECKS: [&str; 8] = [
     "workflow_failure_rate",
     "active_sessions",
     "database",
+    "database_replica",
 ];
 
 /// An external API answering a `GET` with a 2xx status within a timeout.
@@ -251,5 +252,40 @@ impl DatabaseCheck {
 impl HealthCheck for DatabaseCheck {
     async fn check(&self) -> Result<(), String> {
         self.db.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// `database_replica`: the streaming replica of `[database.replica]` is
+/// reachable and within `database.max_replica_lag`. Optional: while it
+/// fails, reads go to the primary (or fail, with
+/// `fallback_to_primary = false`), and instances stay ready.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone)]
+pub struct ReplicaCheck {
+    dbs: kailash_postgres::routing::Databases,
+}
+
+#[cfg(feature = "postgres")]
+impl ReplicaCheck {
+    /// A check of `dbs`' replica.
+    pub fn new(dbs: kailash_postgres::routing::Databases) -> Self {
+        Self { dbs }
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl HealthCheck for ReplicaCheck {
+    async fn check(&self) -> Result<(), String> {
+        self.dbs.refresh().await;
+        match self.dbs.replica_status() {
+            None => Ok(()),
+            Some(s) if !s.reachable => Err("the replica is unreachable".into()),
+            Some(s) if !s.serving => Err(format!(
+                "the replica lags {:.1} s ({} bytes of WAL)",
+                s.lag_seconds, s.lag_bytes
+            )),
+            Some(_) => Ok(()),
+        }
     }
 }

@@ -942,3 +942,88 @@ async fn the_built_in_checks_report_their_values_and_thresholds() {
     }
     gw.stop().await;
 }
+
+/// Issue 17: `[database.primary]` + `[database.replica]` from the config
+/// (URLs from files) give handlers routed pools — reads on the hot standby,
+/// read-only — and register the `database_replica` check. Needs
+/// `KAILASH_TEST_PG_REPLICA` (`.ci/pg/replica.sh`).
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_sections_route_reads_to_the_replica() {
+    use kailash::postgres::routing::ReadTarget;
+    let script = match std::env::var("KAILASH_TEST_PG_REPLICA") {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but KAILASH_TEST_PG_REPLICA is not set"
+            );
+            eprintln!("skipped: KAILASH_TEST_PG_REPLICA is not set");
+            return;
+        }
+    };
+    let spare = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (primary, replica) = (spare(), spare());
+    let dir = std::env::temp_dir().join(format!("kailash-gw-pgr-{primary}-{replica}"));
+    let run = |args: &[&str]| {
+        assert!(
+            std::process::Command::new(&script)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let d = dir.to_string_lossy().into_owned();
+    run(&["init", &d, &primary.to_string(), &replica.to_string()]);
+    let files = std::env::temp_dir().join(format!("kailash-gw-urls-{primary}"));
+    std::fs::create_dir_all(&files).unwrap();
+    let url = |port: u16| format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
+    std::fs::write(files.join("primary"), url(primary)).unwrap();
+    std::fs::write(files.join("replica"), url(replica)).unwrap();
+    let vars = vec![
+        (
+            "KAILASH_DATABASE__PRIMARY__URL_FILE".to_owned(),
+            files.join("primary").to_string_lossy().into_owned(),
+        ),
+        (
+            "KAILASH_DATABASE__REPLICA__URL_FILE".to_owned(),
+            files.join("replica").to_string_lossy().into_owned(),
+        ),
+        (
+            "KAILASH_DATABASE__REPLICA__POOL_SIZE".to_owned(),
+            "2".to_owned(),
+        ),
+    ];
+    let config =
+        GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", vars).unwrap();
+    let data = std::env::temp_dir().join(format!("kailash-gw-data-{primary}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let builder = GatewayBuilder::from_config_with_backends(&config, &data)
+        .await
+        .unwrap();
+    let dbs = builder.databases().expect("routed pools").clone();
+    let conn = dbs.reader().get(None).await.unwrap();
+    assert_eq!(conn.target, ReadTarget::Replica);
+    let standby: bool = conn
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(standby);
+    drop(conn);
+    let w = dbs.writer().get().await.unwrap();
+    w.batch_execute("CREATE TABLE gw (x int)").await.unwrap();
+    let report = format!("{:?}", builder.health_check_names());
+    assert!(report.contains("database_replica"), "{report}");
+    drop(builder);
+    run(&["destroy", &d]);
+    std::fs::remove_dir_all(&files).ok();
+    std::fs::remove_dir_all(&data).ok();
+}

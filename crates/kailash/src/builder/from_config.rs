@@ -109,7 +109,7 @@ impl GatewayBuilder {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let state = crate::backends::state_from_config(&config.state, clock.clone()).await?;
         #[cfg(feature = "postgres")]
-        let mut database_check = None;
+        let databases = crate::backends::databases(config).await?;
         #[allow(unused_mut, reason = "set by the postgres sink only")]
         let mut audit_erasure: Option<Arc<dyn kailash_core::audit::AuditErasure>> = None;
         let (audit, audit_query): (Arc<dyn AuditSink>, Arc<dyn AuditQuery>) = match config
@@ -140,8 +140,15 @@ impl GatewayBuilder {
             }
             #[cfg(feature = "postgres")]
             crate::config::AuditSinkKind::Postgres => {
-                let (sink, db) = crate::backends::postgres_audit(config, data_dir).await?;
-                database_check = Some(crate::health_checks::DatabaseCheck::new(db));
+                let primary = databases
+                    .as_ref()
+                    .map(|d| d.writer().database().clone())
+                    .ok_or_else(|| {
+                        GatewayError::Database(
+                            "audit.sink = \"postgres\" needs [database.primary]".into(),
+                        )
+                    })?;
+                let sink = crate::backends::postgres_audit(config, data_dir, primary).await?;
                 let sink = Arc::new(sink);
                 if sink.seals_personal_data() {
                     audit_erasure = Some(sink.clone());
@@ -167,8 +174,18 @@ impl GatewayBuilder {
             .state(state.clone())
             .audit(audit.clone());
         #[cfg(feature = "postgres")]
-        if let Some(check) = database_check {
-            builder = builder.optional_check("database", check);
+        if let Some(dbs) = databases {
+            builder = builder.optional_check(
+                "database",
+                crate::health_checks::DatabaseCheck::new(dbs.writer().database().clone()),
+            );
+            if dbs.replica_status().is_some() {
+                builder = builder.optional_check(
+                    "database_replica",
+                    crate::health_checks::ReplicaCheck::new(dbs.clone()),
+                );
+            }
+            builder.databases = Some(dbs);
         }
         builder.audit_query = Some(audit_query);
         builder.audit_erasure = audit_erasure;

@@ -71,6 +71,8 @@ pub struct GatewayBuilder {
     pub(crate) access: Option<AccessControl>,
     pub(crate) audit_query: Option<Arc<dyn kailash_core::audit::AuditQuery>>,
     pub(crate) audit_erasure: Option<Arc<dyn kailash_core::audit::AuditErasure>>,
+    #[cfg(feature = "postgres")]
+    pub(crate) databases: Option<kailash_postgres::routing::Databases>,
     pub(crate) realtime: Option<kailash_realtime::RealtimeConfig>,
     pub(crate) runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     /// Where the realtime hub goes once built, for the runtime's events.
@@ -137,6 +139,8 @@ impl Default for GatewayBuilder {
             access: None,
             audit_query: None,
             audit_erasure: None,
+            #[cfg(feature = "postgres")]
+            databases: None,
             realtime: None,
             runtime: None,
             runtime_events: None,
@@ -439,6 +443,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// The names of the health checks registered so far (built in, from
+    /// the config's backends, and your own).
+    pub fn health_check_names(&self) -> Vec<&str> {
+        self.health_checks.names()
+    }
+
     /// Adds a check reported by `/health/ready` without gating it (a
     /// failure makes the report `degraded`, the instance stays ready).
     pub fn optional_check(mut self, name: &str, check: impl HealthCheck) -> Self {
@@ -583,6 +593,15 @@ impl GatewayBuilder {
     /// shared table with the PostgreSQL sink.
     pub fn audit_query(&self) -> Option<&Arc<dyn kailash_core::audit::AuditQuery>> {
         self.audit_query.as_ref()
+    }
+
+    /// `[database]`'s pools and routing (set by
+    /// [`from_config_with_backends`](Self::from_config_with_backends) when
+    /// `[database.primary]` is configured): give your handlers
+    /// `databases().writer()`, `.reader()` or `.analytics()`.
+    #[cfg(feature = "postgres")]
+    pub fn databases(&self) -> Option<&kailash_postgres::routing::Databases> {
+        self.databases.as_ref()
     }
 
     /// The trail's erasure side: set by

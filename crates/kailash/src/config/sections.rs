@@ -245,15 +245,39 @@ impl Default for StateConfig {
     }
 }
 
-/// `[database]`: the PostgreSQL server (see `kailash_postgres`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[database]`: the PostgreSQL servers (see `kailash_postgres`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSection {
     /// The primary: writes (the audit trail) go there.
     pub primary: Option<DatabaseEndpoint>,
+    /// A streaming replica for reads (`kailash_postgres::routing`): the
+    /// handlers' `Reader` uses it, with read-your-writes by WAL position.
+    pub replica: Option<DatabaseEndpoint>,
+    /// A server for analytics queries; without one they go where reads go.
+    pub analytics: Option<DatabaseEndpoint>,
+    /// Reads go to the primary (read-only) while the replica is away or
+    /// lags more than `max_replica_lag`. Default `true`; `false` fails them.
+    pub fallback_to_primary: bool,
+    /// The replica gets no reads, and `database_replica` fails, while it
+    /// lags more than this. Default 10 s.
+    pub max_replica_lag: ConfigDuration,
     /// A database per tenant, for the workflow runtime's `database_query`
     /// node.
     pub tenants: Option<TenantDatabasesConfig>,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            primary: None,
+            replica: None,
+            analytics: None,
+            fallback_to_primary: true,
+            max_replica_lag: ConfigDuration(std::time::Duration::from_secs(10)),
+            tenants: None,
+        }
+    }
 }
 
 /// `[database.tenants]`: each tenant's own database, for the runtime's
@@ -313,6 +337,12 @@ pub struct DatabaseEndpoint {
     pub ca_file: Option<PathBuf>,
     /// Connections kept at most. Default 16.
     pub pool_size: usize,
+    /// Connections opened beyond `pool_size` under load and closed once
+    /// idle (the seed's `max_overflow`). Default 0.
+    pub max_overflow: usize,
+    /// Idle connections older than this are closed and reopened on demand
+    /// (the seed's `pool_recycle`). Default none.
+    pub pool_recycle: Option<ConfigDuration>,
     /// Longest wait for a connection (connect and TLS included). Default 5 s.
     pub connect_timeout: ConfigDuration,
     /// The server cancels a statement running longer. Default 30 s.
@@ -337,6 +367,8 @@ impl Default for DatabaseEndpoint {
             url_file: None,
             ca_file: None,
             pool_size: 16,
+            max_overflow: 0,
+            pool_recycle: None,
             connect_timeout: ConfigDuration(std::time::Duration::from_secs(5)),
             statement_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
         }

@@ -219,6 +219,22 @@ fn audit_storage_keys_are_checked_and_become_sink_options() {
             "database.primary.pool_size",
         ),
         (
+            "[database.replica]\nurl_env = \"B\"\n",
+            "database.replica.url_env",
+        ),
+        (
+            "[database.primary]\nurl_env = \"A\"\n[database.analytics]\nurl_env = \"B\"\npool_recycle = \"0s\"\n",
+            "database.analytics.pool_recycle",
+        ),
+        (
+            "[database.primary]\nurl_env = \"A\"\nmax_overflow = 5000\n",
+            "database.primary.max_overflow",
+        ),
+        (
+            "[database]\nmax_replica_lag = \"0s\"\n",
+            "database.max_replica_lag",
+        ),
+        (
             "[database.primary]\nurl = \"postgres://u:secret@h/db\"\n",
             "database.primary",
         ),

@@ -216,22 +216,43 @@ impl GatewayConfig {
                 ),
             ));
         }
-        if let Some(primary) = &self.database.primary {
-            let e = |k: &str, m: &str| Err((format!("database.primary.{k}").into(), m.to_owned()));
-            match (&primary.url_env, &primary.url_file) {
+        let db = &self.database;
+        for (name, endpoint) in [
+            ("primary", &db.primary),
+            ("replica", &db.replica),
+            ("analytics", &db.analytics),
+        ] {
+            let Some(endpoint) = endpoint else { continue };
+            let e = |k: &str, m: &str| Err((format!("database.{name}.{k}").into(), m.to_owned()));
+            if name != "primary" && db.primary.is_none() {
+                return e(
+                    "url_env",
+                    "needs [database.primary] (writes and fallback go there)",
+                );
+            }
+            match (&endpoint.url_env, &endpoint.url_file) {
                 (None, None) => return e("url_env", "set `url_env` or `url_file`"),
                 (Some(_), Some(_)) => return e("url_env", "set `url_env` or `url_file`, not both"),
                 _ => {}
             }
-            if primary.pool_size == 0 || primary.pool_size > 1024 {
+            if endpoint.pool_size == 0 || endpoint.pool_size > 1024 {
                 return e("pool_size", "must be from 1 to 1024");
             }
-            if primary.connect_timeout.0.is_zero() {
+            if endpoint.max_overflow > 1024 {
+                return e("max_overflow", "must be at most 1024");
+            }
+            if endpoint.pool_recycle.is_some_and(|d| d.0.is_zero()) {
+                return e("pool_recycle", "must be positive");
+            }
+            if endpoint.connect_timeout.0.is_zero() {
                 return e("connect_timeout", "must be positive");
             }
-            if primary.statement_timeout.0.is_zero() {
+            if endpoint.statement_timeout.0.is_zero() {
                 return e("statement_timeout", "must be positive");
             }
+        }
+        if db.max_replica_lag.0.is_zero() {
+            return Err(("database.max_replica_lag".into(), "must be positive".into()));
         }
         if let Some(t) = &self.database.tenants {
             let e = |k: &str, m: String| Err((format!("database.tenants.{k}").into(), m));

@@ -169,6 +169,8 @@ fn connection_phrase(e: &tokio_postgres::Error) -> String {
 pub struct Database {
     pool: Pool,
     connect_timeout: Duration,
+    /// For connections outside the pool ([`listen`](Self::listen)).
+    settings: Arc<DbSettings>,
 }
 
 impl std::fmt::Debug for Database {
@@ -230,26 +232,7 @@ impl Database {
 
     /// Builds the pool without connecting (the first use connects).
     pub fn lazy(settings: &DbSettings) -> Result<Self, DbError> {
-        let mut config =
-            tokio_postgres::Config::from_str(&settings.url).map_err(|_| DbError::BadUrl)?;
-        if config.get_hosts().is_empty() {
-            return Err(DbError::BadUrl);
-        }
-        config.connect_timeout(settings.connect_timeout);
-        let timeout_ms = settings.statement_timeout.as_millis().max(1);
-        let read_only = if settings.read_only {
-            " -c default_transaction_read_only=on"
-        } else {
-            ""
-        };
-        let options = format!(
-            "{} -c statement_timeout={timeout_ms}{read_only}",
-            config.get_options().unwrap_or_default()
-        );
-        config.options(options.trim());
-        if config.get_application_name().is_none() {
-            config.application_name("kailash");
-        }
+        let config = Self::config(settings)?;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -279,6 +262,68 @@ impl Database {
         Ok(Self {
             pool,
             connect_timeout: settings.connect_timeout,
+            settings: Arc::new(settings.clone()),
+        })
+    }
+
+    /// The connection config of `settings` (timeouts and options applied).
+    fn config(settings: &DbSettings) -> Result<tokio_postgres::Config, DbError> {
+        let mut config =
+            tokio_postgres::Config::from_str(&settings.url).map_err(|_| DbError::BadUrl)?;
+        if config.get_hosts().is_empty() {
+            return Err(DbError::BadUrl);
+        }
+        config.connect_timeout(settings.connect_timeout);
+        let timeout_ms = settings.statement_timeout.as_millis().max(1);
+        let read_only = if settings.read_only {
+            " -c default_transaction_read_only=on"
+        } else {
+            ""
+        };
+        let options = format!(
+            "{} -c statement_timeout={timeout_ms}{read_only}",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
+        if config.get_application_name().is_none() {
+            config.application_name("kailash");
+        }
+        Ok(config)
+    }
+
+    /// Listens on the notification channel `channel` (an SQL identifier
+    /// chosen by the code, never by input) on a connection of its own,
+    /// outside the pool. The listener ends (`recv` gives `None`) when that
+    /// connection does; listen again to resume, and reload what may have
+    /// changed meanwhile.
+    pub async fn listen(&self, channel: &'static str) -> Result<Listener, DbError> {
+        if !channel.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(DbError::Query(format!("invalid channel name {channel:?}")));
+        }
+        let config = Self::config(&self.settings)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let client = if config.get_ssl_mode() == SslMode::Disable {
+            let (client, conn) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| DbError::query(&e))?;
+            tokio::spawn(forward(conn, tx));
+            client
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+                self.settings.ca_file.as_deref(),
+            )?);
+            let (client, conn) = config.connect(tls).await.map_err(|e| DbError::query(&e))?;
+            tokio::spawn(forward(conn, tx));
+            client
+        };
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .map_err(|e| DbError::query(&e))?;
+        Ok(Listener {
+            rx,
+            _client: client,
         })
     }
 
@@ -319,6 +364,50 @@ impl Database {
             idle: s.available,
             waiting: s.waiting,
             max: s.max_size,
+        }
+    }
+}
+
+/// Notifications of one channel ([`Database::listen`]).
+pub struct Listener {
+    rx: tokio::sync::mpsc::Receiver<String>,
+    _client: tokio_postgres::Client,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listener")
+    }
+}
+
+impl Listener {
+    /// The next notification's payload; `None` once the connection ended.
+    pub async fn recv(&mut self) -> Option<String> {
+        self.rx.recv().await
+    }
+
+    /// A notification already received, without waiting.
+    pub fn try_recv(&mut self) -> Option<String> {
+        self.rx.try_recv().ok()
+    }
+}
+
+async fn forward<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    tx: tokio::sync::mpsc::Sender<String>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_postgres::AsyncMessage;
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                // A full queue means a reload is pending anyway.
+                let _ = tx.try_send(n.payload().to_owned());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return,
         }
     }
 }

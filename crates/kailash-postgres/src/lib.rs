@@ -8,5 +8,6 @@ mod db;
 pub mod routing;
 pub mod schema;
 pub mod tenant_db;
+pub mod tenants;
 
-pub use db::{Connection, Database, DbError, DbSettings, PoolStatus};
+pub use db::{Connection, Database, DbError, DbSettings, Listener, PoolStatus};

@@ -91,6 +91,20 @@ CREATE TABLE kailash_audit_privacy (
 );
 ",
     ),
+    (
+        3,
+        r"
+-- Tenants and their configuration (kailash_postgres::tenants): the TOML
+-- seeds ids that are not here yet; from then on this table is the source
+-- of truth. Every change bumps `version` and notifies `kailash_tenants`.
+CREATE TABLE kailash_tenants (
+    id         text        PRIMARY KEY,
+    spec       jsonb       NOT NULL,
+    version    bigint      NOT NULL DEFAULT 1,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+",
+    ),
 ];
 
 /// Creates or upgrades the tables. Safe to call from several instances at

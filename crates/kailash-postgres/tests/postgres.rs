@@ -11,4 +11,5 @@ mod postgres {
     mod routing;
     mod support;
     mod tenant_db;
+    mod tenants;
 }

@@ -152,6 +152,77 @@ fn default_active() -> bool {
     true
 }
 
+/// The most bytes a merge patch may have when serialised, and the deepest
+/// it may nest (a spec is two levels deep).
+const MAX_PATCH_BYTES: usize = 64 * 1024;
+const MAX_PATCH_DEPTH: usize = 4;
+
+impl TenantSpec {
+    /// This spec with a JSON merge patch (RFC 7386) applied: members set
+    /// to `null` return to their defaults, objects merge, everything else
+    /// replaces. The id cannot change. The result is parsed as a spec
+    /// (unknown fields refused); validate it as a [`Tenant`] before use.
+    ///
+    /// ```
+    /// use kailash_tenancy::model::TenantSpec;
+    /// let spec: TenantSpec = serde_json::from_str(r#"{"id": "acme", "plan": "enterprise"}"#)?;
+    /// let patched = spec.merge_patch(&serde_json::json!({"active": false, "plan": null}))?;
+    /// assert!(!patched.active);
+    /// assert_eq!(patched.plan, "standard");
+    /// assert!(spec.merge_patch(&serde_json::json!({"id": "globex"})).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn merge_patch(&self, patch: &serde_json::Value) -> Result<TenantSpec, PatchError> {
+        let serde_json::Value::Object(members) = patch else {
+            return Err(PatchError("a merge patch is a JSON object".into()));
+        };
+        if depth(patch) > MAX_PATCH_DEPTH || patch.to_string().len() > MAX_PATCH_BYTES {
+            return Err(PatchError("the merge patch is too large".into()));
+        }
+        if let Some(id) = members.get("id")
+            && id.as_str() != Some(self.id.as_str())
+        {
+            return Err(PatchError("`id` cannot change".into()));
+        }
+        let mut doc = serde_json::to_value(self).map_err(|e| PatchError(e.to_string()))?;
+        merge(&mut doc, patch);
+        serde_json::from_value(doc).map_err(|e| PatchError(e.to_string()))
+    }
+}
+
+/// Why a merge patch does not apply to a [`TenantSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid patch: {0}")]
+pub struct PatchError(pub String);
+
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// RFC 7386.
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
 fn default_plan() -> String {
     "standard".to_owned()
 }

@@ -24,6 +24,8 @@ mod server;
 mod stack;
 #[cfg(feature = "otel")]
 pub mod telemetry;
+#[cfg(feature = "postgres")]
+mod tenant_admin;
 mod tenant_gate;
 mod tls;
 mod trace;

@@ -170,6 +170,16 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 routes = routes.merge(kailash_access::http::router(access, directory));
                 this = this.openapi(kailash_access::http::openapi());
             }
+            #[cfg(feature = "postgres")]
+            if let (Some(registry), Some(access)) = (this.tenant_admin.clone(), this.access.clone())
+            {
+                routes = routes.merge(crate::tenant_admin::router(
+                    registry,
+                    access,
+                    this.audit.clone(),
+                ));
+                this = this.openapi(crate::tenant_admin::openapi());
+            }
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
         this = this.openapi(kailash_auth::http::openapi());

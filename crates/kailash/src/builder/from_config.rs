@@ -194,14 +194,49 @@ impl GatewayBuilder {
                 crate::access_config::from_config(spec, Some(audit.clone()), clock).await?;
             builder = builder.access_control(access);
         }
-        if !config.tenants.is_empty() {
-            let registry = kailash_tenancy::registry::StaticTenantRegistry::new(
-                config.tenants.clone(),
-                state.clone(),
-            )
-            .map_err(|e| GatewayError::Tenancy(e.to_string()))?;
+        let registry: Option<Arc<dyn kailash_tenancy::registry::TenantRegistry>> = match config
+            .tenancy
+            .registry
+        {
+            crate::config::TenantRegistryKind::Static if config.tenants.is_empty() => None,
+            crate::config::TenantRegistryKind::Static => Some(Arc::new(
+                kailash_tenancy::registry::StaticTenantRegistry::new(
+                    config.tenants.clone(),
+                    state.clone(),
+                )
+                .map_err(|e| GatewayError::Tenancy(e.to_string()))?,
+            )),
+            #[cfg(feature = "postgres")]
+            crate::config::TenantRegistryKind::Postgres => {
+                let db = builder
+                    .databases
+                    .as_ref()
+                    .map(|d| d.writer().database().clone())
+                    .ok_or_else(|| {
+                        GatewayError::Database(
+                            "tenancy.registry = \"postgres\" needs [database.primary]".into(),
+                        )
+                    })?;
+                let registry = kailash_postgres::tenants::PgTenantRegistry::open(
+                    db,
+                    config.tenants.clone(),
+                    state.clone(),
+                )
+                .await
+                .map_err(|e| GatewayError::Tenancy(e.to_string()))?;
+                builder.tenant_admin = Some(registry.clone());
+                Some(Arc::new(registry))
+            }
+            #[cfg(not(feature = "postgres"))]
+            crate::config::TenantRegistryKind::Postgres => {
+                return Err(GatewayError::Database(
+                        "tenancy.registry = \"postgres\" but this build has no PostgreSQL support (enable the `postgres` feature)".into(),
+                    ));
+            }
+        };
+        if let Some(registry) = registry {
             builder = builder.tenancy(
-                Arc::new(registry),
+                registry,
                 TenancySettings {
                     header: config.tenancy.header,
                     subdomain_base: config.tenancy.subdomain_base.clone(),

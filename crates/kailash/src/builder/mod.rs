@@ -73,6 +73,8 @@ pub struct GatewayBuilder {
     pub(crate) audit_erasure: Option<Arc<dyn kailash_core::audit::AuditErasure>>,
     #[cfg(feature = "postgres")]
     pub(crate) databases: Option<kailash_postgres::routing::Databases>,
+    #[cfg(feature = "postgres")]
+    pub(crate) tenant_admin: Option<kailash_postgres::tenants::PgTenantRegistry>,
     pub(crate) realtime: Option<kailash_realtime::RealtimeConfig>,
     pub(crate) runtime: Option<kailash_runtime::runtime::AccessControlledRuntime>,
     /// Where the realtime hub goes once built, for the runtime's events.
@@ -141,6 +143,8 @@ impl Default for GatewayBuilder {
             audit_erasure: None,
             #[cfg(feature = "postgres")]
             databases: None,
+            #[cfg(feature = "postgres")]
+            tenant_admin: None,
             realtime: None,
             runtime: None,
             runtime_events: None,

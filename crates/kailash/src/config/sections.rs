@@ -24,6 +24,22 @@ pub struct TenancySection {
     /// or host names. Dangerous: such a token acts in every tenant. Default
     /// false (they are refused with 403).
     pub allow_tenantless_principals: bool,
+    /// Where tenants live: `static` (default: `[[tenants]]`, fixed at
+    /// start) or `postgres` (the `kailash_tenants` table of
+    /// `[database.primary]`, seeded from `[[tenants]]`, changed at run time
+    /// through `/api/admin/tenants`).
+    pub registry: TenantRegistryKind,
+}
+
+/// `tenancy.registry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantRegistryKind {
+    /// `[[tenants]]` of the file, fixed at start (activation switchable).
+    #[default]
+    Static,
+    /// The PostgreSQL registry (`kailash_postgres::tenants`).
+    Postgres,
 }
 
 /// `[server]`

@@ -289,6 +289,14 @@ impl GatewayConfig {
                 return e("connect_timeout", "timeouts must be positive".into());
             }
         }
+        if self.tenancy.registry == super::TenantRegistryKind::Postgres
+            && self.database.primary.is_none()
+        {
+            return Err((
+                "tenancy.registry".into(),
+                "`postgres` needs [database.primary]".into(),
+            ));
+        }
         if self.audit.sink == super::AuditSinkKind::Postgres && self.database.primary.is_none() {
             return Err((
                 "audit.sink".into(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use kailash_core::envelope::Keyring;
 use kailash_core::audit::{
     AuditDecision, AuditEvent, AuditSink, JsonLinesAuditSink, JsonLinesOptions,
 };
@@ -22,8 +23,9 @@ use kailash_postgres::audit::{PgAuditOptions, PgAuditSink};
 use kailash_postgres::{Database, DbSettings};
 
 fn event(i: u64) -> AuditEvent {
+    // A few hundred people, as on a busy gateway.
     AuditEvent::new("access.check", AuditDecision::Allow)
-        .actor("bob")
+        .actor(format!("user{}", i % 256))
         .tenant(kailash_core::TenantId::new("acme").expect("a valid id"))
         .resource(format!("report:view {i}"))
         .reason("role `business_user` grants `report:view`")
@@ -82,45 +84,62 @@ async fn main() {
     println!("| writers | sink | events/s | events per transaction |");
     println!("|---:|---|---:|---:|");
     for writers in levels {
-        let name = format!("kailash_audit_bench_{writers}");
-        let conn = admin.get().await.expect("admin connection");
-        conn.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .await
-        .expect("a fresh database");
-        drop(conn);
-        let db = Database::connect(&DbSettings::new(with_database(&url, &name)))
-            .await
-            .expect("bench database");
-        let sink = PgAuditSink::open(
-            db.clone(),
-            PgAuditOptions::new(work.join(format!("spool-{writers}/audit.jsonl"))),
-        )
-        .await
-        .expect("the sink");
-        let (n, rate) = drive(Arc::new(sink.clone()), writers, dur).await;
-        let txs: i64 = db
-            .get()
-            .await
-            .expect("connection")
-            .query_one(
-                "SELECT last_seq FROM kailash_audit_replay WHERE origin LIKE '%:live'",
-                &[],
-            )
-            .await
-            .expect("the live progress row")
-            .get(0);
-        assert!(
-            sink.is_live() && sink.spool_backlog() == 0,
-            "the database stayed up"
-        );
-        println!(
-            "| {writers} | postgres | {rate:.0} | {:.1} |",
-            n as f64 / txs.max(1) as f64
-        );
-        drop(sink);
-        drop(db);
+        for sealed in [false, true] {
+            let name = format!("kailash_audit_bench_{writers}_{}", u8::from(sealed));
+            let conn = admin.get().await.expect("admin connection");
+            // Two statements: DROP/CREATE DATABASE refuse a transaction block.
+            conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("no database left over");
+            conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("a fresh database");
+            drop(conn);
+            let db = Database::connect(&DbSettings::new(with_database(&url, &name)))
+                .await
+                .expect("bench database");
+            let mut options =
+                PgAuditOptions::new(work.join(format!("spool-{writers}-{sealed}/audit.jsonl")));
+            if sealed {
+                // Actors sealed per person (one data key each).
+                let ring = format!("bench {}", Keyring::generate_key().expect("a key"));
+                options.personal_data = Some(Arc::new(Keyring::parse(&ring).expect("a keyring")));
+            }
+            let sink = PgAuditSink::open(db.clone(), options)
+                .await
+                .expect("the sink");
+            let (n, rate) = drive(Arc::new(sink.clone()), writers, dur).await;
+            let txs: i64 = db
+                .get()
+                .await
+                .expect("connection")
+                .query_one(
+                    "SELECT last_seq FROM kailash_audit_replay WHERE origin LIKE '%:live'",
+                    &[],
+                )
+                .await
+                .expect("the live progress row")
+                .get(0);
+            assert!(
+                sink.is_live() && sink.spool_backlog() == 0,
+                "the database stayed up"
+            );
+            let kind = if sealed {
+                "postgres, personal data sealed"
+            } else {
+                "postgres"
+            };
+            println!(
+                "| {writers} | {kind} | {rate:.0} | {:.1} |",
+                n as f64 / txs.max(1) as f64
+            );
+            drop(sink);
+            drop(db);
+            let conn = admin.get().await.expect("admin connection");
+            let _ = conn
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
         let file = JsonLinesAuditSink::open_with(
             work.join(format!("file-{writers}/audit.jsonl")),
             JsonLinesOptions::default(),
@@ -128,10 +147,6 @@ async fn main() {
         .expect("the file sink");
         let (_, rate) = drive(Arc::new(file), writers, dur).await;
         println!("| {writers} | file (fsync interval 1 s) | {rate:.0} | — |");
-        let conn = admin.get().await.expect("admin connection");
-        let _ = conn
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
     }
     std::fs::remove_dir_all(&work).ok();
 }

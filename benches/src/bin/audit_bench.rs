@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kailash_core::envelope::Keyring;
 use kailash_core::audit::{
     AuditDecision, AuditEvent, AuditSink, JsonLinesAuditSink, JsonLinesOptions,
 };
+use kailash_core::envelope::Keyring;
 use kailash_postgres::audit::{PgAuditOptions, PgAuditSink};
 use kailash_postgres::{Database, DbSettings};
 

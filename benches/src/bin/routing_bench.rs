@@ -56,12 +56,8 @@ async fn run(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (stop, count, plain, reader) = (
-            stop.clone(),
-            count.clone(),
-            plain.clone(),
-            dbs.reader(),
-        );
+        let (stop, count, plain, reader) =
+            (stop.clone(), count.clone(), plain.clone(), dbs.reader());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let n: i32 = match way {
@@ -74,7 +70,10 @@ async fn run(
                             Way::ReaderSession(s) => Some(s),
                             _ => None,
                         };
-                        let c = reader.get(session.as_ref()).await.expect("a read connection");
+                        let c = reader
+                            .get(session.as_ref())
+                            .await
+                            .expect("a read connection");
                         assert_eq!(c.target, ReadTarget::Replica, "reads stay on the replica");
                         c.query_one("SELECT 1", &[]).await.expect("a row").get(0)
                     }
@@ -131,7 +130,9 @@ async fn main() {
     let plain = Database::connect(&replica).await.expect("the replica");
     let mut settings = RoutingSettings::new(DbSettings::new(url(p)));
     settings.replica = Some(DbSettings::new(url(r)));
-    let dbs = Databases::connect(settings).await.expect("the routed pools");
+    let dbs = Databases::connect(settings)
+        .await
+        .expect("the routed pools");
     // A session whose write the replica has replayed.
     let mut session = ReadSession::default();
     let w = dbs.writer().get().await.expect("the primary");

@@ -105,6 +105,54 @@ CREATE TABLE kailash_tenants (
 );
 ",
     ),
+    (
+        4,
+        r"
+-- One round trip per audit batch: the writer chains the batch on the head
+-- it last saw and sends it here; the function locks the head row and
+-- appends only if the head is still there (else it answers the current
+-- head, and the writer re-chains and sends again). Called outside an
+-- explicit transaction, so its answer means committed.
+CREATE FUNCTION kailash_audit_append(
+    expect_seq bigint, at_ms_in bigint,
+    seqs bigint[], tenants text[], actors text[], lines text[], hashes bytea[],
+    origin_in text, origin_seq bigint,
+    cp_key text, cp_sig bytea
+) RETURNS TABLE (ok boolean, head_seq bigint, head_at bigint, head_hash bytea)
+LANGUAGE plpgsql AS $$
+DECLARE
+    h record;
+    n int := coalesce(cardinality(seqs), 0);
+BEGIN
+    SELECT seq, at_ms, hash INTO h FROM kailash_audit_head WHERE id = 1 FOR UPDATE;
+    IF h.seq <> expect_seq OR (n > 0 AND at_ms_in < h.at_ms) THEN
+        RETURN QUERY SELECT false, h.seq, h.at_ms, h.hash;
+        RETURN;
+    END IF;
+    IF n > 0 THEN
+        INSERT INTO kailash_audit (seq, at_ms, tenant, actor, line, hash)
+            SELECT u.s, at_ms_in, u.t, u.a, u.l, u.x
+            FROM unnest(seqs, tenants, actors, lines, hashes) AS u(s, t, a, l, x);
+        UPDATE kailash_audit_head SET seq = seqs[n], at_ms = at_ms_in, hash = hashes[n] WHERE id = 1;
+    END IF;
+    IF origin_in IS NOT NULL THEN
+        INSERT INTO kailash_audit_replay (origin, last_seq) VALUES (origin_in, origin_seq)
+            ON CONFLICT (origin) DO UPDATE
+            SET last_seq = GREATEST(kailash_audit_replay.last_seq, EXCLUDED.last_seq);
+    END IF;
+    IF cp_sig IS NOT NULL AND n > 0 THEN
+        INSERT INTO kailash_audit_checkpoint (seq, at_ms, hash, key_id, signature)
+            VALUES (seqs[n], at_ms_in, hashes[n], cp_key, cp_sig)
+            ON CONFLICT (seq) DO NOTHING;
+    END IF;
+    IF n > 0 THEN
+        RETURN QUERY SELECT true, seqs[n], at_ms_in, hashes[n];
+    ELSE
+        RETURN QUERY SELECT true, h.seq, h.at_ms, h.hash;
+    END IF;
+END $$;
+",
+    ),
 ];
 
 /// Creates or upgrades the tables. Safe to call from several instances at

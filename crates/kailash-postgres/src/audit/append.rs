@@ -174,3 +174,164 @@ pub(crate) async fn progress_of(db: &Database, origin: &str) -> Result<u64, DbEr
         .map_err(|e| DbError::query(&e))?;
     Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
 }
+
+/// What a writer knows of the chain's head and the newest checkpoint, so
+/// a batch goes in one round trip ([`append_fast`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct HeadCache {
+    head: Option<(u64, i64, ChainHash)>,
+    last_checkpoint: Option<(i64, i64)>,
+}
+
+impl HeadCache {
+    /// Forgets the head (after a failure, or an append by another path).
+    pub(crate) fn forget(&mut self) {
+        self.head = None;
+    }
+}
+
+/// How often a batch is re-chained on a head another instance moved before
+/// it falls back to locking the head first.
+const FAST_ATTEMPTS: usize = 4;
+
+/// [`append`] in one round trip: the batch is chained on the cached head
+/// and sent to `kailash_audit_append`, which appends it only if the head is
+/// still there (else it answers the current head and the batch is chained
+/// again). Personal-data sealing needs the locking path.
+pub(crate) async fn append_fast(
+    db: &Database,
+    events: &[AuditEvent],
+    progress: Option<Progress<'_>>,
+    signer: Option<(&CheckpointKey, CheckpointPolicy)>,
+    cache: &mut HeadCache,
+    buf: &mut Vec<u8>,
+) -> Result<(), DbError> {
+    let result = append_fast_inner(db, events, progress.clone(), signer, cache, buf).await;
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            // The head kept moving (busy instances): lock it instead.
+            cache.forget();
+            append(db, events, progress, signer, None, buf).await
+        }
+        Err(e) => {
+            cache.forget();
+            Err(e)
+        }
+    }
+}
+
+async fn append_fast_inner(
+    db: &Database,
+    events: &[AuditEvent],
+    progress: Option<Progress<'_>>,
+    signer: Option<(&CheckpointKey, CheckpointPolicy)>,
+    cache: &mut HeadCache,
+    buf: &mut Vec<u8>,
+) -> Result<bool, DbError> {
+    let q = |e: tokio_postgres::Error| DbError::query(&e);
+    let conn = db.get().await?;
+    if signer.is_some() && cache.last_checkpoint.is_none() {
+        let last = conn
+            .query_opt(
+                "SELECT seq, at_ms FROM kailash_audit_checkpoint ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(q)?;
+        cache.last_checkpoint = Some(last.map_or((0, i64::MIN), |r| (r.get(0), r.get(1))));
+    }
+    if cache.head.is_none() {
+        let row = conn
+            .query_one(
+                "SELECT seq, at_ms, hash FROM kailash_audit_head WHERE id = 1",
+                &[],
+            )
+            .await
+            .map_err(q)?;
+        let seq = u64::try_from(row.get::<_, i64>(0))
+            .map_err(|_| DbError::Corrupt("a negative head sequence".into()))?;
+        cache.head = Some((seq, row.get(1), hash_of(row.get::<_, &[u8]>(2))?));
+    }
+    let (origin, origin_seq) = match &progress {
+        Some(p) => (Some(p.origin), Some(p.last_seq)),
+        None => (None, None),
+    };
+    let n = events.len();
+    for _ in 0..FAST_ATTEMPTS {
+        let Some((head_seq, head_at, head_hash)) = cache.head else {
+            return Ok(false);
+        };
+        let at_ms = jiff::Timestamp::now().as_millisecond().max(head_at);
+        let mut seq = head_seq;
+        let mut prev = head_hash;
+        let (mut seqs, mut tenants, mut actors, mut lines, mut hashes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for event in events {
+            seq += 1;
+            buf.clear();
+            prev = encode_entry(event, seq, &prev, buf);
+            buf.pop(); // the `\n`
+            let line = String::from_utf8(std::mem::take(buf))
+                .map_err(|_| DbError::Corrupt("an entry is not UTF-8".into()))?;
+            seqs.push(seq_i64(seq)?);
+            tenants.push(event.tenant.as_ref().map(|t| t.as_str().to_owned()));
+            actors.push(event.actor.clone());
+            lines.push(line);
+            hashes.push(prev.to_vec());
+        }
+        let mut checkpoint: (Option<String>, Option<Vec<u8>>) = (None, None);
+        if let Some((key, policy)) = signer
+            && n > 0
+        {
+            let (last_seq, last_at) = cache.last_checkpoint.unwrap_or((0, i64::MIN));
+            let every = seq_i64(policy.every_entries.max(1))?;
+            let due = seq_i64(seq)? / every > last_seq / every
+                || at_ms.saturating_sub(last_at) >= policy.every_ms;
+            if due {
+                checkpoint = (
+                    Some(key.key_id().to_owned()),
+                    Some(key.sign(seq, at_ms, &prev)),
+                );
+            }
+        }
+        let row = conn
+            .query_one(
+                "SELECT ok, head_seq, head_at, head_hash FROM kailash_audit_append(\
+                 $1, $2, $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8, $9, $10, $11)",
+                &[
+                    &seq_i64(head_seq)?,
+                    &at_ms,
+                    &seqs,
+                    &tenants,
+                    &actors,
+                    &lines,
+                    &hashes,
+                    &origin,
+                    &origin_seq,
+                    &checkpoint.0,
+                    &checkpoint.1,
+                ],
+            )
+            .await
+            .map_err(q)?;
+        let ok: bool = row.get(0);
+        let now_seq = u64::try_from(row.get::<_, i64>(1))
+            .map_err(|_| DbError::Corrupt("a negative head sequence".into()))?;
+        cache.head = Some((now_seq, row.get(2), hash_of(row.get::<_, &[u8]>(3))?));
+        if ok {
+            if checkpoint.1.is_some() {
+                cache.last_checkpoint = Some((seq_i64(seq)?, at_ms));
+                metrics::counter!("kailash_audit_checkpoints_total").increment(1);
+            }
+            return Ok(true);
+        }
+        // Another instance appended since: chain again on its head.
+    }
+    Ok(false)
+}

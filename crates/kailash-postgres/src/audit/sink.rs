@@ -13,7 +13,7 @@ use kailash_core::audit::{
     JsonLinesOptions, read_entries,
 };
 
-use super::append::{CheckpointPolicy, Progress, append, progress_of};
+use super::append::{CheckpointPolicy, HeadCache, Progress, append, append_fast, progress_of};
 use super::checkpoint::CheckpointKey;
 use super::privacy::PersonalData;
 use crate::db::{Database, DbError};
@@ -303,6 +303,7 @@ impl PgAuditSink {
             buf: Vec::with_capacity(512),
             partitions_until: 0,
             privacy: privacy.clone(),
+            head: HeadCache::default(),
         };
         writer.batch_no = progress_of(&db, &writer.live_origin).await?;
         writer.spool_seq = writer.spool_last().await;
@@ -541,6 +542,8 @@ struct Writer {
     partitions_until: i64,
     retention: Option<Duration>,
     privacy: Option<Arc<PersonalData>>,
+    /// The chain's head as this writer last saw it (one round trip a batch).
+    head: HeadCache,
 }
 
 const REPLAY_CHUNK: usize = 512;
@@ -679,13 +682,14 @@ impl Writer {
                 last_seq: i64::try_from(batch_no).unwrap_or(i64::MAX),
             };
             let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
-            match append(
+            match write_batch(
                 &self.db,
+                self.privacy.as_deref(),
+                &mut self.head,
+                &mut self.buf,
                 chunk,
                 Some(progress),
                 signer,
-                self.privacy.as_deref(),
-                &mut self.buf,
             )
             .await
             {
@@ -858,13 +862,14 @@ impl Writer {
                 last_seq: i64::try_from(last).unwrap_or(i64::MAX),
             };
             let signer = self.signer.as_ref().map(|(k, p)| (k, *p));
-            match append(
+            match write_batch(
                 &self.db,
+                self.privacy.as_deref(),
+                &mut self.head,
+                &mut self.buf,
                 &events,
                 Some(progress),
                 signer,
-                self.privacy.as_deref(),
-                &mut self.buf,
             )
             .await
             {
@@ -898,9 +903,39 @@ impl Writer {
             origin: &self.origin,
             last_seq: i64::try_from(u.spool_after).unwrap_or(i64::MAX),
         };
-        append(&self.db, &[], Some(progress), None, None, &mut self.buf).await?;
+        write_batch(
+            &self.db,
+            self.privacy.as_deref(),
+            &mut self.head,
+            &mut self.buf,
+            &[],
+            Some(progress),
+            None,
+        )
+        .await?;
         self.replayed = self.replayed.max(u.spool_after);
         Ok(())
+    }
+}
+
+/// One batch into the trail: in one round trip on the cached head, or,
+/// when personal data is sealed (keys are read and created in the batch's
+/// transaction), under the head row's lock.
+async fn write_batch(
+    db: &Database,
+    privacy: Option<&PersonalData>,
+    head: &mut HeadCache,
+    buf: &mut Vec<u8>,
+    events: &[AuditEvent],
+    progress: Option<Progress<'_>>,
+    signer: Option<(&CheckpointKey, CheckpointPolicy)>,
+) -> Result<(), DbError> {
+    match privacy {
+        None => append_fast(db, events, progress, signer, head, buf).await,
+        Some(privacy) => {
+            head.forget();
+            append(db, events, progress, signer, Some(privacy), buf).await
+        }
     }
 }
 

@@ -117,13 +117,19 @@ CREATE FUNCTION kailash_audit_append(
     expect_seq bigint, at_ms_in bigint,
     seqs bigint[], tenants text[], actors text[], lines text[], hashes bytea[],
     origin_in text, origin_seq bigint,
-    cp_key text, cp_sig bytea
+    cp_key text, cp_sig bytea,
+    sync_commit boolean
 ) RETURNS TABLE (ok boolean, head_seq bigint, head_at bigint, head_hash bytea)
 LANGUAGE plpgsql AS $$
 DECLARE
     h record;
     n int := coalesce(cardinality(seqs), 0);
 BEGIN
+    IF NOT sync_commit THEN
+        -- audit.fsync = interval: committed, flushed by the WAL writer
+        -- within 3 x wal_writer_delay (the file sink's promise).
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     SELECT seq, at_ms, hash INTO h FROM kailash_audit_head WHERE id = 1 FOR UPDATE;
     IF h.seq <> expect_seq OR (n > 0 AND at_ms_in < h.at_ms) THEN
         RETURN QUERY SELECT false, h.seq, h.at_ms, h.hash;

@@ -261,6 +261,8 @@ pub(crate) async fn postgres_audit(
     options.spool_options = audit.sink_options();
     options.checkpoint_every = audit.checkpoint_every;
     options.checkpoint_interval = audit.checkpoint_interval.0;
+    // `audit.fsync` states the durability promise for either sink.
+    options.synchronous_commit = audit.fsync == crate::config::FsyncMode::Batch;
     options.retention = Some(std::time::Duration::from_secs(
         u64::from(audit.retention_days) * 86_400,
     ));

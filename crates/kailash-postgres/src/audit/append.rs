@@ -23,6 +23,11 @@ pub(crate) struct CheckpointPolicy {
     pub(crate) every_ms: i64,
 }
 
+/// Whether a batch's commit waits for the WAL flush
+/// ([`PgAuditOptions::synchronous_commit`](super::PgAuditOptions::synchronous_commit)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SyncCommit(pub(crate) bool);
+
 pub(crate) fn hash_of(bytes: &[u8]) -> Result<ChainHash, DbError> {
     bytes
         .try_into()
@@ -40,11 +45,17 @@ pub(crate) async fn append(
     progress: Option<Progress<'_>>,
     signer: Option<(&CheckpointKey, CheckpointPolicy)>,
     privacy: Option<&PersonalData>,
+    sync: SyncCommit,
     buf: &mut Vec<u8>,
 ) -> Result<(), DbError> {
     let q = |e: tokio_postgres::Error| DbError::query(&e);
     let mut conn = db.get().await?;
     let tx = conn.transaction().await.map_err(q)?;
+    if !sync.0 {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(q)?;
+    }
     let head = tx
         .query_one(
             "SELECT seq, at_ms, hash FROM kailash_audit_head WHERE id = 1 FOR UPDATE",
@@ -204,15 +215,16 @@ pub(crate) async fn append_fast(
     progress: Option<Progress<'_>>,
     signer: Option<(&CheckpointKey, CheckpointPolicy)>,
     cache: &mut HeadCache,
+    sync: SyncCommit,
     buf: &mut Vec<u8>,
 ) -> Result<(), DbError> {
-    let result = append_fast_inner(db, events, progress.clone(), signer, cache, buf).await;
+    let result = append_fast_inner(db, events, progress.clone(), signer, cache, sync, buf).await;
     match result {
         Ok(true) => Ok(()),
         Ok(false) => {
             // The head kept moving (busy instances): lock it instead.
             cache.forget();
-            append(db, events, progress, signer, None, buf).await
+            append(db, events, progress, signer, None, sync, buf).await
         }
         Err(e) => {
             cache.forget();
@@ -227,6 +239,7 @@ async fn append_fast_inner(
     progress: Option<Progress<'_>>,
     signer: Option<(&CheckpointKey, CheckpointPolicy)>,
     cache: &mut HeadCache,
+    sync: SyncCommit,
     buf: &mut Vec<u8>,
 ) -> Result<bool, DbError> {
     let q = |e: tokio_postgres::Error| DbError::query(&e);
@@ -303,7 +316,7 @@ async fn append_fast_inner(
         let row = conn
             .query_one(
                 "SELECT ok, head_seq, head_at, head_hash FROM kailash_audit_append(\
-                 $1, $2, $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8, $9, $10, $11)",
+                 $1, $2, $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8, $9, $10, $11, $12)",
                 &[
                     &seq_i64(head_seq)?,
                     &at_ms,
@@ -316,6 +329,7 @@ async fn append_fast_inner(
                     &origin_seq,
                     &checkpoint.0,
                     &checkpoint.1,
+                    &sync.0,
                 ],
             )
             .await

@@ -13,7 +13,9 @@ use kailash_core::audit::{
     JsonLinesOptions, read_entries,
 };
 
-use super::append::{CheckpointPolicy, HeadCache, Progress, append, append_fast, progress_of};
+use super::append::{
+    CheckpointPolicy, HeadCache, Progress, SyncCommit, append, append_fast, progress_of,
+};
 use super::checkpoint::CheckpointKey;
 use super::privacy::PersonalData;
 use crate::db::{Database, DbError};
@@ -54,6 +56,14 @@ pub struct PgAuditOptions {
     /// chain (see [`PersonalData`]). `None` stores them as the file sink
     /// does.
     pub personal_data: Option<Arc<dyn kailash_core::envelope::KeyProvider>>,
+    /// Whether a batch is accepted only once PostgreSQL has flushed its
+    /// commit to disk (default `true`). `false` (what the gateway sets for
+    /// `audit.fsync = "interval"`) commits with `synchronous_commit = off`:
+    /// visible and ordered at once, flushed by the WAL writer within
+    /// 3 × `wal_writer_delay` (600 ms by default) — a crash of the
+    /// server's machine may lose that much, a crash of PostgreSQL itself
+    /// nothing; the file sink's promise with an interval sync.
+    pub synchronous_commit: bool,
 }
 
 impl PgAuditOptions {
@@ -72,6 +82,7 @@ impl PgAuditOptions {
             checkpoint_interval: Duration::from_secs(60),
             retention: None,
             personal_data: None,
+            synchronous_commit: true,
         }
     }
 }
@@ -304,6 +315,7 @@ impl PgAuditSink {
             partitions_until: 0,
             privacy: privacy.clone(),
             head: HeadCache::default(),
+            sync: SyncCommit(options.synchronous_commit),
         };
         writer.batch_no = progress_of(&db, &writer.live_origin).await?;
         writer.spool_seq = writer.spool_last().await;
@@ -544,6 +556,7 @@ struct Writer {
     privacy: Option<Arc<PersonalData>>,
     /// The chain's head as this writer last saw it (one round trip a batch).
     head: HeadCache,
+    sync: SyncCommit,
 }
 
 const REPLAY_CHUNK: usize = 512;
@@ -686,6 +699,7 @@ impl Writer {
                 &self.db,
                 self.privacy.as_deref(),
                 &mut self.head,
+                self.sync,
                 &mut self.buf,
                 chunk,
                 Some(progress),
@@ -866,6 +880,7 @@ impl Writer {
                 &self.db,
                 self.privacy.as_deref(),
                 &mut self.head,
+                self.sync,
                 &mut self.buf,
                 &events,
                 Some(progress),
@@ -907,6 +922,7 @@ impl Writer {
             &self.db,
             self.privacy.as_deref(),
             &mut self.head,
+            self.sync,
             &mut self.buf,
             &[],
             Some(progress),
@@ -921,20 +937,22 @@ impl Writer {
 /// One batch into the trail: in one round trip on the cached head, or,
 /// when personal data is sealed (keys are read and created in the batch's
 /// transaction), under the head row's lock.
+#[allow(clippy::too_many_arguments, reason = "the writer's disjoint fields")]
 async fn write_batch(
     db: &Database,
     privacy: Option<&PersonalData>,
     head: &mut HeadCache,
+    sync: SyncCommit,
     buf: &mut Vec<u8>,
     events: &[AuditEvent],
     progress: Option<Progress<'_>>,
     signer: Option<(&CheckpointKey, CheckpointPolicy)>,
 ) -> Result<(), DbError> {
     match privacy {
-        None => append_fast(db, events, progress, signer, head, buf).await,
+        None => append_fast(db, events, progress, signer, head, sync, buf).await,
         Some(privacy) => {
             head.forget();
-            append(db, events, progress, signer, Some(privacy), buf).await
+            append(db, events, progress, signer, Some(privacy), sync, buf).await
         }
     }
 }

@@ -38,6 +38,59 @@ fn seq_i64(seq: u64) -> Result<i64, DbError> {
     i64::try_from(seq).map_err(|_| DbError::Corrupt("sequence number overflow".into()))
 }
 
+/// A batch's rows, chained on a head.
+struct Chained {
+    seqs: Vec<i64>,
+    tenants: Vec<Option<String>>,
+    actors: Vec<Option<String>>,
+    lines: Vec<String>,
+    hashes: Vec<Vec<u8>>,
+    /// The last entry's sequence number and hash (the new head).
+    last: (u64, ChainHash),
+}
+
+/// Chains `events` after the entry `seq` with hash `prev`; the `actor`
+/// column holds `actor_columns` when given (sealed personal data), else
+/// each event's actor.
+fn chain(
+    events: &[AuditEvent],
+    mut seq: u64,
+    mut prev: ChainHash,
+    actor_columns: Option<Vec<Option<String>>>,
+    buf: &mut Vec<u8>,
+) -> Result<Chained, DbError> {
+    let n = events.len();
+    let mut out = Chained {
+        seqs: Vec::with_capacity(n),
+        tenants: Vec::with_capacity(n),
+        actors: Vec::with_capacity(n),
+        lines: Vec::with_capacity(n),
+        hashes: Vec::with_capacity(n),
+        last: (seq, prev),
+    };
+    let mut actor_columns = actor_columns.map(Vec::into_iter);
+    for event in events {
+        seq += 1;
+        buf.clear();
+        prev = encode_entry(event, seq, &prev, buf);
+        buf.pop(); // the `\n`
+        out.lines.push(
+            String::from_utf8(std::mem::take(buf))
+                .map_err(|_| DbError::Corrupt("an entry is not UTF-8".into()))?,
+        );
+        out.seqs.push(seq_i64(seq)?);
+        out.tenants
+            .push(event.tenant.as_ref().map(|t| t.as_str().to_owned()));
+        out.actors.push(match &mut actor_columns {
+            Some(columns) => columns.next().flatten(),
+            None => event.actor.clone(),
+        });
+        out.hashes.push(prev.to_vec());
+    }
+    out.last = (seq, prev);
+    Ok(out)
+}
+
 /// Appends `events` (in order) to the trail.
 pub(crate) async fn append(
     db: &Database,
@@ -65,8 +118,8 @@ pub(crate) async fn append(
         .map_err(q)?;
     let head_seq: i64 = head.get(0);
     let head_at: i64 = head.get(1);
-    let mut prev = hash_of(head.get::<_, &[u8]>(2))?;
-    let mut seq =
+    let prev = hash_of(head.get::<_, &[u8]>(2))?;
+    let seq =
         u64::try_from(head_seq).map_err(|_| DbError::Corrupt("a negative head sequence".into()))?;
     // Append time never goes back, whatever the instances' clocks say, so
     // monthly partitions hold consecutive ranges of the chain.
@@ -84,36 +137,14 @@ pub(crate) async fn append(
         _ => (events, None),
     };
     let n = events.len();
-    let (mut seqs, ats, mut tenants, mut actors, mut lines, mut hashes) = (
-        Vec::with_capacity(n),
-        vec![at_ms; n],
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let mut key_columns = key_columns.map(Vec::into_iter);
-    for event in events {
-        seq += 1;
-        buf.clear();
-        prev = encode_entry(event, seq, &prev, buf);
-        buf.pop(); // the `\n`
-        let line = String::from_utf8(std::mem::take(buf))
-            .map_err(|_| DbError::Corrupt("an entry is not UTF-8".into()))?;
-        seqs.push(seq_i64(seq)?);
-        tenants.push(event.tenant.as_ref().map(|t| t.as_str().to_owned()));
-        actors.push(match &mut key_columns {
-            Some(columns) => columns.next().flatten(),
-            None => event.actor.clone(),
-        });
-        lines.push(line);
-        hashes.push(prev.to_vec());
-    }
+    let c = chain(events, seq, prev, key_columns, buf)?;
+    let (seq, prev) = c.last;
+    let ats = vec![at_ms; n];
     if n > 0 {
         tx.execute(
             "INSERT INTO kailash_audit (seq, at_ms, tenant, actor, line, hash) \
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
-            &[&seqs, &ats, &tenants, &actors, &lines, &hashes],
+            &[&c.seqs, &ats, &c.tenants, &c.actors, &c.lines, &c.hashes],
         )
         .await
         .map_err(q)?;
@@ -276,28 +307,8 @@ async fn append_fast_inner(
             return Ok(false);
         };
         let at_ms = jiff::Timestamp::now().as_millisecond().max(head_at);
-        let mut seq = head_seq;
-        let mut prev = head_hash;
-        let (mut seqs, mut tenants, mut actors, mut lines, mut hashes) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for event in events {
-            seq += 1;
-            buf.clear();
-            prev = encode_entry(event, seq, &prev, buf);
-            buf.pop(); // the `\n`
-            let line = String::from_utf8(std::mem::take(buf))
-                .map_err(|_| DbError::Corrupt("an entry is not UTF-8".into()))?;
-            seqs.push(seq_i64(seq)?);
-            tenants.push(event.tenant.as_ref().map(|t| t.as_str().to_owned()));
-            actors.push(event.actor.clone());
-            lines.push(line);
-            hashes.push(prev.to_vec());
-        }
+        let c = chain(events, head_seq, head_hash, None, buf)?;
+        let (seq, prev) = c.last;
         let mut checkpoint: (Option<String>, Option<Vec<u8>>) = (None, None);
         if let Some((key, policy)) = signer
             && n > 0
@@ -320,11 +331,11 @@ async fn append_fast_inner(
                 &[
                     &seq_i64(head_seq)?,
                     &at_ms,
-                    &seqs,
-                    &tenants,
-                    &actors,
-                    &lines,
-                    &hashes,
+                    &c.seqs,
+                    &c.tenants,
+                    &c.actors,
+                    &c.lines,
+                    &c.hashes,
                     &origin,
                     &origin_seq,
                     &checkpoint.0,

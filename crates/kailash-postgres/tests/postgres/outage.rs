@@ -11,7 +11,7 @@ use kailash_core::audit::AuditSink;
 use kailash_postgres::audit::{PgAuditOptions, PgAuditSink, verify};
 use kailash_postgres::{Database, DbSettings};
 
-use super::support::{event, random_hex};
+use super::support::{event, random_hex, spare_port};
 
 struct Throwaway {
     script: PathBuf,
@@ -48,14 +48,6 @@ impl Drop for Throwaway {
             .args(["destroy", &self.dir.to_string_lossy()])
             .status();
     }
-}
-
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn throwaway(test: &str) -> Option<Throwaway> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kailash_postgres::routing::{Databases, ReadSession, ReadTarget, RoutingSettings};
 use kailash_postgres::{DbError, DbSettings};
 
-use super::support::random_hex;
+use super::support::{random_hex, spare_port, until};
 
 struct Pair {
     script: PathBuf,
@@ -53,14 +53,6 @@ impl Drop for Pair {
     }
 }
 
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pair(test: &str) -> Option<Pair> {
     let script = match std::env::var("KAILASH_TEST_PG_REPLICA") {
         Ok(s) if !s.is_empty() => PathBuf::from(s),
@@ -95,16 +87,6 @@ async fn in_recovery(conn: &kailash_postgres::Connection) -> bool {
         .get(0)
 }
 
-async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within 10 s: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_the_replica_see_their_writes_and_fall_back_when_it_is_away() {
     let Some(pair) = pair("reads_go_to_the_replica") else {
@@ -118,6 +100,14 @@ async fn reads_go_to_the_replica_see_their_writes_and_fall_back_when_it_is_away(
     let w = dbs.writer().get().await.unwrap();
     assert!(!in_recovery(&w).await);
     w.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+    // The replica has the table before replay is paused below.
+    let mut created = ReadSession::default();
+    created.wrote(&w).await.unwrap();
+    let reader = dbs.reader();
+    until("the replica has the table", async || {
+        reader.get(Some(&created)).await.unwrap().target == ReadTarget::Replica
+    })
+    .await;
     let r = dbs.reader().get(None).await.unwrap();
     assert_eq!(r.target, ReadTarget::Replica);
     assert!(in_recovery(&r).await);

@@ -104,3 +104,23 @@ pub(crate) fn event(tag: &str, i: usize) -> AuditEvent {
         .resource(format!("{tag}-{i}"))
         .reason("role viewer")
 }
+
+/// A port nobody listens on now.
+pub(crate) fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to 10 s for `f` to hold.
+pub(crate) async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not within 10 s: {what}");
+}

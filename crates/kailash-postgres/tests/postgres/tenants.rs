@@ -3,7 +3,6 @@
 //! listener connection, through a full reload).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kailash_core::TenantId;
 use kailash_core::clock::SystemClock;
@@ -12,20 +11,10 @@ use kailash_postgres::tenants::{PgTenantRegistry, TenantChangeError};
 use kailash_tenancy::model::TenantSpec;
 use kailash_tenancy::registry::TenantRegistry;
 
-use super::support::{Fresh, admin_url};
+use super::support::{Fresh, admin_url, until};
 
 fn spec(json: serde_json::Value) -> TenantSpec {
     serde_json::from_value(json).unwrap()
-}
-
-async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("not within 5 s: {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

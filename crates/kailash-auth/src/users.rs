@@ -2,8 +2,11 @@
 //! configuration.
 //!
 //! The reference deployment reads its users from the config file
-//! ([`UserConfig`]); LDAP and OIDC directories implement the same trait
-//! later. Usernames are looked up normalised
+//! ([`UserConfig`]); a directory (LDAP, `crate::ldap` with the `ldap`
+//! feature) implements the same trait, and [`ChainedUserStore`] asks
+//! several in order. A user's [`Credential`] says who checks the password:
+//! the service, against an argon2id hash, or the directory the record came
+//! from. Usernames are looked up normalised
 //! ([`crate::lockout::normalize_username`]), so `Alice`
 //! and `alice` are one user.
 //!
@@ -27,13 +30,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use kailash_core::{AttributeValue, Principal, TenantId};
 use serde::Deserialize;
 
 use crate::lockout::normalize_username;
-use crate::password::PasswordHash;
+use crate::password::{Password, PasswordHash};
 use crate::totp::TotpSecret;
 
 /// A user as the login code needs it.
@@ -49,8 +53,8 @@ pub struct UserRecord {
     pub roles: Vec<String>,
     /// Attributes for attribute-based access control.
     pub attributes: BTreeMap<String, AttributeValue>,
-    /// The argon2id hash of the password.
-    pub password_hash: PasswordHash,
+    /// Who checks the password.
+    pub credential: Credential,
     /// Whether the account may log in.
     pub active: bool,
     /// A TOTP secret enrolled out of band (configuration), if any.
@@ -79,6 +83,76 @@ impl fmt::Debug for UserRecord {
             .field("roles", &self.roles)
             .field("active", &self.active)
             .finish_non_exhaustive()
+    }
+}
+
+/// Who checks a user's password.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Credential {
+    /// The service, against this argon2id hash (from configuration, or set
+    /// through the API).
+    Hash(PasswordHash),
+    /// The directory the record came from (an LDAP bind as the user): the
+    /// service never holds a hash, and the password cannot be changed
+    /// through the API.
+    Directory(DirectoryCredential),
+}
+
+impl Credential {
+    /// The hash, for a user whose password the service checks.
+    pub fn hash(&self) -> Option<&PasswordHash> {
+        match self {
+            Credential::Hash(h) => Some(h),
+            Credential::Directory(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Hash(_) => f.write_str("Hash(..)"),
+            Credential::Directory(d) => f.debug_tuple("Directory").field(&d.name).finish(),
+        }
+    }
+}
+
+/// A password check a directory performs for one of its users.
+#[async_trait]
+pub trait DirectoryBind: Send + Sync + 'static {
+    /// Whether `password` is `name`'s (for LDAP: whether a simple bind as
+    /// the DN `name` succeeds). `Ok(false)` for a wrong password or an
+    /// account the directory refuses; [`UserStoreError::Unavailable`] when
+    /// the directory cannot answer in time, so the login fails closed.
+    async fn verify(&self, name: &str, password: &Password) -> Result<bool, UserStoreError>;
+}
+
+/// The directory that checks a user's password, and the name it knows the
+/// user by (an LDAP DN).
+#[derive(Clone)]
+pub struct DirectoryCredential {
+    directory: Arc<dyn DirectoryBind>,
+    name: String,
+}
+
+impl DirectoryCredential {
+    /// `directory` checks passwords of the user it knows as `name`.
+    pub fn new(directory: Arc<dyn DirectoryBind>, name: impl Into<String>) -> Self {
+        Self {
+            directory,
+            name: name.into(),
+        }
+    }
+
+    /// The name the directory knows the user by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Asks the directory whether `password` is the user's.
+    pub async fn verify(&self, password: &Password) -> Result<bool, UserStoreError> {
+        self.directory.verify(&self.name, password).await
     }
 }
 
@@ -186,7 +260,7 @@ impl StaticUserStore {
                     tenant: u.tenant,
                     roles: u.roles,
                     attributes: u.attributes,
-                    password_hash,
+                    credential: Credential::Hash(password_hash),
                     active: u.active,
                     totp_secret,
                 },
@@ -218,5 +292,56 @@ impl UserStore for StaticUserStore {
             .get(subject)
             .and_then(|u| self.by_username.get(u))
             .cloned())
+    }
+}
+
+/// Several stores asked in order: the first that knows a username (or
+/// subject) answers, so configured users shadow a directory's users of the
+/// same name. A store that fails stops the lookup with its error (the
+/// login fails closed rather than asking the next).
+#[derive(Clone, Default)]
+pub struct ChainedUserStore {
+    stores: Vec<Arc<dyn UserStore>>,
+}
+
+impl ChainedUserStore {
+    /// No stores yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks `store` after those already added.
+    pub fn then(mut self, store: Arc<dyn UserStore>) -> Self {
+        self.stores.push(store);
+        self
+    }
+}
+
+impl fmt::Debug for ChainedUserStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChainedUserStore")
+            .field("stores", &self.stores.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl UserStore for ChainedUserStore {
+    async fn find_by_username(&self, username: &str) -> Result<Option<UserRecord>, UserStoreError> {
+        for store in &self.stores {
+            if let Some(user) = store.find_by_username(username).await? {
+                return Ok(Some(user));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn find_by_subject(&self, subject: &str) -> Result<Option<UserRecord>, UserStoreError> {
+        for store in &self.stores {
+            if let Some(user) = store.find_by_subject(subject).await? {
+                return Ok(Some(user));
+            }
+        }
+        Ok(None)
     }
 }

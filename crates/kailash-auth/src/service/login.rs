@@ -11,6 +11,7 @@ use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
 use serde::{Deserialize, Serialize};
 
+use super::reauth::CheckFailed;
 use super::{AuthError, AuthService, EnrolmentGrant, TokenPair};
 use crate::lockout::{AttemptError, normalize_username};
 use crate::password::Password;
@@ -149,24 +150,22 @@ impl AuthService {
             // timing does not tell.
             if let Err(e) = self.inner.hasher.verify_dummy_async(&password).await {
                 self.release(permit).await;
-                return Err(self.hashing_refused("auth.login", e, ctx).await);
+                return Err(self
+                    .check_refused("auth.login", CheckFailed::Hashing(e), ctx)
+                    .await);
             }
             let _ = self.inner.lockout.failed(permit).await;
             self.audit(fail("invalid credentials").actor(self.inner.tags.tag(&username)))
                 .await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let ok = match self
-            .inner
-            .hasher
-            .verify_async(&password, &user.password_hash)
-            .await
-        {
+        let ok = match self.check_password(&user, &password).await {
             Ok(ok) => ok,
             Err(e) => {
-                // Not checked, so not counted either way.
+                // Not checked, so not counted either way (a directory that
+                // cannot answer refuses the login: 503, never a fallback).
                 self.release(permit).await;
-                return Err(self.hashing_refused("auth.login", e, ctx).await);
+                return Err(self.check_refused("auth.login", e, ctx).await);
             }
         };
         if !ok || !user.active {
@@ -268,7 +267,9 @@ impl AuthService {
         if let Err(e) = self.inner.lockout.succeeded(permit).await {
             tracing::warn!(error = ?e, "lockout counter could not be cleared");
         }
-        if self.inner.hasher.needs_rehash(&user.password_hash) {
+        if let Some(hash) = user.credential.hash()
+            && self.inner.hasher.needs_rehash(hash)
+        {
             // Upgrade a hash made with weaker parameters while the password is at hand.
             self.store_password_hash(&user, &password).await;
         }

@@ -9,7 +9,7 @@ use kailash_core::state::{Namespace, StateKey};
 
 use super::{AuthError, AuthService};
 use crate::password::PasswordHash;
-use crate::users::UserRecord;
+use crate::users::{Credential, UserRecord};
 
 /// A password set through the API (an argon2id PHC string).
 pub(super) const NS_PASSWORD: Namespace = Namespace::new("user.password");
@@ -50,9 +50,14 @@ impl AuthService {
     async fn apply_overrides(&self, mut user: UserRecord) -> Result<UserRecord, AuthError> {
         let kv = &self.inner.state.kv;
         let tenant = user.tenant.as_ref();
-        if let Some(hash) = kv.get(&key_for(tenant, NS_PASSWORD, &user.subject)).await? {
+        // A directory's users keep the directory's password: the API cannot
+        // set one for them (see `change_password`).
+        if matches!(user.credential, Credential::Hash(_))
+            && let Some(hash) = kv.get(&key_for(tenant, NS_PASSWORD, &user.subject)).await?
+        {
             let text = std::str::from_utf8(&hash).map_err(|_| AuthError::Internal)?;
-            user.password_hash = PasswordHash::parse(text).map_err(|_| AuthError::Internal)?;
+            user.credential =
+                Credential::Hash(PasswordHash::parse(text).map_err(|_| AuthError::Internal)?);
         }
         if kv
             .get(&key_for(tenant, NS_DISABLED, &user.subject))

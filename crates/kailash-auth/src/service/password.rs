@@ -36,6 +36,11 @@ impl AuthService {
         if !user.active {
             return Err(AuthError::InvalidCredentials);
         }
+        if user.credential.hash().is_none() {
+            return Err(AuthError::Conflict(
+                "the password is managed by the user directory",
+            ));
+        }
         let current = Password::new(current);
         self.reauthenticate(
             &user,

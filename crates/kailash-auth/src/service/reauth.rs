@@ -19,7 +19,7 @@ use super::{AuthError, AuthService};
 use crate::lockout::{AttemptError, AttemptPermit};
 use crate::password::{Password, PasswordError};
 use crate::totp::{TotpCheck, TotpSecret};
-use crate::users::UserRecord;
+use crate::users::{Credential, UserRecord, UserStoreError};
 
 /// The second factor a re-authentication asks for, and what came with the
 /// request.
@@ -59,17 +59,12 @@ impl AuthService {
                 .reason(reason)
         };
         let permit = self.begin_attempt(user, ctx, &fail).await?;
-        let matched = match self
-            .inner
-            .hasher
-            .verify_async(password, &user.password_hash)
-            .await
-        {
+        let matched = match self.check_password(user, password).await {
             Ok(m) => m,
             Err(e) => {
                 // Not checked, so not counted either way.
                 self.release(permit).await;
-                return Err(self.hashing_refused(action, e, ctx).await);
+                return Err(self.check_refused(action, e, ctx).await);
             }
         };
         if !matched {
@@ -202,17 +197,45 @@ impl AuthService {
         }
     }
 
-    /// A password check that did not run (every hashing slot busy, or the
-    /// task failed): audited under `action`, and the answer for the caller.
-    pub(super) async fn hashing_refused(
+    /// Checks `password` against `user`'s credential: the argon2id hash
+    /// (under the hashing bound), or the directory the user came from.
+    pub(super) async fn check_password(
+        &self,
+        user: &UserRecord,
+        password: &Password,
+    ) -> Result<bool, CheckFailed> {
+        match &user.credential {
+            Credential::Hash(hash) => self
+                .inner
+                .hasher
+                .verify_async(password, hash)
+                .await
+                .map_err(CheckFailed::Hashing),
+            Credential::Directory(directory) => directory
+                .verify(password)
+                .await
+                .map_err(CheckFailed::Directory),
+        }
+    }
+
+    /// A password check that did not run (every hashing slot busy, the
+    /// task failed, or the directory could not answer): audited under
+    /// `action`, and the answer for the caller.
+    pub(super) async fn check_refused(
         &self,
         action: &'static str,
-        error: PasswordError,
+        error: CheckFailed,
         ctx: &RequestContext,
     ) -> AuthError {
-        let reason = match error {
-            PasswordError::Busy { .. } => "password hashing busy",
-            _ => "password hashing failed",
+        let (reason, answer) = match error {
+            CheckFailed::Hashing(e @ PasswordError::Busy { .. }) => {
+                ("password hashing busy", e.into())
+            }
+            CheckFailed::Hashing(e) => ("password hashing failed", e.into()),
+            CheckFailed::Directory(e) => {
+                tracing::warn!(error = %e, "the user directory could not check a password");
+                ("user directory unavailable", AuthError::Unavailable)
+            }
         };
         self.audit(
             Self::event(action, AuditDecision::Error, Some(ctx))
@@ -221,6 +244,15 @@ impl AuthService {
         )
         .await
         .err()
-        .unwrap_or_else(|| error.into())
+        .unwrap_or(answer)
     }
+}
+
+/// Why a password could not be checked (neither right nor wrong).
+#[derive(Debug)]
+pub(super) enum CheckFailed {
+    /// The argon2id check did not run.
+    Hashing(PasswordError),
+    /// The directory did not answer (fail closed: 503).
+    Directory(UserStoreError),
 }

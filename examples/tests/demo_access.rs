@@ -9,6 +9,9 @@ mod support;
 mod business;
 #[path = "demo_access/health.rs"]
 mod health;
+#[cfg(feature = "ldap")]
+#[path = "demo_access/ldap.rs"]
+mod ldap;
 #[cfg(feature = "postgres")]
 #[path = "demo_access/postgres.rs"]
 mod postgres;

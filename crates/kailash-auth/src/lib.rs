@@ -10,6 +10,9 @@ pub mod http;
 mod ids;
 pub mod jwt;
 pub mod layer;
+#[cfg(feature = "ldap")]
+pub mod ldap;
+mod ldap_spec;
 pub mod lockout;
 pub mod password;
 pub mod refresh;

@@ -36,6 +36,7 @@ use kailash_core::spec::{ConfigDuration, RateConfig};
 use kailash_core::state::{StateError, WhenFull};
 use serde::{Deserialize, Serialize};
 
+pub use crate::ldap_spec::{InvalidLdapSpec, LdapSpec};
 use crate::password::PasswordPolicy;
 use crate::service::AuthConfig;
 
@@ -109,6 +110,11 @@ pub struct AuthSpec {
     /// is refused with `503` and `Retry-After` (default `1s`; `0s`: no wait).
     #[serde(default = "default_hash_queue_timeout")]
     pub hash_queue_timeout: ConfigDuration,
+    /// `[auth.ldap]`: users also sign in against an LDAP directory or
+    /// Active Directory (after the configured `[[users]]`; needs the `ldap`
+    /// feature to run).
+    #[serde(default)]
+    pub ldap: Option<LdapSpec>,
 }
 
 fn default_algorithm() -> String {
@@ -225,6 +231,10 @@ impl AuthSpec {
                 "hash_queue_timeout",
                 "must be at most 30s (a login should not wait longer for a hashing slot)",
             ));
+        }
+        if let Some(ldap) = &self.ldap {
+            ldap.validate()
+                .map_err(|e| InvalidAuthSpec::new(e.key, e.message))?;
         }
         Ok(())
     }

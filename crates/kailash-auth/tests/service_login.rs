@@ -380,3 +380,7 @@ mod http_contract {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
     }
 }
+
+#[cfg(feature = "ldap")]
+#[path = "service_login/ldap.rs"]
+mod ldap;

@@ -56,7 +56,15 @@ pub(crate) fn auth_from_config(
     use kailash_auth::users::StaticUserStore;
 
     let err = |e: &dyn std::fmt::Display| GatewayError::Auth(e.to_string());
-    let store = StaticUserStore::new(users.to_vec()).map_err(|e| err(&e))?;
+    let configured = StaticUserStore::new(users.to_vec()).map_err(|e| err(&e))?;
+    let store: Arc<dyn kailash_auth::users::UserStore> = match &section.ldap {
+        None => Arc::new(configured),
+        Some(spec) => Arc::new(
+            kailash_auth::users::ChainedUserStore::new()
+                .then(Arc::new(configured))
+                .then(ldap_store(spec)?),
+        ),
+    };
     let signer = signing_key(section, data_dir)?;
     let keys = Arc::new(KeySet::new(signer, state.clock.clone()));
     for path in &section.previous_signing_keys {
@@ -71,13 +79,69 @@ pub(crate) fn auth_from_config(
     }
 
     let config = section.auth_config().map_err(|e| err(&e))?;
-    Ok(AuthService::new(
-        config,
-        Arc::new(store),
-        keys,
-        state,
-        audit,
+    Ok(AuthService::new(config, store, keys, state, audit))
+}
+
+/// The directory `[auth.ldap]` describes, its service account's password
+/// read from `bind_password_env` or `bind_password_file` (the error names
+/// where it looked, never the value).
+#[cfg(feature = "ldap")]
+pub(crate) fn ldap_directory(
+    spec: &kailash_auth::spec::LdapSpec,
+) -> Result<kailash_auth::ldap::LdapDirectory, GatewayError> {
+    let source = crate::config::alerting::AlertChannelConfig::secret(
+        &spec.bind_password_env,
+        &spec.bind_password_file,
+        "bind_password",
+    )
+    .map_err(|e| GatewayError::Auth(format!("auth.ldap: {e}")))?
+    .ok_or_else(|| {
+        GatewayError::Auth("auth.ldap: set bind_password_env or bind_password_file".into())
+    })?;
+    let password = source
+        .read()
+        .map_err(|e| GatewayError::Auth(format!("auth.ldap.bind_password: {e}")))?;
+    kailash_auth::ldap::LdapDirectory::new(spec, kailash_auth::password::Password::new(password))
+        .map_err(|e| GatewayError::Auth(format!("auth.{e}")))
+}
+
+/// `[auth.ldap]`'s directory as a user store.
+#[cfg(feature = "ldap")]
+fn ldap_store(
+    spec: &kailash_auth::spec::LdapSpec,
+) -> Result<Arc<dyn kailash_auth::users::UserStore>, GatewayError> {
+    Ok(Arc::new(ldap_directory(spec)?))
+}
+
+/// A build without the `ldap` feature refuses `[auth.ldap]`.
+#[cfg(not(feature = "ldap"))]
+fn ldap_store(
+    _spec: &kailash_auth::spec::LdapSpec,
+) -> Result<Arc<dyn kailash_auth::users::UserStore>, GatewayError> {
+    Err(GatewayError::Auth(
+        "auth.ldap is set but this build has no LDAP support (enable the `ldap` feature)".into(),
     ))
+}
+
+/// At start: a directory that refuses the service account stops the start
+/// (a configuration error); one that cannot be reached is logged, and its
+/// users' sign-ins fail with 503 until it answers (the other users and
+/// every running session are unaffected).
+#[cfg(feature = "ldap")]
+pub(crate) async fn check_directory(
+    section: Option<&kailash_auth::spec::AuthSpec>,
+) -> Result<(), GatewayError> {
+    let Some(spec) = section.and_then(|s| s.ldap.as_ref()) else {
+        return Ok(());
+    };
+    match ldap_directory(spec)?.check().await {
+        Ok(()) => Ok(()),
+        Err(kailash_auth::ldap::LdapSetupError::Unreachable(e)) => {
+            tracing::warn!(url = %spec.url, error = %e, "the LDAP directory cannot be reached; its users cannot sign in until it answers");
+            Ok(())
+        }
+        Err(e) => Err(GatewayError::Auth(format!("auth.{e}"))),
+    }
 }
 
 /// Loads the configured signing key, or the one generated earlier in the

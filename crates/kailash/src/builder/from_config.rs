@@ -107,6 +107,8 @@ impl GatewayBuilder {
         data_dir: &Path,
     ) -> Result<Self, GatewayError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        #[cfg(feature = "ldap")]
+        crate::backends::check_directory(config.auth.as_ref()).await?;
         let state = crate::backends::state_from_config(&config.state, clock.clone()).await?;
         #[cfg(feature = "postgres")]
         let databases = crate::backends::databases(config).await?;

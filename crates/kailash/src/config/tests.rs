@@ -160,6 +160,50 @@ fn auth_errors_name_the_key_under_auth() {
 }
 
 #[test]
+fn ldap_section_is_checked_against_access_and_tenants() {
+    let ldap = "[auth.ldap]\nurl = \"ldaps://dc.corp.example\"\nbind_dn = \"cn=svc\"\nbind_password_env = \"LDAP_PW\"\nuser_base_dn = \"ou=people\"\n";
+    assert!(load(&format!("{AUTH}{ldap}"), &[]).is_ok());
+    let e = load(
+        &format!("{AUTH}{}", ldap.replace("ldaps://", "ldap://")),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("key `auth.ldap.url`") && e.contains("clear"),
+        "{e}"
+    );
+    let e = load(&format!("{AUTH}{ldap}user_filter = \"(uid=*)\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.ldap.user_filter`"), "{e}");
+    let e = load(&format!("{AUTH}{ldap}bind_pasword_file = \"x\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bind_pasword_file"), "{e}");
+    let access = "[[access.roles]]\nname = \"reader\"\npermissions = [\"report:view\"]\n";
+    let roles =
+        "default_roles = [\"reader\"]\n[auth.ldap.group_roles]\n\"cn=finance\" = [\"finance\"]\n";
+    let e = load(&format!("{AUTH}{ldap}{roles}{access}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key `auth.ldap`") && e.contains("`finance`"),
+        "{e}"
+    );
+    let tenant = "[[tenants]]\nid = \"acme\"\n";
+    let e = load(&format!("{AUTH}{ldap}{tenant}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.ldap`") && e.contains("tenant"), "{e}");
+    let e = load(&format!("{AUTH}{ldap}tenant = \"globex\"\n{tenant}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.ldap.tenant`"), "{e}");
+    assert!(load(&format!("{AUTH}{ldap}tenant = \"acme\"\n{tenant}"), &[]).is_ok());
+}
+
+#[test]
 fn with_tenants_every_user_has_one() {
     let tenant = "[[tenants]]\nid = \"acme\"\n";
     let user = format!("[[users]]\nusername = \"u\"\npassword_hash = \"{HASH}\"\n");

@@ -216,6 +216,26 @@ impl GatewayConfig {
                 ),
             ));
         }
+        if !self.tenants.is_empty()
+            && !self.tenancy.allow_tenantless_principals
+            && let Some(ldap) = self.auth.as_ref().and_then(|a| a.ldap.as_ref())
+        {
+            if ldap.tenant.is_none() && ldap.tenant_attribute.is_none() {
+                return Err((
+                    "auth.ldap".into(),
+                    "with [[tenants]] directory users need one: set tenant or tenant_attribute"
+                        .into(),
+                ));
+            }
+            if let Some(t) = &ldap.tenant
+                && !self.tenants.iter().any(|spec| &spec.id == t)
+            {
+                return Err((
+                    "auth.ldap.tenant".into(),
+                    format!("tenant `{t}` is not one of [[tenants]]"),
+                ));
+            }
+        }
         let db = &self.database;
         for (name, endpoint) in [
             ("primary", &db.primary),
@@ -396,6 +416,18 @@ impl GatewayConfig {
                             "user `{}` has role `{role}`, which [[access.roles]] does not define",
                             user.username
                         ),
+                    ));
+                }
+            }
+            if let Some(ldap) = &auth.ldap {
+                let mapped = ldap
+                    .default_roles
+                    .iter()
+                    .chain(ldap.group_roles.values().flatten());
+                if let Some(role) = mapped.into_iter().find(|r| !defined(r)) {
+                    return Err((
+                        "auth.ldap".into(),
+                        format!("role `{role}` is not defined in [[access.roles]]"),
                     ));
                 }
             }

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod extract;
 pub mod guard;
 pub mod hash;
+pub mod ip_allow;
 pub mod principal;
 pub mod problem;
 pub mod public;

@@ -28,6 +28,8 @@ pub(crate) struct Layers {
     pub(crate) tenancy: bool,
     /// Tenancy reads the `X-Tenant-ID` header.
     pub(crate) tenant_header: bool,
+    /// The IP allow-lists (`[security]`).
+    pub(crate) ip_allow: kailash_core::ip_allow::IpAllowLayer,
 }
 
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
@@ -204,6 +206,9 @@ pub(crate) fn complete(doc: &mut OpenApi, layers: Layers) {
         .flatten()
         {
             complete_operation(op, &layers, application);
+            if layers.ip_allow.applies_to(path) {
+                add(op, 403, "The client's network is outside an IP allow-list");
+            }
         }
     }
     let components = doc.components.get_or_insert_with(Default::default);

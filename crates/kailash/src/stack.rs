@@ -327,6 +327,7 @@ fn compose_checked(
         authentication: builder.principal_layer.is_some(),
         tenancy: builder.tenancy.is_some(),
         tenant_header: builder.tenancy.as_ref().is_some_and(|(_, s)| s.header),
+        ip_allow: builder.ip_allow.clone(),
     };
     let limits = builder.rate_limits;
     let principal_limits = match (limits.per_user, limits.per_tenant) {
@@ -437,6 +438,10 @@ fn compose_checked(
             .on_response(trace::on_response)
             .on_failure(())
     });
+    let ip_allow = (!builder.ip_allow.is_empty()).then(|| match &builder.audit {
+        Some(sink) if !builder.ip_allow.has_audit() => builder.ip_allow.clone().audit(sink.clone()),
+        _ => builder.ip_allow.clone(),
+    });
     let compression = builder
         .compression
         .then(|| CompressionLayer::new().quality(CompressionLevel::Precise(4)));
@@ -448,6 +453,9 @@ fn compose_checked(
                 .incoming_request_id(builder.incoming_request_id)
                 .clock(builder.clock.clone()),
         )
+        // Before anything else: a refused network costs no trace, CORS or
+        // handler work (the problem layer still shapes its answer).
+        .option_layer(switchable(ip_allow))
         .option_layer(switchable(trace))
         .option_layer(switchable(cors))
         .option_layer(switchable(compression))

@@ -124,6 +124,12 @@ pub const METRICS: &[Metric] = &[
         "Requests refused by a quota (scope: the quota) or a rate limit (scope: ip, user, tenant).",
     ),
     m(
+        "kailash_security_ip_refusals_total",
+        Counter,
+        &["scope"],
+        "Requests refused by an IP allow-list (scope: global, or the path prefix of [security] ip_allow_paths).",
+    ),
+    m(
         "kailash_state_backend_seconds",
         Histogram,
         &["backend"],

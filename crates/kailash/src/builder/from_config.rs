@@ -15,6 +15,20 @@ use super::{GatewayBuilder, RateLimits, TenancySettings, TlsSettings};
 use crate::GatewayError;
 use crate::config::GatewayConfig;
 
+/// The allow-lists of `[security]`.
+fn ip_allow_layer(
+    section: &crate::config::SecuritySection,
+) -> kailash_core::ip_allow::IpAllowLayer {
+    let mut layer = kailash_core::ip_allow::IpAllowLayer::new();
+    if let Some(list) = &section.ip_allow {
+        layer = layer.global(list.clone());
+    }
+    for (prefix, list) in &section.ip_allow_paths {
+        layer = layer.route_group(prefix, list.clone());
+    }
+    layer
+}
+
 impl GatewayBuilder {
     /// Applies a loaded configuration (everything except the state backend
     /// and audit sink, which [`GatewayBuilder::from_config_with_backends`]
@@ -53,6 +67,7 @@ impl GatewayBuilder {
             .health(g.health)
             .docs(g.docs)
             .cors_origins(config.cors.origins.iter().cloned())
+            .ip_allow(ip_allow_layer(&config.security))
             .cors_allow_credentials(config.cors.allow_credentials)
             .cors_max_age(config.cors.max_age.0)
             .rate_limits(RateLimits {

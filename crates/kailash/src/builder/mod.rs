@@ -50,6 +50,7 @@ pub struct GatewayBuilder {
     pub(crate) health: bool,
     pub(crate) docs: bool,
     pub(crate) cors_origins: Vec<String>,
+    pub(crate) ip_allow: kailash_core::ip_allow::IpAllowLayer,
     pub(crate) cors_credentials: bool,
     pub(crate) cors_max_age: Duration,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -116,6 +117,7 @@ impl Default for GatewayBuilder {
             health: true,
             docs: true,
             cors_origins: Vec::new(),
+            ip_allow: kailash_core::ip_allow::IpAllowLayer::new(),
             cors_credentials: false,
             cors_max_age: defaults.cors.max_age.0,
             trusted_proxies: TrustedProxies::none(),
@@ -308,6 +310,16 @@ impl GatewayBuilder {
         S: Into<String>,
     {
         self.cors_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// IP allow-lists checked on every request of the main listener before
+    /// anything else (after the client address is resolved): a global list
+    /// and/or lists per path prefix (`[security]`). The layer's audit sink
+    /// is set to the gateway's when it has none. The operations listener
+    /// (`ops_listen`) is not behind it.
+    pub fn ip_allow(mut self, layer: kailash_core::ip_allow::IpAllowLayer) -> Self {
+        self.ip_allow = layer;
         self
     }
 

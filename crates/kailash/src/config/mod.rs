@@ -50,9 +50,9 @@ use serde::{Deserialize, Serialize};
 
 pub use sections::{
     AuditConfig, AuditSinkKind, CorsConfig, DatabaseEndpoint, DatabaseSection, ExternalApiConfig,
-    FsyncMode, GatewaySection, HealthConfig, MAX_EXTERNAL_APIS, RateLimitConfig, ServerConfig,
-    StateConfig, TelemetryConfig, TenancySection, TenantDatabasesConfig, TenantRegistryKind,
-    TlsConfig,
+    FsyncMode, GatewaySection, HealthConfig, MAX_EXTERNAL_APIS, RateLimitConfig, SecuritySection,
+    ServerConfig, StateConfig, TelemetryConfig, TenancySection, TenantDatabasesConfig,
+    TenantRegistryKind, TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
@@ -102,6 +102,8 @@ pub struct GatewayConfig {
     pub cors: CorsConfig,
     /// Request rate limits.
     pub rate_limit: RateLimitConfig,
+    /// IP allow-lists.
+    pub security: SecuritySection,
     /// Where shared state lives.
     pub state: StateConfig,
     /// The PostgreSQL server.

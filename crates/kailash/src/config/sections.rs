@@ -199,6 +199,20 @@ impl Default for CorsConfig {
     }
 }
 
+/// `[security]`: IP allow-lists on the client address (after the
+/// trusted-proxy resolution of `[server] trusted_proxies`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySection {
+    /// Every request on the main listener must come from one of these
+    /// networks (CIDRs or addresses, e.g. the seed's `["10.0.0.0/8",
+    /// "172.16.0.0/12"]`). Absent: no global list.
+    pub ip_allow: Option<kailash_core::ip_allow::IpAllowList>,
+    /// Path prefix → networks: requests to the prefix and below it must
+    /// also come from these (`"/api/admin" = ["10.0.0.0/8"]`).
+    pub ip_allow_paths: std::collections::BTreeMap<String, kailash_core::ip_allow::IpAllowList>,
+}
+
 /// `[rate_limit]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -178,6 +178,20 @@ impl GatewayConfig {
                 "must be at least 1".into(),
             ));
         }
+        if self.security.ip_allow_paths.len() > 64 {
+            return Err((
+                "security.ip_allow_paths".into(),
+                "at most 64 path prefixes".into(),
+            ));
+        }
+        for prefix in self.security.ip_allow_paths.keys() {
+            if !prefix.starts_with('/') || prefix.len() > 256 || prefix.contains(['?', '#', '*']) {
+                return Err((
+                    format!("security.ip_allow_paths.{prefix}").into(),
+                    "must be a path prefix starting with `/` (no query, fragment or wildcard; at most 256 bytes)".into(),
+                ));
+            }
+        }
         if let Some(auth) = &self.auth {
             auth.validate()
                 .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod mfa;
+mod network;
 mod server;
 #[path = "../support/mod.rs"]
 mod support;

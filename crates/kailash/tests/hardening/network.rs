@@ -81,9 +81,14 @@ async fn allow_lists_refuse_other_networks_globally_and_per_route_group() {
         "{text}"
     );
     // The published contract says so.
-    let doc = from(&gw, "GET", "/openapi.json", "10.1.2.3", "").await.json();
+    let doc = from(&gw, "GET", "/openapi.json", "10.1.2.3", "")
+        .await
+        .json();
     for (path, method) in [("/auth/login", "post"), ("/health/live", "get")] {
-        assert!(doc["paths"][path][method]["responses"]["403"].is_object(), "{path}");
+        assert!(
+            doc["paths"][path][method]["responses"]["403"].is_object(),
+            "{path}"
+        );
     }
     gw.stop().await;
 

@@ -29,6 +29,16 @@ clearance = "employeeType"
 "cn=data-science,ou=groups,dc=kailash,dc=test" = ["data_scientist"]
 "#;
 
+/// `POST /auth/login`, whatever it answers.
+async fn try_login(d: &Demo, user: &str, password: &str) -> Resp {
+    let body = json!({ "username": user, "password": password }).to_string();
+    let head = format!(
+        "POST /auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
+        body.len()
+    );
+    request(d.gw.addr, &head, body.as_bytes()).await
+}
+
 #[tokio::test]
 async fn directory_users_sign_in_and_policies_read_their_attributes() {
     let (Ok(url), Ok(ca)) = (
@@ -81,12 +91,7 @@ async fn directory_users_sign_in_and_policies_read_their_attributes() {
         // omar is an admin through his group: the deployment's
         // mfa_required_roles applies to directory users too, so his
         // password alone gets an enrolment-only token, not a session.
-        let body = json!({ "username": "omar", "password": "Omar-Directory-Pass-1" }).to_string();
-        let head = format!(
-            "POST /auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
-            body.len()
-        );
-        let r = request(d.gw.addr, &head, body.as_bytes()).await;
+        let r = try_login(&d, "omar", "Omar-Directory-Pass-1").await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.json().get("access_token").is_none(), "{}", r.text());
         assert!(r.json().get("enrolment_token").is_some(), "{}", r.text());
@@ -98,12 +103,7 @@ async fn directory_users_sign_in_and_policies_read_their_attributes() {
             ("*", "Lena-Directory-Pass-1"),
             ("lena)(uid=*", "Lena-Directory-Pass-1"),
         ] {
-            let body = json!({ "username": user, "password": password }).to_string();
-            let head = format!(
-                "POST /auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
-                body.len()
-            );
-            let r = request(d.gw.addr, &head, body.as_bytes()).await;
+            let r = try_login(&d, user, password).await;
             assert_eq!(r.assert_problem(401)["status"], 401, "{user:?}");
         }
 
@@ -127,12 +127,7 @@ async fn directory_users_sign_in_and_policies_read_their_attributes() {
         .port();
     let down = text.replace(&url, &format!("ldaps://127.0.0.1:{closed}"));
     let d = start_from(&down, "enterprise.toml", &[]).await;
-    let body = json!({ "username": "lena", "password": "Lena-Directory-Pass-1" }).to_string();
-    let head = format!(
-        "POST /auth/login HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {}",
-        body.len()
-    );
-    let r = request(d.gw.addr, &head, body.as_bytes()).await;
+    let r = try_login(&d, "lena", "Lena-Directory-Pass-1").await;
     r.assert_problem(503);
     login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
     d.stop().await;

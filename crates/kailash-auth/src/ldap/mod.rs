@@ -699,24 +699,16 @@ mod tests {
         }
     }
 
+    /// A SearchResultEntry with one attribute of one value.
+    fn raw_entry(dn: &[u8], attr: &[u8], value: &[u8]) -> StructureTag {
+        let values = cons(17, vec![prim(4, value)]);
+        let attribute = cons(16, vec![prim(4, attr), values]);
+        cons(4, vec![prim(4, dn), cons(16, vec![attribute])])
+    }
+
     #[test]
     fn entries_parse_and_malformed_ones_are_refused_without_panicking() {
-        let good = cons(
-            4,
-            vec![
-                prim(4, b"uid=lena,ou=people"),
-                cons(
-                    16,
-                    vec![cons(
-                        16,
-                        vec![
-                            prim(4, b"departmentNumber"),
-                            cons(17, vec![prim(4, b"finance")]),
-                        ],
-                    )],
-                ),
-            ],
-        );
+        let good = raw_entry(b"uid=lena,ou=people", b"departmentNumber", b"finance");
         let entry = Entry::parse(good).unwrap();
         assert_eq!(entry.dn, "uid=lena,ou=people");
         assert_eq!(entry.values("DEPARTMENTNUMBER"), ["finance"]);
@@ -747,19 +739,7 @@ mod tests {
             assert!(Entry::parse(bad).is_none());
         }
         // Binary values are skipped, not fatal.
-        let binary = cons(
-            4,
-            vec![
-                prim(4, b"cn=x"),
-                cons(
-                    16,
-                    vec![cons(
-                        16,
-                        vec![prim(4, b"photo"), cons(17, vec![prim(4, &[0xff])])],
-                    )],
-                ),
-            ],
-        );
+        let binary = raw_entry(b"cn=x", b"photo", &[0xff]);
         assert!(Entry::parse(binary).unwrap().values("photo").is_empty());
     }
 

@@ -3,6 +3,7 @@
 //! listener connection, through a full reload).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kailash_core::TenantId;
 use kailash_core::clock::SystemClock;
@@ -113,11 +114,21 @@ async fn tenants_change_at_run_time_and_every_instance_sees_it() {
     }
     assert_eq!(a.spec(&acme).await.unwrap().unwrap(), before);
 
-    // The listener's connection dies: a change made meanwhile (straight in
-    // the table, no notification) is picked up by the full reload after
-    // the reconnect.
+    // A change made straight in the table (no notification) stays unseen
+    // until the listener's connection dies: the full reload after the
+    // reconnect picks it up. (Changed first, then the connections ended, so
+    // the reload cannot run before the change commits.)
     let db = fresh.db().await;
     let conn = db.get().await.unwrap();
+    conn.execute(
+        "UPDATE kailash_tenants SET spec = jsonb_set(spec, '{plan}', '\"platinum\"'), version = version + 1 WHERE id = 'initech'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let initech = TenantId::new("initech").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_ne!(b.get(&initech).await.unwrap().unwrap().plan, "platinum");
     let killed: i64 = conn
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -128,13 +139,7 @@ async fn tenants_change_at_run_time_and_every_instance_sees_it() {
         .unwrap()
         .get(0);
     assert_eq!(killed, 2, "both instances' listeners");
-    conn.execute(
-        "UPDATE kailash_tenants SET spec = jsonb_set(spec, '{plan}', '\"platinum\"'), version = version + 1 WHERE id = 'initech'",
-        &[],
-    )
-    .await
-    .unwrap();
-    let initech = TenantId::new("initech").unwrap();
+
     until("b reloads after reconnecting", async || {
         b.get(&initech).await.unwrap().unwrap().plan == "platinum"
     })

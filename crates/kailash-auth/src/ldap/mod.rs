@@ -241,7 +241,7 @@ impl LdapDirectory {
             None => self.open().await?,
         };
         Ok(Pooled {
-            ldap: Some(ldap),
+            ldap,
             directory: self.inner.clone(),
             _permit: permit,
         })
@@ -480,7 +480,7 @@ impl ConnError {
 /// A connection taken from the pool: back to it only through
 /// [`release`](Self::release), dropped (closed) otherwise.
 struct Pooled {
-    ldap: Option<Ldap>,
+    ldap: Ldap,
     directory: Arc<Inner>,
     _permit: OwnedSemaphorePermit,
 }
@@ -492,18 +492,15 @@ enum Found {
 
 impl Pooled {
     fn ldap(&mut self) -> &mut Ldap {
-        self.ldap.as_mut().expect("present until released")
+        &mut self.ldap
     }
 
-    fn release(mut self) {
-        if let Some(ldap) = self.ldap.take() {
-            let mut idle = self
-                .directory
-                .idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            idle.push(ldap);
-        }
+    fn release(self) {
+        let Pooled {
+            ldap, directory, ..
+        } = self;
+        let mut idle = directory.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.push(ldap);
     }
 
     async fn search(

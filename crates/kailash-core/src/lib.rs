@@ -24,6 +24,7 @@ pub mod spec;
 pub mod state;
 pub mod tenant;
 pub mod trace_context;
+pub mod transport;
 
 pub use principal::{AttributeValue, Principal, PrincipalBuilder};
 pub use problem::Problem;

@@ -1,4 +1,5 @@
-//! Per-request context: a request id and the client's real IP address.
+//! Per-request context: a request id, the client's real IP address and
+//! whether the request reached the service over TLS.
 //!
 //! [`SetRequestContextLayer`] runs first in a stack. It gives every request a
 //! [`RequestContext`] in its extensions — a request id (generated, or taken
@@ -54,6 +55,7 @@ use jiff::Timestamp;
 pub use config::IncomingRequestId;
 pub use future::ResponseFuture;
 pub use layer::SetRequestContextLayer;
+pub(crate) use proxy::forwarded_https;
 pub use proxy::{ClientNet, InvalidPrefix, IpPrefixes, TrustedProxies};
 pub use request_id::{REQUEST_ID_HEADER, RequestId, RequestIdGenerator};
 pub use service::SetRequestContext;
@@ -63,6 +65,13 @@ pub use service::SetRequestContext;
 /// read too when the `axum` feature is on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// Inserted by a server into the extensions of each request it read from a
+/// TLS connection (kailash's own server does). With another server, insert
+/// it yourself on the TLS listener; without it a request counts as secure
+/// only when a trusted proxy says so (`X-Forwarded-Proto: https`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsConnection;
 
 /// What [`SetRequestContextLayer`] knows about a request.
 #[derive(Debug, Clone)]
@@ -75,18 +84,48 @@ struct Inner {
     request_id: RequestId,
     client_ip: IpAddr,
     received_at: Timestamp,
+    secure: bool,
 }
 
 impl RequestContext {
     /// A context (normally built by the layer; public for tests and custom stacks).
     pub fn new(request_id: RequestId, client_ip: IpAddr, received_at: Timestamp) -> Self {
+        Self::build(request_id, client_ip, received_at, false)
+    }
+
+    pub(crate) fn build(
+        request_id: RequestId,
+        client_ip: IpAddr,
+        received_at: Timestamp,
+        secure: bool,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 request_id,
                 client_ip,
                 received_at,
+                secure,
             }),
         }
+    }
+
+    /// This context, for a request that arrived over HTTPS (`secure`) or not.
+    #[must_use]
+    pub fn with_secure(self, secure: bool) -> Self {
+        let inner = &*self.inner;
+        Self::build(
+            inner.request_id.clone(),
+            inner.client_ip,
+            inner.received_at,
+            secure,
+        )
+    }
+
+    /// Whether the request arrived over HTTPS: on a TLS connection
+    /// ([`TlsConnection`]), or from a trusted proxy whose last
+    /// `X-Forwarded-Proto` value is `https`.
+    pub fn is_secure(&self) -> bool {
+        self.inner.secure
     }
 
     /// The request id.

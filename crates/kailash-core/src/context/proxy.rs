@@ -72,6 +72,19 @@ impl TrustedProxies {
     }
 }
 
+/// Whether the nearest proxy's `X-Forwarded-Proto` says `https`: the last
+/// value of the last header (a proxy appends what it saw; values left of
+/// it were written by whoever sent the request).
+pub(crate) fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
 /// How client addresses are grouped when something is counted per client
 /// (rate limits, the login throttle, connection caps): IPv4 by a prefix of
 /// `ipv4` bits (default 32, each address), IPv6 by a prefix of `ipv6` bits

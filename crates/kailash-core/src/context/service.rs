@@ -7,7 +7,9 @@ use tower::Service;
 
 use super::config::{Config, IncomingRequestId};
 use super::future::ResponseFuture;
-use super::{PeerAddr, REQUEST_ID_HEADER, RequestContext, RequestId};
+use super::{
+    PeerAddr, REQUEST_ID_HEADER, RequestContext, RequestId, TlsConnection, forwarded_https,
+};
 
 /// The service of [`SetRequestContextLayer`](super::SetRequestContextLayer).
 #[derive(Debug, Clone)]
@@ -67,7 +69,10 @@ where
             .flatten()
             .unwrap_or_else(|| config.ids.next_id());
         let header = request_id.header_value().clone();
-        let ctx = RequestContext::new(request_id, client_ip, config.clock.now());
+        // TLS here, or (behind a proxy that terminates it) the proxy says so.
+        let secure = req.extensions().get::<TlsConnection>().is_some()
+            || (trusted_peer && forwarded_https(req.headers()));
+        let ctx = RequestContext::build(request_id, client_ip, config.clock.now(), secure);
         req.extensions_mut().insert(ctx);
         ResponseFuture {
             inner: self.inner.call(req),
@@ -130,5 +135,37 @@ mod tests {
             .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]))
             .incoming_request_id(IncomingRequestId::Never);
         assert_ne!(call(never, "10.0.0.1:1", Some("abc")).await.0, "abc");
+    }
+
+    #[tokio::test]
+    async fn secure_means_tls_or_a_trusted_proxys_last_word() {
+        async fn secure(peer: &str, tls: bool, protos: &[&str]) -> bool {
+            let layer = SetRequestContextLayer::new()
+                .trusted_proxies(TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]));
+            let svc = layer.layer(service_fn(|req: Request<()>| async move {
+                let ctx = req.extensions().get::<RequestContext>().cloned().unwrap();
+                Ok::<_, std::convert::Infallible>(Response::new(ctx.is_secure()))
+            }));
+            let mut req = Request::new(());
+            req.extensions_mut()
+                .insert(PeerAddr(peer.parse::<SocketAddr>().unwrap()));
+            if tls {
+                req.extensions_mut().insert(super::super::TlsConnection);
+            }
+            for proto in protos {
+                req.headers_mut()
+                    .append("x-forwarded-proto", proto.parse().unwrap());
+            }
+            svc.oneshot(req).await.unwrap().into_body()
+        }
+        assert!(secure("192.0.2.1:1", true, &[]).await);
+        assert!(!secure("192.0.2.1:1", false, &[]).await);
+        // Only a trusted proxy is believed, and only its own (last) value.
+        assert!(!secure("192.0.2.1:1", false, &["https"]).await);
+        assert!(secure("10.0.0.1:1", false, &["https"]).await);
+        assert!(secure("10.0.0.1:1", false, &["http, HTTPS"]).await);
+        assert!(!secure("10.0.0.1:1", false, &["https, http"]).await);
+        assert!(!secure("10.0.0.1:1", false, &["https", "http"]).await);
+        assert!(!secure("10.0.0.1:1", false, &["httpsx"]).await);
     }
 }

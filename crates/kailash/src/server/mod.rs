@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use kailash_core::context::PeerAddr;
+use kailash_core::context::{PeerAddr, TlsConnection};
 use kailash_core::problem::Problem;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -122,14 +122,20 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let activity = Activity::new(accepted_at);
             match acceptor {
-                None => connections.serve(stream, peer, activity, watcher).await,
+                None => {
+                    connections
+                        .serve(stream, peer, false, activity, watcher)
+                        .await
+                }
                 Some(acceptor) => {
                     // The handshake is part of the first head's time.
                     let handshake_deadline = accepted_at + connections.timeouts.header;
                     match tokio::time::timeout_at(handshake_deadline, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            connections.serve(tls_stream, peer, activity, watcher).await;
+                            connections
+                                .serve(tls_stream, peer, true, activity, watcher)
+                                .await;
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -158,12 +164,18 @@ pub(crate) async fn serve(
 
 impl Connections {
     /// Serves one connection until it ends or its watchdog's deadline passes.
-    async fn serve<I>(&self, io: I, peer: SocketAddr, activity: Arc<Activity>, watcher: Watcher)
-    where
+    async fn serve<I>(
+        &self,
+        io: I,
+        peer: SocketAddr,
+        tls: bool,
+        activity: Arc<Activity>,
+        watcher: Watcher,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let watchdog = Watchdog::new(activity.clone(), self.timeouts);
-        let service = connection_service(self.handler.clone(), peer, activity.clone());
+        let service = connection_service(self.handler.clone(), peer, tls, activity.clone());
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(TrackedIo::new(io, activity)), service)
@@ -183,6 +195,7 @@ impl Connections {
 fn connection_service(
     handler: Handler,
     peer: SocketAddr,
+    tls: bool,
     activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
@@ -193,6 +206,9 @@ fn connection_service(
     hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         let in_flight = activity.begin();
         req.extensions_mut().insert(PeerAddr(peer));
+        if tls {
+            req.extensions_mut().insert(TlsConnection);
+        }
         let response = handler(req.map(axum::body::Body::new));
         async move { Ok(response.await.map(|body| TrackedBody::new(body, in_flight))) }
     })

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod guard;
 pub mod hash;
 pub mod ip_allow;
+pub mod json_limits;
 pub mod principal;
 pub mod problem;
 pub mod public;

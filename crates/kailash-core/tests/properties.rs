@@ -72,3 +72,31 @@ proptest! {
         }
     }
 }
+
+include!("fuzz_harness/json_limits.rs");
+
+/// Replays the fuzz corpus (`fuzz/corpus/json_limits/`) through the fuzz
+/// target's harness on stable: `seed_*` are JSON within the limits their
+/// first byte picks, `bad_syntax_*` are not JSON, the other `bad_*` are
+/// JSON over a limit.
+#[test]
+fn json_limits_replay_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/json_limits");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let json = json_limits_harness(&bytes);
+        assert_eq!(json, !name.starts_with("bad_syntax_"), "{name}");
+        let (&head, body) = bytes.split_first().unwrap();
+        let within = json_limits_for(head).check(body).is_ok();
+        if name.starts_with("seed_") {
+            assert!(within, "{name}");
+        } else if !name.starts_with("bad_syntax_") {
+            assert!(!within, "{name}");
+        }
+        files += 1;
+    }
+    assert!(files >= 10, "corpus has {files} files");
+}

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::validator::Types;
 use super::{Location, Validator, body_validator, invalid, params_validator};
+use crate::json_limits::JsonLimits;
 use crate::problem::Problem;
 
 /// A JSON body that matched `T`'s published schema, deserialised.
@@ -27,6 +28,7 @@ use crate::problem::Problem;
 /// | `Content-Type` is not `application/json` (or `application/*+json`) | 415 |
 /// | the body is larger than the route's limit | 413 |
 /// | the body is not JSON | 400 |
+/// | the JSON is over a [`JsonLimits`] (the request's extension, or the defaults): too deep, a string, array, object or number too large | 422, with the pointer of the value |
 /// | the JSON does not match the schema | 422, with a pointer per violation |
 ///
 /// Every refusal is problem+json, and none quotes the body.
@@ -100,6 +102,11 @@ where
             )
             .with_detail("the body must be application/json"));
         }
+        let limits = req
+            .extensions()
+            .get::<JsonLimits>()
+            .copied()
+            .unwrap_or_default();
         let bytes =
             Bytes::from_request(req, state)
                 .await
@@ -111,6 +118,16 @@ where
                         Problem::bad_request("the body could not be read")
                     }
                 })?;
+        // The shape's limits before the parser builds anything.
+        limits.check(&bytes).map_err(|e| {
+            invalid(
+                Location::Body,
+                &[super::Violation {
+                    detail: e.detail(),
+                    pointer: e.pointer,
+                }],
+            )
+        })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             Problem::bad_request(format!(
                 "the body is not valid JSON (line {}, column {})",

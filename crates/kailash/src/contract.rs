@@ -30,6 +30,8 @@ pub(crate) struct Layers {
     pub(crate) tenant_header: bool,
     /// The IP allow-lists (`[security]`).
     pub(crate) ip_allow: kailash_core::ip_allow::IpAllowLayer,
+    /// The transport policy (`[security] require_ssl`).
+    pub(crate) https: Option<kailash_core::transport::HttpsPolicyLayer>,
 }
 
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
@@ -208,6 +210,27 @@ pub(crate) fn complete(doc: &mut OpenApi, layers: Layers) {
             complete_operation(op, &layers, application);
             if layers.ip_allow.applies_to(path) {
                 add(op, 403, "The client's network is outside an IP allow-list");
+            }
+            if layers.https.as_ref().is_some_and(|h| h.applies_to(path)) {
+                add(
+                    op,
+                    400,
+                    "The request did not arrive over HTTPS (`https-required`)",
+                );
+            }
+        }
+        if layers.https.as_ref().is_some_and(|h| h.applies_to(path)) {
+            for op in [&mut item.get, &mut item.head].into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("308".to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description("Plain HTTP: the same URL on https:// (Location)")
+                                .build(),
+                        )
+                    });
             }
         }
     }

@@ -13,6 +13,9 @@ pub enum GatewayError {
     /// A connection or request limit is invalid.
     #[error("invalid limit: {0}")]
     Limit(&'static str),
+    /// A security setting (transport policy, headers) is invalid.
+    #[error("invalid security setting: {0}")]
+    Security(String),
     /// A rate limit is invalid.
     #[error("invalid rate limit: {0}")]
     RateLimit(String),

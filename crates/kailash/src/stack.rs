@@ -17,6 +17,7 @@ use kailash_core::context::SetRequestContextLayer;
 use kailash_core::problem::{Problem, ProblemJsonLayer};
 use kailash_core::rate_limit::{Limit, RateLimitLayer};
 use kailash_core::state::SharedState;
+use kailash_core::transport::SecurityHeaders;
 use kailash_monitoring::metrics::{MetricsLayer, MetricsRegistry};
 use tower::layer::util::Stack;
 use tower::util::MapResponseLayer;
@@ -52,6 +53,67 @@ where
     B::Error: Into<axum::BoxError>,
 {
     layer.map(|layer| Stack::new(layer, MapResponseLayer::new(into_axum as IntoAxum<B>)))
+}
+
+/// A service behind one dynamic call: always ready, answering with axum's
+/// response.
+#[derive(Clone)]
+struct Erased(Handler);
+
+impl Erased {
+    fn new<S, B>(service: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<axum::body::Body>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        Self(Arc::new(move |req| {
+            let service = service.clone();
+            Box::pin(async move {
+                let Ok(response) = service.oneshot(req).await;
+                into_axum(response)
+            })
+        }))
+    }
+}
+
+impl tower::Service<http::Request<axum::body::Body>> for Erased {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = Answered;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
+        Answered((self.0)(req))
+    }
+}
+
+/// The future of [`Erased`].
+struct Answered(std::pin::Pin<Box<dyn Future<Output = Response> + Send>>);
+
+impl Future for Answered {
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx).map(Ok)
+    }
 }
 
 /// [`into_axum`] for a body type `B`, as a nameable type.
@@ -328,6 +390,7 @@ fn compose_checked(
         tenancy: builder.tenancy.is_some(),
         tenant_header: builder.tenancy.as_ref().is_some_and(|(_, s)| s.header),
         ip_allow: builder.ip_allow.clone(),
+        https: builder.https.clone(),
     };
     let limits = builder.rate_limits;
     let principal_limits = match (limits.per_user, limits.per_tenant) {
@@ -445,7 +508,34 @@ fn compose_checked(
     let compression = builder
         .compression
         .then(|| CompressionLayer::new().quality(CompressionLevel::Precise(4)));
+    // The inner part behind one dynamic call (an `Arc`, cloned per
+    // request, and one boxed future): the edge layers below are composed
+    // over a named type instead of over this whole stack, which keeps the
+    // crate's compile time and memory in bounds as edge layers are added.
+    let inner = ServiceBuilder::new()
+        .option_layer(switchable(trace))
+        .option_layer(switchable(cors))
+        .option_layer(switchable(compression))
+        .option_layer(builder.access.map(axum::Extension))
+        .option_layer(hub.clone().map(axum::Extension))
+        // The extractor's defaults need no extension on every request.
+        .option_layer(
+            (builder.json_limits != kailash_core::json_limits::JsonLimits::default())
+                .then_some(axum::Extension(builder.json_limits)),
+        )
+        .service(routes);
+    let inner = Erased::new(inner);
+    // The edge: headers on every answer (refusals included), the request
+    // context, then — before any other work — the network and transport
+    // policies (a refused request costs no trace, CORS or handler work;
+    // the problem layer still shapes its answer).
     let service = ServiceBuilder::new()
+        .option_layer(
+            builder
+                .security_headers
+                .as_ref()
+                .map(SecurityHeaders::layer),
+        )
         .layer(ProblemJsonLayer::new())
         .layer(
             SetRequestContextLayer::new()
@@ -453,15 +543,9 @@ fn compose_checked(
                 .incoming_request_id(builder.incoming_request_id)
                 .clock(builder.clock.clone()),
         )
-        // Before anything else: a refused network costs no trace, CORS or
-        // handler work (the problem layer still shapes its answer).
         .option_layer(switchable(ip_allow))
-        .option_layer(switchable(trace))
-        .option_layer(switchable(cors))
-        .option_layer(switchable(compression))
-        .option_layer(builder.access.map(axum::Extension))
-        .option_layer(hub.clone().map(axum::Extension))
-        .service(routes);
+        .option_layer(switchable(builder.https))
+        .service(inner);
     let handler: Handler = Arc::new(move |req| {
         let service = service.clone();
         Box::pin(async move {

@@ -54,6 +54,38 @@ async fn serves_https() {
 }
 
 #[tokio::test]
+async fn requests_on_the_tls_listener_are_secure() {
+    // HTTPS required: this listener's TLS satisfies it, and its answers
+    // carry HSTS and the security headers.
+    let https = kailash_core::transport::HttpsPolicyLayer::new()
+        .hsts(kailash_core::transport::Hsts::new(
+            std::time::Duration::from_secs(3600),
+        ))
+        .unwrap();
+    let gw = start(
+        Gateway::builder()
+            .tls(settings(false))
+            .https_policy(Some(https)),
+    )
+    .await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let tls = client(&[&rustls::version::TLS13])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let r = request_on(
+        tls,
+        "POST /nowhere HTTP/1.1\nHost: localhost\nContent-Length: 0",
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=3600"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn tls13_only_refuses_tls12() {
     let gw = start(Gateway::builder().tls(settings(true))).await;
     let tcp = TcpStream::connect(gw.addr).await.unwrap();

@@ -130,6 +130,12 @@ pub const METRICS: &[Metric] = &[
         "Requests refused by an IP allow-list (scope: global, or the path prefix of [security] ip_allow_paths).",
     ),
     m(
+        "kailash_security_https_refusals_total",
+        Counter,
+        &["outcome"],
+        "Plain-HTTP requests under [security] require_ssl (outcome: redirected, refused).",
+    ),
+    m(
         "kailash_state_backend_seconds",
         Histogram,
         &["backend"],

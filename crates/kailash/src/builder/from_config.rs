@@ -61,6 +61,7 @@ impl GatewayBuilder {
             .incoming_request_id(s.incoming_request_id)
             .request_timeout(g.request_timeout.0)
             .max_body_bytes(g.max_body_bytes)
+            .json_limits(g.json_limits)
             .compression(g.compression)
             .tracing(g.tracing)
             .metrics(g.metrics)
@@ -68,6 +69,18 @@ impl GatewayBuilder {
             .docs(g.docs)
             .cors_origins(config.cors.origins.iter().cloned())
             .ip_allow(ip_allow_layer(&config.security))
+            .https_policy(
+                config
+                    .security
+                    .https_policy()
+                    .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?,
+            )
+            .security_headers(
+                config
+                    .security
+                    .security_headers()
+                    .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?,
+            )
             .cors_allow_credentials(config.cors.allow_credentials)
             .cors_max_age(config.cors.max_age.0)
             .rate_limits(RateLimits {

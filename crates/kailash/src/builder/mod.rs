@@ -44,6 +44,7 @@ pub struct GatewayBuilder {
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) request_timeout: Duration,
     pub(crate) max_body_bytes: usize,
+    pub(crate) json_limits: kailash_core::json_limits::JsonLimits,
     pub(crate) compression: bool,
     pub(crate) tracing: bool,
     pub(crate) metrics: bool,
@@ -51,6 +52,8 @@ pub struct GatewayBuilder {
     pub(crate) docs: bool,
     pub(crate) cors_origins: Vec<String>,
     pub(crate) ip_allow: kailash_core::ip_allow::IpAllowLayer,
+    pub(crate) https: Option<kailash_core::transport::HttpsPolicyLayer>,
+    pub(crate) security_headers: Option<kailash_core::transport::SecurityHeaders>,
     pub(crate) cors_credentials: bool,
     pub(crate) cors_max_age: Duration,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -111,6 +114,7 @@ impl Default for GatewayBuilder {
             tls: None,
             request_timeout: defaults.gateway.request_timeout.0,
             max_body_bytes: defaults.gateway.max_body_bytes,
+            json_limits: defaults.gateway.json_limits,
             compression: true,
             tracing: true,
             metrics: true,
@@ -118,6 +122,12 @@ impl Default for GatewayBuilder {
             docs: true,
             cors_origins: Vec::new(),
             ip_allow: kailash_core::ip_allow::IpAllowLayer::new(),
+            // HSTS for a year on secure responses; plain HTTP still served.
+            https: kailash_core::transport::HttpsPolicyLayer::hsts_only(
+                kailash_core::transport::Hsts::new(kailash_core::transport::PRELOAD_MIN_AGE),
+            )
+            .ok(),
+            security_headers: Some(kailash_core::transport::SecurityHeaders::default()),
             cors_credentials: false,
             cors_max_age: defaults.cors.max_age.0,
             trusted_proxies: TrustedProxies::none(),
@@ -272,6 +282,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// The shape every JSON body read by the schema-enforcing extractor
+    /// (`ValidJson`) must keep (`[gateway.json_limits]`), checked before it
+    /// is parsed; default [`JsonLimits::default`](kailash_core::json_limits::JsonLimits).
+    pub fn json_limits(mut self, limits: kailash_core::json_limits::JsonLimits) -> Self {
+        self.json_limits = limits;
+        self
+    }
+
     /// Negotiated zstd/br/gzip response compression (default on).
     pub fn compression(mut self, on: bool) -> Self {
         self.compression = on;
@@ -320,6 +338,32 @@ impl GatewayBuilder {
     /// (`ops_listen`) is not behind it.
     pub fn ip_allow(mut self, layer: kailash_core::ip_allow::IpAllowLayer) -> Self {
         self.ip_allow = layer;
+        self
+    }
+
+    /// The transport policy (`[security] require_ssl`, `hsts…`): HTTPS
+    /// required on the main listener and/or HSTS on its secure responses.
+    /// Default: HSTS (`max-age` one year) on secure responses only, plain
+    /// HTTP served. `None`: neither. Whether a request is secure is the
+    /// request context's ([`RequestContext::is_secure`](kailash_core::context::RequestContext::is_secure)):
+    /// this server's TLS, or a trusted proxy's `X-Forwarded-Proto`.
+    pub fn https_policy(
+        mut self,
+        layer: Option<kailash_core::transport::HttpsPolicyLayer>,
+    ) -> Self {
+        self.https = layer;
+        self
+    }
+
+    /// The security headers on every response of the main listener that
+    /// does not set its own (`[security] headers`; default
+    /// [`SecurityHeaders::default`](kailash_core::transport::SecurityHeaders)).
+    /// `None`: none.
+    pub fn security_headers(
+        mut self,
+        headers: Option<kailash_core::transport::SecurityHeaders>,
+    ) -> Self {
+        self.security_headers = headers;
         self
     }
 

@@ -139,6 +139,10 @@ pub struct GatewaySection {
     pub request_timeout: ConfigDuration,
     /// Largest request body, in bytes; larger answers 413. Default 1 MiB.
     pub max_body_bytes: usize,
+    /// `[gateway.json_limits]`: the shape every JSON body must keep —
+    /// nesting depth, string, array, object and number sizes — checked
+    /// before it is parsed (422 naming the value's JSON pointer).
+    pub json_limits: kailash_core::json_limits::JsonLimits,
     /// Negotiated response compression (zstd, br, gzip). Default on.
     pub compression: bool,
     /// A tracing span and a log line per request. Default on.
@@ -165,6 +169,7 @@ impl Default for GatewaySection {
             description: None,
             request_timeout: ConfigDuration(std::time::Duration::from_secs(30)),
             max_body_bytes: 1024 * 1024,
+            json_limits: kailash_core::json_limits::JsonLimits::default(),
             compression: true,
             tracing: true,
             metrics: true,
@@ -200,8 +205,9 @@ impl Default for CorsConfig {
 }
 
 /// `[security]`: IP allow-lists on the client address (after the
-/// trusted-proxy resolution of `[server] trusted_proxies`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// trusted-proxy resolution of `[server] trusted_proxies`), the transport
+/// policy (HTTPS required, HSTS) and the security headers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecuritySection {
     /// Every request on the main listener must come from one of these
@@ -211,6 +217,116 @@ pub struct SecuritySection {
     /// Path prefix → networks: requests to the prefix and below it must
     /// also come from these (`"/api/admin" = ["10.0.0.0/8"]`).
     pub ip_allow_paths: std::collections::BTreeMap<String, kailash_core::ip_allow::IpAllowList>,
+    /// Requests that did not arrive over HTTPS (neither on this server's
+    /// TLS listener nor from a trusted proxy saying `X-Forwarded-Proto:
+    /// https`) are redirected (`GET`/`HEAD`, 308) or refused (400
+    /// `https-required`). Default off.
+    pub require_ssl: bool,
+    /// Path prefixes still served over plain HTTP when `require_ssl` is on
+    /// (default: the health probes, which a kubelet sends without TLS).
+    pub require_ssl_exempt: Vec<String>,
+    /// The port redirects to HTTPS name (default 443, left out of the URL).
+    pub https_port: u16,
+    /// `Strict-Transport-Security` on every secure response (default on;
+    /// never sent over plain HTTP).
+    pub hsts: bool,
+    /// HSTS `max-age` (default `365d`).
+    pub hsts_max_age: ConfigDuration,
+    /// HSTS `includeSubDomains` (default off: it binds every subdomain).
+    pub hsts_include_subdomains: bool,
+    /// HSTS `preload` (needs `hsts_include_subdomains` and at least `365d`).
+    pub hsts_preload: bool,
+    /// The security headers on every response that does not set its own:
+    /// `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY` and the
+    /// two below (default on).
+    pub headers: bool,
+    /// The `Content-Security-Policy` sent with `headers` (default
+    /// `frame-ancestors 'none'`; empty: none). The API explorer at `/docs`
+    /// always sends its own strict policy.
+    pub content_security_policy: String,
+    /// The `Referrer-Policy` sent with `headers` (default `no-referrer`;
+    /// empty: none).
+    pub referrer_policy: String,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        Self {
+            ip_allow: None,
+            ip_allow_paths: std::collections::BTreeMap::new(),
+            require_ssl: false,
+            require_ssl_exempt: vec!["/health/live".to_owned(), "/health/ready".to_owned()],
+            https_port: 443,
+            hsts: true,
+            hsts_max_age: ConfigDuration(kailash_core::transport::PRELOAD_MIN_AGE),
+            hsts_include_subdomains: false,
+            hsts_preload: false,
+            headers: true,
+            content_security_policy: kailash_core::transport::DEFAULT_CSP.to_owned(),
+            referrer_policy: "no-referrer".to_owned(),
+        }
+    }
+}
+
+impl SecuritySection {
+    /// The transport policy these settings ask for (`None`: neither HTTPS
+    /// required nor HSTS), or the key that is wrong and why.
+    pub fn https_policy(
+        &self,
+    ) -> Result<Option<kailash_core::transport::HttpsPolicyLayer>, (&'static str, String)> {
+        use kailash_core::transport::{Hsts, HttpsPolicyLayer};
+        let hsts = self.hsts.then(|| {
+            let mut hsts = Hsts::new(self.hsts_max_age.0);
+            if self.hsts_include_subdomains {
+                hsts = hsts.include_subdomains();
+            }
+            if self.hsts_preload {
+                hsts = hsts.preload();
+            }
+            hsts
+        });
+        let hsts_key = if self.hsts_preload {
+            "security.hsts_preload"
+        } else {
+            "security.hsts_max_age"
+        };
+        if !self.require_ssl {
+            return hsts
+                .map(HttpsPolicyLayer::hsts_only)
+                .transpose()
+                .map_err(|e| (hsts_key, e.to_string()));
+        }
+        if self.https_port == 0 {
+            return Err(("security.https_port", "must be a port (1 to 65535)".into()));
+        }
+        let mut layer = HttpsPolicyLayer::new().https_port(self.https_port);
+        for path in &self.require_ssl_exempt {
+            layer = layer
+                .exempt(path)
+                .map_err(|e| ("security.require_ssl_exempt", e.to_string()))?;
+        }
+        if let Some(hsts) = hsts {
+            layer = layer.hsts(hsts).map_err(|e| (hsts_key, e.to_string()))?;
+        }
+        Ok(Some(layer))
+    }
+
+    /// The security headers these settings ask for (`None`: off), or the
+    /// key that is wrong and why.
+    pub fn security_headers(
+        &self,
+    ) -> Result<Option<kailash_core::transport::SecurityHeaders>, (&'static str, String)> {
+        if !self.headers {
+            return Ok(None);
+        }
+        let value = |v: &str| (!v.is_empty()).then_some(v.to_owned());
+        let headers = kailash_core::transport::SecurityHeaders::default()
+            .content_security_policy(value(&self.content_security_policy).as_deref())
+            .map_err(|e| ("security.content_security_policy", e.to_string()))?
+            .referrer_policy(value(&self.referrer_policy).as_deref())
+            .map_err(|e| ("security.referrer_policy", e.to_string()))?;
+        Ok(Some(headers))
+    }
 }
 
 /// `[rate_limit]`

@@ -133,6 +133,12 @@ impl GatewayConfig {
         if self.gateway.request_timeout.0.is_zero() {
             return Err(("gateway.request_timeout".into(), "must be positive".into()));
         }
+        if let Some(name) = self.gateway.json_limits.zero_limit() {
+            return Err((
+                format!("gateway.json_limits.{name}").into(),
+                "must be at least 1".into(),
+            ));
+        }
         if self.gateway.max_body_bytes == 0 {
             return Err(("gateway.max_body_bytes".into(), "must be at least 1".into()));
         }
@@ -192,6 +198,12 @@ impl GatewayConfig {
                 ));
             }
         }
+        self.security
+            .https_policy()
+            .map_err(|(key, message)| (key.into(), message))?;
+        self.security
+            .security_headers()
+            .map_err(|(key, message)| (key.into(), message))?;
         if let Some(auth) = &self.auth {
             auth.validate()
                 .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;

@@ -4,9 +4,11 @@
 
 mod audit;
 mod auth;
+mod input;
 mod mfa;
 mod network;
 mod server;
 #[path = "../support/mod.rs"]
 mod support;
 mod tenant;
+mod transport;

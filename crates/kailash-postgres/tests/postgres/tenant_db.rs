@@ -61,17 +61,33 @@ async fn each_tenant_reaches_only_its_own_database() {
             json!({"id": 2, "customer": "acme-c2", "total": 3.0, "paid": false, "meta": null}),
         ]
     );
-    // Values are bound, never spliced: an injection payload is a string.
-    let none = a
-        .query_json(
-            "SELECT id FROM orders WHERE customer = $1",
-            &[json!("x' OR '1'='1")],
-            10,
-            1 << 20,
-        )
+    // Values are bound, never spliced: every injection payload is a
+    // string that matches nothing and changes nothing.
+    for payload in [
+        "x' OR '1'='1",
+        "'; DROP TABLE orders; --",
+        "acme-c1'; DELETE FROM orders WHERE '1'='1",
+        "' UNION SELECT id FROM orders --",
+        "\\'; TRUNCATE orders; --",
+        "$1",
+        "acme-c1\u{0}",
+        "1; SELECT pg_sleep(5)",
+    ] {
+        let none = a
+            .query_json(
+                "SELECT id FROM orders WHERE customer = $1",
+                &[json!(payload)],
+                10,
+                1 << 20,
+            )
+            .await;
+        assert!(none.is_err() || none.unwrap().is_empty(), "{payload}");
+    }
+    let intact = a
+        .query_json("SELECT count(*)::int AS n FROM orders", &[], 1, 1 << 20)
         .await
         .unwrap();
-    assert!(none.is_empty());
+    assert_eq!(intact, vec![json!({"n": 2})]);
     let typed = a
         .query_json(
             "SELECT id FROM orders WHERE id = $1 AND total > $2 AND paid = $3 AND meta @> $4",

@@ -8,6 +8,8 @@ pub mod admission;
 pub mod audit;
 pub mod clock;
 pub mod context;
+#[cfg(feature = "pii")]
+pub mod dlp;
 pub mod envelope;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -15,6 +17,8 @@ pub mod guard;
 pub mod hash;
 pub mod ip_allow;
 pub mod json_limits;
+#[cfg(feature = "pii")]
+pub mod pii;
 pub mod principal;
 pub mod problem;
 pub mod public;

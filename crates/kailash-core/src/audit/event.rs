@@ -60,6 +60,20 @@ fn bounded(mut text: String) -> String {
     text
 }
 
+/// `text` with personal data redacted (feature `pii`).
+#[cfg(feature = "pii")]
+fn redacted(text: String) -> String {
+    match crate::pii::PiiDetector::all().redact(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(clean) => clean,
+    }
+}
+
+#[cfg(not(feature = "pii"))]
+fn redacted(text: String) -> String {
+    text
+}
+
 /// One audit record. Serialised as one JSON object per line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -155,11 +169,13 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the reason (cut to [`MAX_FIELD_BYTES`]).
+    /// Sets the reason (cut to [`MAX_FIELD_BYTES`]). A reason built at run
+    /// time (owned: it may carry input) has personal data and secrets
+    /// redacted (`[REDACTED:<kind>]`) with the `pii` feature.
     #[must_use]
     pub fn reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
         self.reason = Some(match reason.into() {
-            Cow::Owned(text) => Cow::Owned(bounded(text)),
+            Cow::Owned(text) => Cow::Owned(bounded(redacted(text))),
             Cow::Borrowed(text) if text.len() > MAX_FIELD_BYTES => {
                 Cow::Owned(bounded(text.to_owned()))
             }
@@ -190,6 +206,20 @@ impl AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "pii")]
+    #[test]
+    fn run_time_reasons_have_personal_data_redacted() {
+        let event = AuditEvent::new("t", AuditDecision::Deny)
+            .reason("directory said: no entry for ann@example.com from 10.1.2.3".to_owned());
+        assert_eq!(
+            event.reason.as_deref(),
+            Some("directory said: no entry for [REDACTED:email] from [REDACTED:ip_address]")
+        );
+        // Fixed reasons are code, not input: kept as they are.
+        let fixed = AuditEvent::new("t", AuditDecision::Deny).reason("rule 10.0.0.0/8");
+        assert_eq!(fixed.reason.as_deref(), Some("rule 10.0.0.0/8"));
+    }
 
     #[test]
     fn free_text_fields_are_bounded() {

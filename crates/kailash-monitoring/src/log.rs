@@ -46,6 +46,8 @@ use std::time::Duration;
 pub struct LogWriterBuilder {
     capacity: usize,
     flush_interval: Duration,
+    #[cfg(feature = "pii")]
+    redact: Option<kailash_core::pii::PiiDetector>,
 }
 
 impl Default for LogWriterBuilder {
@@ -53,6 +55,8 @@ impl Default for LogWriterBuilder {
         Self {
             capacity: 1 << 20,
             flush_interval: Duration::from_millis(20),
+            #[cfg(feature = "pii")]
+            redact: None,
         }
     }
 }
@@ -70,6 +74,15 @@ impl LogWriterBuilder {
     #[must_use]
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Redacts what `detector` finds (`[REDACTED:<kind>]`) in every line,
+    /// on the writer thread: off the request path (feature `pii`).
+    #[cfg(feature = "pii")]
+    #[must_use]
+    pub fn redact_pii(mut self, detector: kailash_core::pii::PiiDetector) -> Self {
+        self.redact = Some(detector);
         self
     }
 
@@ -91,6 +104,11 @@ impl LogWriterBuilder {
         });
         let thread_shared = shared.clone();
         let interval = self.flush_interval;
+        #[cfg(feature = "pii")]
+        let output = Redacting {
+            output,
+            detector: self.redact,
+        };
         let thread = std::thread::Builder::new()
             .name("kailash-log".into())
             .spawn(move || run(&thread_shared, output, interval))?;
@@ -205,6 +223,32 @@ impl Drop for LogWriterGuard {
     }
 }
 
+/// The output, redacting each batch of whole lines first.
+#[cfg(feature = "pii")]
+struct Redacting<W> {
+    output: W,
+    detector: Option<kailash_core::pii::PiiDetector>,
+}
+
+#[cfg(feature = "pii")]
+impl<W: Write> Write for Redacting<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(detector) = &self.detector else {
+            return self.output.write_all(bytes);
+        };
+        let text = String::from_utf8_lossy(bytes);
+        self.output.write_all(detector.redact(&text).as_bytes())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.output.flush()
+    }
+}
+
 fn run<W: Write>(shared: &Shared, mut output: W, interval: Duration) {
     let mut spare = Vec::new();
     let mut reported = 0u64;
@@ -256,6 +300,26 @@ fn run<W: Write>(shared: &Shared, mut output: W, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "pii")]
+    #[test]
+    fn personal_data_is_redacted_on_the_writer_thread() {
+        let out = Captured::default();
+        let (mut writer, guard) = LogWriter::builder()
+            .redact_pii(kailash_core::pii::PiiDetector::all())
+            .spawn(out.clone())
+            .unwrap();
+        writer
+            .write_all(
+                b"login failed for ann@example.com from 203.0.113.9\nstatus=200 latency=1ms\n",
+            )
+            .unwrap();
+        drop(guard);
+        assert_eq!(
+            String::from_utf8(out.bytes.lock().unwrap().clone()).unwrap(),
+            "login failed for [REDACTED:email] from [REDACTED:ip_address]\nstatus=200 latency=1ms\n"
+        );
+    }
 
     /// An output the test can read, that can be made to stall.
     #[derive(Clone, Default)]

@@ -136,6 +136,12 @@ pub const METRICS: &[Metric] = &[
         "Plain-HTTP requests under [security] require_ssl (outcome: redirected, refused).",
     ),
     m(
+        "kailash_dlp_findings_total",
+        Counter,
+        &["kind", "action"],
+        "Responses on [[security.dlp]] routes carrying personal data, by kind and action (redacted, blocked, allowed).",
+    ),
+    m(
         "kailash_state_backend_seconds",
         Histogram,
         &["backend"],

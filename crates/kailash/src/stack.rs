@@ -411,6 +411,10 @@ fn compose_checked(
     // session check, the tenant's quota and the principal limits deferred
     // to it, in one call to the backend (one round trip on Redis).
     // (Only behind an authentication layer: nothing defers without one.)
+    // Innermost: DLP sees the handlers' responses, knowing the caller.
+    if let Some(dlp) = builder.dlp.take() {
+        app = app.layer(dlp);
+    }
     if builder.principal_layer.is_some() {
         app = app.layer(AdmitLayer::new(state.clone()));
     }

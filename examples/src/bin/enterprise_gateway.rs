@@ -77,14 +77,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// writes what is left when `main` returns. Colours only on a terminal.
 /// With `telemetry`, spans are also exported (OpenTelemetry), with their
 /// own filter: the log level stays `RUST_LOG`'s.
-fn init_logging(telemetry: Option<&Telemetry>) -> Option<kailash::log::LogWriterGuard> {
+fn init_logging(
+    telemetry: Option<&Telemetry>,
+    redact: bool,
+) -> Option<kailash::log::LogWriterGuard> {
     use tracing_subscriber::filter::Targets;
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let filter: Targets = directives.parse().unwrap_or_else(|e| {
         eprintln!("RUST_LOG={directives:?} is not valid ({e}); using info");
         Targets::new().with_default(tracing::Level::INFO)
     });
-    match kailash::log::LogWriter::builder().spawn(std::io::stderr()) {
+    let mut builder = kailash::log::LogWriter::builder();
+    if redact {
+        // `[security] redact_logs`: on the writer thread, off the requests.
+        builder = builder.redact_pii(kailash::pii::PiiDetector::all());
+    }
+    match builder.spawn(std::io::stderr()) {
         Ok((writer, guard)) => {
             install(move || writer.clone(), filter, telemetry);
             Some(guard)
@@ -274,7 +282,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log = init_logging(telemetry.as_ref());
+    let _log = init_logging(telemetry.as_ref(), config.security.redact_logs);
     let outcome = run(args, config, text, origin).await;
     #[cfg(feature = "otel")]
     if let Some(t) = telemetry {

@@ -81,6 +81,12 @@ impl GatewayBuilder {
                     .security_headers()
                     .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?,
             )
+            .dlp(
+                config
+                    .security
+                    .dlp_layer()
+                    .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?,
+            )
             .cors_allow_credentials(config.cors.allow_credentials)
             .cors_max_age(config.cors.max_age.0)
             .rate_limits(RateLimits {

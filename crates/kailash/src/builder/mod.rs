@@ -54,6 +54,7 @@ pub struct GatewayBuilder {
     pub(crate) ip_allow: kailash_core::ip_allow::IpAllowLayer,
     pub(crate) https: Option<kailash_core::transport::HttpsPolicyLayer>,
     pub(crate) security_headers: Option<kailash_core::transport::SecurityHeaders>,
+    pub(crate) dlp: Option<kailash_core::dlp::DlpLayer>,
     pub(crate) cors_credentials: bool,
     pub(crate) cors_max_age: Duration,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -128,6 +129,7 @@ impl Default for GatewayBuilder {
             )
             .ok(),
             security_headers: Some(kailash_core::transport::SecurityHeaders::default()),
+            dlp: None,
             cors_credentials: false,
             cors_max_age: defaults.cors.max_age.0,
             trusted_proxies: TrustedProxies::none(),
@@ -364,6 +366,15 @@ impl GatewayBuilder {
         headers: Option<kailash_core::transport::SecurityHeaders>,
     ) -> Self {
         self.security_headers = headers;
+        self
+    }
+
+    /// Response DLP (`[[security.dlp]]`): on the application routes, inside
+    /// authentication (it reads the caller's clearance), redacting or
+    /// blocking responses that carry personal data. `None` (the default):
+    /// no inspection.
+    pub fn dlp(mut self, layer: Option<kailash_core::dlp::DlpLayer>) -> Self {
+        self.dlp = layer.filter(|l| !l.is_empty());
         self
     }
 

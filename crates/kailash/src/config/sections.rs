@@ -247,6 +247,38 @@ pub struct SecuritySection {
     /// The `Referrer-Policy` sent with `headers` (default `no-referrer`;
     /// empty: none).
     pub referrer_policy: String,
+    /// Response DLP rules (`[[security.dlp]]`): the first whose path
+    /// applies inspects the response.
+    pub dlp: Vec<DlpRuleConfig>,
+    /// The clearance scale DLP rules name, lowest first (default the
+    /// seed's `public`, `internal`, `confidential`, `secret`); callers'
+    /// `clearance` attribute is read on it.
+    pub clearance_levels: Vec<String>,
+    /// The largest response body DLP inspects (default 1 MiB); larger
+    /// responses on a DLP route are withheld.
+    pub dlp_max_body_bytes: usize,
+    /// Personal data and secrets in log lines are redacted before they are
+    /// written (default on; by the reference binary's log writer, on its
+    /// own thread).
+    pub redact_logs: bool,
+}
+
+/// `[[security.dlp]]`: one route group's response inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlpRuleConfig {
+    /// The path prefix (whole segments).
+    pub path: String,
+    /// `redact` the findings or `block` the response (403 `sensitive-data`).
+    pub action: kailash_core::dlp::DlpAction,
+    /// What to look for (default every kind): `email`, `phone`,
+    /// `payment_card`, `us_ssn`, `iban`, `ip_address`, `secret`.
+    #[serde(default)]
+    pub kinds: Option<Vec<kailash_core::pii::PiiKind>>,
+    /// Callers with at least this clearance see responses untouched
+    /// (default: nobody).
+    #[serde(default)]
+    pub clearance: Option<String>,
 }
 
 impl Default for SecuritySection {
@@ -264,6 +296,13 @@ impl Default for SecuritySection {
             headers: true,
             content_security_policy: kailash_core::transport::DEFAULT_CSP.to_owned(),
             referrer_policy: "no-referrer".to_owned(),
+            dlp: Vec::new(),
+            clearance_levels: kailash_core::dlp::DEFAULT_LEVELS
+                .iter()
+                .map(|l| (*l).to_owned())
+                .collect(),
+            dlp_max_body_bytes: 1024 * 1024,
+            redact_logs: true,
         }
     }
 }
@@ -307,6 +346,42 @@ impl SecuritySection {
         }
         if let Some(hsts) = hsts {
             layer = layer.hsts(hsts).map_err(|e| (hsts_key, e.to_string()))?;
+        }
+        Ok(Some(layer))
+    }
+
+    /// The response DLP layer these settings ask for (`None`: no rules),
+    /// or the key that is wrong and why.
+    pub fn dlp_layer(&self) -> Result<Option<kailash_core::dlp::DlpLayer>, (&'static str, String)> {
+        use kailash_core::dlp::{DlpLayer, DlpRule};
+        if self.dlp_max_body_bytes == 0 {
+            return Err(("security.dlp_max_body_bytes", "must be at least 1".into()));
+        }
+        let mut layer = DlpLayer::new()
+            .clearance_levels(self.clearance_levels.iter().cloned())
+            .map_err(|e| ("security.clearance_levels", e.to_string()))?
+            .max_body_bytes(self.dlp_max_body_bytes);
+        if self.dlp.is_empty() {
+            return Ok(None);
+        }
+        for rule in &self.dlp {
+            let mut built = DlpRule::new(&rule.path, rule.action)
+                .map_err(|e| ("security.dlp.path", e.to_string()))?;
+            if let Some(kinds) = &rule.kinds {
+                if kinds.is_empty() {
+                    return Err((
+                        "security.dlp.kinds",
+                        "name at least one kind, or leave it out for every kind".into(),
+                    ));
+                }
+                built = built.kinds(kinds.iter().copied());
+            }
+            if let Some(c) = &rule.clearance {
+                built = built.clearance(c);
+            }
+            layer = layer
+                .rule(built)
+                .map_err(|e| ("security.dlp", e.to_string()))?;
         }
         Ok(Some(layer))
     }

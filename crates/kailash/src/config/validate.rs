@@ -204,6 +204,9 @@ impl GatewayConfig {
         self.security
             .security_headers()
             .map_err(|(key, message)| (key.into(), message))?;
+        self.security
+            .dlp_layer()
+            .map_err(|(key, message)| (key.into(), message))?;
         if let Some(auth) = &self.auth {
             auth.validate()
                 .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod dlp;
 mod input;
 mod mfa;
 mod network;

@@ -161,10 +161,7 @@ impl DlpRule {
     }
 
     fn applies(&self, path: &str) -> bool {
-        let p = &self.prefix;
-        path == p
-            || (path.starts_with(p.as_str())
-                && (p.ends_with('/') || path.as_bytes().get(p.len()) == Some(&b'/')))
+        crate::public::under(path, &self.prefix)
     }
 }
 
@@ -414,8 +411,13 @@ fn content_kind(headers: &http::HeaderMap) -> Option<Kind> {
 }
 
 fn withheld<B>(kinds: &BTreeSet<PiiKind>) -> Response<ResponseBody<B>> {
-    let mut problem = Problem::new(StatusCode::FORBIDDEN, "sensitive-data", "Forbidden")
-        .with_detail("the response holds data above your clearance");
+    let detail = if kinds.is_empty() {
+        "the response could not be inspected for personal data, so it is withheld"
+    } else {
+        "the response holds data above your clearance"
+    };
+    let mut problem =
+        Problem::new(StatusCode::FORBIDDEN, "sensitive-data", "Forbidden").with_detail(detail);
     if !kinds.is_empty() {
         problem = problem.with_extension(
             "kinds",

@@ -180,11 +180,7 @@ impl Rule {
     fn applies(&self, path: &str) -> bool {
         match &self.prefix {
             None => true,
-            Some(p) => {
-                path == p
-                    || (path.starts_with(p.as_str())
-                        && (p.ends_with('/') || path.as_bytes().get(p.len()) == Some(&b'/')))
-            }
+            Some(p) => crate::public::under(path, p),
         }
     }
 }

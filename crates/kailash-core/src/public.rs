@@ -69,12 +69,24 @@ impl PublicPaths {
         if self.prefixes.is_empty() || has_dot_segment(path) {
             return false;
         }
-        self.prefixes.iter().any(|prefix| {
-            path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/')
-            })
-        })
+        self.prefixes.iter().any(|prefix| under(path, prefix))
     }
+}
+
+/// Whether `path` is `prefix` or below it, by whole segments (`/a` covers
+/// `/a` and `/a/b`, not `/ab`): the one prefix rule of every layer that
+/// applies to route groups (allow-lists, the HTTPS policy's exemptions,
+/// DLP rules, public paths).
+pub(crate) fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
+}
+
+/// [`under`] for a path that is let *through* by the prefix (an exemption):
+/// never for a path with a `.` or `..` segment, which a router normalising
+/// after the layer could turn into a path outside the prefix.
+pub(crate) fn exempt_under(path: &str, prefix: &str) -> bool {
+    under(path, prefix) && !has_dot_segment(path)
 }
 
 /// Whether any segment of `path` is `.` or `..` (also percent-encoded).

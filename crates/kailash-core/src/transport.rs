@@ -172,11 +172,9 @@ struct Policy {
 
 impl Policy {
     fn exempt(&self, path: &str) -> bool {
-        self.exempt.iter().any(|p| {
-            path == p
-                || (path.starts_with(p.as_str())
-                    && (p.ends_with('/') || path.as_bytes().get(p.len()) == Some(&b'/')))
-        })
+        self.exempt
+            .iter()
+            .any(|p| crate::public::exempt_under(path, p))
     }
 
     /// Where a plain request should have gone, when the request names a
@@ -243,7 +241,9 @@ impl HttpsPolicyLayer {
     }
 
     /// Lets plain requests to `prefix` and below it through (whole path
-    /// segments: `/health` covers `/health/live`, not `/healthz`). Refuses
+    /// segments: `/health` covers `/health/live`, not `/healthz`; never a
+    /// path with a `.` or `..` segment, which a router could resolve to
+    /// somewhere else). Refuses
     /// a prefix that does not start with `/` and more than [`MAX_EXEMPT`].
     pub fn exempt(mut self, prefix: &str) -> Result<Self, TransportError> {
         if !prefix.starts_with('/') {
@@ -654,6 +654,9 @@ mod tests {
         let r = call(layer.clone(), Method::GET, "/healthz", Some("h"), false).await;
         assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
         assert!(layer.applies_to("/healthz") && !layer.applies_to("/health/ready"));
+        // A dot segment never rides an exemption to another path.
+        assert!(layer.applies_to("/health/../auth/login"));
+        assert!(layer.applies_to("/health/%2E%2E/auth/login"));
         // HSTS alone lets plain requests through.
         let only = HttpsPolicyLayer::hsts_only(Hsts::new(Duration::from_secs(60))).unwrap();
         let r = call(only.clone(), Method::POST, "/x", None, false).await;

@@ -73,7 +73,6 @@ async fn personal_data_is_redacted_or_blocked_below_the_clearance() {
 
 #[test]
 fn dlp_rules_that_cannot_work_stop_the_start_naming_the_key() {
-    let text = demo_config_text();
     for (name, value, key) in [
         (
             "KAILASH_SECURITY__DLP",
@@ -106,13 +105,7 @@ fn dlp_rules_that_cannot_work_stop_the_start_naming_the_key() {
             "security.clearance_levels",
         ),
     ] {
-        let e = kailash::config::GatewayConfig::from_toml_with_env(
-            &text,
-            "gateway.toml",
-            vec![(name.to_owned(), value.to_owned())],
-        )
-        .unwrap_err()
-        .to_string();
+        let e = config_error(&[(name, value)]);
         assert!(e.contains(key), "{value}: {e}");
     }
 }

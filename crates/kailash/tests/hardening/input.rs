@@ -92,16 +92,7 @@ async fn json_over_a_limit_is_refused_before_parsing_naming_where() {
 
 #[test]
 fn a_zero_json_limit_stops_the_start_naming_the_key() {
-    let e = kailash::config::GatewayConfig::from_toml_with_env(
-        &demo_config_text(),
-        "gateway.toml",
-        vec![(
-            "KAILASH_GATEWAY__JSON_LIMITS__MAX_DEPTH".to_owned(),
-            "0".to_owned(),
-        )],
-    )
-    .unwrap_err()
-    .to_string();
+    let e = config_error(&[("KAILASH_GATEWAY__JSON_LIMITS__MAX_DEPTH", "0")]);
     assert!(e.contains("gateway.json_limits.max_depth"), "{e}");
 }
 

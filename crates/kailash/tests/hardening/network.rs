@@ -127,13 +127,7 @@ async fn malformed_networks_and_prefixes_stop_the_start_naming_the_key() {
             "security.ip_allow_paths",
         ),
     ] {
-        let e = kailash::config::GatewayConfig::from_toml_with_env(
-            &text,
-            "gateway.toml",
-            vec![(name.to_owned(), value.to_owned())],
-        )
-        .unwrap_err()
-        .to_string();
+        let e = config_error(&[(name, value)]);
         assert!(e.contains(key), "{value}: {e}");
     }
     let bad = format!("{text}\n[security]\nip_allow = [\"10.0.0.0/8\", \"10.0.0/8\"]\n");

@@ -167,7 +167,6 @@ async fn security_headers_on_every_answer_and_hsts_only_when_secure() {
 
 #[test]
 fn transport_settings_that_cannot_work_stop_the_start_naming_the_key() {
-    let text = demo_config_text();
     for (pairs, key) in [
         (
             vec![("KAILASH_SECURITY__HSTS_PRELOAD", "true")],
@@ -207,13 +206,7 @@ fn transport_settings_that_cannot_work_stop_the_start_naming_the_key() {
             "security.content_security_policy",
         ),
     ] {
-        let env: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let e = kailash::config::GatewayConfig::from_toml_with_env(&text, "gateway.toml", env)
-            .unwrap_err()
-            .to_string();
+        let e = config_error(&pairs);
         assert!(e.contains(key), "{pairs:?}: {e}");
     }
 }

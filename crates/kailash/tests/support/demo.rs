@@ -19,6 +19,18 @@ pub fn demo_config_text() -> String {
     std::fs::read_to_string(path).expect("demo config")
 }
 
+/// The error of loading the demo config with `vars` from the environment
+/// (it must fail).
+pub fn config_error(vars: &[(&str, &str)]) -> String {
+    let env: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    kailash::config::GatewayConfig::from_toml_with_env(&demo_config_text(), "gateway.toml", env)
+        .unwrap_err()
+        .to_string()
+}
+
 pub fn temp_dir() -> PathBuf {
     std::env::temp_dir().join(format!("kailash-demo-e2e-{}", unique_suffix()))
 }

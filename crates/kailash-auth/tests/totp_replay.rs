@@ -189,6 +189,13 @@ impl KeyValueStore for FailingStore {
     async fn ping(&self) -> Result<(), StateError> {
         Err(StateError::Unavailable("down".into()))
     }
+    async fn scan(
+        &self,
+        namespace: kailash_core::state::Namespace,
+        cursor: kailash_core::state::ScanCursor,
+    ) -> Result<kailash_core::state::ScanPage, StateError> {
+        Err(StateError::Unavailable("down".into()))
+    }
 }
 
 #[tokio::test]
@@ -247,6 +254,13 @@ impl KeyValueStore for YieldingStore {
     }
     async fn ping(&self) -> Result<(), StateError> {
         self.0.ping().await
+    }
+    async fn scan(
+        &self,
+        namespace: kailash_core::state::Namespace,
+        cursor: kailash_core::state::ScanCursor,
+    ) -> Result<kailash_core::state::ScanPage, StateError> {
+        self.0.scan(namespace, cursor).await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod dlp;
 pub mod envelope;
 #[cfg(feature = "axum")]
 pub mod extract;
+pub mod field_encryption;
 pub mod guard;
 pub mod hash;
 pub mod ip_allow;

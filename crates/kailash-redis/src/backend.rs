@@ -114,6 +114,13 @@ impl RedisState {
         keys::redis_key(&self.inner.prefix, space, key)
     }
 
+    /// The prefix every key of `space` starts with.
+    pub(crate) fn space_prefix(&self, space: Space) -> String {
+        let mut s = self.inner.prefix.clone();
+        s.push_str(space.tag());
+        s
+    }
+
     /// The injected clock: every deadline is computed from it, never from
     /// Redis's clock.
     pub(crate) fn clock(&self) -> &dyn Clock {

@@ -19,7 +19,7 @@ pub(crate) enum Space {
 }
 
 impl Space {
-    fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Space::Kv => "kv:",
             Space::Counter => "ctr:",

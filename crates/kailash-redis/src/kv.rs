@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use kailash_core::state::{KeyValueStore, StateError, StateKey};
+use kailash_core::state::{KeyValueStore, Namespace, ScanCursor, ScanPage, StateError, StateKey};
 use redis::Value;
 
 use crate::backend::RedisState;
 use crate::error;
 use crate::expiry::{GC_GRACE_MS, expiry_args, ttl_deadline};
 use crate::keys::Space;
-use crate::reply::{as_bool, parse_ms, unexpected};
+use crate::reply::{as_array, as_bool, as_i64, parse_ms, unexpected};
 use crate::scripts;
 
 #[async_trait]
@@ -108,6 +108,52 @@ impl KeyValueStore for RedisState {
         as_bool(&self.script(&scripts::KV_EXPIRE, &key, &args).await?)
     }
 
+    async fn scan(&self, namespace: Namespace, cursor: ScanCursor) -> Result<ScanPage, StateError> {
+        let prefix = self.space_prefix(Space::Kv);
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor.position())
+            .arg("MATCH")
+            .arg(format!(
+                "{}*:{}:*",
+                glob_escape(&prefix),
+                namespace.as_str()
+            ))
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        let (next, found): (u64, Vec<String>) = self.command(&cmd).await?;
+        // The pattern may also match ids containing `:<namespace>:`; keep
+        // only keys of the namespace, then only the live ones (Redis keeps
+        // a logically expired hash for a grace period).
+        let candidates: Vec<(String, StateKey)> = found
+            .into_iter()
+            .filter_map(|raw| {
+                let key = StateKey::parse(raw.strip_prefix(&prefix)?)?;
+                key.in_namespace(namespace).then_some((raw, key))
+            })
+            .collect();
+        let mut keys = Vec::with_capacity(candidates.len());
+        if !candidates.is_empty() {
+            let mut invocation = scripts::KV_LIVE.prepare_invoke();
+            for (raw, _) in &candidates {
+                invocation.key(raw);
+            }
+            invocation.arg(self.now_ms());
+            let live = as_array(self.invoke(&invocation).await?)?;
+            for position in live {
+                let i = as_i64(&position)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| i.checked_sub(1))
+                    .filter(|&i| i < candidates.len())
+                    .ok_or_else(unexpected)?;
+                keys.push(candidates[i].1.clone());
+            }
+        }
+        Ok(ScanPage {
+            keys,
+            next: (next != 0).then(|| ScanCursor::from_backend(next)),
+        })
+    }
+
     async fn ping(&self) -> Result<(), StateError> {
         let reply: String = self.command(&redis::cmd("PING")).await?;
         if reply.eq_ignore_ascii_case("pong") {
@@ -116,4 +162,19 @@ impl KeyValueStore for RedisState {
             Err(unexpected())
         }
     }
+}
+
+/// Keys a `SCAN` page asks Redis to look at.
+const SCAN_COUNT: u64 = 500;
+
+/// `text` with Redis glob metacharacters escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -103,6 +103,25 @@ return 0
     ))
 });
 
+/// Which of the keys (a scan page) hold a live value at `ARGV[1]`: returns
+/// the 1-based positions of the live ones. Read-only.
+pub(crate) static KV_LIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local now = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('TYPE', key).ok == 'hash' then
+    local v = live_value(key, now, 'v')
+    if v then out[#out + 1] = i end
+  end
+end
+return out
+"#
+    ))
+});
+
 /// `KEYS[1]` value hash. `ARGV`: now ms, new deadline ms, gc ms. Returns 1 when the key was live.
 pub(crate) static KV_EXPIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(

@@ -132,6 +132,56 @@ pub async fn kv_basics(h: &Harness) {
     kv.ping().await.unwrap();
 }
 
+/// A namespace only the scan check writes.
+const SCAN_NS: Namespace = Namespace::new("conformance.scan");
+
+/// scan: every live key of the namespace, over tenants and the global
+/// space, and nothing expired or from another namespace.
+pub async fn kv_scan(h: &Harness) {
+    use std::collections::BTreeSet;
+    let kv = &h.state.kv;
+    let tenants = [
+        crate::TenantId::new("scan-a").unwrap(),
+        crate::TenantId::new("scan-b").unwrap(),
+    ];
+    let mut want = BTreeSet::new();
+    for i in 0..250 {
+        let id = format!("{}:{i}", h.run_id);
+        let key = match i % 3 {
+            0 => StateKey::global(SCAN_NS, &id),
+            n => StateKey::tenant(&tenants[n - 1], SCAN_NS, &id),
+        };
+        kv.set(&key, b("v"), Some(MIN)).await.unwrap();
+        want.insert(key);
+    }
+    let short = StateKey::global(SCAN_NS, &format!("{}:short", h.run_id));
+    kv.set(&short, b("v"), Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let gone = StateKey::global(SCAN_NS, &format!("{}:gone", h.run_id));
+    kv.set(&gone, b("v"), None).await.unwrap();
+    kv.delete(&gone).await.unwrap();
+    kv.set(&h.key("not-scanned"), b("v"), None).await.unwrap();
+    h.clock.advance(Duration::from_secs(2));
+
+    let mut seen = BTreeSet::new();
+    let mut cursor = super::ScanCursor::START;
+    for _ in 0..100_000 {
+        let page = kv.scan(SCAN_NS, cursor).await.unwrap();
+        for key in page.keys {
+            assert!(key.in_namespace(SCAN_NS), "{key} is not in the namespace");
+            if key.id().starts_with(&h.run_id) {
+                seen.insert(key);
+            }
+        }
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, want, "every live key once, no expired or deleted key");
+}
+
 /// compare_and_swap semantics.
 pub async fn kv_compare_and_swap(h: &Harness) {
     let kv = &h.state.kv;
@@ -1091,7 +1141,7 @@ pub async fn log_bad_input(h: &Harness) {
 macro_rules! state_conformance_tests {
     ($factory:path) => {
         $crate::state_conformance_tests!(@cases $factory;
-            kv_basics, kv_compare_and_swap, kv_races, counter_windows, counter_bounded,
+            kv_basics, kv_scan, kv_compare_and_swap, kv_races, counter_windows, counter_bounded,
             rate_limiter, bounded_sets, bounded_set_len, bounded_set_large, pubsub, admission, log_append_read, log_cap_trimming,
             log_unknown_positions, log_paging, log_expiry, log_isolation, log_races,
             log_bad_input);

@@ -100,6 +100,45 @@ impl StateKey {
         &self.0
     }
 
+    /// A rendered key read back (from a backend's key listing): `None`
+    /// unless it has the shape of a tenant or global key with a valid
+    /// tenant id and namespace.
+    pub fn parse(rendered: &str) -> Option<Self> {
+        let rest = if let Some(rest) = rendered.strip_prefix("t:") {
+            let (tenant, rest) = rest.split_once(':')?;
+            TenantId::new(tenant).ok()?;
+            rest
+        } else {
+            rendered.strip_prefix("g:")?
+        };
+        let (ns, _id) = rest.split_once(':')?;
+        let ok = !ns.is_empty()
+            && ns.len() <= 32
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+        ok.then(|| Self(rendered.into()))
+    }
+
+    /// Whether the key is in `namespace` (under any tenant, or global).
+    pub fn in_namespace(&self, namespace: Namespace) -> bool {
+        let rest = match self.0.strip_prefix("t:") {
+            Some(rest) => rest.split_once(':').map_or("", |(_, r)| r),
+            None => self.0.strip_prefix("g:").unwrap_or(""),
+        };
+        rest.strip_prefix(namespace.as_str())
+            .is_some_and(|r| r.starts_with(':'))
+    }
+
+    /// The id part (after the namespace).
+    pub fn id(&self) -> &str {
+        let rest = match self.0.strip_prefix("t:") {
+            Some(rest) => rest.split_once(':').map_or("", |(_, r)| r),
+            None => self.0.strip_prefix("g:").unwrap_or(""),
+        };
+        rest.split_once(':').map_or("", |(_, id)| id)
+    }
+
     /// The tenant part, for tenant keys.
     pub fn tenant_id(&self) -> Option<&str> {
         self.0
@@ -123,6 +162,35 @@ impl fmt::Display for StateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendered_keys_parse_back_and_know_their_namespace() {
+        const NS: Namespace = Namespace::new("mfa.secret");
+        const OTHER: Namespace = Namespace::new("mfa");
+        let acme = TenantId::new("acme").unwrap();
+        for key in [
+            StateKey::tenant(&acme, NS, "alice:x"),
+            StateKey::global(NS, "bob"),
+        ] {
+            let back = StateKey::parse(key.as_str()).unwrap();
+            assert_eq!(back, key);
+            assert!(back.in_namespace(NS));
+            assert!(!back.in_namespace(OTHER));
+        }
+        assert_eq!(StateKey::tenant(&acme, NS, "alice:x").id(), "alice:x");
+        assert_eq!(StateKey::global(NS, "bob").id(), "bob");
+        for bad in [
+            "",
+            "x:ns:id",
+            "t:ACME:ns:id",
+            "t:acme",
+            "g:",
+            "g:NS:id",
+            "g:ns",
+        ] {
+            assert_eq!(StateKey::parse(bad), None, "{bad}");
+        }
+    }
 
     const QUOTA: Namespace = Namespace::new("quota.day");
     const RL_IP: Namespace = Namespace::new("rl.ip");

@@ -21,9 +21,9 @@ use crate::clock::Clock;
 use super::set_entries::SetEntries;
 use super::{
     Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue, EventLog,
-    KeyValueStore, LogEntry, LogId, LogRead, Outcome, PubSub, RateDecision, RateLimiter, RateQuota,
-    SetInsert, SetMember, StateError, StateKey, Subscription, WhenFull, flag_outcome, log,
-    validate,
+    KeyValueStore, LogEntry, LogId, LogRead, Namespace, Outcome, PubSub, RateDecision, RateLimiter,
+    RateQuota, ScanCursor, ScanPage, SetInsert, SetMember, StateError, StateKey, Subscription,
+    WhenFull, flag_outcome, log, validate,
 };
 
 const SHARDS: usize = 32;
@@ -416,6 +416,31 @@ impl KeyValueStore for MemoryState {
 
     async fn ping(&self) -> Result<(), StateError> {
         Ok(())
+    }
+
+    async fn scan(&self, namespace: Namespace, cursor: ScanCursor) -> Result<ScanPage, StateError> {
+        // One shard per page: a key lives in one shard for its whole life,
+        // so every key present throughout the walk is seen exactly once.
+        let now = self.now_ms();
+        let Some(shard) = usize::try_from(cursor.position())
+            .ok()
+            .and_then(|i| self.kv.shards.get(i))
+        else {
+            return Ok(ScanPage::default());
+        };
+        let keys = shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .iter()
+            .filter(|(k, e)| e.live(now) && k.in_namespace(namespace))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let next = cursor.position() + 1;
+        Ok(ScanPage {
+            keys,
+            next: (next < SHARDS as u64).then(|| ScanCursor::from_backend(next)),
+        })
     }
 }
 

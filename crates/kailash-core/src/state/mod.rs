@@ -139,6 +139,45 @@ pub trait KeyValueStore: Send + Sync + 'static {
 
     /// Checks that the backend answers (used by readiness checks).
     async fn ping(&self) -> Result<(), StateError>;
+
+    /// One page of the live keys in `namespace`, over every tenant and the
+    /// global space: what maintenance jobs (re-encryption, migrations) walk.
+    ///
+    /// Start with [`ScanCursor::START`] and pass each page's
+    /// [`next`](ScanPage::next) until it is `None`. Like Redis `SCAN`, a key
+    /// present for the whole walk is returned at least once (possibly
+    /// twice); a key written or deleted during the walk may or may not be.
+    /// Pages hold roughly a backend-chosen number of keys (possibly none
+    /// before the end). Never use it on a request path.
+    async fn scan(&self, namespace: Namespace, cursor: ScanCursor) -> Result<ScanPage, StateError>;
+}
+
+/// Where a [`KeyValueStore::scan`] goes on from; opaque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScanCursor(pub(crate) u64);
+
+impl ScanCursor {
+    /// The start of a walk.
+    pub const START: Self = Self(0);
+
+    /// A cursor from a backend's own position (for backend implementations).
+    pub fn from_backend(position: u64) -> Self {
+        Self(position)
+    }
+
+    /// The backend's position (for backend implementations).
+    pub fn position(self) -> u64 {
+        self.0
+    }
+}
+
+/// One page of a [`KeyValueStore::scan`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanPage {
+    /// Keys of the namespace found on this page.
+    pub keys: Vec<StateKey>,
+    /// Where the walk goes on; `None` once it is complete.
+    pub next: Option<ScanCursor>,
 }
 
 /// A counter's value and how long its window still runs.

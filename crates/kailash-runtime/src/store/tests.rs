@@ -224,6 +224,13 @@ impl KeyValueStore for RefusingWrites {
     async fn ping(&self) -> Result<(), StateError> {
         self.0.ping().await
     }
+    async fn scan(
+        &self,
+        namespace: kailash_core::state::Namespace,
+        cursor: kailash_core::state::ScanCursor,
+    ) -> Result<kailash_core::state::ScanPage, StateError> {
+        self.0.scan(namespace, cursor).await
+    }
 }
 
 fn refusing(what: Refuse) -> SharedState {

@@ -153,6 +153,13 @@ impl KeyValueStore for ReplyLost {
     async fn ping(&self) -> Result<(), StateError> {
         self.inner.ping().await
     }
+    async fn scan(
+        &self,
+        namespace: kailash_core::state::Namespace,
+        cursor: kailash_core::state::ScanCursor,
+    ) -> Result<kailash_core::state::ScanPage, StateError> {
+        self.inner.scan(namespace, cursor).await
+    }
 }
 
 /// The demo gateway (memory or Redis per `overrides`) with an

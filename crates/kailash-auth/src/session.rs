@@ -47,6 +47,16 @@
 //! the same session. Sessions created before the live index existed are
 //! counted from their first renewal. Above [`LIVE_INDEX_CAP`] sessions the
 //! count stops at the cap.
+//!
+//! # The client address at rest
+//!
+//! With [`SessionStore::with_field_keys`] a new session's client address is
+//! stored sealed ([`ClientIp::Sealed`], AES-256-GCM under the shared
+//! [`FieldKeys`], bound to the session id); [`SessionStore::client_ip`]
+//! opens it. Renewals write the sealed text back unchanged, and the
+//! re-encryption target ([`SessionStore::reencryption`]) re-seals the
+//! addresses an older data key sealed — and seals those stored in clear
+//! before encryption was on.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -56,6 +66,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use jiff::Timestamp;
+use kailash_core::field_encryption::{Encrypted, FieldError, FieldKeys};
 use kailash_core::state::{Check, Namespace, SharedState, StateError, StateKey, WhenFull};
 use kailash_core::{Principal, TenantId};
 use serde::{Deserialize, Serialize};
@@ -168,8 +179,9 @@ pub struct Session {
     pub last_seen: Timestamp,
     /// The absolute expiry, whatever the activity.
     pub expires_at: Timestamp,
-    /// The client address the session was created from.
-    pub client_ip: Option<IpAddr>,
+    /// The client address the session was created from, as stored (see
+    /// [`SessionStore::client_ip`] to read it).
+    pub client_ip: Option<ClientIp>,
     /// Whether a second factor was presented when the session was created
     /// (a refresh refuses a session without one once the user's roles
     /// require it). Records written before this field existed read `false`.
@@ -190,6 +202,56 @@ impl fmt::Debug for Session {
             .field("mfa", &self.mfa)
             .finish()
     }
+}
+
+/// A session's client address as stored: in clear, or sealed with the
+/// store's [`FieldKeys`]. Stored as text either way (an address, or
+/// `kf1.…`), so records written before encryption was on still read.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientIp {
+    /// In clear (encryption off, or written before it was on).
+    Clear(IpAddr),
+    /// Sealed, bound to the session id.
+    Sealed(Encrypted<IpAddr>),
+}
+
+impl fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientIp::Clear(ip) => write!(f, "Clear({ip})"),
+            ClientIp::Sealed(e) => write!(f, "Sealed({:?})", e.key_id()),
+        }
+    }
+}
+
+impl Serialize for ClientIp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ClientIp::Clear(ip) => ip.serialize(s),
+            ClientIp::Sealed(e) => e.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientIp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if kailash_core::field_encryption::is_sealed(&text) {
+            return Encrypted::from_sealed(text)
+                .map(ClientIp::Sealed)
+                .map_err(serde::de::Error::custom);
+        }
+        text.parse()
+            .map(ClientIp::Clear)
+            .map_err(|_| serde::de::Error::custom("neither an address nor a sealed value"))
+    }
+}
+
+/// The context a session's address is sealed in: its own record.
+fn ip_context(session_id: &str) -> Vec<u8> {
+    let mut out = b"kailash-session-ip\0".to_vec();
+    out.extend_from_slice(session_id.as_bytes());
+    out
 }
 
 /// Shows the first characters of an id only.
@@ -239,6 +301,10 @@ pub enum SessionError {
     /// A stored session could not be read.
     #[error("stored session is corrupt")]
     Corrupt,
+    /// A sealed field of the session does not open (altered, or its data
+    /// key is unknown), or could not be sealed.
+    #[error("session field: {0}")]
+    Field(FieldError),
 }
 
 impl From<StateError> for SessionError {
@@ -274,6 +340,7 @@ struct Inner {
     state: SharedState,
     config: SessionConfig,
     listener: OnceLock<Arc<dyn SessionListener>>,
+    field_keys: Option<Arc<FieldKeys>>,
 }
 
 /// Told when sessions end before their time — a logout, a revocation by
@@ -310,8 +377,54 @@ impl SessionStore {
                 state,
                 config: config.sanitized(),
                 listener: OnceLock::new(),
+                field_keys: None,
             }),
         }
+    }
+
+    /// Stores new sessions' client addresses sealed with `keys` (see the
+    /// module docs). Call it on a new store, before it is cloned: a store
+    /// already shared is returned unchanged.
+    #[must_use]
+    pub fn with_field_keys(mut self, keys: Arc<FieldKeys>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.field_keys = Some(keys);
+        }
+        self
+    }
+
+    /// `session`'s client address, opened when it is sealed.
+    ///
+    /// A sealed address that does not open is
+    /// [`SessionError::Field`]; one found while this store has no keys
+    /// (encryption switched off with sealed records still live) reads as
+    /// `None`, with a warning.
+    pub async fn client_ip(&self, session: &Session) -> Result<Option<IpAddr>, SessionError> {
+        match &session.client_ip {
+            None => Ok(None),
+            Some(ClientIp::Clear(ip)) => Ok(Some(*ip)),
+            Some(ClientIp::Sealed(sealed)) => match &self.inner.field_keys {
+                Some(keys) => sealed
+                    .open(keys, &ip_context(&session.id))
+                    .await
+                    .map(Some)
+                    .map_err(SessionError::Field),
+                None => {
+                    tracing::warn!(
+                        "a session's address is sealed but no field keys are configured"
+                    );
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// The re-encryption target over every stored session, for
+    /// [`FieldKeys::maintain`]: re-seals addresses an older key sealed and
+    /// seals those stored in clear. `None` without field keys.
+    pub fn reencryption(&self) -> Option<Arc<dyn kailash_core::field_encryption::Reencrypt>> {
+        self.inner.field_keys.as_ref()?;
+        Some(Arc::new(SessionReencryption(self.clone())))
     }
 
     /// The configuration in use.
@@ -367,6 +480,13 @@ impl SessionStore {
         let now = self.now();
         let id = crate::ids::random().ok_or_else(rng_failed)?;
         let expires_at = crate::deadline::add(now, config.absolute_lifetime);
+        let client_ip = match (&self.inner.field_keys, client_ip) {
+            (Some(keys), Some(ip)) => Some(ClientIp::Sealed(
+                Encrypted::seal(keys, &ip, &ip_context(&id)).map_err(SessionError::Field)?,
+            )),
+            (None, Some(ip)) => Some(ClientIp::Clear(ip)),
+            (_, None) => None,
+        };
         let session = Session {
             id: id.clone(),
             subject: subject.to_owned(),
@@ -814,6 +934,76 @@ fn index_key(tenant: Option<&TenantId>, subject: &str) -> StateKey {
     match tenant {
         Some(t) => StateKey::tenant(t, NS_SESSION_USER, subject),
         None => StateKey::global(NS_SESSION_USER, subject),
+    }
+}
+
+/// [`SessionStore::reencryption`]'s target.
+struct SessionReencryption(SessionStore);
+
+#[async_trait]
+impl kailash_core::field_encryption::Reencrypt for SessionReencryption {
+    fn name(&self) -> &'static str {
+        "sessions"
+    }
+
+    async fn reencrypt(
+        &self,
+        keys: &FieldKeys,
+    ) -> Result<kailash_core::field_encryption::ReencryptStats, FieldError> {
+        use kailash_core::state::ScanCursor;
+        let mut stats = kailash_core::field_encryption::ReencryptStats::default();
+        let kv = &self.0.inner.state.kv;
+        let mut cursor = Some(ScanCursor::START);
+        while let Some(at) = cursor {
+            let page = kv.scan(NS_SESSION, at).await?;
+            cursor = page.next;
+            for key in page.keys {
+                stats.scanned += 1;
+                match self.reseal_one(keys, &key).await {
+                    Ok(true) => stats.resealed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a session's address could not be re-sealed");
+                        stats.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+impl SessionReencryption {
+    /// Re-seals one record's address when needed; whether it wrote. A
+    /// record changed or gone meanwhile is left to its writer (a renewal
+    /// keeps the sealed text; a new session is sealed with the active key).
+    async fn reseal_one(&self, keys: &FieldKeys, key: &StateKey) -> Result<bool, FieldError> {
+        let kv = &self.0.inner.state.kv;
+        let Some(bytes) = kv.get(key).await? else {
+            return Ok(false);
+        };
+        let mut session = decode(&bytes).map_err(|_| FieldError::Malformed)?;
+        let context = ip_context(&session.id);
+        let resealed = match &session.client_ip {
+            None => return Ok(false),
+            Some(ClientIp::Clear(ip)) => Encrypted::seal(keys, ip, &context)?,
+            Some(ClientIp::Sealed(sealed)) => match sealed.reseal(keys, &context).await? {
+                Some(new) => new,
+                None => return Ok(false),
+            },
+        };
+        session.client_ip = Some(ClientIp::Sealed(resealed));
+        // Keep the record's own deadline: idle from its last use, never
+        // past its absolute expiry.
+        let now = self.0.now();
+        let idle_end = crate::deadline::add(session.last_seen, self.0.inner.config.idle_timeout);
+        let Some(ttl) = crate::deadline::until(now, idle_end.min(session.expires_at)) else {
+            return Ok(false);
+        };
+        let new = encode(&session).map_err(|_| FieldError::Malformed)?;
+        Ok(kv
+            .compare_and_swap(key, Some(&bytes), Some(new), Some(ttl))
+            .await?)
     }
 }
 

@@ -51,7 +51,7 @@ async fn check_create_get_and_ids(state: SharedState, _clock: Arc<ManualClock>) 
     );
     assert_eq!(s.subject, alice);
     assert_eq!(s.tenant.as_ref(), Some(&acme));
-    assert_eq!(s.client_ip, Some(ip));
+    assert_eq!(store.client_ip(s).await.unwrap(), Some(ip));
     assert_eq!(
         s.expires_at.duration_since(s.created_at).as_secs(),
         30 * 24 * 3600
@@ -663,4 +663,130 @@ async fn ended_sessions_are_told_to_the_listener() {
     // Every session at once.
     let ids = store.revoke_all(Some(&acme), "ann").await.unwrap();
     assert_eq!(taken(&record), vec![("ann".to_owned(), ids)]);
+}
+
+/// Field keys over `state` with one KEK.
+async fn field_keys(state: &SharedState) -> Arc<kailash_core::field_encryption::FieldKeys> {
+    use kailash_core::envelope::Keyring;
+    use kailash_core::field_encryption::{FieldKeys, FieldKeysOptions};
+    let kek = Keyring::parse(&format!("kek-1 {}", Keyring::generate_key().unwrap())).unwrap();
+    let options = FieldKeysOptions::default()
+        .rotation(Some(Duration::from_secs(90 * 86_400)))
+        .retire_after(Duration::from_secs(3_600));
+    Arc::new(
+        FieldKeys::load(state.clone(), Arc::new(kek), options)
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn client_addresses_are_sealed_at_rest_renewed_unchanged_and_reencrypted() {
+    use bytes::Bytes;
+    use kailash_auth::session::ClientIp;
+    use kailash_core::state::{Namespace, StateKey};
+
+    let clock = Arc::new(ManualClock::starting_now());
+    let state = SharedState::memory(clock.clone());
+    let acme = TenantId::new("acme").unwrap();
+    let ip: std::net::IpAddr = "198.51.100.23".parse().unwrap();
+
+    // A record written before encryption was on: in clear.
+    let plain_store = SessionStore::new(state.clone(), SessionConfig::default());
+    let legacy = plain_store
+        .create("bob", Some(&acme), Some(ip))
+        .await
+        .unwrap()
+        .session;
+
+    let keys = field_keys(&state).await;
+    let store =
+        SessionStore::new(state.clone(), SessionConfig::default()).with_field_keys(keys.clone());
+    let s = store
+        .create("alice", Some(&acme), Some(ip))
+        .await
+        .unwrap()
+        .session;
+    assert!(matches!(s.client_ip, Some(ClientIp::Sealed(_))));
+    let record = StateKey::tenant(&acme, Namespace::new("session"), &s.id);
+    let stored = state.kv.get(&record).await.unwrap().unwrap();
+    let text = std::str::from_utf8(&stored).unwrap();
+    assert!(!text.contains("198.51.100.23"), "{text}");
+    assert_eq!(store.client_ip(&s).await.unwrap(), Some(ip));
+    // The legacy record still reads.
+    assert_eq!(store.client_ip(&legacy).await.unwrap(), Some(ip));
+    // A store without keys shows no address rather than failing.
+    assert_eq!(plain_store.client_ip(&s).await.unwrap(), None);
+
+    // A renewal writes the sealed text back unchanged.
+    clock.advance(Duration::from_secs(600));
+    assert!(store.touch(Some(&acme), &s.id).await.unwrap());
+    let renewed = store.get(Some(&acme), &s.id).await.unwrap().unwrap();
+    assert_eq!(renewed.client_ip, s.client_ip);
+
+    // A sealed address moved to another session does not open: a typed
+    // error, never another address.
+    let mut moved = legacy.clone();
+    moved.client_ip = s.client_ip.clone();
+    assert!(matches!(
+        store.client_ip(&moved).await,
+        Err(SessionError::Field(_))
+    ));
+
+    // Rotation, then the maintenance pass: every address under the new
+    // key (the legacy one sealed too), the records' deadlines unchanged,
+    // and after the grace the old key retired.
+    clock.advance(Duration::from_secs(91 * 86_400 - 600));
+    let long = SessionConfig {
+        idle_timeout: Duration::from_secs(200 * 86_400),
+        absolute_lifetime: Duration::from_secs(365 * 86_400),
+        ..SessionConfig::default()
+    };
+    let live = SessionStore::new(state.clone(), long.clone()).with_field_keys(keys.clone());
+    let old = live.create("carol", None, Some(ip)).await.unwrap().session;
+    let clear = SessionStore::new(state.clone(), long)
+        .create("dave", None, Some(ip))
+        .await
+        .unwrap()
+        .session;
+    assert!(matches!(clear.client_ip, Some(ClientIp::Clear(_))));
+    let targets = vec![live.reencryption().unwrap()];
+    let report = keys.maintain(&targets).await.unwrap();
+    assert!(report.rotated);
+    assert_eq!(report.targets[0].1.failed, 0);
+    let carol = live.get(None, &old.id).await.unwrap().unwrap();
+    let Some(ClientIp::Sealed(sealed)) = &carol.client_ip else {
+        panic!("not sealed");
+    };
+    assert!(keys.is_current(sealed.as_str()));
+    assert_eq!(live.client_ip(&carol).await.unwrap(), Some(ip));
+    assert_eq!(carol.last_seen, old.last_seen, "the pass is not a use");
+    let dave = live.get(None, &clear.id).await.unwrap().unwrap();
+    assert!(
+        matches!(dave.client_ip, Some(ClientIp::Sealed(_))),
+        "clear records get sealed"
+    );
+    assert_eq!(live.client_ip(&dave).await.unwrap(), Some(ip));
+    clock.advance(Duration::from_secs(3_601));
+    let report = keys.maintain(&targets).await.unwrap();
+    assert_eq!(report.retired, 1);
+    assert_eq!(live.client_ip(&carol).await.unwrap(), Some(ip));
+
+    // A corrupted sealed value in the state is refused, not misread.
+    let record = StateKey::global(Namespace::new("session"), &old.id);
+    let bytes = state.kv.get(&record).await.unwrap().unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let at = text.find("kf1.").unwrap() + 30;
+    let mut tampered = text.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    state
+        .kv
+        .set(&record, Bytes::from(tampered), None)
+        .await
+        .unwrap();
+    let got = live.get(None, &old.id).await.unwrap().unwrap();
+    assert!(matches!(
+        live.client_ip(&got).await,
+        Err(SessionError::Field(_))
+    ));
 }

@@ -191,8 +191,8 @@ impl KeyValueStore for FailingStore {
     }
     async fn scan(
         &self,
-        namespace: kailash_core::state::Namespace,
-        cursor: kailash_core::state::ScanCursor,
+        _namespace: kailash_core::state::Namespace,
+        _cursor: kailash_core::state::ScanCursor,
     ) -> Result<kailash_core::state::ScanPage, StateError> {
         Err(StateError::Unavailable("down".into()))
     }

@@ -82,6 +82,36 @@ pub(crate) fn auth_from_config(
     Ok(AuthService::new(config, store, keys, state, audit))
 }
 
+/// The field keys `[security.field_encryption]` describes: the KEK
+/// keyring read from its variable or file (errors name where, never the
+/// content), the shared data-key set loaded from (or created in) `state`.
+pub(crate) async fn field_keys(
+    config: &crate::config::FieldEncryptionConfig,
+    data_dir: &std::path::Path,
+    state: SharedState,
+) -> Result<Arc<kailash_core::field_encryption::FieldKeys>, GatewayError> {
+    let err = |m: String| GatewayError::Security(format!("security.field_encryption: {m}"));
+    let file = config.keyring_file.as_ref().map(|p| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            data_dir.join(p)
+        }
+    });
+    let source =
+        crate::config::alerting::AlertChannelConfig::secret(&config.keyring_env, &file, "keyring")
+            .map_err(err)?
+            .ok_or_else(|| err("set `keyring_env` or `keyring_file`".into()))?;
+    let text = source.read().map_err(|m| err(format!("keyring: {m}")))?;
+    let keyring =
+        kailash_core::envelope::Keyring::parse(&text).map_err(|e| err(format!("keyring: {e}")))?;
+    let keys =
+        kailash_core::field_encryption::FieldKeys::load(state, Arc::new(keyring), config.options())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+    Ok(Arc::new(keys))
+}
+
 /// The directory `[auth.ldap]` describes, its service account's password
 /// read from `bind_password_env` or `bind_password_file` (the error names
 /// where it looked, never the value).

@@ -14,6 +14,13 @@ use tokio::net::TcpListener;
 use crate::server::{Handler, ServerSettings};
 use crate::{GatewayBuilder, GatewayError, server};
 
+/// The field keys, their re-encryption targets and the round interval.
+pub(crate) type FieldMaintenance = (
+    Arc<kailash_core::field_encryption::FieldKeys>,
+    Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>>,
+    std::time::Duration,
+);
+
 /// A composed gateway, ready to serve. Build one with [`Gateway::builder`].
 ///
 /// [`Gateway::router`] gives the composed stack as a plain axum `Router`
@@ -32,6 +39,7 @@ pub struct Gateway {
     health: Option<kailash_monitoring::health::HealthRunner>,
     alerting: Option<kailash_monitoring::alert::Alerting>,
     ops: Option<crate::ops_access::OpsListener>,
+    field_maintenance: Option<FieldMaintenance>,
 }
 
 /// The longest the gateway waits, after draining, for queued alert
@@ -78,6 +86,7 @@ impl Gateway {
             runtime: None,
             health: None,
             alerting: None,
+            field_maintenance: None,
             ops: None,
         }
     }
@@ -114,6 +123,34 @@ impl Gateway {
     pub(crate) fn with_health(mut self, health: kailash_monitoring::health::HealthRunner) -> Self {
         self.health = Some(health);
         self
+    }
+
+    /// The same gateway, maintaining the field keys while it serves.
+    pub(crate) fn with_field_maintenance(mut self, maintenance: Option<FieldMaintenance>) -> Self {
+        self.field_maintenance = maintenance;
+        self
+    }
+
+    /// The field-encryption keys (`[security.field_encryption]`), for your
+    /// own [`Encrypted`](kailash_core::field_encryption::Encrypted) fields
+    /// and for running a maintenance round on demand.
+    pub fn field_keys(&self) -> Option<&Arc<kailash_core::field_encryption::FieldKeys>> {
+        self.field_maintenance.as_ref().map(|(keys, _, _)| keys)
+    }
+
+    /// One field-key maintenance round now (rotation when due, KEK
+    /// re-wrap, re-encryption of what older keys sealed) — what the
+    /// gateway runs on its own every interval while it serves.
+    pub async fn maintain_field_keys(
+        &self,
+    ) -> Option<
+        Result<
+            kailash_core::field_encryption::MaintenanceReport,
+            kailash_core::field_encryption::FieldError,
+        >,
+    > {
+        let (keys, targets, _) = self.field_maintenance.as_ref()?;
+        Some(keys.maintain(targets).await)
     }
 
     /// The same gateway, evaluating `alerting`'s rules while it serves.
@@ -242,6 +279,10 @@ impl Gateway {
         if let Some(alerting) = &self.alerting {
             alerting.start();
         }
+        let maintenance = self
+            .field_maintenance
+            .as_ref()
+            .map(|(keys, targets, every)| keys.spawn_maintenance(targets.clone(), *every));
 
         // Realtime connections are long-lived: closed (1001 going away) as
         // soon as the shutdown starts, so they never hold the grace period.
@@ -268,6 +309,11 @@ impl Gateway {
         );
         let ops = crate::ops_access::serve(self.ops.as_ref().zip(ops_listener), ops_shutdown);
         tokio::join!(main, ops);
+        // A re-encryption pass is compare-and-set per record: stopping it
+        // midway leaves every record whole.
+        if let Some(task) = maintenance {
+            task.abort();
+        }
         // No more checks once the listener is closed.
         if let Some(health) = &self.health {
             health.stop();

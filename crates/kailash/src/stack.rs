@@ -166,7 +166,19 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
     }
     let mut hub = None;
     let mut sessions = None;
+    let mut field_targets = Vec::new();
     if let Some(mut service) = this.auth.take() {
+        if let Some((keys, _)) = &this.field_keys {
+            service = service.with_field_keys(keys.clone());
+            if service.field_keys().is_none() {
+                return Err(GatewayError::Security(
+                    "field encryption needs the authentication service before it is cloned \
+                     (pass it to the builder once)"
+                        .into(),
+                ));
+            }
+            field_targets = service.reencryption_targets();
+        }
         if let Some((registry, _)) = &this.tenancy {
             service = service
                 .with_tenant_gate(Arc::new(crate::tenant_gate::RegistryGate(registry.clone())));
@@ -258,13 +270,14 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
     if let Some(hub) = &hub {
         this = this.openapi(kailash_realtime::http::openapi_for(hub.config()));
     }
-    compose_checked(this, hub, sessions)
+    compose_checked(this, hub, sessions, field_targets)
 }
 
 fn compose_checked(
     mut builder: GatewayBuilder,
     hub: Option<kailash_realtime::Hub>,
     sessions: Option<kailash_auth::session::SessionStore>,
+    field_targets: Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>>,
 ) -> Result<Gateway, GatewayError> {
     if (builder.rate_limits.per_user.is_some() || builder.rate_limits.per_tenant.is_some())
         && builder.principal_layer.is_none()
@@ -570,5 +583,10 @@ fn compose_checked(
     .with_runtime(builder.runtime)
     .with_health(health)
     .with_alerting(alerting)
+    .with_field_maintenance(
+        builder
+            .field_keys
+            .map(|(keys, every)| (keys, field_targets, every)),
+    )
     .with_ops(operational.listener))
 }

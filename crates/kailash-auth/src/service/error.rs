@@ -83,6 +83,10 @@ impl From<SessionError> for AuthError {
     fn from(e: SessionError) -> Self {
         match e {
             SessionError::LimitReached => AuthError::SessionLimit,
+            SessionError::Field(e) => {
+                tracing::error!(error = %e, "a sealed session field does not open");
+                AuthError::Internal
+            }
             other => {
                 tracing::warn!(error = %other, "session store unavailable");
                 AuthError::Unavailable

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use kailash_core::Principal;
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
-use kailash_core::state::Namespace;
+use kailash_core::field_encryption::{FieldError, FieldKeys, ReencryptStats, is_sealed};
+use kailash_core::state::{Namespace, ScanCursor, SharedState, StateKey};
 use serde::{Deserialize, Serialize};
 
 use super::overrides::key_for;
@@ -187,10 +188,11 @@ impl AuthService {
         let secret = TotpSecret::generate().map_err(|_| AuthError::Internal)?;
         let encoded = secret.to_base32();
         let key = key_for(user.tenant.as_ref(), NS_MFA_PENDING, &user.subject);
+        let stored = self.stored_secret(&key, &encoded)?;
         self.inner
             .state
             .kv
-            .set(&key, Bytes::from(encoded.clone()), Some(ENROLMENT_TTL))
+            .set(&key, stored, Some(ENROLMENT_TTL))
             .await?;
         let uri = self.inner.config.totp.provisioning_uri(
             &secret,
@@ -217,8 +219,7 @@ impl AuthService {
         let Some(pending) = kv.get(&pending_key).await? else {
             return Err(AuthError::Conflict("no enrolment in progress"));
         };
-        let text = std::str::from_utf8(&pending).map_err(|_| AuthError::Internal)?;
-        let secret = TotpSecret::from_base32(text).map_err(|_| AuthError::Internal)?;
+        let secret = self.read_secret(&pending_key, &pending).await?;
         let fail = |reason: &'static str| {
             Self::event("auth.mfa.verify", AuditDecision::Failure, Some(ctx))
                 .actor(user.subject.clone())
@@ -280,12 +281,9 @@ impl AuthService {
             None,
         )
         .await?;
-        kv.set(
-            &key_for(tenant, NS_MFA, &user.subject),
-            Bytes::from(secret.to_base32()),
-            None,
-        )
-        .await?;
+        let enrolled_key = key_for(tenant, NS_MFA, &user.subject);
+        let stored = self.stored_secret(&enrolled_key, &secret.to_base32())?;
+        kv.set(&enrolled_key, stored, None).await?;
         self.audit(
             Self::event("auth.mfa.verify", AuditDecision::Success, Some(ctx))
                 .actor(user.subject.clone())
@@ -325,14 +323,46 @@ impl AuthService {
         let key = key_for(user.tenant.as_ref(), NS_MFA, &user.subject);
         match self.inner.state.kv.get(&key).await? {
             Some(b) if b.as_ref() == RESET => Ok(None),
-            Some(b) => {
-                let text = std::str::from_utf8(&b).map_err(|_| AuthError::Internal)?;
-                Ok(Some(
-                    TotpSecret::from_base32(text).map_err(|_| AuthError::Internal)?,
-                ))
-            }
+            Some(b) => self.read_secret(&key, &b).await.map(Some),
             None => Ok(user.totp_secret.clone()),
         }
+    }
+
+    /// A TOTP secret (base32) as stored under `key`: sealed with the
+    /// field keys when the service has them, bound to the key (user and
+    /// slot), else in clear.
+    fn stored_secret(&self, key: &StateKey, base32: &str) -> Result<Bytes, AuthError> {
+        match &self.inner.field_keys {
+            Some(keys) => keys
+                .seal(base32.as_bytes(), &secret_context(key))
+                .map(Bytes::from)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "a TOTP secret could not be sealed");
+                    AuthError::Internal
+                }),
+            None => Ok(Bytes::from(base32.to_owned())),
+        }
+    }
+
+    /// The secret stored under `key` (sealed or, from before encryption
+    /// was on, in clear). A sealed secret that does not open, or one found
+    /// without field keys, is an internal error: never a wrong secret.
+    async fn read_secret(&self, key: &StateKey, stored: &[u8]) -> Result<TotpSecret, AuthError> {
+        let text = std::str::from_utf8(stored).map_err(|_| AuthError::Internal)?;
+        let base32 = if is_sealed(text) {
+            let Some(keys) = &self.inner.field_keys else {
+                tracing::error!("a TOTP secret is sealed but no field keys are configured");
+                return Err(AuthError::Internal);
+            };
+            let plain = keys.open(text, &secret_context(key)).await.map_err(|e| {
+                tracing::error!(error = %e, "a sealed TOTP secret does not open");
+                AuthError::Internal
+            })?;
+            String::from_utf8(plain).map_err(|_| AuthError::Internal)?
+        } else {
+            text.to_owned()
+        };
+        TotpSecret::from_base32(&base32).map_err(|_| AuthError::Internal)
     }
 
     /// Spends `code` if it is one of `user`'s unspent recovery codes.
@@ -362,5 +392,74 @@ impl AuthService {
             }
         }
         Err(AuthError::Unavailable)
+    }
+}
+
+/// The context a TOTP secret is sealed in: its own state key (user and
+/// slot), so a sealed secret copied to another user does not open.
+fn secret_context(key: &StateKey) -> Vec<u8> {
+    let mut out = b"kailash-totp-secret\0".to_vec();
+    out.extend_from_slice(key.as_str().as_bytes());
+    out
+}
+
+/// The enrolled TOTP secrets as a re-encryption target: re-seals those an
+/// older data key sealed and seals those stored in clear. Pending
+/// enrolments are left alone: they live ten minutes, far less than the
+/// grace before a superseded key is retired.
+pub(super) struct SecretReencryption {
+    pub(super) state: SharedState,
+}
+
+#[async_trait::async_trait]
+impl kailash_core::field_encryption::Reencrypt for SecretReencryption {
+    fn name(&self) -> &'static str {
+        "totp_secrets"
+    }
+
+    async fn reencrypt(&self, keys: &FieldKeys) -> Result<ReencryptStats, FieldError> {
+        let kv = &self.state.kv;
+        let mut stats = ReencryptStats::default();
+        let mut cursor = Some(ScanCursor::START);
+        while let Some(at) = cursor {
+            let page = kv.scan(NS_MFA, at).await?;
+            cursor = page.next;
+            for key in page.keys {
+                stats.scanned += 1;
+                let Some(stored) = kv.get(&key).await? else {
+                    continue;
+                };
+                if stored.as_ref() == RESET {
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(&stored) else {
+                    stats.failed += 1;
+                    continue;
+                };
+                let context = secret_context(&key);
+                let new = if is_sealed(text) {
+                    match keys.reseal(text, &context).await {
+                        Ok(Some(new)) => new,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a TOTP secret could not be re-sealed");
+                            stats.failed += 1;
+                            continue;
+                        }
+                    }
+                } else {
+                    keys.seal(text.as_bytes(), &context)?
+                };
+                // A secret replaced meanwhile (a new enrolment, a reset) is
+                // the newer write's: compare-and-set leaves it.
+                if kv
+                    .compare_and_swap(&key, Some(&stored), Some(Bytes::from(new)), None)
+                    .await?
+                {
+                    stats.resealed += 1;
+                }
+            }
+        }
+        Ok(stats)
     }
 }

@@ -85,6 +85,7 @@ struct Inner {
     tags: username_tag::UsernameTags,
     audit: Arc<dyn AuditSink>,
     tenants: Option<Arc<dyn TenantGate>>,
+    field_keys: Option<Arc<kailash_core::field_encryption::FieldKeys>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -149,6 +150,7 @@ impl AuthService {
                 clock,
                 audit,
                 tenants: None,
+                field_keys: None,
             }),
         }
     }
@@ -162,6 +164,42 @@ impl AuthService {
         }
         self
     }
+    /// Seals what the service stores of its users with `keys`: sessions'
+    /// client addresses and TOTP secrets (enrolled and pending). Values
+    /// stored in clear before stay readable and are sealed by the
+    /// re-encryption pass ([`reencryption_targets`](Self::reencryption_targets)).
+    /// Call it on a new service (before it is cloned, and before a session
+    /// listener is set): a shared one is returned unchanged.
+    #[must_use]
+    pub fn with_field_keys(mut self, keys: Arc<kailash_core::field_encryption::FieldKeys>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sessions = SessionStore::new(inner.state.clone(), inner.config.session.clone())
+                .with_field_keys(keys.clone());
+            inner.field_keys = Some(keys);
+        }
+        self
+    }
+
+    /// The field keys set with [`with_field_keys`](Self::with_field_keys).
+    pub fn field_keys(&self) -> Option<&Arc<kailash_core::field_encryption::FieldKeys>> {
+        self.inner.field_keys.as_ref()
+    }
+
+    /// The records this service seals, as re-encryption targets for
+    /// [`FieldKeys::maintain`](kailash_core::field_encryption::FieldKeys::maintain):
+    /// sessions and TOTP secrets. Empty without field keys.
+    pub fn reencryption_targets(&self) -> Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>> {
+        if self.inner.field_keys.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        out.extend(self.inner.sessions.reencryption());
+        out.push(Arc::new(mfa::SecretReencryption {
+            state: self.inner.state.clone(),
+        }));
+        out
+    }
+
     /// Uses `hasher`'s parameters for new password hashes (and the dummy
     /// verification). The service keeps its own [`HashLimiter`] (from
     /// [`AuthConfig::max_concurrent_hashes`]): one bound for every hash and

@@ -45,17 +45,19 @@ impl AuthService {
             .sessions
             .list(principal.token_tenant(), principal.subject())
             .await?;
-        Ok(sessions
-            .into_iter()
-            .map(|s| SessionView {
+        let mut views = Vec::with_capacity(sessions.len());
+        for s in sessions {
+            let client_ip = self.inner.sessions.client_ip(&s).await?;
+            views.push(SessionView {
                 current: Some(s.id.as_str()) == current,
                 id: s.id,
                 created_at: s.created_at,
                 last_seen: s.last_seen,
                 expires_at: s.expires_at,
-                client_ip: s.client_ip,
-            })
-            .collect())
+                client_ip,
+            });
+        }
+        Ok(views)
     }
 
     /// Revokes one of the caller's own sessions.

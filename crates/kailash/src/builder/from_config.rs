@@ -319,9 +319,18 @@ impl GatewayBuilder {
             builder.run_observers = Some(observers);
         }
         if let Some(section) = &config.auth {
-            let service =
-                crate::backends::auth_from_config(section, &config.users, data_dir, state, audit)?;
+            let service = crate::backends::auth_from_config(
+                section,
+                &config.users,
+                data_dir,
+                state.clone(),
+                audit,
+            )?;
             builder = builder.authentication(service);
+            if let Some(fields) = &config.security.field_encryption {
+                let keys = crate::backends::field_keys(fields, data_dir, state.clone()).await?;
+                builder = builder.field_encryption(keys, fields.maintenance_interval.0);
+            }
             if let Some(cookie) = &section.cookie {
                 builder = builder.auth_cookie(cookie);
             }

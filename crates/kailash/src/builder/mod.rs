@@ -55,6 +55,7 @@ pub struct GatewayBuilder {
     pub(crate) https: Option<kailash_core::transport::HttpsPolicyLayer>,
     pub(crate) security_headers: Option<kailash_core::transport::SecurityHeaders>,
     pub(crate) dlp: Option<kailash_core::dlp::DlpLayer>,
+    pub(crate) field_keys: Option<(Arc<kailash_core::field_encryption::FieldKeys>, Duration)>,
     pub(crate) cors_credentials: bool,
     pub(crate) cors_max_age: Duration,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -130,6 +131,7 @@ impl Default for GatewayBuilder {
             .ok(),
             security_headers: Some(kailash_core::transport::SecurityHeaders::default()),
             dlp: None,
+            field_keys: None,
             cors_credentials: false,
             cors_max_age: defaults.cors.max_age.0,
             trusted_proxies: TrustedProxies::none(),
@@ -375,6 +377,23 @@ impl GatewayBuilder {
     /// no inspection.
     pub fn dlp(mut self, layer: Option<kailash_core::dlp::DlpLayer>) -> Self {
         self.dlp = layer.filter(|l| !l.is_empty());
+        self
+    }
+
+    /// Field-level encryption (`[security.field_encryption]`): the
+    /// authentication service seals sessions' client addresses and TOTP
+    /// secrets with `keys`, and while the gateway serves, a maintenance
+    /// round every `every` rotates the data key when due, re-wraps keys
+    /// after a KEK rotation and re-encrypts what older keys sealed
+    /// ([`FieldKeys::maintain`](kailash_core::field_encryption::FieldKeys::maintain)).
+    /// Pass the same `keys` to your own [`Encrypted`](kailash_core::field_encryption::Encrypted)
+    /// fields; [`Gateway::field_keys`] hands them back.
+    pub fn field_encryption(
+        mut self,
+        keys: Arc<kailash_core::field_encryption::FieldKeys>,
+        every: Duration,
+    ) -> Self {
+        self.field_keys = Some((keys, every));
         self
     }
 

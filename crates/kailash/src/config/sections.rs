@@ -262,6 +262,98 @@ pub struct SecuritySection {
     /// Default off: it costs that thread about 2.4 µs per 200-byte line
     /// (docs/performance.md); turn it on where logs leave the trust boundary.
     pub redact_logs: bool,
+    /// `[security.field_encryption]`: personal fields and secrets sealed
+    /// at rest. Absent: stored as written.
+    pub field_encryption: Option<FieldEncryptionConfig>,
+}
+
+/// `[security.field_encryption]`: what the gateway stores of its users —
+/// sessions' client addresses and TOTP secrets — sealed with AES-256-GCM
+/// under a shared, rotating data key wrapped by a key-encryption key
+/// (`kailash_core::field_encryption`). The audit trail's personal fields
+/// are sealed per person by `[audit] personal_data_keyring_*` instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldEncryptionConfig {
+    /// The environment variable holding the KEK keyring text (one
+    /// `id base64-32-byte-key` line per key, the last active; append a
+    /// line and restart to rotate the KEK).
+    pub keyring_env: Option<String>,
+    /// The keyring from a file (relative paths under the data directory);
+    /// set one of the two.
+    pub keyring_file: Option<PathBuf>,
+    /// Days a data key stays the active one (the seed's
+    /// `key_rotation_days`, default 90; 0: never by age).
+    pub key_rotation_days: u32,
+    /// How often the maintenance round runs (rotation when due, KEK
+    /// re-wrap, re-encryption of what older keys sealed). Default `1h`.
+    pub maintenance_interval: ConfigDuration,
+    /// How long after a rotation a complete re-encryption pass must begin
+    /// before the old data key is deleted (every instance has reloaded the
+    /// new key by then). Default `2h`; at least twice the maintenance
+    /// interval and 15 minutes (a pending TOTP enrolment lives 10).
+    pub retire_after: ConfigDuration,
+}
+
+impl Default for FieldEncryptionConfig {
+    fn default() -> Self {
+        Self {
+            keyring_env: None,
+            keyring_file: None,
+            key_rotation_days: 90,
+            maintenance_interval: ConfigDuration(std::time::Duration::from_secs(3_600)),
+            retire_after: ConfigDuration(std::time::Duration::from_secs(7_200)),
+        }
+    }
+}
+
+impl FieldEncryptionConfig {
+    /// Checks the settings; `(key, message)` naming the wrong one.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        let key = "security.field_encryption.keyring_env";
+        match crate::config::alerting::AlertChannelConfig::secret(
+            &self.keyring_env,
+            &self.keyring_file,
+            "keyring",
+        ) {
+            Err(m) => return Err((key, m)),
+            Ok(None) => {
+                return Err((key, "set `keyring_env` or `keyring_file`".into()));
+            }
+            Ok(Some(_)) => {}
+        }
+        if self.key_rotation_days > 3_650 {
+            return Err((
+                "security.field_encryption.key_rotation_days",
+                "at most 3650 (0: never by age)".into(),
+            ));
+        }
+        let every = self.maintenance_interval.0;
+        if every < std::time::Duration::from_secs(1)
+            || every > std::time::Duration::from_secs(86_400)
+        {
+            return Err((
+                "security.field_encryption.maintenance_interval",
+                "between 1s and 1d".into(),
+            ));
+        }
+        if self.retire_after.0 < (2 * every).max(std::time::Duration::from_secs(900)) {
+            return Err((
+                "security.field_encryption.retire_after",
+                "at least twice maintenance_interval and 15m".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The options the keys are loaded with.
+    pub(crate) fn options(&self) -> kailash_core::field_encryption::FieldKeysOptions {
+        let days = u64::from(self.key_rotation_days);
+        kailash_core::field_encryption::FieldKeysOptions::default()
+            .name("gateway")
+            .rotation((days > 0).then(|| std::time::Duration::from_secs(days * 86_400)))
+            .retire_after(self.retire_after.0)
+    }
 }
 
 /// `[[security.dlp]]`: one route group's response inspection.
@@ -304,6 +396,7 @@ impl Default for SecuritySection {
                 .collect(),
             dlp_max_body_bytes: 1024 * 1024,
             redact_logs: false,
+            field_encryption: None,
         }
     }
 }

@@ -207,6 +207,17 @@ impl GatewayConfig {
         self.security
             .dlp_layer()
             .map_err(|(key, message)| (key.into(), message))?;
+        if let Some(fields) = &self.security.field_encryption {
+            fields
+                .validate()
+                .map_err(|(key, message)| (key.into(), message))?;
+            if self.auth.is_none() {
+                return Err((
+                    "security.field_encryption".into(),
+                    "needs an [auth] section (it seals what authentication stores)".into(),
+                ));
+            }
+        }
         if let Some(auth) = &self.auth {
             auth.validate()
                 .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod dlp;
+mod encryption;
 mod input;
 mod mfa;
 mod network;

@@ -842,39 +842,13 @@ fn unavailable(e: SessionError) -> SessionCheckError {
 #[async_trait]
 impl SessionCheck for SessionStore {
     async fn check(&self, principal: &Principal) -> Result<(), SessionCheckError> {
-        let Some(id) = principal.session_id() else {
-            return Err(SessionCheckError::Revoked);
-        };
-        let tenant = principal.token_tenant();
-        let now = self.now();
-        if !crate::ids::is_valid(id) {
-            return Err(SessionCheckError::Revoked);
-        }
-        let bytes = self
-            .inner
-            .state
-            .kv
-            .get(&session_key(tenant, id))
-            .await
-            .map_err(|e| unavailable(e.into()))?;
-        let Some(bytes) = bytes else {
-            return Err(SessionCheckError::Revoked);
-        };
-        let (session, due) = self.verify_record(principal, &bytes, now)?;
-        let in_index = self
-            .inner
-            .state
-            .sets
-            .contains(&index_key(tenant, &session.subject), id)
-            .await
-            .map_err(|e| unavailable(e.into()))?;
-        if !in_index {
-            return Err(SessionCheckError::Revoked);
-        }
-        if due {
-            self.renew(tenant, session, bytes, now).await?;
-        }
-        Ok(())
+        self.check_with(principal, true).await
+    }
+
+    /// Like [`check`](SessionCheck::check), never renewing: an open
+    /// socket is not activity.
+    async fn check_live(&self, principal: &Principal) -> Result<(), SessionCheckError> {
+        self.check_with(principal, false).await
     }
 
     /// The session is live while its record is live and its id is in its
@@ -915,6 +889,50 @@ impl SessionCheck for SessionStore {
         Ok(Some(Box::pin(async move {
             store.renew(tenant.as_ref(), session, bytes, now).await
         })))
+    }
+}
+
+impl SessionStore {
+    /// The liveness check of [`SessionCheck`], renewing a due session when
+    /// `renew`.
+    async fn check_with(
+        &self,
+        principal: &Principal,
+        renew: bool,
+    ) -> Result<(), SessionCheckError> {
+        let Some(id) = principal.session_id() else {
+            return Err(SessionCheckError::Revoked);
+        };
+        let tenant = principal.token_tenant();
+        let now = self.now();
+        if !crate::ids::is_valid(id) {
+            return Err(SessionCheckError::Revoked);
+        }
+        let bytes = self
+            .inner
+            .state
+            .kv
+            .get(&session_key(tenant, id))
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        let Some(bytes) = bytes else {
+            return Err(SessionCheckError::Revoked);
+        };
+        let (session, due) = self.verify_record(principal, &bytes, now)?;
+        let in_index = self
+            .inner
+            .state
+            .sets
+            .contains(&index_key(tenant, &session.subject), id)
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        if !in_index {
+            return Err(SessionCheckError::Revoked);
+        }
+        if due && renew {
+            self.renew(tenant, session, bytes, now).await?;
+        }
+        Ok(())
     }
 }
 

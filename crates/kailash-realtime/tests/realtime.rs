@@ -779,6 +779,53 @@ mod lifecycle {
     }
 
     #[tokio::test]
+    async fn an_open_socket_does_not_keep_its_session_from_idling_out() {
+        // Pings and the token's lifetime are out of the way: only the
+        // session's own idle timeout (1 h by default) can end it.
+        let config = RealtimeConfig {
+            heartbeat: kailash_core::spec::ConfigDuration(Duration::from_secs(7_200)),
+            idle_timeout: kailash_core::spec::ConfigDuration(Duration::from_secs(10_800)),
+            ..base_config()
+        };
+        let app = app(config).await;
+        let alice = Who {
+            lifetime: 86_400,
+            ..who("alice", acme())
+        };
+        let (mut ws, _, sid) = app.connect(&alice).await;
+        let opened = app
+            .sessions
+            .get(Some(&acme()), &sid)
+            .await
+            .unwrap()
+            .unwrap();
+        // Half an hour later the sweep re-checks the session (renewal due
+        // for a request), but an open socket is not activity.
+        app.clock.advance(Duration::from_secs(1_800));
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        let seen = app
+            .sessions
+            .get(Some(&acme()), &sid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            seen.last_seen, opened.last_seen,
+            "the sweep renewed the session"
+        );
+        // Past the idle timeout the sweep closes it.
+        app.clock.advance(Duration::from_secs(1_860));
+        assert_eq!(closed(&mut ws).await, (4001, "Invalid session".into()));
+        assert!(
+            app.sessions
+                .get(Some(&acme()), &sid)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
     async fn heartbeats_keep_a_reading_client_and_idle_ones_close() {
         let config = RealtimeConfig {
             heartbeat: kailash_core::spec::ConfigDuration(Duration::from_secs(1)),

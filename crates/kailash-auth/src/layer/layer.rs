@@ -148,9 +148,20 @@ impl JwtAuthLayer {
     }
 
     /// Asks the configured [`SessionCheck`] whether `principal`'s session
-    /// is still alive (`Ok` when no check is configured): for holders of a
-    /// long-lived connection that re-check a principal authenticated
-    /// earlier.
+    /// is still alive without counting it as activity
+    /// ([`SessionCheck::check_live`]; `Ok` when no check is configured):
+    /// for holders of a long-lived connection that re-check a principal
+    /// authenticated earlier while the connection stays open.
+    pub async fn check_session_live(&self, principal: &Principal) -> Result<(), SessionCheckError> {
+        match &self.config.session {
+            Some(session) => session.check_live(principal).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Asks the configured [`SessionCheck`] whether `principal`'s session
+    /// is still alive, as a request would (a due renewal is written; `Ok`
+    /// when no check is configured).
     pub async fn check_session(&self, principal: &Principal) -> Result<(), SessionCheckError> {
         match &self.config.session {
             Some(session) => match session.check_now(principal) {

@@ -35,8 +35,18 @@ pub enum SessionCheckError {
 /// Decides whether a verified principal's server-side session is still alive.
 #[async_trait]
 pub trait SessionCheck: Send + Sync + 'static {
-    /// Checks the session of `principal`.
+    /// Checks the session of `principal` for a request: the request is
+    /// activity, so a store with an idle timeout may renew it.
     async fn check(&self, principal: &Principal) -> Result<(), SessionCheckError>;
+
+    /// Whether `principal`'s session is still alive, *without* counting as
+    /// activity: what a holder of a long-lived connection asks while the
+    /// connection merely stays open, so an unattended socket never keeps
+    /// its session from idling out. The default asks
+    /// [`check`](Self::check); stores that renew on a check override it.
+    async fn check_live(&self, principal: &Principal) -> Result<(), SessionCheckError> {
+        self.check(principal).await
+    }
 
     /// Answers synchronously when the store is in process; `None` (the
     /// default) means "ask [`check`](Self::check)". Lets the layer skip

@@ -65,7 +65,7 @@ pub(super) async fn once(hub: &Arc<HubInner>) {
         let hub = hub.clone();
         checks.spawn(async move {
             let principal = conns[0].principal();
-            match hub.auth.check_session(&principal).await {
+            match hub.auth.check_session_live(&principal).await {
                 Ok(()) => {}
                 Err(SessionCheckError::Unavailable) => {
                     // Fail open for sockets already admitted: a store outage

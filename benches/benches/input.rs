@@ -4,7 +4,10 @@
 //! a login body, a workflow-sized document and a 64 KiB array; and of the
 //! response DLP (`kailash_core::dlp`): the detectors on a clean and a
 //! personal-data-laden JSON response, and one response through
-//! `DlpLayer` (redacted, and outside every rule).
+//! `DlpLayer` (redacted, and outside every rule); and of field-level
+//! encryption (`kailash_core::field_encryption`): sealing and opening a
+//! session's client address, and reading a session record's sealed
+//! address field as the per-request session check does (no opening).
 //!
 //! ```text
 //! cargo bench -p kailash-benches --bench input
@@ -121,5 +124,44 @@ fn bench_dlp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_input, bench_dlp);
+fn bench_fields(c: &mut Criterion) {
+    use kailash_core::field_encryption::{Encrypted, FieldKeys, FieldKeysOptions};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let state =
+        kailash_core::state::SharedState::memory(Arc::new(kailash_core::clock::SystemClock));
+    let ring =
+        kailash_core::envelope::Keyring::parse("k1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n")
+            .unwrap();
+    let keys = rt
+        .block_on(FieldKeys::load(
+            state,
+            Arc::new(ring),
+            FieldKeysOptions::default(),
+        ))
+        .unwrap();
+    let ip: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let context = b"kailash-session-ip\0AbCdEfGhIjKlMnOpQrStUvWx";
+    let mut g = c.benchmark_group("fields");
+    g.bench_function("seal an address", |b| {
+        b.iter(|| Encrypted::seal(&keys, black_box(&ip), context).unwrap())
+    });
+    let sealed = Encrypted::seal(&keys, &ip, context).unwrap();
+    g.bench_function("open an address", |b| {
+        b.iter(|| rt.block_on(sealed.open(&keys, black_box(context))).unwrap())
+    });
+    let clear = serde_json::to_string(&ip).unwrap();
+    let field = serde_json::to_string(&sealed).unwrap();
+    g.bench_function("read a clear address field", |b| {
+        b.iter(|| serde_json::from_str::<std::net::IpAddr>(black_box(&clear)).unwrap())
+    });
+    g.bench_function("read a sealed address field (shape only)", |b| {
+        b.iter(|| serde_json::from_str::<Encrypted<std::net::IpAddr>>(black_box(&field)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_input, bench_dlp, bench_fields);
 criterion_main!(benches);

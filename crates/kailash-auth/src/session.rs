@@ -235,15 +235,26 @@ impl Serialize for ClientIp {
 
 impl<'de> Deserialize<'de> for ClientIp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        if kailash_core::field_encryption::is_sealed(&text) {
-            return Encrypted::from_sealed(text)
-                .map(ClientIp::Sealed)
-                .map_err(serde::de::Error::custom);
+        /// Reads the text in place: a clear address (every session check
+        /// reads one) allocates nothing.
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = ClientIp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an IP address or a sealed value")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ClientIp, E> {
+                if kailash_core::field_encryption::is_sealed(text) {
+                    return Encrypted::from_sealed(text.to_owned())
+                        .map(ClientIp::Sealed)
+                        .map_err(E::custom);
+                }
+                text.parse()
+                    .map(ClientIp::Clear)
+                    .map_err(|_| E::custom("neither an address nor a sealed value"))
+            }
         }
-        text.parse()
-            .map(ClientIp::Clear)
-            .map_err(|_| serde::de::Error::custom("neither an address nor a sealed value"))
+        d.deserialize_str(Text)
     }
 }
 

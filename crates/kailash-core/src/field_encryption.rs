@@ -268,9 +268,9 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
-/// Splits a sealed value into its key id and ciphertext, checking shape
-/// and size only.
-fn parse_sealed(sealed: &str) -> Result<(&str, Vec<u8>), FieldError> {
+/// Splits a sealed value into its key id and encoded ciphertext, checking
+/// prefix, id, alphabet and size without decoding (no allocation).
+fn check_shape(sealed: &str) -> Result<(&str, &str), FieldError> {
     if sealed.len() > MAX_SEALED_CHARS {
         return Err(FieldError::Malformed);
     }
@@ -278,22 +278,36 @@ fn parse_sealed(sealed: &str) -> Result<(&str, Vec<u8>), FieldError> {
         .strip_prefix(SEALED_PREFIX)
         .ok_or(FieldError::Malformed)?;
     let (id, body) = rest.split_once('.').ok_or(FieldError::Malformed)?;
-    if id.len() != KEY_ID_CHARS || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if id.len() != KEY_ID_CHARS || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(FieldError::Malformed);
     }
+    // Unpadded base64url of at least nonce + tag: whole groups of 4, or a
+    // tail of 2 or 3 characters.
+    let ok = body.len() % 4 != 1
+        && body.len() * 3 / 4 >= crate::envelope::OVERHEAD
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(FieldError::Malformed);
+    }
+    Ok((id, body))
+}
+
+/// Splits a sealed value into its key id and decoded ciphertext.
+fn parse_sealed(sealed: &str) -> Result<(&str, Vec<u8>), FieldError> {
+    let (id, body) = check_shape(sealed)?;
+    // Non-canonical trailing bits are refused by the decoder too.
     let bytes = BASE64URL_NOPAD
         .decode(body.as_bytes())
         .map_err(|_| FieldError::Malformed)?;
-    if bytes.len() < crate::envelope::OVERHEAD {
-        return Err(FieldError::Malformed);
-    }
     Ok((id, bytes))
 }
 
-/// Whether `text` has the shape of a sealed value (a cheap check that
-/// tells a sealed field from a legacy clear one).
+/// Whether `text` has the shape of a sealed value: a cheap check, without
+/// decoding, that tells a sealed field from a legacy clear one.
 pub fn is_sealed(text: &str) -> bool {
-    parse_sealed(text).is_ok()
+    check_shape(text).is_ok()
 }
 
 /// The id of the data key that sealed `sealed`, if it is a sealed value.
@@ -843,7 +857,7 @@ impl<T: Serialize + serde::de::DeserializeOwned> Encrypted<T> {
 impl<T> Encrypted<T> {
     /// A sealed text read from elsewhere, checked for shape and size.
     pub fn from_sealed(sealed: String) -> Result<Self, FieldError> {
-        parse_sealed(&sealed)?;
+        check_shape(&sealed)?;
         Ok(Self {
             sealed,
             _type: PhantomData,

@@ -146,9 +146,12 @@ fn bench_fields(c: &mut Criterion) {
     let context = b"kailash-session-ip\0AbCdEfGhIjKlMnOpQrStUvWx";
     let mut g = c.benchmark_group("fields");
     g.bench_function("seal an address", |b| {
-        b.iter(|| Encrypted::seal(&keys, black_box(&ip), context).unwrap())
+        b.iter(|| {
+            rt.block_on(Encrypted::seal(&keys, black_box(&ip), context))
+                .unwrap()
+        })
     });
-    let sealed = Encrypted::seal(&keys, &ip, context).unwrap();
+    let sealed = rt.block_on(Encrypted::seal(&keys, &ip, context)).unwrap();
     g.bench_function("open an address", |b| {
         b.iter(|| rt.block_on(sealed.open(&keys, black_box(context))).unwrap())
     });

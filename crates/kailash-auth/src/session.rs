@@ -351,7 +351,7 @@ struct Inner {
     state: SharedState,
     config: SessionConfig,
     listener: OnceLock<Arc<dyn SessionListener>>,
-    field_keys: Option<Arc<FieldKeys>>,
+    field_keys: OnceLock<Arc<FieldKeys>>,
 }
 
 /// Told when sessions end before their time — a logout, a revocation by
@@ -388,19 +388,22 @@ impl SessionStore {
                 state,
                 config: config.sanitized(),
                 listener: OnceLock::new(),
-                field_keys: None,
+                field_keys: OnceLock::new(),
             }),
         }
     }
 
     /// Stores new sessions' client addresses sealed with `keys` (see the
-    /// module docs). Call it on a new store, before it is cloned: a store
-    /// already shared is returned unchanged.
+    /// module docs), for this store and all its clones. One set of keys per
+    /// store: `false` (and nothing changes) when keys are set already.
+    pub fn set_field_keys(&self, keys: Arc<FieldKeys>) -> bool {
+        self.inner.field_keys.set(keys).is_ok()
+    }
+
+    /// [`set_field_keys`](Self::set_field_keys), as a builder step.
     #[must_use]
-    pub fn with_field_keys(mut self, keys: Arc<FieldKeys>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.field_keys = Some(keys);
-        }
+    pub fn with_field_keys(self, keys: Arc<FieldKeys>) -> Self {
+        self.set_field_keys(keys);
         self
     }
 
@@ -414,7 +417,7 @@ impl SessionStore {
         match &session.client_ip {
             None => Ok(None),
             Some(ClientIp::Clear(ip)) => Ok(Some(*ip)),
-            Some(ClientIp::Sealed(sealed)) => match &self.inner.field_keys {
+            Some(ClientIp::Sealed(sealed)) => match self.inner.field_keys.get() {
                 Some(keys) => sealed
                     .open(keys, &ip_context(&session.id))
                     .await
@@ -434,7 +437,7 @@ impl SessionStore {
     /// [`FieldKeys::maintain`]: re-seals addresses an older key sealed and
     /// seals those stored in clear. `None` without field keys.
     pub fn reencryption(&self) -> Option<Arc<dyn kailash_core::field_encryption::Reencrypt>> {
-        self.inner.field_keys.as_ref()?;
+        self.inner.field_keys.get()?;
         Some(Arc::new(SessionReencryption(self.clone())))
     }
 
@@ -491,9 +494,11 @@ impl SessionStore {
         let now = self.now();
         let id = crate::ids::random().ok_or_else(rng_failed)?;
         let expires_at = crate::deadline::add(now, config.absolute_lifetime);
-        let client_ip = match (&self.inner.field_keys, client_ip) {
+        let client_ip = match (self.inner.field_keys.get(), client_ip) {
             (Some(keys), Some(ip)) => Some(ClientIp::Sealed(
-                Encrypted::seal(keys, &ip, &ip_context(&id)).map_err(SessionError::Field)?,
+                Encrypted::seal(keys, &ip, &ip_context(&id))
+                    .await
+                    .map_err(SessionError::Field)?,
             )),
             (None, Some(ip)) => Some(ClientIp::Clear(ip)),
             (_, None) => None,
@@ -1004,37 +1009,51 @@ impl kailash_core::field_encryption::Reencrypt for SessionReencryption {
 
 impl SessionReencryption {
     /// Re-seals one record's address when needed; whether it wrote. A
-    /// record changed or gone meanwhile is left to its writer (a renewal
-    /// keeps the sealed text; a new session is sealed with the active key).
+    /// record changed meanwhile (a renewal) is read again and re-sealed
+    /// again; one still not current after a few tries is an error, so the
+    /// pass is incomplete and no key is retired under it. A record gone
+    /// or past its deadline needs nothing.
     async fn reseal_one(&self, keys: &FieldKeys, key: &StateKey) -> Result<bool, FieldError> {
         let kv = &self.0.inner.state.kv;
-        let Some(bytes) = kv.get(key).await? else {
-            return Ok(false);
-        };
-        let mut session = decode(&bytes).map_err(|_| FieldError::Malformed)?;
-        let context = ip_context(&session.id);
-        let resealed = match &session.client_ip {
-            None => return Ok(false),
-            Some(ClientIp::Clear(ip)) => Encrypted::seal(keys, ip, &context)?,
-            Some(ClientIp::Sealed(sealed)) => match sealed.reseal(keys, &context).await? {
-                Some(new) => new,
+        for _ in 0..RESEAL_ATTEMPTS {
+            let Some(bytes) = kv.get(key).await? else {
+                return Ok(false);
+            };
+            let mut session = decode(&bytes).map_err(|_| FieldError::Malformed)?;
+            let context = ip_context(&session.id);
+            let resealed = match &session.client_ip {
                 None => return Ok(false),
-            },
-        };
-        session.client_ip = Some(ClientIp::Sealed(resealed));
-        // Keep the record's own deadline: idle from its last use, never
-        // past its absolute expiry.
-        let now = self.0.now();
-        let idle_end = crate::deadline::add(session.last_seen, self.0.inner.config.idle_timeout);
-        let Some(ttl) = crate::deadline::until(now, idle_end.min(session.expires_at)) else {
-            return Ok(false);
-        };
-        let new = encode(&session).map_err(|_| FieldError::Malformed)?;
-        Ok(kv
-            .compare_and_swap(key, Some(&bytes), Some(new), Some(ttl))
-            .await?)
+                Some(ClientIp::Clear(ip)) => Encrypted::seal(keys, ip, &context).await?,
+                Some(ClientIp::Sealed(sealed)) => match sealed.reseal(keys, &context).await? {
+                    Some(new) => new,
+                    None => return Ok(false),
+                },
+            };
+            session.client_ip = Some(ClientIp::Sealed(resealed));
+            // Keep the record's own deadline: idle from its last use, never
+            // past its absolute expiry.
+            let now = self.0.now();
+            let idle_end =
+                crate::deadline::add(session.last_seen, self.0.inner.config.idle_timeout);
+            let Some(ttl) = crate::deadline::until(now, idle_end.min(session.expires_at)) else {
+                return Ok(false);
+            };
+            let new = encode(&session).map_err(|_| FieldError::Malformed)?;
+            if kv
+                .compare_and_swap(key, Some(&bytes), Some(new), Some(ttl))
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(FieldError::KeySet(
+            "a session kept changing under its re-encryption".into(),
+        ))
     }
 }
+
+/// Tries to re-seal one record that keeps changing meanwhile.
+const RESEAL_ATTEMPTS: usize = 4;
 
 fn encode(session: &Session) -> Result<Bytes, SessionError> {
     serde_json::to_vec(session)

@@ -51,7 +51,7 @@
 //! }
 //! let alice = Customer {
 //!     id: 7,
-//!     email: Encrypted::seal(&keys, &"alice@example.com".to_owned(), b"customer:7:email")?,
+//!     email: Encrypted::seal(&keys, &"alice@example.com".to_owned(), b"customer:7:email").await?,
 //! };
 //! let stored = serde_json::to_string(&alice).unwrap();
 //! assert!(!stored.contains("alice@"));
@@ -99,6 +99,10 @@ const NS: Namespace = Namespace::new("fle.keyset");
 /// How often an instance may reload the key set because a value named a
 /// key it does not hold (another instance rotated).
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// The shortest grace before a superseded key may be retired: longer than
+/// a pending TOTP enrolment lives (10 minutes), and long enough that every
+/// instance has refreshed its set (each does every quarter of the grace).
+pub const MIN_RETIRE_AFTER: Duration = Duration::from_secs(900);
 /// Compare-and-set attempts of one key-set change.
 const UPDATE_ATTEMPTS: usize = 16;
 /// The largest key-set record read.
@@ -149,9 +153,10 @@ pub struct FieldKeysOptions {
     /// never rotates by age.
     pub rotation: Option<Duration>,
     /// How long after a key is superseded a re-encryption pass must begin
-    /// before the key may be retired: longer than any instance keeps
-    /// sealing with its cached active key (they reload on every
-    /// maintenance round).
+    /// before the key may be retired (at least [`MIN_RETIRE_AFTER`]). An
+    /// instance re-reads the set before sealing once its copy is older
+    /// than a quarter of this, so no instance seals under a key that
+    /// could be retired.
     pub retire_after: Duration,
 }
 
@@ -160,7 +165,7 @@ impl Default for FieldKeysOptions {
         Self {
             name: "default".into(),
             rotation: Some(Duration::from_secs(90 * 86_400)),
-            retire_after: Duration::from_secs(3_600),
+            retire_after: Duration::from_secs(7_200),
         }
     }
 }
@@ -232,7 +237,14 @@ pub struct FieldKeys {
     options: FieldKeysOptions,
     record: StateKey,
     loaded: RwLock<Arc<Loaded>>,
-    last_reload_ms: std::sync::atomic::AtomicI64,
+    /// When the set was last read from the state (successfully), in the
+    /// state clock's milliseconds.
+    refreshed_ms: std::sync::atomic::AtomicI64,
+    /// One reload at a time; holds when the last one was attempted.
+    reloading: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether a complete re-encryption pass ran in this process (the
+    /// first one also seals what was stored in clear).
+    swept: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for FieldKeys {
@@ -342,10 +354,16 @@ impl FieldKeys {
                 "the rotation period must be positive".into(),
             ));
         }
+        if options.retire_after < MIN_RETIRE_AFTER {
+            return Err(FieldError::KeySet(format!(
+                "retire_after must be at least {} s",
+                MIN_RETIRE_AFTER.as_secs()
+            )));
+        }
         let record = StateKey::global(NS, &options.name);
         let loaded = loop {
             if let Some(raw) = state.kv.get(&record).await? {
-                break Self::unwrap_set(&*provider, &options.name, raw).await?;
+                break Self::unwrap_set(&*provider, &options.name, raw, None).await?;
             }
             let now = state.clock.now();
             let (entry, _) = Self::new_key(&*provider, &options.name, now).await?;
@@ -356,13 +374,16 @@ impl FieldKeys {
                 continue;
             }
         };
+        let refreshed_ms = std::sync::atomic::AtomicI64::new(state.clock.now_millis());
         Ok(Self {
             state,
             provider,
             options,
             record,
             loaded: RwLock::new(Arc::new(loaded)),
-            last_reload_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            refreshed_ms,
+            reloading: tokio::sync::Mutex::new(None),
+            swept: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -388,10 +409,14 @@ impl FieldKeys {
         ))
     }
 
+    /// The set in `raw`, its keys unwrapped — those already in `held` are
+    /// reused, so a reload asks the provider only for new keys (and keeps
+    /// working while instances roll onto a new KEK).
     async fn unwrap_set(
         provider: &dyn KeyProvider,
         name: &str,
         raw: Bytes,
+        held: Option<&Loaded>,
     ) -> Result<Loaded, FieldError> {
         if raw.len() > MAX_KEYSET_BYTES {
             return Err(FieldError::KeySet("the key set record is too large".into()));
@@ -399,6 +424,10 @@ impl FieldKeys {
         let set: StoredSet = serde_json::from_slice(&raw).map_err(corrupt)?;
         let mut keys = HashMap::with_capacity(set.keys.len());
         for entry in &set.keys {
+            if let Some(key) = held.and_then(|h| h.keys.get(&entry.id)) {
+                keys.insert(entry.id.clone(), key.clone());
+                continue;
+            }
             let bytes = BASE64URL_NOPAD
                 .decode(entry.wrapped.as_bytes())
                 .map_err(corrupt)?;
@@ -440,7 +469,27 @@ impl FieldKeys {
     }
 
     /// Seals `plaintext` under the active data key, bound to `context`.
-    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<String, FieldError> {
+    ///
+    /// When this instance's copy of the set is older than a quarter of
+    /// `retire_after`, it is re-read first (so nothing is sealed under a
+    /// key another instance may retire); if that read fails, so does the
+    /// seal.
+    pub async fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<String, FieldError> {
+        if self.stale() {
+            self.reload().await?;
+        }
+        self.seal_now(plaintext, context)
+    }
+
+    /// Whether this instance's copy of the set is too old to seal with.
+    fn stale(&self) -> bool {
+        let refreshed = self.refreshed_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let quarter =
+            i64::try_from((self.options.retire_after / 4).as_millis()).unwrap_or(i64::MAX);
+        self.state.clock.now_millis().saturating_sub(refreshed) >= quarter
+    }
+
+    fn seal_now(&self, plaintext: &[u8], context: &[u8]) -> Result<String, FieldError> {
         let loaded = self.current();
         let (id, key) = &loaded.active;
         let sealed = key.seal(plaintext, &seal_context(id, context))?;
@@ -458,14 +507,21 @@ impl FieldKeys {
     }
 
     /// Opens a value sealed under any key of the set and `context`. A key
-    /// id this instance does not hold reloads the set once (another
-    /// instance may have rotated), at most once a second.
+    /// id this instance does not hold reloads the set (another instance
+    /// may have rotated): one reload at a time, the others waiting for it,
+    /// and at most one a second for ids that stay unknown.
     pub async fn open(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, FieldError> {
         let (id, bytes) = parse_sealed(sealed)?;
         let mut loaded = self.current();
-        if !loaded.keys.contains_key(id) && self.may_reload() {
-            self.reload().await?;
+        if !loaded.keys.contains_key(id) {
+            let mut last = self.reloading.lock().await;
             loaded = self.current();
+            let recent = last.is_some_and(|at| at.elapsed() < RELOAD_EVERY);
+            if !loaded.keys.contains_key(id) && !recent {
+                *last = Some(std::time::Instant::now());
+                self.reload_now().await?;
+                loaded = self.current();
+            }
         }
         let key = loaded
             .keys
@@ -473,18 +529,6 @@ impl FieldKeys {
             .ok_or_else(|| FieldError::UnknownKey(id.to_owned()))?;
         key.open(&bytes, &seal_context(id, context))
             .map_err(|_| FieldError::Tampered)
-    }
-
-    fn may_reload(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let now = self.state.clock.now_millis();
-        let last = self.last_reload_ms.load(Ordering::Relaxed);
-        let every = RELOAD_EVERY.as_millis() as i64;
-        (last == i64::MIN || now.saturating_sub(last) >= every)
-            && self
-                .last_reload_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
     }
 
     /// Whether `sealed` is sealed under the active key (nothing to
@@ -500,7 +544,7 @@ impl FieldKeys {
             return Ok(None);
         }
         let plain = self.open(sealed, context).await?;
-        self.seal(&plain, context).map(Some)
+        self.seal(&plain, context).await.map(Some)
     }
 
     /// The data keys, oldest first (the last is active).
@@ -520,18 +564,41 @@ impl FieldKeys {
 
     /// Re-reads the key set from the shared state (another instance may
     /// have rotated or retired keys).
+    ///
+    /// A set that no longer holds this instance's active key is refused
+    /// ([`FieldError::KeySet`]) and not adopted: keys are retired only
+    /// long after they stop being active, so such a set was replaced (a
+    /// restore, an evicted or deleted record) and adopting it would make
+    /// everything sealed so far unreadable.
     pub async fn reload(&self) -> Result<(), FieldError> {
-        let raw = self
-            .state
-            .kv
-            .get(&self.record)
-            .await?
-            .ok_or_else(|| FieldError::KeySet("the key set record is gone".into()))?;
-        if raw == self.current().raw {
-            return Ok(());
+        let _one = self.reloading.lock().await;
+        self.reload_now().await
+    }
+
+    async fn reload_now(&self) -> Result<(), FieldError> {
+        let raw = self.state.kv.get(&self.record).await?.ok_or_else(|| {
+            tracing::error!(record = %self.record, "the field key set is gone from the state");
+            FieldError::KeySet("the key set record is gone (evicted or deleted?)".into())
+        })?;
+        let current = self.current();
+        if raw != current.raw {
+            let loaded =
+                Self::unwrap_set(&*self.provider, &self.options.name, raw, Some(&current)).await?;
+            if !loaded.keys.contains_key(&current.active.0) {
+                tracing::error!(
+                    record = %self.record,
+                    "the field key set in the state lost this instance's active key; not adopted"
+                );
+                return Err(FieldError::KeySet(
+                    "the stored key set lost the active key (replaced or restored?)".into(),
+                ));
+            }
+            self.install(loaded);
         }
-        let loaded = Self::unwrap_set(&*self.provider, &self.options.name, raw).await?;
-        self.install(loaded);
+        self.refreshed_ms.store(
+            self.state.clock.now_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -548,7 +615,8 @@ impl FieldKeys {
         {
             return Ok(false);
         }
-        let loaded = Self::unwrap_set(&*self.provider, &self.options.name, raw).await?;
+        let loaded =
+            Self::unwrap_set(&*self.provider, &self.options.name, raw, Some(loaded)).await?;
         self.install(loaded);
         Ok(true)
     }
@@ -651,20 +719,39 @@ impl FieldKeys {
     }
 
     /// One maintenance round: reload, rotate when due, re-wrap after a KEK
-    /// rotation, and — while superseded keys exist — a re-encryption pass
-    /// over `targets`, retiring the keys it made unused.
+    /// rotation (a failure of either is logged and counted, not fatal),
+    /// and — while superseded keys exist, and once per process — a
+    /// re-encryption pass over `targets`, retiring the keys a complete
+    /// pass made unused.
     pub async fn maintain(
         &self,
         targets: &[Arc<dyn Reencrypt>],
     ) -> Result<MaintenanceReport, FieldError> {
         self.reload().await?;
-        let mut report = MaintenanceReport {
-            rotated: self.rotate_if_due().await?,
-            rewrapped: self.rewrap().await?,
-            ..MaintenanceReport::default()
-        };
+        let mut report = MaintenanceReport::default();
+        // Neither a full set nor an unreachable KMS may stop the pass and
+        // the retirement that would fix them: warned, counted, retried
+        // next round.
+        match self.rotate_if_due().await {
+            Ok(rotated) => report.rotated = rotated,
+            Err(e) => {
+                tracing::warn!(error = %e, "field key rotation failed");
+                metrics::counter!("kailash_field_key_failures_total", "step" => "rotate")
+                    .increment(1);
+            }
+        }
+        match self.rewrap().await {
+            Ok(moved) => report.rewrapped = moved,
+            Err(e) => {
+                tracing::warn!(error = %e, "re-wrapping field keys failed");
+                metrics::counter!("kailash_field_key_failures_total", "step" => "rewrap")
+                    .increment(1);
+            }
+        }
+        // A pass while older keys exist, and once per process (which also
+        // seals what was stored in clear before encryption was on).
         let superseded = self.current().set.keys.len() > 1;
-        if !superseded {
+        if !superseded && self.swept.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(report);
         }
         let began = self.state.clock.now();
@@ -690,7 +777,10 @@ impl FieldKeys {
             }
         }
         if complete {
-            report.retired = self.retire_before(began).await?;
+            self.swept.store(true, std::sync::atomic::Ordering::Relaxed);
+            if superseded {
+                report.retired = self.retire_before(began).await?;
+            }
         }
         metrics::gauge!("kailash_field_keys").set(self.current().set.keys.len() as f64);
         Ok(report)
@@ -824,10 +914,10 @@ impl<T> std::fmt::Debug for Encrypted<T> {
 
 impl<T: Serialize + serde::de::DeserializeOwned> Encrypted<T> {
     /// `value` sealed under the active key, bound to `context`.
-    pub fn seal(keys: &FieldKeys, value: &T, context: &[u8]) -> Result<Self, FieldError> {
+    pub async fn seal(keys: &FieldKeys, value: &T, context: &[u8]) -> Result<Self, FieldError> {
         let json = serde_json::to_vec(value).map_err(|_| FieldError::Type)?;
         Ok(Self {
-            sealed: keys.seal(&json, context)?,
+            sealed: keys.seal(&json, context).await?,
             _type: PhantomData,
         })
     }

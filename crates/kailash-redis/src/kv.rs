@@ -120,13 +120,15 @@ impl KeyValueStore for RedisState {
             ))
             .arg("COUNT")
             .arg(SCAN_COUNT);
-        let (next, found): (u64, Vec<String>) = self.command(&cmd).await?;
+        let (next, found): (u64, Vec<Vec<u8>>) = self.command(&cmd).await?;
         // The pattern may also match ids containing `:<namespace>:`; keep
-        // only keys of the namespace, then only the live ones (Redis keeps
-        // a logically expired hash for a grace period).
+        // only keys of the namespace (a name that is not UTF-8 is not a
+        // state key), then only the live ones (Redis keeps a logically
+        // expired hash for a grace period).
         let candidates: Vec<(String, StateKey)> = found
             .into_iter()
             .filter_map(|raw| {
+                let raw = String::from_utf8(raw).ok()?;
                 let key = StateKey::parse(raw.strip_prefix(&prefix)?)?;
                 key.in_namespace(namespace).then_some((raw, key))
             })

@@ -104,22 +104,24 @@ return 0
 });
 
 /// Which of the keys (a scan page) hold a live value at `ARGV[1]`: returns
-/// the 1-based positions of the live ones. Read-only.
+/// the 1-based positions of the live ones. Read-only; reads no values. A
+/// key with an unreadable deadline counts as live, so the reader of that
+/// one key meets the corruption (one bad record never hides a page).
 pub(crate) static KV_LIVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        prelude!(),
+    Script::new(
         r#"
 local now = tonumber(ARGV[1])
 local out = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('TYPE', key).ok == 'hash' then
-    local v = live_value(key, now, 'v')
-    if v then out[#out + 1] = i end
+  if redis.call('TYPE', key).ok == 'hash' and redis.call('HEXISTS', key, 'v') == 1 then
+    local e = redis.call('HGET', key, 'e')
+    local at = e and tonumber(e)
+    if (not e) or (not at) or at > now then out[#out + 1] = i end
   end
 end
 return out
-"#
-    ))
+"#,
+    )
 });
 
 /// `KEYS[1]` value hash. `ARGV`: now ms, new deadline ms, gc ms. Returns 1 when the key was live.

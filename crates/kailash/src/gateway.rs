@@ -279,10 +279,13 @@ impl Gateway {
         if let Some(alerting) = &self.alerting {
             alerting.start();
         }
+        // Aborted when serving ends, also when this future is dropped.
         let maintenance = self
             .field_maintenance
             .as_ref()
-            .map(|(keys, targets, every)| keys.spawn_maintenance(targets.clone(), *every));
+            .map(|(keys, targets, every)| {
+                AbortOnDrop(keys.spawn_maintenance(targets.clone(), *every))
+            });
 
         // Realtime connections are long-lived: closed (1001 going away) as
         // soon as the shutdown starts, so they never hold the grace period.
@@ -311,9 +314,7 @@ impl Gateway {
         tokio::join!(main, ops);
         // A re-encryption pass is compare-and-set per record: stopping it
         // midway leaves every record whole.
-        if let Some(task) = maintenance {
-            task.abort();
-        }
+        drop(maintenance);
         // No more checks once the listener is closed.
         if let Some(health) = &self.health {
             health.stop();
@@ -352,6 +353,15 @@ impl Gateway {
                 tracing::error!(%error, action, "audit event could not be recorded");
             }
         }
+    }
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -169,16 +169,17 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
     let mut field_targets = Vec::new();
     if let Some(mut service) = this.auth.take() {
         if let Some((keys, _)) = &this.field_keys {
-            service = service.with_field_keys(keys.clone());
-            if service.field_keys().is_none() {
+            let same = service
+                .field_keys()
+                .is_some_and(|held| Arc::ptr_eq(held, keys));
+            if !same && !service.set_field_keys(keys.clone()) {
                 return Err(GatewayError::Security(
-                    "field encryption needs the authentication service before it is cloned \
-                     (pass it to the builder once)"
-                        .into(),
+                    "the authentication service already seals with other field keys".into(),
                 ));
             }
             field_targets = service.reencryption_targets();
         }
+        field_targets.append(&mut this.field_targets);
         if let Some((registry, _)) = &this.tenancy {
             service = service
                 .with_tenant_gate(Arc::new(crate::tenant_gate::RegistryGate(registry.clone())));

@@ -188,7 +188,7 @@ impl AuthService {
         let secret = TotpSecret::generate().map_err(|_| AuthError::Internal)?;
         let encoded = secret.to_base32();
         let key = key_for(user.tenant.as_ref(), NS_MFA_PENDING, &user.subject);
-        let stored = self.stored_secret(&key, &encoded)?;
+        let stored = self.stored_secret(&key, &encoded).await?;
         self.inner
             .state
             .kv
@@ -282,7 +282,9 @@ impl AuthService {
         )
         .await?;
         let enrolled_key = key_for(tenant, NS_MFA, &user.subject);
-        let stored = self.stored_secret(&enrolled_key, &secret.to_base32())?;
+        let stored = self
+            .stored_secret(&enrolled_key, &secret.to_base32())
+            .await?;
         kv.set(&enrolled_key, stored, None).await?;
         self.audit(
             Self::event("auth.mfa.verify", AuditDecision::Success, Some(ctx))
@@ -331,10 +333,11 @@ impl AuthService {
     /// A TOTP secret (base32) as stored under `key`: sealed with the
     /// field keys when the service has them, bound to the key (user and
     /// slot), else in clear.
-    fn stored_secret(&self, key: &StateKey, base32: &str) -> Result<Bytes, AuthError> {
-        match &self.inner.field_keys {
+    async fn stored_secret(&self, key: &StateKey, base32: &str) -> Result<Bytes, AuthError> {
+        match self.inner.field_keys.get() {
             Some(keys) => keys
                 .seal(base32.as_bytes(), &secret_context(key))
+                .await
                 .map(Bytes::from)
                 .map_err(|e| {
                     tracing::error!(error = %e, "a TOTP secret could not be sealed");
@@ -350,7 +353,7 @@ impl AuthService {
     async fn read_secret(&self, key: &StateKey, stored: &[u8]) -> Result<TotpSecret, AuthError> {
         let text = std::str::from_utf8(stored).map_err(|_| AuthError::Internal)?;
         let base32 = if is_sealed(text) {
-            let Some(keys) = &self.inner.field_keys else {
+            let Some(keys) = self.inner.field_keys.get() else {
                 tracing::error!("a TOTP secret is sealed but no field keys are configured");
                 return Err(AuthError::Internal);
             };
@@ -418,48 +421,60 @@ impl kailash_core::field_encryption::Reencrypt for SecretReencryption {
     }
 
     async fn reencrypt(&self, keys: &FieldKeys) -> Result<ReencryptStats, FieldError> {
-        let kv = &self.state.kv;
         let mut stats = ReencryptStats::default();
         let mut cursor = Some(ScanCursor::START);
         while let Some(at) = cursor {
-            let page = kv.scan(NS_MFA, at).await?;
+            let page = self.state.kv.scan(NS_MFA, at).await?;
             cursor = page.next;
             for key in page.keys {
                 stats.scanned += 1;
-                let Some(stored) = kv.get(&key).await? else {
-                    continue;
-                };
-                if stored.as_ref() == RESET {
-                    continue;
-                }
-                let Ok(text) = std::str::from_utf8(&stored) else {
-                    stats.failed += 1;
-                    continue;
-                };
-                let context = secret_context(&key);
-                let new = if is_sealed(text) {
-                    match keys.reseal(text, &context).await {
-                        Ok(Some(new)) => new,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "a TOTP secret could not be re-sealed");
-                            stats.failed += 1;
-                            continue;
-                        }
+                match self.reseal_one(keys, &key).await {
+                    Ok(true) => stats.resealed += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a TOTP secret could not be re-sealed");
+                        stats.failed += 1;
                     }
-                } else {
-                    keys.seal(text.as_bytes(), &context)?
-                };
-                // A secret replaced meanwhile (a new enrolment, a reset) is
-                // the newer write's: compare-and-set leaves it.
-                if kv
-                    .compare_and_swap(&key, Some(&stored), Some(Bytes::from(new)), None)
-                    .await?
-                {
-                    stats.resealed += 1;
                 }
             }
         }
         Ok(stats)
+    }
+}
+
+impl SecretReencryption {
+    /// Re-seals one secret when needed; whether it wrote. A secret
+    /// replaced meanwhile (a new enrolment, a reset) is read again; one
+    /// still not current after a few tries is an error (the pass is then
+    /// incomplete and retires nothing).
+    async fn reseal_one(&self, keys: &FieldKeys, key: &StateKey) -> Result<bool, FieldError> {
+        let kv = &self.state.kv;
+        for _ in 0..4 {
+            let Some(stored) = kv.get(key).await? else {
+                return Ok(false);
+            };
+            if stored.as_ref() == RESET {
+                return Ok(false);
+            }
+            let text = std::str::from_utf8(&stored).map_err(|_| FieldError::Malformed)?;
+            let context = secret_context(key);
+            let new = if is_sealed(text) {
+                match keys.reseal(text, &context).await? {
+                    Some(new) => new,
+                    None => return Ok(false),
+                }
+            } else {
+                keys.seal(text.as_bytes(), &context).await?
+            };
+            if kv
+                .compare_and_swap(key, Some(&stored), Some(Bytes::from(new)), None)
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(FieldError::KeySet(
+            "a TOTP secret kept changing under its re-encryption".into(),
+        ))
     }
 }

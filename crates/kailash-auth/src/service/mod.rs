@@ -85,7 +85,7 @@ struct Inner {
     tags: username_tag::UsernameTags,
     audit: Arc<dyn AuditSink>,
     tenants: Option<Arc<dyn TenantGate>>,
-    field_keys: Option<Arc<kailash_core::field_encryption::FieldKeys>>,
+    field_keys: std::sync::OnceLock<Arc<kailash_core::field_encryption::FieldKeys>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -150,7 +150,7 @@ impl AuthService {
                 clock,
                 audit,
                 tenants: None,
-                field_keys: None,
+                field_keys: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -165,31 +165,31 @@ impl AuthService {
         self
     }
     /// Seals what the service stores of its users with `keys`: sessions'
-    /// client addresses and TOTP secrets (enrolled and pending). Values
-    /// stored in clear before stay readable and are sealed by the
-    /// re-encryption pass ([`reencryption_targets`](Self::reencryption_targets)).
-    /// Call it on a new service (before it is cloned, and before a session
-    /// listener is set): a shared one is returned unchanged.
-    #[must_use]
-    pub fn with_field_keys(mut self, keys: Arc<kailash_core::field_encryption::FieldKeys>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.sessions = SessionStore::new(inner.state.clone(), inner.config.session.clone())
-                .with_field_keys(keys.clone());
-            inner.field_keys = Some(keys);
+    /// client addresses and TOTP secrets (enrolled and pending), for this
+    /// service and all its clones. Values stored in clear before stay
+    /// readable and are sealed by the re-encryption pass
+    /// ([`reencryption_targets`](Self::reencryption_targets)). One set of
+    /// keys per service: `false` (and nothing changes) when keys are set
+    /// already.
+    pub fn set_field_keys(&self, keys: Arc<kailash_core::field_encryption::FieldKeys>) -> bool {
+        if self.inner.field_keys.get().is_some()
+            || !self.inner.sessions.set_field_keys(keys.clone())
+        {
+            return false;
         }
-        self
+        self.inner.field_keys.set(keys).is_ok()
     }
 
-    /// The field keys set with [`with_field_keys`](Self::with_field_keys).
+    /// The field keys set with [`set_field_keys`](Self::set_field_keys).
     pub fn field_keys(&self) -> Option<&Arc<kailash_core::field_encryption::FieldKeys>> {
-        self.inner.field_keys.as_ref()
+        self.inner.field_keys.get()
     }
 
     /// The records this service seals, as re-encryption targets for
     /// [`FieldKeys::maintain`](kailash_core::field_encryption::FieldKeys::maintain):
     /// sessions and TOTP secrets. Empty without field keys.
     pub fn reencryption_targets(&self) -> Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>> {
-        if self.inner.field_keys.is_none() {
+        if self.inner.field_keys.get().is_none() {
             return Vec::new();
         }
         let mut out = Vec::new();

@@ -47,7 +47,15 @@ impl AuthService {
             .await?;
         let mut views = Vec::with_capacity(sessions.len());
         for s in sessions {
-            let client_ip = self.inner.sessions.client_ip(&s).await?;
+            // One record that does not open hides its address, not the
+            // caller's whole list.
+            let client_ip = match self.inner.sessions.client_ip(&s).await {
+                Ok(ip) => ip,
+                Err(e) => {
+                    tracing::error!(error = %e, "a session's address does not open");
+                    None
+                }
+            };
             views.push(SessionView {
                 current: Some(s.id.as_str()) == current,
                 id: s.id,

@@ -3,6 +3,7 @@ use std::sync::Mutex;
 use super::*;
 use crate::clock::ManualClock;
 use crate::envelope::Keyring;
+use crate::state::StateKey;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -23,7 +24,7 @@ fn setup() -> (Arc<ManualClock>, SharedState) {
 fn opts() -> FieldKeysOptions {
     FieldKeysOptions::default()
         .rotation(Some(90 * DAY))
-        .retire_after(Duration::from_secs(600))
+        .retire_after(Duration::from_secs(900))
 }
 
 #[tokio::test]
@@ -32,7 +33,7 @@ async fn seal_open_and_every_bad_input_is_a_typed_error() {
     let keys = FieldKeys::load(state, ring(&[("k1", 1)]), opts())
         .await
         .unwrap();
-    let sealed = keys.seal(b"203.0.113.9", b"session:s1").unwrap();
+    let sealed = keys.seal(b"203.0.113.9", b"session:s1").await.unwrap();
     assert!(sealed.starts_with(SEALED_PREFIX));
     assert!(is_sealed(&sealed));
     assert!(keys.is_current(&sealed));
@@ -98,7 +99,7 @@ async fn instances_share_the_set_and_see_each_others_rotation() {
         .await
         .unwrap();
     assert_eq!(a.keys(), b.keys());
-    let old = a.seal(b"v", b"c").unwrap();
+    let old = a.seal(b"v", b"c").await.unwrap();
     assert_eq!(b.open(&old, b"c").await.unwrap(), b"v");
 
     // Not due yet.
@@ -121,7 +122,7 @@ async fn instances_share_the_set_and_see_each_others_rotation() {
         .unwrap();
     clock.advance(2 * Duration::from_secs(1));
     c.rotate().await.unwrap();
-    let newest = c.seal(b"w", b"c").unwrap();
+    let newest = c.seal(b"w", b"c").await.unwrap();
     clock.advance(Duration::from_secs(2));
     assert_eq!(a.open(&newest, b"c").await.unwrap(), b"w");
     assert!(!a.is_current(&old));
@@ -141,7 +142,7 @@ async fn a_wrong_or_missing_kek_refuses_to_start_and_kek_rotation_rewraps() {
     let keys = FieldKeys::load(state.clone(), ring(&[("k1", 1)]), opts())
         .await
         .unwrap();
-    let sealed = keys.seal(b"secret", b"ctx").unwrap();
+    let sealed = keys.seal(b"secret", b"ctx").await.unwrap();
 
     let err = FieldKeys::load(state.clone(), ring(&[("k1", 9)]), opts())
         .await
@@ -238,12 +239,12 @@ async fn maintenance_rotates_reencrypts_and_retires_only_after_a_complete_pass()
     let keys = FieldKeys::load(state, ring(&[("k1", 1)]), opts())
         .await
         .unwrap();
+    let mut values = Vec::new();
+    for i in 0..5 {
+        values.push(keys.seal(format!("v{i}").as_bytes(), b"rec").await.unwrap());
+    }
     let records = Arc::new(Records {
-        values: Mutex::new(
-            (0..5)
-                .map(|i| keys.seal(format!("v{i}").as_bytes(), b"rec").unwrap())
-                .collect(),
-        ),
+        values: Mutex::new(values),
         fail_once: std::sync::atomic::AtomicBool::new(false),
     });
     let targets: Vec<Arc<dyn Reencrypt>> = vec![records.clone()];
@@ -269,7 +270,7 @@ async fn maintenance_rotates_reencrypts_and_retires_only_after_a_complete_pass()
     assert_eq!(report.retired, 0);
     assert!(keys.keys().iter().any(|k| k.id == first));
 
-    clock.advance(Duration::from_secs(601));
+    clock.advance(Duration::from_secs(901));
     let report = keys.maintain(&targets).await.unwrap();
     assert_eq!(report.retired, 1);
     assert_eq!(keys.keys().len(), 1);
@@ -296,8 +297,10 @@ async fn encrypted_fields_serialize_as_sealed_text_and_check_their_shape() {
     }
     let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
     let row = Row {
-        name: Encrypted::seal(&keys, &"Ada".to_owned(), b"row:1:name").unwrap(),
-        ip: Some(Encrypted::seal(&keys, &ip, b"row:1:ip").unwrap()),
+        name: Encrypted::seal(&keys, &"Ada".to_owned(), b"row:1:name")
+            .await
+            .unwrap(),
+        ip: Some(Encrypted::seal(&keys, &ip, b"row:1:ip").await.unwrap()),
     };
     let json = serde_json::to_string(&row).unwrap();
     assert!(!json.contains("Ada") && !json.contains("2001"));
@@ -313,4 +316,75 @@ async fn encrypted_fields_serialize_as_sealed_text_and_check_their_shape() {
         Err(FieldError::Type)
     );
     assert!(serde_json::from_str::<Row>(r#"{"name":"Ada","ip":null}"#).is_err());
+}
+
+#[tokio::test]
+async fn a_stale_copy_rereads_before_sealing_and_a_replaced_set_is_refused() {
+    let (clock, state) = setup();
+    let kek = ring(&[("k1", 1)]);
+    let idle = FieldKeys::load(state.clone(), kek.clone(), opts())
+        .await
+        .unwrap();
+    let busy = FieldKeys::load(state.clone(), kek.clone(), opts())
+        .await
+        .unwrap();
+    busy.rotate().await.unwrap();
+    let active = busy.keys().last().unwrap().id.clone();
+    // Within a quarter of the grace the idle instance may still seal with
+    // its copy; past it, it re-reads first and seals with the new key.
+    clock.advance(Duration::from_secs(224));
+    let early = idle.seal(b"v", b"c").await.unwrap();
+    assert_ne!(key_id_of(&early), Some(active.as_str()));
+    clock.advance(Duration::from_secs(1));
+    let late = idle.seal(b"v", b"c").await.unwrap();
+    assert_eq!(key_id_of(&late), Some(active.as_str()));
+
+    // The record deleted and created afresh (an eviction, a restore): the
+    // running instances refuse the foreign set and keep their keys.
+    state
+        .kv
+        .delete(&StateKey::global(NS, "default"))
+        .await
+        .unwrap();
+    let fresh = FieldKeys::load(state.clone(), kek.clone(), opts())
+        .await
+        .unwrap();
+    assert_ne!(fresh.keys().last().unwrap().id, active);
+    assert!(matches!(busy.reload().await, Err(FieldError::KeySet(_))));
+    assert_eq!(busy.open(&late, b"c").await.unwrap(), b"v");
+    // A grace below the minimum is refused.
+    let err = FieldKeys::load(state, kek, opts().retire_after(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FieldError::KeySet(_)));
+}
+
+#[tokio::test]
+async fn a_full_set_does_not_stop_the_pass_and_the_first_round_sweeps() {
+    let (clock, state) = setup();
+    let keys = FieldKeys::load(state, ring(&[("k1", 1)]), opts().rotation(Some(DAY)))
+        .await
+        .unwrap();
+    let records = Arc::new(Records {
+        values: Mutex::new(vec![keys.seal(b"v", b"rec").await.unwrap()]),
+        fail_once: std::sync::atomic::AtomicBool::new(false),
+    });
+    let targets: Vec<Arc<dyn Reencrypt>> = vec![records.clone()];
+    // The first round of a process runs a pass even with one key.
+    let report = keys.maintain(&targets).await.unwrap();
+    assert_eq!(report.targets.len(), 1);
+    assert!(keys.maintain(&targets).await.unwrap().targets.is_empty());
+    for _ in 1..MAX_DATA_KEYS {
+        keys.rotate().await.unwrap();
+    }
+    assert_eq!(keys.keys().len(), MAX_DATA_KEYS);
+    assert!(keys.rotate().await.is_err());
+    clock.advance(2 * DAY);
+    // Rotation fails (full), the pass still runs, and after the grace the
+    // retirement empties the set down to the active key.
+    let report = keys.maintain(&targets).await.unwrap();
+    assert!(!report.rotated);
+    assert_eq!(report.targets[0].1.failed, 0);
+    assert_eq!(report.retired, MAX_DATA_KEYS - 1);
+    assert_eq!(keys.keys().len(), 1);
 }

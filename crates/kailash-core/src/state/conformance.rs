@@ -145,7 +145,8 @@ pub async fn kv_scan(h: &Harness) {
         crate::TenantId::new("scan-b").unwrap(),
     ];
     let mut want = BTreeSet::new();
-    for i in 0..250 {
+    // Enough keys for several pages of a Redis SCAN (500 a page).
+    for i in 0..1_600 {
         let id = format!("{}:{i}", h.run_id);
         let key = match i % 3 {
             0 => StateKey::global(SCAN_NS, &id),

@@ -36,7 +36,7 @@ fn sealed_field_keys() -> &'static (
             .unwrap();
         let sealed = ["", "alice@example.com", "203.0.113.9"]
             .iter()
-            .map(|v| keys.seal(v.as_bytes(), b"ctx").unwrap())
+            .map(|v| rt.block_on(keys.seal(v.as_bytes(), b"ctx")).unwrap())
             .collect();
         (rt, keys, sealed)
     })

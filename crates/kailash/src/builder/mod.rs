@@ -56,6 +56,7 @@ pub struct GatewayBuilder {
     pub(crate) security_headers: Option<kailash_core::transport::SecurityHeaders>,
     pub(crate) dlp: Option<kailash_core::dlp::DlpLayer>,
     pub(crate) field_keys: Option<(Arc<kailash_core::field_encryption::FieldKeys>, Duration)>,
+    pub(crate) field_targets: Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>>,
     pub(crate) cors_credentials: bool,
     pub(crate) cors_max_age: Duration,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -132,6 +133,7 @@ impl Default for GatewayBuilder {
             security_headers: Some(kailash_core::transport::SecurityHeaders::default()),
             dlp: None,
             field_keys: None,
+            field_targets: Vec::new(),
             cors_credentials: false,
             cors_max_age: defaults.cors.max_age.0,
             trusted_proxies: TrustedProxies::none(),
@@ -387,13 +389,28 @@ impl GatewayBuilder {
     /// after a KEK rotation and re-encrypts what older keys sealed
     /// ([`FieldKeys::maintain`](kailash_core::field_encryption::FieldKeys::maintain)).
     /// Pass the same `keys` to your own [`Encrypted`](kailash_core::field_encryption::Encrypted)
-    /// fields; [`Gateway::field_keys`] hands them back.
+    /// fields ([`Gateway::field_keys`] hands them back) and register your
+    /// records with [`field_reencryption`](Self::field_reencryption):
+    /// after a rotation, a data key is deleted once a complete pass over
+    /// every registered target no longer needs it.
     pub fn field_encryption(
         mut self,
         keys: Arc<kailash_core::field_encryption::FieldKeys>,
         every: Duration,
     ) -> Self {
         self.field_keys = Some((keys, every));
+        self
+    }
+
+    /// Your own records sealed with the [`field_encryption`](Self::field_encryption)
+    /// keys, re-encrypted by the same maintenance rounds. A value sealed
+    /// with those keys in records that are not registered becomes
+    /// unreadable once its data key is retired.
+    pub fn field_reencryption(
+        mut self,
+        target: Arc<dyn kailash_core::field_encryption::Reencrypt>,
+    ) -> Self {
+        self.field_targets.push(target);
         self
     }
 

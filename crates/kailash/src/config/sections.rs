@@ -337,7 +337,7 @@ impl FieldEncryptionConfig {
                 "between 1s and 1d".into(),
             ));
         }
-        if self.retire_after.0 < (2 * every).max(std::time::Duration::from_secs(900)) {
+        if self.retire_after.0 < (2 * every).max(kailash_core::field_encryption::MIN_RETIRE_AFTER) {
             return Err((
                 "security.field_encryption.retire_after",
                 "at least twice maintenance_interval and 15m".into(),

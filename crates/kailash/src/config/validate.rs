@@ -207,6 +207,10 @@ impl GatewayConfig {
         self.security
             .dlp_layer()
             .map_err(|(key, message)| (key.into(), message))?;
+        self.security
+            .anomaly
+            .detector_config()
+            .map_err(|(key, message)| (key.into(), message))?;
         if let Some(auth) = &self.auth {
             auth.validate()
                 .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;

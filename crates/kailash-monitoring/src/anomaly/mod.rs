@@ -447,8 +447,12 @@ impl AnomalyDetector {
     }
 
     /// Starts the background task that judges queued observations (on the
-    /// current tokio runtime). Returns `false` if it was started before.
+    /// current tokio runtime, which needs its time driver). Returns
+    /// `false` if it was started before, or when called outside a runtime.
     pub fn start(&self) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
         if self.inner.started.swap(true, Ordering::SeqCst) {
             return false;
         }
@@ -456,7 +460,7 @@ impl AnomalyDetector {
             return false;
         };
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut batch = Vec::with_capacity(256);
             let refresh = inner.config.window.min(Duration::from_secs(10));
             let mut tick = tokio::time::interval(refresh);

@@ -383,3 +383,18 @@ fn bad_settings_name_the_field() {
     );
     assert_eq!(AnomalyConfig::default().horizon(), 13);
 }
+
+#[test]
+fn starting_outside_a_runtime_refuses_instead_of_panicking() {
+    let f = fixture(AnomalyConfig::default());
+    assert!(!f.detector.start());
+    // Inside one it starts, once.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(f.detector.start());
+        assert!(!f.detector.start());
+    });
+}

@@ -204,6 +204,57 @@ async fn a_burst_of_login_failures_is_signalled_per_ip_and_per_user() {
 }
 
 #[tokio::test]
+async fn instances_sharing_redis_share_the_baseline_and_signal_a_burst_once() {
+    let Some(redis) = backends().into_iter().nth(1) else {
+        eprintln!("skipped: needs KAILASH_TEST_REDIS_URL and the `redis` feature");
+        return;
+    };
+    let a = gateway(&redis, &[("min_count", "3")]).await;
+    let b = gateway(&redis, &[("min_count", "3")]).await;
+    // Two failures on each instance: four in the window, from one address.
+    for gw in [&a, &b, &a, &b] {
+        let r = gw.login("bob", "Wrong-Passw0rd-123", "192.0.2.90").await;
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    // A marker per instance: once its new-network anomaly is written, the
+    // instance has judged everything it observed before.
+    for (gw, user, password) in [
+        (&a, "frank", "Frank-Demo-Passw0rd!"),
+        (&b, "carol", "Carol-Demo-Passw0rd!"),
+    ] {
+        tokens(&gw.login(user, password, "192.0.2.91").await);
+        tokens(&gw.login(user, password, "198.51.100.91").await);
+    }
+    let mut bursts = Vec::new();
+    for gw in [&a, &b] {
+        let mut events = Vec::new();
+        for n in 1.. {
+            events = gw.anomalies(n).await;
+            if events.iter().any(|e| e["r"] == "new_network:logins") {
+                break;
+            }
+        }
+        bursts.extend(
+            events
+                .into_iter()
+                .filter(|e| e["r"] == "burst:login_failures"),
+        );
+    }
+    // Per IP and per user, once each, on whichever instance saw the 4th.
+    let mut reasons = reasons(&bursts);
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "burst: login_failures per ip 4 > baseline 3.0",
+            "burst: login_failures per user 4 > baseline 3.0"
+        ]
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn a_burst_of_access_denials_is_signalled() {
     let gw = gateway(&[], &[("min_count", "3")]).await;
     let (bob, _) = tokens(&gw.login("bob", BOB, "192.0.2.60").await);

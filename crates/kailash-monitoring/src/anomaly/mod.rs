@@ -364,6 +364,16 @@ pub struct AnomalyDetectorBuilder {
     audit: Option<Arc<dyn AuditSink>>,
 }
 
+impl std::fmt::Debug for AnomalyDetectorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnomalyDetectorBuilder")
+            .field("config", &self.config)
+            .field("geo", &self.geo.is_some())
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AnomalyDetectorBuilder {
     /// Resolves login addresses to locations (without one, only the
     /// network signal and bursts are detected).
@@ -856,12 +866,15 @@ async fn login(
     }
     let last_key = user_key(tenant, &format!("last:{actor}"));
     let now_s = obs.time.as_second();
-    let previous = inner
-        .state
-        .kv
-        .get(&last_key)
-        .await?
-        .and_then(|raw| LastLogin::decode(&raw));
+    let previous = match location {
+        Some(_) => inner
+            .state
+            .kv
+            .get(&last_key)
+            .await?
+            .and_then(|raw| LastLogin::decode(&raw)),
+        None => None,
+    };
     if let (
         Some(LastLogin {
             at,
@@ -904,19 +917,23 @@ async fn login(
             found.push(anomaly(AnomalyKind::ImpossibleTravel, reason));
         }
     }
-    let last = LastLogin {
-        at: now_s,
-        location,
-    };
-    inner
-        .state
-        .kv
-        .set(
-            &last_key,
-            Bytes::from(last.encode()),
-            Some(config.known_network_ttl),
-        )
-        .await?;
+    // The last *located* login is what the next one is compared with: a
+    // login from an address the resolver does not know changes nothing.
+    if location.is_some() {
+        let last = LastLogin {
+            at: now_s,
+            location,
+        };
+        inner
+            .state
+            .kv
+            .set(
+                &last_key,
+                Bytes::from(last.encode()),
+                Some(config.known_network_ttl),
+            )
+            .await?;
+    }
     Ok(())
 }
 
@@ -1026,6 +1043,14 @@ pub struct AnomalySignals {
     recent: Arc<Recent>,
     clock: Arc<dyn kailash_core::clock::Clock>,
     window: Duration,
+}
+
+impl std::fmt::Debug for AnomalySignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnomalySignals")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AnomalySignals {

@@ -398,3 +398,85 @@ fn starting_outside_a_runtime_refuses_instead_of_panicking() {
         assert!(!f.detector.start());
     });
 }
+
+#[tokio::test]
+async fn the_request_layer_counts_per_address_and_per_principal() {
+    use tower::{Layer as _, ServiceExt as _};
+    let f = fixture(AnomalyConfig {
+        min_requests: 2,
+        ..AnomalyConfig::default()
+    });
+    f.detector.start();
+    let service =
+        f.detector
+            .request_layer()
+            .layer(tower::service_fn(|_req: http::Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            }));
+    let acme = TenantId::new("acme").unwrap();
+    for _ in 0..3 {
+        let mut req = http::Request::new(());
+        let id = kailash_core::context::RequestId::parse(&http::HeaderValue::from_static("r-1"))
+            .unwrap();
+        req.extensions_mut()
+            .insert(kailash_core::context::RequestContext::new(
+                id,
+                "192.0.2.9".parse().unwrap(),
+                f.clock.now(),
+            ));
+        req.extensions_mut().insert(
+            kailash_core::Principal::builder("bob")
+                .tenant(acme.clone())
+                .build(),
+        );
+        service.clone().oneshot(req).await.unwrap();
+    }
+    for _ in 0..500 {
+        if f.trail.events().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut reasons: Vec<_> = f
+        .trail
+        .events()
+        .iter()
+        .map(|e| (e.reason.clone().unwrap().into_owned(), e.tenant.clone()))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "burst: requests per ip 3 > baseline 2.0".to_owned(),
+                Some(acme.clone())
+            ),
+            (
+                "burst: requests per user 3 > baseline 2.0".to_owned(),
+                Some(acme)
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_login_from_an_unknown_place_keeps_the_last_located_one() {
+    let f = fixture(AnomalyConfig::default());
+    f.judge(Input::Logins, "alice", "192.0.2.1").await;
+    f.judge(Input::Logins, "alice", "203.0.113.1").await;
+    f.clock.advance(Duration::from_secs(24 * 3600));
+    f.judge(Input::Logins, "alice", "192.0.2.1").await;
+    // Unknown to the resolver: a new network, no travel judged …
+    let found = f.judge(Input::Logins, "alice", "10.9.9.9").await;
+    assert_eq!(
+        found.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [AnomalyKind::NewNetwork]
+    );
+    // … and Tokyo is still compared with Amsterdam, minutes ago.
+    f.clock.advance(Duration::from_secs(600));
+    let found = f.judge(Input::Logins, "alice", "203.0.113.1").await;
+    assert_eq!(
+        found.iter().map(|a| a.kind).collect::<Vec<_>>(),
+        [AnomalyKind::ImpossibleTravel]
+    );
+}

@@ -325,6 +325,52 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text is a table or an error naming a line; never a panic.
+        #[test]
+        fn any_text_parses_or_names_a_line(text in "(([0-9a-f.:/]{0,20}|[A-Za-z]{0,3}|-?[0-9.]{0,6}|#| |\t){0,8}\n?){0,6}") {
+            match CidrGeoFile::parse(&text) {
+                Ok(geo) => {
+                    for ip in ["0.0.0.0", "255.255.255.255", "::", "::ffff:1.2.3.4", "ffff::1"] {
+                        let _ = geo.resolve(ip.parse().unwrap());
+                    }
+                }
+                Err(GeoFileError::Line { line, .. }) => {
+                    proptest::prop_assert!(line >= 1 && line <= text.lines().count());
+                }
+                Err(e) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+
+        /// Every address resolves to the longest range holding it.
+        #[test]
+        fn lookups_agree_with_a_linear_scan(
+            ranges in proptest::collection::vec((proptest::num::u32::ANY, 0u8..=32), 0..20),
+            probe in proptest::num::u32::ANY,
+        ) {
+            let mut text = String::new();
+            let mut nets = Vec::new();
+            for (i, (addr, len)) in ranges.iter().enumerate() {
+                let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(*addr), *len).unwrap().trunc();
+                if nets.iter().any(|(n, _)| *n == net) {
+                    continue;
+                }
+                let country = format!("{}{}", (b'A' + (i % 26) as u8) as char, (b'A' + (i / 26) as u8) as char);
+                text.push_str(&format!("{net} {country}\n"));
+                nets.push((net, country));
+            }
+            let geo = CidrGeoFile::parse(&text).unwrap();
+            let ip = std::net::Ipv4Addr::from(probe);
+            let expected = nets
+                .iter()
+                .filter(|(n, _)| n.contains(&ip))
+                .max_by_key(|(n, _)| n.prefix_len())
+                .map(|(_, c)| c.clone());
+            let got = geo.resolve(IpAddr::V4(ip)).map(|l| l.country().to_owned());
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
     #[test]
     fn haversine_matches_known_distances() {
         let amsterdam = (52.37, 4.90);

@@ -108,6 +108,25 @@ async fn check(
             ))
         })?;
     }
+    // Anomaly detection: its signals, and the geo file read as at start
+    // (a line that does not parse is named).
+    let anomaly = &config.security.anomaly;
+    if anomaly.enabled {
+        backend_signals.extend(kailash::anomaly::AnomalySignals::NAMES);
+        if let Some(file) = &anomaly.geoip_file {
+            let path = if file.is_absolute() {
+                file.clone()
+            } else {
+                data_dir.join(file)
+            };
+            kailash::anomaly::CidrGeoFile::load(&path).map_err(|e| {
+                Failure::refused(format!(
+                    "{origin}: security.anomaly.geoip_file: {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
     builder = builder.alert_signals(&backend_signals, |_: &mut kailash::signal::Signals| {});
     builder
         .build()

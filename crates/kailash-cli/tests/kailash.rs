@@ -286,6 +286,57 @@ fn config_check_knows_the_session_count_signal_with_auth_only() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// With `[security.anomaly]` the anomaly signals are known and the geo
+/// file is read as at start: a bad line is named, and without detection a
+/// rule over its signal is refused.
+#[test]
+fn config_check_knows_the_anomaly_signals_and_reads_the_geo_file() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("geo.txt"), "192.0.2.0/24 NL 52.37 4.90\n").unwrap();
+    std::fs::write(
+        dir.join("bad-geo.txt"),
+        "192.0.2.0/24 NL\n10.0.0.0/8 Holland\n",
+    )
+    .unwrap();
+    let rule = "[[alerting.rules]]\nname = \"anomaly\"\ncondition = \"security_anomalies > 0\"\nseverity = \"warning\"\n";
+    let on =
+        |geo: &str| format!("[security.anomaly]\nenabled = true\ngeoip_file = \"{geo}\"\n{rule}");
+    for (name, body, code, expected) in [
+        ("on.toml", on("geo.txt"), 0, ""),
+        ("bad-geo.toml", on("bad-geo.txt"), 1, "bad-geo.txt: line 2:"),
+        (
+            "off.toml",
+            rule.to_owned(),
+            1,
+            "no source reports the signal `security_anomalies`",
+        ),
+        (
+            "alpha.toml",
+            "[security.anomaly]\nalpha = 2.0\n".to_owned(),
+            1,
+            "security.anomaly.alpha",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let r = kailash(
+            &[
+                "config",
+                "check",
+                path.to_str().unwrap(),
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ],
+            "",
+            &[],
+        );
+        let err = text(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn keys_rotate_writes_a_private_key_and_prints_the_auth_lines() {
     let dir = temp_dir();

@@ -4,6 +4,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod alert;
+pub mod anomaly;
 pub mod health;
 #[cfg(feature = "axum")]
 pub mod http;

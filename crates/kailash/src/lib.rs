@@ -41,7 +41,7 @@ pub use kailash_core::{
     guard, ip_allow, json_limits, pii, problem, public, rate_limit, schema, state, trace_context,
     transport,
 };
-pub use kailash_monitoring::{alert, health, log, metrics, signal};
+pub use kailash_monitoring::{alert, anomaly, health, log, metrics, signal};
 #[cfg(feature = "postgres")]
 pub use kailash_postgres as postgres;
 pub use kailash_realtime as realtime;

@@ -440,6 +440,11 @@ fn compose_checked(
     if let Some(layer) = tenant_layer {
         app = app.layer(layer);
     }
+    // Requests are observed after authentication (per user as well as
+    // per IP); the layer only queues, it asks no backend.
+    if let Some(detector) = builder.anomaly_requests.take() {
+        app = app.layer(detector.request_layer());
+    }
     if let Some(principal_layer) = builder.principal_layer {
         app = principal_layer(app);
     }

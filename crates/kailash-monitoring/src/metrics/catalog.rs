@@ -142,6 +142,24 @@ pub const METRICS: &[Metric] = &[
         "Responses on [[security.dlp]] routes carrying personal data, by kind and action (redacted, blocked, allowed).",
     ),
     m(
+        "kailash_security_anomalies_total",
+        Counter,
+        &["signal", "input"],
+        "Anomalies detected ([security.anomaly]) by signal (burst, new_network, new_country, impossible_travel) and input (login_failures, access_denials, requests, logins).",
+    ),
+    m(
+        "kailash_security_anomaly_dropped_total",
+        Counter,
+        &[],
+        "Observations the anomaly detector dropped because its queue was full.",
+    ),
+    m(
+        "kailash_security_anomaly_errors_total",
+        Counter,
+        &[],
+        "Observations the anomaly detector could not judge (state backend errors) and anomalies it could not audit.",
+    ),
+    m(
         "kailash_state_backend_seconds",
         Histogram,
         &["backend"],

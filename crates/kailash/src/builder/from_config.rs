@@ -29,6 +29,52 @@ fn ip_allow_layer(
     layer
 }
 
+/// `[security.anomaly]`: the detector (started), and the audit sink the
+/// gateway's services write to — the detector's tee in front of `audit`
+/// when enabled. A geo file that cannot be read or parsed stops the start,
+/// naming the file and the line.
+fn anomaly_detector(
+    config: &GatewayConfig,
+    data_dir: &Path,
+    state: &kailash_core::state::SharedState,
+    audit: Arc<dyn AuditSink>,
+) -> Result<
+    (
+        Arc<dyn AuditSink>,
+        Option<kailash_monitoring::anomaly::AnomalyDetector>,
+    ),
+    GatewayError,
+> {
+    use kailash_monitoring::anomaly::{AnomalyDetector, CidrGeoFile};
+    let section = &config.security.anomaly;
+    if !section.enabled {
+        return Ok((audit, None));
+    }
+    let settings = section
+        .detector_config()
+        .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?;
+    let mut detector = AnomalyDetector::builder(settings, state.clone()).audit(audit.clone());
+    if let Some(file) = &section.geoip_file {
+        let path = if file.is_absolute() {
+            file.clone()
+        } else {
+            data_dir.join(file)
+        };
+        let geo = CidrGeoFile::load(&path).map_err(|e| {
+            GatewayError::Security(format!(
+                "security.anomaly.geoip_file: {}: {e}",
+                path.display()
+            ))
+        })?;
+        detector = detector.geo(Arc::new(geo));
+    }
+    let detector = detector
+        .build()
+        .map_err(|e| GatewayError::Security(e.to_string()))?;
+    detector.start();
+    Ok((Arc::new(detector.audit_sink(audit)), Some(detector)))
+}
+
 impl GatewayBuilder {
     /// Applies a loaded configuration (everything except the state backend
     /// and audit sink, which [`GatewayBuilder::from_config_with_backends`]
@@ -198,6 +244,7 @@ impl GatewayBuilder {
                 ));
             }
         };
+        let (audit, anomaly) = anomaly_detector(config, data_dir, &state, audit)?;
         let mut builder = Self::from_config(config)?
             .optional_check(
                 "disk_usage",
@@ -222,6 +269,9 @@ impl GatewayBuilder {
                 );
             }
             builder.databases = Some(dbs);
+        }
+        if let Some(detector) = anomaly {
+            builder = builder.anomaly_detection(detector, config.security.anomaly.requests);
         }
         builder.audit_query = Some(audit_query);
         builder.audit_erasure = audit_erasure;

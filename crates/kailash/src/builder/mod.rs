@@ -90,6 +90,9 @@ pub struct GatewayBuilder {
     pub(crate) ops: crate::ops_access::OpsSettings,
     /// Where [`observe_runs`](Self::observe_runs) adds run observers.
     pub(crate) run_observers: Option<crate::runtime_hooks::RunObservers>,
+    /// The anomaly detector whose request layer wraps the application
+    /// routes (inside authentication), if requests are observed.
+    pub(crate) anomaly_requests: Option<kailash_monitoring::anomaly::AnomalyDetector>,
 }
 
 /// What the builder collected for alerting.
@@ -169,6 +172,7 @@ impl Default for GatewayBuilder {
             alerting: AlertingSetup::default(),
             ops: crate::ops_access::OpsSettings::default(),
             run_observers: None,
+            anomaly_requests: None,
         }
     }
 }
@@ -541,6 +545,26 @@ impl GatewayBuilder {
             names.iter().map(|n| (*n).to_owned()).collect(),
             Arc::new(source),
         ));
+        self
+    }
+
+    /// Anomaly detection: the detector's signals for alert rules
+    /// (`security_anomalies`, …) and, with `observe_requests`, its request
+    /// layer on the application routes (after authentication, so requests
+    /// count per client IP and per user). Its audit input is the
+    /// [`AnomalyAuditSink`](kailash_monitoring::anomaly::AnomalyAuditSink)
+    /// you give to [`audit`](Self::audit) and to the services that audit;
+    /// start the detector ([`AnomalyDetector::start`](kailash_monitoring::anomaly::AnomalyDetector::start)).
+    pub fn anomaly_detection(
+        mut self,
+        detector: kailash_monitoring::anomaly::AnomalyDetector,
+        observe_requests: bool,
+    ) -> Self {
+        self = self.alert_signals(
+            &kailash_monitoring::anomaly::AnomalySignals::NAMES,
+            detector.signals(),
+        );
+        self.anomaly_requests = observe_requests.then_some(detector);
         self
     }
 

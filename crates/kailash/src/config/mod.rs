@@ -49,10 +49,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AuditConfig, AuditSinkKind, CorsConfig, DatabaseEndpoint, DatabaseSection, ExternalApiConfig,
-    FieldEncryptionConfig, FsyncMode, GatewaySection, HealthConfig, MAX_EXTERNAL_APIS,
-    RateLimitConfig, SecuritySection, ServerConfig, StateConfig, TelemetryConfig, TenancySection,
-    TenantDatabasesConfig, TenantRegistryKind, TlsConfig,
+    AnomalySection, AuditConfig, AuditSinkKind, CorsConfig, DatabaseEndpoint, DatabaseSection,
+    ExternalApiConfig, FieldEncryptionConfig, FsyncMode, GatewaySection, HealthConfig,
+    MAX_EXTERNAL_APIS, RateLimitConfig, SecuritySection, ServerConfig, StateConfig,
+    TelemetryConfig, TenancySection, TenantDatabasesConfig, TenantRegistryKind, TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};

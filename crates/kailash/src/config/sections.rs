@@ -265,6 +265,72 @@ pub struct SecuritySection {
     /// `[security.field_encryption]`: personal fields and secrets sealed
     /// at rest. Absent: stored as written.
     pub field_encryption: Option<FieldEncryptionConfig>,
+    /// Anomaly detection (`[security.anomaly]`): baselines of login
+    /// failures, access denials and request rates, new networks and
+    /// countries, impossible travel. Default off.
+    pub anomaly: AnomalySection,
+}
+
+/// `[security.anomaly]`: see `kailash_monitoring::anomaly` and
+/// docs/security.md. The defaults are the library's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySection {
+    /// Detect anomalies (default false).
+    pub enabled: bool,
+    /// The counting window of the baselines (default `1m`, 1 s to 24 h).
+    pub window: ConfigDuration,
+    /// The EWMA's weight of the newest window, in (0, 1] (default 0.3).
+    pub alpha: f64,
+    /// A burst is a window above `mean + threshold_sigma · stddev` of the
+    /// baseline (default 3) …
+    pub threshold_sigma: f64,
+    /// … and above this many login failures or access denials (default 10).
+    pub min_count: u64,
+    /// … or this many requests (default 600).
+    pub min_requests: u64,
+    /// Count requests to the application routes per client IP and per
+    /// user (default true).
+    pub requests: bool,
+    /// Logins further apart than this speed allows are impossible travel
+    /// (default 1000 km/h).
+    pub max_travel_kmh: f64,
+    /// Without coordinates: logins from two countries within this time
+    /// are impossible travel (default `1h`).
+    pub min_country_change: ConfigDuration,
+    /// How long a user's networks, countries and last login are
+    /// remembered (default `90d`, at least `1h`).
+    pub known_network_ttl: ConfigDuration,
+    /// The most networks and countries remembered per user (default 64).
+    pub max_known_networks: usize,
+    /// Observations queued for judging at most; more are dropped and
+    /// counted (default 4096).
+    pub queue: usize,
+    /// A file of `cidr country [latitude longitude]` lines resolving
+    /// login addresses (relative to the data directory). Without it, no
+    /// country and no travel signals.
+    pub geoip_file: Option<PathBuf>,
+}
+
+impl Default for AnomalySection {
+    fn default() -> Self {
+        let d = kailash_monitoring::anomaly::AnomalyConfig::default();
+        Self {
+            enabled: false,
+            window: ConfigDuration(d.window),
+            alpha: d.alpha,
+            threshold_sigma: d.threshold_sigma,
+            min_count: d.min_count,
+            min_requests: d.min_requests,
+            requests: true,
+            max_travel_kmh: d.max_travel_kmh,
+            min_country_change: ConfigDuration(d.min_country_change),
+            known_network_ttl: ConfigDuration(d.known_network_ttl),
+            max_known_networks: d.max_known_networks,
+            queue: d.queue,
+            geoip_file: None,
+        }
+    }
 }
 
 /// `[security.field_encryption]`: what the gateway stores of its users —
@@ -356,6 +422,30 @@ impl FieldEncryptionConfig {
     }
 }
 
+impl AnomalySection {
+    /// The detector's settings, or the key that is wrong and why.
+    pub fn detector_config(
+        &self,
+    ) -> Result<kailash_monitoring::anomaly::AnomalyConfig, (String, String)> {
+        let config = kailash_monitoring::anomaly::AnomalyConfig {
+            window: self.window.0,
+            alpha: self.alpha,
+            threshold_sigma: self.threshold_sigma,
+            min_count: self.min_count,
+            min_requests: self.min_requests,
+            max_travel_kmh: self.max_travel_kmh,
+            min_country_change: self.min_country_change.0,
+            known_network_ttl: self.known_network_ttl.0,
+            max_known_networks: self.max_known_networks,
+            queue: self.queue,
+        };
+        config
+            .validate()
+            .map_err(|(field, message)| (format!("security.anomaly.{field}"), message))?;
+        Ok(config)
+    }
+}
+
 /// `[[security.dlp]]`: one route group's response inspection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,6 +487,7 @@ impl Default for SecuritySection {
             dlp_max_body_bytes: 1024 * 1024,
             redact_logs: false,
             field_encryption: None,
+            anomaly: AnomalySection::default(),
         }
     }
 }

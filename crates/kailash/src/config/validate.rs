@@ -218,6 +218,10 @@ impl GatewayConfig {
                 ));
             }
         }
+        self.security
+            .anomaly
+            .detector_config()
+            .map_err(|(key, message)| (key.into(), message))?;
         if let Some(auth) = &self.auth {
             auth.validate()
                 .map_err(|e| (format!("auth.{}", e.key).into(), e.message))?;

@@ -2,6 +2,7 @@
 //! gateway over HTTP, on memory and on Redis (when `KAILASH_TEST_REDIS_URL`
 //! is set) where state is involved. One module per defence.
 
+mod anomaly;
 mod audit;
 mod auth;
 mod dlp;

@@ -984,26 +984,13 @@ impl kailash_core::field_encryption::Reencrypt for SessionReencryption {
         &self,
         keys: &FieldKeys,
     ) -> Result<kailash_core::field_encryption::ReencryptStats, FieldError> {
-        use kailash_core::state::ScanCursor;
-        let mut stats = kailash_core::field_encryption::ReencryptStats::default();
-        let kv = &self.0.inner.state.kv;
-        let mut cursor = Some(ScanCursor::START);
-        while let Some(at) = cursor {
-            let page = kv.scan(NS_SESSION, at).await?;
-            cursor = page.next;
-            for key in page.keys {
-                stats.scanned += 1;
-                match self.reseal_one(keys, &key).await {
-                    Ok(true) => stats.resealed += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a session's address could not be re-sealed");
-                        stats.failed += 1;
-                    }
-                }
-            }
-        }
-        Ok(stats)
+        kailash_core::field_encryption::reencrypt_namespace(
+            &self.0.inner.state,
+            NS_SESSION,
+            "a session's address",
+            |key| self.reseal_one(keys, key),
+        )
+        .await
     }
 }
 
@@ -1013,8 +1000,8 @@ impl SessionReencryption {
     /// again; one still not current after a few tries is an error, so the
     /// pass is incomplete and no key is retired under it. A record gone
     /// or past its deadline needs nothing.
-    async fn reseal_one(&self, keys: &FieldKeys, key: &StateKey) -> Result<bool, FieldError> {
-        let kv = &self.0.inner.state.kv;
+    async fn reseal_one(&self, keys: &FieldKeys, key: StateKey) -> Result<bool, FieldError> {
+        let (kv, key) = (&self.0.inner.state.kv, &key);
         for _ in 0..RESEAL_ATTEMPTS {
             let Some(bytes) = kv.get(key).await? else {
                 return Ok(false);

@@ -46,6 +46,21 @@ fn kailash(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `kailash config check <config> --data-dir <data>` with `env`.
+fn config_check(config: &std::path::Path, data: &std::path::Path, env: &[(&str, &str)]) -> Output {
+    kailash(
+        &[
+            "config",
+            "check",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "",
+        env,
+    )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -136,15 +151,9 @@ fn passwd_with_a_config_uses_that_deployments_policy() {
 fn config_check_prints_the_demo_config_with_secrets_masked() {
     let data = temp_dir();
     let demo = demo_config();
-    let r = kailash(
-        &[
-            "config",
-            "check",
-            demo.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        "",
+    let r = config_check(
+        &demo,
+        &data,
         &[
             ("KAILASH_REDIS_URL", "redis://app:hunter2@127.0.0.1:6379/0"),
             ("KAILASH_LISTEN", "0.0.0.0:9443"),
@@ -216,17 +225,7 @@ fn config_check_refuses_broken_files_naming_the_problem() {
     for (name, body, expected) in cases {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
-        let r = kailash(
-            &[
-                "config",
-                "check",
-                path.to_str().unwrap(),
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ],
-            "",
-            &[],
-        );
+        let r = config_check(&path, &dir, &[]);
         let err = text(&r.stderr);
         assert_eq!(r.status.code(), Some(1), "{name}: {err}");
         assert!(r.stdout.is_empty(), "{name}");
@@ -263,17 +262,7 @@ fn config_check_knows_the_session_count_signal_with_auth_only() {
     ] {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
-        let r = kailash(
-            &[
-                "config",
-                "check",
-                path.to_str().unwrap(),
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ],
-            "",
-            &[],
-        );
+        let r = config_check(&path, &dir, &[]);
         let err = text(&r.stderr);
         assert_eq!(r.status.code(), Some(code), "{name}: {err}");
         if code == 1 {
@@ -319,17 +308,7 @@ fn config_check_knows_the_anomaly_signals_and_reads_the_geo_file() {
     ] {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
-        let r = kailash(
-            &[
-                "config",
-                "check",
-                path.to_str().unwrap(),
-                "--data-dir",
-                dir.to_str().unwrap(),
-            ],
-            "",
-            &[],
-        );
+        let r = config_check(&path, &dir, &[]);
         let err = text(&r.stderr);
         assert_eq!(r.status.code(), Some(code), "{name}: {err}");
         assert!(err.contains(expected), "{name}: {err}");
@@ -411,17 +390,7 @@ fn keys_rotate_writes_a_private_key_and_prints_the_auth_lines() {
 
     // The printed lines make a config the gateway accepts.
     std::fs::write(&config, format!("{AUTH}{out}")).unwrap();
-    let r = kailash(
-        &[
-            "config",
-            "check",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        "",
-        &[],
-    );
+    let r = config_check(&config, &data, &[]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
 
     // ES256 deployments get an ES256 key; no [auth] is refused.

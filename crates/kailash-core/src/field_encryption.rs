@@ -880,6 +880,40 @@ pub trait Reencrypt: Send + Sync + 'static {
     async fn reencrypt(&self, keys: &FieldKeys) -> Result<ReencryptStats, FieldError>;
 }
 
+/// One re-encryption pass over every live key of `namespace` (all
+/// tenants): `reseal` re-seals one record and says whether it wrote. A
+/// record whose `reseal` fails is logged and counted as failed (the pass
+/// is then incomplete); a failure to list the keys ends the pass.
+pub async fn reencrypt_namespace<F, Fut>(
+    state: &SharedState,
+    namespace: Namespace,
+    what: &'static str,
+    mut reseal: F,
+) -> Result<ReencryptStats, FieldError>
+where
+    F: FnMut(StateKey) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<bool, FieldError>> + Send,
+{
+    let mut stats = ReencryptStats::default();
+    let mut cursor = Some(crate::state::ScanCursor::START);
+    while let Some(at) = cursor {
+        let page = state.kv.scan(namespace, at).await?;
+        cursor = page.next;
+        for key in page.keys {
+            stats.scanned += 1;
+            match reseal(key).await {
+                Ok(true) => stats.resealed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "a sealed value could not be re-sealed");
+                    stats.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
 /// A field holding the sealed text of a `T` (its JSON, sealed by
 /// [`FieldKeys`]). Serializes as that text; deserializing checks its
 /// shape and size but opens nothing — [`open`](Self::open) does, with the

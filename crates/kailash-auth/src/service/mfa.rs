@@ -19,7 +19,7 @@ use kailash_core::Principal;
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
 use kailash_core::field_encryption::{FieldError, FieldKeys, ReencryptStats, is_sealed};
-use kailash_core::state::{Namespace, ScanCursor, SharedState, StateKey};
+use kailash_core::state::{Namespace, SharedState, StateKey};
 use serde::{Deserialize, Serialize};
 
 use super::overrides::key_for;
@@ -421,24 +421,13 @@ impl kailash_core::field_encryption::Reencrypt for SecretReencryption {
     }
 
     async fn reencrypt(&self, keys: &FieldKeys) -> Result<ReencryptStats, FieldError> {
-        let mut stats = ReencryptStats::default();
-        let mut cursor = Some(ScanCursor::START);
-        while let Some(at) = cursor {
-            let page = self.state.kv.scan(NS_MFA, at).await?;
-            cursor = page.next;
-            for key in page.keys {
-                stats.scanned += 1;
-                match self.reseal_one(keys, &key).await {
-                    Ok(true) => stats.resealed += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a TOTP secret could not be re-sealed");
-                        stats.failed += 1;
-                    }
-                }
-            }
-        }
-        Ok(stats)
+        kailash_core::field_encryption::reencrypt_namespace(
+            &self.state,
+            NS_MFA,
+            "a TOTP secret",
+            |key| self.reseal_one(keys, key),
+        )
+        .await
     }
 }
 
@@ -447,8 +436,8 @@ impl SecretReencryption {
     /// replaced meanwhile (a new enrolment, a reset) is read again; one
     /// still not current after a few tries is an error (the pass is then
     /// incomplete and retires nothing).
-    async fn reseal_one(&self, keys: &FieldKeys, key: &StateKey) -> Result<bool, FieldError> {
-        let kv = &self.state.kv;
+    async fn reseal_one(&self, keys: &FieldKeys, key: StateKey) -> Result<bool, FieldError> {
+        let (kv, key) = (&self.state.kv, &key);
         for _ in 0..4 {
             let Some(stored) = kv.get(key).await? else {
                 return Ok(false);

@@ -108,15 +108,7 @@ async fn addresses_and_totp_secrets_are_sealed_at_rest_and_resealed_after_rotati
         // Bob enrols a second factor; his sessions are listed with their
         // address, but the state holds neither address nor secret.
         let (bob, _) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
-        let r = post(
-            &gw,
-            "/auth/mfa/enroll",
-            json!({ "password": BOB_PASSWORD }),
-            Some(&bob),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let secret = enrolment_secret(&gw, &bob, BOB_PASSWORD).await;
         let mut used = Vec::new();
         let code = fresh_code(&secret, &mut used);
         let r = post(&gw, "/auth/mfa/verify", json!({ "code": code }), Some(&bob)).await;

@@ -202,15 +202,7 @@ async fn enrolment_with_the_password_works_and_re_enrolment_needs_a_current_code
         // Bob has no second factor: his password is enough to enrol one;
         // then re-enrolment takes a recovery code as well.
         let (bob, _) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
-        let r = post(
-            &gw,
-            "/auth/mfa/enroll",
-            json!({ "password": BOB_PASSWORD }),
-            Some(&bob),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let secret = enrolment_secret(&gw, &bob, BOB_PASSWORD).await;
         let r = post(
             &gw,
             "/auth/mfa/verify",
@@ -518,15 +510,7 @@ async fn wrong_enrolment_codes_count_toward_the_lockout() {
     for overrides in backends() {
         let (gw, _dir) = gateway(&overrides).await;
         let (bob, _) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
-        let r = post(
-            &gw,
-            "/auth/mfa/enroll",
-            json!({ "password": BOB_PASSWORD }),
-            Some(&bob),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let secret = enrolment_secret(&gw, &bob, BOB_PASSWORD).await;
         let right = totp_now(&secret);
         let wrong = if right == "000000" {
             "111111"
@@ -575,15 +559,7 @@ async fn enrolling_a_second_factor_ends_refreshing_of_password_only_sessions() {
         let (gw, _dir) = gateway(&overrides).await;
         let (_, thief_refresh) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
         let (owner, _) = tokens(&login(&gw, "bob", BOB_PASSWORD).await);
-        let r = post(
-            &gw,
-            "/auth/mfa/enroll",
-            json!({ "password": BOB_PASSWORD }),
-            Some(&owner),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let secret = r.json()["secret"].as_str().unwrap().to_owned();
+        let secret = enrolment_secret(&gw, &owner, BOB_PASSWORD).await;
         let r = post(
             &gw,
             "/auth/mfa/verify",

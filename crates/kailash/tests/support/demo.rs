@@ -141,3 +141,18 @@ pub fn totp_now(secret: &str) -> String {
         .as_secs();
     TotpConfig::default().code_at(&secret, now)
 }
+
+/// Starts a TOTP enrolment for the caller of `token` with `password` and
+/// returns the new secret (asserting the `200`).
+#[allow(dead_code)] // not every test binary enrols
+pub async fn enrolment_secret(gw: &Running, token: &str, password: &str) -> String {
+    let r = post(
+        gw,
+        "/auth/mfa/enroll",
+        serde_json::json!({ "password": password }),
+        Some(token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["secret"].as_str().unwrap().to_owned()
+}

@@ -1002,7 +1002,7 @@ impl SessionReencryption {
     /// or past its deadline needs nothing.
     async fn reseal_one(&self, keys: &FieldKeys, key: StateKey) -> Result<bool, FieldError> {
         let (kv, key) = (&self.0.inner.state.kv, &key);
-        for _ in 0..RESEAL_ATTEMPTS {
+        for _ in 0..kailash_core::field_encryption::RESEAL_ATTEMPTS {
             let Some(bytes) = kv.get(key).await? else {
                 return Ok(false);
             };
@@ -1038,9 +1038,6 @@ impl SessionReencryption {
         ))
     }
 }
-
-/// Tries to re-seal one record that keeps changing meanwhile.
-const RESEAL_ATTEMPTS: usize = 4;
 
 fn encode(session: &Session) -> Result<Bytes, SessionError> {
     serde_json::to_vec(session)

@@ -880,6 +880,10 @@ pub trait Reencrypt: Send + Sync + 'static {
     async fn reencrypt(&self, keys: &FieldKeys) -> Result<ReencryptStats, FieldError>;
 }
 
+/// How often a [`Reencrypt`] target re-reads and re-seals one record
+/// that changed under it before counting it as failed.
+pub const RESEAL_ATTEMPTS: usize = 4;
+
 /// One re-encryption pass over every live key of `namespace` (all
 /// tenants): `reseal` re-seals one record and says whether it wrote. A
 /// record whose `reseal` fails is logged and counted as failed (the pass

@@ -438,7 +438,7 @@ impl SecretReencryption {
     /// incomplete and retires nothing).
     async fn reseal_one(&self, keys: &FieldKeys, key: StateKey) -> Result<bool, FieldError> {
         let (kv, key) = (&self.state.kv, &key);
-        for _ in 0..4 {
+        for _ in 0..kailash_core::field_encryption::RESEAL_ATTEMPTS {
             let Some(stored) = kv.get(key).await? else {
                 return Ok(false);
             };

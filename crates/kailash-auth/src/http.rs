@@ -117,6 +117,10 @@ pub fn problem(error: &AuthError) -> Problem {
                 .with_retry_after(*retry_after)
                 .with_extension("limit", "password_hashing")
         }
+        AuthError::SignInRefused(detail) => {
+            Problem::new(StatusCode::UNAUTHORIZED, "sign-in-refused", "Unauthorized")
+                .with_detail(*detail)
+        }
         AuthError::Internal => Problem::internal(),
     }
 }

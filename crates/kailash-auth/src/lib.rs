@@ -14,6 +14,8 @@ pub mod layer;
 pub mod ldap;
 mod ldap_spec;
 pub mod lockout;
+pub mod oidc;
+mod oidc_spec;
 pub mod password;
 pub mod refresh;
 pub mod service;

@@ -37,6 +37,9 @@ use kailash_core::state::{StateError, WhenFull};
 use serde::{Deserialize, Serialize};
 
 pub use crate::ldap_spec::{InvalidLdapSpec, LdapSpec};
+pub use crate::oidc_spec::{
+    InvalidOidcSpec, MAX_OIDC_PROVIDERS, OidcPreset, OidcProviderSpec, validate_providers,
+};
 use crate::password::PasswordPolicy;
 use crate::service::AuthConfig;
 
@@ -115,6 +118,10 @@ pub struct AuthSpec {
     /// feature to run).
     #[serde(default)]
     pub ldap: Option<LdapSpec>,
+    /// `[[auth.oidc]]`: users also sign in with OpenID Connect providers
+    /// (`/auth/oidc/{name}/login`).
+    #[serde(default)]
+    pub oidc: Vec<OidcProviderSpec>,
 }
 
 fn default_algorithm() -> String {
@@ -236,6 +243,7 @@ impl AuthSpec {
             ldap.validate()
                 .map_err(|e| InvalidAuthSpec::new(e.key, e.message))?;
         }
+        validate_providers(&self.oidc).map_err(|e| InvalidAuthSpec::new(e.key, e.message))?;
         Ok(())
     }
 

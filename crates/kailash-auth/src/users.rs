@@ -97,6 +97,9 @@ pub enum Credential {
     /// service never holds a hash, and the password cannot be changed
     /// through the API.
     Directory(DirectoryCredential),
+    /// An identity provider (OpenID Connect, SAML) by its configured name:
+    /// the user signs in only through it, never with a password here.
+    External(String),
 }
 
 impl Credential {
@@ -104,7 +107,7 @@ impl Credential {
     pub fn hash(&self) -> Option<&PasswordHash> {
         match self {
             Credential::Hash(h) => Some(h),
-            Credential::Directory(_) => None,
+            Credential::Directory(_) | Credential::External(_) => None,
         }
     }
 }
@@ -114,6 +117,7 @@ impl fmt::Debug for Credential {
         match self {
             Credential::Hash(_) => f.write_str("Hash(..)"),
             Credential::Directory(d) => f.debug_tuple("Directory").field(&d.name).finish(),
+            Credential::External(p) => f.debug_tuple("External").field(p).finish(),
         }
     }
 }
@@ -343,5 +347,30 @@ impl UserStore for ChainedUserStore {
             }
         }
         Ok(None)
+    }
+}
+
+/// Inserts `value` at a dotted name (`location.country` → a `location`
+/// map holding `country`).
+pub(crate) fn insert_dotted(
+    attributes: &mut BTreeMap<String, AttributeValue>,
+    name: &str,
+    value: AttributeValue,
+) {
+    match name.split_once('.') {
+        None => {
+            attributes.insert(name.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let slot = attributes
+                .entry(head.to_owned())
+                .or_insert_with(|| AttributeValue::Map(BTreeMap::new()));
+            if !matches!(slot, AttributeValue::Map(_)) {
+                *slot = AttributeValue::Map(BTreeMap::new());
+            }
+            if let AttributeValue::Map(inner) = slot {
+                insert_dotted(inner, rest, value);
+            }
+        }
     }
 }

@@ -285,3 +285,33 @@ fn replay_jwks_fuzz_corpus() {
     assert!(files >= 8, "corpus has {files} files");
     assert_eq!((fuzz_jwks::NOW, fuzz_jwks::KID), (NOW, "fz"));
 }
+
+#[path = "fuzz_harness/oidc_answer.rs"]
+mod fuzz_oidc;
+
+/// Replays the `oidc_answer` fuzz corpus (`fuzz/corpus/oidc_answer/`) on
+/// stable through the fuzz target's own harness: no input panics, every
+/// `seed_*` is accepted and every `bad_*` refused.
+#[test]
+fn replay_oidc_answer_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/oidc_answer");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let accepted = std::panic::catch_unwind(|| fuzz_oidc::run(&bytes))
+            .unwrap_or_else(|_| panic!("panicked on {}", path.display()));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("seed_") {
+            assert_eq!(accepted, Some(true), "{name} should be accepted");
+        } else if name.starts_with("bad_") {
+            assert_eq!(accepted, Some(false), "{name} should be refused");
+        }
+        files += 1;
+    }
+    assert!(files >= 20, "corpus has {files} files");
+    assert_eq!(fuzz_oidc::NOW, NOW);
+}

@@ -35,7 +35,7 @@ mod error;
 mod jwks;
 mod keys;
 mod keyset;
-mod remote;
+pub(crate) mod remote;
 mod verify;
 
 pub use algorithm::{Algorithm, TokenType};

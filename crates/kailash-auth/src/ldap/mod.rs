@@ -380,7 +380,7 @@ impl LdapDirectory {
                     AttributeValue::List(many.iter().cloned().map(AttributeValue::String).collect())
                 }
             };
-            insert_dotted(&mut attributes, name, value);
+            crate::users::insert_dotted(&mut attributes, name, value);
         }
         let bind: Arc<dyn DirectoryBind> = Arc::new(self.clone());
         Ok(Some(UserRecord {
@@ -600,31 +600,6 @@ fn text(tag: StructureTag) -> Option<String> {
     match tag.payload {
         PL::P(bytes) => String::from_utf8(bytes).ok(),
         PL::C(_) => None,
-    }
-}
-
-/// Inserts `value` at a dotted name (`location.country` → a `location`
-/// map holding `country`).
-fn insert_dotted(
-    attributes: &mut BTreeMap<String, AttributeValue>,
-    name: &str,
-    value: AttributeValue,
-) {
-    match name.split_once('.') {
-        None => {
-            attributes.insert(name.to_owned(), value);
-        }
-        Some((head, rest)) => {
-            let slot = attributes
-                .entry(head.to_owned())
-                .or_insert_with(|| AttributeValue::Map(BTreeMap::new()));
-            if !matches!(slot, AttributeValue::Map(_)) {
-                *slot = AttributeValue::Map(BTreeMap::new());
-            }
-            if let AttributeValue::Map(inner) = slot {
-                insert_dotted(inner, rest, value);
-            }
-        }
     }
 }
 

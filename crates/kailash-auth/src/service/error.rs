@@ -68,6 +68,12 @@ pub enum AuthError {
         /// When a retry is worthwhile.
         retry_after: Duration,
     },
+    /// A single sign-on was refused (a forged, expired or replayed answer
+    /// of the identity provider, a state mismatch, a disabled account, a
+    /// second factor the provider did not assert). The text says which,
+    /// without echoing anything the caller sent.
+    #[error("sign-in refused: {0}")]
+    SignInRefused(&'static str),
     /// An internal error (signing failed); details are logged, not returned.
     #[error("internal error")]
     Internal,

@@ -273,6 +273,33 @@ impl AuthService {
             // Upgrade a hash made with weaker parameters while the password is at hand.
             self.store_password_hash(&user, &password).await;
         }
+        let pair = self.open_session(&user, ctx, mfa_required).await?;
+        self.audit(
+            Self::event("auth.login", AuditDecision::Success, Some(ctx))
+                .actor(user.subject.clone())
+                .tenant(user.tenant.clone())
+                .reason(if mfa_required {
+                    "password and second factor"
+                } else {
+                    "password"
+                }),
+        )
+        .await?;
+        Ok(LoginOutcome::Tokens(pair))
+    }
+}
+
+impl AuthService {
+    /// A new session for `user` (the oldest evicted, or refused at the
+    /// limit), its refresh family and a fresh token pair; evictions and a
+    /// refusal are audited. `mfa_required` records that a second factor
+    /// was passed.
+    pub(super) async fn open_session(
+        &self,
+        user: &crate::users::UserRecord,
+        ctx: &RequestContext,
+        mfa_required: bool,
+    ) -> Result<TokenPair, AuthError> {
         let created = self
             .inner
             .sessions
@@ -314,25 +341,13 @@ impl AuthService {
             .families
             .start(user.tenant.as_ref(), &session.id)
             .await?;
-        let pair = self.issue_pair(
-            &user,
+        self.issue_pair(
+            user,
             &session.id,
             session.expires_at,
             &grant.family,
             &grant.jti,
             grant.expires_at,
-        )?;
-        self.audit(
-            Self::event("auth.login", AuditDecision::Success, Some(ctx))
-                .actor(user.subject.clone())
-                .tenant(user.tenant.clone())
-                .reason(if mfa_required {
-                    "password and second factor"
-                } else {
-                    "password"
-                }),
         )
-        .await?;
-        Ok(LoginOutcome::Tokens(pair))
     }
 }

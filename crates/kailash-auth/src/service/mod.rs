@@ -23,6 +23,7 @@
 mod accounts;
 mod config;
 mod error;
+mod external;
 mod login;
 mod logout;
 mod mfa;
@@ -46,6 +47,7 @@ use kailash_core::state::SharedState;
 pub use accounts::AccountAction;
 pub use config::AuthConfig;
 pub use error::AuthError;
+pub use external::{EXTERNAL_SUBJECT_PREFIX, ExternalIdentity, NS_EXTERNAL_USER, external_subject};
 pub use login::{LoginOutcome, LoginRequest};
 pub use mfa::{EnrolRequest, Enrolment};
 pub use mfa_bootstrap::{ENROLMENT_TOKEN_TTL, EnrolmentGrant};
@@ -187,7 +189,8 @@ impl AuthService {
 
     /// The records this service seals, as re-encryption targets for
     /// [`FieldKeys::maintain`](kailash_core::field_encryption::FieldKeys::maintain):
-    /// sessions and TOTP secrets. Empty without field keys.
+    /// sessions, TOTP secrets and external (single sign-on) users'
+    /// attributes. Empty without field keys.
     pub fn reencryption_targets(&self) -> Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>> {
         if self.inner.field_keys.get().is_none() {
             return Vec::new();
@@ -195,6 +198,9 @@ impl AuthService {
         let mut out = Vec::new();
         out.extend(self.inner.sessions.reencryption());
         out.push(Arc::new(mfa::SecretReencryption {
+            state: self.inner.state.clone(),
+        }));
+        out.push(Arc::new(external::ExternalReencryption {
             state: self.inner.state.clone(),
         }));
         out

@@ -41,7 +41,12 @@ impl AuthService {
         &self,
         subject: &str,
     ) -> Result<Option<UserRecord>, AuthError> {
-        match self.inner.users.find_by_subject(subject).await? {
+        let found = if subject.starts_with(super::external::EXTERNAL_SUBJECT_PREFIX) {
+            self.external_user(subject).await?
+        } else {
+            self.inner.users.find_by_subject(subject).await?
+        };
+        match found {
             Some(u) => Ok(Some(self.apply_overrides(u).await?)),
             None => Ok(None),
         }

@@ -38,7 +38,7 @@ impl AuthService {
         }
         if user.credential.hash().is_none() {
             return Err(AuthError::Conflict(
-                "the password is managed by the user directory",
+                "the password is managed by the user directory or identity provider",
             ));
         }
         let current = Password::new(current);

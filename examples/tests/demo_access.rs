@@ -12,6 +12,8 @@ mod health;
 #[cfg(feature = "ldap")]
 #[path = "demo_access/ldap.rs"]
 mod ldap;
+#[path = "demo_access/oidc.rs"]
+mod oidc;
 #[cfg(feature = "postgres")]
 #[path = "demo_access/postgres.rs"]
 mod postgres;

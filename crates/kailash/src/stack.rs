@@ -203,6 +203,9 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         for path in kailash_auth::http::PUBLIC_PATHS {
             layer = layer.public_path(path);
         }
+        if !this.oidc.is_empty() {
+            layer = layer.public_prefix(kailash_auth::oidc::routes::PUBLIC_PREFIX);
+        }
         if let Some(audit) = &this.audit {
             layer = layer.audit(audit.clone());
         }
@@ -255,6 +258,13 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 ));
                 this = this.openapi(crate::tenant_admin::openapi());
             }
+        }
+        if !this.oidc.is_empty() {
+            routes = routes.merge(kailash_auth::oidc::routes::router(
+                service.clone(),
+                this.oidc.clone(),
+            ));
+            this = this.openapi(kailash_auth::oidc::routes::openapi());
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
         this = this.openapi(kailash_auth::http::openapi());
@@ -385,6 +395,10 @@ fn compose_checked(
             }
             for path in kailash_auth::http::PUBLIC_PATHS {
                 layer = layer.public_path(path);
+            }
+            if !builder.oidc.is_empty() {
+                // Sign-in precedes any tenant: the provider's claims name it.
+                layer = layer.public_prefix(kailash_auth::oidc::routes::PUBLIC_PREFIX);
             }
             if let Some(audit) = &builder.audit {
                 layer = layer.audit(audit.clone());

@@ -377,6 +377,13 @@ impl GatewayBuilder {
                 audit,
             )?;
             builder = builder.authentication(service);
+            if !section.oidc.is_empty() {
+                builder = builder.oidc(crate::oidc::providers_from_config(
+                    &section.oidc,
+                    data_dir,
+                    &state,
+                )?);
+            }
             if let Some(fields) = &config.security.field_encryption {
                 let keys = crate::backends::field_keys(fields, data_dir, state.clone()).await?;
                 builder = builder.field_encryption(keys, fields.maintenance_interval.0);

@@ -74,6 +74,7 @@ pub struct GatewayBuilder {
     pub(crate) principal_layer: Option<RouterLayerFn>,
     pub(crate) auth: Option<kailash_auth::service::AuthService>,
     pub(crate) auth_cookie: Option<String>,
+    pub(crate) oidc: kailash_auth::oidc::OidcProviders,
     pub(crate) tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
     pub(crate) access: Option<AccessControl>,
     pub(crate) audit_query: Option<Arc<dyn kailash_core::audit::AuditQuery>>,
@@ -158,6 +159,7 @@ impl Default for GatewayBuilder {
             principal_layer: None,
             auth: None,
             auth_cookie: None,
+            oidc: kailash_auth::oidc::OidcProviders::new(),
             tenancy: None,
             access: None,
             audit_query: None,
@@ -447,6 +449,15 @@ impl GatewayBuilder {
     /// Also accept access tokens from this cookie (with [`authentication`](Self::authentication)).
     pub fn auth_cookie(mut self, name: &str) -> Self {
         self.auth_cookie = Some(name.to_owned());
+        self
+    }
+
+    /// Signs users in with these OpenID Connect providers (with
+    /// [`authentication`](Self::authentication)): serves
+    /// `GET /auth/oidc/{provider}/login` and `.../callback`, public to the
+    /// authentication layer, in the OpenAPI document.
+    pub fn oidc(mut self, providers: kailash_auth::oidc::OidcProviders) -> Self {
+        self.oidc = providers;
         self
     }
 

@@ -280,6 +280,36 @@ impl GatewayConfig {
                 ));
             }
         }
+        if !self.tenants.is_empty() && !self.tenancy.allow_tenantless_principals {
+            for oidc in self.auth.iter().flat_map(|a| &a.oidc) {
+                if oidc.tenant.is_none()
+                    && oidc.tenant_claim.is_none()
+                    && oidc.tenant_domains.is_empty()
+                {
+                    return Err((
+                        "auth.oidc".into(),
+                        format!(
+                            "with [[tenants]] the users of provider `{}` need one: set tenant, tenant_claim or tenant_domains",
+                            oidc.name
+                        ),
+                    ));
+                }
+                if let Some(t) = oidc
+                    .tenant
+                    .iter()
+                    .chain(oidc.tenant_domains.values())
+                    .find(|t| !self.tenants.iter().any(|spec| &spec.id == *t))
+                {
+                    return Err((
+                        "auth.oidc.tenant".into(),
+                        format!(
+                            "provider `{}`: tenant `{t}` is not one of [[tenants]]",
+                            oidc.name
+                        ),
+                    ));
+                }
+            }
+        }
         let db = &self.database;
         for (name, endpoint) in [
             ("primary", &db.primary),
@@ -472,6 +502,21 @@ impl GatewayConfig {
                     return Err((
                         "auth.ldap".into(),
                         format!("role `{role}` is not defined in [[access.roles]]"),
+                    ));
+                }
+            }
+            for oidc in &auth.oidc {
+                let mapped = oidc
+                    .default_roles
+                    .iter()
+                    .chain(oidc.group_roles.values().flatten());
+                if let Some(role) = mapped.into_iter().find(|r| !defined(r)) {
+                    return Err((
+                        "auth.oidc".into(),
+                        format!(
+                            "provider `{}`: role `{role}` is not defined in [[access.roles]]",
+                            oidc.name
+                        ),
                     ));
                 }
             }

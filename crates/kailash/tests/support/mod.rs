@@ -44,16 +44,7 @@ pub async fn start(builder: GatewayBuilder) -> Running {
 
 pub async fn start_gateway(gateway: Gateway) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(gateway.serve(listener, async {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        stop: Some(tx),
-        task,
-    }
+    start_gateway_on(gateway, listener).await
 }
 
 #[derive(Debug)]
@@ -194,4 +185,19 @@ pub fn sample(exposition: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Serves `gateway` on `listener` (bound beforehand, when its address must
+/// be known first, as an OpenID provider's redirect URI).
+pub async fn start_gateway_on(gateway: Gateway, listener: TcpListener) -> Running {
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(listener, async {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        stop: Some(tx),
+        task,
+    }
 }

@@ -1,0 +1,175 @@
+//! One outbound HTTP/1.1 request at a time, for the gateway's own calls to
+//! identity providers and JWKS endpoints: `https://` with rustls on
+//! aws-lc-rs (the system's roots plus any configured CA), `http://` only to
+//! a loopback address, the W3C trace context injected, the whole exchange
+//! under one deadline and the answer bounded in size. Errors name what
+//! failed, never the URL (its query can be a secret).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A client: roots, deadline, answer bound.
+#[derive(Clone)]
+pub(crate) struct Client {
+    tls: tokio_rustls::TlsConnector,
+    timeout: Duration,
+    limit: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("timeout", &self.timeout)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The system's root certificates, plus the certificates of `extra_pem`.
+pub(crate) fn roots(extra_pem: Option<&[u8]>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let native = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (mut added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if let Some(pem) = extra_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|_| "the CA file is not PEM certificates".to_owned())?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("a CA certificate is unusable: {e}"))?;
+            added += 1;
+        }
+    }
+    if added == 0 {
+        return Err(format!(
+            "no root certificates found ({} errors reading the system's)",
+            native.errors.len()
+        ));
+    }
+    Ok(roots)
+}
+
+impl Client {
+    /// A client trusting `roots`.
+    pub(crate) fn with_roots(
+        roots: rustls::RootCertStore,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            timeout,
+            limit,
+        })
+    }
+
+    /// The same client with another deadline.
+    #[must_use]
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends `request` (an absolute `https://` URI, or `http://` to a
+    /// loopback host) and reads the answer, all within the deadline.
+    pub(crate) async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, String> {
+        tokio::time::timeout(self.timeout, self.exchange(request))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+    }
+
+    async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, String> {
+        let (mut parts, body) = request.into_parts();
+        let uri = parts.uri.clone();
+        let host = uri
+            .host()
+            .ok_or("the URL has no host")?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") if loopback(&host) => false,
+            _ => return Err("only https:// (or http:// to loopback) is allowed".into()),
+        };
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host);
+        let host_header =
+            http::HeaderValue::from_str(authority.rsplit('@').next().unwrap_or(authority))
+                .map_err(|_| "invalid host")?;
+        parts.headers.insert(header::HOST, host_header);
+        parts.uri = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|_| "invalid path")?;
+        kailash_core::trace_context::inject(&mut parts.headers);
+        let request = Request::from_parts(parts, Full::new(body));
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        if tls {
+            let name = ServerName::try_from(host).map_err(|_| "invalid host name".to_owned())?;
+            let stream = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            self.over(stream, request).await
+        } else {
+            self.over(tcp, request).await
+        }
+    }
+
+    async fn over<S>(
+        &self,
+        stream: S,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Bytes>, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let driver = tokio::spawn(conn);
+        let result = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("HTTP: {e}"))?;
+            let (parts, body) = response.into_parts();
+            let limit = self.limit;
+            let body = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|_| format!("answer unreadable or over {limit} bytes"))?
+                .to_bytes();
+            Ok(Response::from_parts(parts, body))
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
+
+/// Whether `host` is a loopback name or address.
+pub(crate) fn loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

@@ -204,6 +204,75 @@ fn ldap_section_is_checked_against_access_and_tenants() {
 }
 
 #[test]
+fn oidc_providers_are_checked_against_access_and_tenants() {
+    let oidc = "[[auth.oidc]]\nname = \"okta\"\npreset = \"okta\"\nissuer = \"https://dev-1.okta.com/oauth2/default\"\nclient_id = \"c\"\nredirect_uri = \"https://api.example.com/auth/oidc/okta/callback\"\n";
+    assert!(load(&format!("{AUTH}{oidc}"), &[]).is_ok());
+    let e = load(&format!("{AUTH}{oidc}{oidc}"), &[]).unwrap_err().to_string();
+    assert!(e.contains("key `auth.oidc.name`") && e.contains("twice"), "{e}");
+    let e = load(
+        &format!("{AUTH}{}", oidc.replace("oidc/okta/callback", "callback")),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("key `auth.oidc.redirect_uri`"), "{e}");
+    let e = load(&format!("{AUTH}{oidc}clent_id = \"x\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("clent_id"), "{e}");
+    let access = "[[access.roles]]\nname = \"reader\"\npermissions = [\"report:view\"]\n";
+    let roles = "default_roles = [\"reader\"]\n[auth.oidc.group_roles]\nFinance = [\"finance\"]\n";
+    let e = load(&format!("{AUTH}{oidc}{roles}{access}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.oidc`") && e.contains("`finance`"), "{e}");
+    let tenant = "[[tenants]]\nid = \"acme\"\n";
+    let e = load(&format!("{AUTH}{oidc}{tenant}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.oidc`") && e.contains("tenant"), "{e}");
+    let e = load(
+        &format!("{AUTH}{oidc}tenant_domains = {{ \"acme.com\" = \"globex\" }}\n{tenant}"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("key `auth.oidc.tenant`") && e.contains("globex"), "{e}");
+    assert!(
+        load(
+            &format!("{AUTH}{oidc}tenant_domains = {{ \"acme.com\" = \"acme\" }}\n{tenant}"),
+            &[]
+        )
+        .is_ok()
+    );
+}
+
+/// The reference deployment's commented `[[auth.oidc]]` examples are valid
+/// as they stand, once uncommented.
+#[test]
+fn the_demo_configs_oidc_examples_are_valid() {
+    let demo = include_str!("../../../../examples/config/enterprise.toml");
+    let start = demo.find("# [[auth.oidc]]").expect("examples");
+    let block: String = demo[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(block.matches("[[auth.oidc]]").count(), 3, "{block}");
+    let config = load(&format!("{demo}\n{block}"), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config
+        .auth
+        .as_ref()
+        .unwrap()
+        .oidc
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["google", "microsoft", "okta"]);
+}
+
+#[test]
 fn with_tenants_every_user_has_one() {
     let tenant = "[[tenants]]\nid = \"acme\"\n";
     let user = format!("[[users]]\nusername = \"u\"\npassword_hash = \"{HASH}\"\n");

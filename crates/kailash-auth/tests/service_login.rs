@@ -381,6 +381,8 @@ mod http_contract {
     }
 }
 
+#[path = "service_login/external.rs"]
+mod external;
 #[cfg(feature = "ldap")]
 #[path = "service_login/ldap.rs"]
 mod ldap;

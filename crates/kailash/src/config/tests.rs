@@ -207,8 +207,13 @@ fn ldap_section_is_checked_against_access_and_tenants() {
 fn oidc_providers_are_checked_against_access_and_tenants() {
     let oidc = "[[auth.oidc]]\nname = \"okta\"\npreset = \"okta\"\nissuer = \"https://dev-1.okta.com/oauth2/default\"\nclient_id = \"c\"\nredirect_uri = \"https://api.example.com/auth/oidc/okta/callback\"\n";
     assert!(load(&format!("{AUTH}{oidc}"), &[]).is_ok());
-    let e = load(&format!("{AUTH}{oidc}{oidc}"), &[]).unwrap_err().to_string();
-    assert!(e.contains("key `auth.oidc.name`") && e.contains("twice"), "{e}");
+    let e = load(&format!("{AUTH}{oidc}{oidc}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key `auth.oidc.name`") && e.contains("twice"),
+        "{e}"
+    );
     let e = load(
         &format!("{AUTH}{}", oidc.replace("oidc/okta/callback", "callback")),
         &[],
@@ -225,7 +230,10 @@ fn oidc_providers_are_checked_against_access_and_tenants() {
     let e = load(&format!("{AUTH}{oidc}{roles}{access}"), &[])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("key `auth.oidc`") && e.contains("`finance`"), "{e}");
+    assert!(
+        e.contains("key `auth.oidc`") && e.contains("`finance`"),
+        "{e}"
+    );
     let tenant = "[[tenants]]\nid = \"acme\"\n";
     let e = load(&format!("{AUTH}{oidc}{tenant}"), &[])
         .unwrap_err()
@@ -237,7 +245,10 @@ fn oidc_providers_are_checked_against_access_and_tenants() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("key `auth.oidc.tenant`") && e.contains("globex"), "{e}");
+    assert!(
+        e.contains("key `auth.oidc.tenant`") && e.contains("globex"),
+        "{e}"
+    );
     assert!(
         load(
             &format!("{AUTH}{oidc}tenant_domains = {{ \"acme.com\" = \"acme\" }}\n{tenant}"),

@@ -60,10 +60,19 @@ pub struct OidcProviderSpec {
     /// / `organizations` (default `common`).
     #[serde(default)]
     pub microsoft_tenant: Option<String>,
-    /// Microsoft multi-tenant issuers: the directory ids (`tid`) whose
-    /// users may sign in; empty allows every directory.
+    /// Microsoft multi-tenant issuers: the directory ids (`tid`, lower-case
+    /// GUIDs) whose users may sign in. Required unless `allow_any_account`.
     #[serde(default)]
     pub microsoft_allowed_tenants: Vec<String>,
+    /// Google: the Workspace domains (`hd` claim) whose users may sign in.
+    /// Required unless `allow_any_account`.
+    #[serde(default)]
+    pub hosted_domains: Vec<String>,
+    /// Let any account of a public provider sign in — every Google
+    /// account, every Microsoft directory and personal account (default
+    /// false: such an entry must name its domains or directories).
+    #[serde(default)]
+    pub allow_any_account: bool,
     /// This service's client id at the provider.
     pub client_id: String,
     /// Environment variable holding the client secret.
@@ -201,6 +210,15 @@ pub struct InvalidOidcSpec {
     pub message: String,
 }
 
+/// Whether `text` is a lower-case GUID (a Microsoft directory id).
+fn is_guid(text: &str) -> bool {
+    text.len() == 36
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
 /// Whether `host` is a loopback name or address (where `http://` is
 /// allowed: a provider run locally).
 pub(crate) fn is_loopback_host(host: &str) -> bool {
@@ -325,22 +343,54 @@ impl OidcProviderSpec {
                 "only for the microsoft preset",
             ));
         }
+        // A domain would fetch a document whose issuer names the GUID, so
+        // only GUIDs and the shared endpoints.
         if let Some(t) = &self.microsoft_tenant
-            && (t.is_empty()
-                || t.len() > 128
-                || !t
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            && !(is_guid(t) || matches!(t.as_str(), "common" | "organizations" | "consumers"))
         {
             return Err(bad(
                 "oidc.microsoft_tenant",
-                "must be a directory id, a domain, common or organizations",
+                "must be a directory id (a lower-case GUID), common, organizations or consumers",
             ));
         }
         if !self.microsoft_allowed_tenants.is_empty() && !self.microsoft_multi_tenant() {
             return Err(bad(
                 "oidc.microsoft_allowed_tenants",
                 "only for the microsoft preset with a multi-tenant microsoft_tenant (common, organizations)",
+            ));
+        }
+        if self.microsoft_allowed_tenants.iter().any(|t| !is_guid(t)) {
+            return Err(bad(
+                "oidc.microsoft_allowed_tenants",
+                "must be directory ids (lower-case GUIDs)",
+            ));
+        }
+        let public_multi =
+            self.microsoft_multi_tenant() || self.microsoft_tenant.as_deref() == Some("consumers");
+        if public_multi && self.microsoft_allowed_tenants.is_empty() && !self.allow_any_account {
+            return Err(bad(
+                "oidc.microsoft_allowed_tenants",
+                "any Microsoft account could sign in: list the allowed directories, or set allow_any_account = true",
+            ));
+        }
+        if !self.hosted_domains.is_empty() && self.preset != Some(OidcPreset::Google) {
+            return Err(bad("oidc.hosted_domains", "only for the google preset"));
+        }
+        if self.hosted_domains.iter().any(|d| {
+            d.is_empty() || d.len() > 253 || d.contains('@') || *d != d.to_ascii_lowercase()
+        }) {
+            return Err(bad(
+                "oidc.hosted_domains",
+                "must be lower-case domains (without @)",
+            ));
+        }
+        if self.preset == Some(OidcPreset::Google)
+            && self.hosted_domains.is_empty()
+            && !self.allow_any_account
+        {
+            return Err(bad(
+                "oidc.hosted_domains",
+                "any Google account could sign in: list your Workspace domains, or set allow_any_account = true",
             ));
         }
         if let Some(issuer) = self.issuer_template() {
@@ -492,19 +542,22 @@ mod tests {
     #[test]
     fn presets_fill_the_issuer() {
         let g = spec(
-            serde_json::json!({"preset": "google", "issuer": null, "redirect_uri": "https://a.example/auth/oidc/corp/callback"}),
+            serde_json::json!({"preset": "google", "issuer": null, "redirect_uri": "https://a.example/auth/oidc/corp/callback", "hosted_domains": ["acme.com"]}),
         );
         g.validate().unwrap();
         assert_eq!(g.issuer_template().unwrap(), "https://accounts.google.com");
         assert_eq!(g.username_claim(), "email");
-        let m = spec(serde_json::json!({"preset": "microsoft", "issuer": null}));
+        let m = spec(
+            serde_json::json!({"preset": "microsoft", "issuer": null, "allow_any_account": true}),
+        );
+        m.validate().unwrap();
         assert_eq!(
             m.issuer_template().unwrap(),
             "https://login.microsoftonline.com/common/v2.0"
         );
         assert!(m.microsoft_multi_tenant());
         let single = spec(
-            serde_json::json!({"preset": "microsoft", "issuer": null, "microsoft_tenant": "contoso.onmicrosoft.com"}),
+            serde_json::json!({"preset": "microsoft", "issuer": null, "microsoft_tenant": "9188040d-6c67-4c5b-b112-36a304b66dad"}),
         );
         assert!(!single.microsoft_multi_tenant());
         single.validate().unwrap();

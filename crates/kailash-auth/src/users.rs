@@ -249,6 +249,11 @@ impl StaticUserStore {
                 .transpose()
                 .map_err(|_| invalid("totp_secret is not a valid base32 secret"))?;
             let subject = u.subject.clone().unwrap_or_else(|| username.clone());
+            if subject.starts_with(crate::service::EXTERNAL_SUBJECT_PREFIX) {
+                return Err(invalid(
+                    "subjects starting with `ext:` belong to single sign-on users",
+                ));
+            }
             if store.by_subject.contains_key(&subject) {
                 return Err(invalid("duplicate subject"));
             }

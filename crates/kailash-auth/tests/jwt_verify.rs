@@ -556,3 +556,6 @@ fn replay_bearer_token_fuzz_corpus() {
         (NOW, ISS, AUD, "fuzz")
     );
 }
+
+#[path = "jwt_verify/id_tokens.rs"]
+mod id_tokens;

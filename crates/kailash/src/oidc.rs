@@ -7,7 +7,8 @@
 //! seconds apart per user; discovery and keys are cached): `https://` with
 //! rustls on aws-lc-rs and the system's roots plus an optional CA,
 //! `http://` only to a loopback address (a provider run locally), every
-//! exchange within the provider's `timeout` and every answer at most
+//! exchange within the provider's `timeout`, no trace context sent to the
+//! provider, and every answer at most
 //! [`kailash_auth::oidc::MAX_ANSWER_BYTES`].
 //!
 //! ```
@@ -58,7 +59,8 @@ impl OidcClient {
     pub fn new(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, String> {
         let roots = crate::outbound::roots(ca_pem)?;
         Ok(Self {
-            client: crate::outbound::Client::with_roots(roots, timeout, MAX_ANSWER_BYTES)?,
+            client: crate::outbound::Client::with_roots(roots, timeout, MAX_ANSWER_BYTES)?
+                .without_trace_context(),
         })
     }
 }

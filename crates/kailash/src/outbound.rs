@@ -1,7 +1,8 @@
 //! One outbound HTTP/1.1 request at a time, for the gateway's own calls to
 //! identity providers and JWKS endpoints: `https://` with rustls on
 //! aws-lc-rs (the system's roots plus any configured CA), `http://` only to
-//! a loopback address, the W3C trace context injected, the whole exchange
+//! a loopback address, the W3C trace context injected (unless the callee is
+//! a third party), the whole exchange
 //! under one deadline and the answer bounded in size. Errors name what
 //! failed, never the URL (its query can be a secret).
 
@@ -21,6 +22,7 @@ pub(crate) struct Client {
     tls: tokio_rustls::TlsConnector,
     timeout: Duration,
     limit: usize,
+    trace: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -74,7 +76,16 @@ impl Client {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             timeout,
             limit,
+            trace: true,
         })
+    }
+
+    /// The same client without the W3C trace context: for calls to third
+    /// parties (identity providers) that have no business seeing it.
+    #[must_use]
+    pub(crate) fn without_trace_context(mut self) -> Self {
+        self.trace = false;
+        self
     }
 
     /// The same client with another deadline.
@@ -116,7 +127,9 @@ impl Client {
             .map_or("/", |p| p.as_str())
             .parse()
             .map_err(|_| "invalid path")?;
-        kailash_core::trace_context::inject(&mut parts.headers);
+        if self.trace {
+            kailash_core::trace_context::inject(&mut parts.headers);
+        }
         let request = Request::from_parts(parts, Full::new(body));
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await

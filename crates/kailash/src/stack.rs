@@ -206,6 +206,10 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         if !this.oidc.is_empty() {
             layer = layer.public_prefix(kailash_auth::oidc::routes::PUBLIC_PREFIX);
         }
+        // Records of single sign-on users made by a provider that is no
+        // longer configured (or configured otherwise) stop serving
+        // refreshes; a shared service keeps the registry it was given.
+        service.set_external_providers(kailash_auth::oidc::fingerprints(&this.oidc));
         if let Some(audit) = &this.audit {
             layer = layer.audit(audit.clone());
         }

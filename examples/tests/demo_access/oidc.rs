@@ -41,7 +41,8 @@ clearance = "clearance"
 "data-science" = ["data_scientist"]
 "#;
 
-const SECRET: &str = "test-client-secret-0123456789";
+/// With characters RFC 6749 §2.3.1 wants form-encoded before Basic.
+const SECRET: &str = "test-secret:0123+456/789~x=";
 
 /// A browser: cookies per host, redirects followed by hand.
 #[derive(Default)]
@@ -438,9 +439,12 @@ async fn played_provider() -> Arc<Idp> {
             "/token",
             post(|State(idp): State<Arc<Idp>>, headers: axum::http::HeaderMap, body: String| async move {
                 // The wire format a confidential client must use.
+                // RFC 6749 §2.3.1: each part form-encoded, then Basic.
+                let encoded: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
+                assert_eq!(encoded, "test-secret%3A0123%2B456%2F789%7Ex%3D");
                 let basic = format!(
                     "Basic {}",
-                    data_encoding::BASE64.encode(format!("kailash:{SECRET}").as_bytes())
+                    data_encoding::BASE64.encode(format!("kailash:{encoded}").as_bytes())
                 );
                 assert_eq!(headers.get("authorization").unwrap(), basic.as_str());
                 assert_eq!(

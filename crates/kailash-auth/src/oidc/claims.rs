@@ -21,8 +21,26 @@ fn refused(m: &'static str) -> OidcError {
     OidcError::Refused(m)
 }
 
+/// Claims about the sign-in itself (or the token), which only the ID token
+/// states: userinfo never adds them.
+const ID_TOKEN_ONLY: [&str; 11] = [
+    "iss",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "at_hash",
+    "amr",
+    "acr",
+    "auth_time",
+];
+
 /// Adds the userinfo answer's claims to the ID token's: its `sub` must be
-/// the same; the ID token's claims win.
+/// the same; the ID token's claims win; claims about the authentication
+/// event come from the ID token only; `email` and `email_verified` come
+/// together from one source.
 pub(super) fn merge_userinfo(
     claims: &mut Map<String, Value>,
     info: Map<String, Value>,
@@ -30,11 +48,19 @@ pub(super) fn merge_userinfo(
     if info.get("sub") != claims.get("sub") {
         return Err(refused("the userinfo answer is about another user"));
     }
+    let email_from_token = claims.contains_key("email");
     for (k, v) in info {
+        if ID_TOKEN_ONLY.contains(&k.as_str()) || (k == "email_verified" && email_from_token) {
+            continue;
+        }
         claims.entry(k).or_insert(v);
     }
     Ok(())
 }
+
+/// The most bytes of attributes (as JSON) one user carries into every
+/// access token.
+const MAX_ATTRIBUTE_BYTES: usize = 8 * 1024;
 
 /// The domain of an e-mail address, lower-cased (`None` unless it has one
 /// `@` with text on both sides).
@@ -82,6 +108,15 @@ pub fn identity_from_claims(
 ) -> Result<ExternalIdentity, OidcError> {
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let sub = text("sub").ok_or(refused("the ID token has no valid subject"))?;
+    let google = spec.preset == Some(crate::oidc_spec::OidcPreset::Google);
+    if google
+        && !spec.hosted_domains.is_empty()
+        && !text("hd").is_some_and(|hd| spec.hosted_domains.iter().any(|d| d == hd))
+    {
+        return Err(refused(
+            "the Google account is not of an allowed Workspace domain",
+        ));
+    }
     let verified = email_verified(claims);
     let username_claim = spec.username_claim();
     if username_claim == "email" && !verified {
@@ -154,6 +189,9 @@ pub fn identity_from_claims(
         "username".to_owned(),
         AttributeValue::String(username.clone()),
     );
+    if serde_json::to_vec(&attributes).map_or(true, |j| j.len() > MAX_ATTRIBUTE_BYTES) {
+        return Err(refused("the identity provider's claims are too large"));
+    }
 
     let amr_ok = match claims.get("amr") {
         Some(Value::Array(items)) => items
@@ -173,7 +211,36 @@ pub fn identity_from_claims(
         attributes,
         mfa: spec.trust_idp_mfa && (amr_ok || acr_ok),
         record_ttl: spec.user_ttl.0,
+        mapping: mapping_fingerprint(spec),
     })
+}
+
+/// A fingerprint of what decides who a provider's user is here: the
+/// issuer, the client, and every mapping setting. A stored user whose
+/// fingerprint no longer matches (the provider was reconfigured or
+/// removed) no longer refreshes: they sign in again, under the new rules.
+pub(crate) fn mapping_fingerprint(spec: &OidcProviderSpec) -> String {
+    let relevant = serde_json::json!([
+        spec.issuer_template(),
+        spec.microsoft_allowed_tenants,
+        spec.hosted_domains,
+        spec.allow_any_account,
+        spec.client_id,
+        spec.username_claim(),
+        spec.groups_claim,
+        spec.group_roles,
+        spec.default_roles,
+        spec.attributes,
+        spec.tenant,
+        spec.tenant_claim,
+        spec.tenant_domains,
+        spec.trust_idp_mfa,
+        spec.mfa_amr,
+        spec.mfa_acr,
+    ]);
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, relevant.to_string().as_bytes());
+    data_encoding::HEXLOWER.encode(&digest.as_ref()[..16])
 }
 
 #[cfg(test)]

@@ -74,8 +74,19 @@ impl Discovery {
         if issuer != expected {
             return Err(bad("its issuer is not the configured issuer"));
         }
+        // Plain http:// endpoints only for a provider on loopback itself:
+        // a document of an https:// issuer never sends the client secret
+        // or a token to a local plain-text service.
+        let issuer_https = issuer.starts_with("https://");
+        let checked = |text: &str, name: &'static str| -> Result<url::Url, OidcError> {
+            let url = checked_url(text, name)?;
+            if issuer_https && url.scheme() != "https" {
+                return Err(bad(&format!("its {name} is not https://")));
+            }
+            Ok(url)
+        };
         let url = |name: &'static str| -> Result<url::Url, OidcError> {
-            checked_url(text(name).ok_or_else(|| bad(&format!("no {name}")))?, name)
+            checked(text(name).ok_or_else(|| bad(&format!("no {name}")))?, name)
         };
         let response_types = list("response_types_supported")?;
         if !response_types.is_empty() && !response_types.iter().any(|t| t == "code") {
@@ -93,7 +104,7 @@ impl Discovery {
             token_endpoint: url("token_endpoint")?,
             jwks_uri: url("jwks_uri")?,
             userinfo_endpoint: match text("userinfo_endpoint") {
-                Some(u) => Some(checked_url(u, "userinfo_endpoint")?),
+                Some(u) => Some(checked(u, "userinfo_endpoint")?),
                 None => None,
             },
             id_token_signing_alg_values_supported: list("id_token_signing_alg_values_supported")?,
@@ -131,15 +142,6 @@ impl Found {
             doc,
             keys: tokio::sync::Mutex::new(None),
         }
-    }
-
-    /// The same keys under a newer document (same `jwks_uri`).
-    pub(super) fn with_doc(&self, doc: Discovery) -> Arc<Self> {
-        let keys = self.keys.try_lock().ok().and_then(|k| k.clone());
-        Arc::new(Self {
-            doc,
-            keys: tokio::sync::Mutex::new(keys),
-        })
     }
 
     /// The provider's keys, fetched on first use.
@@ -199,7 +201,7 @@ mod tests {
     fn the_presets_accept_their_providers_published_documents() {
         let google = Discovery::from_json(
             &fixture("google"),
-            &spec(serde_json::json!({"preset": "google"})),
+            &spec(serde_json::json!({"preset": "google", "hosted_domains": ["acme.com"]})),
         )
         .unwrap();
         assert_eq!(
@@ -209,7 +211,7 @@ mod tests {
         assert_eq!(google.auth_method(true).unwrap(), ClientAuth::Basic);
         let ms = Discovery::from_json(
             &fixture("microsoft-common"),
-            &spec(serde_json::json!({"preset": "microsoft"})),
+            &spec(serde_json::json!({"preset": "microsoft", "allow_any_account": true})),
         )
         .unwrap();
         assert_eq!(
@@ -225,7 +227,7 @@ mod tests {
         // `consumers` serves the personal-accounts directory's document.
         Discovery::from_json(
             &fixture("microsoft-tenant"),
-            &spec(serde_json::json!({"preset": "microsoft", "microsoft_tenant": "consumers"})),
+            &spec(serde_json::json!({"preset": "microsoft", "microsoft_tenant": "consumers", "allow_any_account": true})),
         )
         .unwrap();
         let okta = Discovery::from_json(
@@ -260,6 +262,8 @@ mod tests {
             Discovery::from_json(&d, &s)
         };
         assert!(with("token_endpoint", "http://id.example.com/token".into()).is_err());
+        assert!(with("token_endpoint", "http://127.0.0.1:8080/token".into()).is_err());
+        assert!(with("userinfo_endpoint", "http://localhost/userinfo".into()).is_err());
         assert!(with("jwks_uri", 5.into()).is_err());
         assert!(with("issuer", "https://id.example.com/".into()).is_err());
         assert!(

@@ -63,6 +63,16 @@ pub use claims::{email_domain, identity_from_claims};
 pub use discovery::Discovery;
 pub use id_token::{IdTokenExpect, MAX_ID_TOKEN_BYTES, verify_id_token};
 
+/// The fingerprints of `providers`' settings, for
+/// [`AuthService::set_external_providers`](crate::service::AuthService::set_external_providers).
+pub fn fingerprints(providers: &OidcProviders) -> Vec<(String, String)> {
+    providers
+        .by_name
+        .iter()
+        .map(|(name, p)| (name.clone(), p.fingerprint()))
+        .collect()
+}
+
 use crate::jwt::RemoteKeySet;
 use crate::oidc_spec::{OidcProviderSpec, check_url};
 use crate::password::Password;
@@ -154,7 +164,7 @@ struct Flow {
 }
 
 /// Where to send the browser, and the cookie to set.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoginStart {
     /// The provider's authorization URL with this sign-in's parameters.
     pub location: String,
@@ -163,7 +173,7 @@ pub struct LoginStart {
 }
 
 /// What the provider sent back to the callback.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct Callback {
     /// The authorization code.
     #[serde(default)]
@@ -178,6 +188,25 @@ pub struct Callback {
     /// must be this provider's (a mix-up defence).
     #[serde(default)]
     pub iss: Option<String>,
+}
+
+impl std::fmt::Debug for LoginStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL carries the state and the cookie the binding: neither is
+        // for logs.
+        f.debug_struct("LoginStart").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("code", &self.code.as_ref().map(|_| "…"))
+            .field("state", &self.state.as_ref().map(|_| "…"))
+            .field("error", &self.error.as_deref().map(sanitize))
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 /// One configured OpenID Connect provider. Cheap to share (`Arc`).
@@ -228,6 +257,13 @@ impl OidcProvider {
     /// The configuration.
     pub fn spec(&self) -> &OidcProviderSpec {
         &self.spec
+    }
+
+    /// The fingerprint of the settings that decide who this provider's
+    /// users are here (see
+    /// [`AuthService::set_external_providers`](crate::service::AuthService::set_external_providers)).
+    pub fn fingerprint(&self) -> String {
+        claims::mapping_fingerprint(&self.spec)
     }
 
     /// Starts a sign-in: the provider's authorization URL and the cookie
@@ -415,10 +451,9 @@ impl OidcProvider {
                 return Err(e);
             }
         };
-        let found = match held.take() {
-            Some(old) if old.found.doc.jwks_uri == doc.jwks_uri => old.found.with_doc(doc),
-            _ => Arc::new(discovery::Found::new(doc)),
-        };
+        // The keys are fetched again with the document, so a key the
+        // provider withdrew is not trusted past `discovery_ttl`.
+        let found = Arc::new(discovery::Found::new(doc));
         *held = Some(discovery::Cached {
             found: found.clone(),
             at: now,
@@ -513,6 +548,18 @@ impl OidcProvider {
         match answer.status().as_u16() {
             200 => {}
             400 | 401 => {
+                // OAuth error codes are ASCII words; anything else is noise.
+                let code = serde_json::from_slice::<serde_json::Value>(answer.body())
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(sanitize))
+                    .unwrap_or_default();
+                tracing::warn!(provider = %self.spec.name, error = %code, "the token endpoint refused the code");
+                if matches!(code.as_str(), "invalid_client" | "unauthorized_client") {
+                    // This service's registration is wrong, not the user.
+                    return Err(OidcError::Unavailable(format!(
+                        "the token endpoint refused this client ({code})"
+                    )));
+                }
                 return Err(OidcError::Refused(
                     "the identity provider refused the authorization code",
                 ));

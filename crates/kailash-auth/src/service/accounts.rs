@@ -17,7 +17,7 @@ use kailash_core::Principal;
 use kailash_core::audit::{AuditDecision, AuditSeverity};
 use kailash_core::context::RequestContext;
 
-use super::overrides::{NS_DISABLED, key_for};
+use super::overrides::disabled_key;
 use super::{AuthError, AuthService};
 use crate::bounds::{MAX_USERNAME_CHARS, check};
 use crate::lockout::normalize_username;
@@ -50,8 +50,14 @@ impl AuthService {
     /// ends every session at once. A library call for operators' tools; over
     /// HTTP administrators use [`administer`](Self::administer).
     pub async fn set_account_active(&self, subject: &str, active: bool) -> Result<(), AuthError> {
-        let Some(user) = self.user_by_subject(subject).await? else {
-            return Err(AuthError::NotFound);
+        let user = match self.user_by_subject(subject).await? {
+            Some(user) => user,
+            // An external user whose record expired can still be disabled
+            // ahead of their next sign-in.
+            None if subject.starts_with(super::external::EXTERNAL_SUBJECT_PREFIX) => {
+                super::external::unrecorded(subject)
+            }
+            None => return Err(AuthError::NotFound),
         };
         self.write_account_active(&user, active).await?;
         self.audit(
@@ -112,7 +118,19 @@ impl AuthService {
             self.audit(refuse("username too long")).await?;
             return Err(e.into());
         }
-        let target = match self.user_by_username(&normalize_username(username)).await? {
+        // External (single sign-on) users are named by their subject,
+        // `ext:<provider>:<sub>`; one whose record expired only by an
+        // administrator of no tenant (their tenant is not known any more).
+        let found = if username.starts_with(super::external::EXTERNAL_SUBJECT_PREFIX) {
+            match self.user_by_subject(username).await? {
+                Some(u) => Some(u),
+                None if admin.tenant().is_none() => Some(super::external::unrecorded(username)),
+                None => None,
+            }
+        } else {
+            self.user_by_username(&normalize_username(username)).await?
+        };
+        let target = match found {
             Some(u) if admin.tenant().is_none() || admin.tenant() == u.tenant.as_ref() => u,
             Some(_) | None => {
                 // Another tenant's user is recorded exactly like an unknown
@@ -159,7 +177,7 @@ impl AuthService {
 
     /// Sets or clears `user`'s disabled flag; disabling ends every session.
     async fn write_account_active(&self, user: &UserRecord, active: bool) -> Result<(), AuthError> {
-        let key = key_for(user.tenant.as_ref(), NS_DISABLED, &user.subject);
+        let key = disabled_key(user.tenant.as_ref(), &user.subject);
         if active {
             self.inner.state.kv.delete(&key).await?;
         } else {

@@ -22,7 +22,7 @@ use kailash_core::state::{Namespace, SharedState, StateKey};
 use kailash_core::{AttributeValue, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::overrides::{NS_DISABLED, key_for};
+use super::overrides::disabled_key;
 use super::{AuthError, AuthService, TokenPair};
 use crate::users::{Credential, UserRecord};
 
@@ -60,6 +60,11 @@ pub struct ExternalIdentity {
     pub mfa: bool,
     /// How long the record is kept after this sign-in.
     pub record_ttl: Duration,
+    /// A fingerprint of the provider's settings that shaped this identity:
+    /// once the provider is reconfigured (or removed), records made under
+    /// the old settings stop serving refreshes
+    /// ([`AuthService::set_external_providers`]).
+    pub mapping: String,
 }
 
 impl std::fmt::Debug for ExternalIdentity {
@@ -85,6 +90,9 @@ struct Record {
     roles: Vec<String>,
     /// Clear attributes, or the sealed JSON of them.
     attributes: StoredAttributes,
+    /// The provider settings' fingerprint at sign-in.
+    #[serde(default)]
+    mapping: String,
     /// When the record expires (Unix seconds), so a rewrite keeps it.
     expires: i64,
 }
@@ -96,11 +104,47 @@ enum StoredAttributes {
     Clear(BTreeMap<String, AttributeValue>),
 }
 
+/// An external user known only by subject (their record expired): enough
+/// to set their disabled flag.
+pub(super) fn unrecorded(subject: &str) -> UserRecord {
+    let provider = subject
+        .strip_prefix(EXTERNAL_SUBJECT_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("", |(p, _)| p);
+    UserRecord {
+        subject: subject.to_owned(),
+        username: subject.to_owned(),
+        tenant: None,
+        roles: Vec::new(),
+        attributes: BTreeMap::new(),
+        credential: Credential::External(provider.to_owned()),
+        active: true,
+        totp_secret: None,
+    }
+}
+
 fn record_key(subject: &str) -> StateKey {
     StateKey::global(NS_EXTERNAL_USER, subject)
 }
 
 impl AuthService {
+    /// The identity providers configured now, by name, with the
+    /// fingerprint of their settings ([`ExternalIdentity::mapping`]): an
+    /// external user's record made by a provider not listed, or under other
+    /// settings, no longer serves refreshes or step-up checks. Set once per
+    /// service (`false` when already set); unset, every record is honoured
+    /// (a service without a registry of providers). The gateway sets it,
+    /// empty when no provider is configured.
+    pub fn set_external_providers(
+        &self,
+        providers: impl IntoIterator<Item = (String, String)>,
+    ) -> bool {
+        self.inner
+            .external_providers
+            .set(providers.into_iter().collect())
+            .is_ok()
+    }
+
     /// Signs in a user an identity provider vouched for: refused (audited,
     /// no session) when the account is disabled, the tenant inactive, or a
     /// role requires a second factor the provider did not assert; else the
@@ -142,7 +186,7 @@ impl AuthService {
         }
         let kv = &self.inner.state.kv;
         if kv
-            .get(&key_for(id.tenant.as_ref(), NS_DISABLED, &id.subject))
+            .get(&disabled_key(id.tenant.as_ref(), &id.subject))
             .await?
             .is_some()
         {
@@ -243,6 +287,7 @@ impl AuthService {
             roles: id.roles.clone(),
             attributes,
             expires,
+            mapping: id.mapping.clone(),
         };
         let bytes = serde_json::to_vec(&record).map_err(|_| AuthError::Internal)?;
         self.inner
@@ -266,6 +311,14 @@ impl AuthService {
             tracing::error!("an external user's record is unreadable");
             AuthError::Internal
         })?;
+        if let Some(providers) = self.inner.external_providers.get()
+            && providers.get(&record.provider) != Some(&record.mapping)
+        {
+            // Made under settings that no longer hold (the provider was
+            // removed or reconfigured): not a user any more until the next
+            // sign-in under the current rules.
+            return Ok(None);
+        }
         let attributes = match record.attributes {
             StoredAttributes::Clear(a) => a,
             StoredAttributes::Sealed(sealed) => {

@@ -88,6 +88,7 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
     tenants: Option<Arc<dyn TenantGate>>,
     field_keys: std::sync::OnceLock<Arc<kailash_core::field_encryption::FieldKeys>>,
+    external_providers: std::sync::OnceLock<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -153,6 +154,7 @@ impl AuthService {
                 audit,
                 tenants: None,
                 field_keys: std::sync::OnceLock::new(),
+                external_providers: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -24,6 +24,17 @@ pub(super) fn key_for(tenant: Option<&TenantId>, ns: Namespace, id: &str) -> Sta
     }
 }
 
+/// Where `subject`'s disabled flag lives: under the user's tenant, except
+/// for external (single sign-on) users, whose tenant can change from one
+/// sign-in to the next and whose record may be gone: theirs is global.
+pub(super) fn disabled_key(tenant: Option<&TenantId>, subject: &str) -> StateKey {
+    if subject.starts_with(super::external::EXTERNAL_SUBJECT_PREFIX) {
+        StateKey::global(NS_DISABLED, subject)
+    } else {
+        key_for(tenant, NS_DISABLED, subject)
+    }
+}
+
 impl AuthService {
     /// The user, with password and account-state overrides from the shared state applied.
     pub(super) async fn user_by_username(
@@ -65,7 +76,7 @@ impl AuthService {
                 Credential::Hash(PasswordHash::parse(text).map_err(|_| AuthError::Internal)?);
         }
         if kv
-            .get(&key_for(tenant, NS_DISABLED, &user.subject))
+            .get(&disabled_key(tenant, &user.subject))
             .await?
             .is_some()
         {

@@ -121,6 +121,20 @@ impl AuthService {
                 )
                 .await);
         };
+        if user.tenant != tenant {
+            // The user moved to another tenant (an identity provider's
+            // claims said so at a later sign-in): this family was minted
+            // for the old one.
+            return Err(self
+                .refuse_refresh(
+                    claims,
+                    family,
+                    "the user's tenant changed",
+                    AuthError::InvalidGrant,
+                    ctx,
+                )
+                .await);
+        }
         if !user.active {
             return Err(self
                 .refuse_refresh(

@@ -25,6 +25,7 @@ fn identity(roles: &[&str], mfa: bool) -> ExternalIdentity {
         )]),
         mfa,
         record_ttl: Duration::from_secs(3600),
+        mapping: "m1".into(),
     }
 }
 
@@ -89,17 +90,38 @@ async fn external_users_get_sessions_refreshes_and_the_services_refusals() {
         .await
         .unwrap();
 
-    // Nobody signs in with a password as an external user.
-    let login = LoginRequest {
-        username: "uma".into(),
-        password: "anything-at-all-1".into(),
-        totp: None,
-        recovery_code: None,
-    };
-    assert!(matches!(
-        service.login(login, &ctx()).await,
-        Err(AuthError::InvalidCredentials)
-    ));
+    // An external user has no password here: none to change, and none
+    // passes a re-authentication (so no local second factor either).
+    let uma = kailash_core::Principal::builder(external_subject("corp", "00u1"))
+        .tenant(TenantId::new("acme").unwrap())
+        .build();
+    let changed = service
+        .change_password(
+            &uma,
+            "anything-1".into(),
+            "Another-Long-Passw0rd!".into(),
+            &ctx(),
+        )
+        .await;
+    assert!(
+        matches!(changed, Err(AuthError::Conflict(_))),
+        "{changed:?}"
+    );
+    let enrol = service
+        .mfa_enroll(
+            &uma,
+            kailash_auth::service::EnrolRequest {
+                password: "anything-1".into(),
+                totp: None,
+                recovery_code: None,
+            },
+            &ctx(),
+        )
+        .await;
+    assert!(
+        matches!(enrol, Err(AuthError::InvalidCredentials)),
+        "{enrol:?}"
+    );
 
     // Once the record expires, refresh tokens stop working (and only
     // then: a user whose record lives on refreshes at the same moment).
@@ -168,14 +190,123 @@ async fn external_users_attributes_are_sealed_and_reencrypted_keeping_their_expi
         claims.attrs.get("department"),
         Some(&AttributeValue::String("engineering-secret-dept".into()))
     );
-    // Re-encryption after a rotation keeps the record's expiry.
+    // Re-encryption after a rotation re-seals under the new key and keeps
+    // the record's expiry.
+    let before = text(state.kv.get(&key).await.unwrap().unwrap());
     clock.advance(Duration::from_secs(1800));
     keys.rotate().await.unwrap();
-    keys.maintain(&sealed.reencryption_targets()).await.unwrap();
+    let report = keys.maintain(&sealed.reencryption_targets()).await.unwrap();
+    assert!(report.changed(), "{report:?}");
+    let after = text(state.kv.get(&key).await.unwrap().unwrap());
+    let key_id = |t: &str| t.split("kf1.").nth(1).unwrap()[..16].to_owned();
+    assert_ne!(
+        key_id(&before),
+        key_id(&after),
+        "re-sealed under the new key"
+    );
+    clock.advance(Duration::from_secs(1799));
     assert!(state.kv.get(&key).await.unwrap().is_some());
-    clock.advance(Duration::from_secs(1801));
+    clock.advance(Duration::from_secs(2));
     assert!(
         state.kv.get(&key).await.unwrap().is_none(),
         "re-encryption must not extend a record's life"
     );
+}
+
+#[tokio::test]
+async fn disabled_moved_and_reconfigured_external_users_stop_refreshing() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let state = SharedState::memory(clock.clone());
+    let service = service(&state, clock.clone());
+    assert!(service.set_external_providers([("corp".to_owned(), "m1".to_owned())]));
+    let subject = external_subject("corp", "00u1");
+
+    // Disabled: the next sign-in and the live family are refused.
+    let pair = service
+        .sign_in_external(identity(&["data_scientist"], false), &ctx())
+        .await
+        .unwrap();
+    service.set_account_active(&subject, false).await.unwrap();
+    assert!(service.refresh(&pair.refresh_token, &ctx()).await.is_err());
+    let refused = service
+        .sign_in_external(identity(&["data_scientist"], false), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, AuthError::SignInRefused(_)),
+        "{refused:?}"
+    );
+    // Even after the record is gone, the flag can be set (global key).
+    service.set_account_active(&subject, true).await.unwrap();
+    clock.advance(Duration::from_secs(3601));
+    service.set_account_active(&subject, false).await.unwrap();
+    assert!(
+        service
+            .sign_in_external(identity(&["data_scientist"], false), &ctx())
+            .await
+            .is_err()
+    );
+    service.set_account_active(&subject, true).await.unwrap();
+
+    // Moved to another tenant by a later sign-in: the old family is dead.
+    let in_acme = service
+        .sign_in_external(identity(&["data_scientist"], false), &ctx())
+        .await
+        .unwrap();
+    let globex = ExternalIdentity {
+        tenant: Some(TenantId::new("globex").unwrap()),
+        ..identity(&["data_scientist"], false)
+    };
+    let in_globex = service.sign_in_external(globex, &ctx()).await.unwrap();
+    assert!(
+        service
+            .refresh(&in_acme.refresh_token, &ctx())
+            .await
+            .is_err()
+    );
+    let in_globex = service
+        .refresh(&in_globex.refresh_token, &ctx())
+        .await
+        .unwrap();
+
+    // The provider is reconfigured (another fingerprint): its users'
+    // records made before no longer refresh.
+    let other = service_with_providers(&state, clock.clone(), &[("corp", "m2")]);
+    assert!(
+        other
+            .refresh(&in_globex.refresh_token, &ctx())
+            .await
+            .is_err()
+    );
+    // Or removed altogether.
+    let none = service_with_providers(&state, clock, &[]);
+    let fresh = service
+        .sign_in_external(
+            ExternalIdentity {
+                tenant: Some(TenantId::new("globex").unwrap()),
+                ..identity(&["data_scientist"], false)
+            },
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert!(none.refresh(&fresh.refresh_token, &ctx()).await.is_err());
+}
+
+/// Another service over the same state (another instance, or a restart
+/// with a new configuration) whose providers are `providers`.
+fn service_with_providers(
+    state: &SharedState,
+    clock: Arc<ManualClock>,
+    providers: &[(&str, &str)],
+) -> AuthService {
+    let s = service(state, clock);
+    assert!(
+        s.set_external_providers(
+            providers
+                .iter()
+                .map(|(n, m)| ((*n).to_owned(), (*m).to_owned()))
+        )
+    );
+    s
 }

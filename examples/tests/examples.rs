@@ -6,12 +6,30 @@
 #[path = "../../crates/kailash/tests/support/mod.rs"]
 mod support;
 
+#[path = "examples/access_policy.rs"]
+mod access_policy;
+#[path = "examples/gateway_from_toml.rs"]
+mod gateway_from_toml;
 #[path = "examples/grpc_tonic.rs"]
 mod grpc_tonic;
+#[path = "examples/jwt_auth_axum.rs"]
+mod jwt_auth_axum;
+#[cfg(feature = "otel")]
+#[path = "examples/metrics_otel.rs"]
+mod metrics_otel;
 #[path = "examples/plain_hyper.rs"]
 mod plain_hyper;
 #[path = "examples/rate_limited_axum.rs"]
 mod rate_limited_axum;
+#[path = "examples/realtime_broadcast.rs"]
+mod realtime_broadcast;
+#[cfg(feature = "redis")]
+#[path = "examples/redis_rate_limit.rs"]
+mod redis_rate_limit;
+#[path = "examples/tenant_subdomain.rs"]
+mod tenant_subdomain;
+#[path = "examples/workflow_runtime.rs"]
+mod workflow_runtime;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

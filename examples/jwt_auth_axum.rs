@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(users),
         keys,
         state,
-        Arc::new(MemoryAuditSink::new()),
+        Arc::new(MemoryAuditSink::with_capacity(1000)),
     );
 
     // The same verifier, token cache and session store as the login: a

@@ -22,22 +22,22 @@ use kailash::clock::{Clock, SystemClock};
 use kailash::realtime::event::Event;
 use kailash::realtime::{Hub, RealtimeConfig};
 use kailash::state::SharedState;
-use kailash::{Principal, TenantId};
+use kailash::{Principal, Problem, TenantId};
 
 /// Sends `text` to the caller's tenant on channel `news`.
-async fn announce(State(hub): State<Hub>, who: Principal, text: String) -> (StatusCode, String) {
-    let Some(tenant) = who.tenant().cloned() else {
-        return (StatusCode::FORBIDDEN, "the caller has no tenant\n".into());
-    };
-    let sent = Event::new(tenant, "news", "announcement")
-        .map(|e| e.data(serde_json::json!({ "text": text, "from": who.subject() })));
-    match sent {
-        Ok(event) => match hub.send_to_tenant(&event).await {
-            Ok(id) => (StatusCode::ACCEPTED, format!("{id}\n")),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
-        },
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
-    }
+async fn announce(
+    State(hub): State<Hub>,
+    who: Principal,
+    text: String,
+) -> Result<(StatusCode, String), Problem> {
+    let tenant = who.tenant().cloned();
+    let tenant = tenant.ok_or_else(|| Problem::forbidden("the caller has no tenant"))?;
+    let event = Event::new(tenant, "news", "announcement")
+        .map_err(|e| Problem::bad_request(e.to_string()))?
+        .data(serde_json::json!({ "text": text, "from": who.subject() }));
+    let id = hub.send_to_tenant(&event).await;
+    let id = id.map_err(|_| Problem::service_unavailable("the event bus is unavailable"))?;
+    Ok((StatusCode::ACCEPTED, format!("{id}\n")))
 }
 
 #[tokio::main]

@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .quotas(Quotas::new(state))
                 .public_path("/health")
                 // Refusals (unknown, inactive, over quota) go to the audit trail.
-                .audit(Arc::new(MemoryAuditSink::new())),
+                .audit(Arc::new(MemoryAuditSink::with_capacity(1000))),
         );
     let app = app.layer(ProblemJsonLayer::new());
     let listener = tokio::net::TcpListener::bind(addr).await?;

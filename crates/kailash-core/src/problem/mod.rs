@@ -395,6 +395,13 @@ mod tests {
     }
 
     #[test]
+    fn the_response_carries_the_problem_for_outer_layers() {
+        let p = Problem::forbidden("no").with_extension("permission", "data:read");
+        let r = p.to_response::<()>();
+        assert_eq!(r.extensions().get::<Problem>(), Some(&p));
+    }
+
+    #[test]
     fn from_status_derives_a_slug() {
         let p = Problem::from_status(StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(p.type_uri(), "urn:kailash:problem:method-not-allowed");

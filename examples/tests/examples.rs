@@ -61,10 +61,23 @@ pub fn binary(name: &str) -> PathBuf {
     let path = profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; `cargo test` builds the examples before the tests (not with `--test examples` alone)",
+                path.display()
+            )
+        });
+    // `cargo test --test examples` does not rebuild the examples: refuse to
+    // test an old binary rather than pass on it.
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("{name}.rs"));
+    let edited = std::fs::metadata(&source).and_then(|m| m.modified());
     assert!(
-        path.exists(),
-        "{} is missing: `cargo test -p kailash-examples` builds the examples first",
-        path.display()
+        edited.is_ok_and(|edited| edited <= built),
+        "{} is older than {}: run `cargo test` without `--test` so cargo rebuilds the examples",
+        path.display(),
+        source.display()
     );
     path
 }

@@ -2,7 +2,7 @@
 //! problem+json refusals, no gateway.
 //!
 //! ```text
-//! cargo run -p kailash-examples --example rate_limited_axum
+//! cargo run -p kailash-examples --example rate_limited_axum -- 127.0.0.1:3000
 //! curl -i http://127.0.0.1:3000/   # the 6th call within a minute answers 429
 //! ```
 
@@ -19,6 +19,12 @@ use kailash::state::{RateQuota, SharedState};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let arg = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".into());
+    let addr: SocketAddr = arg
+        .parse()
+        .map_err(|e| format!("listen address {arg:?}: {e}"))?;
     let state = SharedState::memory(Arc::new(SystemClock));
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
@@ -28,8 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .layer(SetRequestContextLayer::new())
         .layer(ProblemJsonLayer::new());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("listening on http://127.0.0.1:3000");
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening on http://{}", listener.local_addr()?);
     // ConnectInfo gives SetRequestContextLayer the peer address.
     axum::serve(
         listener,

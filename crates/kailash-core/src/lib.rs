@@ -14,6 +14,7 @@ pub mod envelope;
 #[cfg(feature = "axum")]
 pub mod extract;
 pub mod field_encryption;
+pub mod grpc;
 pub mod guard;
 pub mod hash;
 pub mod ip_allow;

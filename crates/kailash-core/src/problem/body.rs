@@ -30,6 +30,13 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// An empty body that ends at once (a gRPC trailers-only answer).
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Problem { bytes: None },
+        }
+    }
+
     /// A complete in-memory body.
     pub fn problem(bytes: Bytes) -> Self {
         Self {

@@ -43,14 +43,16 @@ where
             .get::<crate::trace_context::TraceId>()
             .map(|t| t.0.clone())
             .or_else(crate::trace_context::current_trace_id);
-        let problem = Problem::from_status(parts.status).to_response_traced::<ResBody>(trace);
-        let (problem_parts, body) = problem.into_parts();
+        let problem = Problem::from_status(parts.status);
+        let (problem_parts, body) = problem.to_response_traced::<ResBody>(trace).into_parts();
         // The new body is neither the old length nor in the old encoding.
         parts.headers.remove(http::header::CONTENT_LENGTH);
         parts.headers.remove(http::header::CONTENT_ENCODING);
         for (name, value) in &problem_parts.headers {
             parts.headers.insert(name, value.clone());
         }
+        // Like every rendered problem, readable by outer layers (gRPC).
+        parts.extensions.insert(problem);
         Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
 }
@@ -121,6 +123,21 @@ mod tests {
             !body.contains("internal text"),
             "plain text is not copied: {body}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_error_carries_its_problem() {
+        let svc = ProblemJsonLayer::new().layer(service_fn(|_req: Request<()>| async {
+            let mut r = Response::new(Full::new(bytes::Bytes::new()));
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            Ok::<_, std::convert::Infallible>(r)
+        }));
+        let r = svc.oneshot(Request::new(())).await.unwrap();
+        let problem = r
+            .extensions()
+            .get::<Problem>()
+            .expect("problem in extensions");
+        assert_eq!(problem.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 
     #[tokio::test]

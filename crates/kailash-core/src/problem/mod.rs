@@ -299,6 +299,10 @@ impl Problem {
 
     /// Renders the problem as a response whose body type wraps `B`, so a
     /// middleware can return it in place of its inner service's response.
+    ///
+    /// The response carries the problem in its extensions too, so an outer
+    /// layer can re-render the refusal for another protocol
+    /// ([`crate::grpc::GrpcStatusLayer`]) without parsing the body.
     pub fn to_response<B>(&self) -> Response<ResponseBody<B>> {
         self.to_response_traced(crate::trace_context::current_trace_id())
     }
@@ -315,6 +319,7 @@ impl Problem {
         if let Some(challenge) = &self.www_authenticate {
             headers.insert(WWW_AUTHENTICATE, challenge.clone());
         }
+        response.extensions_mut().insert(self.clone());
         response
     }
 }
@@ -387,6 +392,13 @@ mod tests {
         );
         let r = Problem::unauthorized(None).to_response::<()>();
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn the_response_carries_the_problem_for_outer_layers() {
+        let p = Problem::forbidden("no").with_extension("permission", "data:read");
+        let r = p.to_response::<()>();
+        assert_eq!(r.extensions().get::<Problem>(), Some(&p));
     }
 
     #[test]

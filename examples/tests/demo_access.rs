@@ -25,7 +25,7 @@ use kailash::auth::totp::{TotpConfig, TotpSecret};
 use kailash::config::GatewayConfig;
 use kailash_examples::demo::with_demo_routes;
 use serde_json::{Value, json};
-use support::{Resp, Running, request, start_gateway, unique_suffix};
+use support::{Resp, Running, request, unique_suffix};
 
 fn demo_config_text() -> String {
     std::fs::read_to_string(
@@ -45,16 +45,28 @@ struct Demo {
 }
 
 async fn start_from(text: &str, origin: &str, overrides: &[(&str, String)]) -> Demo {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(text, origin, overrides, temp_dir(), listener).await
+}
+
+/// The demo gateway from `text`, with its data in `data_dir`, serving on
+/// `listener` (bound first when its address goes into the configuration).
+async fn start_on(
+    text: &str,
+    origin: &str,
+    overrides: &[(&str, String)],
+    data_dir: PathBuf,
+    listener: tokio::net::TcpListener,
+) -> Demo {
     let vars = overrides.iter().map(|(k, v)| (k.to_string(), v.clone()));
     let config = GatewayConfig::from_toml_with_env(text, origin, vars).expect("config");
-    let data_dir = temp_dir();
     let builder = GatewayBuilder::from_config_with_backends(&config, &data_dir)
         .await
         .expect("backends");
     let access = builder.access_handle().expect("[access]").clone();
     let gateway = with_demo_routes(builder).unwrap().build().expect("gateway");
     Demo {
-        gw: start_gateway(gateway).await,
+        gw: support::start_gateway_on(gateway, listener).await,
         data_dir,
         access,
     }

@@ -99,6 +99,10 @@ fn json_limits_replay_corpus() {
         files += 1;
     }
     assert!(files >= 10, "corpus has {files} files");
+    // A member named twice (serde_json keeps the last) refused inside the
+    // first: the refusal stands, its pointer names the text's value.
+    assert!(json_has_duplicate_keys(br#"{"c":[1],"c":null}"#));
+    assert!(!json_has_duplicate_keys(br#"{"c":[{"c":1}],"d":{"c":2}}"#));
 }
 
 include!("fuzz_harness/sealed_field.rs");

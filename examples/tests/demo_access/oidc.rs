@@ -183,18 +183,7 @@ async fn gateway_for(issuer: &str, listener: TcpListener, overrides: &[(&str, St
             &format!("http://{addr}/auth/oidc/local/callback"),
         );
     let text = format!("{}\n{section}", demo_config_text());
-    let vars = overrides.iter().map(|(k, v)| (k.to_string(), v.clone()));
-    let config = GatewayConfig::from_toml_with_env(&text, "enterprise.toml", vars).expect("config");
-    let builder = GatewayBuilder::from_config_with_backends(&config, &data_dir)
-        .await
-        .expect("backends");
-    let access = builder.access_handle().expect("[access]").clone();
-    let gateway = with_demo_routes(builder).unwrap().build().expect("gateway");
-    Demo {
-        gw: support::start_gateway_on(gateway, listener).await,
-        data_dir,
-        access,
-    }
+    start_on(&text, "enterprise.toml", overrides, data_dir, listener).await
 }
 
 /// Signs `hint` in: the callback's answer.

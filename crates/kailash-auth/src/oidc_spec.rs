@@ -436,9 +436,6 @@ impl OidcProviderSpec {
                 "at most 32 scopes, each 1-128 printable characters without spaces",
             ));
         }
-        if self.username_claim() == "sub" {
-            // Allowed: opaque but stable.
-        }
         let sources = usize::from(self.tenant.is_some())
             + usize::from(self.tenant_claim.is_some())
             + usize::from(!self.tenant_domains.is_empty());

@@ -612,6 +612,12 @@ async fn forged_replayed_and_mismatched_answers_are_refused_and_open_no_session(
     b.get(&format!("http://{}/auth/oidc/nobody/login", d.gw.addr))
         .await
         .assert_problem(404);
+    b.get(&format!(
+        "http://{}/auth/oidc/nobody/callback?state=x&code=y",
+        d.gw.addr
+    ))
+    .await
+    .assert_problem(404);
     let long = format!(
         "http://{}/auth/oidc/local/login?login_hint={}",
         d.gw.addr,

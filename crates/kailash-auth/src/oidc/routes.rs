@@ -172,7 +172,7 @@ fn binding(headers: &HeaderMap) -> Option<&str> {
         (status = 400, body = Problem, content_type = kailash_core::problem::PROBLEM_JSON, description = "No state or code, a repeated or oversized parameter; audited"),
         (status = 401, body = Problem, content_type = kailash_core::problem::PROBLEM_JSON, description = "Refused: unknown, expired or replayed state, another browser's state, an invalid ID token (signature, issuer, audience, expiry, nonce), an unverified e-mail, a disabled account, a second factor the provider did not assert, or the provider's own refusal; audited"),
         (status = 403, body = Problem, content_type = kailash_core::problem::PROBLEM_JSON, description = "The tenant is inactive, or the concurrent session limit is reached"),
-        (status = 404, body = Problem, content_type = kailash_core::problem::PROBLEM_JSON, description = "No such provider"),
+        (status = 404, body = Problem, content_type = kailash_core::problem::PROBLEM_JSON, description = "No such provider (not audited)"),
         (status = 503, body = Problem, content_type = kailash_core::problem::PROBLEM_JSON, description = "The provider or a backend cannot answer; audited"),
     ),
 ))]
@@ -212,11 +212,9 @@ async fn callback(
         }
         Err(e) => {
             let (decision, reason, outcome): (_, String, _) = match &e {
-                OidcError::UnknownProvider => (
-                    AuditDecision::Failure,
-                    "no such identity provider".into(),
-                    "failure",
-                ),
+                // A path nobody configured says nothing about anyone: not
+                // worth an audit entry per unauthenticated request.
+                OidcError::UnknownProvider => (AuditDecision::Failure, String::new(), "failure"),
                 OidcError::BadRequest(m) | OidcError::Refused(m) => {
                     (AuditDecision::Failure, (*m).to_owned(), "failure")
                 }

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # API contract fuzz: schemathesis against a fresh reference deployment.
 #
-# Builds the `enterprise_gateway` binary if needed (with the workspace
-# features of `cargo test-all`, so after CI's test step nothing is
-# rebuilt), starts it on a spare 127.0.0.1 port with the memory backend and
-# the demo config with its limits lifted (fuzz_config.py), waits for
-# /health/ready, logs in the demo admin (alice, with her TOTP code) and the
-# demo users whose permissions admin lacks (bob, dave), and runs
-# schemathesis on /openapi.json with the settings of schemathesis.toml and
-# the per-run operation selection of select_ops.py (what is left out and
-# why is printed). Prints failures per check and the number of generated
-# requests; exits non-zero on any failure, when the gateway does not start,
-# log in or serve its document, and when a tool cannot be installed or the
-# binary built (under CI=true; elsewhere that is a skip with exit 0).
+# Builds the `enterprise_gateway` binary if needed (as `cargo test-all`
+# builds it, so after CI's test step nothing is rebuilt), starts it on a
+# spare 127.0.0.1 port with the memory backend and the demo config with its
+# limits lifted (fuzz_config.py), waits for /health/ready, logs in the demo
+# admin (alice, with her TOTP code) and the demo users whose permissions
+# admin lacks (bob, dave), and runs schemathesis on /openapi.json with the
+# settings of schemathesis.toml and the per-run operation selection of
+# select_ops.py (what is left out and why is printed). Prints failures per
+# check and the number of generated requests; exits non-zero on any failure,
+# when the gateway does not start, log in or serve its document, and when a
+# tool cannot be installed or the binary built (under CI=true; elsewhere
+# that is a skip with exit 0).
 #
 # usage: [API_FUZZ_MAX_EXAMPLES=25] [API_FUZZ_TIMEOUT=200] [API_FUZZ_SEED=n]
 #        [API_FUZZ_VENV=target/api-fuzz-venv] [API_FUZZ_OUT=file]
@@ -65,9 +65,15 @@ fi
 if [ -z "$BIN" ]; then
   features=$(sed -n 's/^test-all = "test --workspace --locked --features \([^" ]*\)"$/\1/p' .cargo/config.toml)
   [ -n "$features" ] || unavailable "no test-all alias with --features in .cargo/config.toml"
-  cargo build --locked --workspace --bins --features "$features" ||
+  # `cargo test --no-run`, not `cargo build`: the same packages and features
+  # as the test step, so the same feature unification (dev-dependencies
+  # included) and nothing rebuilt; a plain build would compile the whole
+  # dependency graph a second time, in time and in disk.
+  cargo test --workspace --locked --features "$features" --no-run -q ||
     unavailable "could not build enterprise_gateway"
-  BIN="$root/target/debug/enterprise_gateway"
+  target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  BIN="$target_dir/debug/enterprise_gateway"
 fi
 [ -x "$BIN" ] || unavailable "no gateway binary at $BIN"
 

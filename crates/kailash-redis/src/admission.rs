@@ -4,22 +4,23 @@
 //!
 //! Keys keep the layout of the single primitives (the same check on its
 //! own and in a plan touch the same key), so a plan's keys do not share a
-//! hash slot: this backend speaks to one Redis (a primary, with replicas
-//! if wanted), where a script may touch any key. On Redis Cluster a plan
-//! would have to be split by slot and sent concurrently; that client is
-//! not implemented.
+//! hash slot. On one server a script may touch any key: one call. On
+//! Redis Cluster the plan runs as one call per run of consecutive checks
+//! in one slot, in order (see `admit_cluster`): a request costs one round
+//! trip per slot its checks touch, never a script that spans slots.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use kailash_core::state::{
-    Admission, Admit, BoundedAdd, Check, CounterValue, Outcome, StateError, validate,
+    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue,
+    KeyValueStore, Outcome, StateError, validate,
 };
 use redis::Value;
 
 use crate::backend::RedisState;
 use crate::error;
 use crate::expiry::{GC_GRACE_MS, remaining};
-use crate::keys::Space;
+use crate::keys::{self, Space};
 use crate::reply::{as_array, as_bool, as_i64, as_opt_i64, unexpected};
 use crate::scripts;
 
@@ -29,7 +30,9 @@ const MAX_TAU_US: i64 = 1 << 52;
 #[async_trait]
 impl Admit for RedisState {
     async fn admit(&self, plan: &mut Admission) {
-        if let Err(error) = self.admit_once(plan).await {
+        if self.is_cluster() {
+            self.admit_cluster(plan).await;
+        } else if let Err(error) = self.admit_once(plan).await {
             // Nothing ran (or the script aborted): the first check reports
             // the failure, and the caller asks every later owner about it.
             for i in 0..plan.len() {
@@ -51,71 +54,7 @@ impl RedisState {
         let mut invocation = scripts::ADMIT.prepare_invoke();
         invocation.arg(now_ms).arg(now_us).arg(GC_GRACE_MS);
         for check in plan.checks() {
-            match check {
-                Check::Live {
-                    record,
-                    index,
-                    member,
-                } => {
-                    invocation
-                        .key(self.key(Space::Kv, record))
-                        .key(self.key(Space::Set, index))
-                        .arg("L")
-                        .arg(member.as_bytes());
-                }
-                Check::Rate { key, quota, cost } => {
-                    let t = i64::try_from(quota.emission_interval_micros()).unwrap_or(i64::MAX);
-                    let tau = t.saturating_mul(i64::from(quota.burst()));
-                    if tau > MAX_TAU_US {
-                        return Err(StateError::InvalidArgument(
-                            "rate quota window (period / rate * burst) exceeds 2^52 microseconds",
-                        ));
-                    }
-                    let inc = t.saturating_mul(i64::from(*cost)).min(tau + 1);
-                    invocation
-                        .key(self.key(Space::Rate, key))
-                        .arg("R")
-                        .arg(inc)
-                        .arg(tau);
-                }
-                Check::Flag { key, default } => {
-                    invocation
-                        .key(self.key(Space::Kv, key))
-                        .arg("F")
-                        .arg(if *default { "1" } else { "0" });
-                }
-                Check::Counter {
-                    key,
-                    delta,
-                    limit,
-                    window,
-                } => {
-                    invocation
-                        .key(self.key(Space::Counter, key))
-                        .arg("C")
-                        .arg(*delta);
-                    match limit {
-                        Some(limit) => invocation.arg(*limit),
-                        None => invocation.arg(""),
-                    };
-                    match window {
-                        Some(window) => {
-                            let ms = validate::ttl_millis(*window)?;
-                            invocation
-                                .arg(now_ms.saturating_add(ms))
-                                .arg(ms.saturating_add(GC_GRACE_MS));
-                        }
-                        None => {
-                            invocation.arg("").arg("");
-                        }
-                    }
-                }
-                _ => {
-                    return Err(StateError::InvalidArgument(
-                        "an admission check this backend does not know",
-                    ));
-                }
-            }
+            self.push_check(&mut invocation, check, now_ms)?;
         }
         let replies = as_array(self.invoke(&invocation).await?)?;
         if replies.len() > plan.len() {
@@ -130,6 +69,231 @@ impl RedisState {
             plan.set_outcome(i, outcome);
         }
         Ok(())
+    }
+
+    /// The plan on a Redis Cluster, where one script may only touch keys of
+    /// one hash slot: consecutive checks whose keys share a slot run as one
+    /// `ADMIT` call, a session check whose record and index lie in two
+    /// slots as two reads, one group after the other. The semantics stay
+    /// those of the module docs: the first check that does not pass stops
+    /// the plan, and counter additions of earlier groups are taken back
+    /// (those of its own group the script takes back itself). Between
+    /// groups the plan is not atomic: another request can see a counter
+    /// charge that is about to be taken back, so it may be refused where a
+    /// single server would have admitted it, never the reverse.
+    async fn admit_cluster(&self, plan: &mut Admission) {
+        let mut stop = None;
+        let mut i = 0;
+        while i < plan.len() {
+            let Some(check) = plan.check(i) else { break };
+            let ran = match check_slot(self, check) {
+                None => match self.live_across_slots(check).await {
+                    Ok(outcome) => vec![outcome],
+                    Err(e) => vec![Outcome::Failed(e)],
+                },
+                Some(slot) => {
+                    let len = plan
+                        .checks()
+                        .skip(i)
+                        .take_while(|c| check_slot(self, c) == Some(slot))
+                        .count();
+                    match self.admit_group(plan, i, len).await {
+                        Ok(outcomes) => outcomes,
+                        Err(e) => vec![Outcome::Failed(e)],
+                    }
+                }
+            };
+            let ran_len = ran.len();
+            let mut stopped = false;
+            for (offset, outcome) in ran.into_iter().enumerate() {
+                if !outcome.passed() {
+                    stopped = true;
+                    stop = Some(i + offset);
+                }
+                plan.set_outcome(i + offset, outcome);
+                if stopped {
+                    break;
+                }
+            }
+            if stopped {
+                break;
+            }
+            i += ran_len.max(1);
+        }
+        if let Some(stop) = stop {
+            self.take_back(plan, stop).await;
+        }
+    }
+
+    /// Checks `from..from + len` (keys of one slot) as one `ADMIT` call: the
+    /// outcomes of the checks that ran.
+    async fn admit_group(
+        &self,
+        plan: &Admission,
+        from: usize,
+        len: usize,
+    ) -> Result<Vec<Outcome>, StateError> {
+        let now_ms = self.now_ms();
+        let now_us = self.clock().now().as_microsecond();
+        let mut invocation = scripts::ADMIT.prepare_invoke();
+        invocation.arg(now_ms).arg(now_us).arg(GC_GRACE_MS);
+        for check in plan.checks().skip(from).take(len) {
+            self.push_check(&mut invocation, check, now_ms)?;
+        }
+        let replies = as_array(self.invoke(&invocation).await?)?;
+        if replies.len() > len {
+            return Err(unexpected());
+        }
+        replies
+            .into_iter()
+            .enumerate()
+            .map(|(offset, reply)| {
+                let check = plan.check(from + offset).ok_or_else(unexpected)?;
+                outcome(check, as_array(reply)?, now_ms, now_us)
+            })
+            .collect()
+    }
+
+    /// A session check whose record and index lie in two slots: two reads.
+    async fn live_across_slots(&self, check: &Check) -> Result<Outcome, StateError> {
+        let Check::Live {
+            record,
+            index,
+            member,
+        } = check
+        else {
+            return Err(unexpected());
+        };
+        let Some(value) = KeyValueStore::get(self, record).await? else {
+            return Ok(Outcome::Dead);
+        };
+        Ok(if BoundedSetStore::contains(self, index, member).await? {
+            Outcome::Live(value)
+        } else {
+            Outcome::Dead
+        })
+    }
+
+    /// Takes back the counter additions of checks before `stop` that ran in
+    /// an earlier group than `stop`'s (the script undid its own group's).
+    async fn take_back(&self, plan: &Admission, stop: usize) {
+        let Some(stop_slot) = plan.check(stop).map(|c| check_slot(self, c)) else {
+            return;
+        };
+        // The checks of `stop`'s own group: those just before it in its slot.
+        let mut own_group_from = stop;
+        while stop_slot.is_some()
+            && own_group_from > 0
+            && plan
+                .check(own_group_from - 1)
+                .is_some_and(|c| check_slot(self, c) == stop_slot)
+        {
+            own_group_from -= 1;
+        }
+        for i in 0..own_group_from {
+            if let (
+                Some(Check::Counter {
+                    key, delta, window, ..
+                }),
+                Outcome::Counter(BoundedAdd::Applied(_)),
+            ) = (plan.check(i), plan.outcome(i))
+                && let Err(error) = CounterStore::add(self, key, -delta, *window).await
+            {
+                tracing::warn!(%error, "could not take back a counter charge of a refused admission");
+            }
+        }
+    }
+
+    /// Appends `check`'s keys and arguments to an `ADMIT` invocation.
+    fn push_check(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        check: &Check,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        match check {
+            Check::Live {
+                record,
+                index,
+                member,
+            } => {
+                invocation
+                    .key(self.key(Space::Kv, record))
+                    .key(self.key(Space::Set, index))
+                    .arg("L")
+                    .arg(member.as_bytes());
+            }
+            Check::Rate { key, quota, cost } => {
+                let t = i64::try_from(quota.emission_interval_micros()).unwrap_or(i64::MAX);
+                let tau = t.saturating_mul(i64::from(quota.burst()));
+                if tau > MAX_TAU_US {
+                    return Err(StateError::InvalidArgument(
+                        "rate quota window (period / rate * burst) exceeds 2^52 microseconds",
+                    ));
+                }
+                let inc = t.saturating_mul(i64::from(*cost)).min(tau + 1);
+                invocation
+                    .key(self.key(Space::Rate, key))
+                    .arg("R")
+                    .arg(inc)
+                    .arg(tau);
+            }
+            Check::Flag { key, default } => {
+                invocation
+                    .key(self.key(Space::Kv, key))
+                    .arg("F")
+                    .arg(if *default { "1" } else { "0" });
+            }
+            Check::Counter {
+                key,
+                delta,
+                limit,
+                window,
+            } => {
+                invocation
+                    .key(self.key(Space::Counter, key))
+                    .arg("C")
+                    .arg(*delta);
+                match limit {
+                    Some(limit) => invocation.arg(*limit),
+                    None => invocation.arg(""),
+                };
+                match window {
+                    Some(window) => {
+                        let ms = validate::ttl_millis(*window)?;
+                        invocation
+                            .arg(now_ms.saturating_add(ms))
+                            .arg(ms.saturating_add(GC_GRACE_MS));
+                    }
+                    None => {
+                        invocation.arg("").arg("");
+                    }
+                }
+            }
+            _ => {
+                return Err(StateError::InvalidArgument(
+                    "an admission check this backend does not know",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The one hash slot every key of `check` lies in (on a cluster), or
+/// `None` for a session check whose record and index lie in two.
+fn check_slot(state: &RedisState, check: &Check) -> Option<u16> {
+    let slot = |space, key| keys::slot(&state.key(space, key));
+    match check {
+        Check::Live { record, index, .. } => {
+            let s = slot(Space::Kv, record);
+            (s == slot(Space::Set, index)).then_some(s)
+        }
+        Check::Rate { key, .. } => Some(slot(Space::Rate, key)),
+        Check::Flag { key, .. } => Some(slot(Space::Kv, key)),
+        Check::Counter { key, .. } => Some(slot(Space::Counter, key)),
+        // Unknown checks fail in `push_check`, alone in their group.
+        _ => Some(u16::MAX),
     }
 }
 

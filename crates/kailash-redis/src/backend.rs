@@ -15,6 +15,7 @@ use crate::connection::Connection;
 use crate::keys::{self, Space};
 use crate::options::RedisOptions;
 use crate::pubsub::Hub;
+use crate::topology::Target;
 
 /// All six state primitives on one Redis server, shared by every gateway
 /// instance that connects with the same key prefix.
@@ -31,6 +32,8 @@ struct Inner {
     conn: Connection,
     clock: Arc<dyn Clock>,
     prefix: String,
+    /// Keys carry a hash tag (Redis Cluster).
+    cluster: bool,
     hub: Arc<Hub>,
     /// Dropped with the last clone; stops the pub/sub background task.
     _shutdown: watch::Sender<()>,
@@ -48,7 +51,10 @@ impl std::fmt::Debug for RedisState {
 impl RedisState {
     /// Creates the backend for the Redis at `url`
     /// (`redis://[user:pass@]host[:port][/db]`, `redis+unix:///path`, or
-    /// `rediss://…` for TLS).
+    /// `rediss://…` for TLS), or for the Redis Cluster whose seed nodes
+    /// `redis+cluster://[user:pass@]host:port[,host:port…]` names
+    /// (`rediss+cluster://` for TLS; see the crate documentation's
+    /// *Redis Cluster* section for the key layout).
     ///
     /// TLS uses rustls with the aws-lc-rs provider (installed as the
     /// process default when none is), TLS 1.2 or 1.3, and always verifies
@@ -68,22 +74,45 @@ impl RedisState {
     /// [`tls_ca`](RedisOptions::tls_ca) that is not PEM certificates, or is
     /// set for a URL without TLS), and with
     /// [`StateError::Unavailable`] when `require_connection` is set and Redis
-    /// does not answer a `PING`. Must be called inside a Tokio runtime.
+    /// does not answer a `PING`. A cluster is the exception to laziness:
+    /// routing needs its slot map, so when none of its seed nodes answers
+    /// within `connection_timeout + response_timeout` this fails with
+    /// [`StateError::Unavailable`] whatever `require_connection` says. Must
+    /// be called inside a Tokio runtime.
     pub async fn connect(
         url: &str,
         clock: Arc<dyn Clock>,
         options: RedisOptions,
     ) -> Result<Self, StateError> {
         let options = options.normalized();
-        let client = client(url, &options)?;
-        let conn = Connection::lazy(client.clone(), &options)?;
+        let (conn, pubsub_clients, cluster) = match Target::parse(url)? {
+            Target::Node(info) => {
+                let client = client(*info, &options)?;
+                let conn = Connection::lazy(client.clone(), &options)?;
+                (conn, vec![client], false)
+            }
+            Target::Cluster(seeds) => {
+                if options.key_prefix.contains(['{', '}']) {
+                    return Err(StateError::InvalidArgument(
+                        "a key prefix for Redis Cluster must not contain { or }: the backend puts each key's hash tag in braces",
+                    ));
+                }
+                let clients = seeds
+                    .iter()
+                    .map(|seed| client(seed.clone(), &options))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let conn = Connection::cluster(cluster_client(seeds, &options)?, &options).await?;
+                (conn, clients, true)
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(());
-        let hub = Hub::new(&client, &options, shutdown_rx);
+        let hub = Hub::new(pubsub_clients, &options, shutdown_rx);
         let state = Self {
             inner: Arc::new(Inner {
                 conn,
                 clock,
                 prefix: options.key_prefix.clone(),
+                cluster,
                 hub,
                 _shutdown: shutdown,
             }),
@@ -95,6 +124,12 @@ impl RedisState {
             return Err(err);
         }
         Ok(state)
+    }
+
+    /// Whether this backend speaks to a Redis Cluster
+    /// (a `redis+cluster://` URL).
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster
     }
 
     /// Bundles this backend as a [`SharedState`] (backend name `"redis"`).
@@ -111,7 +146,7 @@ impl RedisState {
 
     /// The Redis key (or channel) of `key` in `space`.
     pub(crate) fn key(&self, space: Space, key: &StateKey) -> String {
-        keys::redis_key(&self.inner.prefix, space, key)
+        keys::redis_key(&self.inner.prefix, space, key, self.inner.cluster)
     }
 
     /// The prefix every key of `space` starts with.
@@ -167,6 +202,15 @@ impl RedisState {
     ) -> Result<T, StateError> {
         self.inner.conn.command(cmd).await
     }
+
+    /// Runs one plain command on the primary serving `slot`.
+    pub(crate) async fn command_at_slot<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        slot: u16,
+    ) -> Result<T, StateError> {
+        self.inner.conn.command_at_slot(cmd, slot).await
+    }
 }
 
 /// Checks a Redis URL exactly as [`RedisState::connect`] parses it, without
@@ -179,30 +223,19 @@ impl RedisState {
 ///
 /// assert!(check_url("redis://:s3cret@cache.internal:6379/0").is_ok());
 /// assert!(check_url("rediss://cache.internal:6380").is_ok());
+/// assert!(check_url("redis+cluster://:s3cret@10.0.0.1:7000,10.0.0.2:7000").is_ok());
 /// assert!(check_url("redis://:pa?ss@cache").is_err());
 /// // Certificate verification cannot be switched off.
 /// assert!(check_url("rediss://cache.internal:6380/#insecure").is_err());
 /// ```
 pub fn check_url(url: &str) -> Result<(), StateError> {
-    connection_info(url).map(drop)
+    Target::parse(url).map(drop)
 }
 
-fn connection_info(url: &str) -> Result<redis::ConnectionInfo, StateError> {
-    use redis::IntoConnectionInfo;
-    // The URL may carry a password: never echo it.
-    let info = url
-        .into_connection_info()
-        .map_err(|_| StateError::InvalidArgument("invalid Redis URL"))?;
-    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
-        return Err(StateError::InvalidArgument(
-            "a rediss:// URL with #insecure is refused: the server certificate is always verified",
-        ));
-    }
-    Ok(info)
-}
-
-fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StateError> {
-    let info = connection_info(url)?;
+fn client(
+    info: redis::ConnectionInfo,
+    options: &RedisOptions,
+) -> Result<redis::Client, StateError> {
     let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
     if tls {
         install_crypto_provider();
@@ -226,6 +259,38 @@ fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StateError
         }
     };
     client.map_err(|_| StateError::InvalidArgument("invalid Redis URL or TLS settings"))
+}
+
+/// The cluster client for `seeds`, with the same timeouts and TLS trust as
+/// one server.
+fn cluster_client(
+    seeds: Vec<redis::ConnectionInfo>,
+    options: &RedisOptions,
+) -> Result<redis::cluster::ClusterClient, StateError> {
+    let tls = seeds
+        .iter()
+        .any(|s| matches!(s.addr(), redis::ConnectionAddr::TcpTls { .. }));
+    let mut builder = redis::cluster::ClusterClientBuilder::new(seeds)
+        .connection_timeout(options.connection_timeout)
+        .response_timeout(options.response_timeout);
+    match (&options.tls_ca, tls) {
+        (None, _) => {}
+        (Some(_), false) => {
+            return Err(StateError::InvalidArgument(
+                "a TLS CA is set but the Redis URL is not rediss+cluster://",
+            ));
+        }
+        (Some(pem), true) => {
+            check_ca(pem)?;
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+    }
+    builder
+        .build()
+        .map_err(|_| StateError::InvalidArgument("invalid Redis Cluster URL or TLS settings"))
 }
 
 /// The CA must be at least one PEM certificate, all readable.

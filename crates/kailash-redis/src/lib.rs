@@ -18,6 +18,7 @@ mod rate;
 mod reply;
 mod scripts;
 mod sets;
+mod topology;
 
 pub use backend::{RedisState, check_url};
 pub use options::RedisOptions;

@@ -22,3 +22,314 @@ async fn redis_harness() -> Option<Harness> {
 }
 
 kailash_core::state_conformance_tests!(redis_harness);
+
+/// The same suite, and what only a cluster has, against a real Redis
+/// Cluster: set `KAILASH_TEST_REDIS_CLUSTER_URL` (a `redis+cluster://` seed
+/// list; `.ci/redis-cluster/cluster.sh start <dir>` prints one).
+mod cluster {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use kailash_core::clock::{ManualClock, SystemClock};
+    use kailash_core::state::conformance::Harness;
+    use kailash_core::state::{
+        Admission, BoundedAdd, Check, Namespace, Outcome, SharedState, StateError, StateKey,
+        WhenFull,
+    };
+    use kailash_redis::{RedisOptions, RedisState};
+
+    const NS: Namespace = Namespace::new("cluster");
+
+    fn cluster_url() -> Option<String> {
+        let url = std::env::var("KAILASH_TEST_REDIS_CLUSTER_URL").ok();
+        if url.is_none() {
+            eprintln!("skipped: KAILASH_TEST_REDIS_CLUSTER_URL is not set");
+        }
+        url
+    }
+
+    async fn connect(url: &str, clock: Arc<dyn kailash_core::clock::Clock>) -> RedisState {
+        let options = RedisOptions::default()
+            .with_key_prefix("kailash-test:")
+            .with_require_connection(true);
+        match RedisState::connect(url, clock, options).await {
+            Ok(state) => state,
+            Err(err) => panic!("KAILASH_TEST_REDIS_CLUSTER_URL is set but not usable: {err}"),
+        }
+    }
+
+    async fn cluster_harness() -> Option<Harness> {
+        let url = cluster_url()?;
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = connect(&url, clock.clone()).await;
+        assert!(state.is_cluster());
+        Some(Harness::new(state.into_shared(), clock))
+    }
+
+    kailash_core::state_conformance_tests!(cluster_harness);
+
+    fn unique(name: &str) -> StateKey {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        StateKey::global(NS, &format!("{}-{nanos}-{n}:{name}", std::process::id()))
+    }
+
+    /// The seed nodes of a `redis+cluster://` URL, one URL each.
+    fn seeds(url: &str) -> Vec<String> {
+        let hosts = url.strip_prefix("redis+cluster://").unwrap();
+        hosts
+            .trim_end_matches('/')
+            .split(',')
+            .map(|h| format!("redis+cluster://{h}"))
+            .collect()
+    }
+
+    /// A plan whose checks lie in different slots: a refusal late in the
+    /// plan takes back the counter charges of every earlier slot, and an
+    /// admitted plan keeps them all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plan_across_slots_keeps_its_semantics() {
+        let Some(url) = cluster_url() else { return };
+        let state = connect(&url, Arc::new(SystemClock)).await.into_shared();
+        let (a, b, c) = (unique("a"), unique("b"), unique("c"));
+        let window = Some(Duration::from_secs(60));
+        let plan_of = |limit_c: i64| {
+            let mut plan = Admission::new();
+            for (key, limit) in [(&a, 10), (&b, 10), (&c, limit_c)] {
+                plan.push(Check::Counter {
+                    key: key.clone(),
+                    delta: 1,
+                    limit: Some(limit),
+                    window,
+                })
+                .unwrap();
+            }
+            plan
+        };
+        let mut refused = plan_of(0);
+        state.admit(&mut refused).await;
+        assert!(!refused.admitted(), "{refused:?}");
+        assert!(matches!(
+            refused.outcome(2),
+            Outcome::Counter(BoundedAdd::Refused(_))
+        ));
+        for key in [&a, &b, &c] {
+            assert_eq!(state.counters.get(key).await.unwrap().value, 0, "{key}");
+        }
+        let mut admitted = plan_of(10);
+        state.admit(&mut admitted).await;
+        assert!(admitted.admitted(), "{admitted:?}");
+        for key in [&a, &b, &c] {
+            assert_eq!(state.counters.get(key).await.unwrap().value, 1, "{key}");
+        }
+
+        // A session whose record and index lie in two slots.
+        let (record, index) = (unique("record"), unique("index"));
+        state
+            .kv
+            .set(
+                &record,
+                Bytes::from_static(b"rec"),
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap();
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        state
+            .sets
+            .insert(&index, "s-1", later, 3, WhenFull::EvictOldest)
+            .await
+            .unwrap();
+        let mut plan = Admission::new();
+        plan.push(Check::Live {
+            record: record.clone(),
+            index: index.clone(),
+            member: "s-1".into(),
+        })
+        .unwrap();
+        plan.push(Check::Counter {
+            key: a.clone(),
+            delta: 1,
+            limit: None,
+            window,
+        })
+        .unwrap();
+        state.admit(&mut plan).await;
+        assert!(matches!(plan.outcome(0), Outcome::Live(v) if &v[..] == b"rec"));
+        assert!(plan.admitted());
+        let mut dead = Admission::new();
+        dead.push(Check::Live {
+            record,
+            index,
+            member: "s-2".into(),
+        })
+        .unwrap();
+        state.admit(&mut dead).await;
+        assert_eq!(dead.outcome(0), &Outcome::Dead);
+    }
+
+    /// Cluster-wide `PUBLISH`: an instance subscribed through one node
+    /// receives what an instance seeded with another node publishes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_cross_nodes() {
+        let Some(url) = cluster_url() else { return };
+        let seeds = seeds(&url);
+        let first = connect(&seeds[0], Arc::new(SystemClock))
+            .await
+            .into_shared();
+        let last = connect(&seeds[seeds.len() - 1], Arc::new(SystemClock))
+            .await
+            .into_shared();
+        let topic = unique("topic");
+        let mut sub = first.pubsub.subscribe(&topic).await.unwrap();
+        last.pubsub
+            .publish(&topic, Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("a message within 5 s")
+            .unwrap();
+        assert_eq!(&got[..], b"hello");
+    }
+
+    /// A cluster URL none of whose seeds answers stops the start with a
+    /// clear error, also without `require_connection`; the password is
+    /// never in it.
+    #[tokio::test]
+    async fn an_unreachable_cluster_stops_the_start() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("redis+cluster://:hunter2@127.0.0.1:{port}");
+        let options = RedisOptions::default()
+            .with_connection_timeout(Duration::from_millis(200))
+            .with_response_timeout(Duration::from_millis(200));
+        let started = Instant::now();
+        let err = RedisState::connect(&url, Arc::new(SystemClock), options)
+            .await
+            .expect_err("no cluster there");
+        assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains("cluster"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        let braces = RedisOptions::default().with_key_prefix("app{1}:");
+        assert!(matches!(
+            RedisState::connect(&url, Arc::new(SystemClock), braces).await,
+            Err(StateError::InvalidArgument(_))
+        ));
+    }
+
+    /// Slow (`KAILASH_TEST_SLOW=1`, about 15 s): on a cluster of its own
+    /// (`KAILASH_TEST_REDIS_CLUSTER_SCRIPT`), a primary is killed while
+    /// requests run. Operations fail with `Unavailable` (never a panic or a
+    /// hang) until a replica takes over, then succeed again by themselves,
+    /// and what was written before is still there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_primary_is_replaced() {
+        if std::env::var_os("KAILASH_TEST_SLOW").is_none() {
+            eprintln!("skipped: set KAILASH_TEST_SLOW=1 for the cluster failover test");
+            return;
+        }
+        let Ok(script) = std::env::var("KAILASH_TEST_REDIS_CLUSTER_SCRIPT") else {
+            eprintln!("skipped: KAILASH_TEST_REDIS_CLUSTER_SCRIPT is not set");
+            return;
+        };
+        let dir = tempdir();
+        let out = std::process::Command::new(&script)
+            .args(["start", &dir])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _stop = Stop(script.clone(), dir.clone());
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let options = RedisOptions::default()
+            .with_key_prefix("kailash-test:")
+            .with_connection_timeout(Duration::from_millis(250))
+            .with_response_timeout(Duration::from_millis(250))
+            .with_require_connection(true);
+        let state: SharedState = RedisState::connect(&url, Arc::new(SystemClock), options)
+            .await
+            .unwrap()
+            .into_shared();
+        let keys: Vec<StateKey> = (0..64).map(|i| unique(&format!("k{i}"))).collect();
+        for key in &keys {
+            state
+                .kv
+                .set(
+                    key,
+                    Bytes::from_static(b"v"),
+                    Some(Duration::from_secs(600)),
+                )
+                .await
+                .unwrap();
+        }
+        // Replication is asynchronous: let the replicas catch up (WAIT
+        // would be per node) before the crash.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let killed = std::process::Command::new(&script)
+            .args(["kill-primary", &dir])
+            .output()
+            .unwrap();
+        assert!(killed.status.success());
+        let started = Instant::now();
+        let (mut refused, mut first_ok_after_refusal) = (0u32, None);
+        while started.elapsed() < Duration::from_secs(45) {
+            let mut all_ok = true;
+            for key in &keys {
+                match tokio::time::timeout(Duration::from_secs(10), state.kv.get(key)).await {
+                    Ok(Ok(Some(v))) => assert_eq!(&v[..], b"v"),
+                    Ok(Ok(None)) => panic!("{key} was lost in the failover"),
+                    Ok(Err(StateError::Unavailable(_))) => {
+                        refused += 1;
+                        all_ok = false;
+                    }
+                    Ok(Err(other)) => panic!("{key}: {other}"),
+                    Err(_) => panic!("an operation hung during the failover"),
+                }
+            }
+            if all_ok && refused > 0 {
+                first_ok_after_refusal = Some(started.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let recovered = first_ok_after_refusal.expect("the cluster recovered within 45 s");
+        eprintln!("failover: {refused} refused reads, recovered after {recovered:?}");
+    }
+
+    fn tempdir() -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "kailash-cluster-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        dir.to_string_lossy().into_owned()
+    }
+
+    /// Stops the throwaway cluster when the test ends, passed or not.
+    struct Stop(String, String);
+
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.0)
+                .args(["stop", &self.1])
+                .status();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+}

@@ -12,7 +12,7 @@
 //!   lasted are lost (pub/sub is fire-and-forget).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,7 +73,10 @@ enum Conn {
 }
 
 pub(crate) struct Hub {
-    client: redis::Client,
+    /// Where to subscribe: tried in turn, starting after the last one used.
+    clients: Vec<redis::Client>,
+    /// The client the next connection attempt starts with.
+    next_client: AtomicUsize,
     config: AsyncConnectionConfig,
     capacity: usize,
     /// Channel name to the sender of its local subscribers.
@@ -98,25 +101,35 @@ enum Pumped {
 }
 
 impl Hub {
+    /// A hub that subscribes on one of `clients` (the one server, or a
+    /// cluster's seed nodes: cluster-wide `PUBLISH` reaches every node, so
+    /// any one of them serves all topics). Each (re)connect tries the next
+    /// client first, so a lost node is replaced by another.
     pub(crate) fn new(
-        client: &redis::Client,
+        clients: Vec<redis::Client>,
         options: &RedisOptions,
         shutdown: watch::Receiver<()>,
     ) -> Arc<Self> {
         // Messages arrive as RESP3 pushes on an ordinary multiplexed connection,
         // which also answers PING while subscribed.
-        let info = client.get_connection_info().clone();
-        let redis_settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(redis::ProtocolVersion::RESP3);
-        let info = info.set_redis_settings(redis_settings);
-        let client = redis::Client::open(info).unwrap_or_else(|_| client.clone());
+        let clients = clients
+            .into_iter()
+            .map(|client| {
+                let info = client.get_connection_info().clone();
+                let redis_settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(redis::ProtocolVersion::RESP3);
+                let info = info.set_redis_settings(redis_settings);
+                redis::Client::open(info).unwrap_or(client)
+            })
+            .collect();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout));
         Arc::new(Self {
-            client,
+            clients,
+            next_client: AtomicUsize::new(0),
             config,
             capacity: options.pubsub_capacity,
             topics: Mutex::new(HashMap::new()),
@@ -193,14 +206,29 @@ impl Hub {
     async fn open(
         &self,
     ) -> Result<(MultiplexedConnection, UnboundedReceiver<PushInfo>), StateError> {
-        let (tx, rx) = unbounded_channel();
-        let config = self.config.clone().set_push_sender(tx);
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| error::map(&e))?;
-        Ok((conn, rx))
+        let start = self.next_client.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..self.clients.len() {
+            let at = (start + i) % self.clients.len();
+            let (tx, rx) = unbounded_channel();
+            let config = self.config.clone().set_push_sender(tx);
+            match self.clients[at]
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(conn) => {
+                    // The next connection (after this one is lost) starts
+                    // with another node.
+                    self.next_client
+                        .store((at + 1) % self.clients.len(), Ordering::Relaxed);
+                    return Ok((conn, rx));
+                }
+                Err(e) => last = Some(error::map(&e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            StateError::Unavailable("redis: no server to subscribe on".to_owned())
+        }))
     }
 
     /// Removes topics without local subscribers and unsubscribes them, plus

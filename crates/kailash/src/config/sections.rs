@@ -628,8 +628,10 @@ impl Default for RateLimitConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// Redis URL (`redis://host:6379/0`, or `rediss://` for TLS); absent
-    /// keeps state in memory. Needs the `redis` feature.
+    /// Redis URL (`redis://host:6379/0`, or `rediss://` for TLS), or a
+    /// Redis Cluster's seed nodes (`redis+cluster://host:port,host:port`,
+    /// `rediss+cluster://` for TLS); absent keeps state in memory. Needs
+    /// the `redis` feature.
     pub redis_url: Option<String>,
     /// PEM file of the CA(s) that sign the Redis server's certificate, for a
     /// `rediss://` URL; absent uses the system trust store.

@@ -61,6 +61,19 @@ fn invalid_values_name_the_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("key `server.trusted_proxies"), "{e}");
+    let cluster = "[state]\nredis_url = \"redis+cluster://a:7000,b:7000\"\n";
+    let e = load(&format!("{cluster}key_prefix = \"app{{1}}:\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `state.key_prefix`"), "{e}");
+    assert!(load(cluster, &[]).is_ok());
+    let e = load(&format!("{cluster}redis_tls_ca = \"/ca.pem\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `state.redis_tls_ca`"), "{e}");
+    let tls_cluster =
+        "[state]\nredis_url = \"rediss+cluster://a:7000\"\nredis_tls_ca = \"/ca.pem\"\n";
+    assert!(load(tls_cluster, &[]).is_ok());
 }
 
 #[test]

@@ -164,19 +164,30 @@ impl GatewayConfig {
             return Err((key.into(), e.to_string()));
         }
         if self.state.redis_tls_ca.is_some()
-            && !self
-                .state
-                .redis_url
-                .as_deref()
-                .is_some_and(|url| url.starts_with("rediss://"))
+            && !self.state.redis_url.as_deref().is_some_and(|url| {
+                url.starts_with("rediss://") || url.starts_with("rediss+cluster://")
+            })
         {
             return Err((
                 "state.redis_tls_ca".into(),
-                "needs a rediss:// state.redis_url (TLS to Redis)".into(),
+                "needs a rediss:// or rediss+cluster:// state.redis_url (TLS to Redis)".into(),
             ));
         }
         if self.state.key_prefix.is_empty() {
             return Err(("state.key_prefix".into(), "must not be empty".into()));
+        }
+        if self.state.key_prefix.contains(['{', '}'])
+            && self
+                .state
+                .redis_url
+                .as_deref()
+                .is_some_and(|url| url.contains("+cluster://"))
+        {
+            return Err((
+                "state.key_prefix".into(),
+                "must not contain { or } on Redis Cluster (each key's hash tag is in braces)"
+                    .into(),
+            ));
         }
         if self.state.max_rate_limit_keys == 0 {
             return Err((

@@ -11,11 +11,11 @@ use kailash_core::state::{KeyValueStore, SharedState, StateError, StateKey};
 use redis::Value;
 use tokio::sync::watch;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Sentinel};
 use crate::keys::{self, Space};
 use crate::options::RedisOptions;
 use crate::pubsub::Hub;
-use crate::topology::Target;
+use crate::topology::{SentinelTarget, Target};
 
 /// All six state primitives on one Redis server, shared by every gateway
 /// instance that connects with the same key prefix.
@@ -54,7 +54,10 @@ impl RedisState {
     /// `rediss://…` for TLS), or for the Redis Cluster whose seed nodes
     /// `redis+cluster://[user:pass@]host:port[,host:port…]` names
     /// (`rediss+cluster://` for TLS; see the crate documentation's
-    /// *Redis Cluster* section for the key layout).
+    /// *Redis Cluster* section for the key layout), or for the primary
+    /// Redis Sentinel names:
+    /// `redis+sentinel://[user:pass@]host:port[,host:port…]/<master>[/<db>]`
+    /// (`rediss+sentinel://` for TLS).
     ///
     /// TLS uses rustls with the aws-lc-rs provider (installed as the
     /// process default when none is), TLS 1.2 or 1.3, and always verifies
@@ -74,10 +77,14 @@ impl RedisState {
     /// [`tls_ca`](RedisOptions::tls_ca) that is not PEM certificates, or is
     /// set for a URL without TLS), and with
     /// [`StateError::Unavailable`] when `require_connection` is set and Redis
-    /// does not answer a `PING`. A cluster is the exception to laziness:
-    /// routing needs its slot map, so when none of its seed nodes answers
-    /// within `connection_timeout + response_timeout` this fails with
-    /// [`StateError::Unavailable`] whatever `require_connection` says. Must
+    /// does not answer a `PING`. A cluster and Sentinel are the exceptions
+    /// to laziness: routing needs the cluster's slot map, and a Sentinel URL
+    /// must name a master the sentinels know, so when none of the seed nodes
+    /// or sentinels answers within `connection_timeout + response_timeout`
+    /// this fails with [`StateError::Unavailable`] whatever
+    /// `require_connection` says (and with
+    /// [`StateError::InvalidArgument`] for a master name no sentinel
+    /// monitors). Must
     /// be called inside a Tokio runtime.
     pub async fn connect(
         url: &str,
@@ -90,6 +97,15 @@ impl RedisState {
                 let client = client(*info, &options)?;
                 let conn = Connection::lazy(client.clone(), &options)?;
                 (conn, vec![client], false)
+            }
+            Target::Sentinel(target) => {
+                let master = target.master.clone();
+                let sentinel = Sentinel::new(sentinel_client(*target, &options)?, master, &options);
+                (
+                    Connection::sentinel(sentinel, &options).await?,
+                    Vec::new(),
+                    false,
+                )
             }
             Target::Cluster(seeds) => {
                 if options.key_prefix.contains(['{', '}']) {
@@ -106,7 +122,12 @@ impl RedisState {
             }
         };
         let (shutdown, shutdown_rx) = watch::channel(());
-        let hub = Hub::new(pubsub_clients, &options, shutdown_rx);
+        let hub = Hub::new(
+            pubsub_clients,
+            conn.sentinel_resolver(),
+            &options,
+            shutdown_rx,
+        );
         let state = Self {
             inner: Arc::new(Inner {
                 conn,
@@ -291,6 +312,56 @@ fn cluster_client(
     builder
         .build()
         .map_err(|_| StateError::InvalidArgument("invalid Redis Cluster URL or TLS settings"))
+}
+
+/// The Sentinel client for `target`: the servers' database and
+/// credentials, TLS to sentinels and servers alike with the same trust.
+fn sentinel_client(
+    target: SentinelTarget,
+    options: &RedisOptions,
+) -> Result<redis::sentinel::SentinelClient, StateError> {
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let SentinelTarget {
+        sentinels,
+        master,
+        redis,
+        tls,
+    } = target;
+    let invalid = |_| StateError::InvalidArgument("invalid Redis Sentinel URL or TLS settings");
+    let mut builder = SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
+        .map_err(invalid)?
+        .set_client_to_redis_db(redis.db());
+    if let Some(username) = redis.username() {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = redis.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    match (&options.tls_ca, tls) {
+        (None, false) => {}
+        (Some(_), false) => {
+            return Err(StateError::InvalidArgument(
+                "a TLS CA is set but the Redis URL is not rediss+sentinel://",
+            ));
+        }
+        (ca, true) => {
+            install_crypto_provider();
+            builder = builder
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+            if let Some(pem) = ca {
+                check_ca(pem)?;
+                let certs = || redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                };
+                builder = builder
+                    .set_client_to_redis_certificates(certs())
+                    .set_client_to_sentinel_certificates(certs());
+            }
+        }
+    }
+    builder.build().map_err(invalid)
 }
 
 /// The CA must be at least one PEM certificate, all readable.

@@ -13,10 +13,15 @@
 //!   slot map) and, should that ever fail later, reopened by the next
 //!   operation.
 //!
+//! * Redis Sentinel: a [`ConnectionManager`] to the primary the sentinels
+//!   name, dropped when it fails or turns out to be a replica, so the next
+//!   operation asks the sentinels again.
+//!
 //! Every round trip is bounded by the operation timeout, and the first
 //! failure and the recovery are each logged once.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -44,6 +49,102 @@ enum Route {
     Node(ConnectionManager),
     /// A Redis Cluster.
     Cluster(Box<Cluster>),
+    /// The primary Redis Sentinel names.
+    Sentinel(Arc<Sentinel>),
+}
+
+/// The primary a set of sentinels names, asked again after a failure.
+///
+/// The connection to the primary is a [`ConnectionManager`] like one
+/// server's. An operation that finds it unreachable, or no longer a
+/// primary (`READONLY` after a failover demoted it), drops it, and the next
+/// operation asks the sentinels which server is the primary now.
+pub(crate) struct Sentinel {
+    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+    /// The name the sentinels monitor the primary under.
+    master: String,
+    config: ConnectionManagerConfig,
+    /// The current primary's connection and its generation.
+    current: std::sync::Mutex<Option<(u64, ConnectionManager)>>,
+    /// Held while asking the sentinels, so concurrent operations wait for
+    /// one answer.
+    resolving: tokio::sync::Mutex<()>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Sentinel {
+    pub(crate) fn new(
+        client: redis::sentinel::SentinelClient,
+        master: String,
+        options: &RedisOptions,
+    ) -> Self {
+        Self {
+            client: tokio::sync::Mutex::new(client),
+            master,
+            config: manager_config(options),
+            current: std::sync::Mutex::new(None),
+            resolving: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn current(&self) -> Option<(u64, ConnectionManager)> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The primary's connection: the current one, or one to the server the
+    /// sentinels name now.
+    async fn get(&self) -> Result<(u64, ConnectionManager), RedisError> {
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let _resolving = self.resolving.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let client = self.primary_client().await?;
+        let manager = ConnectionManager::new_lazy_with_config(client, self.config.clone())?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((generation, manager.clone()));
+        Ok((generation, manager))
+    }
+
+    /// A client for the server the sentinels name as the primary now (they
+    /// check its role before answering).
+    pub(crate) async fn primary_client(&self) -> Result<redis::Client, RedisError> {
+        self.client.lock().await.async_get_client().await
+    }
+
+    /// Whether a sentinel that answers monitors a master of the URL's name
+    /// (`false` also when none answers: the caller has an error then).
+    async fn knows_master(&self) -> bool {
+        let mut client = self.client.lock().await;
+        let Ok(sentinel) = client.async_get_sentinel_client().await else {
+            return false;
+        };
+        let Ok(mut conn) = sentinel.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(&self.master);
+        matches!(
+            cmd.query_async::<Value>(&mut conn).await,
+            Ok(Value::Array(addr)) if !addr.is_empty()
+        )
+    }
+
+    /// Forgets the connection of `generation` (unless a newer one replaced
+    /// it already): the next operation asks the sentinels again.
+    fn forget(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *current = None;
+        }
+    }
 }
 
 /// The cluster connection, reopened by the next operation should it fail.
@@ -80,6 +181,16 @@ impl Cluster {
 pub(crate) enum Conn {
     Node(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+/// The settings of every [`ConnectionManager`]: the configured timeouts,
+/// and one attempt per (re)connect — operations must fail fast while Redis
+/// is down; the next operation starts the next attempt.
+fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connection_timeout))
+        .set_response_timeout(Some(options.response_timeout))
+        .set_number_of_retries(0)
 }
 
 impl redis::aio::ConnectionLike for Conn {
@@ -144,16 +255,55 @@ impl Connection {
         })
     }
 
+    /// A connection to the primary `sentinel` names. Asks the sentinels
+    /// now: a master name none of them knows is a configuration error
+    /// (`InvalidArgument`), and sentinels none of which answers fail the
+    /// start with `Unavailable`.
+    pub(crate) async fn sentinel(
+        sentinel: Sentinel,
+        options: &RedisOptions,
+    ) -> Result<Self, StateError> {
+        match tokio::time::timeout(options.operation_timeout(), sentinel.primary_client()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
+                    && !sentinel.knows_master().await =>
+            {
+                return Err(StateError::InvalidArgument(
+                    "redis sentinel: no sentinel monitors a master of the URL's name",
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(StateError::Unavailable(format!(
+                    "redis sentinel: no sentinel named a reachable primary ({})",
+                    error::map(&e)
+                )));
+            }
+            Err(_) => {
+                return Err(StateError::Unavailable(
+                    "redis sentinel: no sentinel named a primary in time".to_owned(),
+                ));
+            }
+        }
+        Ok(Self {
+            route: Route::Sentinel(Arc::new(sentinel)),
+            op_timeout: options.operation_timeout(),
+            reachable: AtomicBool::new(true),
+        })
+    }
+
+    /// The Sentinel resolver, for the pub/sub hub to follow the primary.
+    pub(crate) fn sentinel_resolver(&self) -> Option<Arc<Sentinel>> {
+        match &self.route {
+            Route::Sentinel(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
     /// A connection to `client` that is opened by the first operation.
     pub(crate) fn lazy(client: redis::Client, options: &RedisOptions) -> Result<Self, StateError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connection_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            // One attempt per (re)connect: operations must fail fast while Redis
-            // is down; the next operation starts the next attempt.
-            .set_number_of_retries(0);
-        let manager =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| error::map(&e))?;
+        let manager = ConnectionManager::new_lazy_with_config(client, manager_config(options))
+            .map_err(|e| error::map(&e))?;
         Ok(Self {
             route: Route::Node(manager),
             op_timeout: options.operation_timeout(),
@@ -250,6 +400,16 @@ impl Connection {
                 // The cluster connection retries by itself (MOVED, ASK,
                 // TRYAGAIN, a node that went away), within the timeout below.
                 Route::Cluster(cluster) => op(Conn::Cluster(cluster.get().await?)).await,
+                Route::Sentinel(sentinel) => {
+                    let (generation, manager) = sentinel.get().await?;
+                    let result = op(Conn::Node(manager)).await;
+                    if let Err(e) = &result
+                        && error::is_unavailable(e)
+                    {
+                        sentinel.forget(generation);
+                    }
+                    result
+                }
             }
         };
         let started = std::time::Instant::now();
@@ -264,7 +424,15 @@ impl Connection {
         {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(error::map(&e)),
-            Err(_) => Err(error::timed_out()),
+            Err(_) => {
+                // A primary that went silent: ask the sentinels next time.
+                if let Route::Sentinel(sentinel) = &self.route
+                    && let Some((generation, _)) = sentinel.current()
+                {
+                    sentinel.forget(generation);
+                }
+                Err(error::timed_out())
+            }
         };
         metrics::histogram!("kailash_state_backend_seconds", "backend" => "redis")
             .record(started.elapsed().as_secs_f64());

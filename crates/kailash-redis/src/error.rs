@@ -33,6 +33,9 @@ pub(crate) fn is_unavailable(err: &RedisError) -> bool {
         || matches!(
             err.kind(),
             ErrorKind::ClusterConnectionNotFound
+                // Sentinel: no sentinel names a primary that answers as one
+                // (during a failover, before the replica is promoted).
+                | ErrorKind::MasterNameNotFoundBySentinel
                 | ErrorKind::Server(
                     ServerErrorKind::BusyLoading
                         | ServerErrorKind::TryAgain

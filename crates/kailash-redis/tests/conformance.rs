@@ -333,3 +333,209 @@ mod cluster {
         }
     }
 }
+
+/// The same suite against a primary found through Redis Sentinel: set
+/// `KAILASH_TEST_REDIS_SENTINEL_URL` (a `redis+sentinel://` URL;
+/// `.ci/redis-sentinel/sentinel.sh start <dir>` prints one).
+mod sentinel {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use kailash_core::clock::{ManualClock, SystemClock};
+    use kailash_core::state::conformance::Harness;
+    use kailash_core::state::{Namespace, SharedState, StateError, StateKey};
+    use kailash_redis::{RedisOptions, RedisState};
+
+    const NS: Namespace = Namespace::new("sentinel");
+
+    fn sentinel_url() -> Option<String> {
+        let url = std::env::var("KAILASH_TEST_REDIS_SENTINEL_URL").ok();
+        if url.is_none() {
+            eprintln!("skipped: KAILASH_TEST_REDIS_SENTINEL_URL is not set");
+        }
+        url
+    }
+
+    async fn sentinel_harness() -> Option<Harness> {
+        let url = sentinel_url()?;
+        let clock = Arc::new(ManualClock::starting_now());
+        let options = RedisOptions::default()
+            .with_key_prefix("kailash-test:")
+            .with_require_connection(true);
+        match RedisState::connect(&url, clock.clone(), options).await {
+            Ok(state) => Some(Harness::new(state.into_shared(), clock)),
+            Err(err) => panic!("KAILASH_TEST_REDIS_SENTINEL_URL is set but not usable: {err}"),
+        }
+    }
+
+    kailash_core::state_conformance_tests!(sentinel_harness);
+
+    fn unique(name: &str) -> StateKey {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        StateKey::global(NS, &format!("{}-{nanos}-{n}:{name}", std::process::id()))
+    }
+
+    /// A master name no sentinel monitors, and sentinels none of which
+    /// answers, stop the start with a clear error — also without
+    /// `require_connection` — and never show the password.
+    #[tokio::test]
+    async fn a_wrong_master_or_no_sentinel_stops_the_start() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let options = RedisOptions::default()
+            .with_connection_timeout(Duration::from_millis(200))
+            .with_response_timeout(Duration::from_millis(200));
+        let url = format!("redis+sentinel://:hunter2@127.0.0.1:{port}/kailash");
+        let err = RedisState::connect(&url, Arc::new(SystemClock), options.clone())
+            .await
+            .expect_err("no sentinel there");
+        assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains("sentinel"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+
+        let Some(url) = sentinel_url() else { return };
+        let (base, _) = url.rsplit_once('/').unwrap();
+        let wrong = format!("{base}/no-such-master");
+        let err = RedisState::connect(&wrong, Arc::new(SystemClock), options)
+            .await
+            .expect_err("a master nobody monitors");
+        assert!(matches!(err, StateError::InvalidArgument(_)), "{err}");
+    }
+
+    /// Slow (`KAILASH_TEST_SLOW=1`, about 15 s): on a Sentinel set of its
+    /// own (`KAILASH_TEST_REDIS_SENTINEL_SCRIPT`), the primary is killed
+    /// while requests run. Operations fail with `Unavailable` (never a panic
+    /// or a hang) until the sentinels promote the replica, then succeed
+    /// again on it by themselves — writes included — with what was written
+    /// before still there, and a subscription made before receives again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_primary_is_replaced() {
+        if std::env::var_os("KAILASH_TEST_SLOW").is_none() {
+            eprintln!("skipped: set KAILASH_TEST_SLOW=1 for the Sentinel failover test");
+            return;
+        }
+        let Ok(script) = std::env::var("KAILASH_TEST_REDIS_SENTINEL_SCRIPT") else {
+            eprintln!("skipped: KAILASH_TEST_REDIS_SENTINEL_SCRIPT is not set");
+            return;
+        };
+        let dir = std::env::temp_dir()
+            .join(format!(
+                "kailash-sentinel-{}",
+                unique("dir").id().replace(':', "-")
+            ))
+            .to_string_lossy()
+            .into_owned();
+        let out = std::process::Command::new(&script)
+            .args(["start", &dir])
+            .output()
+            .unwrap();
+        let _stop = Stop(script.clone(), dir.clone());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let options = RedisOptions::default()
+            .with_key_prefix("kailash-test:")
+            .with_connection_timeout(Duration::from_millis(250))
+            .with_response_timeout(Duration::from_millis(250))
+            .with_require_connection(true);
+        let redis = RedisState::connect(&url, Arc::new(SystemClock), options)
+            .await
+            .unwrap();
+        let state: SharedState = redis.shared();
+        let keys: Vec<StateKey> = (0..16).map(|i| unique(&format!("k{i}"))).collect();
+        for key in &keys {
+            state
+                .kv
+                .set(
+                    key,
+                    Bytes::from_static(b"v"),
+                    Some(Duration::from_secs(600)),
+                )
+                .await
+                .unwrap();
+        }
+        let topic = unique("topic");
+        let mut sub = state.pubsub.subscribe(&topic).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let killed = std::process::Command::new(&script)
+            .args(["kill-primary", &dir])
+            .output()
+            .unwrap();
+        assert!(killed.status.success());
+        let started = Instant::now();
+        let (mut refused, mut recovered) = (0u32, None);
+        while started.elapsed() < Duration::from_secs(45) {
+            let mut all_ok = true;
+            for key in &keys {
+                let op = async {
+                    let v = state.kv.get(key).await?;
+                    state
+                        .counters
+                        .add(key, 1, Some(Duration::from_secs(60)))
+                        .await?;
+                    Ok::<_, StateError>(v)
+                };
+                match tokio::time::timeout(Duration::from_secs(10), op).await {
+                    Ok(Ok(Some(v))) => assert_eq!(&v[..], b"v"),
+                    Ok(Ok(None)) => panic!("{key} was lost in the failover"),
+                    Ok(Err(StateError::Unavailable(_))) => {
+                        refused += 1;
+                        all_ok = false;
+                    }
+                    Ok(Err(other)) => panic!("{key}: {other}"),
+                    Err(_) => panic!("an operation hung during the failover"),
+                }
+            }
+            if all_ok && refused > 0 {
+                recovered = Some(started.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let recovered = recovered.expect("the new primary served within 45 s");
+        eprintln!("sentinel failover: {refused} refused operations, recovered after {recovered:?}");
+        // The subscription follows the new primary (its background task
+        // reconnects with backoff of up to 5 s).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            state
+                .pubsub
+                .publish(&topic, Bytes::from_static(b"after"))
+                .await
+                .unwrap();
+            match tokio::time::timeout(Duration::from_millis(500), sub.recv()).await {
+                Ok(Ok(got)) => {
+                    assert_eq!(&got[..], b"after");
+                    break;
+                }
+                _ if Instant::now() < deadline => continue,
+                other => panic!("no message after the failover: {other:?}"),
+            }
+        }
+        assert!(redis.pubsub_reconnects() >= 1);
+    }
+
+    /// Stops the throwaway servers when the test ends, passed or not.
+    struct Stop(String, String);
+
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.0)
+                .args(["stop", &self.1])
+                .status();
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+}

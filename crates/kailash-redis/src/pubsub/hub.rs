@@ -23,6 +23,7 @@ use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::sync::{broadcast, watch};
 
+use crate::connection::Sentinel;
 use crate::error;
 use crate::options::RedisOptions;
 
@@ -77,6 +78,8 @@ pub(crate) struct Hub {
     clients: Vec<redis::Client>,
     /// The client the next connection attempt starts with.
     next_client: AtomicUsize,
+    /// Where the primary is, when Redis Sentinel says.
+    sentinel: Option<Arc<Sentinel>>,
     config: AsyncConnectionConfig,
     capacity: usize,
     /// Channel name to the sender of its local subscribers.
@@ -105,30 +108,22 @@ impl Hub {
     /// cluster's seed nodes: cluster-wide `PUBLISH` reaches every node, so
     /// any one of them serves all topics). Each (re)connect tries the next
     /// client first, so a lost node is replaced by another.
+    ///
+    /// With `sentinel`, `clients` is ignored: each (re)connect subscribes on
+    /// the server the sentinels name as the primary then.
     pub(crate) fn new(
         clients: Vec<redis::Client>,
+        sentinel: Option<Arc<Sentinel>>,
         options: &RedisOptions,
         shutdown: watch::Receiver<()>,
     ) -> Arc<Self> {
-        // Messages arrive as RESP3 pushes on an ordinary multiplexed connection,
-        // which also answers PING while subscribed.
-        let clients = clients
-            .into_iter()
-            .map(|client| {
-                let info = client.get_connection_info().clone();
-                let redis_settings = info
-                    .redis_settings()
-                    .clone()
-                    .set_protocol(redis::ProtocolVersion::RESP3);
-                let info = info.set_redis_settings(redis_settings);
-                redis::Client::open(info).unwrap_or(client)
-            })
-            .collect();
+        let clients = clients.into_iter().map(resp3).collect();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout));
         Arc::new(Self {
             clients,
+            sentinel,
             next_client: AtomicUsize::new(0),
             config,
             capacity: options.pubsub_capacity,
@@ -206,6 +201,21 @@ impl Hub {
     async fn open(
         &self,
     ) -> Result<(MultiplexedConnection, UnboundedReceiver<PushInfo>), StateError> {
+        if let Some(sentinel) = &self.sentinel {
+            let (tx, rx) = unbounded_channel();
+            let config = self.config.clone().set_push_sender(tx);
+            let client = resp3(
+                sentinel
+                    .primary_client()
+                    .await
+                    .map_err(|e| error::map(&e))?,
+            );
+            let conn = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(|e| error::map(&e))?;
+            return Ok((conn, rx));
+        }
         let start = self.next_client.load(Ordering::Relaxed);
         let mut last = None;
         for i in 0..self.clients.len() {
@@ -387,6 +397,18 @@ impl Hub {
             }
         }
     }
+}
+
+/// `client` speaking RESP3: messages arrive as pushes on an ordinary
+/// multiplexed connection, which also answers PING while subscribed.
+fn resp3(client: redis::Client) -> redis::Client {
+    let info = client.get_connection_info().clone();
+    let redis_settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(redis_settings);
+    redis::Client::open(info).unwrap_or(client)
 }
 
 /// The background task of one pub/sub connection (and its successors).

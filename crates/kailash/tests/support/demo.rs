@@ -58,8 +58,8 @@ pub async fn demo_in(dir: &std::path::Path, overrides: &[(&str, String)]) -> Run
     start_gateway(gateway).await
 }
 
-/// Memory, plus Redis and a Redis Cluster (each with a fresh key prefix)
-/// when configured.
+/// Memory, plus Redis, a Redis Cluster and Redis through Sentinel (each
+/// with a fresh key prefix) when configured.
 pub fn backends() -> Vec<Vec<(&'static str, String)>> {
     let mut out = vec![vec![]];
     match std::env::var("KAILASH_TEST_REDIS_URL") {
@@ -77,21 +77,24 @@ pub fn backends() -> Vec<Vec<(&'static str, String)>> {
         }
         Err(_) => eprintln!("skipped the Redis half: KAILASH_TEST_REDIS_URL is not set"),
     }
-    // The same again on a Redis Cluster: nothing in the request path may
-    // depend on the topology.
-    match std::env::var("KAILASH_TEST_REDIS_CLUSTER_URL") {
-        Ok(url) if cfg!(feature = "redis") => {
-            out.push(vec![
-                ("KAILASH_STATE__REDIS_URL", url),
-                (
-                    "KAILASH_STATE__KEY_PREFIX",
-                    format!("kailash-e2e-cluster-{}:", unique_suffix()),
-                ),
-            ]);
-        }
-        Ok(_) => {}
-        Err(_) => {
-            eprintln!("skipped the Redis Cluster part: KAILASH_TEST_REDIS_CLUSTER_URL is not set")
+    // The same again on a Redis Cluster and through Redis Sentinel:
+    // nothing in the request path may depend on the topology.
+    for (var, name) in [
+        ("KAILASH_TEST_REDIS_CLUSTER_URL", "cluster"),
+        ("KAILASH_TEST_REDIS_SENTINEL_URL", "sentinel"),
+    ] {
+        match std::env::var(var) {
+            Ok(url) if cfg!(feature = "redis") => {
+                out.push(vec![
+                    ("KAILASH_STATE__REDIS_URL", url),
+                    (
+                        "KAILASH_STATE__KEY_PREFIX",
+                        format!("kailash-e2e-{name}-{}:", unique_suffix()),
+                    ),
+                ]);
+            }
+            Ok(_) => {}
+            Err(_) => eprintln!("skipped the Redis {name} part: {var} is not set"),
         }
     }
     out

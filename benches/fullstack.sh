@@ -9,6 +9,9 @@
 #                 session, tenant, per-IP/user/tenant limits, quota, hybrid
 #                 RBAC+ABAC, metrics, audit of the decision, handler
 #   gw-redis      the same with KAILASH_REDIS_URL (all shared state in Redis)
+#   gw-cluster    the same on a Redis Cluster (CLUSTER_URL, a redis+cluster://
+#                 seed list, e.g. from .ci/redis-cluster/cluster.sh start);
+#                 Redis CPU is the sum over every node of the cluster
 #   gw-pg         gw-full with the audit trail in PostgreSQL (audit.sink =
 #                 "postgres", a fresh database per run): the ratio to gw-full
 #                 is the cost of the database sink
@@ -25,6 +28,7 @@
 #        [ROUNDS=3] [DUR=10] [WARMUP=2] [THREADS=2] [CONNECTIONS=50]
 #        [ONLY=bare,gw-full,...] [REDIS_URL=redis://127.0.0.1:6379] [REDIS_DB=9]
 #        [PG_URL=postgres://postgres@127.0.0.1:5432] (PG_URL= skips gw-pg)
+#        [CLUSTER_URL=redis+cluster://127.0.0.1:7000,...] (unset skips gw-cluster)
 #        [PORT=18180] [KEEP=1] benches/fullstack.sh
 set -euo pipefail
 
@@ -44,6 +48,7 @@ ONLY=${ONLY:-}
 REDIS_URL=${REDIS_URL-redis://127.0.0.1:6379}
 REDIS_DB=${REDIS_DB:-9}
 REDIS_PREFIX=kailash-fullstack-bench:
+CLUSTER_URL=${CLUSTER_URL:-}
 PG_URL=${PG_URL-postgres://postgres@127.0.0.1:5432}
 PG_DB=kailash_fullstack_bench
 PORT=${PORT:-18180}
@@ -90,7 +95,7 @@ cleanup() {
 }
 trap cleanup EXIT
 tick=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
 
 # ---- the bench config: the demo config with every limit out of the way -------
 # Derived at run time from examples/config/enterprise.toml so it never goes
@@ -175,6 +180,22 @@ if [ -n "$REDIS_URL" ]; then
   redis_pid=$(redis-cli -u "$REDIS_URL" info server | tr -d '\r' | awk -F: '$1=="process_id"{print $2}')
   [ -r "/proc/$redis_pid/stat" ] || redis_pid=""  # a remote Redis: its CPU is not measured
 fi
+cluster_pids=""
+if [ -n "$CLUSTER_URL" ]; then
+  seed=${CLUSTER_URL#*://}; seed=${seed##*@}; seed=${seed%%,*}; seed=${seed%/}
+  for node in $(redis-cli -h "${seed%:*}" -p "${seed##*:}" cluster nodes | awk '{split($2, a, "@"); print a[1]}'); do
+    p=$(redis-cli -h "${node%:*}" -p "${node##*:}" info server | tr -d '\r' | awk -F: '$1=="process_id"{print $2}')
+    [ -r "/proc/$p/stat" ] && cluster_pids+=" $p"
+  done
+  [ -n "$cluster_pids" ] || die "no local node of the cluster at CLUSTER_URL answers"
+fi
+# The Redis processes whose CPU a target's run is charged with.
+redis_pids_of() {
+  case "$1" in
+    gw-redis) echo "$redis_pid" ;;
+    gw-cluster) echo "$cluster_pids" ;;
+  esac
+}
 redis_reset() { # empties REDIS_DB, refusing if it holds anyone else's keys
   local keys foreign
   keys=$(redis-cli -u "$REDIS_URL/$REDIS_DB" --scan) || die "cannot list the keys of Redis db $REDIS_DB"
@@ -209,14 +230,17 @@ measure() {
   local round=$1 target=$2 build=$3 pid=$4 url=$5 token=${6:-}
   local hdr=(); [ -z "$token" ] || hdr=(-H "authorization: Bearer $token")
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "${hdr[@]}" "$url" >"$work/warmup.txt"
-  local before rbefore=0 rafter=0
+  local before rbefore=0 rafter=0 rpids
+  rpids=$(redis_pids_of "$target")
   before=$(cpu_ticks "$pid")
-  [ "$target" != gw-redis ] || [ -z "$redis_pid" ] || rbefore=$(cpu_ticks "$redis_pid")
+  # shellcheck disable=SC2086
+  [ -z "$rpids" ] || rbefore=$(cpu_ticks $rpids)
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DUR}s" --latency "${hdr[@]}" "$url" >"$work/wrk.txt"
   local after; after=$(cpu_ticks "$pid")
-  [ "$target" != gw-redis ] || [ -z "$redis_pid" ] || rafter=$(cpu_ticks "$redis_pid")
+  # shellcheck disable=SC2086
+  [ -z "$rpids" ] || rafter=$(cpu_ticks $rpids)
   python3 - "$work/warmup.txt" "$work/wrk.txt" "$round" "$target" "$build" \
-    "$((after - before))" "$([ "$target" = gw-redis ] && [ -n "$redis_pid" ] && echo $((rafter - rbefore)) || echo -)" \
+    "$((after - before))" "$([ -n "$rpids" ] && echo $((rafter - rbefore)) || echo -)" \
     "$tick" "$results" "$work/client_count" <<'PY'
 import re, sys
 warm, meas, rnd, target, build, ticks, rticks, tick, results, count_file = sys.argv[1:11]
@@ -339,12 +363,17 @@ run_target() {
       expect_code 401 "$url"
       expect_code 200 "$url" -H "authorization: Bearer $token"
       ;;
-    gw-live | gw-full | gw-redis | gw-pg)
+    gw-live | gw-full | gw-redis | gw-cluster | gw-pg)
       port=$gw_port; port_free "$port" || die "port $port is taken (set PORT=)"
       dd=$(mktemp -d -p "$work" gw.XXXXXX)
       mkdir -m 700 "$dd/keys"; cp -p "$work/$keyfile" "$dd/keys/$keyfile"
       local env=()
       if [ "$target" = gw-redis ]; then redis_reset; env=(KAILASH_REDIS_URL="$REDIS_URL/$REDIS_DB"); fi
+      # A cluster has one database: each run gets a key prefix of its own
+      # (the keys expire with their sessions and windows).
+      if [ "$target" = gw-cluster ]; then
+        env=(KAILASH_REDIS_URL="$CLUSTER_URL" KAILASH_STATE__KEY_PREFIX="kailash-fullstack-bench-$$-$round-$build:")
+      fi
       if [ "$target" = gw-pg ]; then
         psql "$PG_URL/postgres?sslmode=disable" -q -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" -c "CREATE DATABASE $PG_DB" >/dev/null \
           || die "cannot create the bench database $PG_DB"
@@ -388,8 +417,9 @@ builds=("new $NEW")
 [ -z "$BASE" ] || builds+=("base $BASE")
 plan=()
 for t in bare axum-towerhttp jwt-authorizer; do wanted "$t" && plan+=("$t"); done
-for t in gw-live gw-full gw-redis gw-pg; do
+for t in gw-live gw-full gw-redis gw-cluster gw-pg; do
   [ "$t" != gw-redis ] || [ -n "$REDIS_URL" ] || continue
+  [ "$t" != gw-cluster ] || [ -n "$CLUSTER_URL" ] || continue
   [ "$t" != gw-pg ] || [ -n "$PG_URL" ] || continue
   wanted "$t" || continue
   for b in "${builds[@]}"; do

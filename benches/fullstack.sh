@@ -100,50 +100,7 @@ cpu_ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/
 # ---- the bench config: the demo config with every limit out of the way -------
 # Derived at run time from examples/config/enterprise.toml so it never goes
 # stale; tomllib then checks the result says what this bench assumes.
-python3 - "$CONFIG_SRC" "$work/bench.toml" "$REDIS_PREFIX" <<'PY'
-import re, sys, tomllib
-src, dst, prefix = sys.argv[1:4]
-lines = open(src, encoding="utf-8").read().splitlines()
-LIMITS = {"rate": "1000000", "per": '"1s"', "burst": "1000000"}
-out, section, block = [], None, []
-def flush():
-    """Rewrite one section (a header and its lines) and append it to out."""
-    global block
-    if not block:
-        return
-    want = {}
-    if section in ("rate_limit.per_ip", "rate_limit.per_user", "rate_limit.per_tenant"):
-        want = dict(LIMITS)
-    elif section == "tenants" and any(re.match(r'\s*id\s*=\s*"acme"', l) for l in block):
-        want = {"max_api_calls_per_day": "4000000000"}
-    elif section == "state":
-        want = {"key_prefix": f'"{prefix}"'}
-    for i, l in enumerate(block):
-        m = re.match(r"\s*([A-Za-z0-9_]+)\s*=", l)
-        if m and m.group(1) in want:
-            block[i] = f"{m.group(1)} = {want.pop(m.group(1))}"
-    # Keys the section did not have go after its last key line.
-    last = max((i for i, l in enumerate(block) if re.match(r"\s*[A-Za-z0-9_]+\s*=", l)), default=0)
-    block[last + 1:last + 1] = [f"{k} = {v}" for k, v in want.items()]
-    out.extend(block)
-    block = []
-for l in lines:
-    h = re.match(r"\s*\[\[?\s*([A-Za-z0-9_.]+)\s*\]\]?\s*(#.*)?$", l)
-    if h:
-        flush()
-        section = h.group(1)
-    block.append(l)
-flush()
-open(dst, "w", encoding="utf-8").write("\n".join(out) + "\n")
-c = tomllib.load(open(dst, "rb"))
-for k in ("per_ip", "per_user", "per_tenant"):
-    q = c["rate_limit"][k]
-    assert (q["rate"], q["per"], q["burst"]) == (1000000, "1s", 1000000), (k, q)
-acme = [t for t in c["tenants"] if t["id"] == "acme"]
-assert acme and acme[0]["max_api_calls_per_day"] == 4000000000, acme
-assert c["state"]["key_prefix"] == prefix
-assert c["auth"]["algorithm"] == "RS256", "the peers verify RS256"
-PY
+python3 "$here/lib/bench_config.py" "$CONFIG_SRC" "$work/bench.toml" "$REDIS_PREFIX"
 audit_rel=$(python3 -c 'import sys,tomllib;print(tomllib.load(open(sys.argv[1],"rb")).get("audit",{}).get("file","audit.jsonl"))' "$work/bench.toml")
 issuer=$(python3 -c 'import sys,tomllib;print(tomllib.load(open(sys.argv[1],"rb"))["auth"]["issuer"])' "$work/bench.toml")
 audience=$(python3 -c 'import sys,tomllib;print(tomllib.load(open(sys.argv[1],"rb"))["auth"]["audience"])' "$work/bench.toml")

@@ -96,16 +96,7 @@ fn cluster_seeds(rest: &str, node_scheme: &str) -> Result<Vec<redis::ConnectionI
             "a Redis Cluster has only database 0: the URL's path must be empty or /0",
         ));
     }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
-    };
-    let hosts: Vec<&str> = hosts.split(',').collect();
-    if hosts.len() > MAX_SEEDS {
-        return Err(StateError::InvalidArgument(
-            "a Redis Cluster URL names more than 64 seed nodes",
-        ));
-    }
+    let (userinfo, hosts) = split_authority(authority)?;
     let mut seeds = Vec::with_capacity(hosts.len());
     for host in hosts {
         if host.is_empty() || host.contains(['@', '/']) {
@@ -149,16 +140,7 @@ fn sentinel(rest: &str, tls: bool) -> Result<SentinelTarget, StateError> {
             "a Redis Sentinel URL names the master after the hosts: 1 to 128 of [A-Za-z0-9_.-]",
         ));
     }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
-    };
-    let hosts: Vec<&str> = hosts.split(',').collect();
-    if hosts.len() > MAX_SEEDS {
-        return Err(StateError::InvalidArgument(
-            "a Redis Sentinel URL names more than 64 sentinels",
-        ));
-    }
+    let (userinfo, hosts) = split_authority(authority)?;
     let scheme = if tls { "rediss://" } else { "redis://" };
     let mut sentinels = Vec::with_capacity(hosts.len());
     for host in hosts {
@@ -190,6 +172,22 @@ fn sentinel(rest: &str, tls: bool) -> Result<SentinelTarget, StateError> {
         redis,
         tls,
     })
+}
+
+/// The shared credentials and the comma-separated hosts of a URL's
+/// authority (at most [`MAX_SEEDS`]).
+fn split_authority(authority: &str) -> Result<(Option<&str>, Vec<&str>), StateError> {
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    if hosts.len() > MAX_SEEDS {
+        return Err(StateError::InvalidArgument(
+            "a Redis URL names more than 64 hosts",
+        ));
+    }
+    Ok((userinfo, hosts))
 }
 
 #[cfg(test)]

@@ -23,6 +23,148 @@ async fn redis_harness() -> Option<Harness> {
 
 kailash_core::state_conformance_tests!(redis_harness);
 
+/// What the cluster and Sentinel tests share: unique keys, a throwaway set
+/// of servers started by a `.ci` script, and the wait for a failover.
+mod throwaway {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use kailash_core::state::{Namespace, SharedState, StateError, StateKey};
+
+    /// A key unique to this test process and call.
+    pub(crate) fn unique(ns: Namespace, name: &str) -> StateKey {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        StateKey::global(ns, &format!("{}-{nanos}-{n}:{name}", std::process::id()))
+    }
+
+    /// Servers started by `script start <dir>` (a `.ci/redis-*` script),
+    /// stopped with `script stop <dir>` when dropped, passed or not.
+    pub(crate) struct Servers {
+        script: String,
+        dir: String,
+        /// The URL the script printed.
+        pub(crate) url: String,
+    }
+
+    impl Servers {
+        /// Starts the servers of the script `var` names; `None` (the test
+        /// prints why) without `KAILASH_TEST_SLOW` or the variable.
+        pub(crate) fn start(var: &str) -> Option<Self> {
+            if std::env::var_os("KAILASH_TEST_SLOW").is_none() {
+                eprintln!("skipped: set KAILASH_TEST_SLOW=1 for the failover test");
+                return None;
+            }
+            let Ok(script) = std::env::var(var) else {
+                eprintln!("skipped: {var} is not set");
+                return None;
+            };
+            let dir = std::env::temp_dir()
+                .join(format!(
+                    "kailash-throwaway-{}",
+                    unique(Namespace::new("dir"), "x").id().replace(':', "-")
+                ))
+                .to_string_lossy()
+                .into_owned();
+            let out = std::process::Command::new(&script)
+                .args(["start", &dir])
+                .output()
+                .unwrap();
+            let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+            let servers = Self { script, dir, url };
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(servers)
+        }
+
+        /// SIGKILLs one primary.
+        pub(crate) fn kill_primary(&self) {
+            let killed = std::process::Command::new(&self.script)
+                .args(["kill-primary", &self.dir])
+                .output()
+                .unwrap();
+            assert!(killed.status.success());
+        }
+    }
+
+    impl Drop for Servers {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(&self.script)
+                .args(["stop", &self.dir])
+                .status();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Writes `keys`, kills a primary, then reads them (and, with `write`,
+    /// charges a counter each) in passes until a whole pass succeeds after
+    /// refusals: every failure must be `Unavailable`, no operation may hang
+    /// and no key may be lost. Returns the refused operations and the time
+    /// from the kill to the first whole pass.
+    pub(crate) async fn through_failover(
+        state: &SharedState,
+        servers: &Servers,
+        keys: &[StateKey],
+        write: bool,
+    ) -> (u32, Duration) {
+        for key in keys {
+            state
+                .kv
+                .set(
+                    key,
+                    Bytes::from_static(b"v"),
+                    Some(Duration::from_secs(600)),
+                )
+                .await
+                .unwrap();
+        }
+        // Replication is asynchronous: let the replicas catch up before
+        // the crash.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        servers.kill_primary();
+        let started = Instant::now();
+        let mut refused = 0u32;
+        while started.elapsed() < Duration::from_secs(45) {
+            let mut all_ok = true;
+            for key in keys {
+                let op = async {
+                    let v = state.kv.get(key).await?;
+                    if write {
+                        state
+                            .counters
+                            .add(key, 1, Some(Duration::from_secs(60)))
+                            .await?;
+                    }
+                    Ok::<_, StateError>(v)
+                };
+                match tokio::time::timeout(Duration::from_secs(10), op).await {
+                    Ok(Ok(Some(v))) => assert_eq!(&v[..], b"v"),
+                    Ok(Ok(None)) => panic!("{key} was lost in the failover"),
+                    Ok(Err(StateError::Unavailable(_))) => {
+                        refused += 1;
+                        all_ok = false;
+                    }
+                    Ok(Err(other)) => panic!("{key}: {other}"),
+                    Err(_) => panic!("an operation hung during the failover"),
+                }
+            }
+            if all_ok && refused > 0 {
+                return (refused, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("not recovered within 45 s of the kill ({refused} refused operations)");
+    }
+}
+
 /// The same suite, and what only a cluster has, against a real Redis
 /// Cluster: set `KAILASH_TEST_REDIS_CLUSTER_URL` (a `redis+cluster://` seed
 /// list; `.ci/redis-cluster/cluster.sh start <dir>` prints one).
@@ -38,6 +180,8 @@ mod cluster {
         WhenFull,
     };
     use kailash_redis::{RedisOptions, RedisState};
+
+    use crate::throwaway::{Servers, through_failover};
 
     const NS: Namespace = Namespace::new("cluster");
 
@@ -70,14 +214,7 @@ mod cluster {
     kailash_core::state_conformance_tests!(cluster_harness);
 
     fn unique(name: &str) -> StateKey {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        StateKey::global(NS, &format!("{}-{nanos}-{n}:{name}", std::process::id()))
+        crate::throwaway::unique(NS, name)
     }
 
     /// The seed nodes of a `redis+cluster://` URL, one URL each.
@@ -234,103 +371,21 @@ mod cluster {
     /// and what was written before is still there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_primary_is_replaced() {
-        if std::env::var_os("KAILASH_TEST_SLOW").is_none() {
-            eprintln!("skipped: set KAILASH_TEST_SLOW=1 for the cluster failover test");
-            return;
-        }
-        let Ok(script) = std::env::var("KAILASH_TEST_REDIS_CLUSTER_SCRIPT") else {
-            eprintln!("skipped: KAILASH_TEST_REDIS_CLUSTER_SCRIPT is not set");
+        let Some(servers) = Servers::start("KAILASH_TEST_REDIS_CLUSTER_SCRIPT") else {
             return;
         };
-        let dir = tempdir();
-        let out = std::process::Command::new(&script)
-            .args(["start", &dir])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let _stop = Stop(script.clone(), dir.clone());
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let options = RedisOptions::default()
             .with_key_prefix("kailash-test:")
             .with_connection_timeout(Duration::from_millis(250))
             .with_response_timeout(Duration::from_millis(250))
             .with_require_connection(true);
-        let state: SharedState = RedisState::connect(&url, Arc::new(SystemClock), options)
+        let state: SharedState = RedisState::connect(&servers.url, Arc::new(SystemClock), options)
             .await
             .unwrap()
             .into_shared();
         let keys: Vec<StateKey> = (0..64).map(|i| unique(&format!("k{i}"))).collect();
-        for key in &keys {
-            state
-                .kv
-                .set(
-                    key,
-                    Bytes::from_static(b"v"),
-                    Some(Duration::from_secs(600)),
-                )
-                .await
-                .unwrap();
-        }
-        // Replication is asynchronous: let the replicas catch up (WAIT
-        // would be per node) before the crash.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let killed = std::process::Command::new(&script)
-            .args(["kill-primary", &dir])
-            .output()
-            .unwrap();
-        assert!(killed.status.success());
-        let started = Instant::now();
-        let (mut refused, mut first_ok_after_refusal) = (0u32, None);
-        while started.elapsed() < Duration::from_secs(45) {
-            let mut all_ok = true;
-            for key in &keys {
-                match tokio::time::timeout(Duration::from_secs(10), state.kv.get(key)).await {
-                    Ok(Ok(Some(v))) => assert_eq!(&v[..], b"v"),
-                    Ok(Ok(None)) => panic!("{key} was lost in the failover"),
-                    Ok(Err(StateError::Unavailable(_))) => {
-                        refused += 1;
-                        all_ok = false;
-                    }
-                    Ok(Err(other)) => panic!("{key}: {other}"),
-                    Err(_) => panic!("an operation hung during the failover"),
-                }
-            }
-            if all_ok && refused > 0 {
-                first_ok_after_refusal = Some(started.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let recovered = first_ok_after_refusal.expect("the cluster recovered within 45 s");
+        let (refused, recovered) = through_failover(&state, &servers, &keys, false).await;
         eprintln!("failover: {refused} refused reads, recovered after {recovered:?}");
-    }
-
-    fn tempdir() -> String {
-        let dir = std::env::temp_dir().join(format!(
-            "kailash-cluster-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        dir.to_string_lossy().into_owned()
-    }
-
-    /// Stops the throwaway cluster when the test ends, passed or not.
-    struct Stop(String, String);
-
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(&self.0)
-                .args(["stop", &self.1])
-                .status();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
     }
 }
 
@@ -346,6 +401,8 @@ mod sentinel {
     use kailash_core::state::conformance::Harness;
     use kailash_core::state::{Namespace, SharedState, StateError, StateKey};
     use kailash_redis::{RedisOptions, RedisState};
+
+    use crate::throwaway::{Servers, through_failover};
 
     const NS: Namespace = Namespace::new("sentinel");
 
@@ -372,14 +429,7 @@ mod sentinel {
     kailash_core::state_conformance_tests!(sentinel_harness);
 
     fn unique(name: &str) -> StateKey {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        StateKey::global(NS, &format!("{}-{nanos}-{n}:{name}", std::process::id()))
+        crate::throwaway::unique(NS, name)
     }
 
     /// A master name no sentinel monitors, and sentinels none of which
@@ -419,92 +469,22 @@ mod sentinel {
     /// before still there, and a subscription made before receives again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_primary_is_replaced() {
-        if std::env::var_os("KAILASH_TEST_SLOW").is_none() {
-            eprintln!("skipped: set KAILASH_TEST_SLOW=1 for the Sentinel failover test");
-            return;
-        }
-        let Ok(script) = std::env::var("KAILASH_TEST_REDIS_SENTINEL_SCRIPT") else {
-            eprintln!("skipped: KAILASH_TEST_REDIS_SENTINEL_SCRIPT is not set");
+        let Some(servers) = Servers::start("KAILASH_TEST_REDIS_SENTINEL_SCRIPT") else {
             return;
         };
-        let dir = std::env::temp_dir()
-            .join(format!(
-                "kailash-sentinel-{}",
-                unique("dir").id().replace(':', "-")
-            ))
-            .to_string_lossy()
-            .into_owned();
-        let out = std::process::Command::new(&script)
-            .args(["start", &dir])
-            .output()
-            .unwrap();
-        let _stop = Stop(script.clone(), dir.clone());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let options = RedisOptions::default()
             .with_key_prefix("kailash-test:")
             .with_connection_timeout(Duration::from_millis(250))
             .with_response_timeout(Duration::from_millis(250))
             .with_require_connection(true);
-        let redis = RedisState::connect(&url, Arc::new(SystemClock), options)
+        let redis = RedisState::connect(&servers.url, Arc::new(SystemClock), options)
             .await
             .unwrap();
         let state: SharedState = redis.shared();
-        let keys: Vec<StateKey> = (0..16).map(|i| unique(&format!("k{i}"))).collect();
-        for key in &keys {
-            state
-                .kv
-                .set(
-                    key,
-                    Bytes::from_static(b"v"),
-                    Some(Duration::from_secs(600)),
-                )
-                .await
-                .unwrap();
-        }
         let topic = unique("topic");
         let mut sub = state.pubsub.subscribe(&topic).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let killed = std::process::Command::new(&script)
-            .args(["kill-primary", &dir])
-            .output()
-            .unwrap();
-        assert!(killed.status.success());
-        let started = Instant::now();
-        let (mut refused, mut recovered) = (0u32, None);
-        while started.elapsed() < Duration::from_secs(45) {
-            let mut all_ok = true;
-            for key in &keys {
-                let op = async {
-                    let v = state.kv.get(key).await?;
-                    state
-                        .counters
-                        .add(key, 1, Some(Duration::from_secs(60)))
-                        .await?;
-                    Ok::<_, StateError>(v)
-                };
-                match tokio::time::timeout(Duration::from_secs(10), op).await {
-                    Ok(Ok(Some(v))) => assert_eq!(&v[..], b"v"),
-                    Ok(Ok(None)) => panic!("{key} was lost in the failover"),
-                    Ok(Err(StateError::Unavailable(_))) => {
-                        refused += 1;
-                        all_ok = false;
-                    }
-                    Ok(Err(other)) => panic!("{key}: {other}"),
-                    Err(_) => panic!("an operation hung during the failover"),
-                }
-            }
-            if all_ok && refused > 0 {
-                recovered = Some(started.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let recovered = recovered.expect("the new primary served within 45 s");
+        let keys: Vec<StateKey> = (0..16).map(|i| unique(&format!("k{i}"))).collect();
+        let (refused, recovered) = through_failover(&state, &servers, &keys, true).await;
         eprintln!("sentinel failover: {refused} refused operations, recovered after {recovered:?}");
         // The subscription follows the new primary (its background task
         // reconnects with backoff of up to 5 s).
@@ -525,17 +505,5 @@ mod sentinel {
             }
         }
         assert!(redis.pubsub_reconnects() >= 1);
-    }
-
-    /// Stops the throwaway servers when the test ends, passed or not.
-    struct Stop(String, String);
-
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(&self.0)
-                .args(["stop", &self.1])
-                .status();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
     }
 }

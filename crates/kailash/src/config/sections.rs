@@ -630,7 +630,9 @@ impl Default for RateLimitConfig {
 pub struct StateConfig {
     /// Redis URL (`redis://host:6379/0`, or `rediss://` for TLS), or a
     /// Redis Cluster's seed nodes (`redis+cluster://host:port,host:port`,
-    /// `rediss+cluster://` for TLS); absent keeps state in memory. Needs
+    /// `rediss+cluster://` for TLS), or Redis Sentinel's sentinels and
+    /// master name (`redis+sentinel://host:port,host:port/<master>[/<db>]`,
+    /// `rediss+sentinel://` for TLS); absent keeps state in memory. Needs
     /// the `redis` feature.
     pub redis_url: Option<String>,
     /// PEM file of the CA(s) that sign the Redis server's certificate, for a

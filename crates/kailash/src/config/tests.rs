@@ -74,6 +74,9 @@ fn invalid_values_name_the_key() {
     let tls_cluster =
         "[state]\nredis_url = \"rediss+cluster://a:7000\"\nredis_tls_ca = \"/ca.pem\"\n";
     assert!(load(tls_cluster, &[]).is_ok());
+    let tls_sentinel =
+        "[state]\nredis_url = \"rediss+sentinel://s:26379/m\"\nredis_tls_ca = \"/ca.pem\"\n";
+    assert!(load(tls_sentinel, &[]).is_ok());
 }
 
 #[test]

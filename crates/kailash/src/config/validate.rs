@@ -165,12 +165,15 @@ impl GatewayConfig {
         }
         if self.state.redis_tls_ca.is_some()
             && !self.state.redis_url.as_deref().is_some_and(|url| {
-                url.starts_with("rediss://") || url.starts_with("rediss+cluster://")
+                ["rediss://", "rediss+cluster://", "rediss+sentinel://"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme))
             })
         {
             return Err((
                 "state.redis_tls_ca".into(),
-                "needs a rediss:// or rediss+cluster:// state.redis_url (TLS to Redis)".into(),
+                "needs a rediss://, rediss+cluster:// or rediss+sentinel:// state.redis_url (TLS to Redis)"
+                    .into(),
             ));
         }
         if self.state.key_prefix.is_empty() {

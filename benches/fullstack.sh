@@ -380,8 +380,9 @@ for t in gw-live gw-full gw-redis gw-cluster gw-pg; do
   [ "$t" != gw-pg ] || [ -n "$PG_URL" ] || continue
   wanted "$t" || continue
   for b in "${builds[@]}"; do
-    # A base build may predate the PostgreSQL sink: gw-pg runs the new one.
-    [ "$t" != gw-pg ] || [[ $b == new* ]] || continue
+    # A base build may predate the PostgreSQL sink and the cluster client:
+    # gw-pg and gw-cluster run the new one.
+    [ "$t" != gw-pg ] && [ "$t" != gw-cluster ] || [[ $b == new* ]] || continue
     plan+=("$t $b")
   done
 done

@@ -44,7 +44,7 @@ cleanup() {
     for _ in $(seq 1 300); do kill -0 "$gw_pid" 2>/dev/null || break; sleep 0.1; done
   fi
   "$script" stop "$work/redis" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -65,11 +65,10 @@ token=$(curl -sf -X POST "127.0.0.1:$PORT/auth/login" -H 'content-type: applicat
   python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])') || die "login as bob failed"
 target="http://127.0.0.1:$PORT/api/reports"
 
-# The probe: one request every 50 ms, "<seconds since start> <status>" per line.
+# The probe: one request every 50 ms, "<unix time> <status>" per line.
 python3 - "$target" "$token" "$work/probe.txt" <<'PY' &
 import sys, time, urllib.request, urllib.error
 url, token, out = sys.argv[1:4]
-start = time.monotonic()
 with open(out, "w", buffering=1) as f:
     while True:
         req = urllib.request.Request(url, headers={"authorization": f"Bearer {token}"})
@@ -79,17 +78,16 @@ with open(out, "w", buffering=1) as f:
             code = e.code
         except Exception:
             code = 0
-        f.write(f"{time.monotonic() - start:.3f} {code}\n")
+        f.write(f"{time.time():.3f} {code}\n")
         time.sleep(0.05)
 PY
 probe_pid=$!
-started=$(date +%s.%N)
 wrk -t2 -c"$CONNECTIONS" -d"${DUR}s" -H "authorization: Bearer $token" "$target" >"$work/wrk.txt" &
 wrk_pid=$!
 sleep "$KILL_AT"
+kill_at=$(date +%s.%N)
 killed=$("$script" kill-primary "$work/redis") || die "could not kill a primary"
-kill_at=$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" "$(date +%s.%N)" "$started")
-echo "redis-failover: killed the primary on port $killed at ${kill_at}s"
+echo "redis-failover: killed the primary on port $killed"
 wait "$wrk_pid"
 kill "$probe_pid" 2>/dev/null || true
 wait "$probe_pid" 2>/dev/null || true
@@ -114,7 +112,9 @@ for line in open(metrics):
         by_status[status] += int(m.group(2))
 print(f"wrk: {total} requests, {rps:.0f} req/s over the run")
 print("answers on /api/reports by status: " + ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())))
-samples = [(float(a), int(b)) for a, b in (l.split() for l in open(probe) if l.strip())]
+# Probe times relative to the kill.
+samples = [(float(a) - kill_at, int(b)) for a, b in (l.split() for l in open(probe) if l.strip())]
+kill_at = 0.0
 after = [(ts, code) for ts, code in samples if ts >= kill_at - 0.5]
 first_bad = next((ts for ts, code in after if code != 200), None)
 if first_bad is None:
@@ -122,8 +122,8 @@ if first_bad is None:
 else:
     last_bad = max(ts for ts, code in after if code != 200)
     codes = collections.Counter(code for ts, code in after if code != 200)
-    print(f"probe: first non-200 at {first_bad:.2f}s, last at {last_bad:.2f}s "
-          f"(answers {dict(codes)}); 200 again {last_bad - kill_at:.2f}s after the kill")
+    print(f"probe: first non-200 {first_bad:+.2f}s from the kill, last {last_bad:+.2f}s "
+          f"(answers {dict(codes)}): 200 again {last_bad:.2f}s after the kill")
     if any(c not in (503,) for c in codes):
         print("FAILED: refusals other than 503 during the failover")
         sys.exit(1)

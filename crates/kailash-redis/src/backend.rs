@@ -17,8 +17,9 @@ use crate::options::RedisOptions;
 use crate::pubsub::Hub;
 use crate::topology::{SentinelTarget, Target};
 
-/// All six state primitives on one Redis server, shared by every gateway
-/// instance that connects with the same key prefix.
+/// All six state primitives on Redis (one server, the primary Sentinel
+/// names, or a Redis Cluster), shared by every gateway instance that
+/// connects with the same key prefix.
 ///
 /// Cheap to clone (the clones share the connections). See the
 /// [crate documentation](crate) for the key layout, clock semantics and

@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use kailash_core::state::{
-    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterStore, CounterValue,
-    KeyValueStore, Outcome, StateError, validate,
+    Admission, Admit, BoundedAdd, BoundedSetStore, Check, CounterValue, KeyValueStore, Outcome,
+    StateError, validate,
 };
 use redis::Value;
 
@@ -82,7 +82,9 @@ impl RedisState {
     /// charge that is about to be taken back, so it may be refused where a
     /// single server would have admitted it, never the reverse.
     async fn admit_cluster(&self, plan: &mut Admission) {
-        let mut stop = None;
+        // The first check of the group that stopped the plan: the script
+        // took back its own group's charges, the earlier groups' are ours.
+        let mut stopped_group = None;
         let mut i = 0;
         while i < plan.len() {
             let Some(check) = plan.check(i) else { break };
@@ -104,24 +106,22 @@ impl RedisState {
                 }
             };
             let ran_len = ran.len();
-            let mut stopped = false;
+            let mut passed = true;
             for (offset, outcome) in ran.into_iter().enumerate() {
-                if !outcome.passed() {
-                    stopped = true;
-                    stop = Some(i + offset);
-                }
+                passed = outcome.passed();
                 plan.set_outcome(i + offset, outcome);
-                if stopped {
+                if !passed {
                     break;
                 }
             }
-            if stopped {
+            if !passed {
+                stopped_group = Some(i);
                 break;
             }
             i += ran_len.max(1);
         }
-        if let Some(stop) = stop {
-            self.take_back(plan, stop).await;
+        if let Some(group) = stopped_group {
+            plan.take_back(self, group).await;
         }
     }
 
@@ -172,36 +172,6 @@ impl RedisState {
         } else {
             Outcome::Dead
         })
-    }
-
-    /// Takes back the counter additions of checks before `stop` that ran in
-    /// an earlier group than `stop`'s (the script undid its own group's).
-    async fn take_back(&self, plan: &Admission, stop: usize) {
-        let Some(stop_slot) = plan.check(stop).map(|c| check_slot(self, c)) else {
-            return;
-        };
-        // The checks of `stop`'s own group: those just before it in its slot.
-        let mut own_group_from = stop;
-        while stop_slot.is_some()
-            && own_group_from > 0
-            && plan
-                .check(own_group_from - 1)
-                .is_some_and(|c| check_slot(self, c) == stop_slot)
-        {
-            own_group_from -= 1;
-        }
-        for i in 0..own_group_from {
-            if let (
-                Some(Check::Counter {
-                    key, delta, window, ..
-                }),
-                Outcome::Counter(BoundedAdd::Applied(_)),
-            ) = (plan.check(i), plan.outcome(i))
-                && let Err(error) = CounterStore::add(self, key, -delta, *window).await
-            {
-                tracing::warn!(%error, "could not take back a counter charge of a refused admission");
-            }
-        }
     }
 
     /// Appends `check`'s keys and arguments to an `ADMIT` invocation.

@@ -8,11 +8,9 @@
 //!   attempt;
 //! * Redis Cluster: the `redis` crate's async cluster connection, which
 //!   keeps the slot map, follows `MOVED`/`ASK` and refreshes the topology
-//!   after a failover or a resharding by itself. It is opened by
-//!   [`RedisState::connect`](crate::RedisState::connect) (routing needs the
-//!   slot map) and, should that ever fail later, reopened by the next
-//!   operation.
-//!
+//!   after a failover or a resharding by itself, reconnecting to nodes it
+//!   lost. It is opened by [`RedisState::connect`](crate::RedisState::connect):
+//!   routing needs the slot map;
 //! * Redis Sentinel: a [`ConnectionManager`] to the primary the sentinels
 //!   name, dropped when it fails or turns out to be a replica, so the next
 //!   operation asks the sentinels again.
@@ -47,8 +45,9 @@ pub(crate) struct Connection {
 enum Route {
     /// One server (a primary).
     Node(ConnectionManager),
-    /// A Redis Cluster.
-    Cluster(Box<Cluster>),
+    /// A Redis Cluster: the client keeps its own connections to every
+    /// node and reconnects them itself.
+    Cluster(ClusterConnection),
     /// The primary Redis Sentinel names.
     Sentinel(Arc<Sentinel>),
 }
@@ -66,9 +65,6 @@ pub(crate) struct Sentinel {
     config: ConnectionManagerConfig,
     /// The current primary's connection and its generation.
     current: std::sync::Mutex<Option<(u64, ConnectionManager)>>,
-    /// Held while asking the sentinels, so concurrent operations wait for
-    /// one answer.
-    resolving: tokio::sync::Mutex<()>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -83,7 +79,6 @@ impl Sentinel {
             master,
             config: manager_config(options),
             current: std::sync::Mutex::new(None),
-            resolving: tokio::sync::Mutex::new(()),
             generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -101,11 +96,19 @@ impl Sentinel {
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let _resolving = self.resolving.lock().await;
+        // The sentinel client's lock: concurrent operations wait for one
+        // answer instead of each asking the sentinels.
+        let mut sentinels = self.client.lock().await;
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let client = self.primary_client().await?;
+        let client = sentinels.async_get_client().await?;
+        drop(sentinels);
+        self.install(client)
+    }
+
+    /// Makes a connection to `client` (the primary just named) current.
+    fn install(&self, client: redis::Client) -> Result<(u64, ConnectionManager), RedisError> {
         let manager = ConnectionManager::new_lazy_with_config(client, self.config.clone())?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -144,34 +147,6 @@ impl Sentinel {
         if current.as_ref().is_some_and(|(g, _)| *g == generation) {
             *current = None;
         }
-    }
-}
-
-/// The cluster connection, reopened by the next operation should it fail.
-struct Cluster {
-    client: ClusterClient,
-    /// The open connection (cheap to clone: a handle on its task).
-    open: std::sync::Mutex<Option<ClusterConnection>>,
-    /// Held while opening, so concurrent operations wait for one attempt.
-    opening: tokio::sync::Mutex<()>,
-}
-
-impl Cluster {
-    fn current(&self) -> Option<ClusterConnection> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn get(&self) -> Result<ClusterConnection, RedisError> {
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let _opening = self.opening.lock().await;
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let conn = self.client.get_async_connection().await?;
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
     }
 }
 
@@ -229,27 +204,25 @@ impl Connection {
         client: ClusterClient,
         options: &RedisOptions,
     ) -> Result<Self, StateError> {
-        let cluster = Cluster {
-            client,
-            open: std::sync::Mutex::new(None),
-            opening: tokio::sync::Mutex::new(()),
-        };
-        match tokio::time::timeout(options.operation_timeout(), cluster.get()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(StateError::Unavailable(format!(
-                    "redis cluster: no seed node gave the slot map ({})",
-                    error::map(&e)
-                )));
-            }
-            Err(_) => {
-                return Err(StateError::Unavailable(
-                    "redis cluster: no seed node gave the slot map in time".to_owned(),
-                ));
-            }
-        }
+        let conn =
+            match tokio::time::timeout(options.operation_timeout(), client.get_async_connection())
+                .await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    return Err(StateError::Unavailable(format!(
+                        "redis cluster: no seed node gave the slot map ({})",
+                        error::map(&e)
+                    )));
+                }
+                Err(_) => {
+                    return Err(StateError::Unavailable(
+                        "redis cluster: no seed node gave the slot map in time".to_owned(),
+                    ));
+                }
+            };
         Ok(Self {
-            route: Route::Cluster(Box::new(cluster)),
+            route: Route::Cluster(conn),
             op_timeout: options.operation_timeout(),
             reachable: AtomicBool::new(true),
         })
@@ -264,7 +237,10 @@ impl Connection {
         options: &RedisOptions,
     ) -> Result<Self, StateError> {
         match tokio::time::timeout(options.operation_timeout(), sentinel.primary_client()).await {
-            Ok(Ok(_)) => {}
+            // The first operation uses the primary just named.
+            Ok(Ok(client)) => {
+                sentinel.install(client).map_err(|e| error::map(&e))?;
+            }
             Ok(Err(e))
                 if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
                     && !sentinel.knows_master().await =>
@@ -399,7 +375,7 @@ impl Connection {
                 },
                 // The cluster connection retries by itself (MOVED, ASK,
                 // TRYAGAIN, a node that went away), within the timeout below.
-                Route::Cluster(cluster) => op(Conn::Cluster(cluster.get().await?)).await,
+                Route::Cluster(conn) => op(Conn::Cluster(conn.clone())).await,
                 Route::Sentinel(sentinel) => {
                     let (generation, manager) = sentinel.get().await?;
                     let result = op(Conn::Node(manager)).await;

@@ -9,16 +9,22 @@ use kailash_core::clock::ManualClock;
 use kailash_core::state::conformance::Harness;
 use kailash_redis::{RedisOptions, RedisState};
 
-async fn redis_harness() -> Option<Harness> {
-    let url = std::env::var("KAILASH_TEST_REDIS_URL").ok()?;
+/// A harness on the Redis the URL in `var` names (any topology), or
+/// `None` when `var` is unset; a set but unusable one fails the test.
+async fn harness_from(var: &str) -> Option<Harness> {
+    let url = std::env::var(var).ok()?;
     let clock = Arc::new(ManualClock::starting_now());
     let options = RedisOptions::default()
         .with_key_prefix("kailash-test:")
         .with_require_connection(true);
     match RedisState::connect(&url, clock.clone(), options).await {
         Ok(state) => Some(Harness::new(state.into_shared(), clock)),
-        Err(err) => panic!("KAILASH_TEST_REDIS_URL is set but Redis is not usable: {err}"),
+        Err(err) => panic!("{var} is set but Redis is not usable: {err}"),
     }
+}
+
+async fn redis_harness() -> Option<Harness> {
+    harness_from("KAILASH_TEST_REDIS_URL").await
 }
 
 kailash_core::state_conformance_tests!(redis_harness);
@@ -173,7 +179,7 @@ mod cluster {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use kailash_core::clock::{ManualClock, SystemClock};
+    use kailash_core::clock::SystemClock;
     use kailash_core::state::conformance::Harness;
     use kailash_core::state::{
         Admission, BoundedAdd, Check, Namespace, Outcome, SharedState, StateError, StateKey,
@@ -204,11 +210,7 @@ mod cluster {
     }
 
     async fn cluster_harness() -> Option<Harness> {
-        let url = cluster_url()?;
-        let clock = Arc::new(ManualClock::starting_now());
-        let state = connect(&url, clock.clone()).await;
-        assert!(state.is_cluster());
-        Some(Harness::new(state.into_shared(), clock))
+        crate::harness_from("KAILASH_TEST_REDIS_CLUSTER_URL").await
     }
 
     kailash_core::state_conformance_tests!(cluster_harness);
@@ -397,7 +399,7 @@ mod sentinel {
     use std::time::{Duration, Instant};
 
     use bytes::Bytes;
-    use kailash_core::clock::{ManualClock, SystemClock};
+    use kailash_core::clock::SystemClock;
     use kailash_core::state::conformance::Harness;
     use kailash_core::state::{Namespace, SharedState, StateError, StateKey};
     use kailash_redis::{RedisOptions, RedisState};
@@ -415,15 +417,7 @@ mod sentinel {
     }
 
     async fn sentinel_harness() -> Option<Harness> {
-        let url = sentinel_url()?;
-        let clock = Arc::new(ManualClock::starting_now());
-        let options = RedisOptions::default()
-            .with_key_prefix("kailash-test:")
-            .with_require_connection(true);
-        match RedisState::connect(&url, clock.clone(), options).await {
-            Ok(state) => Some(Harness::new(state.into_shared(), clock)),
-            Err(err) => panic!("KAILASH_TEST_REDIS_SENTINEL_URL is set but not usable: {err}"),
-        }
+        crate::harness_from("KAILASH_TEST_REDIS_SENTINEL_URL").await
     }
 
     kailash_core::state_conformance_tests!(sentinel_harness);

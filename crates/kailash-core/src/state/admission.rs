@@ -75,7 +75,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BoundedAdd, RateDecision, RateQuota, SharedState, StateError, StateKey};
+use super::{BoundedAdd, CounterStore, RateDecision, RateQuota, SharedState, StateError, StateKey};
 
 /// The most checks one [`Admission`] holds (a session, a quota, two rate
 /// limits, and room for a few of the application's own).
@@ -314,20 +314,29 @@ impl Admission {
             }
         }
         if let Some(stop) = stop {
-            for (check, outcome) in self.checks[..stop].iter().zip(&self.outcomes[..stop]) {
-                if let (
-                    Some(Check::Counter {
-                        key, delta, window, ..
-                    }),
-                    Outcome::Counter(BoundedAdd::Applied(_)),
-                ) = (check, outcome)
-                    && let Err(error) = state.counters.add(key, -delta, *window).await
-                {
-                    tracing::warn!(%error, "could not take back a counter charge of a refused admission");
-                }
-            }
+            self.take_back(&*state.counters, stop).await;
         }
         self.ran = true;
+    }
+
+    /// Takes back the counter additions that checks before `upto` applied
+    /// (for backends: the earlier charges of a plan that stopped, as the
+    /// [module docs](self) require). A failure is logged, not returned:
+    /// the refusal stands either way.
+    pub async fn take_back(&self, counters: &dyn CounterStore, upto: usize) {
+        let upto = upto.min(self.len);
+        for (check, outcome) in self.checks[..upto].iter().zip(&self.outcomes[..upto]) {
+            if let (
+                Some(Check::Counter {
+                    key, delta, window, ..
+                }),
+                Outcome::Counter(BoundedAdd::Applied(_)),
+            ) = (check, outcome)
+                && let Err(error) = counters.add(key, -delta, *window).await
+            {
+                tracing::warn!(%error, "could not take back a counter charge of a refused admission");
+            }
+        }
     }
 }
 

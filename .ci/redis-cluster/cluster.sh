@@ -8,6 +8,8 @@
 #        .ci/redis-cluster/cluster.sh stop <dir>
 #        .ci/redis-cluster/cluster.sh kill-primary <dir>  # SIGKILLs one primary, prints its port
 set -euo pipefail
+# shellcheck source=../redis-common.sh
+. "$(dirname "$0")/../redis-common.sh"
 
 cmd=${1:?usage: cluster.sh start|stop|kill-primary <dir>}
 dir=${2:?usage: cluster.sh start|stop|kill-primary <dir>}
@@ -94,16 +96,7 @@ start)
   echo "redis+cluster://${seeds%,}"
   ;;
 stop)
-  for pidfile in "$dir"/*/redis.pid; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-  done
-  for pidfile in "$dir"/*/redis.pid; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  done
+  stop_servers "$dir"
   ;;
 kill-primary)
   read -r -a ports <"$dir/ports"

@@ -8,6 +8,8 @@
 #        .ci/redis-sentinel/sentinel.sh stop <dir>
 #        .ci/redis-sentinel/sentinel.sh kill-primary <dir>  # SIGKILLs the primary, prints its port
 set -euo pipefail
+# shellcheck source=../redis-common.sh
+. "$(dirname "$0")/../redis-common.sh"
 
 cmd=${1:?usage: sentinel.sh start|stop|kill-primary <dir>}
 dir=${2:?usage: sentinel.sh start|stop|kill-primary <dir>}
@@ -93,15 +95,7 @@ EOF
   echo "redis+sentinel://127.0.0.1:$s1,127.0.0.1:$s2,127.0.0.1:$s3/$name"
   ;;
 stop)
-  for pidfile in "$dir"/*/redis.pid; do
-    [ -f "$pidfile" ] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-  done
-  for pidfile in "$dir"/*/redis.pid; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  done
+  stop_servers "$dir"
   ;;
 kill-primary)
   port=$(primary_port) || { echo "sentinel.sh: no sentinel names a primary" >&2; exit 1; }

@@ -26,7 +26,7 @@
 //!   kill switch such as a tenant's activation override, answered in the
 //!   same call as the checks after it;
 //! - [`Check::Counter`] adds like
-//!   [`CounterStore::add_within`](super::CounterStore::add_within) (or
+//!   [`CounterStore::add_within`] (or
 //!   [`add`](super::CounterStore::add) without a limit) and stops the plan
 //!   when refused.
 //!

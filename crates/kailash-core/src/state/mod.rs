@@ -466,6 +466,11 @@ pub trait PubSub: Send + Sync + 'static {
     async fn publish(&self, topic: &StateKey, payload: Bytes) -> Result<(), StateError>;
 
     /// Subscribes to `topic`; messages published after this returns are delivered.
+    ///
+    /// A message published shortly *before* may still arrive (a Redis
+    /// Cluster forwards a publish from the node that took it to the other
+    /// nodes asynchronously), never out of order with later ones from the
+    /// same publisher.
     async fn subscribe(&self, topic: &StateKey) -> Result<Subscription, StateError>;
 
     /// Whether subscriptions currently receive what is published, answered

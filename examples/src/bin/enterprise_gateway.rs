@@ -250,13 +250,13 @@ async fn run(
     tracing::info!(
         data_dir = %data_dir.display(),
         state = gateway.state().backend_name(),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "reference deployment ready: GET /health/ready, /metrics, /openapi.json, /docs"
     );
     gateway.run().await.map_err(|e| e.to_string())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -275,6 +275,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `[server] worker_threads` sizes the runtime, so it is built here
+    // rather than by `#[tokio::main]`.
+    let runtime = match config.server.runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args, config, text, origin))
+}
+
+async fn serve(args: Args, config: GatewayConfig, text: String, origin: String) -> ExitCode {
     let telemetry = match start_telemetry(&config) {
         Ok(t) => t,
         Err(e) => {

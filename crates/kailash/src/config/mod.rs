@@ -51,8 +51,9 @@ use serde::{Deserialize, Serialize};
 pub use sections::{
     AnomalySection, AuditConfig, AuditSinkKind, CorsConfig, DatabaseEndpoint, DatabaseSection,
     ExternalApiConfig, FieldEncryptionConfig, FsyncMode, GatewaySection, HealthConfig,
-    MAX_EXTERNAL_APIS, RateLimitConfig, SecuritySection, ServerConfig, StateConfig,
-    TelemetryConfig, TenancySection, TenantDatabasesConfig, TenantRegistryKind, TlsConfig,
+    MAX_EXTERNAL_APIS, MAX_WORKER_THREADS, RateLimitConfig, SecuritySection, ServerConfig,
+    StateConfig, TelemetryConfig, TenancySection, TenantDatabasesConfig, TenantRegistryKind,
+    TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};

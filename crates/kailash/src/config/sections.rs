@@ -89,6 +89,42 @@ pub struct ServerConfig {
     /// When set, the main listener no longer serves `/metrics` and its
     /// `/health/ready` answers only `{"status": …}`. Default none.
     pub ops_listen: Option<SocketAddr>,
+    /// Tokio worker threads of the runtime [`ServerConfig::runtime`]
+    /// builds (the seed's `worker_processes`), 1 to
+    /// [`MAX_WORKER_THREADS`]. Default: the CPUs the process may use
+    /// (`std::thread::available_parallelism`, which honours a cgroup CPU
+    /// limit such as a Kubernetes `limits.cpu`).
+    pub worker_threads: Option<usize>,
+}
+
+/// The most `server.worker_threads` accepted (`[server] worker_threads`).
+pub const MAX_WORKER_THREADS: usize = 1024;
+
+impl ServerConfig {
+    /// A multi-threaded Tokio runtime with [`worker_threads`](Self::worker_threads)
+    /// workers (all drivers enabled), for binaries that build their runtime
+    /// from the configuration instead of `#[tokio::main]`:
+    ///
+    /// ```
+    /// use kailash::config::GatewayConfig;
+    ///
+    /// let config = GatewayConfig::from_toml_str("[server]\nworker_threads = 2\n", "gateway.toml").unwrap();
+    /// let runtime = config.server.runtime().unwrap();
+    /// assert_eq!(runtime.metrics().num_workers(), 2);
+    /// runtime.block_on(async { /* GatewayBuilder::from_config(…)?.build()?.run().await */ });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The operating system refused a thread or the I/O driver.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("kailash-worker");
+        if let Some(n) = self.worker_threads {
+            builder.worker_threads(n.clamp(1, MAX_WORKER_THREADS));
+        }
+        builder.build()
+    }
 }
 
 impl Default for ServerConfig {
@@ -108,6 +144,7 @@ impl Default for ServerConfig {
             incoming_request_id: IncomingRequestId::default(),
             tls: None,
             ops_listen: None,
+            worker_threads: None,
         }
     }
 }

@@ -498,6 +498,34 @@ fn the_health_section_loads_and_refuses_nonsense() {
 }
 
 #[test]
+fn worker_threads_size_the_runtime_and_nonsense_is_refused() {
+    assert_eq!(load("", &[]).unwrap().server.worker_threads, None);
+    let c = load("[server]\nworker_threads = 3\n", &[]).unwrap();
+    assert_eq!(c.server.worker_threads, Some(3));
+    let runtime = c.server.runtime().unwrap();
+    assert_eq!(runtime.metrics().num_workers(), 3);
+    // The environment overrides the file (the Kubernetes ConfigMap stays
+    // one file for every pod size).
+    let c = load(
+        "[server]\nworker_threads = 3\n",
+        &[("KAILASH_SERVER__WORKER_THREADS", "1")],
+    )
+    .unwrap();
+    assert_eq!(c.server.runtime().unwrap().metrics().num_workers(), 1);
+    for text in ["worker_threads = 0", "worker_threads = 1025"] {
+        let e = load(&format!("[server]\n{text}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `server.worker_threads"), "{text}: {e}");
+        assert!(e.contains("from 1 to 1024"), "{text}: {e}");
+    }
+    let e = load("[server]\nworker_threads = -2\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("worker_threads"), "{e}");
+}
+
+#[test]
 fn the_alerting_section_loads_and_bad_rules_and_channels_name_their_line() {
     let text = r#"
 [alerting]

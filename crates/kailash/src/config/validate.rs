@@ -104,6 +104,14 @@ impl GatewayConfig {
         if s.max_headers == 0 {
             return Err(("server.max_headers".into(), "must be at least 1".into()));
         }
+        if let Some(n) = s.worker_threads
+            && !(1..=super::sections::MAX_WORKER_THREADS).contains(&n)
+        {
+            return Err((
+                "server.worker_threads".into(),
+                format!("must be from 1 to {}", super::sections::MAX_WORKER_THREADS),
+            ));
+        }
         if s.max_connections_per_ip == 0 {
             return Err((
                 "server.max_connections_per_ip".into(),

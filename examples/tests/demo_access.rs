@@ -17,6 +17,9 @@ mod oidc;
 #[cfg(feature = "postgres")]
 #[path = "demo_access/postgres.rs"]
 mod postgres;
+#[cfg(feature = "redis")]
+#[path = "demo_access/three_instances.rs"]
+mod three_instances;
 
 use std::path::{Path, PathBuf};
 

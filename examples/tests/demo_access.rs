@@ -889,10 +889,13 @@ type Socket =
 
 /// An authenticated realtime socket, past its welcome frame.
 async fn socket(d: &Demo, token: &str) -> Socket {
+    socket_at(d.gw.addr, token).await
+}
+
+/// [`socket`] to the gateway at `addr`.
+async fn socket_at(addr: std::net::SocketAddr, token: &str) -> Socket {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{}/ws", d.gw.addr)
-        .into_client_request()
-        .unwrap();
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let mut ws = tokio_tungstenite::connect_async(req)
@@ -917,6 +920,30 @@ async fn next_frame(ws: &mut Socket) -> Option<Value> {
             Ok(_) => continue,
         }
     }
+}
+
+/// The events of `order_workflow`'s run, in order.
+const ORDER_RUN_EVENTS: [&str; 4] = [
+    "execution.started",
+    "node.completed",
+    "node.completed",
+    "execution.completed",
+];
+
+/// The event names of `run` on `ws` up to `execution.completed`; every
+/// frame must be on channel `executions` and of that run.
+async fn run_events(ws: &mut Socket, run: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("execution.completed") {
+        let frame = next_frame(ws).await.expect("an event of the run");
+        assert_eq!(
+            (frame["channel"].as_str(), frame["data"]["run_id"].as_str()),
+            (Some("executions"), Some(run)),
+            "{frame}"
+        );
+        seen.push(frame["event"].as_str().unwrap().to_owned());
+    }
+    seen
 }
 
 /// Polls a run until it has ended.
@@ -1010,25 +1037,7 @@ async fn workflow_runs_are_checked_isolated_and_audited() {
         assert_eq!(mine["executions"][0]["run_id"], run.as_str());
         // The run's events reached dave's socket in order, on channel
         // `executions`; bob (same tenant, isolation on) got none.
-        let mut seen = Vec::new();
-        while seen.last().map(String::as_str) != Some("execution.completed") {
-            let frame = next_frame(&mut dave_ws).await.expect("an event");
-            assert_eq!(
-                (frame["channel"].as_str(), frame["data"]["run_id"].as_str()),
-                (Some("executions"), Some(run.as_str())),
-                "{frame}"
-            );
-            seen.push(frame["event"].as_str().unwrap().to_owned());
-        }
-        assert_eq!(
-            seen,
-            [
-                "execution.started",
-                "node.completed",
-                "node.completed",
-                "execution.completed"
-            ]
-        );
+        assert_eq!(run_events(&mut dave_ws, &run).await, ORDER_RUN_EVENTS);
         assert!(
             tokio::time::timeout(
                 std::time::Duration::from_millis(300),

@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{demo_config_text, next_frame, order_workflow, slow_service, with_slow_integration};
+use super::{
+    ORDER_RUN_EVENTS, demo_config_text, next_frame, order_workflow, run_events, slow_service,
+    socket_at, with_slow_integration,
+};
 use crate::support::{Resp, parse, unique_suffix};
 
 /// One running `enterprise_gateway`; killed (SIGKILL) and reaped when
@@ -421,7 +424,7 @@ async fn run_events_reach_every_instance(all: [SocketAddr; 3]) {
     let frank = access(&login(all[0], "frank").await);
     let mut sockets = Vec::new();
     for addr in [all[1], all[2]] {
-        sockets.push(socket(addr, &frank).await);
+        sockets.push(socket_at(addr, &frank).await);
     }
     let r = call(
         all[0],
@@ -451,42 +454,8 @@ async fn run_events_reach_every_instance(all: [SocketAddr; 3]) {
             (Some("workflow.created"), Some(wf.as_str())),
             "{frame}"
         );
-        let mut seen = Vec::new();
-        while seen.last().map(String::as_str) != Some("execution.completed") {
-            let frame = next_frame(ws).await.expect("an event of the run");
-            assert_eq!(
-                (frame["channel"].as_str(), frame["data"]["run_id"].as_str()),
-                (Some("executions"), Some(run.as_str())),
-                "{frame}"
-            );
-            seen.push(frame["event"].as_str().unwrap().to_owned());
-        }
-        assert_eq!(
-            seen,
-            [
-                "execution.started",
-                "node.completed",
-                "node.completed",
-                "execution.completed"
-            ]
-        );
+        assert_eq!(run_events(ws, &run).await, ORDER_RUN_EVENTS);
     }
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn socket(addr: SocketAddr, token: &str) -> Socket {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let mut ws = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade")
-        .0;
-    assert_eq!(next_frame(&mut ws).await.unwrap()["type"], "welcome");
-    ws
 }
 
 /// dave's audited requests stream into the third instance while it is

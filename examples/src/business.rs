@@ -15,8 +15,8 @@
 //! ([`BusinessMetrics::revenue`], [`BusinessMetrics::satisfaction`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kailash::config::GatewayConfig;
 use kailash::metrics::business::BusinessMetrics;
@@ -32,18 +32,12 @@ pub const OTHER_DEPARTMENT: &str = "other";
 /// The `workflow` label every run is recorded under.
 pub const ALL_WORKFLOWS: &str = "all";
 
-/// Runs tracked at once for their duration; past it, a run's SLA is not
-/// recorded (the count still is). The runtime's concurrency limits keep
-/// far fewer in flight.
-const MAX_TRACKED_RUNS: usize = 10_000;
-
 /// Records the business metrics of completed runs; see the [module](self).
 #[derive(Debug)]
 pub struct RunMetrics {
     /// Subject → department, from the config's users.
     departments: HashMap<String, String>,
     sla: Duration,
-    started: Mutex<HashMap<String, Instant>>,
 }
 
 impl RunMetrics {
@@ -61,11 +55,7 @@ impl RunMetrics {
                 Some((subject, department.to_owned()))
             })
             .collect();
-        Self {
-            departments,
-            sla,
-            started: Mutex::new(HashMap::new()),
-        }
+        Self { departments, sla }
     }
 
     /// Every `department` label value this recorder can produce.
@@ -86,31 +76,16 @@ impl RunMetrics {
 
 impl EventSink for RunMetrics {
     fn publish(&self, event: &RunEvent) {
-        let Ok(mut started) = self.started.lock() else {
-            return;
-        };
-        match event {
-            RunEvent::Started { run_id, .. } if started.len() < MAX_TRACKED_RUNS => {
-                started.insert(run_id.clone(), Instant::now());
-            }
-            RunEvent::Completed {
-                run_id,
-                subject,
-                status,
-                ..
-            } => {
-                let began = started.remove(run_id);
-                drop(started);
-                if *status != RunStatus::Completed {
-                    return;
-                }
-                let business = BusinessMetrics;
-                business.workflow_completed(self.department(subject));
-                if let Some(began) = began {
-                    business.sla(ALL_WORKFLOWS, self.sla, began.elapsed());
-                }
-            }
-            _ => {}
+        if let RunEvent::Completed {
+            subject,
+            status: RunStatus::Completed,
+            duration_us,
+            ..
+        } = event
+        {
+            let business = BusinessMetrics;
+            business.workflow_completed(self.department(subject));
+            business.sla(ALL_WORKFLOWS, self.sla, Duration::from_micros(*duration_us));
         }
     }
 }

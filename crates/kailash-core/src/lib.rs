@@ -32,6 +32,8 @@ pub mod state;
 pub mod tenant;
 pub mod trace_context;
 pub mod transport;
+pub mod usage;
+pub mod webhook;
 
 pub use principal::{AttributeValue, Principal, PrincipalBuilder};
 pub use problem::Problem;

@@ -296,6 +296,10 @@ impl PgTenantRegistry {
 
 #[async_trait]
 impl TenantRegistry for PgTenantRegistry {
+    async fn list(&self) -> Result<Vec<TenantId>, RegistryError> {
+        Ok(self.ids())
+    }
+
     async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, RegistryError> {
         self.inner.current().get(id).await
     }

@@ -1521,3 +1521,94 @@ mod fuzz_corpus {
         assert!(files >= 12, "corpus has {files} files");
     }
 }
+
+mod usage {
+    use super::*;
+    use kailash_core::state::StateError;
+    use kailash_core::usage::{UsageMetric, UsageSink};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Seconds(Mutex<HashMap<String, u64>>);
+
+    #[async_trait::async_trait]
+    impl UsageSink for Seconds {
+        async fn record(
+            &self,
+            tenant: &TenantId,
+            metric: UsageMetric,
+            amount: u64,
+        ) -> Result<(), StateError> {
+            assert_eq!(metric, UsageMetric::RealtimeConnectionSeconds);
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .entry(tenant.to_string())
+                .or_default() += amount;
+            Ok(())
+        }
+    }
+
+    impl Seconds {
+        fn of(&self, tenant: &str) -> u64 {
+            self.0.lock().unwrap().get(tenant).copied().unwrap_or(0)
+        }
+    }
+
+    /// Open sockets are metered per tenant in whole seconds, while open and
+    /// after they close, each second once.
+    #[tokio::test]
+    async fn open_socket_time_is_metered_per_tenant() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = SharedState::memory(clock.clone());
+        let keys = Arc::new(KeySet::new(
+            SigningKey::hs256("k1", &[7; 32]).unwrap(),
+            clock.clone(),
+        ));
+        let verifier = Verifier::builder(keys.clone(), ISS, AUD)
+            .clock(clock.clone())
+            .build();
+        let sessions = SessionStore::new(state.clone(), SessionConfig::default());
+        let auth = JwtAuthLayer::new(verifier).session_check(Arc::new(sessions.clone()));
+        let seconds = Arc::new(Seconds::default());
+        let hub = Hub::builder(state, auth, base_config())
+            .access(AccessControl::new(
+                AccessPolicy::load(&access_spec()).await.unwrap(),
+            ))
+            .usage(seconds.clone())
+            .usage_every(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let router: axum::Router = kailash_realtime::router(&hub);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let app = App {
+            addr,
+            hub,
+            clock,
+            keys,
+            sessions,
+        };
+        let started = Instant::now();
+        let (_alice, ..) = app.connect(&who("alice", acme())).await;
+        let (_bob, ..) = app.connect(&who("bob", acme())).await;
+        let (mut carol, ..) = app.connect(&who("carol", globex())).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        carol.close(None).await.unwrap();
+        drop(carol);
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let elapsed = started.elapsed().as_secs();
+        let (acme_s, globex_s) = (seconds.of("acme"), seconds.of("globex"));
+        // Two acme sockets for about 4 s (up to one sweep not yet
+        // recorded); one globex socket for about 1.5 s, all recorded after
+        // it closed.
+        assert!(
+            (4..=2 * elapsed).contains(&acme_s),
+            "acme {acme_s} s in {elapsed} s"
+        );
+        assert!((1..=2).contains(&globex_s), "globex {globex_s} s");
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `GET /api/tenant/usage` | bearer, tenant | the caller tenant's quota use: API calls today and when they reset, workflows, storage — each with its limit |
+//! | `GET /api/tenant/usage` | bearer, tenant | the caller tenant's quota use: API calls today and when they reset, workflows, storage — each with its limit; with [`router_with_billing`], also `billing`: the plan, today's metered usage and the delivery record of its reports |
 //!
 //! The handler reads the `Arc<`[`Tenant`]`>` that
 //! [`TenancyLayer`](crate::layer::TenancyLayer) put in the request, so it
@@ -57,10 +57,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use kailash_core::Problem;
 
+use kailash_core::state::StateError;
+use serde::Serialize;
+
+use crate::metering::{Billing, DayUsage, DeliveryRecord};
 use crate::model::Tenant;
-use crate::quota::Quotas;
-#[cfg(feature = "openapi")]
-use crate::quota::Usage;
+use crate::quota::{Quotas, Usage};
 
 /// The path of the usage route.
 pub const USAGE_PATH: &str = "/api/tenant/usage";
@@ -68,9 +70,48 @@ pub const USAGE_PATH: &str = "/api/tenant/usage";
 /// `GET /api/tenant/usage`, answering from `quotas` (the same quotas the
 /// [`TenancyLayer`](crate::layer::TenancyLayer) charges).
 pub fn router(quotas: Quotas) -> Router {
+    router_with_billing(quotas, None)
+}
+
+/// [`router`], whose answer also carries `billing` (the tenant's plan,
+/// today's metered usage, and the delivery record of its `billing.usage`
+/// reports) when `billing` is given.
+pub fn router_with_billing(quotas: Quotas, billing: Option<Billing>) -> Router {
     Router::new()
         .route(USAGE_PATH, get(usage))
-        .with_state(quotas)
+        .with_state(UsageState { quotas, billing })
+}
+
+#[derive(Clone)]
+struct UsageState {
+    quotas: Quotas,
+    billing: Option<Billing>,
+}
+
+/// The answer of `GET /api/tenant/usage`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TenantUsageAnswer))]
+struct UsageAnswer {
+    #[serde(flatten)]
+    usage: Usage,
+    /// Present when billing is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    billing: Option<BillingView>,
+}
+
+/// The tenant's billing: plan, today's metered usage, report delivery.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TenantBilling))]
+struct BillingView {
+    /// The tenant's plan.
+    plan: String,
+    /// Usage metered so far today (UTC).
+    today: DayUsage,
+    /// The delivery of the daily reports.
+    delivery: DeliveryRecord,
 }
 
 /// Quota use of the caller's tenant (the `Tenant` the tenancy layer
@@ -82,18 +123,21 @@ pub fn router(quotas: Quotas) -> Router {
     operation_id = "tenant_usage",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Usage, description = "The tenant's usage, each figure with its limit (`null`: unlimited)"),
+        (status = 200, body = UsageAnswer, description = "The tenant's usage, each figure with its limit (`null`: unlimited); `billing` when metering is configured"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "No tenant was resolved for the request (the route is served without the tenancy layer)"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "Quota accounting is temporarily unavailable"),
     ),
 ))]
-async fn usage(State(quotas): State<Quotas>, tenant: Option<Extension<Arc<Tenant>>>) -> Response {
+async fn usage(
+    State(route): State<UsageState>,
+    tenant: Option<Extension<Arc<Tenant>>>,
+) -> Response {
     // Without the layer in front there is no resolved tenant to answer for.
     let Some(Extension(tenant)) = tenant else {
         return Problem::bad_request("the request names no tenant").into_response();
     };
-    match quotas.usage(&tenant).await {
-        Ok(usage) => Json(usage).into_response(),
+    match answer(&route, &tenant).await {
+        Ok(answer) => Json(answer).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "quota state unavailable");
             Problem::service_unavailable("quota accounting is temporarily unavailable")
@@ -102,12 +146,31 @@ async fn usage(State(quotas): State<Quotas>, tenant: Option<Extension<Arc<Tenant
     }
 }
 
+async fn answer(route: &UsageState, tenant: &Tenant) -> Result<UsageAnswer, StateError> {
+    let usage = route.quotas.usage(tenant).await?;
+    let billing = match &route.billing {
+        None => None,
+        Some(billing) => {
+            let (today, delivery) = tokio::join!(
+                billing.metering().today(&tenant.id),
+                billing.delivery(&tenant.id)
+            );
+            Some(BillingView {
+                plan: tenant.plan.clone(),
+                today: today?,
+                delivery: delivery?,
+            })
+        }
+    };
+    Ok(UsageAnswer { usage, billing })
+}
+
 #[cfg(feature = "openapi")]
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "kailash-tenancy"),
     paths(usage),
-    components(schemas(Usage, Problem))
+    components(schemas(UsageAnswer, Usage, BillingView, DayUsage, DeliveryRecord, Problem))
 )]
 struct UsageApi;
 

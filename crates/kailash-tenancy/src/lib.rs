@@ -7,6 +7,7 @@ pub mod database;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod layer;
+pub mod metering;
 pub mod model;
 pub mod quota;
 pub mod registry;

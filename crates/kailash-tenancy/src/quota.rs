@@ -22,12 +22,22 @@ use crate::model::Tenant;
 
 /// API calls per day (`t:<tenant>:quota.day:api:<YYYY-MM-DD>`).
 const DAY: Namespace = Namespace::new("quota.day");
+
+/// The counter of `tenant`'s API calls on UTC day `date`.
+pub(crate) fn api_calls_key(tenant: &TenantId, date: jiff::civil::Date) -> StateKey {
+    StateKey::tenant(tenant, DAY, &format!("api:{date}"))
+}
 /// Running totals (`t:<tenant>:quota.total:workflows`, `…:storage`).
 const TOTAL: Namespace = Namespace::new("quota.total");
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
-/// Day counters live a little past midnight; the dated key already separates days.
-const DAY_GRACE: Duration = Duration::from_secs(3600);
+/// How long a day's API call counter is kept after the day: the dated key
+/// already separates days, and the count is also the day's metered API
+/// calls, which billing reports after the day (with retries for as long as
+/// this lasts; see [`crate::metering`]).
+pub(crate) const DAY_KEPT: Duration = Duration::from_secs(35 * 86_400);
+/// A refund that finds its counter expired recreates it briefly, never for long.
+const REFUND_WINDOW: Duration = Duration::from_secs(3600);
 /// Compare-and-set attempts before giving up under pathological contention.
 const MAX_CAS_ATTEMPTS: usize = 10_000;
 
@@ -45,7 +55,7 @@ pub fn api_call_retry_after(check: &Check) -> Option<Duration> {
         Check::Counter {
             window: Some(window),
             ..
-        } => Some(window.saturating_sub(DAY_GRACE)),
+        } => Some(window.saturating_sub(DAY_KEPT)),
         _ => None,
     }
 }
@@ -113,7 +123,7 @@ pub struct Quotas {
 
 /// The current UTC day: its key id and the time left until it ends.
 struct Day {
-    id: String,
+    date: jiff::civil::Date,
     remaining: Duration,
     ends_at: Timestamp,
 }
@@ -141,7 +151,7 @@ impl Quotas {
         let ends_at = Timestamp::from_microsecond(end).unwrap_or(Timestamp::MAX);
         let date = TimeZone::UTC.to_datetime(now).date();
         Day {
-            id: format!("api:{date}"),
+            date,
             remaining,
             ends_at,
         }
@@ -166,8 +176,8 @@ impl Quotas {
         tenant: &Tenant,
     ) -> Result<(QuotaDecision, Option<ApiCallCharge>), StateError> {
         let day = self.today();
-        let key = StateKey::tenant(&tenant.id, DAY, &day.id);
-        let window = Some(day.remaining + DAY_GRACE);
+        let key = api_calls_key(&tenant.id, day.date);
+        let window = Some(day.remaining + DAY_KEPT);
         let counters = &self.state.counters;
         let Some(limit) = tenant.quotas.max_api_calls_per_day else {
             let v = counters.add(&key, 1, window).await?;
@@ -210,12 +220,12 @@ impl Quotas {
     /// check.
     pub fn api_call_check(&self, tenant: &Tenant) -> (Check, ApiCallCharge) {
         let day = self.today();
-        let key = StateKey::tenant(&tenant.id, DAY, &day.id);
+        let key = api_calls_key(&tenant.id, day.date);
         let check = Check::Counter {
             key: key.clone(),
             delta: 1,
             limit: tenant.quotas.max_api_calls_per_day.map(clamp_i64),
-            window: Some(day.remaining + DAY_GRACE),
+            window: Some(day.remaining + DAY_KEPT),
         };
         (check, ApiCallCharge { key })
     }
@@ -228,7 +238,7 @@ impl Quotas {
         // A counter that already expired is recreated briefly, never forever.
         self.state
             .counters
-            .add(&charge.key, -1, Some(DAY_GRACE))
+            .add(&charge.key, -1, Some(REFUND_WINDOW))
             .await
             .map(drop)
     }
@@ -261,7 +271,7 @@ impl Quotas {
     /// The tenant's current usage.
     pub async fn usage(&self, tenant: &Tenant) -> Result<Usage, StateError> {
         let day = self.today();
-        let calls_key = StateKey::tenant(&tenant.id, DAY, &day.id);
+        let calls_key = api_calls_key(&tenant.id, day.date);
         // Three independent reads, asked together: on Redis they share one
         // round trip's wait instead of taking three in a row.
         let (calls, workflows, storage) = tokio::join!(

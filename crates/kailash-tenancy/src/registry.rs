@@ -68,6 +68,10 @@ pub trait TenantRegistry: Send + Sync + 'static {
     /// The tenant a custom domain maps to. `host` is lowercase and without a port.
     async fn by_domain(&self, host: &str) -> Result<Option<TenantId>, RegistryError>;
 
+    /// Every tenant's id (active or not), for work over all tenants such as
+    /// billing reports.
+    async fn list(&self) -> Result<Vec<TenantId>, RegistryError>;
+
     /// [`get`](Self::get) without I/O, where the registry can give it: the
     /// record is held locally and its current activation is one
     /// [`Check`] (see [`LocalTenant::Found`]). A
@@ -164,6 +168,10 @@ impl StaticTenantRegistry {
 
 #[async_trait]
 impl TenantRegistry for StaticTenantRegistry {
+    async fn list(&self) -> Result<Vec<TenantId>, RegistryError> {
+        Ok(self.ids())
+    }
+
     async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, RegistryError> {
         let Some(tenant) = self.tenants.get(id) else {
             return Ok(None);

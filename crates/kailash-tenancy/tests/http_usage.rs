@@ -94,8 +94,17 @@ async fn openapi_schema_matches_the_response() {
     }
     assert_eq!(
         op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
-        "#/components/schemas/TenantUsage"
+        "#/components/schemas/TenantUsageAnswer"
     );
+    // The answer is the usage plus `billing` (sent only when configured).
+    let answer = &doc["components"]["schemas"]["TenantUsageAnswer"]["allOf"];
+    assert_eq!(answer[0]["$ref"], "#/components/schemas/TenantUsage");
+    assert_eq!(
+        answer[1]["properties"]["billing"]["$ref"],
+        "#/components/schemas/TenantBilling"
+    );
+    assert!(answer[1].get("required").is_none());
+    assert!(usage.get("billing").is_none());
     let schema = &doc["components"]["schemas"]["TenantUsage"];
     let mut documented: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     documented.sort();
@@ -118,4 +127,64 @@ async fn openapi_schema_matches_the_response() {
             "workflows"
         ]
     );
+}
+
+/// With billing, the answer also carries the plan, today's metered usage
+/// and the delivery record — each field the schema names.
+#[cfg(feature = "openapi")]
+#[tokio::test]
+async fn with_billing_the_answer_carries_todays_metering_and_the_delivery() {
+    use kailash_core::usage::{UsageMetric, UsageSink};
+    use kailash_tenancy::metering::{Billing, ReportDelivery, UsageReport};
+
+    struct Nowhere;
+    #[async_trait::async_trait]
+    impl ReportDelivery for Nowhere {
+        async fn deliver(&self, _: &UsageReport) -> Result<(), String> {
+            Err("unreachable".into())
+        }
+    }
+    let state = SharedState::memory(Arc::new(ManualClock::starting_now()));
+    let acme: TenantSpec =
+        serde_json::from_value(serde_json::json!({"id": "acme", "plan": "enterprise"})).unwrap();
+    let registry = Arc::new(StaticTenantRegistry::new(vec![acme], state.clone()).unwrap());
+    let quotas = Quotas::new(state.clone());
+    let billing = Billing::new(
+        state,
+        Arc::new(Nowhere),
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(1),
+    );
+    let id = TenantId::new("acme").unwrap();
+    billing
+        .metering()
+        .record(&id, UsageMetric::WorkflowRuns, 2)
+        .await
+        .unwrap();
+    let app = kailash_tenancy::http::router_with_billing(quotas.clone(), Some(billing))
+        .layer(TenancyLayer::new(registry).quotas(quotas));
+    let usage = json(app.oneshot(request_as("acme")).await.unwrap()).await;
+    let b = &usage["billing"];
+    assert_eq!(b["plan"], "enterprise");
+    assert_eq!(b["today"]["workflow_runs"], 2);
+    assert_eq!(b["today"]["api_calls"], usage["api_calls_today"]);
+    assert_eq!(b["delivery"]["delivered_through"], serde_json::Value::Null);
+    assert_eq!(b["delivery"]["attempts"], 0);
+
+    let doc = serde_json::to_value(kailash_tenancy::http::openapi()).unwrap();
+    for (name, value) in [
+        ("TenantBilling", b),
+        ("DayUsage", &b["today"]),
+        ("DeliveryRecord", &b["delivery"]),
+    ] {
+        let mut sent: Vec<&String> = value.as_object().unwrap().keys().collect();
+        sent.sort();
+        let mut documented: Vec<&String> = doc["components"]["schemas"][name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}"))
+            .keys()
+            .collect();
+        documented.sort();
+        assert_eq!(sent, documented, "{name}");
+    }
 }

@@ -25,6 +25,9 @@ struct OneTenant(Arc<Tenant>);
 
 #[async_trait]
 impl TenantRegistry for OneTenant {
+    async fn list(&self) -> Result<Vec<TenantId>, RegistryError> {
+        Ok(vec![self.0.id.clone()])
+    }
     async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, RegistryError> {
         Ok((self.0.id == *id).then(|| self.0.clone()))
     }

@@ -62,6 +62,10 @@ impl TestRegistry {
 
 #[async_trait]
 impl TenantRegistry for TestRegistry {
+    async fn list(&self) -> Result<Vec<TenantId>, RegistryError> {
+        Ok(self.tenants.keys().cloned().collect())
+    }
+
     async fn get(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, RegistryError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(RegistryError::Unavailable("down".to_owned()));

@@ -52,6 +52,8 @@ pub(crate) struct Conn {
     last_seen: AtomicU64,
     /// When the last ping was queued (ms since the hub started).
     last_ping: AtomicU64,
+    /// Up to when its open time was metered (ms since the hub started).
+    metered: AtomicU64,
     tx: mpsc::Sender<Outbound>,
     close: OnceLock<CloseReason>,
     pub(crate) closing: Notify,
@@ -89,11 +91,18 @@ impl Conn {
             principal: ArcSwap::from_pointee(principal),
             last_seen: AtomicU64::new(now_ms),
             last_ping: AtomicU64::new(now_ms),
+            metered: AtomicU64::new(now_ms),
             tx,
             close: OnceLock::new(),
             closing: Notify::new(),
             subscriptions: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The milliseconds it was open since it was last metered, up to
+    /// `now_ms` (each millisecond is metered once).
+    pub(crate) fn meter(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.metered.swap(now_ms, Ordering::Relaxed))
     }
 
     /// The principal now (after any refresh).

@@ -51,13 +51,15 @@ mod sweep;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use kailash_access::AccessControl;
 use kailash_auth::layer::JwtAuthLayer;
 use kailash_core::clock::Clock;
 use kailash_core::state::SharedState;
+use kailash_core::usage::UsageSink;
 use kailash_core::{Principal, TenantId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -105,6 +107,31 @@ pub(crate) struct HubInner {
     registry: RwLock<Registry>,
     background: OnceLock<[AbortHandle; 2]>,
     started: Instant,
+    /// Where open-socket time is metered, with what is not yet recorded
+    /// (milliseconds per tenant) and when it last was.
+    pub(crate) usage: Option<Usage>,
+}
+
+/// Open-socket time waiting to be recorded.
+pub(crate) struct Usage {
+    pub(crate) sink: Arc<dyn UsageSink>,
+    pub(crate) pending: Mutex<HashMap<TenantId, u64>>,
+    pub(crate) flushed_ms: AtomicU64,
+    /// How often it is recorded, ms.
+    pub(crate) every_ms: u64,
+}
+
+impl Usage {
+    fn add(&self, tenant: &TenantId, ms: u64) {
+        if ms == 0 {
+            return;
+        }
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *pending.entry(tenant.clone()).or_default() += ms;
+    }
 }
 
 impl Drop for HubInner {
@@ -144,6 +171,8 @@ pub struct HubBuilder {
     access: Option<AccessControl>,
     filters: Option<Filters>,
     clock: Arc<dyn Clock>,
+    usage: Option<Arc<dyn UsageSink>>,
+    usage_every: Duration,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -180,6 +209,25 @@ impl HubBuilder {
         self
     }
 
+    /// Meters the seconds sockets are open, per tenant, into `sink`
+    /// ([`UsageMetric::RealtimeConnectionSeconds`](kailash_core::usage::UsageMetric::RealtimeConnectionSeconds)):
+    /// whole seconds per tenant, recorded by the sweep every
+    /// [`usage_every`](Self::usage_every) (the time of sockets closed
+    /// meanwhile included), so each second counts for the UTC day it passed
+    /// in, give or take that interval. Up to one interval of time is not
+    /// recorded when the process ends.
+    pub fn usage(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.usage = Some(sink);
+        self
+    }
+
+    /// How often metered socket time is recorded (default one minute; at
+    /// least the one-second sweep).
+    pub fn usage_every(mut self, every: Duration) -> Self {
+        self.usage_every = every;
+        self
+    }
+
     /// The hub; fails on an invalid configuration.
     pub fn build(self) -> Result<Hub, RealtimeError> {
         self.config.validate()?;
@@ -199,6 +247,12 @@ impl HubBuilder {
                 registry: RwLock::new(Registry::default()),
                 background: OnceLock::new(),
                 started: Instant::now(),
+                usage: self.usage.map(|sink| Usage {
+                    sink,
+                    pending: Mutex::new(HashMap::new()),
+                    flushed_ms: AtomicU64::new(0),
+                    every_ms: u64::try_from(self.usage_every.as_millis()).unwrap_or(u64::MAX),
+                }),
             }),
         })
     }
@@ -225,6 +279,8 @@ impl Hub {
             access: None,
             filters: None,
             clock: state.clock.clone(),
+            usage: None,
+            usage_every: Duration::from_secs(60),
         }
     }
 
@@ -382,6 +438,9 @@ impl Hub {
         let mut registry = self.inner.write();
         if registry.conns.remove(&conn.id).is_none() {
             return;
+        }
+        if let Some(usage) = &self.inner.usage {
+            usage.add(&conn.tenant, conn.meter(self.inner.now_ms()));
         }
         let user_key = (conn.tenant.clone(), conn.user.clone());
         if let Some(n) = registry.users.get_mut(&user_key) {

@@ -11,6 +11,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Conn, ConnKind, HubInner, Outbound, SWEEP_INTERVAL};
 use crate::close::CloseReason;
+use kailash_core::usage::UsageMetric;
 
 /// Session checks in flight at once during one sweep.
 const CONCURRENT_CHECKS: usize = 32;
@@ -25,9 +26,56 @@ pub(super) async fn run(hub: Weak<HubInner>) {
     }
 }
 
+/// Records the open-socket time of `conns` (and of sockets closed since)
+/// when the usage interval has passed since the last time: whole seconds per tenant,
+/// the remainder kept for the next time.
+async fn meter(hub: &HubInner, conns: &[Arc<Conn>], now_ms: u64) {
+    use std::sync::atomic::Ordering;
+    let Some(usage) = &hub.usage else { return };
+    let last = usage.flushed_ms.load(Ordering::Relaxed);
+    if now_ms.saturating_sub(last) < usage.every_ms
+        || usage
+            .flushed_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    for conn in conns {
+        usage.add(&conn.tenant, conn.meter(now_ms));
+    }
+    let due: Vec<(kailash_core::TenantId, u64)> = {
+        let mut pending = usage
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending
+            .iter_mut()
+            .filter(|(_, ms)| **ms >= 1000)
+            .map(|(tenant, ms)| {
+                let secs = *ms / 1000;
+                *ms %= 1000;
+                (tenant.clone(), secs)
+            })
+            .collect()
+    };
+    for (tenant, secs) in due {
+        if let Err(error) = usage
+            .sink
+            .record(&tenant, UsageMetric::RealtimeConnectionSeconds, secs)
+            .await
+        {
+            // Kept for the next time rather than lost.
+            usage.add(&tenant, secs.saturating_mul(1000));
+            tracing::warn!(%error, tenant = %tenant, "realtime usage not metered yet; kept for the next minute");
+        }
+    }
+}
+
 /// One sweep over every connection open now.
 pub(super) async fn once(hub: &Arc<HubInner>) {
     let conns = hub.snapshot();
+    meter(hub, &conns, hub.now_ms()).await;
     let now = hub.clock.now().as_second();
     let now_ms = hub.now_ms();
     let idle_ms = u64::try_from(hub.config.idle_timeout.0.as_millis()).unwrap_or(u64::MAX);

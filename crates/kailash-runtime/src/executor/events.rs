@@ -51,6 +51,8 @@ pub enum RunEvent {
         status: RunStatus,
         /// Why, when it did not complete.
         reason: Option<String>,
+        /// How long it ran, in microseconds.
+        duration_us: u64,
     },
 }
 

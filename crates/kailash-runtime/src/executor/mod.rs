@@ -358,13 +358,15 @@ impl Executor {
         }
         record.peak_bytes = budget.peak();
         record.finished_at = Some(self.clock.now());
-        record.duration_us = Some(micros(start.elapsed()));
+        let duration_us = micros(start.elapsed());
+        record.duration_us = Some(duration_us);
         self.events.publish(&RunEvent::Completed {
             run_id: ctx.run_id.clone(),
             tenant_id,
             subject: ctx.principal.subject().to_owned(),
             status: record.status,
             reason: record.reason.clone(),
+            duration_us,
         });
         record
     }

@@ -5,6 +5,8 @@
 #[path = "../../crates/kailash/tests/support/mod.rs"]
 mod support;
 
+#[path = "demo_access/billing.rs"]
+mod billing;
 #[path = "demo_access/business.rs"]
 mod business;
 #[path = "demo_access/health.rs"]

@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// Tenancy could not be set up (tenants, settings).
     #[error("tenancy: {0}")]
     Tenancy(String),
+    /// Billing could not be set up (webhook URL, signing secret).
+    #[error("billing: {0}")]
+    Billing(String),
     /// The access policy was refused.
     #[error("access policy: {0}")]
     Access(#[from] kailash_access::AccessError),

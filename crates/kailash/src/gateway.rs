@@ -40,6 +40,7 @@ pub struct Gateway {
     alerting: Option<kailash_monitoring::alert::Alerting>,
     ops: Option<crate::ops_access::OpsListener>,
     field_maintenance: Option<FieldMaintenance>,
+    billing: Option<crate::billing::BillingLoop>,
 }
 
 /// The longest the gateway waits, after draining, for queued alert
@@ -87,6 +88,7 @@ impl Gateway {
             health: None,
             alerting: None,
             field_maintenance: None,
+            billing: None,
             ops: None,
         }
     }
@@ -151,6 +153,24 @@ impl Gateway {
     > {
         let (keys, targets, _) = self.field_maintenance.as_ref()?;
         Some(keys.maintain(targets).await)
+    }
+
+    /// The same gateway, reporting usage while it serves.
+    pub(crate) fn with_billing(mut self, billing: Option<crate::billing::BillingLoop>) -> Self {
+        self.billing = billing;
+        self
+    }
+
+    /// The usage metering and its reporting ([`GatewayBuilder::billing`](crate::GatewayBuilder::billing)),
+    /// when configured.
+    pub fn billing(&self) -> Option<&crate::billing::Billing> {
+        self.billing.as_ref().map(|b| &b.billing)
+    }
+
+    /// One billing round now over every tenant (what the gateway runs on
+    /// its own every `interval` while it serves); `None` without billing.
+    pub async fn deliver_usage(&self) -> Option<crate::billing::Round> {
+        Some(self.billing.as_ref()?.round().await)
     }
 
     /// The same gateway, evaluating `alerting`'s rules while it serves.
@@ -279,6 +299,10 @@ impl Gateway {
         if let Some(alerting) = &self.alerting {
             alerting.start();
         }
+        // Aborted when serving ends, also when this future is dropped. A
+        // report cut off mid-flight is sent again once its claim lapses
+        // (the receiver deduplicates by its id).
+        let billing = self.billing.clone().map(|b| AbortOnDrop(b.spawn()));
         // Aborted when serving ends, also when this future is dropped.
         let maintenance = self
             .field_maintenance
@@ -315,6 +339,7 @@ impl Gateway {
         // A re-encryption pass is compare-and-set per record: stopping it
         // midway leaves every record whole.
         drop(maintenance);
+        drop(billing);
         // No more checks once the listener is closed.
         if let Some(health) = &self.health {
             health.stop();

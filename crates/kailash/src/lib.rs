@@ -7,6 +7,7 @@ mod access_config;
 mod access_directory;
 mod alerting;
 mod backends;
+pub mod billing;
 mod builder;
 pub mod config;
 mod contract;

@@ -219,10 +219,14 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
             }
             // The endpoints verify like the layer, but ask the session
             // themselves (not deferred to an admission).
-            let mut builder =
-                kailash_realtime::Hub::builder(state, verifying, config).clock(this.clock.clone());
+            let mut builder = kailash_realtime::Hub::builder(state.clone(), verifying, config)
+                .clock(this.clock.clone());
             if let Some(access) = &this.access {
                 builder = builder.access(access.clone());
+            }
+            // Open-socket time is metered for billing.
+            if this.billing.is_some() {
+                builder = builder.usage(Arc::new(crate::billing::Metering::new(state)));
             }
             let built = builder
                 .build()
@@ -382,10 +386,41 @@ fn compose_checked(
     if let Some(runtime) = &builder.runtime {
         routes = routes.merge(kailash_runtime::http::router(runtime.clone()));
     }
+    let billing = match (builder.billing.take(), &builder.tenancy) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(GatewayError::Tenancy(
+                "billing needs tenancy (usage is metered per tenant)".into(),
+            ));
+        }
+        (Some((delivery, settings)), Some((registry, _))) => {
+            let billing = crate::billing::Billing::new(
+                state.clone(),
+                delivery,
+                settings.settle,
+                settings.timeout,
+            );
+            // The runs of the runtime built from the config are metered.
+            if let Some(observers) = &builder.run_observers {
+                observers
+                    .write()
+                    .map_err(|_| GatewayError::Runtime("the run observers are unusable".into()))?
+                    .push(crate::billing::RunUsage::new(billing.metering().clone()));
+            }
+            Some(crate::billing::BillingLoop {
+                billing,
+                registry: registry.clone(),
+                interval: settings.interval,
+            })
+        }
+    };
     let tenant_layer = match &builder.tenancy {
         Some((registry, settings)) => {
             let quotas = kailash_tenancy::quota::Quotas::new(state.clone());
-            routes = routes.merge(kailash_tenancy::http::router(quotas.clone()));
+            routes = routes.merge(kailash_tenancy::http::router_with_billing(
+                quotas.clone(),
+                billing.as_ref().map(|b| b.billing.clone()),
+            ));
             let mut layer = kailash_tenancy::layer::TenancyLayer::new(registry.clone())
                 .quotas(quotas)
                 .deferred()
@@ -612,5 +647,6 @@ fn compose_checked(
             .field_keys
             .map(|(keys, every)| (keys, field_targets, every)),
     )
-    .with_ops(operational.listener))
+    .with_ops(operational.listener)
+    .with_billing(billing))
 }

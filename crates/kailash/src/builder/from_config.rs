@@ -77,8 +77,9 @@ fn anomaly_detector(
 
 impl GatewayBuilder {
     /// Applies a loaded configuration (everything except the state backend
-    /// and audit sink, which [`GatewayBuilder::from_config_with_backends`]
-    /// also sets up).
+    /// and audit sink, the access control, tenants, workflow runtime,
+    /// authentication and billing, which
+    /// [`GatewayBuilder::from_config_with_backends`] also sets up).
     pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
         let quota =
             |r: &Option<crate::config::RateConfig>| -> Result<Option<RateQuota>, GatewayError> {
@@ -277,7 +278,7 @@ impl GatewayBuilder {
         builder.audit_erasure = audit_erasure;
         if let Some(spec) = &config.access {
             let access =
-                crate::access_config::from_config(spec, Some(audit.clone()), clock).await?;
+                crate::access_config::from_config(spec, Some(audit.clone()), clock.clone()).await?;
             builder = builder.access_control(access);
         }
         let registry: Option<Arc<dyn kailash_tenancy::registry::TenantRegistry>> = match config
@@ -328,6 +329,16 @@ impl GatewayBuilder {
                     subdomain_base: config.tenancy.subdomain_base.clone(),
                     custom_domains: config.tenancy.custom_domains,
                     allow_tenantless_principals: config.tenancy.allow_tenantless_principals,
+                },
+            );
+        }
+        if let Some(billing) = &config.billing {
+            builder = builder.billing(
+                Arc::new(webhook_delivery(billing, data_dir, clock.clone())?),
+                crate::billing::BillingSettings {
+                    interval: billing.interval.0,
+                    settle: billing.settle.0,
+                    timeout: billing.timeout.0,
                 },
             );
         }
@@ -398,4 +409,41 @@ impl GatewayBuilder {
         }
         Ok(builder)
     }
+}
+
+/// The signed webhook `[billing]` describes, its secret read from the
+/// environment or a file (relative paths under `data_dir`).
+fn webhook_delivery(
+    billing: &crate::config::BillingConfig,
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::billing::WebhookDelivery, GatewayError> {
+    use crate::config::alerting::SecretSource;
+    let fail = |m: String| GatewayError::Billing(m);
+    let file = billing.secret_file.as_ref().map(|f| {
+        if f.is_absolute() {
+            f.clone()
+        } else {
+            data_dir.join(f)
+        }
+    });
+    let source = match (&billing.secret_env, &file) {
+        (Some(var), None) => SecretSource::Env(var),
+        (None, Some(path)) => SecretSource::File(path),
+        _ => {
+            return Err(fail(
+                "set exactly one of billing.secret_env and billing.secret_file".into(),
+            ));
+        }
+    };
+    let secret = source
+        .read()
+        .map_err(|m| fail(format!("the signing secret: {m}")))?;
+    crate::billing::WebhookDelivery::new(
+        &billing.webhook_url,
+        secret.as_bytes(),
+        billing.timeout.0,
+        clock,
+    )
+    .map_err(|m| fail(format!("billing.webhook_url: {m}")))
 }

@@ -94,6 +94,11 @@ pub struct GatewayBuilder {
     /// The anomaly detector whose request layer wraps the application
     /// routes (inside authentication), if requests are observed.
     pub(crate) anomaly_requests: Option<kailash_monitoring::anomaly::AnomalyDetector>,
+    /// Usage reports: how they are sent, and when.
+    pub(crate) billing: Option<(
+        Arc<dyn kailash_tenancy::metering::ReportDelivery>,
+        crate::billing::BillingSettings,
+    )>,
 }
 
 /// What the builder collected for alerting.
@@ -175,6 +180,7 @@ impl Default for GatewayBuilder {
             ops: crate::ops_access::OpsSettings::default(),
             run_observers: None,
             anomaly_requests: None,
+            billing: None,
         }
     }
 }
@@ -655,6 +661,22 @@ impl GatewayBuilder {
     /// and refresh, and `GET /api/tenant/usage`. Needs [`authentication`](Self::authentication).
     pub fn tenancy(mut self, registry: Arc<dyn TenantRegistry>, settings: TenancySettings) -> Self {
         self.tenancy = Some((registry, settings));
+        self
+    }
+
+    /// Billing metering (see [`crate::billing`]): each tenant's usage per
+    /// UTC day (API calls; the runs of the runtime built from `[runtime]`)
+    /// reported through `delivery` once the day is over and
+    /// `settings.settle` has passed, every `settings.interval`, and shown
+    /// under `billing` at `GET /api/tenant/usage`. Needs
+    /// [`tenancy`](Self::tenancy). `delivery` is usually a
+    /// [`WebhookDelivery`](crate::billing::WebhookDelivery).
+    pub fn billing(
+        mut self,
+        delivery: Arc<dyn kailash_tenancy::metering::ReportDelivery>,
+        settings: crate::billing::BillingSettings,
+    ) -> Self {
+        self.billing = Some((delivery, settings));
         self
     }
 

@@ -49,11 +49,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    AnomalySection, AuditConfig, AuditSinkKind, CorsConfig, DatabaseEndpoint, DatabaseSection,
-    ExternalApiConfig, FieldEncryptionConfig, FsyncMode, GatewaySection, HealthConfig,
-    MAX_EXTERNAL_APIS, MAX_WORKER_THREADS, RateLimitConfig, SecuritySection, ServerConfig,
-    StateConfig, TelemetryConfig, TenancySection, TenantDatabasesConfig, TenantRegistryKind,
-    TlsConfig,
+    AnomalySection, AuditConfig, AuditSinkKind, BillingConfig, CorsConfig, DatabaseEndpoint,
+    DatabaseSection, ExternalApiConfig, FieldEncryptionConfig, FsyncMode, GatewaySection,
+    HealthConfig, MAX_EXTERNAL_APIS, MAX_WORKER_THREADS, RateLimitConfig, SecuritySection,
+    ServerConfig, StateConfig, TelemetryConfig, TenancySection, TenantDatabasesConfig,
+    TenantRegistryKind, TlsConfig,
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
@@ -138,4 +138,7 @@ pub struct GatewayConfig {
     /// Outside services workflow nodes may call (`http_request`, `llm`),
     /// by name; a tenant's `allowed_integrations` names the ones it may use.
     pub integrations: Vec<kailash_runtime::outbound::IntegrationSpec>,
+    /// Usage metering per tenant and day, reported as signed
+    /// `billing.usage` webhooks (needs `[[tenants]]`); absent means none.
+    pub billing: Option<BillingConfig>,
 }

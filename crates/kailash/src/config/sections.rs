@@ -1115,3 +1115,41 @@ impl TelemetryConfig {
         Ok(())
     }
 }
+
+/// `[billing]`: usage metering reported as signed webhooks (see
+/// [`crate::billing`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Where `billing.usage` reports are `POST`ed: `https://`, or
+    /// `http://` to a loopback host.
+    pub webhook_url: String,
+    /// The environment variable holding the signing secret (at least 32
+    /// bytes).
+    pub secret_env: Option<String>,
+    /// Or a file holding it (trimmed; a mounted secret). Exactly one of the
+    /// two; a relative path is under the data directory.
+    pub secret_file: Option<PathBuf>,
+    /// How often due days are looked for. Default `1m`; 1 s to 1 h.
+    #[serde(default = "billing_interval")]
+    pub interval: ConfigDuration,
+    /// How long after midnight UTC a day is reported. Default `10m`; under
+    /// 24 h.
+    #[serde(default = "billing_settle")]
+    pub settle: ConfigDuration,
+    /// One delivery attempt's deadline. Default `10s`; 1 s to 5 m.
+    #[serde(default = "billing_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn billing_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
+}
+
+fn billing_settle() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(600))
+}
+
+fn billing_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(10))
+}

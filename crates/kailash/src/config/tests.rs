@@ -498,6 +498,86 @@ fn the_health_section_loads_and_refuses_nonsense() {
 }
 
 #[test]
+fn the_billing_section_loads_and_refuses_nonsense() {
+    let tenants = r#"
+[auth]
+issuer = "i"
+audience = "a"
+
+[[tenants]]
+id = "acme"
+"#;
+    let c = load(
+        &format!("{tenants}\n[billing]\nwebhook_url = \"https://billing.example.com/usage\"\nsecret_env = \"BILLING_SECRET\"\n"),
+        &[],
+    )
+    .unwrap();
+    let b = c.billing.unwrap();
+    assert_eq!(b.interval.0, std::time::Duration::from_secs(60));
+    assert_eq!(b.settle.0, std::time::Duration::from_secs(600));
+    assert_eq!(b.timeout.0, std::time::Duration::from_secs(10));
+    for (section, key, message) in [
+        (
+            "webhook_url = \"http://billing.example.com/\"\nsecret_env = \"S\"",
+            "billing.webhook_url",
+            "https://",
+        ),
+        (
+            "webhook_url = \"not a url\"\nsecret_env = \"S\"",
+            "billing.webhook_url",
+            "absolute",
+        ),
+        (
+            "webhook_url = \"https://b.example\"",
+            "billing",
+            "exactly one of `secret_env` and `secret_file`",
+        ),
+        (
+            "webhook_url = \"https://b.example\"\nsecret_env = \"S\"\nsecret_file = \"s\"",
+            "billing",
+            "exactly one",
+        ),
+        (
+            "webhook_url = \"https://b.example\"\nsecret_env = \"S\"\ninterval = \"0s\"",
+            "billing.interval",
+            "must be from",
+        ),
+        (
+            "webhook_url = \"https://b.example\"\nsecret_env = \"S\"\nsettle = \"1d\"",
+            "billing.settle",
+            "must be from",
+        ),
+        (
+            "webhook_url = \"https://b.example\"\nsecret_env = \"S\"\ntimeout = \"10m\"",
+            "billing.timeout",
+            "must be from",
+        ),
+    ] {
+        let e = load(&format!("{tenants}\n[billing]\n{section}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("key `{key}")), "{section}: {e}");
+        assert!(e.contains(message), "{section}: {e}");
+    }
+    // Usage is per tenant: no tenants, no billing.
+    let e = load(
+        "[billing]\nwebhook_url = \"https://b.example\"\nsecret_env = \"S\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("needs [[tenants]]"), "{e}");
+    // An unknown key is named.
+    let e = load(
+        &format!("{tenants}\n[billing]\nwebhook_url = \"https://b.example\"\nsecret_env = \"S\"\nretries = 3\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("retries"), "{e}");
+}
+
+#[test]
 fn worker_threads_size_the_runtime_and_nonsense_is_refused() {
     assert_eq!(load("", &[]).unwrap().server.worker_threads, None);
     let c = load("[server]\nworker_threads = 3\n", &[]).unwrap();

@@ -89,6 +89,54 @@ impl GatewayConfig {
         Ok(())
     }
 
+    fn validate_billing(
+        &self,
+        b: &super::sections::BillingConfig,
+    ) -> Result<(), (Cow<'static, str>, String)> {
+        use std::time::Duration;
+        if self.tenants.is_empty() {
+            return Err((
+                "billing".into(),
+                "[billing] needs [[tenants]] (usage is metered per tenant)".into(),
+            ));
+        }
+        crate::billing::check_url(&b.webhook_url).map_err(|e| ("billing.webhook_url".into(), e))?;
+        match (&b.secret_env, &b.secret_file) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err((
+                    "billing".into(),
+                    "set exactly one of `secret_env` and `secret_file`".into(),
+                ));
+            }
+        }
+        for (key, value, min, max) in [
+            (
+                "billing.interval",
+                b.interval.0,
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            ),
+            (
+                "billing.settle",
+                b.settle.0,
+                Duration::ZERO,
+                Duration::from_secs(86_399),
+            ),
+            (
+                "billing.timeout",
+                b.timeout.0,
+                Duration::from_secs(1),
+                Duration::from_secs(300),
+            ),
+        ] {
+            if value < min || value > max {
+                return Err((key.into(), format!("must be from {min:?} to {max:?}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks values that parse but make no sense.
     pub(super) fn validate(&self) -> Result<(), (Cow<'static, str>, String)> {
         let s = &self.server;
@@ -255,6 +303,9 @@ impl GatewayConfig {
         }
         if self.tenants.is_empty() && self.tenancy != TenancySection::default() {
             return Err(("tenancy".into(), "[tenancy] needs [[tenants]]".into()));
+        }
+        if let Some(b) = &self.billing {
+            self.validate_billing(b)?;
         }
         if !self.tenants.is_empty() && self.auth.is_none() {
             return Err((

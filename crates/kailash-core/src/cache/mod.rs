@@ -121,6 +121,8 @@ mod key;
 mod layer;
 mod service;
 mod store;
+#[cfg(test)]
+mod tests;
 
 pub use body::CacheBody;
 pub use config::{CacheLimits, CacheLimitsError};

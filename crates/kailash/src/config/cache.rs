@@ -54,7 +54,11 @@ impl CacheSection {
             Ok(()) => Ok(()),
             Err(E::ZeroBytes) => Err(("cache.max_bytes", "must be at least 1".into())),
             Err(E::ZeroEntries) => Err(("cache.max_entries", "must be at least 1".into())),
-            Err(error) => Err(("cache.max_entry_bytes", error.to_string())),
+            Err(E::EntryBytes(max)) => Err((
+                "cache.max_entry_bytes",
+                format!("must be between 1 and cache.max_bytes ({max})"),
+            )),
+            Err(error) => Err(("cache", error.to_string())),
         }
     }
 

@@ -259,7 +259,7 @@ async fn statuses_streams_and_bounds() {
     // A stream over the per-entry cap (64 bytes) goes out whole, unstored.
     let store = f.store.clone();
     let streaming = |chunks: usize| {
-        let svc = ResponseCacheLayer::new(store.clone()).layer(service_fn(
+        ResponseCacheLayer::new(store.clone()).layer(service_fn(
             move |_req: Request<String>| async move {
                 let mut response = Response::new(Chunks(chunks));
                 response.headers_mut().insert(
@@ -268,8 +268,7 @@ async fn statuses_streams_and_bounds() {
                 );
                 Ok::<_, Infallible>(response)
             },
-        ));
-        svc
+        ))
     };
     let response = streaming(3)
         .oneshot(get("/stream", Some("bob")))

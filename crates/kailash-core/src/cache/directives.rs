@@ -321,6 +321,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any field value a client or handler can send: parsed without a
+        /// panic, whatever it reads as.
+        #[test]
+        fn parsers_take_any_field_value(value in "[ -~\t]{0,64}", tag in "(W/)?\"[ -~]{0,8}\"?") {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                let mut h = HeaderMap::new();
+                for name in ["cache-control", "vary", "if-none-match", "pragma"] {
+                    h.insert(name, v.clone());
+                }
+                let _ = CacheControl::parse(&h);
+                let _ = Vary::parse(&h);
+                let _ = if_none_match(&h, &tag);
+                let _ = http_date(&v);
+            }
+        }
+    }
+
     #[test]
     fn http_dates() {
         let t = http_date(&HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));

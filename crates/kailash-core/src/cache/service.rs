@@ -317,11 +317,20 @@ pub(crate) fn storable<B>(response: &Response<B>, shared: bool, now: Timestamp) 
     if lifetime == 0 {
         return None;
     }
-    let mut stored = HeaderMap::with_capacity(headers.len());
+    let mut stored = HeaderMap::with_capacity(headers.len() + 1);
     for (name, value) in headers {
         if !HOP_BY_HOP.contains(&name.as_str()) {
             stored.append(name.clone(), value.clone());
         }
+    }
+    // A hit says when the answer was made (with its `Age`), not when it
+    // was served: the server would otherwise date it now.
+    if !stored.contains_key(header::DATE)
+        && let Ok(date) =
+            jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&now)
+        && let Ok(value) = HeaderValue::from_str(&date)
+    {
+        stored.insert(header::DATE, value);
     }
     Some(Entry {
         status: response.status(),

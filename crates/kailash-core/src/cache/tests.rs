@@ -161,6 +161,12 @@ async fn shared_entries_need_public_and_prefer_s_maxage() {
     let (r, _) = f.call(&headers, get("/s", Some("bob"))).await;
     assert_eq!(x_cache(&r), "hit");
     assert_eq!(r.headers()[header::AGE], "30");
+    // Dated when it was made, 30 s ago.
+    let date = r.headers()[header::DATE].to_str().expect("ASCII");
+    let made = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(date)
+        .expect("an HTTP date");
+    assert_eq!(made + SignedDuration::from_secs(30), f.clock.now());
 }
 
 #[tokio::test]

@@ -378,6 +378,13 @@ mod tests {
                 let expected = label(owner);
                 prop_assert_eq!(&found.body[..], expected.as_bytes());
             }
+            // Keys are equal exactly when the owners are: the lookup's
+            // comparison, not the hash, keeps owners apart.
+            for a in &owners {
+                for b in &owners {
+                    prop_assert_eq!(key_of(a) == key_of(b), a == b);
+                }
+            }
             // A caller that stored nothing finds nothing.
             let stranger = (Some("zz".to_owned()), Some(("zz".to_owned(), "z".to_owned())), "/a".to_owned());
             prop_assert!(store.get(&key_of(&stranger), now).is_none());

@@ -3,7 +3,7 @@
 //!
 //! | route | permission | what |
 //! |---|---|---|
-//! | `GET /api/reports` | `report:view` | usage figures of the caller's tenant |
+//! | `GET /api/reports` | `report:view` | usage figures of the caller's tenant; with `[cache]` answered from the response cache for 5 s per caller (`private, max-age=5`) |
 //! | `GET /api/workflows` | `workflow:execute` | the tenant's workflows |
 //! | `POST /api/workflows` | `workflow:create` | checked against the tenant's node limits and types, the role's `max_workflows` and the tenant's workflow quota |
 //! | `DELETE /api/workflows/{id}` | `workflow:delete` | releases the owner's and the tenant's counts |
@@ -29,6 +29,7 @@ use kailash::access::layer::RequirePermissionLayer;
 use kailash::access::permission::Permission;
 use kailash::access::{AccessControl, forbidden};
 use kailash::audit::{AuditEvent, AuditQuery as AuditTrail};
+use kailash::cache::ResponseCacheLayer;
 use kailash::context::RequestContext;
 use kailash::guard::GuardRefusal;
 use kailash::realtime::Hub;
@@ -226,16 +227,49 @@ pub fn with_demo_routes(builder: GatewayBuilder) -> Result<GatewayBuilder, Gatew
         sink: builder.audit_handle().cloned(),
         erasure: builder.audit_erasure().cloned(),
     });
-    Ok(builder.routes(router(demo)).openapi(openapi()))
+    let cache = builder.response_cache_layer().cloned();
+    Ok(builder.routes(router(demo, cache)).openapi(openapi()))
+}
+
+/// How long a caller's usage report may be answered from the response
+/// cache (`[cache]`): the figures are a dashboard's, not a ledger's.
+const REPORTS_MAX_AGE: &str = "private, max-age=5";
+
+/// `route` answered from `cache` when one is configured: inside the route's
+/// permission check (added after this), so every request is still
+/// authenticated, admitted and decided before the cache is asked; the
+/// answers are marked fresh for [`REPORTS_MAX_AGE`] unless they say
+/// otherwise. Without `[cache]` the route is untouched.
+fn cached(
+    route: MethodRouter<Arc<Demo>>,
+    cache: Option<&ResponseCacheLayer>,
+) -> MethodRouter<Arc<Demo>> {
+    match cache {
+        Some(cache) => route
+            .layer::<_, std::convert::Infallible>(axum::middleware::map_response(
+                |mut response: Response| async move {
+                    response
+                        .headers_mut()
+                        .entry(header::CACHE_CONTROL)
+                        .or_insert(HeaderValue::from_static(REPORTS_MAX_AGE));
+                    response
+                },
+            ))
+            .layer::<_, std::convert::Infallible>(cache.clone()),
+        None => route,
+    }
 }
 
 fn guarded(route: MethodRouter<Arc<Demo>>, permission: &str) -> MethodRouter<Arc<Demo>> {
     route.layer(RequirePermissionLayer::new(permission))
 }
 
-fn router(demo: Arc<Demo>) -> Router {
+fn router(demo: Arc<Demo>, cache: Option<ResponseCacheLayer>) -> Router {
     Router::new()
-        .route("/api/reports", guarded(get(reports), "report:view"))
+        .route(
+            "/api/reports",
+            guarded(cached(get(reports), cache.as_ref()), "report:view"),
+        )
         .route(
             "/api/workflows",
             guarded(get(list_workflows), "workflow:execute")

@@ -1521,3 +1521,63 @@ async fn the_reference_document_is_complete_and_enforceable() {
     assert!(count >= 30, "{count} operations");
     d.stop().await;
 }
+
+/// `[cache]` on: `GET /api/reports` is answered from the cache for 5 s
+/// per caller, inside its permission check — every hit is still decided
+/// and audited, and a logout stops it at once. Off (the demo's default):
+/// the reports carry no freshness at all.
+#[tokio::test]
+async fn reports_are_cached_per_caller_inside_the_permission_check() {
+    let off = demo(&[]).await;
+    let bob = login(&off, "bob", "Bob-Demo-Passw0rd!", None).await;
+    let r = call(&off, "GET", "/api/reports", &bob, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), None, "the demo's behaviour kept");
+    assert_eq!(r.header("x-cache"), None);
+    off.stop().await;
+
+    for mut overrides in backends() {
+        overrides.push(("KAILASH_CACHE__ENABLED", "true".into()));
+        overrides.push(("KAILASH_CACHE__X_CACHE_HEADER", "true".into()));
+        let d = demo(&overrides).await;
+        let bob = login(&d, "bob", "Bob-Demo-Passw0rd!", None).await;
+        let carol = login(&d, "carol", "Carol-Demo-Passw0rd!", None).await;
+        const ALLOWED: &str =
+            r#"kailash_access_decisions_total{permission="report:view",effect="allow"}"#;
+        const HITS: &str = r#"kailash_cache_requests_total{outcome="hit"}"#;
+        let scrape = |d: &Demo| {
+            let addr = d.gw.addr;
+            async move { support::get(addr, "/metrics").await.text() }
+        };
+        let first = call(&d, "GET", "/api/reports", &bob, None).await;
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(first.header("cache-control"), Some("private, max-age=5"));
+        assert_eq!(first.header("x-cache"), Some("miss"));
+        let before = scrape(&d).await;
+        let hit = call(&d, "GET", "/api/reports", &bob, None).await;
+        assert_eq!(hit.header("x-cache"), Some("hit"));
+        assert_eq!(hit.text(), first.text());
+        let after = scrape(&d).await;
+        assert_eq!(
+            support::sample(&after, ALLOWED) - support::sample(&before, ALLOWED),
+            1.0,
+            "a hit is still decided"
+        );
+        assert_eq!(
+            support::sample(&after, HITS) - support::sample(&before, HITS),
+            1.0
+        );
+        // A caller without report:view is refused before the cache.
+        let refused = call(&d, "GET", "/api/reports", &carol, None).await;
+        refused.assert_problem(403);
+        assert_eq!(refused.header("x-cache"), None);
+        // A logout stops it at once.
+        assert_eq!(
+            call(&d, "POST", "/auth/logout", &bob, None).await.status,
+            204
+        );
+        let after = call(&d, "GET", "/api/reports", &bob, None).await;
+        after.assert_problem(401);
+        d.stop().await;
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use kailash_core::audit::{AuditDecision, AuditError, AuditEvent, AuditSeverity, AuditSink, offer};
@@ -20,6 +21,8 @@ pub const AUDIT_ACTION: &str = "access.check";
 
 struct Inner {
     policy: ArcSwap<AccessPolicy>,
+    /// Counts the policies put in force (see [`AccessControl::generation`]).
+    generation: AtomicU64,
     audit: Option<Arc<dyn AuditSink>>,
     clock: Arc<dyn Clock>,
     labels: PermissionLabels,
@@ -89,8 +92,14 @@ impl PermissionLabels {
 /// let broken: AccessSpec = serde_json::from_str(
 ///     r#"{ "roles": [{ "name": "x", "inherits": ["nobody"] }] }"#,
 /// ).unwrap();
+/// let generation = access.generation();
 /// assert!(access.reload(&broken).await.is_err());
 /// assert!(access.decide(&AccessRequest::new(&bob, &view, jiff::Timestamp::now())).allowed);
+/// assert_eq!(access.generation(), generation);
+///
+/// // Every reload that succeeds starts a new generation (caches key by it).
+/// access.reload(&spec).await?;
+/// assert_ne!(access.generation(), generation);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -114,6 +123,7 @@ impl AccessControl {
         Self {
             inner: Arc::new(Inner {
                 policy: ArcSwap::from_pointee(policy),
+                generation: AtomicU64::new(0),
                 audit: None,
                 clock: Arc::new(SystemClock),
                 labels: PermissionLabels::default(),
@@ -123,12 +133,14 @@ impl AccessControl {
 
     fn rebuild(self, f: impl FnOnce(&mut Option<Arc<dyn AuditSink>>, &mut Arc<dyn Clock>)) -> Self {
         let policy = self.inner.policy.load_full();
+        let generation = self.generation();
         let mut audit = self.inner.audit.clone();
         let mut clock = self.inner.clock.clone();
         f(&mut audit, &mut clock);
         Self {
             inner: Arc::new(Inner {
                 policy: ArcSwap::new(policy),
+                generation: AtomicU64::new(generation),
                 audit,
                 clock,
                 labels: PermissionLabels::default(),
@@ -158,6 +170,16 @@ impl AccessControl {
     /// Puts `policy` in force for every decision from now on.
     pub fn replace(&self, policy: AccessPolicy) {
         self.inner.policy.store(Arc::new(policy));
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The policy's generation: a number that changes every time a policy
+    /// is put in force ([`replace`](Self::replace), [`reload`](Self::reload)),
+    /// even the same one again. A response cache keys its entries by it
+    /// (kailash-core's `cache::Generation`), so nothing decided or computed
+    /// under one policy is served under the next.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
     }
 
     /// Compiles `spec` and puts it in force; on error the policy in force
@@ -260,6 +282,12 @@ impl AccessControl {
             offer(Some(sink), event).settle().await?;
         }
         Ok(decision)
+    }
+}
+
+impl kailash_core::cache::Generation for AccessControl {
+    fn generation(&self) -> u64 {
+        AccessControl::generation(self)
     }
 }
 

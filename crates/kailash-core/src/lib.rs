@@ -6,6 +6,7 @@
 mod accessors;
 pub mod admission;
 pub mod audit;
+pub mod cache;
 pub mod clock;
 pub mod context;
 #[cfg(feature = "pii")]

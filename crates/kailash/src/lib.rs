@@ -40,8 +40,8 @@ pub use gateway::{Gateway, shutdown_signal};
 pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
-    AttributeValue, Principal, Problem, TenantId, admission, audit, clock, context, dlp, envelope,
-    grpc, guard, ip_allow, json_limits, pii, problem, public, rate_limit, schema, state,
+    AttributeValue, Principal, Problem, TenantId, admission, audit, cache, clock, context, dlp,
+    envelope, grpc, guard, ip_allow, json_limits, pii, problem, public, rate_limit, schema, state,
     trace_context, transport,
 };
 pub use kailash_monitoring::{alert, anomaly, health, log, metrics, signal};

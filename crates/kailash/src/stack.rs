@@ -159,6 +159,11 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 .into(),
         ));
     }
+    // Cached answers are keyed by the access policy's generation: a reload
+    // starts afresh. (A store already given a source keeps it.)
+    if let (Some(cache), Some(access)) = (&this.response_cache, &this.access) {
+        cache.store().set_generation(Arc::new(access.clone()));
+    }
     // One state for every part (the realtime hub is built here, the rest
     // in `compose_checked`).
     if this.state.is_none() {

@@ -102,6 +102,9 @@ where
         }
         let allowed = decision.allowed;
         if allowed && !decision.pending.is_empty() {
+            // The handler still decides: its answer is not the route's to cache.
+            req.extensions_mut()
+                .insert(kailash_core::cache::Uncacheable);
             req.extensions_mut().insert(PendingResourceCheck {
                 permission: decided_by.clone(),
                 policies: decision.pending,

@@ -134,6 +134,7 @@ impl GatewayBuilder {
                     .dlp_layer()
                     .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?,
             )
+            .response_cache(config.cache.layer())
             .cors_allow_credentials(config.cors.allow_credentials)
             .cors_max_age(config.cors.max_age.0)
             .rate_limits(RateLimits {

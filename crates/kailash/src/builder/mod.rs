@@ -55,6 +55,7 @@ pub struct GatewayBuilder {
     pub(crate) https: Option<kailash_core::transport::HttpsPolicyLayer>,
     pub(crate) security_headers: Option<kailash_core::transport::SecurityHeaders>,
     pub(crate) dlp: Option<kailash_core::dlp::DlpLayer>,
+    pub(crate) response_cache: Option<kailash_core::cache::ResponseCacheLayer>,
     pub(crate) field_keys: Option<(Arc<kailash_core::field_encryption::FieldKeys>, Duration)>,
     pub(crate) field_targets: Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>>,
     pub(crate) cors_credentials: bool,
@@ -141,6 +142,7 @@ impl Default for GatewayBuilder {
             .ok(),
             security_headers: Some(kailash_core::transport::SecurityHeaders::default()),
             dlp: None,
+            response_cache: None,
             field_keys: None,
             field_targets: Vec::new(),
             cors_credentials: false,
@@ -719,6 +721,34 @@ impl GatewayBuilder {
     pub fn runtime(mut self, runtime: kailash_runtime::runtime::AccessControlledRuntime) -> Self {
         self.runtime = Some(runtime);
         self
+    }
+
+    /// A response cache for your routes (`None`: none, the default).
+    ///
+    /// The gateway does not wrap routes in it by itself: a stored answer
+    /// skips everything inside the cache, so it must sit inside each
+    /// route's access check. Take the layer back with
+    /// [`response_cache_layer`](Self::response_cache_layer) and add it to
+    /// the routes whose answers may be stored, *before* their
+    /// `RequirePermissionLayer` (axum's later `.layer` wraps the earlier):
+    /// authentication, the session check, tenancy, rate limits and the
+    /// access decision (audited) then run on every request, hit or miss,
+    /// so a logout or a revoked role stops it at once. With
+    /// [`access_control`](Self::access_control) the entries are keyed by
+    /// the policy's generation: a policy reload starts afresh. See
+    /// [`kailash_core::cache`] for what is stored and for whom.
+    pub fn response_cache(
+        mut self,
+        layer: Option<kailash_core::cache::ResponseCacheLayer>,
+    ) -> Self {
+        self.response_cache = layer;
+        self
+    }
+
+    /// The response cache set so far (with
+    /// [`response_cache`](Self::response_cache)), to add to routes.
+    pub fn response_cache_layer(&self) -> Option<&kailash_core::cache::ResponseCacheLayer> {
+        self.response_cache.as_ref()
     }
 
     /// The workflow runtime set so far (with [`runtime`](Self::runtime)).

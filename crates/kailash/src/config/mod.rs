@@ -37,6 +37,7 @@
 //! ```
 
 pub mod alerting;
+mod cache;
 mod env;
 pub(crate) mod load;
 mod sections;
@@ -57,6 +58,7 @@ pub use sections::{
 };
 
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
+pub use cache::CacheSection;
 pub use kailash_core::spec::{ConfigDuration, RateConfig, parse_duration};
 
 /// Why a configuration could not be loaded.
@@ -117,6 +119,8 @@ pub struct GatewayConfig {
     pub alerting: alerting::AlertingConfig,
     /// OpenTelemetry trace export.
     pub telemetry: TelemetryConfig,
+    /// The response cache (`enabled = false` by default).
+    pub cache: CacheSection,
     /// Authentication; absent means the gateway authenticates nobody.
     pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).

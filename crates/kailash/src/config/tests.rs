@@ -33,6 +33,44 @@ fn unknown_keys_name_the_key_and_the_file() {
 }
 
 #[test]
+fn the_cache_section_is_checked_key_by_key() {
+    let config = load("", &[]).expect("defaults");
+    assert!(!config.cache.enabled, "off unless asked for");
+    assert!(config.cache.layer().is_none());
+    for (text, key) in [
+        (
+            "[cache]\nmax_bytes = 0\n",
+            "key `cache.max_bytes`: must be at least 1",
+        ),
+        (
+            "[cache]\nmax_entries = 0\n",
+            "key `cache.max_entries`: must be at least 1",
+        ),
+        (
+            "[cache]\nmax_entry_bytes = 0\n",
+            "key `cache.max_entry_bytes`",
+        ),
+        (
+            "[cache]\nmax_bytes = 100\nmax_entry_bytes = 101\n",
+            "key `cache.max_entry_bytes`: must be between 1 and cache.max_bytes (100)",
+        ),
+        ("[cache]\nenable = true\n", "`enable`"),
+        ("[cache]\nmax_bytes = -1\n", "key `cache.max_bytes`"),
+    ] {
+        let e = load(text, &[]).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    let config = load(
+        "[cache]\nenabled = true\nmax_bytes = 4096\nmax_entry_bytes = 1024\nmax_entries = 8\n",
+        &[],
+    )
+    .expect("a valid [cache]");
+    let layer = config.cache.layer().expect("enabled");
+    assert_eq!(layer.store().limits().max_entries, 8);
+    assert_eq!(layer.store().limits().max_entry_bytes, 1024);
+}
+
+#[test]
 fn invalid_values_name_the_key() {
     let e = load("[server]\nmax_connections = \"many\"\n", &[])
         .unwrap_err()

@@ -5,6 +5,7 @@
 mod anomaly;
 mod audit;
 mod auth;
+mod cache;
 mod dlp;
 mod encryption;
 mod input;

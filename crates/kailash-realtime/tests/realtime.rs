@@ -80,6 +80,17 @@ async fn instance_with_keys(
     keys: Arc<KeySet>,
     config: RealtimeConfig,
 ) -> App {
+    instance_with(state, clock, keys, config, |hub| hub).await
+}
+
+/// [`instance_with_keys`] whose hub `extra` may add to.
+async fn instance_with(
+    state: SharedState,
+    clock: Arc<ManualClock>,
+    keys: Arc<KeySet>,
+    config: RealtimeConfig,
+    extra: impl FnOnce(kailash_realtime::HubBuilder) -> kailash_realtime::HubBuilder,
+) -> App {
     let verifier = Verifier::builder(keys.clone(), ISS, AUD)
         .clock(clock.clone())
         .build();
@@ -94,8 +105,7 @@ async fn instance_with_keys(
         .cookie(COOKIE)
         .session_check(Arc::new(sessions.clone()));
     let access = AccessControl::new(AccessPolicy::load(&access_spec()).await.unwrap());
-    let hub = Hub::builder(state, auth, config)
-        .access(access)
+    let hub = extra(Hub::builder(state, auth, config).access(access))
         .build()
         .unwrap();
     let router: axum::Router = kailash_realtime::router(&hub);
@@ -1567,31 +1577,12 @@ mod usage {
             SigningKey::hs256("k1", &[7; 32]).unwrap(),
             clock.clone(),
         ));
-        let verifier = Verifier::builder(keys.clone(), ISS, AUD)
-            .clock(clock.clone())
-            .build();
-        let sessions = SessionStore::new(state.clone(), SessionConfig::default());
-        let auth = JwtAuthLayer::new(verifier).session_check(Arc::new(sessions.clone()));
         let seconds = Arc::new(Seconds::default());
-        let hub = Hub::builder(state, auth, base_config())
-            .access(AccessControl::new(
-                AccessPolicy::load(&access_spec()).await.unwrap(),
-            ))
-            .usage(seconds.clone())
-            .usage_every(Duration::from_millis(500))
-            .build()
-            .unwrap();
-        let router: axum::Router = kailash_realtime::router(&hub);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let app = App {
-            addr,
-            hub,
-            clock,
-            keys,
-            sessions,
-        };
+        let sink = seconds.clone();
+        let app = instance_with(state, clock, keys, base_config(), move |hub| {
+            hub.usage(sink).usage_every(Duration::from_millis(500))
+        })
+        .await;
         let started = Instant::now();
         let (_alice, ..) = app.connect(&who("alice", acme())).await;
         let (_bob, ..) = app.connect(&who("bob", acme())).await;

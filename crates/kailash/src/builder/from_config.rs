@@ -419,24 +419,13 @@ fn webhook_delivery(
     data_dir: &Path,
     clock: Arc<dyn Clock>,
 ) -> Result<crate::billing::WebhookDelivery, GatewayError> {
-    use crate::config::alerting::SecretSource;
     let fail = |m: String| GatewayError::Billing(m);
-    let file = billing.secret_file.as_ref().map(|f| {
-        if f.is_absolute() {
-            f.clone()
-        } else {
-            data_dir.join(f)
-        }
-    });
-    let source = match (&billing.secret_env, &file) {
-        (Some(var), None) => SecretSource::Env(var),
-        (None, Some(path)) => SecretSource::File(path),
-        _ => {
-            return Err(fail(
-                "set exactly one of billing.secret_env and billing.secret_file".into(),
-            ));
-        }
-    };
+    let file = billing.secret_file.as_ref().map(|f| data_dir.join(f));
+    // The config check made sure exactly one is set.
+    let source =
+        crate::config::alerting::AlertChannelConfig::secret(&billing.secret_env, &file, "secret")
+            .map_err(fail)?
+            .ok_or_else(|| fail("set billing.secret_env or billing.secret_file".into()))?;
     let secret = source
         .read()
         .map_err(|m| fail(format!("the signing secret: {m}")))?;

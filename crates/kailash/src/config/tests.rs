@@ -573,7 +573,7 @@ id = "acme"
         (
             "webhook_url = \"https://b.example\"\nsecret_env = \"S\"\nsecret_file = \"s\"",
             "billing",
-            "exactly one",
+            "not both",
         ),
         (
             "webhook_url = \"https://b.example\"\nsecret_env = \"S\"\ninterval = \"0s\"",

@@ -101,14 +101,15 @@ impl GatewayConfig {
             ));
         }
         crate::billing::check_url(&b.webhook_url).map_err(|e| ("billing.webhook_url".into(), e))?;
-        match (&b.secret_env, &b.secret_file) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => {
+        match super::alerting::AlertChannelConfig::secret(&b.secret_env, &b.secret_file, "secret") {
+            Ok(Some(_)) => {}
+            Ok(None) => {
                 return Err((
                     "billing".into(),
                     "set exactly one of `secret_env` and `secret_file`".into(),
                 ));
             }
+            Err(e) => return Err(("billing".into(), e)),
         }
         for (key, value, min, max) in [
             (

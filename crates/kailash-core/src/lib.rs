@@ -20,6 +20,8 @@ pub mod guard;
 pub mod hash;
 pub mod ip_allow;
 pub mod json_limits;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 #[cfg(feature = "pii")]
 pub mod pii;
 pub mod principal;

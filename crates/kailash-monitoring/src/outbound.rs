@@ -1,9 +1,10 @@
 //! A small outbound HTTP/1.1 client for monitoring's own calls — alert
-//! webhooks, external-API health checks, trace export: one connection per
-//! request (each is seconds apart), `http://` or `https://` with rustls on
-//! aws-lc-rs and the system's roots, the W3C trace context injected, a
-//! bounded answer. The URL never appears in errors: a webhook URL or a
-//! query string can be a secret.
+//! webhooks, external-API health checks, trace export — over a
+//! [`ConnectionPool`] (its own, or the gateway's shared one through
+//! [`Target::with_pool`]): `http://` or `https://` with rustls on aws-lc-rs
+//! and the system's roots, the W3C trace context injected, a bounded
+//! answer. The URL never appears in errors: a webhook URL or a query
+//! string can be a secret.
 //!
 //! ```
 //! use std::time::Duration;
@@ -21,10 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Limited};
+use kailash_core::outbound::{ConnectionPool, Either, PoolKey};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Why a URL was refused (the URL itself is not repeated).
 pub const BAD_URL: &str = "not an absolute http(s) URL with a host";
@@ -62,6 +62,8 @@ pub struct Target {
     host_header: HeaderValue,
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
+    key: PoolKey,
+    pool: ConnectionPool,
     timeout: Duration,
 }
 
@@ -99,26 +101,37 @@ pub fn parse(url: &str) -> Result<(Uri, bool, String, u16), String> {
     Ok((uri, https, host, port))
 }
 
-/// A TLS connector on aws-lc-rs trusting the system's roots.
-fn connector() -> Result<tokio_rustls::TlsConnector, String> {
+/// A TLS connector on aws-lc-rs trusting the system's roots, and the
+/// pool partition of those roots.
+fn connector() -> Result<(tokio_rustls::TlsConnector, String), String> {
     let native = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(native.certs);
     if added == 0 {
         return Err("no system root certificates found".to_owned());
     }
+    let partition = kailash_core::outbound::tls_partition(
+        roots
+            .roots
+            .iter()
+            .flat_map(|a| [a.subject.as_ref(), a.subject_public_key_info.as_ref()]),
+    );
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok((
+        tokio_rustls::TlsConnector::from(Arc::new(config)),
+        partition,
+    ))
 }
 
 impl Target {
     /// Checks `url`; each request is bounded by `timeout` (connect,
-    /// handshake, answer).
+    /// handshake, answer). Connections come from a pool of the target's
+    /// own until [`with_pool`](Self::with_pool) gives it a shared one.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         let (uri, https, host, port) = parse(url)?;
         let host_header = match uri.port_u16() {
@@ -126,15 +139,32 @@ impl Target {
             None => uri.host().unwrap_or_default().to_owned(),
         };
         let host_header = HeaderValue::from_str(&host_header).map_err(|_| BAD_URL.to_owned())?;
-        let tls = if https { Some(connector()?) } else { None };
+        let (tls, partition) = if https {
+            let (tls, partition) = connector()?;
+            (Some(tls), partition)
+        } else {
+            (None, "plain".to_owned())
+        };
         Ok(Self {
+            key: PoolKey::new(https, host.clone(), port).partition(partition),
             uri,
             host,
             host_header,
             port,
             tls,
+            pool: ConnectionPool::new(
+                kailash_core::outbound::PoolConfig::default().max_connections(4),
+            ),
             timeout,
         })
+    }
+
+    /// The same target drawing its connections from `pool` (a gateway's
+    /// one pool for all its outbound calls).
+    #[must_use]
+    pub fn with_pool(mut self, pool: &ConnectionPool) -> Self {
+        self.pool = pool.clone();
+        self
     }
 
     /// The host called.
@@ -191,36 +221,6 @@ impl Target {
         request: Request<Bytes>,
         read_body: bool,
     ) -> Result<Response<Bytes>, SendError> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| fail(format!("connect: {}", e.kind()), true))?;
-        match &self.tls {
-            Some(connector) => {
-                let name = ServerName::try_from(self.host.clone())
-                    .map_err(|_| fail("invalid host name", false))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| fail(format!("TLS: {}", e.kind()), true))?;
-                self.over(tls, request, read_body).await
-            }
-            None => self.over(tcp, request, read_body).await,
-        }
-    }
-
-    async fn over<S>(
-        &self,
-        io: S,
-        request: Request<Bytes>,
-        read_body: bool,
-    ) -> Result<Response<Bytes>, SendError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|_| fail("HTTP handshake failed", true))?;
-        let driver = tokio::spawn(conn);
         let (mut parts, body) = request.into_parts();
         // Origin-form on a connection to the target's host.
         parts.uri = parts
@@ -233,24 +233,47 @@ impl Target {
         // The current trace continues at the receiver (W3C traceparent).
         kailash_core::trace_context::inject(&mut parts.headers);
         let method = parts.method.clone();
-        let response = sender
-            .send_request(Request::from_parts(parts, Full::new(body)))
-            .await
-            .map_err(|_| fail("no HTTP response", true));
-        let result = match response {
-            Ok(response) if read_body && method != Method::HEAD => {
-                let (parts, body) = response.into_parts();
-                let body = Limited::new(body, MAX_ANSWER_BYTES)
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                Ok(Response::from_parts(parts, body))
+        let connect = || async move {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| format!("connect: {}", e.kind()))?;
+            match &self.tls {
+                Some(connector) => {
+                    let name = ServerName::try_from(self.host.clone())
+                        .map_err(|_| "invalid host name".to_owned())?;
+                    let tls = connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS: {}", e.kind()))?;
+                    Ok(Either::Right(tls))
+                }
+                None => Ok(Either::Left(tcp)),
             }
-            Ok(response) => Ok(response.map(|_| Bytes::new())),
-            Err(e) => Err(e),
         };
-        driver.abort();
-        result
+        let (response, connection) = self
+            .pool
+            .send(&self.key, connect, Request::from_parts(parts, body))
+            .await
+            .map_err(|e| match e {
+                kailash_core::outbound::PoolError::Connect(m) => fail(m, true),
+                _ => fail("no HTTP response", true),
+            })?;
+        let (parts, body) = response.into_parts();
+        if !read_body || method == Method::HEAD {
+            // The body is drained (bounded) so the connection can be
+            // reused; a longer one closes it.
+            if Limited::new(body, MAX_ANSWER_BYTES).collect().await.is_ok() {
+                connection.release();
+            }
+            return Ok(Response::from_parts(parts, Bytes::new()));
+        }
+        match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
+            Ok(body) => {
+                connection.release();
+                Ok(Response::from_parts(parts, body.to_bytes()))
+            }
+            // Over the bound or cut off: what arrived is not kept.
+            Err(_) => Ok(Response::from_parts(parts, Bytes::new())),
+        }
     }
 }

@@ -405,6 +405,74 @@ async fn http_request_get_without_body_gives_text_and_any_status() {
     assert_eq!(out["body"], json!("no such thing"));
 }
 
+/// A keep-alive HTTP/1.1 server answering `ok` to every request; the
+/// connections it accepted.
+async fn keep_alive_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                while read_request(&mut stream).await.is_some() {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Connections are kept alive and reused by the integration that opened
+/// them, through the shared pool — never by another integration (whose
+/// address rules may differ), nor by a rebuild of the same one.
+#[tokio::test]
+async fn connections_are_reused_per_integration_and_never_across() {
+    use kailash_core::outbound::{ConnectionPool, PoolConfig};
+    use std::sync::atomic::Ordering;
+    let (port, accepted) = keep_alive_server().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let specs = json!([
+        { "name": "svc", "base_urls": [base], "allow_private": true },
+        { "name": "other", "base_urls": [base], "allow_private": true },
+    ]);
+    let pool = ConnectionPool::new(PoolConfig::default().max_connections(10));
+    let node_type = HttpRequestType::new(integrations(specs.clone()).with_pool(&pool));
+    let both = tenant(json!({"id": "acme", "allowed_integrations": ["svc", "other"]}));
+    let get = |name: &'static str| json!({"integration": name, "method": "GET", "path": "/x"});
+    for _ in 0..3 {
+        let out = run_node(&node_type, get("svc"), both.clone(), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(out["body"], json!("ok"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    for _ in 0..2 {
+        run_node(&node_type, get("other"), both.clone(), json!({}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    run_node(&node_type, get("svc"), both.clone(), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let stats = pool.stats();
+    assert_eq!((stats.opened, stats.reused), (2, 4), "{stats:?}");
+    // Rebuilt (a reload, say): its own connections.
+    let rebuilt = HttpRequestType::new(integrations(specs).with_pool(&pool));
+    run_node(&rebuilt, get("svc"), both, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn https_verifies_the_certificate_for_the_host_name() {
     use rustls::pki_types::CertificateDer;

@@ -45,7 +45,7 @@ impl GatewayBuilder {
             self = self.alert_rule(rule);
         }
         for (i, c) in config.channels.iter().enumerate() {
-            let route = channel(c).map_err(|e| {
+            let route = channel(c, &self.outbound).map_err(|e| {
                 GatewayError::Alerting(format!("alerting.channels[{i}] ({}): {e}", c.name))
             })?;
             self = self.alert_route(route);
@@ -65,13 +65,18 @@ fn secret(
 }
 
 /// One configured channel, its secret read.
-fn channel(c: &AlertChannelConfig) -> Result<Route, String> {
+fn channel(
+    c: &AlertChannelConfig,
+    pool: &kailash_core::outbound::ConnectionPool,
+) -> Result<Route, String> {
     let timeout = c.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
     match c.kind {
         ChannelType::Slack => {
             let url = secret(&c.webhook_url_env, &c.webhook_url_file, "webhook_url")?
                 .ok_or("no webhook URL")?;
-            let ch = SlackChannel::new(&url, timeout).map_err(|e| format!("webhook URL: {e}"))?;
+            let ch = SlackChannel::new(&url, timeout)
+                .map_err(|e| format!("webhook URL: {e}"))?
+                .with_pool(pool);
             Ok(Route::new(&c.name, &c.severity_levels, ch))
         }
         ChannelType::Pagerduty => {
@@ -80,7 +85,8 @@ fn channel(c: &AlertChannelConfig) -> Result<Route, String> {
             let ch = match &c.endpoint {
                 Some(endpoint) => PagerDutyChannel::with_endpoint(&key, endpoint, timeout),
                 None => PagerDutyChannel::new(&key, timeout),
-            }?;
+            }?
+            .with_pool(pool);
             Ok(Route::new(&c.name, &c.severity_levels, ch))
         }
         ChannelType::Email => {

@@ -89,7 +89,7 @@ pub fn check_url(url: &str) -> Result<http::Uri, String> {
     let host = uri.host().ok_or("not an absolute URL with a host")?;
     match uri.scheme_str() {
         Some("https") => Ok(uri),
-        Some("http") if crate::outbound::loopback(host.trim_matches(['[', ']'])) => Ok(uri),
+        Some("http") if crate::client::loopback(host.trim_matches(['[', ']'])) => Ok(uri),
         _ => Err("must be https:// (http:// only to a loopback host)".to_owned()),
     }
 }
@@ -98,7 +98,7 @@ pub fn check_url(url: &str) -> Result<http::Uri, String> {
 pub struct WebhookDelivery {
     uri: http::Uri,
     secret: Vec<u8>,
-    client: crate::outbound::Client,
+    client: crate::client::Client,
     clock: Arc<dyn Clock>,
 }
 
@@ -132,8 +132,8 @@ impl WebhookDelivery {
                 "the signing secret must be at least {MIN_SECRET_BYTES} bytes"
             ));
         }
-        let roots = crate::outbound::roots(None)?;
-        let client = crate::outbound::Client::with_roots(roots, timeout, MAX_ANSWER_BYTES)?
+        let roots = crate::client::roots(None)?;
+        let client = crate::client::Client::with_roots(roots, timeout, MAX_ANSWER_BYTES)?
             // The receiver is a third party (the billing system).
             .without_trace_context();
         Ok(Self {
@@ -142,6 +142,14 @@ impl WebhookDelivery {
             client,
             clock,
         })
+    }
+
+    /// The same delivery drawing its connections from `pool` (the
+    /// gateway's outbound pool).
+    #[must_use]
+    pub fn with_pool(mut self, pool: &kailash_core::outbound::ConnectionPool) -> Self {
+        self.client = self.client.pool(pool);
+        self
     }
 }
 

@@ -61,6 +61,14 @@ impl ExternalApiCheck {
             target: Target::new(url, timeout)?,
         })
     }
+
+    /// The same check drawing its connection from `pool` (the gateway's
+    /// outbound pool).
+    #[must_use]
+    pub fn with_pool(mut self, pool: &kailash_core::outbound::ConnectionPool) -> Self {
+        self.target = self.target.with_pool(pool);
+        self
+    }
 }
 
 #[async_trait]

@@ -51,7 +51,7 @@ pub enum JwksUrlError {
 #[derive(Clone)]
 pub struct HttpsJwksSource {
     uri: Uri,
-    client: crate::outbound::Client,
+    client: crate::client::Client,
 }
 
 impl std::fmt::Debug for HttpsJwksSource {
@@ -71,7 +71,7 @@ impl HttpsJwksSource {
     pub fn new(url: &str) -> Result<Self, JwksUrlError> {
         Self::with_roots(
             url,
-            crate::outbound::roots(None).map_err(JwksUrlError::Roots)?,
+            crate::client::roots(None).map_err(JwksUrlError::Roots)?,
         )
     }
 
@@ -83,9 +83,17 @@ impl HttpsJwksSource {
         }
         Ok(Self {
             uri,
-            client: crate::outbound::Client::with_roots(roots, DEFAULT_TIMEOUT, MAX_JWKS_BYTES)
+            client: crate::client::Client::with_roots(roots, DEFAULT_TIMEOUT, MAX_JWKS_BYTES)
                 .map_err(JwksUrlError::Roots)?,
         })
+    }
+
+    /// Draws connections from `pool` (a gateway's outbound pool) instead
+    /// of a pool of its own.
+    #[must_use]
+    pub fn pool(mut self, pool: &kailash_core::outbound::ConnectionPool) -> Self {
+        self.client = self.client.pool(pool);
+        self
     }
 
     /// Bounds one fetch (connect, handshake, request, body); default 5 s.

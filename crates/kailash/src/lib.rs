@@ -9,6 +9,7 @@ mod alerting;
 mod backends;
 pub mod billing;
 mod builder;
+mod client;
 pub mod config;
 mod contract;
 mod cors;
@@ -20,7 +21,6 @@ pub mod jwks;
 pub mod oidc;
 mod ops;
 pub mod ops_access;
-mod outbound;
 mod realtime_hooks;
 mod runtime_hooks;
 mod server;
@@ -41,8 +41,8 @@ pub use kailash_access as access;
 pub use kailash_auth as auth;
 pub use kailash_core::{
     AttributeValue, Principal, Problem, TenantId, admission, audit, cache, clock, context, dlp,
-    envelope, grpc, guard, ip_allow, json_limits, pii, problem, public, rate_limit, schema, state,
-    trace_context, transport,
+    envelope, grpc, guard, ip_allow, json_limits, outbound, pii, problem, public, rate_limit,
+    schema, state, trace_context, transport,
 };
 pub use kailash_monitoring::{alert, anomaly, health, log, metrics, signal};
 #[cfg(feature = "postgres")]

@@ -50,18 +50,26 @@ use crate::GatewayError;
 /// Reaches identity providers (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct OidcClient {
-    client: crate::outbound::Client,
+    client: crate::client::Client,
 }
 
 impl OidcClient {
     /// A client trusting the system's roots and the certificates of
     /// `ca_pem`, each exchange within `timeout`.
     pub fn new(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, String> {
-        let roots = crate::outbound::roots(ca_pem)?;
+        let roots = crate::client::roots(ca_pem)?;
         Ok(Self {
-            client: crate::outbound::Client::with_roots(roots, timeout, MAX_ANSWER_BYTES)?
+            client: crate::client::Client::with_roots(roots, timeout, MAX_ANSWER_BYTES)?
                 .without_trace_context(),
         })
+    }
+
+    /// The same client drawing its connections from `pool` (the gateway's
+    /// outbound pool).
+    #[must_use]
+    pub fn with_pool(mut self, pool: &kailash_core::outbound::ConnectionPool) -> Self {
+        self.client = self.client.pool(pool);
+        self
     }
 }
 
@@ -78,6 +86,7 @@ pub(crate) fn providers_from_config(
     specs: &[OidcProviderSpec],
     data_dir: &std::path::Path,
     state: &SharedState,
+    pool: &kailash_core::outbound::ConnectionPool,
 ) -> Result<OidcProviders, GatewayError> {
     let mut providers = OidcProviders::new();
     for spec in specs {
@@ -110,7 +119,9 @@ pub(crate) fn providers_from_config(
             }
             None => None,
         };
-        let http = OidcClient::new(ca.as_deref(), spec.timeout.0).map_err(err)?;
+        let http = OidcClient::new(ca.as_deref(), spec.timeout.0)
+            .map_err(err)?
+            .with_pool(pool);
         let provider = OidcProvider::new(spec.clone(), secret, Arc::new(http), state.clone())
             .map_err(|e| err(e.to_string()))?;
         providers = providers.with(provider);

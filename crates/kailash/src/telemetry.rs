@@ -81,17 +81,32 @@ impl Telemetry {
         config: &TelemetryConfig,
         default_service: &str,
     ) -> Result<Option<Self>, TelemetryError> {
+        Self::from_config_with_pool(config, default_service, None)
+    }
+
+    /// [`from_config`](Self::from_config), the exports drawing their
+    /// connection from `pool` (the gateway's outbound pool, made before the
+    /// gateway with `ConnectionPool::new(config.outbound.pool())` and
+    /// handed to
+    /// [`GatewayBuilder::from_config_with_backends_and_pool`](crate::GatewayBuilder::from_config_with_backends_and_pool));
+    /// `None` keeps a connection of its own.
+    pub fn from_config_with_pool(
+        config: &TelemetryConfig,
+        default_service: &str,
+        pool: Option<&kailash_core::outbound::ConnectionPool>,
+    ) -> Result<Option<Self>, TelemetryError> {
         let Some(endpoint) = &config.endpoint else {
             return Ok(None);
         };
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| TelemetryError("must start within a tokio runtime".into()))?;
         let url = traces_url(endpoint);
-        let client = Client {
-            target: Target::new(&url, config.timeout.0)
-                .map_err(|e| TelemetryError(format!("endpoint: {e}")))?,
-            handle,
-        };
+        let mut target = Target::new(&url, config.timeout.0)
+            .map_err(|e| TelemetryError(format!("endpoint: {e}")))?;
+        if let Some(pool) = pool {
+            target = target.with_pool(pool);
+        }
+        let client = Client { target, handle };
         let mut headers = std::collections::HashMap::new();
         if let Some(var) = &config.headers_env {
             let text = std::env::var(var)
@@ -228,8 +243,8 @@ pub(crate) fn set_parent(span: &Span, headers: &http::HeaderMap) {
     }
 }
 
-/// The OTLP exporter's HTTP client: [`kailash_monitoring::outbound`] (one
-/// HTTP/1.1 connection per export, a batch every few seconds; rustls with
+/// The OTLP exporter's HTTP client: [`kailash_monitoring::outbound`] (a
+/// kept-alive HTTP/1.1 connection, a batch every few seconds; rustls with
 /// the system's roots). The batch processor runs its exports on a thread of
 /// its own, without a tokio reactor: the request runs on the runtime the
 /// telemetry was started in.

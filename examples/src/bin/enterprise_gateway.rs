@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 use kailash::GatewayBuilder;
 use kailash::config::GatewayConfig;
+use kailash::outbound::ConnectionPool;
 use kailash_examples::{business, demo};
 
 const DEMO_CONFIG: &str = include_str!("../../config/enterprise.toml");
@@ -149,15 +150,19 @@ fn otel_layer(t: &Telemetry) -> tracing_subscriber::layer::Identity {
 }
 
 /// Starts trace export when `[telemetry] endpoint` is set.
-fn start_telemetry(config: &GatewayConfig) -> Result<Option<Telemetry>, String> {
+fn start_telemetry(
+    config: &GatewayConfig,
+    pool: &ConnectionPool,
+) -> Result<Option<Telemetry>, String> {
     #[cfg(feature = "otel")]
     {
-        Telemetry::from_config(&config.telemetry, &config.gateway.title).map_err(|e| e.to_string())
+        Telemetry::from_config_with_pool(&config.telemetry, &config.gateway.title, Some(pool))
+            .map_err(|e| e.to_string())
     }
     #[cfg(not(feature = "otel"))]
     {
         // The config refuses an endpoint in a build without `otel`.
-        let _ = config;
+        let _ = (config, pool);
         Ok(None)
     }
 }
@@ -215,19 +220,21 @@ async fn run(
     config: GatewayConfig,
     text: String,
     origin: String,
+    pool: ConnectionPool,
 ) -> Result<(), String> {
     let data_dir = args
         .data_dir
         .or_else(|| std::env::var_os("KAILASH_DATA_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data"));
 
-    let builder = match GatewayBuilder::from_config_with_backends(&config, &data_dir).await {
-        Ok(b) => b,
-        Err(kailash::GatewayError::Access(e)) => {
-            return Err(kailash::config::locate_access_error(&text, &origin, &e));
-        }
-        Err(e) => return Err(e.to_string()),
-    };
+    let builder =
+        match GatewayBuilder::from_config_with_backends_and_pool(&config, &data_dir, pool).await {
+            Ok(b) => b,
+            Err(kailash::GatewayError::Access(e)) => {
+                return Err(kailash::config::locate_access_error(&text, &origin, &e));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
     #[cfg(unix)]
     if let Some(access) = builder.access_handle() {
         reload_on_sighup(args.config.clone(), access.clone())?;
@@ -288,7 +295,10 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args, config: GatewayConfig, text: String, origin: String) -> ExitCode {
-    let telemetry = match start_telemetry(&config) {
+    // One pool for every outbound call, trace export included
+    // (`[outbound] connection_pool_size`).
+    let pool = ConnectionPool::new(config.outbound.pool());
+    let telemetry = match start_telemetry(&config, &pool) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -296,7 +306,7 @@ async fn serve(args: Args, config: GatewayConfig, text: String, origin: String) 
         }
     };
     let _log = init_logging(telemetry.as_ref(), config.security.redact_logs);
-    let outcome = run(args, config, text, origin).await;
+    let outcome = run(args, config, text, origin, pool).await;
     #[cfg(feature = "otel")]
     if let Some(t) = telemetry {
         // Spans still buffered go out before the process ends.

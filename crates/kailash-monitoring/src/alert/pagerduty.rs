@@ -64,6 +64,14 @@ impl PagerDutyChannel {
         })
     }
 
+    /// The same channel drawing its connections from `pool` (a gateway's
+    /// outbound pool).
+    #[must_use]
+    pub fn with_pool(mut self, pool: &kailash_core::outbound::ConnectionPool) -> Self {
+        self.target = self.target.with_pool(pool);
+        self
+    }
+
     /// The event for `n`.
     pub fn event(&self, n: &Notification) -> Value {
         let action = match n.status {

@@ -40,6 +40,14 @@ impl SlackChannel {
         })
     }
 
+    /// The same channel drawing its connections from `pool` (a gateway's
+    /// outbound pool).
+    #[must_use]
+    pub fn with_pool(mut self, pool: &kailash_core::outbound::ConnectionPool) -> Self {
+        self.target = self.target.with_pool(pool);
+        self
+    }
+
     /// The JSON body for `group`.
     pub fn payload(group: &[Notification]) -> Value {
         let firing = group

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use kailash_core::outbound::ConnectionPool;
 use serde::{Deserialize, Serialize};
 
 use super::net::{self, check_path};
@@ -324,6 +325,13 @@ pub struct Integration {
     timeout: Duration,
     max_response_bytes: u64,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The connections it draws from, shared with the gateway's other
+    /// outbound calls once [`Integrations::with_pool`] is called.
+    pool: ConnectionPool,
+    /// Its partition of the pool: its own (name and build), so no other
+    /// integration — with other address rules or roots — reuses its
+    /// connections, nor does it after a rebuild.
+    partition: String,
 }
 
 impl fmt::Debug for Integration {
@@ -396,7 +404,18 @@ impl Integration {
     pub(crate) fn tls(&self) -> Option<&tokio_rustls::TlsConnector> {
         self.tls.as_ref()
     }
+
+    pub(crate) fn pool(&self) -> &ConnectionPool {
+        &self.pool
+    }
+
+    pub(crate) fn partition(&self) -> &str {
+        &self.partition
+    }
 }
+
+/// Tells one [`Integrations::build_with`] from another in pool partitions.
+static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The built integrations by name. Cheap to clone.
 ///
@@ -465,18 +484,42 @@ impl Integrations {
         } else {
             None
         };
+        let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pool = ConnectionPool::default();
         let by_name = built
             .into_iter()
             .map(|(mut i, https)| {
                 if https {
                     i.tls.clone_from(&tls);
                 }
+                i.partition = format!("integration:{build}:{}", i.name);
+                i.pool = pool.clone();
                 (i.name.clone(), Arc::new(i))
             })
             .collect();
         Ok(Self {
             by_name: Arc::new(by_name),
         })
+    }
+
+    /// The same integrations drawing their connections from `pool` (the
+    /// gateway's one outbound pool, `[outbound] connection_pool_size`)
+    /// instead of one of their own. Each integration keeps its own
+    /// partition of it.
+    #[must_use]
+    pub fn with_pool(self, pool: &ConnectionPool) -> Self {
+        let by_name = self
+            .by_name
+            .iter()
+            .map(|(name, i)| {
+                let mut i = Integration::clone(i);
+                i.pool = pool.clone();
+                (name.clone(), Arc::new(i))
+            })
+            .collect();
+        Self {
+            by_name: Arc::new(by_name),
+        }
     }
 
     /// The integration called `name`.
@@ -631,6 +674,8 @@ fn build_one(
         timeout: Duration::from_millis(total_ms),
         max_response_bytes,
         tls: None,
+        pool: ConnectionPool::default(),
+        partition: String::new(),
     })
 }
 

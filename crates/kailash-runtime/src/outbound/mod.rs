@@ -25,6 +25,19 @@
 //! (same scheme, host and port, under its base path), each checked the
 //! same way; 303, and 301/302 after a POST, continue as a GET without body.
 //!
+//! ## Connections
+//!
+//! Connections are kept alive and reused from a
+//! [`ConnectionPool`](kailash_core::outbound::ConnectionPool) — the
+//! integrations' own, or the gateway's shared one after
+//! [`Integrations::with_pool`] — each integration in a partition of its
+//! own: a connection is only ever reused by the integration (and the
+//! build of it) that opened it to a checked address, never by another
+//! whose address rules or roots differ. Only a new connection resolves
+//! and checks the host again. A response read to its end returns its
+//! connection to the pool; a redirect, a failure or a body over the cap
+//! closes it.
+//!
 //! ## Timeouts and the response cap
 //!
 //! `connect_timeout_ms` bounds each TCP connect plus TLS handshake;

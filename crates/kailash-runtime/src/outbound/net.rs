@@ -7,10 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinHandle;
+use http_body_util::BodyExt;
+use kailash_core::outbound::{Either, PoolError, PoolKey};
 
 use super::integrations::Integration;
 use crate::node::NodeError;
@@ -21,8 +19,6 @@ pub const MAX_REDIRECTS: usize = 5;
 const MAX_ADDRESSES: usize = 16;
 /// The `User-Agent` the outbound nodes send.
 pub const USER_AGENT_VALUE: &str = concat!("kailash-runtime/", env!("CARGO_PKG_VERSION"));
-/// hyper's read buffer, which bounds a response's status line and headers.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The longest path (with its query) a request or redirect may have.
 pub const MAX_PATH_BYTES: usize = 4096;
 
@@ -564,110 +560,64 @@ async fn exchange(
     body: Option<(Bytes, HeaderValue)>,
     cap: Cap,
 ) -> Result<Exchanged, String> {
-    let addresses = checked_addresses(integration, &at.host, at.port).await?;
-    let connect = async {
-        let mut last = None;
-        for a in &addresses {
-            match tokio::net::TcpStream::connect(a).await {
-                Ok(tcp) => return Ok(tcp),
-                Err(e) => last = Some(e.kind()),
-            }
-        }
-        Err(format!(
-            "cannot connect to {} ({})",
-            at.origin(),
-            last.map_or_else(|| "no address".to_owned(), |k| k.to_string())
-        ))
-    };
+    let request = request(at, method, headers, body)?;
     let connect_timeout = integration.connect_timeout();
-    let timed_out = || {
-        format!(
-            "connecting to {} took longer than {} ms",
-            at.origin(),
-            connect_timeout.as_millis()
-        )
-    };
-    if at.https {
-        let tls = integration
-            .tls()
-            .ok_or_else(|| "has no TLS configuration for an https URL".to_owned())?;
-        let name = rustls::pki_types::ServerName::try_from(at.host.clone())
-            .map_err(|_| format!("host {:?} is not a valid TLS server name", at.host))?;
-        let stream = tokio::time::timeout(connect_timeout, async {
-            let tcp = connect.await?;
-            tls.connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake with {} failed: {e}", at.origin()))
-        })
-        .await
-        .map_err(|_| timed_out())??;
-        over(stream, at, method, headers, body, cap).await
-    } else {
-        let tcp = tokio::time::timeout(connect_timeout, connect)
+    // Only a new connection resolves and checks the host: a kept-alive one
+    // of this integration's partition was opened to a checked address.
+    let connect = || async move {
+        let addresses = checked_addresses(integration, &at.host, at.port).await?;
+        let connect = async {
+            let mut last = None;
+            for a in &addresses {
+                match tokio::net::TcpStream::connect(a).await {
+                    Ok(tcp) => return Ok(tcp),
+                    Err(e) => last = Some(e.kind()),
+                }
+            }
+            Err(format!(
+                "cannot connect to {} ({})",
+                at.origin(),
+                last.map_or_else(|| "no address".to_owned(), |k| k.to_string())
+            ))
+        };
+        let timed_out = || {
+            format!(
+                "connecting to {} took longer than {} ms",
+                at.origin(),
+                connect_timeout.as_millis()
+            )
+        };
+        if at.https {
+            let tls = integration
+                .tls()
+                .ok_or_else(|| "has no TLS configuration for an https URL".to_owned())?;
+            let name = rustls::pki_types::ServerName::try_from(at.host.clone())
+                .map_err(|_| format!("host {:?} is not a valid TLS server name", at.host))?;
+            let stream = tokio::time::timeout(connect_timeout, async {
+                let tcp = connect.await?;
+                tls.connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {} failed: {e}", at.origin()))
+            })
             .await
             .map_err(|_| timed_out())??;
-        over(tcp, at, method, headers, body, cap).await
-    }
-}
-
-/// Aborts the connection task when the exchange ends or is dropped.
-struct Driver(JoinHandle<()>);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn over<T>(
-    io: T,
-    at: &Target,
-    method: &Method,
-    headers: &[(HeaderName, HeaderValue)],
-    body: Option<(Bytes, HeaderValue)>,
-    cap: Cap,
-) -> Result<Exchanged, String>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_HEAD_BYTES)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake with {} failed: {e}", at.origin()))?;
-    let _driver = Driver(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
-    let authority =
-        HeaderValue::from_str(&at.authority()).map_err(|_| "bad host header".to_owned())?;
-    let mut request = http::Request::builder()
-        .method(method.clone())
-        .uri(at.path_and_query.as_str());
-    let request_headers = request
-        .headers_mut()
-        .ok_or_else(|| "bad request".to_owned())?;
-    request_headers.insert(HOST, authority);
-    request_headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-    for (name, value) in headers {
-        request_headers.append(name.clone(), value.clone());
-    }
-    // The run's trace continues at the called service (W3C traceparent).
-    kailash_core::trace_context::inject(request_headers);
-    let body = match body {
-        Some((bytes, content_type)) => {
-            request_headers.insert(CONTENT_TYPE, content_type);
-            request_headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            Full::new(bytes)
+            Ok(Either::Right(stream))
+        } else {
+            let tcp = tokio::time::timeout(connect_timeout, connect)
+                .await
+                .map_err(|_| timed_out())??;
+            Ok(Either::Left(tcp))
         }
-        None => Full::new(Bytes::new()),
     };
-    let request = request
-        .body(body)
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-    let response = sender
-        .send_request(request)
+    let key = PoolKey::new(at.https, at.host.clone(), at.port).partition(integration.partition());
+    let (response, connection) = integration
+        .pool()
+        .send(&key, connect, request)
         .await
-        .map_err(|e| format!("the request to {} failed: {e}", at.origin()))?;
+        .map_err(|e| match e {
+            PoolError::Connect(reason) => reason,
+            e => format!("the request to {} failed: {e}", at.origin()),
+        })?;
     let status = response.status();
     if status.is_redirection()
         && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
@@ -676,6 +626,7 @@ where
         let location = location
             .to_str()
             .map_err(|_| "refused a redirect Location that is not ASCII".to_owned())?;
+        // The redirect's body is not read: its connection is closed.
         return Ok(Exchanged::Redirect(status, location.to_owned()));
     }
     let too_large = || {
@@ -704,11 +655,50 @@ where
             body.extend_from_slice(&data);
         }
     }
+    // Read to its end: the connection can carry the integration's next
+    // request.
+    connection.release();
     Ok(Exchanged::Done(Response {
         status,
         headers: parts.headers,
         body: Bytes::from(body),
     }))
+}
+
+/// The request to `at`: origin-form, `Host`, `User-Agent`, the trace
+/// context, the node's headers and body.
+fn request(
+    at: &Target,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Option<(Bytes, HeaderValue)>,
+) -> Result<http::Request<Bytes>, String> {
+    let authority =
+        HeaderValue::from_str(&at.authority()).map_err(|_| "bad host header".to_owned())?;
+    let mut request = http::Request::builder()
+        .method(method.clone())
+        .uri(at.path_and_query.as_str());
+    let request_headers = request
+        .headers_mut()
+        .ok_or_else(|| "bad request".to_owned())?;
+    request_headers.insert(HOST, authority);
+    request_headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    for (name, value) in headers {
+        request_headers.append(name.clone(), value.clone());
+    }
+    // The run's trace continues at the called service (W3C traceparent).
+    kailash_core::trace_context::inject(request_headers);
+    let body = match body {
+        Some((bytes, content_type)) => {
+            request_headers.insert(CONTENT_TYPE, content_type);
+            request_headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            bytes
+        }
+        None => Bytes::new(),
+    };
+    request
+        .body(body)
+        .map_err(|e| format!("cannot build the request: {e}"))
 }
 
 #[cfg(test)]

@@ -81,6 +81,19 @@ impl GatewayBuilder {
     /// authentication and billing, which
     /// [`GatewayBuilder::from_config_with_backends`] also sets up).
     pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        Self::from_config_with_pool(
+            config,
+            kailash_core::outbound::ConnectionPool::new(config.outbound.pool()),
+        )
+    }
+
+    /// [`from_config`](Self::from_config) with the outbound connection
+    /// pool made beforehand (from `config.outbound`), so callers started
+    /// before the gateway — trace export — share it.
+    pub fn from_config_with_pool(
+        config: &GatewayConfig,
+        pool: kailash_core::outbound::ConnectionPool,
+    ) -> Result<Self, GatewayError> {
         let quota =
             |r: &Option<crate::config::RateConfig>| -> Result<Option<RateQuota>, GatewayError> {
                 r.as_ref()
@@ -93,6 +106,7 @@ impl GatewayBuilder {
         let s = &config.server;
         let g = &config.gateway;
         let mut b = Self::new()
+            .outbound_pool(pool)
             .title(&g.title)
             .version(&g.version)
             .listen(s.listen)
@@ -164,7 +178,8 @@ impl GatewayBuilder {
             );
         for api in &h.external_apis {
             let check = crate::health_checks::ExternalApiCheck::new(&api.url, h.timeout.0)
-                .map_err(|e| GatewayError::Health(format!("{}: {e}", api.name)))?;
+                .map_err(|e| GatewayError::Health(format!("{}: {e}", api.name)))?
+                .with_pool(&b.outbound);
             b = b.optional_check(&api.name, check);
         }
         b = b.apply_alerting(&config.alerting)?.apply_ops(config)?;
@@ -187,6 +202,18 @@ impl GatewayBuilder {
     pub async fn from_config_with_backends(
         config: &GatewayConfig,
         data_dir: &Path,
+    ) -> Result<Self, GatewayError> {
+        let pool = kailash_core::outbound::ConnectionPool::new(config.outbound.pool());
+        Self::from_config_with_backends_and_pool(config, data_dir, pool).await
+    }
+
+    /// [`from_config_with_backends`](Self::from_config_with_backends) with
+    /// the outbound connection pool made beforehand (see
+    /// [`from_config_with_pool`](Self::from_config_with_pool)).
+    pub async fn from_config_with_backends_and_pool(
+        config: &GatewayConfig,
+        data_dir: &Path,
+        pool: kailash_core::outbound::ConnectionPool,
     ) -> Result<Self, GatewayError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         #[cfg(feature = "ldap")]
@@ -247,7 +274,7 @@ impl GatewayBuilder {
             }
         };
         let (audit, anomaly) = anomaly_detector(config, data_dir, &state, audit)?;
-        let mut builder = Self::from_config(config)?
+        let mut builder = Self::from_config_with_pool(config, pool.clone())?
             .optional_check(
                 "disk_usage",
                 kailash_monitoring::health::system::DiskCheck::new(
@@ -335,7 +362,7 @@ impl GatewayBuilder {
         }
         if let Some(billing) = &config.billing {
             builder = builder.billing(
-                Arc::new(webhook_delivery(billing, data_dir, clock.clone())?),
+                Arc::new(webhook_delivery(billing, data_dir, clock.clone())?.with_pool(&pool)),
                 crate::billing::BillingSettings {
                     interval: billing.interval.0,
                     settle: billing.settle.0,
@@ -347,7 +374,8 @@ impl GatewayBuilder {
             let (events, hub, observers) =
                 crate::runtime_hooks::RunEventsToRealtime::spawn(runtime.session_isolation);
             let integrations = kailash_runtime::outbound::Integrations::build(&config.integrations)
-                .map_err(|e| GatewayError::Runtime(e.to_string()))?;
+                .map_err(|e| GatewayError::Runtime(e.to_string()))?
+                .with_pool(&pool);
             let registry = kailash_runtime::NodeRegistry::builtin().with_outbound(&integrations);
             // `database_query`, when tenants have databases.
             let registry = match &config.database.tenants {
@@ -394,6 +422,7 @@ impl GatewayBuilder {
                     &section.oidc,
                     data_dir,
                     &state,
+                    &pool,
                 )?);
             }
             if let Some(fields) = &config.security.field_encryption {

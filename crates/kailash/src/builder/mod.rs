@@ -56,6 +56,7 @@ pub struct GatewayBuilder {
     pub(crate) security_headers: Option<kailash_core::transport::SecurityHeaders>,
     pub(crate) dlp: Option<kailash_core::dlp::DlpLayer>,
     pub(crate) response_cache: Option<kailash_core::cache::ResponseCacheLayer>,
+    pub(crate) outbound: kailash_core::outbound::ConnectionPool,
     pub(crate) field_keys: Option<(Arc<kailash_core::field_encryption::FieldKeys>, Duration)>,
     pub(crate) field_targets: Vec<Arc<dyn kailash_core::field_encryption::Reencrypt>>,
     pub(crate) cors_credentials: bool,
@@ -143,6 +144,7 @@ impl Default for GatewayBuilder {
             security_headers: Some(kailash_core::transport::SecurityHeaders::default()),
             dlp: None,
             response_cache: None,
+            outbound: kailash_core::outbound::ConnectionPool::new(defaults.outbound.pool()),
             field_keys: None,
             field_targets: Vec::new(),
             cors_credentials: false,
@@ -743,6 +745,26 @@ impl GatewayBuilder {
     ) -> Self {
         self.response_cache = layer;
         self
+    }
+
+    /// The connection pool the gateway's outbound callers it builds from
+    /// configuration draw from — alert channels, external-API health
+    /// checks, billing, OpenID Connect providers and workflow
+    /// integrations (`[outbound]`; [`from_config`](Self::from_config) sets
+    /// it). Set it before those are added; callers added by hand take it
+    /// from [`outbound_pool_handle`](Self::outbound_pool_handle).
+    #[must_use]
+    pub fn outbound_pool(mut self, pool: kailash_core::outbound::ConnectionPool) -> Self {
+        self.outbound = pool;
+        self
+    }
+
+    /// The outbound connection pool (see
+    /// [`outbound_pool`](Self::outbound_pool)), for outbound callers of
+    /// your own (`HttpsJwksSource::pool`, `Telemetry::from_config_with_pool`,
+    /// `Target::with_pool`).
+    pub fn outbound_pool_handle(&self) -> &kailash_core::outbound::ConnectionPool {
+        &self.outbound
     }
 
     /// The response cache set so far (with

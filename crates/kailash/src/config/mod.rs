@@ -40,6 +40,7 @@ pub mod alerting;
 mod cache;
 mod env;
 pub(crate) mod load;
+mod outbound;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -60,6 +61,7 @@ pub use sections::{
 pub use crate::access_config::{ReloadError, locate as locate_access_error, reload_access};
 pub use cache::CacheSection;
 pub use kailash_core::spec::{ConfigDuration, RateConfig, parse_duration};
+pub use outbound::{MAX_IDLE_TIMEOUT, OutboundSection};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,8 @@ pub struct GatewayConfig {
     pub telemetry: TelemetryConfig,
     /// The response cache (`enabled = false` by default).
     pub cache: CacheSection,
+    /// The connection pool every outbound call draws from.
+    pub outbound: OutboundSection,
     /// Authentication; absent means the gateway authenticates nobody.
     pub auth: Option<kailash_auth::spec::AuthSpec>,
     /// Users who can log in (needs `[auth]`).

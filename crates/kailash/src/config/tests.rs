@@ -644,6 +644,53 @@ fn worker_threads_size_the_runtime_and_nonsense_is_refused() {
 }
 
 #[test]
+fn the_outbound_pool_is_sized_by_the_file_or_the_environment_and_nonsense_is_refused() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.outbound.pool().max(), 100);
+    assert_eq!(c.outbound.pool().idle(), std::time::Duration::from_secs(90));
+    let c = load(
+        "[outbound]\nconnection_pool_size = 8\nidle_timeout = \"0s\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.outbound.pool().max(), 8);
+    assert!(c.outbound.pool().idle().is_zero());
+    let c = load(
+        "[outbound]\nconnection_pool_size = 8\n",
+        &[("KAILASH_OUTBOUND__CONNECTION_POOL_SIZE", "3")],
+    )
+    .unwrap();
+    assert_eq!(c.outbound.pool().max(), 3);
+    for (text, key, message) in [
+        (
+            "connection_pool_size = 0",
+            "outbound.connection_pool_size",
+            "from 1 to 10000",
+        ),
+        (
+            "connection_pool_size = 10001",
+            "outbound.connection_pool_size",
+            "from 1 to 10000",
+        ),
+        (
+            "idle_timeout = \"2h\"",
+            "outbound.idle_timeout",
+            "at most 1h",
+        ),
+    ] {
+        let e = load(&format!("[outbound]\n{text}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("key `{key}")), "{text}: {e}");
+        assert!(e.contains(message), "{text}: {e}");
+    }
+    let e = load("[outbound]\npool_size = 3\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pool_size"), "{e}");
+}
+
+#[test]
 fn the_alerting_section_loads_and_bad_rules_and_channels_name_their_line() {
     let text = r#"
 [alerting]

@@ -190,6 +190,9 @@ impl GatewayConfig {
         self.cache
             .validate()
             .map_err(|(key, message)| (Cow::Borrowed(key), message))?;
+        self.outbound
+            .validate()
+            .map_err(|(key, message)| (Cow::Borrowed(key), message))?;
         if self.gateway.request_timeout.0.is_zero() {
             return Err(("gateway.request_timeout".into(), "must be positive".into()));
         }

@@ -85,6 +85,85 @@ async fn a_silent_external_api_times_out() {
     drop(listener);
 }
 
+/// `[outbound]` reaches the gateway's outbound callers: two external-API
+/// checks draw from the one configured pool — bounded to one connection,
+/// kept alive between checks — instead of a connection per check.
+#[tokio::test]
+async fn the_configured_pool_carries_every_external_api_check() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let answered = Arc::new(AtomicU32::new(0));
+    let (a, n) = (accepted.clone(), answered.clone());
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            a.fetch_add(1, Ordering::SeqCst);
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => pending.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    pending.drain(..end + 4);
+                    if socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let config = kailash::config::GatewayConfig::from_toml_str(
+        &format!(
+            r#"
+            [outbound]
+            connection_pool_size = 1
+            idle_timeout = "30s"
+            [health]
+            check_interval = "50ms"
+            timeout = "50ms"
+            external_apis = [
+                {{ name = "payments", url = "http://{addr}/a" }},
+                {{ name = "ledger", url = "http://{addr}/b" }},
+            ]
+            "#
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let builder = kailash::GatewayBuilder::from_config(&config).unwrap();
+    let pool = builder.outbound_pool_handle().clone();
+    assert_eq!(pool.config().max(), 1);
+    let running = start_gateway(builder.build().unwrap()).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while answered.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the checks run");
+    // Eight checks of two APIs, one connection.
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let stats = pool.stats();
+    assert_eq!(stats.opened, 1, "{stats:?}");
+    assert!(stats.reused >= 7, "{stats:?}");
+    drop(running);
+    server.abort();
+}
+
 /// Readiness answers from the stored state: probes run no check, an
 /// optional check failing leaves the instance ready (`degraded`), and the
 /// runner stops with the gateway.

@@ -1,25 +1,29 @@
-//! One outbound HTTP/1.1 request at a time, for the gateway's own calls to
-//! identity providers and JWKS endpoints: `https://` with rustls on
-//! aws-lc-rs (the system's roots plus any configured CA), `http://` only to
-//! a loopback address, the W3C trace context injected (unless the callee is
-//! a third party), the whole exchange
-//! under one deadline and the answer bounded in size. Errors name what
-//! failed, never the URL (its query can be a secret).
+//! The gateway's own outbound calls — identity providers, JWKS endpoints,
+//! billing webhooks — over the gateway's shared
+//! [`ConnectionPool`](kailash_core::outbound::ConnectionPool): `https://`
+//! with rustls on aws-lc-rs (the system's roots plus any configured CA;
+//! connections are shared only between clients trusting the same roots),
+//! `http://` only to a loopback address, the W3C trace context injected
+//! (unless the callee is a third party), the whole exchange under one
+//! deadline and the answer bounded in size. Errors name what failed, never
+//! the URL (its query can be a secret).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, header};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use http_body_util::{BodyExt, Limited};
+use kailash_core::outbound::{ConnectionPool, Either, PoolKey};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 
-/// A client: roots, deadline, answer bound.
+/// A client: roots, deadline, answer bound, the pool it draws from.
 #[derive(Clone)]
 pub(crate) struct Client {
     tls: tokio_rustls::TlsConnector,
+    /// The partition of its roots in the pool.
+    partition: String,
+    pool: ConnectionPool,
     timeout: Duration,
     limit: usize,
     trace: bool,
@@ -60,12 +64,19 @@ pub(crate) fn roots(extra_pem: Option<&[u8]>) -> Result<rustls::RootCertStore, S
 }
 
 impl Client {
-    /// A client trusting `roots`.
+    /// A client trusting `roots`, with a pool of its own until
+    /// [`pool`](Self::pool) gives it the gateway's.
     pub(crate) fn with_roots(
         roots: rustls::RootCertStore,
         timeout: Duration,
         limit: usize,
     ) -> Result<Self, String> {
+        let partition = kailash_core::outbound::tls_partition(
+            roots
+                .roots
+                .iter()
+                .flat_map(|a| [a.subject.as_ref(), a.subject_public_key_info.as_ref()]),
+        );
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -74,6 +85,8 @@ impl Client {
             .with_no_client_auth();
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            partition,
+            pool: ConnectionPool::default(),
             timeout,
             limit,
             trace: true,
@@ -85,6 +98,13 @@ impl Client {
     #[must_use]
     pub(crate) fn without_trace_context(mut self) -> Self {
         self.trace = false;
+        self
+    }
+
+    /// The same client drawing its connections from `pool`.
+    #[must_use]
+    pub(crate) fn pool(mut self, pool: &ConnectionPool) -> Self {
+        self.pool = pool.clone();
         self
     }
 
@@ -130,52 +150,45 @@ impl Client {
         if self.trace {
             kailash_core::trace_context::inject(&mut parts.headers);
         }
-        let request = Request::from_parts(parts, Full::new(body));
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {}", e.kind()))?;
-        if tls {
-            let name = ServerName::try_from(host).map_err(|_| "invalid host name".to_owned())?;
-            let stream = self
-                .tls
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            self.over(stream, request).await
+        let request = Request::from_parts(parts, body);
+        let key = PoolKey::new(tls, host.clone(), port).partition(if tls {
+            self.partition.as_str()
         } else {
-            self.over(tcp, request).await
-        }
-    }
-
-    async fn over<S>(
-        &self,
-        stream: S,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Bytes>, String>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            "plain"
+        });
+        let connect = || {
+            let host = host.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                    .await
+                    .map_err(|e| format!("connect: {}", e.kind()))?;
+                if !tls {
+                    return Ok(Either::Left(tcp));
+                }
+                let name =
+                    ServerName::try_from(host).map_err(|_| "invalid host name".to_owned())?;
+                let stream = self
+                    .tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Ok(Either::Right(stream))
+            }
+        };
+        let (response, connection) = self
+            .pool
+            .send(&key, connect, request)
             .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        let driver = tokio::spawn(conn);
-        let result = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("HTTP: {e}"))?;
-            let (parts, body) = response.into_parts();
-            let limit = self.limit;
-            let body = Limited::new(body, limit)
-                .collect()
-                .await
-                .map_err(|_| format!("answer unreadable or over {limit} bytes"))?
-                .to_bytes();
-            Ok(Response::from_parts(parts, body))
-        }
-        .await;
-        driver.abort();
-        result
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let limit = self.limit;
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|_| format!("answer unreadable or over {limit} bytes"))?
+            .to_bytes();
+        connection.release();
+        Ok(Response::from_parts(parts, body))
     }
 }
 

@@ -1,0 +1,996 @@
+//! The outbound connection pool (feature `outbound`): one bounded set of
+//! kept-alive HTTP/1.1 connections shared by every outbound caller of a
+//! gateway — JWKS and OpenID Connect fetches, alert and billing webhooks,
+//! external-API health checks, trace export and the workflow runtime's
+//! `http_request`/`llm` nodes.
+//!
+//! The pool does not decide where a connection goes or how it is secured:
+//! each caller opens its own connections (its address checks, its TLS
+//! roots) through the `connect` function it passes, and names them with a
+//! [`PoolKey`]. A connection is reused only for the same key — scheme,
+//! host, port *and* the caller's partition — so a connection one caller
+//! opened under looser rules (a private CA, a private address an
+//! integration may reach) is never handed to another.
+//!
+//! [`PoolConfig::max_connections`] (the gateway's `connection_pool_size`)
+//! bounds the connections open at once, busy and idle together: when all
+//! are taken, the oldest idle connection (of any key) is closed to make
+//! room, and when none is idle a caller waits for one — within its own
+//! deadline, which every caller sets. Idle connections are closed after
+//! [`PoolConfig::idle_timeout`].
+//!
+//! A kept-alive connection the server closed meanwhile is the usual race
+//! of connection reuse: a request that could not be written to a reused
+//! connection, or a replayable one that got no answer on it — an
+//! idempotent method (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`, `TRACE`)
+//! or any request with an `Idempotency-Key` header — is sent once more on
+//! a new connection. Any other `POST` that may have reached the server is
+//! never repeated.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use kailash_core::outbound::{ConnectionPool, PoolConfig, PoolKey};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // A server answering two requests on one connection.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! tokio::spawn(async move {
+//!     let (mut socket, _) = listener.accept().await.unwrap();
+//!     let mut buf = vec![0; 4096];
+//!     for _ in 0..2 {
+//!         let _ = socket.read(&mut buf).await.unwrap();
+//!         socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+//!     }
+//! });
+//!
+//! let pool = ConnectionPool::new(PoolConfig::default().max_connections(10));
+//! let key = PoolKey::new(false, "127.0.0.1", addr.port());
+//! for _ in 0..2 {
+//!     let request = Request::get("/").header("host", "127.0.0.1").body(Bytes::new()).unwrap();
+//!     let (response, connection) = pool
+//!         .send(&key, || async move { tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string()) }, request)
+//!         .await
+//!         .unwrap();
+//!     let body = response.into_body().collect().await.unwrap().to_bytes();
+//!     assert_eq!(&body[..], b"ok");
+//!     connection.release(); // read to the end: the connection can be reused
+//! }
+//! assert_eq!(pool.stats().opened, 1);
+//! assert_eq!(pool.stats().reused, 1);
+//! # }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The default [`PoolConfig::max_connections`] (the seed's
+/// `connection_pool_size`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+
+/// The most connections a pool may hold open.
+pub const MAX_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default [`PoolConfig::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The read buffer of a pooled connection, which bounds an answer's status
+/// line and headers.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How a pool is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    max_connections: usize,
+    idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// At most `n` connections open at once, busy and idle (clamped to
+    /// `1..=`[`MAX_MAX_CONNECTIONS`]).
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.clamp(1, MAX_MAX_CONNECTIONS);
+        self
+    }
+
+    /// Idle connections are closed after `timeout`; zero keeps none (each
+    /// request opens its own connection, still within the bound).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The bound on open connections.
+    pub fn max(&self) -> usize {
+        self.max_connections
+    }
+
+    /// How long a connection is kept idle.
+    pub fn idle(&self) -> Duration {
+        self.idle_timeout
+    }
+}
+
+/// Which connections may serve a request: the same scheme, host and port,
+/// opened by a caller of the same partition.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    https: bool,
+    host: String,
+    port: u16,
+    partition: String,
+}
+
+impl fmt::Debug for PoolKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}:{} ({})",
+            if self.https { "https" } else { "http" },
+            self.host,
+            self.port,
+            self.partition
+        )
+    }
+}
+
+impl PoolKey {
+    /// Connections to `host:port` over TLS (`https`) or not, in the
+    /// default partition.
+    pub fn new(https: bool, host: impl Into<String>, port: u16) -> Self {
+        Self {
+            https,
+            host: host.into().to_ascii_lowercase(),
+            port,
+            partition: String::new(),
+        }
+    }
+
+    /// The same key in `partition`: connections opened under other rules
+    /// (other TLS roots, other address checks) are never shared.
+    #[must_use]
+    pub fn partition(mut self, partition: impl Into<String>) -> Self {
+        self.partition = partition.into();
+        self
+    }
+}
+
+/// What a pool has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Connections open now, busy and idle.
+    pub open: usize,
+    /// Connections idle now.
+    pub idle: usize,
+    /// Connections opened in all.
+    pub opened: u64,
+    /// Requests sent on a connection an earlier request had used.
+    pub reused: u64,
+    /// Requests sent again on a new connection after a reused one failed.
+    pub retried: u64,
+}
+
+/// Why a request got no answer. The message never holds the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The caller's `connect` failed (its message).
+    #[error("{0}")]
+    Connect(String),
+    /// The HTTP exchange failed.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The pool was dropped while waiting for a connection.
+    #[error("the connection pool is closed")]
+    Closed,
+}
+
+/// An open connection: idle in the pool, or lent with a request.
+struct Conn {
+    id: u64,
+    sender: SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+struct Inner {
+    config: PoolConfig,
+    permits: Arc<Semaphore>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    /// Idle connections oldest first, for eviction: (key, id).
+    order: Mutex<VecDeque<(PoolKey, u64)>>,
+    next_id: AtomicU64,
+    opened: AtomicU64,
+    reused: AtomicU64,
+    retried: AtomicU64,
+    /// Woken when a connection goes idle.
+    released: tokio::sync::Notify,
+}
+
+/// A bounded pool of HTTP/1.1 connections; cheap to clone (clones share
+/// the pool).
+#[derive(Clone)]
+pub struct ConnectionPool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Default for ConnectionPool {
+    /// A pool with the [`PoolConfig::default`] bounds.
+    fn default() -> Self {
+        Self::new(PoolConfig::default())
+    }
+}
+
+/// A connection lent with an answer: [`release`](Self::release) it once
+/// the answer's body has been read to its end, or drop it to close the
+/// connection.
+pub struct Lent {
+    conn: Option<Conn>,
+    key: PoolKey,
+    pool: Weak<Inner>,
+    reused: bool,
+}
+
+impl fmt::Debug for Lent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lent")
+            .field("key", &self.key)
+            .field("reused", &self.reused)
+            .finish()
+    }
+}
+
+impl Lent {
+    /// Whether an earlier request had used this connection.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Gives the connection back to the pool for the next request to the
+    /// same key. Call it only after the answer's body was read to its end
+    /// (a connection with an unread answer cannot carry another); a
+    /// connection the server is closing is dropped instead.
+    pub fn release(mut self) {
+        let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.upgrade()) else {
+            return;
+        };
+        Inner::check_in(&pool, self.key.clone(), conn);
+    }
+}
+
+/// Whether sending `request` twice has the effect of sending it once: an
+/// idempotent method, or an `Idempotency-Key` the receiver deduplicates by
+/// (the rule of Go's `net/http`).
+fn replayable(parts: &http::request::Parts) -> bool {
+    matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    ) || parts.headers.contains_key("idempotency-key")
+}
+
+impl ConnectionPool {
+    /// An empty pool bounded by `config`.
+    pub fn new(config: PoolConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                permits: Arc::new(Semaphore::new(config.max_connections)),
+                idle: Mutex::new(HashMap::new()),
+                order: Mutex::new(VecDeque::new()),
+                next_id: AtomicU64::new(0),
+                opened: AtomicU64::new(0),
+                reused: AtomicU64::new(0),
+                retried: AtomicU64::new(0),
+                released: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// Its bounds.
+    pub fn config(&self) -> PoolConfig {
+        self.inner.config
+    }
+
+    /// Counts of connections and requests.
+    pub fn stats(&self) -> PoolStats {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0);
+        PoolStats {
+            open: self.inner.config.max_connections - self.inner.permits.available_permits(),
+            idle,
+            opened: self.inner.opened.load(Ordering::Relaxed),
+            reused: self.inner.reused.load(Ordering::Relaxed),
+            retried: self.inner.retried.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends `request` (origin-form URI, its `Host` header set by the
+    /// caller) on a connection to `key`: an idle one when there is one,
+    /// else one `connect` opens once the bound leaves room. Returns the
+    /// answer with its body unread, and the connection to
+    /// [`release`](Lent::release) after reading it. The caller bounds the
+    /// whole call with its own deadline.
+    pub async fn send<C, Fut, Io>(
+        &self,
+        key: &PoolKey,
+        connect: C,
+        request: Request<Bytes>,
+    ) -> Result<(Response<Incoming>, Lent), PoolError>
+    where
+        C: Fn() -> Fut,
+        Fut: Future<Output = Result<Io, String>>,
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let build = || {
+            let mut r = Request::new(Full::new(body.clone()));
+            *r.method_mut() = parts.method.clone();
+            *r.uri_mut() = parts.uri.clone();
+            *r.version_mut() = parts.version;
+            *r.headers_mut() = parts.headers.clone();
+            r
+        };
+        loop {
+            // An idle connection first; one that fails without a possible
+            // effect on the server is dropped and the next one tried.
+            if let Some(mut conn) = self.inner.check_out(key) {
+                match conn.sender.try_send_request(build()).await {
+                    Ok(response) => {
+                        self.inner.reused.fetch_add(1, Ordering::Relaxed);
+                        return Ok((response, self.lend(key, conn, true)));
+                    }
+                    Err(mut e) => {
+                        let unsent = e.take_message().is_some();
+                        if unsent || replayable(&parts) {
+                            self.inner.retried.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        return Err(PoolError::Http(e.into_error().to_string()));
+                    }
+                }
+            }
+            let Some(permit) = self.slot(key).await? else {
+                // A connection to this key became idle meanwhile.
+                continue;
+            };
+            let mut conn = self.open(permit, &connect).await?;
+            return match conn.sender.send_request(build()).await {
+                Ok(response) => Ok((response, self.lend(key, conn, false))),
+                Err(e) => Err(PoolError::Http(e.to_string())),
+            };
+        }
+    }
+
+    /// Room for one more connection: a free slot, or the slot of the
+    /// longest-idle connection (closed for it); else waits for either.
+    /// `None` when a connection to `key` went idle while waiting.
+    async fn slot(&self, key: &PoolKey) -> Result<Option<OwnedSemaphorePermit>, PoolError> {
+        loop {
+            if let Ok(permit) = Arc::clone(&self.inner.permits).try_acquire_owned() {
+                return Ok(Some(permit));
+            }
+            if self.inner.evict_oldest() {
+                continue;
+            }
+            // Registered before the checks below, so a release between
+            // them and the wait is not missed.
+            let released = self.inner.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.inner.has_idle(key) {
+                return Ok(None);
+            }
+            if self.inner.evict_oldest() {
+                continue;
+            }
+            tokio::select! {
+                permit = Arc::clone(&self.inner.permits).acquire_owned() => {
+                    return permit.map(Some).map_err(|_| PoolError::Closed);
+                }
+                () = &mut released => {
+                    if self.inner.has_idle(key) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn lend(&self, key: &PoolKey, conn: Conn, reused: bool) -> Lent {
+        Lent {
+            conn: Some(conn),
+            key: key.clone(),
+            pool: Arc::downgrade(&self.inner),
+            reused,
+        }
+    }
+
+    async fn open<C, Fut, Io>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        connect: &C,
+    ) -> Result<Conn, PoolError>
+    where
+        C: Fn() -> Fut,
+        Fut: Future<Output = Result<Io, String>>,
+        Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = connect().await.map_err(PoolError::Connect)?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD_BYTES)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+            .await
+            .map_err(|e| PoolError::Http(e.to_string()))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.inner.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Conn {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            sender,
+            driver,
+            _permit: permit,
+        })
+    }
+}
+
+impl Inner {
+    /// A usable idle connection to `key`, closing expired and closed ones.
+    fn check_out(&self, key: &PoolKey) -> Option<Conn> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        let mut found = None;
+        // Newest first: the most recently used connection is the likeliest
+        // to be still open at the server.
+        while let Some(entry) = list.pop() {
+            self.forget(key, entry.conn.id);
+            if entry.since.elapsed() < self.config.idle_timeout
+                && !entry.conn.sender.is_closed()
+                && entry.conn.sender.is_ready()
+            {
+                found = Some(entry.conn);
+                break;
+            }
+        }
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    fn forget(&self, key: &PoolKey, id: u64) {
+        if let Ok(mut order) = self.order.lock()
+            && let Some(i) = order.iter().position(|(k, i)| *i == id && k == key)
+        {
+            order.remove(i);
+        }
+    }
+
+    /// Closes the longest-idle connection; whether there was one.
+    fn evict_oldest(&self) -> bool {
+        loop {
+            let Some((key, id)) = self.order.lock().ok().and_then(|mut o| o.pop_front()) else {
+                return false;
+            };
+            if self.remove(&key, id).is_some() {
+                return true;
+            }
+        }
+    }
+
+    fn has_idle(&self, key: &PoolKey) -> bool {
+        self.idle.lock().is_ok_and(|m| m.contains_key(key))
+    }
+
+    fn remove(&self, key: &PoolKey, id: u64) -> Option<Conn> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        let i = list.iter().position(|e| e.conn.id == id)?;
+        let entry = list.remove(i);
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        Some(entry.conn)
+    }
+
+    fn check_in(this: &Arc<Self>, key: PoolKey, conn: Conn) {
+        let timeout = this.config.idle_timeout;
+        if timeout.is_zero() || conn.sender.is_closed() {
+            return;
+        }
+        let id = conn.id;
+        if let (Ok(mut idle), Ok(mut order)) = (this.idle.lock(), this.order.lock()) {
+            idle.entry(key.clone()).or_default().push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            order.push_back((key.clone(), id));
+        } else {
+            return;
+        }
+        this.released.notify_waiters();
+        // Close it when it has been idle for the timeout (unless it was
+        // taken again by then).
+        let pool = Arc::downgrade(this);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(pool) = pool.upgrade() {
+                pool.forget(&key, id);
+                drop(pool.remove(&key, id));
+            }
+        });
+    }
+}
+
+/// The partition of connections verified against a set of TLS trust
+/// anchors: the same anchors give the same partition (so callers trusting
+/// exactly the same roots share connections), any difference another.
+/// `anchors` are each anchor's DER parts (subject, public key).
+pub fn tls_partition<'a>(anchors: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in anchors {
+        digest.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        digest.update(part);
+    }
+    let hash = digest.finish();
+    format!(
+        "tls:{}",
+        data_encoding::HEXLOWER.encode(hash.as_ref().get(..16).unwrap_or_default())
+    )
+}
+
+/// One of two connection types (plain TCP or TLS over it), as one type
+/// for [`ConnectionPool::send`]'s `connect`.
+#[derive(Debug)]
+pub enum Either<A, B> {
+    /// The first.
+    Left(A),
+    /// The second.
+    Right(B),
+}
+
+impl<A, B> AsyncRead for Either<A, B>
+where
+    A: AsyncRead + Unpin,
+    B: AsyncRead + Unpin,
+{
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Left(a) => std::pin::Pin::new(a).poll_read(cx, buf),
+            Self::Right(b) => std::pin::Pin::new(b).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<A, B> AsyncWrite for Either<A, B>
+where
+    A: AsyncWrite + Unpin,
+    B: AsyncWrite + Unpin,
+{
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Left(a) => std::pin::Pin::new(a).poll_write(cx, buf),
+            Self::Right(b) => std::pin::Pin::new(b).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Left(a) => std::pin::Pin::new(a).poll_write_vectored(cx, bufs),
+            Self::Right(b) => std::pin::Pin::new(b).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Left(a) => a.is_write_vectored(),
+            Self::Right(b) => b.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Left(a) => std::pin::Pin::new(a).poll_flush(cx),
+            Self::Right(b) => std::pin::Pin::new(b).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Left(a) => std::pin::Pin::new(a).poll_shutdown(cx),
+            Self::Right(b) => std::pin::Pin::new(b).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A keep-alive HTTP/1.1 server: each request answered `ok` after
+    /// `delay`; a connection closed after `per_connection` answers.
+    /// Returns its address, the connections accepted and the most open
+    /// at once.
+    async fn server(
+        delay: Duration,
+        per_connection: usize,
+    ) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        server_with(delay, per_connection, false).await
+    }
+
+    /// As [`server`]; with `swallow`, the request after the last answer
+    /// is read and the connection closed without answering it (the
+    /// server closed a kept-alive connection just as it was reused).
+    async fn server_with(
+        delay: Duration,
+        per_connection: usize,
+        swallow: bool,
+    ) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (a, p) = (accepted.clone(), peak.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut served = 0;
+                    let mut pending = Vec::new();
+                    'conn: while served < per_connection || swallow {
+                        while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match socket.read(&mut buf).await {
+                                Ok(0) | Err(_) => break 'conn,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let end = pending.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                        pending.drain(..end + 4);
+                        if served == per_connection {
+                            break; // swallowed
+                        }
+                        tokio::time::sleep(delay).await;
+                        if socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        served += 1;
+                    }
+                    drop(socket);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, accepted, peak)
+    }
+
+    async fn get(pool: &ConnectionPool, port: u16, method: Method) -> Result<Bytes, PoolError> {
+        let key = PoolKey::new(false, "127.0.0.1", port);
+        let request = Request::builder()
+            .method(method)
+            .uri("/")
+            .header("host", "127.0.0.1")
+            .body(Bytes::new())
+            .unwrap();
+        let connect = || async move {
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let (response, lent) = pool.send(&key, connect, request).await?;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        lent.release();
+        Ok(body)
+    }
+
+    #[test]
+    fn tls_partitions_follow_the_anchors() {
+        let a: [&[u8]; 2] = [b"subject-a", b"key-a"];
+        let b: [&[u8]; 2] = [b"subject-a", b"key-b"];
+        assert_eq!(tls_partition(a), tls_partition(a));
+        assert_ne!(tls_partition(a), tls_partition(b));
+        // Part boundaries count: "ab"+"c" is not "a"+"bc".
+        assert_ne!(
+            tls_partition([&b"ab"[..], b"c"]),
+            tls_partition([&b"a"[..], b"bc"])
+        );
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let (port, accepted, _) = server(Duration::ZERO, usize::MAX).await;
+        let pool = ConnectionPool::default();
+        for _ in 0..10 {
+            assert_eq!(&get(&pool, port, Method::GET).await.unwrap()[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let stats = pool.stats();
+        assert_eq!((stats.opened, stats.reused, stats.idle), (1, 9, 1));
+    }
+
+    #[tokio::test]
+    async fn the_bound_holds_under_concurrency() {
+        let (port, accepted, peak) = server(Duration::from_millis(30), usize::MAX).await;
+        let pool = ConnectionPool::new(PoolConfig::default().max_connections(3));
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { get(&pool, port, Method::GET).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(&t.await.unwrap().unwrap()[..], b"ok");
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 3, "{peak:?}");
+        assert!(accepted.load(Ordering::SeqCst) <= 3 + 12, "{accepted:?}");
+        assert!(pool.stats().open <= 3);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_takes_the_released_connection() {
+        let (port, accepted, _) = server(Duration::from_millis(20), usize::MAX).await;
+        let pool = ConnectionPool::new(PoolConfig::default().max_connections(1));
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { get(&pool, port, Method::GET).await })
+            })
+            .collect();
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("no waiter is left behind")
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.stats().reused, 3);
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_closes_another_hosts_idle_connection() {
+        let (a, _, _) = server(Duration::ZERO, usize::MAX).await;
+        let (b, _, _) = server(Duration::ZERO, usize::MAX).await;
+        let pool = ConnectionPool::new(PoolConfig::default().max_connections(1));
+        get(&pool, a, Method::GET).await.unwrap();
+        assert_eq!(pool.stats().idle, 1);
+        // No waiting for `a`'s idle connection: it is closed for `b`.
+        tokio::time::timeout(Duration::from_secs(5), get(&pool, b, Method::GET))
+            .await
+            .expect("evicted, not waited")
+            .unwrap();
+        let stats = pool.stats();
+        assert_eq!((stats.open, stats.idle, stats.opened), (1, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn partitions_never_share() {
+        let (port, accepted, _) = server(Duration::ZERO, usize::MAX).await;
+        let pool = ConnectionPool::default();
+        for partition in ["a", "b", "a", "b"] {
+            let key = PoolKey::new(false, "127.0.0.1", port).partition(partition);
+            let request = Request::get("/")
+                .header("host", "x")
+                .body(Bytes::new())
+                .unwrap();
+            let (response, lent) = pool
+                .send(
+                    &key,
+                    || async move {
+                        TcpStream::connect(("127.0.0.1", port))
+                            .await
+                            .map_err(|e| e.to_string())
+                    },
+                    request,
+                )
+                .await
+                .unwrap();
+            response.into_body().collect().await.unwrap();
+            lent.release();
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        // One answer per connection, without `connection: close`: the
+        // client only learns at its next use.
+        let (port, accepted, _) = server(Duration::ZERO, 1).await;
+        let pool = ConnectionPool::default();
+        for _ in 0..4 {
+            assert_eq!(&get(&pool, port, Method::GET).await.unwrap()[..], b"ok");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+        // A POST is never sent twice, but a closed connection is noticed
+        // before it is written to, so it too gets a fresh one.
+        assert_eq!(&get(&pool, port, Method::POST).await.unwrap()[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_dropped_mid_request_retries_only_what_is_safe() {
+        // Each connection answers one request and swallows the next.
+        let (port, accepted, _) = server_with(Duration::ZERO, 1, true).await;
+        let pool = ConnectionPool::default();
+        get(&pool, port, Method::GET).await.unwrap();
+        // The GET written to the kept-alive connection gets no answer: it
+        // is sent again on a new connection.
+        assert_eq!(&get(&pool, port, Method::GET).await.unwrap()[..], b"ok");
+        assert_eq!(pool.stats().retried, 1);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A POST that may have reached the server is not repeated.
+        let e = get(&pool, port, Method::POST).await.unwrap_err();
+        assert!(matches!(e, PoolError::Http(_)), "{e:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.stats().retried, 1);
+        // One with an idempotency key is.
+        get(&pool, port, Method::GET).await.unwrap();
+        let key = PoolKey::new(false, "127.0.0.1", port);
+        let request = Request::post("/")
+            .header("host", "x")
+            .header("idempotency-key", "day-1")
+            .body(Bytes::from_static(b"{}"))
+            .unwrap();
+        let connect = || async move {
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let (response, _) = pool.send(&key, connect, request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(pool.stats().retried, 2);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_after_the_timeout() {
+        let (port, accepted, _) = server(Duration::ZERO, usize::MAX).await;
+        let pool =
+            ConnectionPool::new(PoolConfig::default().idle_timeout(Duration::from_millis(100)));
+        get(&pool, port, Method::GET).await.unwrap();
+        assert_eq!(pool.stats().open, 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stats = pool.stats();
+        assert_eq!((stats.open, stats.idle), (0, 0));
+        get(&pool, port, Method::GET).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreleased_connection_is_closed_and_frees_its_slot() {
+        let (port, accepted, _) = server(Duration::ZERO, usize::MAX).await;
+        let pool = ConnectionPool::new(PoolConfig::default().max_connections(1));
+        let key = PoolKey::new(false, "127.0.0.1", port);
+        let connect = || async move {
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let request = || {
+            Request::get("/")
+                .header("host", "x")
+                .body(Bytes::new())
+                .unwrap()
+        };
+        let (_, lent) = pool.send(&key, connect, request()).await.unwrap();
+        drop(lent); // body unread: the connection cannot be reused
+        assert_eq!(pool.stats().open, 0);
+        let (response, lent) = pool.send(&key, connect, request()).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        lent.release();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn zero_idle_timeout_keeps_nothing() {
+        let (port, accepted, _) = server(Duration::ZERO, usize::MAX).await;
+        let pool = ConnectionPool::new(PoolConfig::default().idle_timeout(Duration::ZERO));
+        get(&pool, port, Method::GET).await.unwrap();
+        get(&pool, port, Method::GET).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.stats().open, 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_frees_its_slot() {
+        let pool = ConnectionPool::new(PoolConfig::default().max_connections(1));
+        let key = PoolKey::new(false, "127.0.0.1", 9);
+        for _ in 0..3 {
+            let e = pool
+                .send(
+                    &key,
+                    || async { Err::<TcpStream, _>("connect: refused".to_owned()) },
+                    Request::get("/").body(Bytes::new()).unwrap(),
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(e, PoolError::Connect("connect: refused".into()));
+        }
+        assert_eq!(pool.stats().open, 0);
+    }
+}

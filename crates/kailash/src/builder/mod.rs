@@ -753,7 +753,6 @@ impl GatewayBuilder {
     /// integrations (`[outbound]`; [`from_config`](Self::from_config) sets
     /// it). Set it before those are added; callers added by hand take it
     /// from [`outbound_pool_handle`](Self::outbound_pool_handle).
-    #[must_use]
     pub fn outbound_pool(mut self, pool: kailash_core::outbound::ConnectionPool) -> Self {
         self.outbound = pool;
         self

@@ -68,11 +68,7 @@ pub(crate) fn auth_from_config(
     let signer = signing_key(section, data_dir)?;
     let keys = Arc::new(KeySet::new(signer, state.clock.clone()));
     for path in &section.previous_signing_keys {
-        let path = if path.is_absolute() {
-            path.clone()
-        } else {
-            data_dir.join(path)
-        };
+        let path = data_dir.join(path);
         let previous = previous_key(&path)?;
         keys.add_verifier(previous.verifying_key())
             .map_err(|e| GatewayError::Auth(format!("{}: {e}", path.display())))?;
@@ -91,13 +87,7 @@ pub(crate) async fn field_keys(
     state: SharedState,
 ) -> Result<Arc<kailash_core::field_encryption::FieldKeys>, GatewayError> {
     let err = |m: String| GatewayError::Security(format!("security.field_encryption: {m}"));
-    let file = config.keyring_file.as_ref().map(|p| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            data_dir.join(p)
-        }
-    });
+    let file = config.keyring_file.as_ref().map(|p| data_dir.join(p));
     let source =
         crate::config::alerting::AlertChannelConfig::secret(&config.keyring_env, &file, "keyring")
             .map_err(err)?
@@ -188,7 +178,6 @@ fn signing_key(
     })?;
     // Like the audit file and previous keys: relative paths are under the data directory.
     let path = match &section.signing_key {
-        Some(p) if p.is_absolute() => p.clone(),
         Some(p) => data_dir.join(p),
         None => data_dir
             .join("keys")
@@ -344,11 +333,7 @@ pub(crate) async fn postgres_audit(
 
     let db_err = |m: String| GatewayError::Database(m);
     let audit = &config.audit;
-    let spool = if audit.spool.is_absolute() {
-        audit.spool.clone()
-    } else {
-        data_dir.join(&audit.spool)
-    };
+    let spool = data_dir.join(&audit.spool);
     let mut options = PgAuditOptions::new(spool);
     options.queue_capacity = audit.queue_capacity;
     options.enqueue_timeout = audit.enqueue_timeout.0;
@@ -361,11 +346,7 @@ pub(crate) async fn postgres_audit(
         u64::from(audit.retention_days) * 86_400,
     ));
     if let Some(path) = &audit.checkpoint_key_file {
-        let path = if path.is_absolute() {
-            path.clone()
-        } else {
-            data_dir.join(path)
-        };
+        let path = data_dir.join(path);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             db_err(format!(
                 "audit.checkpoint_key_file: {}: {}",
@@ -380,13 +361,10 @@ pub(crate) async fn postgres_audit(
             ))
         })?);
     }
-    let keyring_file = audit.personal_data_keyring_file.as_ref().map(|p| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            data_dir.join(p)
-        }
-    });
+    let keyring_file = audit
+        .personal_data_keyring_file
+        .as_ref()
+        .map(|p| data_dir.join(p));
     if let Some(source) = crate::config::alerting::AlertChannelConfig::secret(
         &audit.personal_data_keyring_env,
         &keyring_file,

@@ -91,13 +91,9 @@ pub(crate) fn providers_from_config(
     let mut providers = OidcProviders::new();
     for spec in specs {
         let err = |m: String| GatewayError::Auth(format!("auth.oidc `{}`: {m}", spec.name));
-        let absolute = |p: &std::path::PathBuf| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                data_dir.join(p)
-            }
-        };
+        // Relative paths are under the data directory (`join` keeps an
+        // absolute one as it is).
+        let absolute = |p: &std::path::PathBuf| data_dir.join(p);
         let file = spec.client_secret_file.as_ref().map(absolute);
         let secret = crate::config::alerting::AlertChannelConfig::secret(
             &spec.client_secret_env,

@@ -55,11 +55,7 @@ fn anomaly_detector(
         .map_err(|(key, e)| GatewayError::Security(format!("{key}: {e}")))?;
     let mut detector = AnomalyDetector::builder(settings, state.clone()).audit(audit.clone());
     if let Some(file) = &section.geoip_file {
-        let path = if file.is_absolute() {
-            file.clone()
-        } else {
-            data_dir.join(file)
-        };
+        let path = data_dir.join(file);
         let geo = CidrGeoFile::load(&path).map_err(|e| {
             GatewayError::Security(format!(
                 "security.anomaly.geoip_file: {}: {e}",
@@ -228,11 +224,7 @@ impl GatewayBuilder {
             .sink
         {
             crate::config::AuditSinkKind::File => {
-                let audit_path = if config.audit.file.is_absolute() {
-                    config.audit.file.clone()
-                } else {
-                    data_dir.join(&config.audit.file)
-                };
+                let audit_path = data_dir.join(&config.audit.file);
                 // The newest written events also stay in memory for
                 // queries; the writer adds them once their batch is written.
                 let recent = Arc::new(MemoryAuditSink::with_capacity(config.audit.recent_events));

@@ -19,6 +19,13 @@
 //! deadline, which every caller sets. Idle connections are closed after
 //! [`PoolConfig::idle_timeout`].
 //!
+//! Metrics (of the pool that changed last: a gateway has one):
+//! `kailash_outbound_connections{state="open|idle"}`,
+//! `kailash_outbound_pool_max`, `kailash_outbound_requests_total{connection="new|reused"}`,
+//! `kailash_outbound_retries_total` and `kailash_outbound_pool_waits_total`
+//! (a call found every connection busy and waited: the pool is too small
+//! for the load).
+//!
 //! A kept-alive connection the server closed meanwhile is the usual race
 //! of connection reuse: a request that could not be written to a reused
 //! connection, or a replayable one that got no answer on it — an
@@ -200,6 +207,8 @@ pub struct PoolStats {
     pub reused: u64,
     /// Requests sent again on a new connection after a reused one failed.
     pub retried: u64,
+    /// Times a call found every connection busy and waited for one.
+    pub waited: u64,
 }
 
 /// Why a request got no answer. The message never holds the URL.
@@ -221,13 +230,24 @@ struct Conn {
     id: u64,
     sender: SendRequest<Full<Bytes>>,
     driver: JoinHandle<()>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Weak<Inner>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.driver.abort();
+        // The slot is free before the gauges are read.
+        drop(self.permit.take());
+        if let Some(pool) = self.pool.upgrade() {
+            pool.publish();
+        }
     }
+}
+
+#[allow(clippy::cast_precision_loss, reason = "at most MAX_MAX_CONNECTIONS")]
+fn as_f64(n: usize) -> f64 {
+    n as f64
 }
 
 struct Idle {
@@ -245,6 +265,9 @@ struct Inner {
     opened: AtomicU64,
     reused: AtomicU64,
     retried: AtomicU64,
+    waited: AtomicU64,
+    /// Connections in `idle` (kept beside it, so the gauges never lock).
+    idle_count: std::sync::atomic::AtomicUsize,
     /// Woken when a connection goes idle.
     released: tokio::sync::Notify,
 }
@@ -332,6 +355,8 @@ impl ConnectionPool {
                 opened: AtomicU64::new(0),
                 reused: AtomicU64::new(0),
                 retried: AtomicU64::new(0),
+                waited: AtomicU64::new(0),
+                idle_count: std::sync::atomic::AtomicUsize::new(0),
                 released: tokio::sync::Notify::new(),
             }),
         }
@@ -344,18 +369,13 @@ impl ConnectionPool {
 
     /// Counts of connections and requests.
     pub fn stats(&self) -> PoolStats {
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .map(|m| m.values().map(Vec::len).sum())
-            .unwrap_or(0);
         PoolStats {
-            open: self.inner.config.max_connections - self.inner.permits.available_permits(),
-            idle,
+            open: self.inner.open(),
+            idle: self.inner.idle_count.load(Ordering::Relaxed),
             opened: self.inner.opened.load(Ordering::Relaxed),
             reused: self.inner.reused.load(Ordering::Relaxed),
             retried: self.inner.retried.load(Ordering::Relaxed),
+            waited: self.inner.waited.load(Ordering::Relaxed),
         }
     }
 
@@ -392,12 +412,15 @@ impl ConnectionPool {
                 match conn.sender.try_send_request(build()).await {
                     Ok(response) => {
                         self.inner.reused.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("kailash_outbound_requests_total", "connection" => "reused")
+                            .increment(1);
                         return Ok((response, self.lend(key, conn, true)));
                     }
                     Err(mut e) => {
                         let unsent = e.take_message().is_some();
                         if unsent || replayable(&parts) {
                             self.inner.retried.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("kailash_outbound_retries_total").increment(1);
                             continue;
                         }
                         return Err(PoolError::Http(e.into_error().to_string()));
@@ -409,6 +432,8 @@ impl ConnectionPool {
                 continue;
             };
             let mut conn = self.open(permit, &connect).await?;
+            metrics::counter!("kailash_outbound_requests_total", "connection" => "new")
+                .increment(1);
             return match conn.sender.send_request(build()).await {
                 Ok(response) => Ok((response, self.lend(key, conn, false))),
                 Err(e) => Err(PoolError::Http(e.to_string())),
@@ -420,6 +445,7 @@ impl ConnectionPool {
     /// longest-idle connection (closed for it); else waits for either.
     /// `None` when a connection to `key` went idle while waiting.
     async fn slot(&self, key: &PoolKey) -> Result<Option<OwnedSemaphorePermit>, PoolError> {
+        let mut counted = false;
         loop {
             if let Ok(permit) = Arc::clone(&self.inner.permits).try_acquire_owned() {
                 return Ok(Some(permit));
@@ -437,6 +463,11 @@ impl ConnectionPool {
             }
             if self.inner.evict_oldest() {
                 continue;
+            }
+            if !counted {
+                counted = true;
+                self.inner.waited.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("kailash_outbound_pool_waits_total").increment(1);
             }
             tokio::select! {
                 permit = Arc::clone(&self.inner.permits).acquire_owned() => {
@@ -480,16 +511,32 @@ impl ConnectionPool {
             let _ = conn.await;
         });
         self.inner.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Conn {
+        let conn = Conn {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             sender,
             driver,
-            _permit: permit,
-        })
+            permit: Some(permit),
+            pool: Arc::downgrade(&self.inner),
+        };
+        self.inner.publish();
+        Ok(conn)
     }
 }
 
 impl Inner {
+    /// Connections open, busy and idle.
+    fn open(&self) -> usize {
+        self.config.max_connections - self.permits.available_permits()
+    }
+
+    /// Sets the gauges from this pool's counts.
+    fn publish(&self) {
+        let idle = self.idle_count.load(Ordering::Relaxed);
+        metrics::gauge!("kailash_outbound_connections", "state" => "open").set(as_f64(self.open()));
+        metrics::gauge!("kailash_outbound_connections", "state" => "idle").set(as_f64(idle));
+        metrics::gauge!("kailash_outbound_pool_max").set(as_f64(self.config.max_connections));
+    }
+
     /// A usable idle connection to `key`, closing expired and closed ones.
     fn check_out(&self, key: &PoolKey) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
@@ -498,6 +545,7 @@ impl Inner {
         // Newest first: the most recently used connection is the likeliest
         // to be still open at the server.
         while let Some(entry) = list.pop() {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
             self.forget(key, entry.conn.id);
             if entry.since.elapsed() < self.config.idle_timeout
                 && !entry.conn.sender.is_closed()
@@ -510,6 +558,8 @@ impl Inner {
         if list.is_empty() {
             idle.remove(key);
         }
+        drop(idle);
+        self.publish();
         found
     }
 
@@ -542,6 +592,7 @@ impl Inner {
         let list = idle.get_mut(key)?;
         let i = list.iter().position(|e| e.conn.id == id)?;
         let entry = list.remove(i);
+        self.idle_count.fetch_sub(1, Ordering::Relaxed);
         if list.is_empty() {
             idle.remove(key);
         }
@@ -560,9 +611,11 @@ impl Inner {
                 since: Instant::now(),
             });
             order.push_back((key.clone(), id));
+            this.idle_count.fetch_add(1, Ordering::Relaxed);
         } else {
             return;
         }
+        this.publish();
         this.released.notify_waiters();
         // Close it when it has been idle for the timeout (unless it was
         // taken again by then).
@@ -792,6 +845,7 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         let stats = pool.stats();
         assert_eq!((stats.opened, stats.reused, stats.idle), (1, 9, 1));
+        assert_eq!(stats.waited, 0);
     }
 
     #[tokio::test]
@@ -810,6 +864,7 @@ mod tests {
         assert!(peak.load(Ordering::SeqCst) <= 3, "{peak:?}");
         assert!(accepted.load(Ordering::SeqCst) <= 3 + 12, "{accepted:?}");
         assert!(pool.stats().open <= 3);
+        assert!(pool.stats().waited >= 1);
     }
 
     #[tokio::test]
@@ -830,7 +885,9 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
-        assert_eq!(pool.stats().reused, 3);
+        let stats = pool.stats();
+        assert_eq!(stats.reused, 3);
+        assert!(stats.waited >= 1, "{stats:?}");
     }
 
     #[tokio::test]

@@ -255,6 +255,162 @@ pub const METRICS: &[Metric] = &[
         &["channel", "outcome"],
         "Alert deliveries by channel and outcome: sent, retried, failed, dropped.",
     ),
+    m(
+        "kailash_audit_checkpoints_total",
+        Counter,
+        &[],
+        "Signed checkpoints appended to the PostgreSQL audit trail.",
+    ),
+    m(
+        "kailash_audit_database_up",
+        Gauge,
+        &[],
+        "1 while the PostgreSQL audit sink reaches its database, 0 while it spools to disk.",
+    ),
+    m(
+        "kailash_audit_partitions_dropped_total",
+        Counter,
+        &[],
+        "Monthly audit partitions dropped by retention (audit.retention_days).",
+    ),
+    m(
+        "kailash_auth_sso_total",
+        Counter,
+        &["provider", "outcome"],
+        "Single sign-on attempts (OpenID Connect), by configured provider and outcome.",
+    ),
+    m(
+        "kailash_billing_deliveries_total",
+        Counter,
+        &["outcome"],
+        "billing.usage webhook attempts, delivered or failed.",
+    ),
+    m(
+        "kailash_cache_requests_total",
+        Counter,
+        &["outcome"],
+        "Requests through the response cache: hit, miss, bypass, revalidated.",
+    ),
+    m(
+        "kailash_cache_evictions_total",
+        Counter,
+        &[],
+        "Entries the response cache evicted to stay within its bounds.",
+    ),
+    m(
+        "kailash_db_pool_connections",
+        Gauge,
+        &["pool", "state"],
+        "PostgreSQL connections per pool (primary, replica), open or idle.",
+    ),
+    m(
+        "kailash_db_pool_max",
+        Gauge,
+        &["pool"],
+        "The most PostgreSQL connections each pool may open.",
+    ),
+    m(
+        "kailash_db_pool_waiting",
+        Gauge,
+        &["pool"],
+        "Callers waiting for a PostgreSQL connection, per pool.",
+    ),
+    m(
+        "kailash_db_reads_total",
+        Counter,
+        &["target"],
+        "Reads by where they went: replica, primary, fallback (the primary, no replica being usable) or analytics.",
+    ),
+    m(
+        "kailash_db_replica_lag_bytes",
+        Gauge,
+        &[],
+        "The replica's replay lag behind the primary, in WAL bytes.",
+    ),
+    m(
+        "kailash_db_replica_lag_seconds",
+        Gauge,
+        &[],
+        "The replica's replay lag behind the primary, in seconds.",
+    ),
+    m(
+        "kailash_db_replica_up",
+        Gauge,
+        &[],
+        "1 while the replica answers its lag check, 0 otherwise.",
+    ),
+    m(
+        "kailash_db_tenant_pools",
+        Gauge,
+        &[],
+        "Per-tenant database pools open ([database.tenants]).",
+    ),
+    m(
+        "kailash_db_tenant_pools_evicted_total",
+        Counter,
+        &[],
+        "Per-tenant database pools closed to stay within the pool limit.",
+    ),
+    m(
+        "kailash_field_keys",
+        Gauge,
+        &[],
+        "Field-encryption data keys held (current and superseded, not yet retired).",
+    ),
+    m(
+        "kailash_field_key_failures_total",
+        Counter,
+        &["step"],
+        "Field-key maintenance steps that failed: rotate or rewrap.",
+    ),
+    m(
+        "kailash_field_reencrypted_total",
+        Counter,
+        &["target"],
+        "Stored values re-sealed under the current field key, per target.",
+    ),
+    m(
+        "kailash_field_reencrypt_failures_total",
+        Counter,
+        &["target"],
+        "Stored values a re-encryption pass could not re-seal, per target.",
+    ),
+    m(
+        "kailash_tenants",
+        Gauge,
+        &[],
+        "Tenants in the PostgreSQL tenant registry.",
+    ),
+    m(
+        "kailash_outbound_connections",
+        Gauge,
+        &["state"],
+        "Outbound HTTP connections of the gateway's pool ([outbound]): open (busy and idle) and idle.",
+    ),
+    m(
+        "kailash_outbound_pool_max",
+        Gauge,
+        &[],
+        "The most outbound connections the pool may hold open (outbound.connection_pool_size).",
+    ),
+    m(
+        "kailash_outbound_requests_total",
+        Counter,
+        &["connection"],
+        "Outbound requests, on a new or a reused (kept-alive) connection.",
+    ),
+    m(
+        "kailash_outbound_retries_total",
+        Counter,
+        &[],
+        "Outbound requests sent again on a new connection after a kept-alive one failed.",
+    ),
+    m(
+        "kailash_outbound_pool_waits_total",
+        Counter,
+        &[],
+        "Outbound calls that found every pooled connection busy and waited (the pool is too small).",
+    ),
 ];
 
 /// Metrics rendered at scrape time rather than recorded: the process's
@@ -390,5 +546,62 @@ pub(crate) fn describe() {
                 None => metrics::describe_histogram!(metric.name, metric.help),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::METRICS;
+
+    /// Every metric a crate of the workspace records under a literal name
+    /// is in the catalog, so none is scraped without its `# HELP` line or
+    /// left out of the list the dashboards and rules are checked against.
+    #[test]
+    fn every_recorded_metric_is_catalogued() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        let mut dirs = vec![crates];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    if !matches!(name.as_str(), "target" | "tests" | "fuzz" | "benches") {
+                        dirs.push(path);
+                    }
+                    continue;
+                }
+                if !name.ends_with(".rs") {
+                    continue;
+                }
+                if name == "catalog.rs" {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                    for (i, _) in text.match_indices(macro_name) {
+                        let line = text[..i].rsplit('\n').next().unwrap_or_default();
+                        if line.trim_start().starts_with("//") {
+                            continue; // documentation
+                        }
+                        let rest = text[i + macro_name.len()..].trim_start();
+                        let Some(quoted) = rest.strip_prefix('"') else {
+                            continue; // a name from a constant or variable
+                        };
+                        let metric = &quoted[..quoted.find('"').unwrap()];
+                        seen += 1;
+                        if !METRICS.iter().any(|m| m.name == metric) {
+                            missing.push(format!("{metric} ({})", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            seen > 50,
+            "the scan found only {seen} metrics: is the path right?"
+        );
+        assert!(missing.is_empty(), "not in the catalog: {missing:#?}");
     }
 }

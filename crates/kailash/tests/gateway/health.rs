@@ -160,6 +160,16 @@ async fn the_configured_pool_carries_every_external_api_check() {
     let stats = pool.stats();
     assert_eq!(stats.opened, 1, "{stats:?}");
     assert!(stats.reused >= 7, "{stats:?}");
+    // Operators see it: the pool's metrics are scraped with their help.
+    let scrape = String::from_utf8(get(running.addr, "/metrics").await.body).unwrap();
+    for line in [
+        "# HELP kailash_outbound_requests_total",
+        "kailash_outbound_requests_total{connection=\"reused\"}",
+        "kailash_outbound_connections{state=\"idle\"}",
+        "kailash_outbound_pool_max",
+    ] {
+        assert!(scrape.contains(line), "{line} missing from:\n{scrape}");
+    }
     drop(running);
     server.abort();
 }

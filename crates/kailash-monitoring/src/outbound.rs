@@ -110,6 +110,16 @@ fn connector() -> Result<(tokio_rustls::TlsConnector, String), String> {
     if added == 0 {
         return Err("no system root certificates found".to_owned());
     }
+    tls_connector(roots)
+}
+
+/// A TLS client connector on aws-lc-rs (safe default protocol versions, no
+/// client certificate) trusting exactly `roots`, and the
+/// [`ConnectionPool`] partition of those roots
+/// ([`tls_partition`](kailash_core::outbound::tls_partition)).
+pub fn tls_connector(
+    roots: rustls::RootCertStore,
+) -> Result<(tokio_rustls::TlsConnector, String), String> {
     let partition = kailash_core::outbound::tls_partition(
         roots
             .roots

@@ -8,7 +8,6 @@
 //! deadline and the answer bounded in size. Errors name what failed, never
 //! the URL (its query can be a secret).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,20 +70,9 @@ impl Client {
         timeout: Duration,
         limit: usize,
     ) -> Result<Self, String> {
-        let partition = kailash_core::outbound::tls_partition(
-            roots
-                .roots
-                .iter()
-                .flat_map(|a| [a.subject.as_ref(), a.subject_public_key_info.as_ref()]),
-        );
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let (tls, partition) = kailash_monitoring::outbound::tls_connector(roots)?;
         Ok(Self {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls,
             partition,
             pool: ConnectionPool::default(),
             timeout,

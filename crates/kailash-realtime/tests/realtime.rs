@@ -1602,4 +1602,38 @@ mod usage {
         );
         assert!((1..=2).contains(&globex_s), "globex {globex_s} s");
     }
+
+    /// A stopping instance records the socket time of its last interval
+    /// (`close_all`, then `flush_usage`) instead of losing it.
+    #[tokio::test]
+    async fn shutdown_meters_the_last_interval() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let state = SharedState::memory(clock.clone());
+        let keys = Arc::new(KeySet::new(
+            SigningKey::hs256("k1", &[7; 32]).unwrap(),
+            clock.clone(),
+        ));
+        let seconds = Arc::new(Seconds::default());
+        let sink = seconds.clone();
+        // An interval the test never reaches.
+        let app = instance_with(state, clock, keys, base_config(), move |hub| {
+            hub.usage(sink).usage_every(Duration::from_secs(3600))
+        })
+        .await;
+        let (_alice, ..) = app.connect(&who("alice", acme())).await;
+        let (_carol, ..) = app.connect(&who("carol", globex())).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!((seconds.of("acme"), seconds.of("globex")), (0, 0));
+        app.hub.close_all();
+        app.hub.flush_usage().await;
+        let (acme_s, globex_s) = (seconds.of("acme"), seconds.of("globex"));
+        assert!((2..=3).contains(&acme_s), "acme {acme_s} s");
+        assert!((2..=3).contains(&globex_s), "globex {globex_s} s");
+        // Once: a second flush has nothing left.
+        app.hub.flush_usage().await;
+        assert_eq!(
+            (seconds.of("acme"), seconds.of("globex")),
+            (acme_s, globex_s)
+        );
+    }
 }

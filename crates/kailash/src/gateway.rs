@@ -336,6 +336,11 @@ impl Gateway {
         );
         let ops = crate::ops_access::serve(self.ops.as_ref().zip(ops_listener), ops_shutdown);
         tokio::join!(main, ops);
+        // The socket time of the last usage interval is billed, not lost.
+        if let Some(hub) = &self.realtime {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), hub.flush_usage()).await;
+        }
         // A re-encryption pass is compare-and-set per record: stopping it
         // midway leaves every record whole.
         drop(maintenance);

@@ -371,6 +371,18 @@ impl Hub {
         }
     }
 
+    /// Records the open-socket time not metered yet — of the sockets open
+    /// now and of those closed since the last interval — at once, instead
+    /// of at the next [`usage_every`](HubBuilder::usage_every) (call it on
+    /// shutdown, after [`close_all`](Self::close_all), so a stopping
+    /// instance loses no more than a fraction of a second per tenant). A
+    /// failed record is kept and logged, as in the sweep. Nothing without
+    /// [`HubBuilder::usage`].
+    pub async fn flush_usage(&self) {
+        let conns = self.inner.snapshot();
+        sweep::meter(&self.inner, &conns, self.inner.now_ms(), true).await;
+    }
+
     /// Connections open on this instance.
     pub fn connection_count(&self) -> usize {
         self.inner.read().conns.len()

@@ -27,17 +27,19 @@ pub(super) async fn run(hub: Weak<HubInner>) {
 }
 
 /// Records the open-socket time of `conns` (and of sockets closed since)
-/// when the usage interval has passed since the last time: whole seconds per tenant,
-/// the remainder kept for the next time.
-async fn meter(hub: &HubInner, conns: &[Arc<Conn>], now_ms: u64) {
+/// when the usage interval has passed since the last time, or at once
+/// with `force` (shutdown): whole seconds per tenant, the remainder kept
+/// for the next time.
+pub(super) async fn meter(hub: &HubInner, conns: &[Arc<Conn>], now_ms: u64, force: bool) {
     use std::sync::atomic::Ordering;
     let Some(usage) = &hub.usage else { return };
     let last = usage.flushed_ms.load(Ordering::Relaxed);
-    if now_ms.saturating_sub(last) < usage.every_ms
-        || usage
-            .flushed_ms
-            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+    if !force
+        && (now_ms.saturating_sub(last) < usage.every_ms
+            || usage
+                .flushed_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err())
     {
         return;
     }
@@ -75,7 +77,7 @@ async fn meter(hub: &HubInner, conns: &[Arc<Conn>], now_ms: u64) {
 /// One sweep over every connection open now.
 pub(super) async fn once(hub: &Arc<HubInner>) {
     let conns = hub.snapshot();
-    meter(hub, &conns, hub.now_ms()).await;
+    meter(hub, &conns, hub.now_ms(), false).await;
     let now = hub.clock.now().as_second();
     let now_ms = hub.now_ms();
     let idle_ms = u64::try_from(hub.config.idle_timeout.0.as_millis()).unwrap_or(u64::MAX);

@@ -120,12 +120,13 @@ fn connector() -> Result<(tokio_rustls::TlsConnector, String), String> {
 pub fn tls_connector(
     roots: rustls::RootCertStore,
 ) -> Result<(tokio_rustls::TlsConnector, String), String> {
-    let partition = kailash_core::outbound::tls_partition(
-        roots
-            .roots
-            .iter()
-            .flat_map(|a| [a.subject.as_ref(), a.subject_public_key_info.as_ref()]),
-    );
+    let partition = kailash_core::outbound::tls_partition(roots.roots.iter().flat_map(|a| {
+        [
+            a.subject.as_ref(),
+            a.subject_public_key_info.as_ref(),
+            a.name_constraints.as_ref().map_or(&[][..], |n| n.as_ref()),
+        ]
+    }));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -270,11 +271,18 @@ impl Target {
             })?;
         let (parts, body) = response.into_parts();
         if !read_body || method == Method::HEAD {
-            // The body is drained (bounded) so the connection can be
-            // reused; a longer one closes it.
-            if Limited::new(body, MAX_ANSWER_BYTES).collect().await.is_ok() {
-                connection.release();
-            }
+            // The status is the answer, returned now: a slow body must not
+            // turn a delivered webhook into a retry. The body is drained
+            // apart (bounded in size and time) so the connection can be
+            // reused; one that does not end in time is closed.
+            let budget = self.timeout;
+            tokio::spawn(async move {
+                let drained =
+                    tokio::time::timeout(budget, Limited::new(body, MAX_ANSWER_BYTES).collect());
+                if let Ok(Ok(_)) = drained.await {
+                    connection.release();
+                }
+            });
             return Ok(Response::from_parts(parts, Bytes::new()));
         }
         match Limited::new(body, MAX_ANSWER_BYTES).collect().await {

@@ -609,7 +609,10 @@ async fn exchange(
             Ok(Either::Left(tcp))
         }
     };
-    let key = PoolKey::new(at.https, at.host.clone(), at.port).partition(integration.partition());
+    // Tenants' traffic: never more than the pool's workload share.
+    let key = PoolKey::new(at.https, at.host.clone(), at.port)
+        .partition(integration.partition())
+        .workload();
     let (response, connection) = integration
         .pool()
         .send(&key, connect, request)

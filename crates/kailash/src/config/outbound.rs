@@ -42,6 +42,7 @@ impl OutboundSection {
         PoolConfig::default()
             .max_connections(self.connection_pool_size)
             .idle_timeout(self.idle_timeout.0)
+            .metrics(true)
     }
 
     /// `(key, message)` for the first value out of range.

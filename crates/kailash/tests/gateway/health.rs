@@ -85,6 +85,31 @@ async fn a_silent_external_api_times_out() {
     drop(listener);
 }
 
+/// The status is the check's answer: a body that stalls after it never
+/// turns a healthy API into a timeout (nor a delivered alert into a retry:
+/// the channels share this client).
+#[tokio::test]
+async fn a_status_followed_by_a_stalled_body_is_the_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let check =
+        ExternalApiCheck::new(&format!("http://{addr}/"), Duration::from_millis(500)).unwrap();
+    assert_eq!(check.check().await, Ok(()));
+    server.abort();
+}
+
 /// `[outbound]` reaches the gateway's outbound callers: two external-API
 /// checks draw from the one configured pool — bounded to one connection,
 /// kept alive between checks — instead of a connection per check.

@@ -58,15 +58,28 @@ def keypair(directory, name):
     return key, cert
 
 
-def server(directory, port, key, cert, entityid, lifetime):
+def server(directory, port, key, cert, entityid, lifetime, audience):
     base = "http://127.0.0.1:%d" % port
+    metadata = [os.path.join(directory, "sp.xml")]
+    if audience:
+        # Another SP's metadata (this one's, renamed), so pysaml2 answers
+        # for that audience.
+        with open(metadata[0]) as f:
+            sp = f.read()
+        with open(os.path.join(directory, "sp.xml")) as f:
+            import re
+            own = re.search(r'entityID="([^"]*)"', f.read()).group(1)
+        other = os.path.join(directory, "other-sp.xml")
+        with open(other, "w") as f:
+            f.write(sp.replace('entityID="%s"' % own, 'entityID="%s"' % audience))
+        metadata = [other]
     conf = IdPConfig()
     conf.load({
         "entityid": entityid or base + "/idp",
         "xmlsec_binary": XMLSEC,
         "key_file": key,
         "cert_file": cert,
-        "metadata": {"local": [os.path.join(directory, "sp.xml")]},
+        "metadata": {"local": metadata},
         "service": {"idp": {
             "endpoints": {"single_sign_on_service": [(base + "/sso", BINDING_HTTP_REDIRECT)]},
             "name_id_format": [NAMEID_FORMAT_PERSISTENT],
@@ -106,7 +119,7 @@ def main():
                 port = self.server.server_address[1]
                 key, cert = other if q.get("key") == "other" else trusted
                 idp = server(directory, port, key, cert, q.get("issuer"),
-                             int(q.get("lifetime", "300")))
+                             int(q.get("lifetime", "300")), q.get("audience"))
                 req = idp.parse_authn_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)
                 message = req.message
                 user = q.get("user", "dave")

@@ -386,3 +386,6 @@ mod external;
 #[cfg(feature = "ldap")]
 #[path = "service_login/ldap.rs"]
 mod ldap;
+#[cfg(all(feature = "saml", feature = "openapi"))]
+#[path = "service_login/saml.rs"]
+mod saml;

@@ -54,7 +54,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use data_encoding::{BASE64, BASE64URL_NOPAD, HEXLOWER};
 use kailash_core::state::{Namespace, SharedState, StateKey};
-use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode};
+use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode};
 use samael::metadata::{
     EntityDescriptor, HTTP_POST_BINDING, HTTP_REDIRECT_BINDING, IdpSsoDescriptor, KeyDescriptor,
 };
@@ -533,24 +533,63 @@ pub fn verify(
     if !audience_named {
         return Err(SamlError::Refused("the assertion is for another audience"));
     }
-    if want_assertions_signed && !assertion_signed(&assertion) {
+    if want_assertions_signed && !assertion_signed(sp, xml, &assertion)? {
         return Err(SamlError::Refused("the assertion itself is not signed"));
     }
     Ok(assertion)
 }
 
-/// Whether the (verified, reduced) assertion carries its own signature
-/// over itself: samael verified every signature in the document against
-/// the IdP's certificates, so one whose reference is this assertion's ID
-/// signs it.
-fn assertion_signed(assertion: &Assertion) -> bool {
+/// Whether the IdP signed `assertion` itself, not only the Response around
+/// it. The document is reduced to its signed parts again (samael does not
+/// say which element a signature covered): when the root that remains is
+/// the Assertion, a signature covered it alone; when it is the Response,
+/// the assertion must carry a signature whose reference is its own ID —
+/// every signature in the document verified against the IdP's
+/// certificates, or the reduction fails.
+fn assertion_signed(
+    sp: &ServiceProvider,
+    xml: &str,
+    assertion: &Assertion,
+) -> Result<bool, SamlError> {
+    let refused = || SamlError::Refused("the response is not signed by the identity provider");
+    let certs = sp.idp_signing_certs().ok().flatten().ok_or_else(refused)?;
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        Some(&ALGORITHMS),
+    )
+    .map_err(|_| refused())?;
+    if root_local_name(&reduced) == Some("Assertion") {
+        return Ok(true);
+    }
     let own = format!("#{}", assertion.id);
-    assertion.signature.as_ref().is_some_and(|s| {
+    Ok(assertion.signature.as_ref().is_some_and(|s| {
         s.signed_info
             .reference
             .iter()
             .any(|r| r.uri.as_deref() == Some(own.as_str()))
-    })
+    }))
+}
+
+/// The local name of the root element of `xml` (after the declaration,
+/// comments and processing instructions).
+fn root_local_name(xml: &str) -> Option<&str> {
+    let mut rest = xml;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("<?") {
+            rest = &after[after.find("?>")? + 2..];
+        } else if let Some(after) = rest.strip_prefix("<!--") {
+            rest = &after[after.find("-->")? + 3..];
+        } else {
+            break;
+        }
+    }
+    let tag = rest.strip_prefix('<')?;
+    let end = tag.find(|c: char| c.is_whitespace() || c == '>' || c == '/')?;
+    let name = &tag[..end];
+    Some(name.rsplit(':').next().unwrap_or(name))
 }
 
 /// Deflates `text` (raw DEFLATE, as the HTTP-Redirect binding sends it).

@@ -408,6 +408,27 @@ impl SamlServiceProvider {
         identity_from_assertion(&self.spec, &assertion)
     }
 
+    /// Checks a `SAMLResponse` form value answering the AuthnRequest
+    /// `request_id` — bounded, decoded, signature verified and reduced to
+    /// the signed part, every condition checked — and returns the
+    /// verified assertion, without the browser binding or the replay
+    /// record of [`finish`](Self::finish). Synchronous (libxmlsec1): the
+    /// entry point the `saml_response` fuzz target feeds.
+    pub fn verify_response(
+        &self,
+        saml_response: &str,
+        request_id: &str,
+    ) -> Result<Assertion, SamlError> {
+        let xml = decode_response(saml_response)?;
+        verify(
+            &self.sp,
+            &xml,
+            request_id,
+            &self.spec.entity_id,
+            self.spec.want_assertions_signed,
+        )
+    }
+
     /// Records `assertion`'s ID until it expires; refuses one already
     /// recorded.
     async fn consume(&self, assertion: &Assertion) -> Result<(), SamlError> {
@@ -472,8 +493,7 @@ pub fn decode_response(saml_response: &str) -> Result<String, SamlError> {
 
 /// Verifies `xml` (a decoded `SAMLResponse`) against the IdP's
 /// certificates and returns the assertion read from the signed part only.
-/// Synchronous (libxmlsec1): the parser entry point the fuzz target feeds.
-pub fn verify(
+fn verify(
     sp: &ServiceProvider,
     xml: &str,
     request_id: &str,

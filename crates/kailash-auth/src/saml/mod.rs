@@ -488,7 +488,51 @@ pub fn decode_response(saml_response: &str) -> Result<String, SamlError> {
     let bytes = BASE64
         .decode(&compact)
         .map_err(|_| SamlError::BadRequest("the SAMLResponse is not base64"))?;
-    String::from_utf8(bytes).map_err(|_| SamlError::BadRequest("the SAMLResponse is not UTF-8"))
+    let xml = String::from_utf8(bytes)
+        .map_err(|_| SamlError::BadRequest("the SAMLResponse is not UTF-8"))?;
+    if !same_document_uris(&xml) {
+        return Err(SamlError::BadRequest(
+            "the SAMLResponse refers to a document outside itself",
+        ));
+    }
+    Ok(xml)
+}
+
+/// Whether every `URI` attribute of `xml` (a signature's `Reference`, a
+/// `RetrievalMethod`) is empty or a same-document `#id`. samael leaves
+/// libxmlsec1's reference policy at "any URI", which would have it fetch
+/// a file or URL named by an attacker before any signature is known to be
+/// good; a SAML response never needs one. A coarse scan: it may refuse an
+/// odd but harmless document, never let an outside reference through.
+fn same_document_uris(xml: &str) -> bool {
+    let mut rest = xml;
+    while let Some(at) = rest.find("URI") {
+        rest = &rest[at + 3..];
+        let after = rest.trim_start();
+        let Some(after) = after.strip_prefix('=') else {
+            continue;
+        };
+        let after = after.trim_start();
+        let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        let value = &after[1..];
+        let Some(end) = value.find(quote) else {
+            return false;
+        };
+        let value = &value[..end];
+        let ok = value.is_empty()
+            || value.strip_prefix('#').is_some_and(|id| {
+                !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            });
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// Verifies `xml` (a decoded `SAMLResponse`) against the IdP's

@@ -1,7 +1,8 @@
 //! SAML 2.0 sign-in (feature `saml`) against a real identity provider:
 //! pysaml2, run by `.ci/saml/idp.py` (`KAILASH_TEST_SAML_IDP` names that
 //! directory; the test is skipped without it, and fails under `CI=true`).
-//! The IdP parses the AuthnRequest of `GET /auth/saml/login`, signs a
+//! `KAILASH_TEST_SAML_PYTHON` is the Python with pysaml2 (default `python3`;
+//! `.ci/saml/setup.sh` makes a venv). The IdP parses the AuthnRequest of `GET /auth/saml/login`, signs a
 //! response for a demo user with its key, and the test posts it to
 //! `POST /auth/saml/acs` — genuine, and crafted: unsigned, signed with
 //! another key, wrapped, expired, for another audience, recipient, issuer
@@ -58,7 +59,8 @@ fn start_idp() -> Option<Idp> {
         jiff::Timestamp::now().as_nanosecond()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = Command::new("python3")
+    let python = std::env::var_os("KAILASH_TEST_SAML_PYTHON").unwrap_or_else(|| "python3".into());
+    let mut child = Command::new(python)
         .arg(PathBuf::from(script_dir).join("idp.py"))
         .arg(&dir)
         .stdout(Stdio::piped())

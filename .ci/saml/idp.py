@@ -42,9 +42,12 @@ GROUPS = "http://schemas.xmlsoap.org/claims/Group"
 
 # The demo users (/work/shared/DEMO.md): department, groups and e-mail.
 USERS = {
-    "dave": {"given": "Dave", "sn": "Demo", "dept": "engineering", "groups": ["DataScience"]},
-    "bob": {"given": "Bob", "sn": "Demo", "dept": "sales", "groups": ["Business"]},
-    "alice": {"given": "Alice", "sn": "Demo", "dept": "engineering", "groups": ["Admins"]},
+    "dave": {"given": "Dave", "sn": "Demo", "dept": "engineering", "groups": ["DataScience"],
+             "clearance": "confidential", "country": "GB"},
+    "bob": {"given": "Bob", "sn": "Demo", "dept": "sales", "groups": ["Business"],
+            "clearance": "internal", "country": "CA"},
+    "alice": {"given": "Alice", "sn": "Demo", "dept": "engineering", "groups": ["Admins"],
+              "clearance": "secret", "country": "US"},
 }
 
 
@@ -130,6 +133,8 @@ def main():
                     CLAIMS + "surname": [u["sn"]],
                     CLAIMS + "department": [u["dept"]],
                     GROUPS: u["groups"],
+                    CLAIMS + "country": [u["country"]],
+                    "urn:kailash:clearance": [u["clearance"]],
                 }
                 sign = q.get("sign", "both")
                 authn = {

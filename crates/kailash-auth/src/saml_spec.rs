@@ -215,3 +215,73 @@ impl SamlSpec {
         self.login_ttl.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: serde_json::Value) -> Result<SamlSpec, String> {
+        let mut base = serde_json::json!({
+            "entity_id": "https://api.example.com/saml",
+            "acs_url": "https://api.example.com/auth/saml/acs",
+            "idp_entity_id": "https://idp.example.com",
+            "idp_sso_url": "https://idp.example.com/sso",
+            "idp_certificate_file": "idp.pem",
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            base[k] = v.clone();
+        }
+        let spec: SamlSpec = serde_json::from_value(base).map_err(|e| e.to_string())?;
+        spec.validate().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+
+    #[test]
+    fn defaults_are_the_seeds_claim_uris_and_secure() {
+        let s = spec(serde_json::json!({})).unwrap();
+        assert_eq!(s.name, "saml");
+        assert!(s.want_assertions_signed && s.trust_idp_mfa);
+        assert_eq!(s.attributes["department"], claim_uri::DEPARTMENT);
+        assert_eq!(s.attributes["email"], claim_uri::EMAIL);
+        assert_eq!(s.groups_attribute, claim_uri::GROUPS);
+        assert_eq!(s.login_ttl(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_its_key() {
+        for (extra, key) in [
+            (serde_json::json!({ "name": "Bad Name" }), "saml.name"),
+            (
+                serde_json::json!({ "acs_url": "http://api.example.com/auth/saml/acs" }),
+                "saml.acs_url",
+            ),
+            (
+                serde_json::json!({ "acs_url": "https://api.example.com/callback" }),
+                "saml.acs_url",
+            ),
+            (
+                serde_json::json!({ "idp_sso_url": "ftp://x" }),
+                "saml.idp_sso_url",
+            ),
+            (serde_json::json!({ "entity_id": "" }), "saml.entity_id"),
+            (
+                serde_json::json!({ "tenant": "acme", "tenant_attribute": "t" }),
+                "saml.tenant",
+            ),
+            (
+                serde_json::json!({ "clock_skew": "10m" }),
+                "saml.clock_skew",
+            ),
+            (
+                serde_json::json!({ "attributes": { "username": "x" } }),
+                "saml.attributes",
+            ),
+        ] {
+            let e = spec(extra.clone()).unwrap_err();
+            assert!(e.starts_with(key), "{extra}: {e}");
+        }
+        assert!(spec(serde_json::json!({ "sign_requests": true })).is_err());
+        // http:// on loopback is for a local IdP or gateway.
+        spec(serde_json::json!({ "acs_url": "http://127.0.0.1:8000/auth/saml/acs" })).unwrap();
+    }
+}

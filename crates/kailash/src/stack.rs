@@ -456,6 +456,11 @@ fn compose_checked(
                 // Sign-in precedes any tenant: the provider's claims name it.
                 layer = layer.public_prefix(kailash_auth::oidc::routes::PUBLIC_PREFIX);
             }
+            #[cfg(feature = "saml")]
+            if builder.saml.is_some() {
+                // Likewise SAML's: the assertion names the tenant.
+                layer = layer.public_prefix(kailash_auth::saml::routes::PUBLIC_PREFIX);
+            }
             if let Some(audit) = &builder.audit {
                 layer = layer.audit(audit.clone());
             }

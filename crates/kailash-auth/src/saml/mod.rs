@@ -665,3 +665,51 @@ pub fn deflate(text: &str) -> Vec<u8> {
     let _ = encoder.finish();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_same_document_references_pass() {
+        assert!(same_document_uris(
+            r##"<a><Reference URI="#id-1"/><R URI=""/></a>"##
+        ));
+        assert!(same_document_uris("<a>no references</a>"));
+        for bad in [
+            r#"<Reference URI="file:///etc/passwd"/>"#,
+            r#"<Reference URI = 'http://evil.example/x'/>"#,
+            r#"<Reference URI="&#35;x"/>"#,
+            r##"<Reference URI="#a b"/>"##,
+            r##"<Reference URI="#"/>"##,
+            r#"<Reference URI="unterminated"#,
+        ] {
+            assert!(!same_document_uris(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_root_is_found_past_the_prolog() {
+        assert_eq!(
+            root_local_name("<?xml version=\"1.0\"?><!-- c --><saml2:Assertion ID=\"a\">"),
+            Some("Assertion")
+        );
+        assert_eq!(root_local_name("<Response>"), Some("Response"));
+        assert_eq!(root_local_name("text"), None);
+    }
+
+    #[test]
+    fn decoding_is_bounded_before_base64() {
+        let huge = "A".repeat(MAX_SAML_RESPONSE_BYTES + 1);
+        assert!(
+            matches!(decode_response(&huge), Err(SamlError::BadRequest(m)) if m.contains("too large"))
+        );
+        assert!(matches!(decode_response(""), Err(SamlError::BadRequest(_))));
+        assert!(matches!(
+            decode_response("%%%"),
+            Err(SamlError::BadRequest(_))
+        ));
+        // Line breaks, as IdPs wrap base64, are fine.
+        assert_eq!(decode_response("PGE+\r\nPC9hPg==").unwrap(), "<a></a>");
+    }
+}

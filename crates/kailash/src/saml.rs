@@ -22,11 +22,8 @@ pub(crate) fn provider_from_config(
     state: &SharedState,
 ) -> Result<Arc<SamlServiceProvider>, GatewayError> {
     let err = |m: String| GatewayError::Auth(format!("auth.saml: {m}"));
-    let path = if spec.idp_certificate_file.is_absolute() {
-        spec.idp_certificate_file.clone()
-    } else {
-        data_dir.join(&spec.idp_certificate_file)
-    };
+    // An absolute path replaces the base (Path::join's own rule).
+    let path = data_dir.join(&spec.idp_certificate_file);
     let pem = std::fs::read_to_string(&path).map_err(|e| {
         err(format!(
             "idp_certificate_file {}: {}",

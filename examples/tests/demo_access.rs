@@ -19,6 +19,9 @@ mod oidc;
 #[cfg(feature = "postgres")]
 #[path = "demo_access/postgres.rs"]
 mod postgres;
+#[cfg(feature = "saml")]
+#[path = "demo_access/saml.rs"]
+mod saml;
 #[cfg(feature = "redis")]
 #[path = "demo_access/three_instances.rs"]
 mod three_instances;

@@ -18,6 +18,9 @@ pub mod oidc;
 mod oidc_spec;
 pub mod password;
 pub mod refresh;
+#[cfg(feature = "saml")]
+pub mod saml;
+mod saml_spec;
 pub mod service;
 pub mod session;
 pub mod spec;

@@ -41,6 +41,7 @@ pub use crate::oidc_spec::{
     InvalidOidcSpec, MAX_OIDC_PROVIDERS, OidcPreset, OidcProviderSpec, validate_providers,
 };
 use crate::password::PasswordPolicy;
+pub use crate::saml_spec::{InvalidSamlSpec, SamlSpec, claim_uri};
 use crate::service::AuthConfig;
 
 /// `[auth]`
@@ -122,6 +123,10 @@ pub struct AuthSpec {
     /// (`/auth/oidc/{name}/login`).
     #[serde(default)]
     pub oidc: Vec<OidcProviderSpec>,
+    /// `[auth.saml]`: users also sign in with a SAML 2.0 identity provider
+    /// (`/auth/saml/login`; needs the `saml` feature to run).
+    #[serde(default)]
+    pub saml: Option<SamlSpec>,
 }
 
 fn default_algorithm() -> String {
@@ -244,6 +249,10 @@ impl AuthSpec {
                 .map_err(|e| InvalidAuthSpec::new(e.key, e.message))?;
         }
         validate_providers(&self.oidc).map_err(|e| InvalidAuthSpec::new(e.key, e.message))?;
+        if let Some(saml) = &self.saml {
+            saml.validate()
+                .map_err(|e| InvalidAuthSpec::new(e.key, e.message))?;
+        }
         Ok(())
     }
 

@@ -23,6 +23,8 @@ mod ops;
 pub mod ops_access;
 mod realtime_hooks;
 mod runtime_hooks;
+#[cfg(feature = "saml")]
+mod saml;
 mod server;
 mod stack;
 #[cfg(feature = "otel")]

@@ -211,10 +211,17 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
         if !this.oidc.is_empty() {
             layer = layer.public_prefix(kailash_auth::oidc::routes::PUBLIC_PREFIX);
         }
+        #[allow(unused_mut, reason = "SAML's entry is added with the saml feature")]
+        let mut providers = kailash_auth::oidc::fingerprints(&this.oidc);
+        #[cfg(feature = "saml")]
+        if let Some(saml) = &this.saml {
+            layer = layer.public_prefix(kailash_auth::saml::routes::PUBLIC_PREFIX);
+            providers.push((saml.spec().name.clone(), saml.fingerprint()));
+        }
         // Records of single sign-on users made by a provider that is no
         // longer configured (or configured otherwise) stop serving
         // refreshes; a shared service keeps the registry it was given.
-        service.set_external_providers(kailash_auth::oidc::fingerprints(&this.oidc));
+        service.set_external_providers(providers);
         if let Some(audit) = &this.audit {
             layer = layer.audit(audit.clone());
         }
@@ -278,6 +285,11 @@ pub(crate) fn compose(builder: GatewayBuilder) -> Result<Gateway, GatewayError> 
                 this.oidc.clone(),
             ));
             this = this.openapi(kailash_auth::oidc::routes::openapi());
+        }
+        #[cfg(feature = "saml")]
+        if let Some(saml) = this.saml.clone() {
+            routes = routes.merge(kailash_auth::saml::routes::router(service.clone(), saml));
+            this = this.openapi(kailash_auth::saml::routes::openapi());
         }
         this.routes = routes.merge(kailash_auth::http::router(service));
         this = this.openapi(kailash_auth::http::openapi());
@@ -443,6 +455,11 @@ fn compose_checked(
             if !builder.oidc.is_empty() {
                 // Sign-in precedes any tenant: the provider's claims name it.
                 layer = layer.public_prefix(kailash_auth::oidc::routes::PUBLIC_PREFIX);
+            }
+            #[cfg(feature = "saml")]
+            if builder.saml.is_some() {
+                // Likewise SAML's: the assertion names the tenant.
+                layer = layer.public_prefix(kailash_auth::saml::routes::PUBLIC_PREFIX);
             }
             if let Some(audit) = &builder.audit {
                 layer = layer.audit(audit.clone());

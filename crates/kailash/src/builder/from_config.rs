@@ -417,6 +417,21 @@ impl GatewayBuilder {
                     &pool,
                 )?);
             }
+            if let Some(saml) = &section.saml {
+                #[cfg(feature = "saml")]
+                {
+                    builder =
+                        builder.saml(crate::saml::provider_from_config(saml, data_dir, &state)?);
+                }
+                #[cfg(not(feature = "saml"))]
+                {
+                    let _ = saml;
+                    return Err(GatewayError::Auth(
+                        "auth.saml is set but this build has no SAML support (enable the `saml` feature)"
+                            .into(),
+                    ));
+                }
+            }
             if let Some(fields) = &config.security.field_encryption {
                 let keys = crate::backends::field_keys(fields, data_dir, state.clone()).await?;
                 builder = builder.field_encryption(keys, fields.maintenance_interval.0);

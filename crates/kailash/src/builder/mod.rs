@@ -77,6 +77,8 @@ pub struct GatewayBuilder {
     pub(crate) auth: Option<kailash_auth::service::AuthService>,
     pub(crate) auth_cookie: Option<String>,
     pub(crate) oidc: kailash_auth::oidc::OidcProviders,
+    #[cfg(feature = "saml")]
+    pub(crate) saml: Option<Arc<kailash_auth::saml::SamlServiceProvider>>,
     pub(crate) tenancy: Option<(Arc<dyn TenantRegistry>, TenancySettings)>,
     pub(crate) access: Option<AccessControl>,
     pub(crate) audit_query: Option<Arc<dyn kailash_core::audit::AuditQuery>>,
@@ -169,6 +171,8 @@ impl Default for GatewayBuilder {
             auth: None,
             auth_cookie: None,
             oidc: kailash_auth::oidc::OidcProviders::new(),
+            #[cfg(feature = "saml")]
+            saml: None,
             tenancy: None,
             access: None,
             audit_query: None,
@@ -468,6 +472,17 @@ impl GatewayBuilder {
     /// authentication layer, in the OpenAPI document.
     pub fn oidc(mut self, providers: kailash_auth::oidc::OidcProviders) -> Self {
         self.oidc = providers;
+        self
+    }
+
+    /// Signs users in with this SAML 2.0 identity provider (with
+    /// [`authentication`](Self::authentication); feature `saml`): serves
+    /// `GET /auth/saml/metadata`, `GET /auth/saml/login` and
+    /// `POST /auth/saml/acs`, public to the authentication layer, in the
+    /// OpenAPI document.
+    #[cfg(feature = "saml")]
+    pub fn saml(mut self, provider: Arc<kailash_auth::saml::SamlServiceProvider>) -> Self {
+        self.saml = Some(provider);
         self
     }
 

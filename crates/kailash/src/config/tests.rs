@@ -257,6 +257,45 @@ fn ldap_section_is_checked_against_access_and_tenants() {
     assert!(load(&format!("{AUTH}{ldap}tenant = \"acme\"\n{tenant}"), &[]).is_ok());
 }
 
+/// `[auth.saml]` parses in every build (a build without the `saml` feature
+/// refuses it at start, not as an unknown key) and is checked like
+/// `[auth.ldap]`: its values, its roles against `[access]`, its tenant.
+#[test]
+fn saml_section_is_checked_against_access_and_tenants() {
+    let saml = "[auth.saml]\nentity_id = \"https://api.example.com/saml\"\nacs_url = \"https://api.example.com/auth/saml/acs\"\nidp_entity_id = \"https://idp.example.com\"\nidp_sso_url = \"https://idp.example.com/sso\"\nidp_certificate_file = \"idp.pem\"\n";
+    assert!(load(&format!("{AUTH}{saml}"), &[]).is_ok());
+    let e = load(
+        &format!("{AUTH}{}", saml.replace("auth/saml/acs", "acs")),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("saml.acs_url"), "{e}");
+    let e = load(&format!("{AUTH}{saml}want_assertion_signed = false\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("want_assertion_signed"), "{e}");
+    let access = "[[access.roles]]\nname = \"reader\"\npermissions = [\"report:view\"]\n";
+    let roles = "default_roles = [\"reader\"]\n[auth.saml.group_roles]\nFinance = [\"finance\"]\n";
+    let e = load(&format!("{AUTH}{saml}{roles}{access}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("key `auth.saml`") && e.contains("`finance`"),
+        "{e}"
+    );
+    let tenant = "[[tenants]]\nid = \"acme\"\n";
+    let e = load(&format!("{AUTH}{saml}{tenant}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.saml`") && e.contains("tenant"), "{e}");
+    let e = load(&format!("{AUTH}{saml}tenant = \"globex\"\n{tenant}"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `auth.saml.tenant`"), "{e}");
+    assert!(load(&format!("{AUTH}{saml}tenant = \"acme\"\n{tenant}"), &[]).is_ok());
+}
+
 #[test]
 fn oidc_providers_are_checked_against_access_and_tenants() {
     let oidc = "[[auth.oidc]]\nname = \"okta\"\npreset = \"okta\"\nissuer = \"https://dev-1.okta.com/oauth2/default\"\nclient_id = \"c\"\nredirect_uri = \"https://api.example.com/auth/oidc/okta/callback\"\n";

@@ -360,6 +360,25 @@ impl GatewayConfig {
                 ));
             }
         }
+        if !self.tenants.is_empty()
+            && !self.tenancy.allow_tenantless_principals
+            && let Some(saml) = self.auth.as_ref().and_then(|a| a.saml.as_ref())
+        {
+            if saml.tenant.is_none() && saml.tenant_attribute.is_none() {
+                return Err((
+                    "auth.saml".into(),
+                    "with [[tenants]] SAML users need one: set tenant or tenant_attribute".into(),
+                ));
+            }
+            if let Some(t) = &saml.tenant
+                && !self.tenants.iter().any(|spec| &spec.id == t)
+            {
+                return Err((
+                    "auth.saml.tenant".into(),
+                    format!("tenant `{t}` is not one of [[tenants]]"),
+                ));
+            }
+        }
         if !self.tenants.is_empty() && !self.tenancy.allow_tenantless_principals {
             for oidc in self.auth.iter().flat_map(|a| &a.oidc) {
                 if oidc.tenant.is_none()
@@ -597,6 +616,18 @@ impl GatewayConfig {
                             "provider `{}`: role `{role}` is not defined in [[access.roles]]",
                             oidc.name
                         ),
+                    ));
+                }
+            }
+            if let Some(saml) = &auth.saml {
+                let mapped = saml
+                    .default_roles
+                    .iter()
+                    .chain(saml.group_roles.values().flatten());
+                if let Some(role) = mapped.into_iter().find(|r| !defined(r)) {
+                    return Err((
+                        "auth.saml".into(),
+                        format!("role `{role}` is not defined in [[access.roles]]"),
                     ));
                 }
             }

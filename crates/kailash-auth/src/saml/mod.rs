@@ -490,6 +490,14 @@ pub fn decode_response(saml_response: &str) -> Result<String, SamlError> {
         .map_err(|_| SamlError::BadRequest("the SAMLResponse is not base64"))?;
     let xml = String::from_utf8(bytes)
         .map_err(|_| SamlError::BadRequest("the SAMLResponse is not UTF-8"))?;
+    // A SAML response never needs a document type: refusing one keeps
+    // entity expansion (internal "billion laughs", external entities) away
+    // from both XML parsers behind the check.
+    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+        return Err(SamlError::BadRequest(
+            "the SAMLResponse has a document type declaration",
+        ));
+    }
     if !same_document_uris(&xml) {
         return Err(SamlError::BadRequest(
             "the SAMLResponse refers to a document outside itself",
@@ -711,5 +719,18 @@ mod tests {
         ));
         // Line breaks, as IdPs wrap base64, are fine.
         assert_eq!(decode_response("PGE+\r\nPC9hPg==").unwrap(), "<a></a>");
+    }
+
+    #[test]
+    fn a_document_type_is_refused_before_any_parser() {
+        let laughs = r#"<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><samlp:Response>&b;</samlp:Response>"#;
+        let external = r#"<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>"#;
+        for xml in [laughs, external] {
+            let encoded = BASE64.encode(xml.as_bytes());
+            assert!(
+                matches!(decode_response(&encoded), Err(SamlError::BadRequest(m)) if m.contains("document type")),
+                "{xml}"
+            );
+        }
     }
 }

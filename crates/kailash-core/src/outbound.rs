@@ -479,7 +479,7 @@ impl ConnectionPool {
             if !sent && let Some(mut conn) = self.inner.check_out(key, max_idle) {
                 // Ready at once unless its driver is still finishing the
                 // last answer; an error means the server closed it.
-                if conn.sender.ready().await.is_err() {
+                if !conn.sender.is_ready() && conn.sender.ready().await.is_err() {
                     continue;
                 }
                 match conn.sender.try_send_request(build()).await {

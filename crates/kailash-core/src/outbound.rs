@@ -817,86 +817,8 @@ pub fn tls_partition<'a>(anchors: impl IntoIterator<Item = &'a [u8]>) -> String 
 }
 
 /// One of two connection types (plain TCP or TLS over it), as one type
-/// for [`ConnectionPool::send`]'s `connect`.
-#[derive(Debug)]
-pub enum Either<A, B> {
-    /// The first.
-    Left(A),
-    /// The second.
-    Right(B),
-}
-
-impl<A, B> AsyncRead for Either<A, B>
-where
-    A: AsyncRead + Unpin,
-    B: AsyncRead + Unpin,
-{
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Left(a) => std::pin::Pin::new(a).poll_read(cx, buf),
-            Self::Right(b) => std::pin::Pin::new(b).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<A, B> AsyncWrite for Either<A, B>
-where
-    A: AsyncWrite + Unpin,
-    B: AsyncWrite + Unpin,
-{
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Left(a) => std::pin::Pin::new(a).poll_write(cx, buf),
-            Self::Right(b) => std::pin::Pin::new(b).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Left(a) => std::pin::Pin::new(a).poll_write_vectored(cx, bufs),
-            Self::Right(b) => std::pin::Pin::new(b).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Left(a) => a.is_write_vectored(),
-            Self::Right(b) => b.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Left(a) => std::pin::Pin::new(a).poll_flush(cx),
-            Self::Right(b) => std::pin::Pin::new(b).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Left(a) => std::pin::Pin::new(a).poll_shutdown(cx),
-            Self::Right(b) => std::pin::Pin::new(b).poll_shutdown(cx),
-        }
-    }
-}
+/// for [`ConnectionPool::send`]'s `connect` (tokio-util's, re-exported).
+pub use tokio_util::either::Either;
 
 #[cfg(test)]
 mod tests {
@@ -973,6 +895,13 @@ mod tests {
         (port, accepted, peak)
     }
 
+    /// Connects to the test server on `port` (the pool's `connect`).
+    async fn dial(port: u16) -> Result<TcpStream, String> {
+        TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn get(pool: &ConnectionPool, port: u16, method: Method) -> Result<Bytes, PoolError> {
         let key = PoolKey::new(false, "127.0.0.1", port);
         let request = Request::builder()
@@ -981,11 +910,7 @@ mod tests {
             .header("host", "127.0.0.1")
             .body(Bytes::new())
             .unwrap();
-        let connect = || async move {
-            TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let connect = || dial(port);
         let (response, lent) = pool.send(&key, connect, request).await?;
         let body = response.into_body().collect().await.unwrap().to_bytes();
         lent.release();
@@ -1075,11 +1000,7 @@ mod tests {
                 .header("host", "x")
                 .body(Bytes::new())
                 .unwrap();
-            let connect = || async move {
-                TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .map_err(|e| e.to_string())
-            };
+            let connect = || dial(port);
             let (response, lent) = pool.send(&key, connect, request).await?;
             response.into_body().collect().await.unwrap();
             lent.release();
@@ -1183,18 +1104,7 @@ mod tests {
                 .header("host", "x")
                 .body(Bytes::new())
                 .unwrap();
-            let (response, lent) = pool
-                .send(
-                    &key,
-                    || async move {
-                        TcpStream::connect(("127.0.0.1", port))
-                            .await
-                            .map_err(|e| e.to_string())
-                    },
-                    request,
-                )
-                .await
-                .unwrap();
+            let (response, lent) = pool.send(&key, || dial(port), request).await.unwrap();
             response.into_body().collect().await.unwrap();
             lent.release();
         }
@@ -1241,11 +1151,7 @@ mod tests {
             .header("idempotency-key", "day-1")
             .body(Bytes::from_static(b"{}"))
             .unwrap();
-        let connect = || async move {
-            TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let connect = || dial(port);
         let (response, _) = pool.send(&key, connect, request).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(pool.stats().retried, 2);
@@ -1270,11 +1176,7 @@ mod tests {
         let (port, accepted, _) = server(Duration::ZERO, usize::MAX).await;
         let pool = ConnectionPool::new(PoolConfig::default().max_connections(1));
         let key = PoolKey::new(false, "127.0.0.1", port);
-        let connect = || async move {
-            TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let connect = || dial(port);
         let request = || {
             Request::get("/")
                 .header("host", "x")
